@@ -1,0 +1,102 @@
+# tracsnap - consistent hot snapshots of Trac environments, shown through FUSE.
+#
+#   make                      build ./tracsnap (into $(O)/, linked to ./tracsnap)
+#   make check                unit tests (cmocka) and mount-level tests (pytest, root)
+#   make unit                 unit tests only
+#   make SANITIZER=address    (or undefined) instrumented build in build-address/
+#   make valgrind             unit tests under valgrind memcheck
+#   make install PREFIX=/usr/local DESTDIR=   binary, man page, mount helper link
+#   make uninstall
+
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+SANITIZER ?=
+PYTHON    ?= /usr/bin/python3
+PYTEST_ARGS ?=
+
+PKGS      := fuse3 sqlite3 libpq libcrypto inih
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+
+CC       ?= cc
+CSTD     := -std=gnu11
+WARN     := -Wall -Wextra -Werror -Wvla -Wshadow -Wformat=2 -Wno-format-nonliteral
+OPT      ?= -O2 -g
+CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=35 -Isnapshot \
+            -DTS_VERSION=\"$(VERSION)\"
+VERSION  := 0.1.0
+
+ifeq ($(SANITIZER),)
+  O := build
+else
+  O := build-$(SANITIZER)
+  ifeq ($(SANITIZER),address)
+    SANFLAGS := -fsanitize=address -fno-omit-frame-pointer
+  else ifeq ($(SANITIZER),undefined)
+    SANFLAGS := -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+  else
+    $(error SANITIZER must be address or undefined)
+  endif
+endif
+
+ALL_CFLAGS  = $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+
+ENGINE_SRC := $(sort $(wildcard snapshot/*.c))
+FS_SRC     := $(sort $(wildcard fs/*.c))
+CLI_SRC    := $(sort $(wildcard cli/*.c))
+UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
+
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(O)/%.o)
+FS_OBJ     := $(FS_SRC:%.c=$(O)/%.o)
+CLI_OBJ    := $(CLI_SRC:%.c=$(O)/%.o)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
+
+.PHONY: all check unit mount-tests valgrind install uninstall clean
+all: $(O)/tracsnap tracsnap
+
+# ./tracsnap always points at the last build so tests find one binary.
+tracsnap: $(O)/tracsnap
+	ln -sf $(O)/tracsnap tracsnap
+
+$(O)/libtsengine.a: $(ENGINE_OBJ)
+	$(AR) rcs $@ $^
+
+$(O)/tracsnap: $(CLI_OBJ) $(FS_OBJ) $(O)/libtsengine.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(FS_OBJ) $(O)/libtsengine.a $(PKG_LIBS) -lpthread
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(O)/tests/%: tests/unit/%.c $(O)/libtsengine.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(O)/libtsengine.a \
+	  $(PKG_LIBS) $(shell pkg-config --libs cmocka) -lpthread
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+mount-tests: all
+	TRACSNAP_BIN=$(CURDIR)/$(O)/tracsnap $(PYTHON) -m pytest -p no:cacheprovider tests/mount $(PYTEST_ARGS)
+
+check: unit mount-tests
+
+valgrind: $(UNIT_BIN) all
+	@set -e; for t in $(UNIT_BIN); do \
+	  valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$t; done
+
+install: $(O)/tracsnap
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 $(O)/tracsnap $(DESTDIR)$(BINDIR)/tracsnap
+	install -m 0644 man/tracsnap.1 $(DESTDIR)$(MANDIR)/man1/tracsnap.1
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/tracsnap $(DESTDIR)$(MANDIR)/man1/tracsnap.1
+
+clean:
+	rm -rf build build-address build-undefined tracsnap
+
+-include $(shell find build build-address build-undefined -name '*.d' 2>/dev/null)
