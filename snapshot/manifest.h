@@ -1,6 +1,8 @@
 /* manifest.h - the per-snapshot list of entries, like PostgreSQL's backup_manifest.
  *
  * File format (text, one entry per line, fields separated by one TAB):
+ * (below, each space between fields stands for that TAB, in the header lines
+ *  too: "tracsnap-manifest<TAB>1", "entries<TAB>3"; every line ends with LF)
  *
  *   tracsnap-manifest 1
  *   time <unix seconds>.<9-digit ns>          the snapshot instant T

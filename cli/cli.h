@@ -1,0 +1,23 @@
+/* cli.h - tracsnap's commands that do not mount (cron, scripts, restore). */
+#ifndef TS_CLI_H
+#define TS_CLI_H
+
+#include "env.h"
+#include "err.h"
+#include "store.h"
+
+/* Each command takes argv after the command word's position (argv[0] is the
+ * command name) and returns the process exit status. */
+int cli_snapshot(int argc, char **argv);
+int cli_list(int argc, char **argv);
+
+/* Print "tracsnap: <msg>" and return the sysexits status for e. */
+int cli_fail(const ts_err *e);
+
+/* Open ENV (checked and supported) and its store (--store or the default).
+ * create: make the store when missing.  On failure prints and returns the
+ * exit status; 0 on success. */
+int cli_open_env_store(const char *env_path, const char *store_path, bool create,
+                       ts_env *env, ts_store *store);
+
+#endif

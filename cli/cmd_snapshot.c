@@ -1,0 +1,80 @@
+/* cmd_snapshot.c - tracsnap snapshot: the mount's mkdir, without a mount. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sysexits.h>
+#include <time.h>
+
+#include "cli.h"
+#include "log.h"
+#include "snap.h"
+
+int cli_snapshot(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "store", required_argument, NULL, 's' },
+		{ "no-database", no_argument, NULL, 'n' },
+		{ "lock-timeout", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *store_path = NULL;
+	ts_snap_opts o = { .lock_timeout_s = 30 };
+	ts_snap_stats st;
+	ts_env env;
+	ts_store store;
+	ts_err e;
+	char name[64], line[512];
+	int c, status;
+
+	ts_log_init(TS_LOG_STDERR, LOG_WARNING);
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			store_path = optarg;
+			break;
+		case 'n':
+			o.no_database = true;
+			break;
+		case 't':
+			o.lock_timeout_s = atoi(optarg);
+			if (o.lock_timeout_s < 1) {
+				fprintf(stderr, "tracsnap: --lock-timeout %s: must be a positive number of seconds\n", optarg);
+				return EX_USAGE;
+			}
+			break;
+		default:
+			fprintf(stderr, "usage: tracsnap snapshot [--store DIR] [--no-database] "
+			        "[--lock-timeout S] ENV [NAME]\n");
+			return EX_USAGE;
+		}
+	}
+	if (optind >= argc || argc - optind > 2) {
+		fprintf(stderr, "usage: tracsnap snapshot [--store DIR] [--no-database] "
+		        "[--lock-timeout S] ENV [NAME]\n");
+		return EX_USAGE;
+	}
+	if (argc - optind == 2) {
+		o.name = argv[optind + 1];
+	} else {
+		/* No ':' in default names: tar and rsync read "a:b" as host:path. */
+		time_t now = time(NULL);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		strftime(name, sizeof name, "%Y-%m-%dT%H%M%S", &tm);
+		o.name = name;
+	}
+	status = cli_open_env_store(argv[optind], store_path, true, &env, &store);
+	if (status)
+		return status;
+	ts_err_clear(&e);
+	if (ts_snap_take(&store, &env, &o, &st, &e) != TS_OK) {
+		status = cli_fail(&e);
+	} else {
+		ts_snap_format_stats(o.name, &st, line, sizeof line);
+		printf("%s\n", line);
+		status = EX_OK;
+	}
+	ts_store_close(&store);
+	ts_env_close(&env);
+	return status;
+}

@@ -1,0 +1,34 @@
+/* main.c - tracsnap: mount the snapshot view, or run one command. */
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "cli.h"
+#include "fs.h"
+
+static const char usage[] =
+	"usage: tracsnap [-f] [-d] [-s] [-o OPT[,OPT...]] ENV MOUNTPOINT\n"
+	"       tracsnap snapshot [--store DIR] [--no-database] [--lock-timeout S] ENV [NAME]\n"
+	"       tracsnap list     [--store DIR] [--json] ENV\n"
+	"       tracsnap --help | --version\n"
+	"\n"
+	"Mount options: store=DIR, auto=FMT[:FMT...] (default %Y-%m-%d:%Y-%m-%dT%H),\n"
+	"lock_timeout=SECONDS (default 30), no_database, allow_other, ro and the usual\n"
+	"FUSE options.  See tracsnap(1).\n";
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(usage, stdout);
+		return EX_OK;
+	}
+	if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
+		printf("tracsnap %s\n", TS_VERSION);
+		return EX_OK;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "snapshot"))
+		return cli_snapshot(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "list"))
+		return cli_list(argc - 1, argv + 1);
+	return fs_main(argc, argv);
+}

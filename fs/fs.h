@@ -1,0 +1,46 @@
+/* fs.h - the FUSE front end: translate requests on the mount into engine calls.
+ *
+ * The mount root lists the store's snapshots and a `latest` symlink; below a
+ * snapshot name every request is served from STORE/NAME/tree, read-only.
+ * Nothing here knows how snapshots are made: that is snapshot/.
+ */
+#ifndef TS_FS_H
+#define TS_FS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include "env.h"
+#include "err.h"
+#include "store.h"
+
+#define FS_MAX_AUTO 8
+
+/* The daemon's state, owned by fs_main() for the life of the mount. */
+typedef struct fs_ctx {
+	ts_env env;
+	ts_store store;
+	char *mnt;                     /* absolute */
+	char *auto_fmts[FS_MAX_AUTO];  /* strftime formats of first-access names */
+	int nauto;
+	int lock_timeout_s;
+	bool no_database;
+	bool foreground;
+	uid_t owner;                   /* the mounting user: may manage snapshots */
+	gid_t owner_gid;
+	pthread_mutex_t snap_mu;       /* one snapshot at a time; first accesses wait on it */
+} fs_ctx;
+
+/* Mount ENV on MOUNTPOINT as described by argv (the tracsnap command line
+ * without a subcommand).  Returns the process exit status; a problem found
+ * before mounting is printed as one line. */
+int fs_main(int argc, char **argv);
+
+/* The operation table (fs_ops.c). */
+struct fuse_operations;
+const struct fuse_operations *fs_operations(void);
+
+/* ts_err code -> errno, at the FUSE edge (fs_errno.c). */
+int fs_errno(const ts_err *e);
+
+#endif

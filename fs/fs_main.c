@@ -1,0 +1,215 @@
+/* fs_main.c - check everything, then mount.
+ *
+ * Every problem that can be found before mounting is: the environment, its
+ * database setting, the mount point, the store's place.  Each is one line on
+ * stderr and nothing is mounted or created.
+ */
+#include <errno.h>
+#include <fuse.h>
+#include <fuse_lowlevel.h>   /* fuse_parse_cmdline */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "dbsnap.h"
+#include "fs.h"
+#include "log.h"
+#include "sysexit.h"
+
+#define FS_DEFAULT_AUTO "%Y-%m-%d:%Y-%m-%dT%H"
+#define FS_DEFAULT_LOCK_TIMEOUT 30
+
+typedef struct fs_cmdline {
+	char *env;
+	char *mnt;
+	char *store;
+	char *auto_fmts;
+	int lock_timeout;
+	int no_database;
+	int npos;
+} fs_cmdline;
+
+enum { FS_KEY_HELP, FS_KEY_VERSION };
+
+#define FS_OPT(t, p) { t, offsetof(fs_cmdline, p), 1 }
+static const struct fuse_opt fs_opt_spec[] = {
+	FS_OPT("store=%s", store),
+	FS_OPT("auto=%s", auto_fmts),
+	FS_OPT("lock_timeout=%d", lock_timeout),
+	FS_OPT("no_database", no_database),
+	FUSE_OPT_END
+};
+
+static int fs_opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
+{
+	fs_cmdline *cl = data;
+	(void)out;
+	if (key != FUSE_OPT_KEY_NONOPT)
+		return 1;
+	/* ENV first; the mount point goes on to libfuse. */
+	if (cl->npos++ == 0) {
+		cl->env = strdup(arg);
+		return 0;
+	}
+	if (cl->npos == 2) {
+		cl->mnt = strdup(arg);
+		return 1;
+	}
+	fprintf(stderr, "tracsnap: unexpected argument '%s' (usage: tracsnap [-f] [-d] [-s] "
+	        "[-o OPT[,OPT...]] ENV MOUNTPOINT)\n", arg);
+	return -1;
+}
+
+static int fs_split_auto(fs_ctx *c, const char *spec)
+{
+	char *dup = strdup(spec), *save = NULL, *tok;
+	if (!dup)
+		return -1;
+	for (tok = strtok_r(dup, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
+		if (c->nauto == FS_MAX_AUTO) {
+			fprintf(stderr, "tracsnap: auto=%s: at most %d formats\n", spec, FS_MAX_AUTO);
+			free(dup);
+			return -1;
+		}
+		c->auto_fmts[c->nauto++] = strdup(tok);
+	}
+	free(dup);
+	return 0;
+}
+
+static void fs_ctx_free(fs_ctx *c)
+{
+	ts_store_close(&c->store);
+	ts_env_close(&c->env);
+	free(c->mnt);
+	for (int i = 0; i < c->nauto; i++)
+		free(c->auto_fmts[i]);
+	pthread_mutex_destroy(&c->snap_mu);
+}
+
+int fs_main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts fo;
+	fs_cmdline cl = { .lock_timeout = FS_DEFAULT_LOCK_TIMEOUT };
+	fs_ctx c;
+	ts_err e;
+	ts_dbsnap *db = NULL;
+	struct stat st;
+	char *store = NULL, *mnt_abs = NULL;
+	int status = EX_USAGE;
+	bool store_created = false;
+
+	memset(&c, 0, sizeof c);
+	memset(&fo, 0, sizeof fo);
+	pthread_mutex_init(&c.snap_mu, NULL);
+	ts_err_clear(&e);
+	ts_log_init(TS_LOG_STDERR, LOG_INFO);
+
+	if (fuse_opt_parse(&args, &cl, fs_opt_spec, fs_opt_proc) < 0)
+		goto out;
+	/* Learn -f/-d/-s/-h without consuming them: fuse_main parses again. */
+	{
+		struct fuse_args probe = FUSE_ARGS_INIT(0, NULL);
+		for (int i = 0; i < args.argc; i++)
+			fuse_opt_add_arg(&probe, args.argv[i]);
+		if (fuse_parse_cmdline(&probe, &fo) != 0) {
+			fuse_opt_free_args(&probe);
+			goto out;
+		}
+		fuse_opt_free_args(&probe);
+	}
+	if (fo.show_help || fo.show_version) {
+		status = fuse_main(args.argc, args.argv, fs_operations(), NULL);
+		goto out;
+	}
+	if (!cl.env || !cl.mnt) {
+		fprintf(stderr, "tracsnap: missing %s (usage: tracsnap [-f] [-d] [-s] [-o OPT[,OPT...]] "
+		        "ENV MOUNTPOINT; tracsnap --help)\n", !cl.env ? "ENV" : "MOUNTPOINT");
+		goto out;
+	}
+	if (cl.lock_timeout < 1 || cl.lock_timeout > 86400) {
+		fprintf(stderr, "tracsnap: lock_timeout=%d: must be 1 to 86400 seconds\n", cl.lock_timeout);
+		goto out;
+	}
+	c.foreground = fo.foreground;
+	c.lock_timeout_s = cl.lock_timeout;
+	c.no_database = cl.no_database;
+	c.owner = getuid();
+	c.owner_gid = getgid();
+	if (fs_split_auto(&c, cl.auto_fmts ? cl.auto_fmts : FS_DEFAULT_AUTO) < 0)
+		goto out;
+
+	if (ts_env_open(cl.env, &c.env, &e) != TS_OK || ts_env_check_supported(&c.env, &e) != TS_OK) {
+		status = ts_sysexit(e.code);
+		goto fail_msg;
+	}
+	if (stat(cl.mnt, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		ts_err_set(&e, TS_ERR_USAGE, "mount point %s: %s", cl.mnt,
+		           errno == ENOENT ? "no such directory" : "not a directory");
+		goto fail_msg;
+	}
+	mnt_abs = realpath(cl.mnt, NULL);
+	c.mnt = mnt_abs;
+	mnt_abs = NULL;
+	store = cl.store ? strdup(cl.store) : ts_store_default_path(c.env.root);
+	if (!store || !c.mnt) {
+		ts_err_set(&e, TS_ERR_NOMEM, "out of memory");
+		goto fail_msg;
+	}
+	if (ts_store_check_placement(store, c.env.root, c.mnt, &e) != TS_OK)
+		goto fail_msg;
+	/* The database must at least be there; it is opened for real at each snapshot. */
+	if (!c.no_database) {
+		if (ts_dbsnap_open(&c.env, c.lock_timeout_s, &db, &e) != TS_OK) {
+			status = ts_sysexit(e.code);
+			goto fail_msg;
+		}
+		ts_dbsnap_close(db);
+	}
+	store_created = access(store, F_OK) != 0;
+	if (ts_store_open(store, true, &c.store, &e) != TS_OK) {
+		status = EX_CANTCREAT;
+		goto fail_msg;
+	}
+
+	/* What every tracsnap mount needs: the kernel enforces the snapshot's
+	 * modes; the source and type show in /proc/mounts. */
+	fuse_opt_add_arg(&args, "-odefault_permissions");
+	fuse_opt_add_arg(&args, "-osubtype=tracsnap");
+	{
+		char *fsname = NULL;
+		if (fuse_opt_add_opt_escaped(&fsname, c.env.root) == 0) {
+			char *o = NULL;
+			if (asprintf(&o, "-ofsname=%s", fsname) >= 0) {
+				fuse_opt_add_arg(&args, o);
+				free(o);
+			}
+		}
+		free(fsname);
+	}
+	status = fuse_main(args.argc, args.argv, fs_operations(), &c);
+	if (status != 0 && store_created)
+		(void)rmdir(store);   /* nothing was mounted: leave nothing behind */
+	goto out;
+
+fail_msg:
+	fprintf(stderr, "tracsnap: %s\n", e.msg);
+	if (status == EX_USAGE && e.code != TS_ERR_USAGE)
+		status = ts_sysexit(e.code);
+out:
+	free(store);
+	free(mnt_abs);
+	free(cl.env);
+	free(cl.mnt);
+	free(cl.store);
+	free(cl.auto_fmts);
+	free(fo.mountpoint);
+	fuse_opt_free_args(&args);
+	fs_ctx_free(&c);
+	return status;
+}

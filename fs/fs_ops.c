@@ -1,0 +1,672 @@
+/* fs_ops.c - the view: mount root, `latest`, and read-only snapshot trees.
+ *
+ * Paths arrive from libfuse's high-level API.  "/NAME/rest" is served from
+ * STORE/NAME/tree/rest through a directory fd, so a rest near PATH_MAX still
+ * resolves.  Snapshot contents never change, so what the kernel caches may be
+ * kept (keep_cache); the root changes with every mkdir, so negative lookups are
+ * never cached (a first-access name must reach us).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "log.h"
+#include "name.h"
+#include "snap.h"
+
+#define FS_LATEST_INO 2   /* fixed: the root is 1, store directories are never 2 */
+
+typedef enum { FS_ROOT, FS_LATEST, FS_SNAP } fs_kind;
+
+typedef struct fs_path {
+	fs_kind kind;
+	char name[NAME_MAX + 1];   /* snapshot name (FS_SNAP) */
+	const char *rest;          /* inside the tree: "." or "a/b" */
+} fs_path;
+
+static fs_ctx *fs_get(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+/* Split "/NAME/rest"; -ENOENT for names the view never has. */
+static int fs_split(const char *path, fs_path *p)
+{
+	const char *s = path + 1, *slash;
+	size_t n;
+
+	memset(p, 0, sizeof *p);
+	if (!*s) {
+		p->kind = FS_ROOT;
+		return 0;
+	}
+	slash = strchr(s, '/');
+	n = slash ? (size_t)(slash - s) : strlen(s);
+	if (n > NAME_MAX)
+		return -ENAMETOOLONG;
+	memcpy(p->name, s, n);
+	p->name[n] = '\0';
+	if (!strcmp(p->name, TS_NAME_LATEST)) {
+		p->kind = FS_LATEST;
+		return slash ? -ENOTDIR : 0;
+	}
+	p->kind = FS_SNAP;
+	p->rest = (slash && slash[1]) ? slash + 1 : ".";
+	return 0;
+}
+
+/* Open STORE/NAME/tree; -ENOENT when there is no such snapshot (names
+ * starting with '.' are the store's own files and never shown). */
+static int fs_tree_fd(fs_ctx *c, const char *name)
+{
+	char rel[NAME_MAX + 8];
+	int fd;
+	if (name[0] == '.')
+		return -ENOENT;
+	snprintf(rel, sizeof rel, "%s/tree", name);
+	fd = openat(c->store.dirfd, rel, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Only root and the mounting user may manage snapshots. */
+static int fs_may_manage(const fs_ctx *c)
+{
+	uid_t uid = fuse_get_context()->uid;
+	return uid == 0 || uid == c->owner;
+}
+
+/* Take a snapshot now; serialised with every other snapshot of this daemon. */
+static int fs_take(fs_ctx *c, const char *name, const char *why)
+{
+	ts_snap_opts o = { .name = name, .lock_timeout_s = c->lock_timeout_s,
+	                   .no_database = c->no_database };
+	ts_snap_stats st;
+	ts_err e;
+	char line[512];
+	int rc;
+
+	ts_err_clear(&e);
+	pthread_mutex_lock(&c->snap_mu);
+	if (ts_store_exists(&c->store, name) && strcmp(why, "mkdir")) {
+		pthread_mutex_unlock(&c->snap_mu);
+		return 0; /* another first access made it while we waited */
+	}
+	rc = ts_snap_take(&c->store, &c->env, &o, &st, &e);
+	pthread_mutex_unlock(&c->snap_mu);
+	if (rc == TS_OK) {
+		ts_snap_format_stats(name, &st, line, sizeof line);
+		ts_log(LOG_INFO, "%s (%s)", line, why);
+		return 0;
+	}
+	ts_log(rc == TS_ERR_EXISTS || rc == TS_ERR_NAME ? LOG_INFO : LOG_ERR,
+	       "snapshot %s (%s) failed: %s", name, why, e.msg);
+	return -fs_errno(&e);
+}
+
+/* Is name what one of the auto formats gives for the current time? */
+static bool fs_is_auto_name(const fs_ctx *c, const char *name)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	char buf[NAME_MAX + 1];
+
+	localtime_r(&now, &tm);
+	for (int i = 0; i < c->nauto; i++) {
+		size_t n = strftime(buf, sizeof buf, c->auto_fmts[i], &tm);
+		if (n > 0 && !strcmp(buf, name))
+			return true;
+	}
+	return false;
+}
+
+static int fs_newest(fs_ctx *c, char *out, size_t len)
+{
+	ts_store_snap *v = NULL;
+	size_t n = 0;
+	ts_err e;
+	if (ts_store_list(&c->store, &v, &n, &e) != TS_OK)
+		return -fs_errno(&e);
+	if (n == 0) {
+		ts_store_list_free(v, n);
+		return -ENOENT;
+	}
+	snprintf(out, len, "%s", v[n - 1].name);
+	ts_store_list_free(v, n);
+	return 0;
+}
+
+/* A store inode shared by later snapshots gains links and a new ctime each
+ * time it is shared; the view reports what the snapshot recorded instead, so
+ * that tar never sees a file "change as we read it". */
+static void fs_fix_stat(struct stat *st)
+{
+	if (!S_ISDIR(st->st_mode))
+		st->st_nlink = 1;
+	st->st_ctim = st->st_mtim;
+}
+
+static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	fs_ctx *c = fs_get();
+	fs_path p;
+	char newest[NAME_MAX + 1];
+	int rc, fd = -1;
+
+	if (fi && fi->fh) {
+		/* An open file: its fd is at hand. */
+		if (fstat((int)fi->fh, st) < 0)
+			return -errno;
+		fs_fix_stat(st);
+		return 0;
+	}
+	rc = fs_split(path, &p);
+	if (rc)
+		return rc;
+	memset(st, 0, sizeof *st);
+	switch (p.kind) {
+	case FS_ROOT:
+		if (fstat(c->store.dirfd, st) < 0)
+			return -errno;
+		st->st_ino = 1;
+		st->st_mode = S_IFDIR | 0755;
+		st->st_uid = c->owner;
+		st->st_gid = c->owner_gid;
+		st->st_nlink = 2;
+		return 0;
+	case FS_LATEST:
+		rc = fs_newest(c, newest, sizeof newest);
+		if (rc)
+			return rc;
+		if (fstat(c->store.dirfd, st) < 0)
+			return -errno;
+		st->st_ino = FS_LATEST_INO;
+		st->st_mode = S_IFLNK | 0777;
+		st->st_uid = c->owner;
+		st->st_gid = c->owner_gid;
+		st->st_nlink = 1;
+		st->st_size = (off_t)strlen(newest);
+		st->st_blocks = 0;
+		return 0;
+	case FS_SNAP:
+		fd = fs_tree_fd(c, p.name);
+		if (fd == -ENOENT && !strcmp(p.rest, ".") && fs_is_auto_name(c, p.name) &&
+		    ts_name_check(p.name, NULL) == TS_OK) {
+			rc = fs_take(c, p.name, "first access");
+			if (rc)
+				return rc;
+			fd = fs_tree_fd(c, p.name);
+		}
+		if (fd < 0)
+			return fd;
+		rc = fstatat(fd, p.rest, st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+		close(fd);
+		if (!rc)
+			fs_fix_stat(st);
+		return rc;
+	}
+	return -ENOENT;
+}
+
+static int fs_readlink(const char *path, char *buf, size_t size)
+{
+	fs_ctx *c = fs_get();
+	fs_path p;
+	ssize_t n;
+	int rc = fs_split(path, &p), fd;
+
+	if (rc)
+		return rc;
+	if (size == 0)
+		return -EINVAL;
+	if (p.kind == FS_LATEST)
+		return fs_newest(c, buf, size);
+	if (p.kind != FS_SNAP)
+		return -EINVAL;
+	fd = fs_tree_fd(c, p.name);
+	if (fd < 0)
+		return fd;
+	n = readlinkat(fd, p.rest, buf, size - 1);
+	rc = n < 0 ? -errno : 0;
+	close(fd);
+	if (!rc)
+		buf[n] = '\0';
+	return rc;
+}
+
+/* Open directory: the root is listed from the store on every readdir. */
+typedef struct fs_dir {
+	DIR *d;        /* NULL for the root */
+} fs_dir;
+
+static int fs_opendir(const char *path, struct fuse_file_info *fi)
+{
+	fs_ctx *c = fs_get();
+	fs_path p;
+	fs_dir *d;
+	int rc = fs_split(path, &p), tfd, fd;
+
+	if (rc)
+		return rc;
+	d = calloc(1, sizeof *d);
+	if (!d)
+		return -ENOMEM;
+	if (p.kind == FS_SNAP) {
+		tfd = fs_tree_fd(c, p.name);
+		if (tfd < 0) {
+			free(d);
+			return tfd;
+		}
+		fd = openat(tfd, p.rest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		rc = fd < 0 ? -errno : 0;
+		close(tfd);
+		if (!rc && !(d->d = fdopendir(fd))) {
+			rc = -errno;
+			close(fd);
+		}
+		if (rc) {
+			free(d);
+			return rc;
+		}
+		fi->keep_cache = 1;
+		fi->cache_readdir = 1;
+	} else if (p.kind != FS_ROOT) {
+		free(d);
+		return -ENOTDIR;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	return 0;
+}
+
+static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
+                      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+	fs_ctx *c = fs_get();
+	fs_dir *d = (fs_dir *)(uintptr_t)fi->fh;
+	struct dirent *de;
+	(void)path;
+	(void)off;
+	(void)flags;
+
+	if (!d->d) {
+		ts_store_snap *v = NULL;
+		size_t n = 0;
+		ts_err e;
+		if (ts_store_list(&c->store, &v, &n, &e) != TS_OK)
+			return -fs_errno(&e);
+		fill(buf, ".", NULL, 0, 0);
+		fill(buf, "..", NULL, 0, 0);
+		for (size_t i = 0; i < n; i++) {
+			/* The inode getattr reports: readdir(3) hides entries with d_ino 0. */
+			char rel[NAME_MAX + 8];
+			struct stat st;
+			snprintf(rel, sizeof rel, "%s/tree", v[i].name);
+			if (!strcmp(v[i].name, TS_NAME_LATEST) ||
+			    fstatat(c->store.dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			fill(buf, v[i].name, &st, 0, 0);
+		}
+		if (n > 0) {
+			struct stat st = { .st_mode = S_IFLNK, .st_ino = FS_LATEST_INO };
+			fill(buf, TS_NAME_LATEST, &st, 0, 0);
+		}
+		ts_store_list_free(v, n);
+		return 0;
+	}
+	rewinddir(d->d);
+	while ((errno = 0, de = readdir(d->d)) != NULL) {
+		struct stat st = { .st_ino = de->d_ino, .st_mode = (mode_t)DTTOIF(de->d_type) };
+		if (fill(buf, de->d_name, &st, 0, 0))
+			break;
+	}
+	return errno ? -errno : 0;
+}
+
+static int fs_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	fs_dir *d = (fs_dir *)(uintptr_t)fi->fh;
+	(void)path;
+	if (d->d)
+		closedir(d->d);
+	free(d);
+	return 0;
+}
+
+static int fs_open(const char *path, struct fuse_file_info *fi)
+{
+	fs_ctx *c = fs_get();
+	fs_path p;
+	int rc = fs_split(path, &p), tfd, fd;
+
+	if (rc)
+		return rc;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_APPEND)))
+		return p.kind == FS_SNAP ? -EROFS : -EACCES;
+	if (p.kind != FS_SNAP)
+		return -EISDIR;
+	tfd = fs_tree_fd(c, p.name);
+	if (tfd < 0)
+		return tfd;
+	fd = openat(tfd, p.rest, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	rc = fd < 0 ? -errno : 0;
+	close(tfd);
+	if (rc)
+		return rc;
+	fi->fh = (uint64_t)fd;
+	fi->keep_cache = 1;   /* immutable: the page cache stays valid across opens */
+	return 0;
+}
+
+static int fs_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	ssize_t n = pread((int)fi->fh, buf, size, off);
+	(void)path;
+	return n < 0 ? -errno : (int)n;
+}
+
+static int fs_release(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	close((int)fi->fh);
+	return 0;
+}
+
+static int fs_statfs(const char *path, struct statvfs *sv)
+{
+	(void)path;
+	return fstatvfs(fs_get()->store.dirfd, sv) < 0 ? -errno : 0;
+}
+
+/* xattrs of entries inside a snapshot, read through /proc/self/fd so that the
+ * path is resolved below the tree fd without following the last symlink. */
+static int fs_xattr_path(const char *path, char *out, size_t len, int *tfd)
+{
+	fs_path p;
+	int rc = fs_split(path, &p);
+	*tfd = -1;
+	if (rc)
+		return rc;
+	if (p.kind != FS_SNAP)
+		return -ENODATA;
+	*tfd = fs_tree_fd(fs_get(), p.name);
+	if (*tfd < 0)
+		return *tfd;
+	if ((size_t)snprintf(out, len, "/proc/self/fd/%d/%s", *tfd, p.rest) >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int fs_getxattr(const char *path, const char *name, char *value, size_t size)
+{
+	char full[PATH_MAX + 64];
+	int tfd, rc = fs_xattr_path(path, full, sizeof full, &tfd);
+	if (!rc) {
+		ssize_t n = lgetxattr(full, name, value, size);
+		rc = n < 0 ? -errno : (int)n;
+	}
+	if (tfd >= 0)
+		close(tfd);
+	return rc;
+}
+
+static int fs_listxattr(const char *path, char *list, size_t size)
+{
+	char full[PATH_MAX + 64];
+	int tfd, rc = fs_xattr_path(path, full, sizeof full, &tfd);
+	if (rc == -ENODATA)
+		return 0;   /* the root and `latest` have none */
+	if (!rc) {
+		ssize_t n = llistxattr(full, list, size);
+		rc = n < 0 ? -errno : (int)n;
+	}
+	if (tfd >= 0)
+		close(tfd);
+	return rc;
+}
+
+/* Every change inside a snapshot is refused; at the root only snapshot
+ * management (mkdir, rmdir, rename) is allowed. */
+static int fs_refuse(const char *path)
+{
+	fs_path p;
+	int rc = fs_split(path, &p);
+	if (rc && rc != -ENOTDIR)
+		return rc;
+	return p.kind == FS_SNAP && strcmp(p.rest, ".") ? -EROFS : -EPERM;
+}
+
+static int fs_mkdir(const char *path, mode_t mode)
+{
+	fs_ctx *c = fs_get();
+	fs_path p;
+	ts_err e;
+	int rc = fs_split(path, &p);
+	(void)mode;
+
+	if (rc)
+		return rc == -ENOTDIR ? -EEXIST : rc;
+	if (p.kind == FS_LATEST)
+		return -EINVAL;     /* reserved for the symlink */
+	if (p.kind != FS_SNAP || strcmp(p.rest, "."))
+		return -EROFS;
+	if (!fs_may_manage(c))
+		return -EACCES;
+	if (ts_name_check(p.name, &e) != TS_OK) {
+		ts_log(LOG_INFO, "mkdir %s refused: %s", path, e.msg);
+		return -EINVAL;
+	}
+	return fs_take(c, p.name, "mkdir");
+}
+
+static int fs_rmdir(const char *path)
+{
+	fs_ctx *c = fs_get();
+	fs_path p;
+	ts_err e;
+	int rc = fs_split(path, &p);
+
+	if (rc)
+		return rc;
+	if (p.kind == FS_LATEST)
+		return -ENOTDIR;
+	if (p.kind != FS_SNAP)
+		return -EBUSY;
+	if (strcmp(p.rest, "."))
+		return -EROFS;
+	if (!fs_may_manage(c))
+		return -EACCES;
+	ts_err_clear(&e);
+	pthread_mutex_lock(&c->snap_mu);
+	rc = ts_store_lock(&c->store, c->lock_timeout_s, &e);
+	if (rc == TS_OK) {
+		rc = ts_store_remove(&c->store, p.name, &e);
+		ts_store_unlock(&c->store);
+	}
+	pthread_mutex_unlock(&c->snap_mu);
+	if (rc != TS_OK) {
+		ts_log(LOG_ERR, "rmdir %s failed: %s", p.name, e.msg);
+		return -fs_errno(&e);
+	}
+	ts_log(LOG_INFO, "snapshot %s deleted", p.name);
+	return 0;
+}
+
+static int fs_rename(const char *from, const char *to, unsigned int flags)
+{
+	fs_ctx *c = fs_get();
+	fs_path a, b;
+	ts_err e;
+	int rc;
+
+	if ((rc = fs_split(from, &a)) || (rc = fs_split(to, &b)))
+		return rc == -ENOTDIR ? -EINVAL : rc;
+	if (a.kind == FS_LATEST || b.kind == FS_LATEST)
+		return -EINVAL;
+	if (a.kind != FS_SNAP || b.kind != FS_SNAP)
+		return -EINVAL;
+	if (strcmp(a.rest, ".") || strcmp(b.rest, "."))
+		return -EROFS;
+	if (flags & RENAME_EXCHANGE)
+		return -EINVAL;
+	if (!fs_may_manage(c))
+		return -EACCES;
+	if (ts_name_check(b.name, &e) != TS_OK)
+		return -EINVAL;
+	ts_err_clear(&e);
+	pthread_mutex_lock(&c->snap_mu);
+	rc = ts_store_lock(&c->store, c->lock_timeout_s, &e);
+	if (rc == TS_OK) {
+		rc = ts_store_rename(&c->store, a.name, b.name, &e);
+		ts_store_unlock(&c->store);
+	}
+	pthread_mutex_unlock(&c->snap_mu);
+	if (rc != TS_OK) {
+		ts_log(LOG_INFO, "rename %s -> %s failed: %s", a.name, b.name, e.msg);
+		return -fs_errno(&e);
+	}
+	ts_log(LOG_INFO, "snapshot %s renamed to %s", a.name, b.name);
+	return 0;
+}
+
+static int fs_unlink(const char *path)
+{
+	fs_path p;
+	int rc = fs_split(path, &p);
+	if (rc)
+		return rc;
+	if (p.kind == FS_SNAP && !strcmp(p.rest, "."))
+		return -EISDIR;
+	return fs_refuse(path);
+}
+
+static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	(void)mode;
+	(void)fi;
+	return fs_refuse(path);
+}
+
+static int fs_mknod(const char *path, mode_t mode, dev_t dev)
+{
+	(void)mode;
+	(void)dev;
+	return fs_refuse(path);
+}
+
+static int fs_symlink(const char *target, const char *path)
+{
+	(void)target;
+	return fs_refuse(path);
+}
+
+static int fs_link(const char *from, const char *to)
+{
+	(void)from;
+	return fs_refuse(to);
+}
+
+static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	(void)mode;
+	(void)fi;
+	return fs_refuse(path);
+}
+
+static int fs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+	(void)uid;
+	(void)gid;
+	(void)fi;
+	return fs_refuse(path);
+}
+
+static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	(void)size;
+	(void)fi;
+	return fs_refuse(path);
+}
+
+static int fs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+	(void)tv;
+	(void)fi;
+	return fs_refuse(path);
+}
+
+static int fs_setxattr(const char *path, const char *name, const char *value, size_t size, int flags)
+{
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	return fs_refuse(path);
+}
+
+static int fs_removexattr(const char *path, const char *name)
+{
+	(void)name;
+	return fs_refuse(path);
+}
+
+static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	fs_ctx *c = fs_get();
+	(void)conn;
+	/* st_ino comes from the store, so inode numbers survive remounts. */
+	cfg->use_ino = 1;
+	cfg->readdir_ino = 1;
+	/* Short caches: the root changes with every snapshot; a missing name
+	 * must always reach us because it may be a first-access name. */
+	cfg->entry_timeout = 1.0;
+	cfg->attr_timeout = 1.0;
+	cfg->negative_timeout = 0;
+	if (!c->foreground)
+		ts_log_init(TS_LOG_SYSLOG, LOG_INFO);
+	ts_log(LOG_INFO, "serving %s on %s (store %s)", c->env.root, c->mnt, c->store.root);
+	return c;
+}
+
+static const struct fuse_operations fs_ops = {
+	.init = fs_init,
+	.getattr = fs_getattr,
+	.readlink = fs_readlink,
+	.opendir = fs_opendir,
+	.readdir = fs_readdir,
+	.releasedir = fs_releasedir,
+	.open = fs_open,
+	.read = fs_read,
+	.release = fs_release,
+	.statfs = fs_statfs,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.mkdir = fs_mkdir,
+	.rmdir = fs_rmdir,
+	.rename = fs_rename,
+	.unlink = fs_unlink,
+	.create = fs_create,
+	.mknod = fs_mknod,
+	.symlink = fs_symlink,
+	.link = fs_link,
+	.chmod = fs_chmod,
+	.chown = fs_chown,
+	.truncate = fs_truncate,
+	.utimens = fs_utimens,
+	.setxattr = fs_setxattr,
+	.removexattr = fs_removexattr,
+};
+
+const struct fuse_operations *fs_operations(void)
+{
+	return &fs_ops;
+}

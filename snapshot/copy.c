@@ -1,0 +1,377 @@
+/* copy.c - copy one environment entry into a snapshot tree (see copy.h). */
+#include "copy.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define COPY_BUF_SIZE (256 * 1024)
+
+/* One buffer per thread: snapshots of 100,000 small files must not pay a
+ * large allocation per file.  Freed never (reachable until exit). */
+static __thread unsigned char *copy_buf;
+
+static unsigned char *copy_get_buf(void)
+{
+	if (!copy_buf)
+		copy_buf = malloc(COPY_BUF_SIZE);
+	return copy_buf;
+}
+
+bool ts_copy_same_stat(const struct stat *a, const struct stat *b)
+{
+	return a->st_mode == b->st_mode && a->st_uid == b->st_uid &&
+	       a->st_gid == b->st_gid && a->st_size == b->st_size &&
+	       a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Owners can only be given away by root; an unprivileged mount keeps its own. */
+static int copy_chown_errok(int err)
+{
+	return (err == EPERM || err == EINVAL) && geteuid() != 0;
+}
+
+/* Copy every extended attribute.  Attributes the destination filesystem or
+ * our privileges cannot hold (trusted.* as non-root, security.* policies) are
+ * skipped: losing them must not fail a backup. */
+static ts_err_code copy_xattrs_fd(int src, int dst, const char *src_desc,
+                                  const char *rel, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	char *names = NULL, *val = NULL;
+	ssize_t len = flistxattr(src, NULL, 0);
+
+	if (len <= 0)
+		goto out; /* none, or not supported: nothing to keep */
+	names = malloc((size_t)len);
+	if (!names) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	len = flistxattr(src, names, (size_t)len);
+	for (ssize_t off = 0; len > 0 && off < len; off += (ssize_t)strlen(names + off) + 1) {
+		const char *n = names + off;
+		ssize_t vlen = fgetxattr(src, n, NULL, 0);
+		if (vlen < 0)
+			continue;
+		char *nv = realloc(val, (size_t)vlen + 1);
+		if (!nv) {
+			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		val = nv;
+		vlen = fgetxattr(src, n, val, (size_t)vlen);
+		if (vlen < 0)
+			continue;
+		if (fsetxattr(dst, n, val, (size_t)vlen, 0) < 0 &&
+		    errno != ENOTSUP && errno != EPERM && errno != EACCES) {
+			rc = ts_err_sys(e, errno, "%s/%s: cannot copy extended attribute %s", src_desc, rel, n);
+			goto out;
+		}
+	}
+out:
+	free(names);
+	free(val);
+	return rc;
+}
+
+/* Same for a symlink, which has no fd to work on: go through the magic
+ * /proc/self/fd/N path of its directory so long paths still fit. */
+static void copy_xattrs_link(int src_dirfd, int dst_dirfd, const char *rel)
+{
+	char sp[4200], dp[4200], names[4096], val[4096];
+	if ((size_t)snprintf(sp, sizeof sp, "/proc/self/fd/%d/%s", src_dirfd, rel) >= sizeof sp ||
+	    (size_t)snprintf(dp, sizeof dp, "/proc/self/fd/%d/%s", dst_dirfd, rel) >= sizeof dp)
+		return;
+	ssize_t len = llistxattr(sp, names, sizeof names);
+	for (ssize_t off = 0; len > 0 && off < len; off += (ssize_t)strlen(names + off) + 1) {
+		ssize_t vlen = lgetxattr(sp, names + off, val, sizeof val);
+		if (vlen >= 0)
+			(void)lsetxattr(dp, names + off, val, (size_t)vlen, 0);
+	}
+}
+
+static ts_err_code copy_finish_meta(int src, int dst, const struct stat *st,
+                                    const char *src_desc, const char *rel, ts_err *e)
+{
+	struct timespec times[2] = { st->st_atim, st->st_mtim };
+
+	if (fchown(dst, st->st_uid, st->st_gid) < 0 && !copy_chown_errok(errno))
+		return ts_err_sys(e, errno, "%s/%s: cannot set owner of the copy", src_desc, rel);
+	/* After chown: chown clears set-id bits. */
+	if (fchmod(dst, st->st_mode & 07777) < 0)
+		return ts_err_sys(e, errno, "%s/%s: cannot set mode of the copy", src_desc, rel);
+	if (copy_xattrs_fd(src, dst, src_desc, rel, e) != TS_OK)
+		return e ? e->code : TS_ERR_IO;
+	if (futimens(dst, times) < 0)
+		return ts_err_sys(e, errno, "%s/%s: cannot set times of the copy", src_desc, rel);
+	return TS_OK;
+}
+
+/* Read fd to its end, hashing; when out >= 0 also write what was read. */
+static ts_err_code copy_stream(int in, int out, EVP_MD_CTX *md, uint64_t *bytes,
+                               const char *src_desc, const char *rel, ts_err *e)
+{
+	unsigned char *buf = copy_get_buf();
+	if (!buf)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	for (;;) {
+		ssize_t n = read(in, buf, COPY_BUF_SIZE);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return ts_err_sys(e, errno, "%s/%s: read failed", src_desc, rel);
+		}
+		if (n == 0)
+			return TS_OK;
+		EVP_DigestUpdate(md, buf, (size_t)n);
+		*bytes += (uint64_t)n;
+		for (ssize_t off = 0; out >= 0 && off < n;) {
+			ssize_t w = write(out, buf + off, (size_t)(n - off));
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				return ts_err_sys(e, errno, "%s/%s: write to the store failed", src_desc, rel);
+			}
+			off += w;
+		}
+	}
+}
+
+ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel,
+                         const char *src_desc, ts_copy_out *out, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	int src = -1, dst = -1;
+	bool created = false;
+	struct stat after;
+	EVP_MD_CTX *md = NULL;
+	unsigned int mdlen = 0;
+
+	memset(out, 0, sizeof *out);
+	src = openat(src_dirfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (src < 0) {
+		if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
+			rc = ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: vanished", src_desc, rel);
+		else
+			rc = ts_err_sys(e, errno, "%s/%s: cannot open", src_desc, rel);
+		goto out;
+	}
+	if (fstat(src, &out->st) < 0) {
+		rc = ts_err_sys(e, errno, "%s/%s: cannot stat", src_desc, rel);
+		goto out;
+	}
+	if (!S_ISREG(out->st.st_mode)) {
+		/* Replaced by something else between the walk and now. */
+		rc = ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: no longer a regular file", src_desc, rel);
+		goto out;
+	}
+	dst = openat(dst_dirfd, rel, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (dst < 0) {
+		rc = ts_err_sys(e, errno, "%s/%s: cannot create the copy in the store", src_desc, rel);
+		goto out;
+	}
+	created = true;
+	md = EVP_MD_CTX_new();
+	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (ioctl(dst, FICLONE, src) == 0) {
+		/* Shared extents: hash what the clone holds, not the live file. */
+		out->reflinked = true;
+		rc = copy_stream(dst, -1, md, &out->bytes, src_desc, rel, e);
+	} else {
+		rc = copy_stream(src, dst, md, &out->bytes, src_desc, rel, e);
+	}
+	if (rc != TS_OK)
+		goto out;
+	EVP_DigestFinal_ex(md, out->sha256, &mdlen);
+	if (fstat(src, &after) < 0) {
+		rc = ts_err_sys(e, errno, "%s/%s: cannot stat", src_desc, rel);
+		goto out;
+	}
+	out->changed = !ts_copy_same_stat(&out->st, &after) ||
+	               (uint64_t)out->st.st_size != out->bytes;
+	rc = copy_finish_meta(src, dst, &out->st, src_desc, rel, e);
+out:
+	EVP_MD_CTX_free(md);
+	if (src >= 0)
+		close(src);
+	if (dst >= 0)
+		close(dst);
+	if (rc != TS_OK && created)
+		unlinkat(dst_dirfd, rel, 0);
+	return rc;
+}
+
+ts_err_code ts_copy_symlink(int src_dirfd, int dst_dirfd, const char *rel,
+                            const char *src_desc, ts_copy_out *out, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	char target[PATH_MAX + 1];
+	ssize_t n;
+	unsigned int mdlen = 0;
+
+	memset(out, 0, sizeof *out);
+	if (fstatat(src_dirfd, rel, &out->st, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = (errno == ENOENT)
+		     ? ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: vanished", src_desc, rel)
+		     : ts_err_sys(e, errno, "%s/%s: cannot stat", src_desc, rel);
+		goto out;
+	}
+	if (!S_ISLNK(out->st.st_mode)) {
+		rc = ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: no longer a symlink", src_desc, rel);
+		goto out;
+	}
+	n = readlinkat(src_dirfd, rel, target, sizeof target - 1);
+	if (n < 0) {
+		rc = ts_err_sys(e, errno, "%s/%s: cannot read link", src_desc, rel);
+		goto out;
+	}
+	target[n] = '\0';
+	if (symlinkat(target, dst_dirfd, rel) < 0) {
+		rc = ts_err_sys(e, errno, "%s/%s: cannot create the link in the store", src_desc, rel);
+		goto out;
+	}
+	out->bytes = 0;
+	EVP_Digest(target, (size_t)n, out->sha256, &mdlen, EVP_sha256(), NULL);
+	if (fchownat(dst_dirfd, rel, out->st.st_uid, out->st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 &&
+	    !copy_chown_errok(errno)) {
+		rc = ts_err_sys(e, errno, "%s/%s: cannot set owner of the link", src_desc, rel);
+		goto out;
+	}
+	copy_xattrs_link(src_dirfd, dst_dirfd, rel);
+	struct timespec times[2] = { out->st.st_atim, out->st.st_mtim };
+	if (utimensat(dst_dirfd, rel, times, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = ts_err_sys(e, errno, "%s/%s: cannot set times of the link", src_desc, rel);
+		goto out;
+	}
+out:
+	return rc;
+}
+
+ts_err_code ts_copy_dir_meta(int src_dirfd, int dst_dirfd, const char *rel,
+                             const struct stat *st, const char *src_desc, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	int dst = openat(dst_dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	int src = openat(src_dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (dst < 0) {
+		rc = ts_err_sys(e, errno, "%s/%s: cannot open the copied directory", src_desc, rel);
+		goto out;
+	}
+	if (src < 0) {
+		/* The directory went away after the freeze: keep what was recorded,
+		 * without xattrs (they cannot be read any more). */
+		struct timespec times[2] = { st->st_atim, st->st_mtim };
+		if ((fchown(dst, st->st_uid, st->st_gid) < 0 && !copy_chown_errok(errno)) ||
+		    fchmod(dst, st->st_mode & 07777) < 0 || futimens(dst, times) < 0)
+			rc = ts_err_sys(e, errno, "%s/%s: cannot set directory metadata", src_desc, rel);
+		goto out;
+	}
+	rc = copy_finish_meta(src, dst, st, src_desc, rel, e);
+out:
+	if (dst >= 0)
+		close(dst);
+	if (src >= 0)
+		close(src);
+	return rc;
+}
+
+ts_err_code ts_copy_hash_file(int dirfd, const char *rel, unsigned char sha256[32],
+                              uint64_t *size, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	*size = 0;
+	if (fd < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot open for hashing", rel);
+		goto out;
+	}
+	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	rc = copy_stream(fd, -1, md, size, "", rel, e);
+	if (rc == TS_OK)
+		EVP_DigestFinal_ex(md, sha256, &mdlen);
+out:
+	EVP_MD_CTX_free(md);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* Empty an open directory, then let the caller remove it.  Directories of a
+ * snapshot may be read-only (0555): make them writable before emptying. */
+static ts_err_code copy_empty_dir(int fd, const char *rel, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	DIR *d;
+	struct dirent *de;
+
+	(void)fchmod(fd, 0700);
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return ts_err_sys(e, errno, "%s: cannot list for removal", rel);
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0 || errno == ENOENT)
+			continue;
+		if (errno != EISDIR && errno != EPERM) {
+			rc = ts_err_sys(e, errno, "%s/%s: cannot remove", rel, de->d_name);
+			break;
+		}
+		int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0) {
+			rc = ts_err_sys(e, errno, "%s/%s: cannot open for removal", rel, de->d_name);
+			break;
+		}
+		rc = copy_empty_dir(sub, de->d_name, e);
+		if (rc != TS_OK)
+			break;
+		if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
+			rc = ts_err_sys(e, errno, "%s/%s: cannot remove", rel, de->d_name);
+			break;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+ts_err_code ts_copy_remove_tree(int dirfd, const char *rel, ts_err *e)
+{
+	/* ENOTDIR: a parent was replaced by a file, so rel is gone too. */
+	if (unlinkat(dirfd, rel, 0) == 0 || errno == ENOENT || errno == ENOTDIR)
+		return TS_OK;
+	if (errno != EISDIR && errno != EPERM)
+		return ts_err_sys(e, errno, "%s: cannot remove", rel);
+	int fd = openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? TS_OK : ts_err_sys(e, errno, "%s: cannot open for removal", rel);
+	ts_err_code rc = copy_empty_dir(fd, rel, e);
+	if (rc == TS_OK && unlinkat(dirfd, rel, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		rc = ts_err_sys(e, errno, "%s: cannot remove", rel);
+	return rc;
+}

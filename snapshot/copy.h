@@ -1,0 +1,55 @@
+/* copy.h - copy one entry of the environment into a snapshot tree.
+ *
+ * Both sides are addressed by a directory fd and a relative path, so that a
+ * path near PATH_MAX inside the environment still works.  Copies keep mode,
+ * owner (when permitted), mtime and extended attributes; symlinks are copied as
+ * links and never followed.  Regular files are cloned (FICLONE) when source and
+ * destination share a filesystem that supports reflinks, else copied; the
+ * SHA-256 of the content is computed on the way.
+ */
+#ifndef TS_COPY_H
+#define TS_COPY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include "err.h"
+
+typedef struct ts_copy_out {
+	struct stat st;            /* the source as it was when the copy began */
+	bool changed;              /* the source changed while it was copied */
+	unsigned char sha256[32];
+	uint64_t bytes;            /* bytes of content copied */
+	bool reflinked;
+} ts_copy_out;
+
+/* Copy regular file rel from src_dirfd to dst_dirfd (which must not have it).
+ * TS_ERR_NOTFOUND when the source vanished (the caller treats that as a
+ * deletion); TS_ERR_IO/NOSPC on failure, with the destination removed.
+ * src_desc is the source path for messages (e.g. the environment root). */
+ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel,
+                         const char *src_desc, ts_copy_out *out, ts_err *e);
+
+/* Copy symlink rel (target, owner, mtime); sha256 is over the target. */
+ts_err_code ts_copy_symlink(int src_dirfd, int dst_dirfd, const char *rel,
+                            const char *src_desc, ts_copy_out *out, ts_err *e);
+
+/* Give dst_dirfd/rel the owner, mode, mtime and xattrs recorded in st and
+ * read from src_dirfd/rel.  Used for directories after their contents are in
+ * place (adding entries would change their mtime). */
+ts_err_code ts_copy_dir_meta(int src_dirfd, int dst_dirfd, const char *rel,
+                             const struct stat *st, const char *src_desc, ts_err *e);
+
+/* Hash the content of an already-written file. */
+ts_err_code ts_copy_hash_file(int dirfd, const char *rel, unsigned char sha256[32],
+                              uint64_t *size, ts_err *e);
+
+/* Remove rel below dirfd recursively (files, links, directories). Missing is
+ * not an error. */
+ts_err_code ts_copy_remove_tree(int dirfd, const char *rel, ts_err *e);
+
+/* Same stat for the purposes of change detection: type, mode, owner, size,
+ * inode, mtime and ctime to the nanosecond. */
+bool ts_copy_same_stat(const struct stat *a, const struct stat *b);
+
+#endif

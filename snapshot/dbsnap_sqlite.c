@@ -1,0 +1,283 @@
+/* dbsnap_sqlite.c - hold Trac's SQLite writers and capture the database.
+ *
+ * Connection W takes the write lock exactly as Trac's writers contend for it
+ * (BEGIN IMMEDIATE with a busy timeout), so Trac's writers wait and its readers
+ * go on.  Connection R then opens a read transaction, which fixes the database
+ * state of the snapshot instant.  The copy is made from R with the backup API
+ * in a single step (so no other connection's commit can restart it), into a
+ * fresh file that is then switched to rollback-journal mode: a snapshot must
+ * open with `sqlite3 -readonly` on a read-only mount, which a WAL file cannot.
+ *
+ * WAL mode: R's snapshot survives W's release, so the writers are let go before
+ * the copy.  Rollback-journal mode: a committing writer rewrites the database
+ * file in place and would have to wait for R's shared lock anyway, so W keeps
+ * the writers waiting until the copy is done and both end together.
+ */
+#include "dbsnap.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+typedef struct sqlite_impl {
+	sqlite3 *w;      /* holds the write lock */
+	sqlite3 *r;      /* holds the read snapshot */
+	bool r_open;     /* R's read transaction is open */
+	bool wal;
+} sqlite_impl;
+
+/* One translation of SQLite result codes into engine errors. */
+static ts_err_code sqlite_err(ts_err *e, sqlite3 *db, int rc, const char *dbpath, const char *doing)
+{
+	const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return ts_err_set(e, TS_ERR_BUSY, "%s: %s: %s", dbpath, doing, msg);
+	case SQLITE_NOTADB:
+		return ts_err_set(e, TS_ERR_DB, "%s: not an SQLite database (%s)", dbpath, doing);
+	case SQLITE_CORRUPT:
+		return ts_err_set(e, TS_ERR_DB, "%s: database is corrupt (%s: %s)", dbpath, doing, msg);
+	case SQLITE_FULL:
+		return ts_err_set(e, TS_ERR_NOSPC, "%s: %s: %s", dbpath, doing, msg);
+	case SQLITE_NOMEM:
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	default:
+		return ts_err_set(e, TS_ERR_DB, "%s: %s: %s", dbpath, doing, msg);
+	}
+}
+
+/* Who holds a POSIX lock on path (or on its -shm in WAL mode)?  Only a hint
+ * for the message, so any failure just yields 0. */
+static long sqlite_lock_holder(const char *path)
+{
+	char shm[PATH_MAX + 8], line[512];
+	struct stat st[2];
+	int have[2];
+	long pid = 0;
+	FILE *f;
+
+	snprintf(shm, sizeof shm, "%s-shm", path);
+	have[0] = stat(path, &st[0]) == 0;
+	have[1] = stat(shm, &st[1]) == 0;
+	f = fopen("/proc/locks", "re");
+	if (!f)
+		return 0;
+	while (!pid && fgets(line, sizeof line, f)) {
+		long p;
+		unsigned maj, min;
+		unsigned long ino;
+		char kind[16];
+		if (sscanf(line, "%*d: %15s %*s %*s %ld %x:%x:%lu", kind, &p, &maj, &min, &ino) != 5)
+			continue;
+		if (p == (long)getpid())
+			continue;
+		for (int i = 0; i < 2; i++)
+			if (have[i] && st[i].st_ino == ino && major(st[i].st_dev) == maj &&
+			    minor(st[i].st_dev) == min)
+				pid = p;
+	}
+	fclose(f);
+	return pid;
+}
+
+static int sqlite_exec(sqlite3 *db, const char *sql)
+{
+	return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+static void sqlite_release(ts_dbsnap *d)
+{
+	sqlite_impl *im = d->impl;
+	if (im->r_open) {
+		sqlite_exec(im->r, "COMMIT");
+		im->r_open = false;
+	}
+	if (d->held) {
+		sqlite_exec(im->w, "ROLLBACK");
+		d->held = false;
+		clock_gettime(CLOCK_MONOTONIC, &d->released_at);
+	}
+}
+
+static void sqlite_free(ts_dbsnap *d)
+{
+	sqlite_impl *im = d->impl;
+	sqlite3_close(im->w);
+	sqlite3_close(im->r);
+	free(im);
+	d->impl = NULL;
+}
+
+static ts_err_code sqlite_lock(ts_dbsnap *d, ts_err *e)
+{
+	sqlite_impl *im = d->impl;
+	const char *path = d->env->db_abs;
+	sqlite3_stmt *st = NULL;
+	ts_err_code rc = TS_OK;
+	int src;
+
+	sqlite3_busy_timeout(im->w, d->timeout_s * 1000);
+	src = sqlite_exec(im->w, "BEGIN IMMEDIATE");
+	if ((src & 0xff) == SQLITE_BUSY) {
+		long pid = sqlite_lock_holder(path);
+		char who[48] = "";
+		if (pid > 0)
+			snprintf(who, sizeof who, " (held by pid %ld?)", pid);
+		rc = ts_err_set(e, TS_ERR_BUSY, "could not take the write lock on %s within %d s%s",
+		                path, d->timeout_s, who);
+		goto out;
+	}
+	if (src != SQLITE_OK) {
+		rc = sqlite_err(e, im->w, src, path, "taking the write lock");
+		goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &d->locked_at);
+	d->held = true;
+	if (stat(path, &d->db_st) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot stat", path);
+		goto out;
+	}
+	/* The read transaction starts now, while no writer can commit: its view
+	 * is the snapshot instant. */
+	sqlite3_busy_timeout(im->r, d->timeout_s * 1000);
+	src = sqlite_exec(im->r, "BEGIN");
+	if (src == SQLITE_OK)
+		src = sqlite3_prepare_v2(im->r, "PRAGMA journal_mode", -1, &st, NULL);
+	if (src == SQLITE_OK) {
+		im->r_open = true;
+		src = sqlite3_step(st);
+		if (src == SQLITE_ROW) {
+			const char *m = (const char *)sqlite3_column_text(st, 0);
+			im->wal = m && !strcmp(m, "wal");
+			src = SQLITE_OK;
+		}
+	}
+	if (src == SQLITE_OK)
+		src = sqlite_exec(im->r, "SELECT count(*) FROM sqlite_master");
+	if (src != SQLITE_OK)
+		rc = sqlite_err(e, im->r, src, path, "opening the read snapshot");
+out:
+	sqlite3_finalize(st);
+	if (rc != TS_OK)
+		sqlite_release(d);
+	return rc;
+}
+
+static ts_err_code sqlite_capture(ts_dbsnap *d, int treefd, const char *rel, ts_err *e)
+{
+	sqlite_impl *im = d->impl;
+	const char *path = d->env->db_abs;
+	char dest[PATH_MAX + 32], side[PATH_MAX + 48];
+	sqlite3 *out = NULL;
+	sqlite3_backup *bk = NULL;
+	ts_err_code rc = TS_OK;
+	int src, fd = -1;
+
+	if (im->wal && d->held) {
+		/* R pins the state: Trac's writers may go on now. */
+		sqlite_exec(im->w, "ROLLBACK");
+		d->held = false;
+		clock_gettime(CLOCK_MONOTONIC, &d->released_at);
+	}
+	if ((size_t)snprintf(dest, sizeof dest, "/proc/self/fd/%d/%s", treefd, rel) >= sizeof dest) {
+		rc = ts_err_set(e, TS_ERR_IO, "%s: path too long", rel);
+		goto out;
+	}
+	src = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	if (src != SQLITE_OK) {
+		rc = sqlite_err(e, out, src, rel, "creating the copy");
+		goto out;
+	}
+	bk = sqlite3_backup_init(out, "main", im->r, "main");
+	if (!bk) {
+		rc = sqlite_err(e, out, sqlite3_errcode(out), path, "starting the copy");
+		goto out;
+	}
+	/* All pages in one step: a multi-step backup restarts when another
+	 * connection commits, and would not be the snapshot instant. */
+	src = sqlite3_backup_step(bk, -1);
+	sqlite3_backup_finish(bk);
+	bk = NULL;
+	if (src != SQLITE_DONE) {
+		rc = sqlite_err(e, out, src, path, "copying the database");
+		goto out;
+	}
+	/* The copy carries the source's WAL header bytes; make it a rollback-
+	 * journal database, readable on a read-only mount. */
+	src = sqlite_exec(out, "PRAGMA journal_mode=DELETE");
+	if (src != SQLITE_OK) {
+		rc = sqlite_err(e, out, src, rel, "switching the copy to journal_mode=delete");
+		goto out;
+	}
+out:
+	if (out)
+		sqlite3_close(out);
+	sqlite_release(d);
+	if (rc == TS_OK) {
+		static const char *const sfx[] = { "-journal", "-wal", "-shm" };
+		for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+			snprintf(side, sizeof side, "%s%s", rel, sfx[i]);
+			unlinkat(treefd, side, 0);
+		}
+		fd = openat(treefd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		struct timespec times[2] = { d->db_st.st_atim, d->db_st.st_mtim };
+		if (fd < 0 || (fchown(fd, d->db_st.st_uid, d->db_st.st_gid) < 0 && geteuid() == 0) ||
+		    fchmod(fd, d->db_st.st_mode & 07777) < 0 || futimens(fd, times) < 0)
+			rc = ts_err_sys(e, errno, "%s: cannot set metadata of the database copy", rel);
+		if (fd >= 0)
+			close(fd);
+	}
+	return rc;
+}
+
+static const ts_dbsnap_ops sqlite_ops = {
+	.name = "sqlite",
+	.lock = sqlite_lock,
+	.capture = sqlite_capture,
+	.release = sqlite_release,
+	.free = sqlite_free,
+};
+
+ts_err_code ts_dbsnap_sqlite_open(ts_dbsnap *d, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	const char *path = d->env->db_abs;
+	sqlite_impl *im = calloc(1, sizeof *im);
+	struct stat st;
+	int src;
+
+	d->ops = &sqlite_ops;
+	d->impl = im;
+	if (!im)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	if (stat(path, &st) < 0) {
+		rc = ts_err_sys(e, errno, "%s: database file ([trac] database in %s)", path, d->env->ini_path);
+		if (rc == TS_ERR_NOTFOUND)
+			rc = ts_err_set(e, TS_ERR_CONFIG, "%s: database file missing ([trac] database in %s)",
+			                path, d->env->ini_path);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = ts_err_set(e, TS_ERR_CONFIG, "%s: database is not a regular file", path);
+		goto out;
+	}
+	/* Never SQLITE_OPEN_CREATE: a missing database must stay missing. */
+	src = sqlite3_open_v2(path, &im->w, SQLITE_OPEN_READWRITE, NULL);
+	if (src == SQLITE_OK)
+		src = sqlite3_open_v2(path, &im->r, SQLITE_OPEN_READWRITE, NULL);
+	if (src != SQLITE_OK)
+		rc = sqlite_err(e, im->r ? im->r : im->w, src, path, "opening");
+out:
+	if (rc != TS_OK && im) {
+		sqlite_free(d);
+	}
+	return rc;
+}

@@ -1,0 +1,583 @@
+/* snap.c - the snapshot protocol (see snap.h and doc/design.md). */
+#include "snap.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "copy.h"
+#include "dbsnap.h"
+#include "journal.h"
+#include "log.h"
+#include "manifest.h"
+#include "name.h"
+
+/* A file whose ctime is this close to the moment we read it may change again
+ * without its ctime moving (timestamps are coarse): it is copied again under
+ * the lock.  Two seconds covers the coarsest Linux filesystems. */
+#define SNAP_RACY_NS (2LL * 1000000000LL)
+
+typedef struct snap_item {
+	char *rel;                 /* "." for the root */
+	char type;                 /* 'd', 'f', 'l' */
+	struct stat st;            /* the source when it was copied */
+	unsigned char sha256[32];
+	bool racy;                 /* copy again under the lock */
+} snap_item;
+
+typedef struct snap_list {
+	snap_item *v;
+	size_t n, cap;
+} snap_list;
+
+/* Everything one snapshot run holds; released in one place. */
+typedef struct snap_run {
+	const ts_env *env;
+	const ts_snap_opts *o;
+	ts_store *store;
+	ts_store_tmp tmp;
+	bool tmp_open;
+	int envfd;
+	int prevfd;                /* tree of the previous snapshot, or -1 */
+	ts_manifest prev;          /* its manifest (may be empty) */
+	snap_list items;
+	ts_snap_stats *stats;
+	bool warn;                 /* log skipped special files (first walk only) */
+} snap_run;
+
+static int64_t snap_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000LL + t->tv_nsec;
+}
+
+static double snap_ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(snap_ns(&now) - snap_ns(t0)) / 1e6;
+}
+
+static void snap_list_free(snap_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].rel);
+	free(l->v);
+	memset(l, 0, sizeof *l);
+}
+
+static int snap_item_cmp(const void *a, const void *b)
+{
+	return strcmp(((const snap_item *)a)->rel, ((const snap_item *)b)->rel);
+}
+
+static ts_err_code snap_list_add(snap_list *l, const char *rel, char type,
+                                 const struct stat *st, ts_err *e)
+{
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 256;
+		snap_item *nv = realloc(l->v, ncap * sizeof *nv);
+		if (!nv)
+			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		l->v = nv;
+		l->cap = ncap;
+	}
+	snap_item *it = &l->v[l->n];
+	memset(it, 0, sizeof *it);
+	it->rel = strdup(rel);
+	if (!it->rel)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	it->type = type;
+	it->st = *st;
+	l->n++;
+	return TS_OK;
+}
+
+static bool snap_cancelled(const snap_run *r)
+{
+	return r->o->cancel && *r->o->cancel;
+}
+
+static char *snap_join(const char *dir, const char *name)
+{
+	char *out = NULL;
+	if (!strcmp(dir, "."))
+		return strdup(name);
+	if (asprintf(&out, "%s/%s", dir, name) < 0)
+		return NULL;
+	return out;
+}
+
+/* Collect the entries below dirfd/rel into l (unsorted).  Special files are
+ * skipped (with a warning on the first walk); journals of the database and
+ * the database itself are never listed. */
+static ts_err_code snap_walk_dir(snap_run *r, int parentfd, const char *rel, snap_list *l, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	struct dirent *de;
+	int fd = openat(parentfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		/* A directory deleted while we walk is simply no longer there. */
+		if (errno == ENOENT || errno == ENOTDIR)
+			return TS_OK;
+		return ts_err_sys(e, errno, "%s/%s: cannot read directory", r->env->root, rel);
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		char *child;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (snap_cancelled(r)) {
+			rc = ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled", r->o->name);
+			break;
+		}
+		child = snap_join(rel, de->d_name);
+		if (!child) {
+			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+			break;
+		}
+		if (ts_journal_excluded(child, r->env->db_rel) ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			free(child);
+			continue;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			rc = snap_list_add(l, child, 'd', &st, e);
+			if (rc == TS_OK)
+				rc = snap_walk_dir(r, r->envfd, child, l, e);
+		} else if (S_ISREG(st.st_mode)) {
+			rc = snap_list_add(l, child, 'f', &st, e);
+		} else if (S_ISLNK(st.st_mode)) {
+			rc = snap_list_add(l, child, 'l', &st, e);
+		} else if (r->warn) {
+			const char *what = S_ISFIFO(st.st_mode) ? "FIFO" : S_ISSOCK(st.st_mode) ? "socket" :
+			                   S_ISCHR(st.st_mode) ? "character device" : "block device";
+			ts_log(LOG_WARNING, "%s/%s: skipped %s (only directories, regular files and "
+			       "symlinks are copied)", r->env->root, child, what);
+		}
+		free(child);
+		if (rc != TS_OK)
+			break;
+	}
+	closedir(d);
+	return rc;
+}
+
+static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
+{
+	struct stat st;
+	ts_err_code rc;
+
+	if (fstat(r->envfd, &st) < 0)
+		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
+	rc = snap_list_add(l, ".", 'd', &st, e);
+	if (rc == TS_OK)
+		rc = snap_walk_dir(r, r->envfd, ".", l, e);
+	if (rc == TS_OK)
+		qsort(l->v, l->n, sizeof *l->v, snap_item_cmp);
+	return rc;
+}
+
+/* Can the previous snapshot's copy of it serve unchanged? */
+static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
+{
+	const ts_manifest_entry *pe;
+	if (r->prevfd < 0 || it->type != 'f')
+		return false;
+	pe = ts_manifest_find(&r->prev, it->rel);
+	return pe && pe->type == 'f' && pe->size == (uint64_t)it->st.st_size &&
+	       pe->src_ino == (uint64_t)it->st.st_ino &&
+	       pe->src_ctime.tv_sec == it->st.st_ctim.tv_sec &&
+	       pe->src_ctime.tv_nsec == it->st.st_ctim.tv_nsec &&
+	       pe->mtime.tv_sec == it->st.st_mtim.tv_sec &&
+	       pe->mtime.tv_nsec == it->st.st_mtim.tv_nsec &&
+	       pe->mode == (it->st.st_mode & 07777) && pe->uid == it->st.st_uid &&
+	       pe->gid == it->st.st_gid;
+}
+
+/* Put one walked entry into the tree.  Returns TS_ERR_NOTFOUND when the
+ * source vanished meanwhile (the caller drops the item). */
+static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, ts_err *e)
+{
+	ts_copy_out co;
+	ts_err_code rc;
+	struct timespec before;
+
+	if (it->type == 'd') {
+		if (strcmp(it->rel, ".") && mkdirat(r->tmp.treefd, it->rel, 0700) < 0 && errno != EEXIST)
+			return ts_err_sys(e, errno, "%s: cannot create in the store", it->rel);
+		return TS_OK;
+	}
+	if (allow_share && snap_unchanged_since_prev(r, it) &&
+	    linkat(r->prevfd, it->rel, r->tmp.treefd, it->rel, 0) == 0) {
+		memcpy(it->sha256, ts_manifest_find(&r->prev, it->rel)->sha256, 32);
+		r->stats->bytes_shared += (uint64_t)it->st.st_size;
+		r->stats->files_shared++;
+		return TS_OK;
+	}
+	clock_gettime(CLOCK_REALTIME, &before);
+	if (it->type == 'l')
+		rc = ts_copy_symlink(r->envfd, r->tmp.treefd, it->rel, r->env->root, &co, e);
+	else
+		rc = ts_copy_file(r->envfd, r->tmp.treefd, it->rel, r->env->root, &co, e);
+	if (rc != TS_OK)
+		return rc;
+	it->st = co.st;
+	memcpy(it->sha256, co.sha256, 32);
+	it->racy = co.changed || snap_ns(&co.st.st_ctim) >= snap_ns(&before) - SNAP_RACY_NS;
+	r->stats->bytes_copied += co.bytes;
+	return TS_OK;
+}
+
+/* Pre-copy: everything, while Trac runs. */
+static ts_err_code snap_precopy(snap_run *r, ts_err *e)
+{
+	ts_err_code rc;
+
+	r->warn = true;
+	rc = snap_walk(r, &r->items, e);
+	r->warn = false;
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		snap_item *it = &r->items.v[i];
+		if (snap_cancelled(r)) {
+			rc = ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled", r->o->name);
+			break;
+		}
+		rc = snap_put(r, it, true, e);
+		if (rc == TS_ERR_NOTFOUND) {
+			it->type = 0;   /* vanished: the freeze walk decides */
+			rc = TS_OK;
+		}
+	}
+	if (rc != TS_OK)
+		return rc;
+	/* Drop vanished items so that the list is what the tree holds. */
+	size_t k = 0;
+	for (size_t i = 0; i < r->items.n; i++) {
+		if (r->items.v[i].type)
+			r->items.v[k++] = r->items.v[i];
+		else
+			free(r->items.v[i].rel);
+	}
+	r->items.n = k;
+	return TS_OK;
+}
+
+/* Freeze, under the lock: make the tree equal to the environment now,
+ * copying only what changed since the pre-copy. */
+static ts_err_code snap_freeze(snap_run *r, ts_err *e)
+{
+	ts_err_code rc;
+	snap_list now = { 0 };
+	size_t i = 0, j = 0;
+
+	rc = snap_walk(r, &now, e);
+	while (rc == TS_OK && (i < r->items.n || j < now.n)) {
+		snap_item *old = i < r->items.n ? &r->items.v[i] : NULL;
+		snap_item *cur = j < now.n ? &now.v[j] : NULL;
+		int c = !old ? 1 : !cur ? -1 : strcmp(old->rel, cur->rel);
+
+		if (c < 0) {            /* gone from the environment */
+			rc = ts_copy_remove_tree(r->tmp.treefd, old->rel, e);
+			i++;
+			continue;
+		}
+		if (c == 0 && old->type == cur->type &&
+		    (cur->type == 'd' || (!old->racy && ts_copy_same_stat(&old->st, &cur->st)))) {
+			/* Unchanged (directories only need their new metadata). */
+			if (cur->type != 'd')
+				memcpy(cur->sha256, old->sha256, 32);
+			i++;
+			j++;
+			continue;
+		}
+		if (c == 0) {           /* changed: replace, never write into a shared inode */
+			rc = ts_copy_remove_tree(r->tmp.treefd, old->rel, e);
+			i++;
+			if (rc != TS_OK)
+				break;
+		}
+		rc = snap_put(r, cur, false, e);
+		if (rc == TS_ERR_NOTFOUND) {
+			/* Vanished under the lock (a log rotated, say): not in the snapshot. */
+			cur->type = 0;
+			rc = TS_OK;
+		}
+		j++;
+	}
+	snap_list_free(&r->items);
+	r->items = now;
+	return rc;
+}
+
+/* Directories get their metadata last, deepest first, once nothing more is
+ * added to them. */
+static ts_err_code snap_dir_meta(snap_run *r, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	for (size_t k = r->items.n; rc == TS_OK && k-- > 0;) {
+		const snap_item *it = &r->items.v[k];
+		if (it->type == 'd')
+			rc = ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &it->st, r->env->root, e);
+	}
+	return rc;
+}
+
+static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	ts_manifest m;
+	char path[64];
+
+	ts_manifest_init(&m);
+	m.time = r->stats->instant;
+	m.no_database = r->o->no_database;
+	m.env = strdup(r->env->root);
+	if (!m.env)
+		goto nomem;
+	if (!r->env->db_rel && r->env->db_abs && !r->o->no_database) {
+		m.external_db = strdup(r->env->db_abs);
+		m.external_db_rel = strdup(db_rel);
+		if (!m.external_db || !m.external_db_rel)
+			goto nomem;
+	}
+	for (size_t k = 0; k < r->items.n; k++) {
+		const snap_item *it = &r->items.v[k];
+		ts_manifest_entry *me;
+		if (!it->type)
+			continue;
+		me = ts_manifest_add(&m, it->type, it->rel);
+		if (!me)
+			goto nomem;
+		me->mode = it->st.st_mode & 07777;
+		me->uid = it->st.st_uid;
+		me->gid = it->st.st_gid;
+		me->size = it->type == 'd' ? 0 : (uint64_t)it->st.st_size;
+		me->mtime = it->st.st_mtim;
+		memcpy(me->sha256, it->sha256, 32);
+		if (it->type != 'd') {
+			me->src_ino = it->st.st_ino;
+			me->src_ctime = it->st.st_ctim;
+		}
+		if (it->type == 'f')
+			r->stats->files++;
+	}
+	if (db_rel) {
+		struct stat st;
+		ts_manifest_entry *me;
+		uint64_t size = 0;
+		if (fstatat(r->tmp.treefd, db_rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = ts_err_sys(e, errno, "%s: database copy missing", db_rel);
+			goto out;
+		}
+		me = ts_manifest_add(&m, 'f', db_rel);
+		if (!me)
+			goto nomem;
+		rc = ts_copy_hash_file(r->tmp.treefd, db_rel, me->sha256, &size, e);
+		if (rc != TS_OK)
+			goto out;
+		me->mode = st.st_mode & 07777;
+		me->uid = st.st_uid;
+		me->gid = st.st_gid;
+		me->size = size;
+		me->mtime = st.st_mtim;
+		r->stats->files++;
+		r->stats->bytes_copied += size;
+	}
+	if (!r->env->db_rel && db_rel) {
+		/* The external database's directory, as the tree has it. */
+		struct stat st;
+		ts_manifest_entry *me;
+		if (fstatat(r->tmp.treefd, TS_SNAP_EXTERNAL_DB_DIR, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			me = ts_manifest_add(&m, 'd', TS_SNAP_EXTERNAL_DB_DIR);
+			if (!me)
+				goto nomem;
+			me->mode = st.st_mode & 07777;
+			me->uid = st.st_uid;
+			me->gid = st.st_gid;
+			me->mtime = st.st_mtim;
+		}
+	}
+	ts_manifest_sort(&m);
+	snprintf(path, sizeof path, "/proc/self/fd/%d/manifest", r->tmp.dirfd);
+	rc = ts_manifest_write(&m, path, e);
+	goto out;
+nomem:
+	rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+out:
+	ts_manifest_free(&m);
+	return rc;
+}
+
+/* The newest snapshot, to share unchanged files with. */
+static void snap_open_prev(snap_run *r)
+{
+	ts_store_snap *v = NULL;
+	size_t n = 0;
+	char path[PATH_MAX];
+
+	if (ts_store_list(r->store, &v, &n, NULL) != TS_OK || n == 0)
+		goto out;
+	snprintf(path, sizeof path, "%s/manifest", v[n - 1].name);
+	char full[PATH_MAX + 64];
+	snprintf(full, sizeof full, "/proc/self/fd/%d/%s", r->store->dirfd, path);
+	if (ts_manifest_read(full, &r->prev, NULL) != TS_OK) {
+		ts_manifest_free(&r->prev);
+		ts_manifest_init(&r->prev);
+		goto out;
+	}
+	snprintf(path, sizeof path, "%s/tree", v[n - 1].name);
+	r->prevfd = openat(r->store->dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+out:
+	ts_store_list_free(v, n);
+}
+
+/* Where the database copy goes in the tree: its own place inside the
+ * environment, or the documented directory for an external one. */
+static ts_err_code snap_db_dest(snap_run *r, char **rel, ts_err *e)
+{
+	const char *base;
+	*rel = NULL;
+	if (r->env->db_rel) {
+		*rel = strdup(r->env->db_rel);
+		return *rel ? TS_OK : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	}
+	base = strrchr(r->env->db_abs, '/');
+	base = base ? base + 1 : r->env->db_abs;
+	if (mkdirat(r->tmp.treefd, TS_SNAP_EXTERNAL_DB_DIR, 0755) < 0) {
+		if (errno == EEXIST)
+			return ts_err_set(e, TS_ERR_CONFIG, "%s/%s: exists in the environment; it is where "
+			                  "tracsnap puts the external database %s", r->env->root,
+			                  TS_SNAP_EXTERNAL_DB_DIR, r->env->db_abs);
+		return ts_err_sys(e, errno, "%s: cannot create in the store", TS_SNAP_EXTERNAL_DB_DIR);
+	}
+	if (asprintf(rel, "%s/%s", TS_SNAP_EXTERNAL_DB_DIR, base) < 0) {
+		*rel = NULL;
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	}
+	return TS_OK;
+}
+
+ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts *o,
+                         ts_snap_stats *stats, ts_err *e)
+{
+	ts_err_code rc;
+	snap_run r;
+	ts_dbsnap *db = NULL;
+	char *db_rel = NULL;
+	struct timespec t0;
+	bool store_locked = false;
+
+	memset(&r, 0, sizeof r);
+	memset(stats, 0, sizeof *stats);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r.env = env;
+	r.o = o;
+	r.store = store;
+	r.stats = stats;
+	r.prevfd = r.envfd = -1;
+	ts_manifest_init(&r.prev);
+
+	rc = ts_name_check(o->name, e);
+	if (rc != TS_OK)
+		goto out;
+	rc = ts_store_lock(store, o->lock_timeout_s, e);
+	if (rc != TS_OK)
+		goto out;
+	store_locked = true;
+	if (ts_store_exists(store, o->name)) {
+		rc = ts_err_set(e, TS_ERR_EXISTS, "snapshot %s: exists already (snapshots are never "
+		                "overwritten)", o->name);
+		goto out;
+	}
+	r.envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r.envfd < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot open the environment", env->root);
+		goto out;
+	}
+	rc = ts_dbsnap_open(env, o->lock_timeout_s, &db, e);
+	if (rc != TS_OK)
+		goto out;
+	rc = ts_store_begin(store, o->name, &r.tmp, e);
+	if (rc != TS_OK)
+		goto out;
+	r.tmp_open = true;
+	snap_open_prev(&r);
+
+	rc = snap_precopy(&r, e);
+	if (rc != TS_OK)
+		goto out;
+	rc = db->ops->lock(db, e);
+	if (rc != TS_OK)
+		goto out;
+	clock_gettime(CLOCK_REALTIME, &stats->instant);
+	rc = snap_freeze(&r, e);
+	if (rc != TS_OK)
+		goto out;
+	if (!o->no_database) {
+		rc = snap_db_dest(&r, &db_rel, e);
+		if (rc == TS_OK)
+			rc = db->ops->capture(db, r.tmp.treefd, db_rel, e);
+	}
+	db->ops->release(db);
+	stats->hold_ms = ts_dbsnap_hold_ms(db);
+	if (rc != TS_OK)
+		goto out;
+	rc = snap_dir_meta(&r, e);
+	if (rc == TS_OK)
+		rc = snap_manifest(&r, db_rel, e);
+	if (rc == TS_OK)
+		rc = ts_store_commit(store, &r.tmp, &stats->instant, e);
+	r.tmp_open = false;   /* commit consumed it, success or not */
+out:
+	if (db) {
+		db->ops->release(db);
+		if (!stats->hold_ms)
+			stats->hold_ms = ts_dbsnap_hold_ms(db);
+		ts_dbsnap_close(db);
+	}
+	if (r.tmp_open)
+		ts_store_abort(store, &r.tmp);
+	if (store_locked)
+		ts_store_unlock(store);
+	if (r.envfd >= 0)
+		close(r.envfd);
+	if (r.prevfd >= 0)
+		close(r.prevfd);
+	ts_manifest_free(&r.prev);
+	snap_list_free(&r.items);
+	free(db_rel);
+	stats->total_ms = snap_ms_since(&t0);
+	return rc;
+}
+
+static void snap_human(uint64_t b, char *buf, size_t len)
+{
+	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)b;
+	int k = 0;
+	while (v >= 1024 && k < 4) {
+		v /= 1024;
+		k++;
+	}
+	snprintf(buf, len, k ? "%.1f %s" : "%.0f %s", v, u[k]);
+}
+
+void ts_snap_format_stats(const char *name, const ts_snap_stats *s, char *buf, size_t len)
+{
+	char c[32], sh[32];
+	snap_human(s->bytes_copied, c, sizeof c);
+	snap_human(s->bytes_shared, sh, sizeof sh);
+	snprintf(buf, len, "snapshot %s: %llu files, %s copied, %s shared, lock held %.0f ms, total %.0f ms",
+	         name, (unsigned long long)s->files, c, sh, s->hold_ms, s->total_ms);
+}

@@ -1,0 +1,448 @@
+/* store.c - snapshot store layout, lock and leftovers (see store.h). */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "copy.h"
+#include "env.h"
+
+#define STORE_LOCK_FILE ".lock"
+#define STORE_TMP_PREFIX ".tmp-"
+#define STORE_DEL_PREFIX ".del-"
+
+char *ts_store_default_path(const char *env_root)
+{
+	char base[PATH_MAX], *out = NULL, *flat = NULL;
+	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+	size_t n = strlen(env_root);
+
+	if (geteuid() == 0)
+		snprintf(base, sizeof base, "/var/lib/tracsnap");
+	else if (xdg && *xdg == '/')
+		snprintf(base, sizeof base, "%s/tracsnap", xdg);
+	else if (home && *home == '/')
+		snprintf(base, sizeof base, "%s/.local/share/tracsnap", home);
+	else
+		return NULL;
+	/* "/srv/trac/proj" -> "srv-trac-proj"; '-' itself becomes "--" so that
+	 * "/a-b" and "/a/b" never share a store. */
+	flat = malloc(2 * n + 1);
+	if (!flat)
+		return NULL;
+	size_t j = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (env_root[i] == '/') {
+			if (j > 0)
+				flat[j++] = '-';
+		} else if (env_root[i] == '-') {
+			flat[j++] = '-';
+			flat[j++] = '-';
+		} else {
+			flat[j++] = env_root[i];
+		}
+	}
+	flat[j] = '\0';
+	if (asprintf(&out, "%s/%s", base, j ? flat : "root") < 0)
+		out = NULL;
+	free(flat);
+	return out;
+}
+
+/* Absolute, symlink-free form of a path whose tail may not exist yet. */
+static char *store_resolve(const char *path)
+{
+	char *r = realpath(path, NULL), *dup, *slash, *parent, *out = NULL;
+	if (r || errno != ENOENT)
+		return r;
+	dup = strdup(path);
+	if (!dup)
+		return NULL;
+	slash = strrchr(dup, '/');
+	if (!slash) {
+		parent = realpath(".", NULL);
+		if (parent && asprintf(&out, "%s/%s", parent, dup) < 0)
+			out = NULL;
+	} else {
+		*slash = '\0';
+		parent = (slash == dup) ? strdup("/") : store_resolve(dup);
+		if (parent && asprintf(&out, "%s%s%s", parent,
+		                       strcmp(parent, "/") ? "/" : "", slash + 1) < 0)
+			out = NULL;
+	}
+	free(parent);
+	free(dup);
+	return out;
+}
+
+ts_err_code ts_store_check_placement(const char *store, const char *env_root,
+                                     const char *mnt, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	char *s = store_resolve(store), *m = mnt ? store_resolve(mnt) : NULL;
+
+	if (!s || (mnt && !m)) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "cannot resolve %s", !s ? store : mnt);
+		goto out;
+	}
+	if (ts_path_is_under(s, env_root)) {
+		rc = ts_err_set(e, TS_ERR_USAGE, "store %s: inside the environment %s "
+		                "(snapshots would copy themselves)", store, env_root);
+		goto out;
+	}
+	if (m && ts_path_is_under(s, m)) {
+		rc = ts_err_set(e, TS_ERR_USAGE, "store %s: below the mount point %s", store, mnt);
+		goto out;
+	}
+	if (m && ts_path_is_under(m, env_root)) {
+		rc = ts_err_set(e, TS_ERR_USAGE, "mount point %s: inside the environment %s", mnt, env_root);
+		goto out;
+	}
+	if (m && ts_path_is_under(env_root, m)) {
+		rc = ts_err_set(e, TS_ERR_USAGE, "mount point %s: would hide the environment %s", mnt, env_root);
+		goto out;
+	}
+out:
+	free(s);
+	free(m);
+	return rc;
+}
+
+static int store_mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+	if (n >= sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+ts_err_code ts_store_open(const char *path, bool create, ts_store *s, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	struct stat st;
+
+	memset(s, 0, sizeof *s);
+	s->dirfd = s->lockfd = -1;
+	if (create && store_mkdir_p(path) < 0) {
+		rc = ts_err_sys(e, errno, "store %s: cannot create", path);
+		goto out;
+	}
+	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0) {
+		rc = ts_err_sys(e, errno, "store %s: cannot open", path);
+		goto out;
+	}
+	if (fstat(s->dirfd, &st) == 0 && (st.st_mode & 077) && st.st_uid == geteuid())
+		(void)fchmod(s->dirfd, st.st_mode & 0700); /* snapshots hold 0600 trac.ini */
+	s->root = realpath(path, NULL);
+	if (!s->root)
+		rc = ts_err_sys(e, errno, "store %s: cannot resolve", path);
+out:
+	if (rc != TS_OK)
+		ts_store_close(s);
+	return rc;
+}
+
+void ts_store_close(ts_store *s)
+{
+	ts_store_unlock(s);
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	free(s->root);
+	memset(s, 0, sizeof *s);
+	s->dirfd = s->lockfd = -1;
+}
+
+static void store_remove_leftovers(ts_store *s)
+{
+	DIR *d;
+	struct dirent *de;
+	int fd = dup(s->dirfd);
+
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, STORE_TMP_PREFIX, strlen(STORE_TMP_PREFIX)) &&
+		    strncmp(de->d_name, STORE_DEL_PREFIX, strlen(STORE_DEL_PREFIX)))
+			continue;
+		(void)ts_copy_remove_tree(s->dirfd, de->d_name, NULL);
+	}
+	closedir(d);
+}
+
+ts_err_code ts_store_lock(ts_store *s, int timeout_s, ts_err *e)
+{
+	struct timespec start, now;
+	char pidbuf[32];
+
+	if (s->locked)
+		return TS_OK;
+	if (s->lockfd < 0) {
+		s->lockfd = openat(s->dirfd, STORE_LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (s->lockfd < 0)
+			return ts_err_sys(e, errno, "store %s: cannot open %s", s->root, STORE_LOCK_FILE);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return ts_err_sys(e, errno, "store %s: cannot lock", s->root);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - start.tv_sec >= timeout_s) {
+			ssize_t n = pread(s->lockfd, pidbuf, sizeof pidbuf - 1, 0);
+			pidbuf[n > 0 ? n : 0] = '\0';
+			pidbuf[strcspn(pidbuf, "\n")] = '\0';
+			return ts_err_set(e, TS_ERR_BUSY, "store %s: in use by another tracsnap "
+			                  "(pid %s) for more than %d s", s->root,
+			                  *pidbuf ? pidbuf : "?", timeout_s);
+		}
+		struct timespec nap = { 0, 50 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	}
+	s->locked = true;
+	int len = snprintf(pidbuf, sizeof pidbuf, "%ld\n", (long)getpid());
+	if (ftruncate(s->lockfd, 0) == 0)
+		(void)!pwrite(s->lockfd, pidbuf, (size_t)len, 0);
+	store_remove_leftovers(s);
+	return TS_OK;
+}
+
+void ts_store_unlock(ts_store *s)
+{
+	if (!s->locked)
+		return;
+	(void)!ftruncate(s->lockfd, 0);
+	flock(s->lockfd, LOCK_UN);
+	s->locked = false;
+}
+
+static int store_snap_cmp(const void *a, const void *b)
+{
+	const ts_store_snap *x = a, *y = b;
+	if (x->time.tv_sec != y->time.tv_sec)
+		return x->time.tv_sec < y->time.tv_sec ? -1 : 1;
+	if (x->time.tv_nsec != y->time.tv_nsec)
+		return x->time.tv_nsec < y->time.tv_nsec ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+ts_err_code ts_store_list(ts_store *s, ts_store_snap **out, size_t *n, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	ts_store_snap *v = NULL;
+	size_t cnt = 0, cap = 0;
+	struct dirent *de;
+	struct stat st;
+	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d) {
+		rc = ts_err_sys(e, errno, "store %s: cannot list", s->root);
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (fstatat(s->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		if (cnt == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			ts_store_snap *nv = realloc(v, ncap * sizeof *v);
+			if (!nv) {
+				rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+				goto out;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		v[cnt].name = strdup(de->d_name);
+		if (!v[cnt].name) {
+			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		v[cnt].time = st.st_mtim;
+		cnt++;
+	}
+	qsort(v, cnt, sizeof *v, store_snap_cmp);
+out:
+	if (d)
+		closedir(d);
+	if (rc != TS_OK) {
+		ts_store_list_free(v, cnt);
+		v = NULL;
+		cnt = 0;
+	}
+	*out = v;
+	*n = cnt;
+	return rc;
+}
+
+void ts_store_list_free(ts_store_snap *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].name);
+	free(v);
+}
+
+bool ts_store_exists(ts_store *s, const char *name)
+{
+	struct stat st;
+	return name[0] != '.' && !strchr(name, '/') &&
+	       fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* A private name in the store for work in progress: the snapshot's own name
+ * may be 255 bytes, so it cannot be part of it. */
+static char *store_private_name(const char *prefix)
+{
+	static unsigned counter;
+	char *out = NULL;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (asprintf(&out, "%s%ld-%ld-%u", prefix, (long)getpid(), (long)ts.tv_nsec,
+	             __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED)) < 0)
+		out = NULL;
+	return out;
+}
+
+ts_err_code ts_store_begin(ts_store *s, const char *name, ts_store_tmp *t, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+
+	memset(t, 0, sizeof *t);
+	t->dirfd = t->treefd = -1;
+	t->name = strdup(name);
+	t->dir = store_private_name(STORE_TMP_PREFIX);
+	if (!t->name || !t->dir) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (mkdirat(s->dirfd, t->dir, 0700) < 0) {
+		rc = ts_err_sys(e, errno, "store %s: cannot create %s", s->root, t->dir);
+		goto out;
+	}
+	t->dirfd = openat(s->dirfd, t->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->dirfd < 0 || mkdirat(t->dirfd, "tree", 0700) < 0 ||
+	    (t->treefd = openat(t->dirfd, "tree", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		rc = ts_err_sys(e, errno, "store %s: cannot create %s/tree", s->root, t->dir);
+out:
+	if (rc != TS_OK)
+		ts_store_abort(s, t);
+	return rc;
+}
+
+static void store_tmp_free(ts_store_tmp *t)
+{
+	if (t->treefd >= 0)
+		close(t->treefd);
+	if (t->dirfd >= 0)
+		close(t->dirfd);
+	free(t->name);
+	free(t->dir);
+	memset(t, 0, sizeof *t);
+	t->dirfd = t->treefd = -1;
+}
+
+ts_err_code ts_store_commit(ts_store *s, ts_store_tmp *t, const struct timespec *instant, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	struct timespec times[2] = { *instant, *instant };
+
+	/* One syncfs instead of an fsync per file: the whole snapshot is durable
+	 * before its name appears. */
+	if (syncfs(t->dirfd) < 0) {
+		rc = ts_err_sys(e, errno, "store %s: sync failed", s->root);
+		goto out;
+	}
+	if (futimens(t->dirfd, times) < 0 || fsync(t->dirfd) < 0) {
+		rc = ts_err_sys(e, errno, "store %s: cannot finish %s", s->root, t->dir);
+		goto out;
+	}
+	if (renameat2(s->dirfd, t->dir, s->dirfd, t->name, RENAME_NOREPLACE) < 0) {
+		rc = ts_err_sys(e, errno, "snapshot %s", t->name);
+		goto out;
+	}
+	(void)fsync(s->dirfd);
+out:
+	if (rc != TS_OK)
+		ts_store_abort(s, t);
+	else
+		store_tmp_free(t);
+	return rc;
+}
+
+void ts_store_abort(ts_store *s, ts_store_tmp *t)
+{
+	if (t->dir)
+		(void)ts_copy_remove_tree(s->dirfd, t->dir, NULL);
+	store_tmp_free(t);
+}
+
+ts_err_code ts_store_remove(ts_store *s, const char *name, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	char *del = store_private_name(STORE_DEL_PREFIX);
+
+	if (!del) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (!ts_store_exists(s, name)) {
+		rc = ts_err_set(e, TS_ERR_NOTFOUND, "snapshot %s: no such snapshot", name);
+		goto out;
+	}
+	/* Disappear atomically first, then take the time to delete. */
+	if (renameat(s->dirfd, name, s->dirfd, del) < 0) {
+		rc = ts_err_sys(e, errno, "snapshot %s: cannot delete", name);
+		goto out;
+	}
+	(void)fsync(s->dirfd);
+	rc = ts_copy_remove_tree(s->dirfd, del, e);
+out:
+	free(del);
+	return rc;
+}
+
+ts_err_code ts_store_rename(ts_store *s, const char *from, const char *to, ts_err *e)
+{
+	if (!ts_store_exists(s, from))
+		return ts_err_set(e, TS_ERR_NOTFOUND, "snapshot %s: no such snapshot", from);
+	if (renameat2(s->dirfd, from, s->dirfd, to, RENAME_NOREPLACE) < 0) {
+		if (errno == EEXIST)
+			return ts_err_set(e, TS_ERR_EXISTS, "snapshot %s: exists already "
+			                  "(snapshots are never overwritten)", to);
+		return ts_err_sys(e, errno, "snapshot %s: cannot rename to %s", from, to);
+	}
+	(void)fsync(s->dirfd);
+	return TS_OK;
+}

@@ -1,0 +1,228 @@
+"""Refusals at mount time and of `tracsnap snapshot` (spec sections 1, 5, 7):
+non-zero exit within seconds, exactly one `tracsnap: ` line naming the path
+or setting, nothing mounted, no store created, no secret printed."""
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import (set_trac_database, snapshot_names, store_snapshots, tracsnap,
+                      tracsnap_bin)
+
+MOUNT_TIMEOUT = 10
+
+
+def run_mount(env, mnt, store, opts=()):
+    """Start the daemon in the foreground; return (returncode, output) when it
+    exits.  If it is still running after MOUNT_TIMEOUT (it mounted instead of
+    refusing), unmount, stop it and fail."""
+    o = ",".join(["store=" + str(store)] + list(opts))
+    cmd = [tracsnap_bin(), "-f", "-o", o, str(env), str(mnt)]
+    t0 = time.time()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, text=True, errors="replace")
+    try:
+        out, _ = p.communicate(timeout=MOUNT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        if os.path.ismount(str(mnt)):
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], stderr=subprocess.DEVNULL)
+        try:
+            out, _ = p.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+        raise AssertionError("daemon still running after %ds instead of refusing %s:\n%s"
+                             % (MOUNT_TIMEOUT, cmd, out))
+    finally:
+        if os.path.isdir(str(mnt)) and os.path.ismount(str(mnt)):
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], stderr=subprocess.DEVNULL)
+    return p.returncode, out, time.time() - t0
+
+
+def tracsnap_lines(out):
+    return [l for l in out.splitlines() if l.startswith("tracsnap: ")]
+
+
+def assert_refused(env, mnt, store, must_name, opts=(), forbidden=()):
+    rc, out, elapsed = run_mount(env, mnt, store, opts)
+    assert rc != 0, "exit 0:\n" + out
+    assert elapsed < 5, "took %.1f s to refuse" % elapsed
+    lines = tracsnap_lines(out)
+    assert len(lines) == 1, "expected one 'tracsnap: ' line, got:\n" + out
+    for text in must_name:
+        assert text in lines[0], "%r not in %r" % (text, lines[0])
+    for secret in forbidden:
+        assert secret not in out, "output reveals %r:\n%s" % (secret, out)
+    assert not os.path.ismount(str(mnt))
+    assert not os.path.exists(str(store)), "store created: %s" % os.listdir(str(store))
+    return lines[0]
+
+
+@pytest.fixture
+def paths(tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    return mnt, tmp_path / "store"
+
+
+def _ini(env):
+    return os.path.join(env, "conf", "trac.ini")
+
+
+def _rewrite_ini(env, fn):
+    with open(_ini(env)) as f:
+        text = f.read()
+    with open(_ini(env), "r+") as f:
+        f.write(fn(text))
+        f.truncate()
+
+
+# ---------------------------------------------------------------- the environment
+
+def test_env_missing(tmp_path, paths):
+    env = str(tmp_path / "no-such-env")
+    assert_refused(env, *paths, must_name=[env])
+
+
+def test_env_is_a_file(tmp_path, paths):
+    env = tmp_path / "plainfile"
+    env.write_text("hello\n")
+    assert_refused(str(env), *paths, must_name=[str(env)])
+
+
+def test_version_missing(env_sqlite, paths):
+    os.unlink(os.path.join(env_sqlite, "VERSION"))
+    assert_refused(env_sqlite, *paths, must_name=[env_sqlite, "VERSION"])
+
+
+def test_version_wrong_first_line(env_sqlite, paths):
+    with open(os.path.join(env_sqlite, "VERSION"), "w") as f:
+        f.write("Subversion Repository Version 5\nTrac Environment Version 1\n")
+    assert_refused(env_sqlite, *paths, must_name=[env_sqlite, "VERSION"])
+
+
+def test_trac_ini_missing(env_sqlite, paths):
+    os.unlink(_ini(env_sqlite))
+    assert_refused(env_sqlite, *paths, must_name=["trac.ini"])
+
+
+def test_no_trac_section(env_sqlite, paths):
+    _rewrite_ini(env_sqlite, lambda t: t.replace("[trac]\n", "[nottrac]\n"))
+    assert_refused(env_sqlite, *paths, must_name=["trac.ini"])
+
+
+def test_no_database_key(env_sqlite, paths):
+    _rewrite_ini(env_sqlite, lambda t: t.replace("database = sqlite:db/trac.db\n", ""))
+    assert_refused(env_sqlite, *paths, must_name=["trac.ini", "database"])
+
+
+@pytest.mark.parametrize("value", ["sqlite:", "postgres:trac"])
+def test_malformed_database_value(env_sqlite, paths, value):
+    set_trac_database(env_sqlite, value)
+    assert_refused(env_sqlite, *paths, must_name=["trac.ini", "database"])
+
+
+def test_mysql_refused_without_password(env_sqlite, paths):
+    set_trac_database(env_sqlite, "mysql://u:secret@h/db")
+    assert_refused(env_sqlite, *paths, must_name=["database"], forbidden=["secret"])
+
+
+def test_postgres_not_supported_yet_without_password(env_sqlite, paths):
+    set_trac_database(env_sqlite, "postgres://trac:secretpw@localhost/trac")
+    line = assert_refused(env_sqlite, *paths, must_name=["database"], forbidden=["secretpw"])
+    assert "support" in line.lower(), line
+
+
+def test_database_file_missing(env_sqlite, mount_factory):
+    """Refused at mount time (one line naming the file, no store), or the
+    mount is accepted and mkdir fails leaving nothing."""
+    set_trac_database(env_sqlite, "sqlite:db/nothere.db")
+    m = mount_factory(env_sqlite, start=False)
+    m.start(wait=False)
+    deadline = time.time() + 10
+    while time.time() < deadline and not os.path.ismount(m.mnt) and m.proc.poll() is None:
+        time.sleep(0.05)
+    if m.proc.poll() is not None:
+        assert m.proc.returncode != 0
+        lines = tracsnap_lines(m.log_text())
+        assert len(lines) == 1 and "nothere.db" in lines[0], m.log_text()
+        assert not os.path.exists(m.store)
+        return
+    assert os.path.ismount(m.mnt)
+    with pytest.raises(OSError):
+        os.mkdir(m.path("s"))
+    assert snapshot_names(m.mnt) == []
+    assert store_snapshots(m.store) == []
+    assert not os.path.exists(os.path.join(env_sqlite, "db", "nothere.db")), \
+        "the daemon created the missing database in the environment"
+    assert "nothere.db" in m.log_text()
+
+
+# ---------------------------------------------------------------- store and mount point
+
+def test_store_inside_env(env_sqlite, paths):
+    mnt, _ = paths
+    store = os.path.join(env_sqlite, "snapshots")
+    assert_refused(env_sqlite, mnt, store, must_name=[store])
+
+
+def test_store_is_env_itself_subdir_via_dotdot(env_sqlite, paths):
+    mnt, _ = paths
+    store = os.path.join(env_sqlite, "htdocs", "..", "snaps")
+    rc, out, _ = run_mount(env_sqlite, mnt, store)
+    assert rc != 0, out
+    assert len(tracsnap_lines(out)) == 1, out
+    assert not os.path.exists(os.path.join(env_sqlite, "snaps"))
+
+
+def test_store_under_mount_point(env_sqlite, paths):
+    mnt, _ = paths
+    store = os.path.join(str(mnt), "store")
+    assert_refused(env_sqlite, mnt, store, must_name=[store])
+
+
+def test_mount_point_missing(env_sqlite, tmp_path):
+    mnt = tmp_path / "no-such-mnt"
+    store = tmp_path / "store"
+    rc, out, elapsed = run_mount(env_sqlite, mnt, store)
+    assert rc != 0, out
+    assert elapsed < 5
+    lines = tracsnap_lines(out)
+    assert len(lines) == 1, out
+    assert str(mnt) in lines[0], lines[0]
+    assert not os.path.exists(str(store))
+    assert not os.path.exists(str(mnt))
+
+
+# ---------------------------------------------------------------- tracsnap snapshot
+
+def test_cli_snapshot_good_env(env_sqlite, tmp_path):
+    store = tmp_path / "store"
+    p = tracsnap("snapshot", "--store", store, env_sqlite, "nightly", check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = [l for l in (p.stdout + p.stderr).splitlines() if l.strip()]
+    assert len(out) == 1, "expected one summary line:\n" + p.stdout + p.stderr
+    assert "nightly" in out[0], out[0]
+    assert store_snapshots(str(store)) == ["nightly"]
+    tree = store / "nightly" / "tree"
+    assert (tree / "VERSION").read_bytes() == open(os.path.join(env_sqlite, "VERSION"), "rb").read()
+    assert (store / "nightly" / "manifest").is_file()
+    p = subprocess.run(["sqlite3", "-readonly", str(tree / "db" / "trac.db"),
+                        "select count(*) from ticket"], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.strip() == "30"
+    # a second run with the same name refuses to overwrite
+    p = tracsnap("snapshot", "--store", store, env_sqlite, "nightly", check=False)
+    assert p.returncode != 0
+    assert len(tracsnap_lines(p.stdout + p.stderr)) == 1, p.stdout + p.stderr
+
+
+def test_cli_snapshot_bad_env(env_sqlite, tmp_path):
+    os.unlink(os.path.join(env_sqlite, "VERSION"))
+    store = tmp_path / "store"
+    p = tracsnap("snapshot", "--store", store, env_sqlite, "nightly", check=False)
+    assert p.returncode != 0
+    lines = tracsnap_lines(p.stdout + p.stderr)
+    assert len(lines) == 1, p.stdout + p.stderr
+    assert env_sqlite in lines[0] and "VERSION" in lines[0], lines[0]
+    assert store_snapshots(str(store)) == []
