@@ -186,8 +186,10 @@ static int manifest_unescape_to(const char *text, char **out)
 
 	*out = NULL;
 	buf = malloc(strlen(text) + 1);
-	if (!buf)
-		return -2;
+	if (!buf) {
+		rc = -2;
+		goto out;
+	}
 	o = buf;
 	for (p = (const unsigned char *)text; *p && rc == 0; p++) {
 		int hi, lo;
@@ -220,15 +222,16 @@ static int manifest_unescape_to(const char *text, char **out)
 			break;
 		}
 		if (rc != 0)
-			break;
+			break; /* before p++ can step over a NUL */
 	}
 	if (rc != 0) {
 		free(buf);
-		return rc;
+		goto out;
 	}
 	*o = '\0';
 	*out = buf;
-	return 0;
+out:
+	return rc;
 }
 
 char *ts_manifest_unescape(const char *text)
@@ -631,19 +634,22 @@ static ts_err_code mr_header(manifest_r *r, const char *keyword, char **f, size_
 static ts_err_code mr_path(manifest_r *r, const char *field, bool path, char **out,
                            const char *what)
 {
-	char *s;
+	ts_err_code rc = TS_OK;
+	char *s = NULL;
 	int st = manifest_unescape_to(field, &s);
 
 	if (st == -2)
-		return ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
-	if (st != 0)
-		return mr_bad(r, "bad escape in %s", what);
-	if (path ? !manifest_path_ok(s) : s[0] == '\0') {
+		rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+	else if (st != 0)
+		rc = mr_bad(r, "bad escape in %s", what);
+	else if (path ? !manifest_path_ok(s) : s[0] == '\0')
+		rc = mr_bad(r, "bad %s", what);
+	if (rc != TS_OK) {
 		free(s);
-		return mr_bad(r, "bad %s", what);
+		s = NULL;
 	}
 	*out = s;
-	return TS_OK;
+	return rc;
 }
 
 static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)

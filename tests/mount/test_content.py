@@ -169,13 +169,26 @@ def test_database_outside_environment(env_sqlite, mount_factory, tmp_path):
     assert os.listdir(str(outside)) == ["trac.db"]
 
 
+def test_env_given_through_symlink_with_trailing_slash(env_sqlite, mount_factory, tmp_path):
+    link = tmp_path / "env-link"
+    os.symlink(env_sqlite, str(link))
+    m = mount_factory(str(link) + "/")
+    os.mkdir(m.path("s"))
+    assert_same_files(env_sqlite, m.path("s"))
+    assert_db_good(m.path("s", "db", "trac.db"))
+
+
 # ---------------------------------------------------------------- store
 
 def _read_manifest(path):
     with open(path, "rb") as f:
         lines = f.read().decode("utf-8", "surrogateescape").split("\n")
-    assert lines[0] == "tracsnap-manifest 1", lines[0]
+    # fields are TAB-separated (snapshot/manifest.h), header lines included
+    assert lines[0].split() == ["tracsnap-manifest", "1"], lines[0]
     entries = [l.split("\t") for l in lines[1:] if l.count("\t") == 9]
+    counts = [l.split() for l in lines if l.split()[:1] == ["entries"]]
+    assert len(counts) == 1 and int(counts[0][1]) == len(entries), (counts, len(entries))
+    assert [l for l in lines if l][-1] == "end"
     return lines, entries
 
 
@@ -270,3 +283,154 @@ def test_tools_see_a_plain_tree(mnt, tmp_path):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert p.returncode == 0, p.stdout
     assert_db_good(str(tmp_path / "copy" / "db" / "trac.db"))
+
+
+def test_view_reports_usable_sizes(mnt):
+    os.mkdir(mnt.path("s"))
+    for rel, st in tree_entries(mnt.path("s")).items():
+        if stat.S_ISREG(st.st_mode) and st.st_size:
+            assert st.st_blocks * 512 >= st.st_size, (rel, st.st_blocks, st.st_size)   # du
+    vfs = os.statvfs(mnt.mnt)                                                           # df
+    assert vfs.f_bsize > 0
+
+
+# ---------------------------------------------------------------- unusual trees
+
+def _unescape_manifest(text):
+    out, i = bytearray(), 0
+    b = os.fsencode(text)
+    while i < len(b):
+        if b[i:i + 1] == b"\\":
+            c = b[i + 1:i + 2]
+            if c == b"x":
+                out.append(int(b[i + 2:i + 4], 16))
+                i += 4
+                continue
+            out += {b"\\": b"\\", b"t": b"\t", b"n": b"\n", b"r": b"\r"}[c]
+            i += 2
+        else:
+            out.append(b[i])
+            i += 1
+    return bytes(out)
+
+
+def test_unusual_file_names(env_sqlite, mount_factory):
+    base = os.fsencode(os.path.join(env_sqlite, "htdocs"))
+    names = [b"with space", b"tab\there", b"new\nline", b"back\\slash", b"caf\xc3\xa9",
+             b"latin1-\xe9\xff", b"-leading-dash", b".hidden", b"x" * 255, b"cr\rhere"]
+    for i, n in enumerate(names):
+        with open(os.path.join(base, n), "wb") as f:
+            f.write(b"content %d\n" % i)
+    deep = os.path.join(base, *[b"d%d" % i for i in range(20)])
+    os.makedirs(deep)
+    with open(os.path.join(deep, b"leaf"), "wb") as f:
+        f.write(b"leaf\n")
+    m = mount_factory(env_sqlite)
+    os.mkdir(m.path("s"))
+    snap = os.fsencode(m.path("s", "htdocs"))
+    assert sorted(os.listdir(snap)) == sorted(names + [b"d0"])
+    for i, n in enumerate(names):
+        with open(os.path.join(snap, n), "rb") as f:
+            assert f.read() == b"content %d\n" % i, n
+    with open(os.path.join(snap, *[b"d%d" % i for i in range(20)], b"leaf"), "rb") as f:
+        assert f.read() == b"leaf\n"
+    # the manifest records every one of them, unambiguously
+    _, entries = _read_manifest(os.path.join(m.store, "s", "manifest"))
+    recorded = {_unescape_manifest(e[9]) for e in entries}
+    for n in names:
+        assert b"htdocs/" + n in recorded, n
+
+
+def test_large_file_and_offsets(env_sqlite, mount_factory):
+    data = os.urandom(5 * 1024 * 1024 + 123)
+    with open(os.path.join(env_sqlite, "plugins", "big.egg"), "wb") as f:
+        f.write(data)
+    m = mount_factory(env_sqlite)
+    os.mkdir(m.path("s"))
+    p = m.path("s", "plugins", "big.egg")
+    assert os.stat(p).st_size == len(data)
+    with open(p, "rb") as f:
+        assert hashlib.sha256(f.read()).digest() == hashlib.sha256(data).digest()
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        for off, n in ((0, 1), (4095, 2), (131071, 200000), (len(data) - 10, 100), (len(data), 10),
+                       (len(data) + 4096, 10)):
+            assert os.pread(fd, n, off) == data[off:off + n], (off, n)
+    finally:
+        os.close(fd)
+
+
+def test_large_directory(env_sqlite, mount_factory):
+    d = os.path.join(env_sqlite, "htdocs", "many")
+    os.mkdir(d)
+    names = ["file-%05d-%s.txt" % (i, "n" * (i % 50)) for i in range(1500)]
+    for n in names:
+        with open(os.path.join(d, n), "w") as f:
+            f.write(n)
+    m = mount_factory(env_sqlite)
+    os.mkdir(m.path("s"))
+    got = os.listdir(m.path("s", "htdocs", "many"))
+    assert len(got) == len(names)
+    assert sorted(got) == sorted(names)
+    assert open(m.path("s", "htdocs", "many", names[-1])).read() == names[-1]
+
+
+def test_hard_links_in_env_copied_as_content(env_sqlite, mount_factory):
+    a = os.path.join(env_sqlite, "plugins", "a.py")
+    with open(a, "w") as f:
+        f.write("shared = True\n")
+    os.link(a, os.path.join(env_sqlite, "htdocs", "b.py"))
+    m = mount_factory(env_sqlite)
+    os.mkdir(m.path("s"))
+    assert open(m.path("s", "plugins", "a.py")).read() == "shared = True\n"
+    assert open(m.path("s", "htdocs", "b.py")).read() == "shared = True\n"
+    # editing the live file later changes neither
+    with open(a, "r+") as f:
+        f.write("SHARED")
+    assert open(m.path("s", "htdocs", "b.py")).read() == "shared = True\n"
+
+
+# ---------------------------------------------------------------- the database, live
+
+def _add_ticket(conn, n):
+    conn.execute("INSERT INTO ticket (id, summary, time, changetime) VALUES (?, ?, 0, 0)",
+                 (n, "ticket %d" % n))
+
+
+def test_database_has_every_commit_before_the_snapshot(mnt):
+    import sqlite3
+    os.mkdir(mnt.path("a"))
+    conn = sqlite3.connect(os.path.join(mnt.env, "db", "trac.db"), isolation_level=None)
+    try:
+        _add_ticket(conn, 31)
+        os.mkdir(mnt.path("b"))
+        _add_ticket(conn, 32)
+    finally:
+        conn.close()
+    assert sqlite_cli(mnt.path("a", "db", "trac.db"), "select max(id) from ticket") == "30"
+    assert sqlite_cli(mnt.path("b", "db", "trac.db"), "select max(id) from ticket") == "31"
+    assert_db_good(mnt.path("b", "db", "trac.db"), tickets=31)
+
+
+def test_database_in_wal_mode_includes_wal_contents(env_sqlite, mount_factory):
+    import sqlite3
+    dbp = os.path.join(env_sqlite, "db", "trac.db")
+    conn = sqlite3.connect(dbp, isolation_level=None)
+    try:
+        assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        reader = sqlite3.connect(dbp, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM ticket").fetchone()   # pins the WAL
+        for n in range(31, 41):
+            _add_ticket(conn, n)
+        assert os.path.getsize(dbp + "-wal") > 0
+        m = mount_factory(env_sqlite)
+        os.mkdir(m.path("s"))
+        reader.execute("ROLLBACK")
+        reader.close()
+    finally:
+        conn.close()
+    db = m.path("s", "db", "trac.db")
+    assert_db_good(db, tickets=40)
+    assert sorted(os.listdir(m.path("s", "db"))) == ["trac.db"]

@@ -47,6 +47,7 @@ def tracsnap_lines(out):
 def assert_refused(env, mnt, store, must_name, opts=(), forbidden=()):
     rc, out, elapsed = run_mount(env, mnt, store, opts)
     assert rc != 0, "exit 0:\n" + out
+    assert 64 <= rc <= 78, "exit %d is not a sysexits(3) code:\n%s" % (rc, out)
     assert elapsed < 5, "took %.1f s to refuse" % elapsed
     lines = tracsnap_lines(out)
     assert len(lines) == 1, "expected one 'tracsnap: ' line, got:\n" + out
@@ -188,11 +189,11 @@ def test_mount_point_missing(env_sqlite, tmp_path):
     rc, out, elapsed = run_mount(env_sqlite, mnt, store)
     assert rc != 0, out
     assert elapsed < 5
+    assert not os.path.exists(str(store))
+    assert not os.path.exists(str(mnt))
     lines = tracsnap_lines(out)
     assert len(lines) == 1, out
     assert str(mnt) in lines[0], lines[0]
-    assert not os.path.exists(str(store))
-    assert not os.path.exists(str(mnt))
 
 
 # ---------------------------------------------------------------- tracsnap snapshot
@@ -226,3 +227,13 @@ def test_cli_snapshot_bad_env(env_sqlite, tmp_path):
     assert len(lines) == 1, p.stdout + p.stderr
     assert env_sqlite in lines[0] and "VERSION" in lines[0], lines[0]
     assert store_snapshots(str(store)) == []
+
+
+def test_daemon_output_is_tracsnap_lines_only(env_sqlite, mount_factory):
+    """A clean start and snapshot print only tracsnap's own lines (no stray
+    library warnings in syslog/stderr)."""
+    m = mount_factory(env_sqlite)
+    os.mkdir(m.path("s"))
+    m.stop()
+    stray = [l for l in m.log_text().splitlines() if l and not l.startswith("tracsnap: ")]
+    assert not stray, m.log_text()

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import (as_nobody, snapshot_names, start_public_mount, store_entries,
-                      store_snapshots, tree_entries)
+                      store_snapshots, tracsnap, tree_entries)
 
 
 def _errno_of(fn, *args, **kw):
@@ -53,20 +53,34 @@ def test_root_empty_mount(mnt):
 
 
 def test_mkdir_makes_snapshot_and_latest(mnt):
-    os.mkdir(mnt.path("first"))
-    assert sorted(os.listdir(mnt.mnt)) == ["first", "latest"]
+    os.mkdir(mnt.path("zeta"))
+    assert sorted(os.listdir(mnt.mnt)) == ["latest", "zeta"]
     assert os.path.islink(mnt.path("latest"))
-    assert os.readlink(mnt.path("latest")) == "first"
-    assert os.path.isdir(mnt.path("first"))
-    assert os.path.isfile(mnt.path("first", "VERSION"))
-    assert os.path.isdir(os.path.join(mnt.store, "first", "tree"))
+    assert os.readlink(mnt.path("latest")) == "zeta"
+    assert os.path.isdir(mnt.path("zeta"))
+    assert os.path.isfile(mnt.path("zeta", "VERSION"))
+    assert os.path.isdir(os.path.join(mnt.store, "zeta", "tree"))
 
-    os.mkdir(mnt.path("second"))
-    assert sorted(os.listdir(mnt.mnt)) == ["first", "latest", "second"]
-    assert os.readlink(mnt.path("latest")) == "second"
+    # `latest` follows the snapshot instant, not the name order
+    os.mkdir(mnt.path("alpha"))
+    assert sorted(os.listdir(mnt.mnt)) == ["alpha", "latest", "zeta"]
+    assert os.readlink(mnt.path("latest")) == "alpha"
+    assert os.lstat(mnt.path("latest")).st_size == len("alpha")
     # through the symlink one reaches the newest snapshot
     assert os.path.isfile(mnt.path("latest", "conf", "trac.ini"))
-    assert sorted(store_snapshots(mnt.store)) == ["first", "second"]
+    assert sorted(store_snapshots(mnt.store)) == ["alpha", "zeta"]
+
+
+def test_mkdir_accepts_unusual_but_valid_names(mnt):
+    names = ["caf\u00e9 snap", "with space", "2026-01-01T00:00", "a.b", "-dash"]
+    for n in names:
+        os.mkdir(mnt.path(n))
+    raw = b"\xff\xfe-latin1"
+    os.mkdir(os.path.join(os.fsencode(mnt.mnt), raw))
+    assert sorted(os.listdir(os.fsencode(mnt.mnt))) == \
+        sorted([os.fsencode(n) for n in names] + [raw, b"latest"])
+    assert sorted(n for n in os.listdir(os.fsencode(mnt.store)) if not n.startswith(b".")) == sorted([os.fsencode(n) for n in names] + [raw])
+    assert os.path.isfile(os.path.join(os.fsencode(mnt.mnt), raw, b"VERSION"))
 
 
 def test_mkdir_existing_name_is_eexist(mnt):
@@ -102,6 +116,42 @@ def test_mkdir_255_byte_name_allowed(mnt):
     assert snapshot_names(mnt.mnt) == [name]
     assert store_snapshots(mnt.store) == [name]
     assert os.path.isfile(mnt.path(name, "VERSION"))
+
+
+def test_concurrent_mkdir(mnt):
+    """Same name from several callers: one snapshot, the others EEXIST;
+    different names at once: all succeed."""
+    def race(names):
+        barrier = threading.Barrier(len(names))
+        res = [None] * len(names)
+
+        def worker(i):
+            barrier.wait()
+            res[i] = _errno_of_or_ok(os.mkdir, mnt.path(names[i]))
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(len(names))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        return res
+
+    res = race(["same"] * 4)
+    assert sorted(res, key=str) == sorted(["success"] + [errno.EEXIST] * 3, key=str), res
+    assert store_snapshots(mnt.store) == ["same"]
+    res = race(["p1", "p2", "p3", "p4"])
+    assert res == ["success"] * 4, res
+    assert snapshot_names(mnt.mnt) == ["p1", "p2", "p3", "p4", "same"]
+    assert sorted(store_snapshots(mnt.store)) == ["p1", "p2", "p3", "p4", "same"]
+
+
+def test_snapshot_taken_by_command_appears_in_view(mnt):
+    os.mkdir(mnt.path("first"))
+    assert _errno_of(os.stat, mnt.path("cli1")) == errno.ENOENT
+    tracsnap("snapshot", "--store", mnt.store, mnt.env, "cli1")
+    assert "cli1" in os.listdir(mnt.mnt)
+    assert os.path.isdir(mnt.path("cli1"))
+    assert os.path.isfile(mnt.path("cli1", "VERSION"))
+    assert os.readlink(mnt.path("latest")) == "cli1"
 
 
 def test_mkdir_latest_refused_when_snapshots_exist(mnt):
@@ -302,10 +352,8 @@ def test_snapshot_is_read_only(mnt):
         ("truncate", lambda: os.truncate(f, 0)),
         ("unlink", lambda: os.unlink(f)),
         ("chmod", lambda: os.chmod(f, 0o600)),
-        ("chmod root", lambda: os.chmod(s, 0o700)),
         ("chown", lambda: os.chown(f, 65534, 65534)),
         ("utime", lambda: os.utime(f, (0, 0))),
-        ("utime root", lambda: os.utime(s, (0, 0))),
         ("setxattr", lambda: os.setxattr(f, "user.x", b"1")),
         ("mkdir", lambda: os.mkdir(os.path.join(s, "newdir"))),
         ("rmdir", lambda: os.rmdir(os.path.join(s, "htdocs"))),
@@ -329,6 +377,25 @@ def test_snapshot_is_read_only(mnt):
     assert not os.path.lexists(os.path.join(s, "new"))
     assert not os.path.lexists(os.path.join(s, "newdir"))
     assert os.path.isdir(os.path.join(s, "htdocs"))
+
+
+def test_snapshot_root_dir_is_read_only(mnt):
+    """The snapshot directory itself shows ENV's root: its metadata is as
+    frozen as every entry below it."""
+    os.mkdir(mnt.path("s"))
+    s = mnt.path("s")
+    before = os.stat(s)
+    got = {
+        "chmod": _errno_of(os.chmod, s, 0o700),
+        "chown": _errno_of(os.chown, s, 65534, 65534),
+        "utime": _errno_of(os.utime, s, (0, 0)),
+        "setxattr": _errno_of(os.setxattr, s, "user.x", b"1"),
+    }
+    assert got == {k: errno.EROFS for k in got}, \
+        {k: errno.errorcode.get(v, v) for k, v in got.items()}
+    after = os.stat(s)
+    assert (after.st_mode, after.st_uid, after.st_mtime_ns) == \
+        (before.st_mode, before.st_uid, before.st_mtime_ns)
 
 
 def _prepare_metadata(env):
@@ -421,6 +488,7 @@ def test_extended_attributes(env_sqlite, mount_factory):
     os.setxattr(os.path.join(env_sqlite, "README"), "user.k", b"v")
     os.setxattr(os.path.join(env_sqlite, "README"), "user.empty", b"")
     os.setxattr(os.path.join(env_sqlite, "plugins"), "user.dir", b"\x00bin\xffary")
+    os.setxattr(env_sqlite, "user.root", b"r" * 3000)
     m = mount_factory(env_sqlite)
     os.mkdir(m.path("s"))
     f, d = m.path("s", "README"), m.path("s", "plugins")
@@ -429,6 +497,7 @@ def test_extended_attributes(env_sqlite, mount_factory):
     assert {"user.k", "user.empty"} <= set(os.listxattr(f))
     assert os.getxattr(d, "user.dir") == b"\x00bin\xffary"
     assert "user.dir" in os.listxattr(d)
+    assert os.getxattr(m.path("s"), "user.root") == b"r" * 3000
     assert not [x for x in os.listxattr(m.path("s", "VERSION")) if x.startswith("user.")]
     assert _errno_of(os.getxattr, m.path("s", "VERSION"), "user.k") == errno.ENODATA
 
@@ -469,4 +538,6 @@ def test_nlink_ctime_and_inode_numbers(env_sqlite, mount_factory):
     # and the numbers survive an unmount/remount on the same store
     m.stop()
     m2 = mount_factory(env_sqlite, store=m.store)
+    assert snapshot_names(m2.mnt) == ["a", "b", "c"]
+    assert os.readlink(m2.path("latest")) == "c"
     assert {rel: st.st_ino for rel, st in tree_entries(m2.path("a")).items()} == inos_a
