@@ -24,7 +24,7 @@ CC       ?= cc
 CSTD     := -std=gnu11
 WARN     := -Wall -Wextra -Werror -Wvla -Wshadow -Wformat=2 -Wno-format-nonliteral
 OPT      ?= -O2 -g
-CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=35 -Isnapshot -Ifs -Icli \
+CPPFLAGS += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=312 -Isnapshot -Ifs -Icli \
             -DTS_VERSION=\"$(VERSION)\"
 VERSION  := 0.1.0
 

@@ -91,6 +91,23 @@ static void fs_ctx_free(fs_ctx *c)
 	pthread_mutex_destroy(&c->snap_mu);
 }
 
+static bool fs_has_opt(const struct fuse_args *a, const char *opt)
+{
+	for (int i = 1; i < a->argc; i++)
+		if (strstr(a->argv[i], opt))
+			return true;
+	return false;
+}
+
+static bool fs_wants_help(const struct fuse_args *a)
+{
+	for (int i = 1; i < a->argc; i++)
+		if (!strcmp(a->argv[i], "-h") || !strcmp(a->argv[i], "--help") ||
+		    !strcmp(a->argv[i], "-V") || !strcmp(a->argv[i], "--version"))
+			return true;
+	return false;
+}
+
 int fs_main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -112,18 +129,7 @@ int fs_main(int argc, char **argv)
 
 	if (fuse_opt_parse(&args, &cl, fs_opt_spec, fs_opt_proc) < 0)
 		goto out;
-	/* Learn -f/-d/-s/-h without consuming them: fuse_main parses again. */
-	{
-		struct fuse_args probe = FUSE_ARGS_INIT(0, NULL);
-		for (int i = 0; i < args.argc; i++)
-			fuse_opt_add_arg(&probe, args.argv[i]);
-		if (fuse_parse_cmdline(&probe, &fo) != 0) {
-			fuse_opt_free_args(&probe);
-			goto out;
-		}
-		fuse_opt_free_args(&probe);
-	}
-	if (fo.show_help || fo.show_version) {
+	if (fs_wants_help(&args)) {
 		status = fuse_main(args.argc, args.argv, fs_operations(), NULL);
 		goto out;
 	}
@@ -136,7 +142,6 @@ int fs_main(int argc, char **argv)
 		fprintf(stderr, "tracsnap: lock_timeout=%d: must be 1 to 86400 seconds\n", cl.lock_timeout);
 		goto out;
 	}
-	c.foreground = fo.foreground;
 	c.lock_timeout_s = cl.lock_timeout;
 	c.no_database = cl.no_database;
 	c.owner = getuid();
@@ -153,6 +158,18 @@ int fs_main(int argc, char **argv)
 		           errno == ENOENT ? "no such directory" : "not a directory");
 		goto fail_msg;
 	}
+	/* Learn -f/-d/-s/-h without consuming them: fuse_main parses again. */
+	{
+		struct fuse_args probe = FUSE_ARGS_INIT(0, NULL);
+		for (int i = 0; i < args.argc; i++)
+			fuse_opt_add_arg(&probe, args.argv[i]);
+		if (fuse_parse_cmdline(&probe, &fo) != 0) {
+			fuse_opt_free_args(&probe);
+			goto out;
+		}
+		fuse_opt_free_args(&probe);
+	}
+	c.foreground = fo.foreground;
 	mnt_abs = realpath(cl.mnt, NULL);
 	c.mnt = mnt_abs;
 	mnt_abs = NULL;
@@ -179,6 +196,10 @@ int fs_main(int argc, char **argv)
 
 	/* What every tracsnap mount needs: the kernel enforces the snapshot's
 	 * modes; the source and type show in /proc/mounts. */
+	/* libfuse 3.14.0 warns about its own default for this unless it is given
+	 * (fixed upstream in 3.14.1): give it, so the log shows only our lines. */
+	if (!fs_has_opt(&args, "max_idle_threads="))
+		fuse_opt_add_arg(&args, "-omax_idle_threads=64");
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	fuse_opt_add_arg(&args, "-osubtype=tracsnap");
 	{

@@ -442,7 +442,7 @@ static int fs_refuse(const char *path)
 	int rc = fs_split(path, &p);
 	if (rc && rc != -ENOTDIR)
 		return rc;
-	return p.kind == FS_SNAP && strcmp(p.rest, ".") ? -EROFS : -EPERM;
+	return p.kind == FS_SNAP ? -EROFS : -EPERM;
 }
 
 static int fs_mkdir(const char *path, mode_t mode)

@@ -27,6 +27,12 @@ static unsigned char *copy_get_buf(void)
 	return copy_buf;
 }
 
+void ts_copy_thread_done(void)
+{
+	free(copy_buf);
+	copy_buf = NULL;
+}
+
 bool ts_copy_same_stat(const struct stat *a, const struct stat *b)
 {
 	return a->st_mode == b->st_mode && a->st_uid == b->st_uid &&
@@ -137,7 +143,8 @@ static ts_err_code copy_stream(int in, int out, EVP_MD_CTX *md, uint64_t *bytes,
 		}
 		if (n == 0)
 			return TS_OK;
-		EVP_DigestUpdate(md, buf, (size_t)n);
+		if (md)
+			EVP_DigestUpdate(md, buf, (size_t)n);
 		*bytes += (uint64_t)n;
 		for (ssize_t off = 0; out >= 0 && off < n;) {
 			ssize_t w = write(out, buf + off, (size_t)(n - off));
@@ -151,7 +158,7 @@ static ts_err_code copy_stream(int in, int out, EVP_MD_CTX *md, uint64_t *bytes,
 	}
 }
 
-ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel,
+ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, bool hash,
                          const char *src_desc, ts_copy_out *out, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
@@ -185,21 +192,32 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel,
 		goto out;
 	}
 	created = true;
-	md = EVP_MD_CTX_new();
-	if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-		goto out;
+	if (hash) {
+		md = EVP_MD_CTX_new();
+		if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+			goto out;
+		}
 	}
 	if (ioctl(dst, FICLONE, src) == 0) {
 		/* Shared extents: hash what the clone holds, not the live file. */
 		out->reflinked = true;
-		rc = copy_stream(dst, -1, md, &out->bytes, src_desc, rel, e);
+		if (md)
+			rc = copy_stream(dst, -1, md, &out->bytes, src_desc, rel, e);
+		else
+			out->bytes = (uint64_t)out->st.st_size;
 	} else {
+		(void)posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
 		rc = copy_stream(src, dst, md, &out->bytes, src_desc, rel, e);
+		/* Start writeback now, so that the syncfs before the snapshot
+		 * appears finds little left to do. */
+		if (rc == TS_OK)
+			(void)sync_file_range(dst, 0, 0, SYNC_FILE_RANGE_WRITE);
 	}
 	if (rc != TS_OK)
 		goto out;
-	EVP_DigestFinal_ex(md, out->sha256, &mdlen);
+	if (md)
+		EVP_DigestFinal_ex(md, out->sha256, &mdlen);
 	if (fstat(src, &after) < 0) {
 		rc = ts_err_sys(e, errno, "%s/%s: cannot stat", src_desc, rel);
 		goto out;

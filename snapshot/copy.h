@@ -24,10 +24,12 @@ typedef struct ts_copy_out {
 } ts_copy_out;
 
 /* Copy regular file rel from src_dirfd to dst_dirfd (which must not have it).
+ * hash: compute out->sha256 on the way (false under Trac's lock, where every
+ * millisecond counts: hash the copy later with ts_copy_hash_file).
  * TS_ERR_NOTFOUND when the source vanished (the caller treats that as a
  * deletion); TS_ERR_IO/NOSPC on failure, with the destination removed.
  * src_desc is the source path for messages (e.g. the environment root). */
-ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel,
+ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, bool hash,
                          const char *src_desc, ts_copy_out *out, ts_err *e);
 
 /* Copy symlink rel (target, owner, mtime); sha256 is over the target. */
@@ -47,6 +49,10 @@ ts_err_code ts_copy_hash_file(int dirfd, const char *rel, unsigned char sha256[3
 /* Remove rel below dirfd recursively (files, links, directories). Missing is
  * not an error. */
 ts_err_code ts_copy_remove_tree(int dirfd, const char *rel, ts_err *e);
+
+/* Free the calling thread's copy buffer (worker threads call it before
+ * they end; the buffer is made again on the next copy). */
+void ts_copy_thread_done(void);
 
 /* Same stat for the purposes of change detection: type, mode, owner, size,
  * inode, mtime and ctime to the nanosecond. */

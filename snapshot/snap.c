@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,17 +20,23 @@
 #include "manifest.h"
 #include "name.h"
 
-/* A file whose ctime is this close to the moment we read it may change again
- * without its ctime moving (timestamps are coarse): it is copied again under
- * the lock.  Two seconds covers the coarsest Linux filesystems. */
-#define SNAP_RACY_NS (2LL * 1000000000LL)
+/* A file whose ctime is this close to the moment we copied it may change
+ * again without its ctime moving (timestamps come from a coarse clock): it is
+ * "racy" and copied again once the window has passed, or under the lock.
+ * Filesystems with nanosecond timestamps tick with the kernel's coarse clock
+ * (a few ms); ones with whole seconds need two. */
+#define SNAP_RACY_FINE_NS (20LL * 1000000LL)
+#define SNAP_RACY_COARSE_NS (2LL * 1000000000LL)
+
+#define SNAP_MAX_WORKERS 4
 
 typedef struct snap_item {
 	char *rel;                 /* "." for the root */
 	char type;                 /* 'd', 'f', 'l' */
 	struct stat st;            /* the source when it was copied */
 	unsigned char sha256[32];
-	bool racy;                 /* copy again under the lock */
+	bool racy;                 /* copy again: it may have changed unseen */
+	bool unhashed;             /* copied under the lock; hash after release */
 } snap_item;
 
 typedef struct snap_list {
@@ -188,6 +195,11 @@ static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
 	return rc;
 }
 
+static int64_t snap_racy_ns(const struct stat *st)
+{
+	return st->st_ctim.tv_nsec ? SNAP_RACY_FINE_NS : SNAP_RACY_COARSE_NS;
+}
+
 /* Can the previous snapshot's copy of it serve unchanged? */
 static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
 {
@@ -207,7 +219,7 @@ static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
 
 /* Put one walked entry into the tree.  Returns TS_ERR_NOTFOUND when the
  * source vanished meanwhile (the caller drops the item). */
-static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, ts_err *e)
+static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, bool hash, ts_err *e)
 {
 	ts_copy_out co;
 	ts_err_code rc;
@@ -221,46 +233,106 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, ts_err
 	if (allow_share && snap_unchanged_since_prev(r, it) &&
 	    linkat(r->prevfd, it->rel, r->tmp.treefd, it->rel, 0) == 0) {
 		memcpy(it->sha256, ts_manifest_find(&r->prev, it->rel)->sha256, 32);
-		r->stats->bytes_shared += (uint64_t)it->st.st_size;
-		r->stats->files_shared++;
+		__atomic_fetch_add(&r->stats->bytes_shared, (uint64_t)it->st.st_size, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&r->stats->files_shared, 1, __ATOMIC_RELAXED);
 		return TS_OK;
 	}
 	clock_gettime(CLOCK_REALTIME, &before);
 	if (it->type == 'l')
 		rc = ts_copy_symlink(r->envfd, r->tmp.treefd, it->rel, r->env->root, &co, e);
 	else
-		rc = ts_copy_file(r->envfd, r->tmp.treefd, it->rel, r->env->root, &co, e);
+		rc = ts_copy_file(r->envfd, r->tmp.treefd, it->rel, hash, r->env->root, &co, e);
 	if (rc != TS_OK)
 		return rc;
 	it->st = co.st;
 	memcpy(it->sha256, co.sha256, 32);
-	it->racy = co.changed || snap_ns(&co.st.st_ctim) >= snap_ns(&before) - SNAP_RACY_NS;
-	r->stats->bytes_copied += co.bytes;
+	it->racy = co.changed || snap_ns(&co.st.st_ctim) >= snap_ns(&before) - snap_racy_ns(&co.st);
+	it->unhashed = !hash && it->type == 'f';
+	__atomic_fetch_add(&r->stats->bytes_copied, co.bytes, __ATOMIC_RELAXED);
 	return TS_OK;
+}
+
+/* Pre-copy workers: copying is CPU-bound (SHA-256) as much as I/O-bound, so
+ * files are shared out to one thread per core. */
+typedef struct snap_pool {
+	snap_run *r;
+	size_t next;               /* next item to take (atomic) */
+	pthread_mutex_t mu;
+	ts_err_code rc;            /* first failure, under mu */
+	ts_err err;
+} snap_pool;
+
+static void *snap_worker(void *arg)
+{
+	snap_pool *p = arg;
+	ts_err e;
+
+	ts_err_clear(&e);
+	for (;;) {
+		if (__atomic_load_n(&p->rc, __ATOMIC_RELAXED) != TS_OK || snap_cancelled(p->r))
+			break;
+		size_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+		if (i >= p->r->items.n)
+			break;
+		snap_item *it = &p->r->items.v[i];
+		if (it->type == 'd')
+			continue;
+		ts_err_code rc = snap_put(p->r, it, true, true, &e);
+		if (rc == TS_ERR_NOTFOUND) {
+			it->type = 0;   /* vanished: the freeze walk decides */
+			continue;
+		}
+		if (rc != TS_OK) {
+			pthread_mutex_lock(&p->mu);
+			if (p->rc == TS_OK) {
+				p->err = e;
+				__atomic_store_n(&p->rc, rc, __ATOMIC_RELAXED);
+			}
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+	}
+	ts_copy_thread_done();
+	return NULL;
 }
 
 /* Pre-copy: everything, while Trac runs. */
 static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 {
 	ts_err_code rc;
+	snap_pool pool;
+	pthread_t th[SNAP_MAX_WORKERS];
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int nth = ncpu < 1 ? 1 : ncpu > SNAP_MAX_WORKERS ? SNAP_MAX_WORKERS : (int)ncpu, started = 0;
 
 	r->warn = true;
 	rc = snap_walk(r, &r->items, e);
 	r->warn = false;
-	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
-		snap_item *it = &r->items.v[i];
-		if (snap_cancelled(r)) {
-			rc = ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled", r->o->name);
-			break;
-		}
-		rc = snap_put(r, it, true, e);
-		if (rc == TS_ERR_NOTFOUND) {
-			it->type = 0;   /* vanished: the freeze walk decides */
-			rc = TS_OK;
-		}
-	}
+	/* Directories first, in order (parents sort before children). */
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++)
+		if (r->items.v[i].type == 'd')
+			rc = snap_put(r, &r->items.v[i], false, true, e);
 	if (rc != TS_OK)
 		return rc;
+	memset(&pool, 0, sizeof pool);
+	pool.r = r;
+	pthread_mutex_init(&pool.mu, NULL);
+	if (r->items.n < 64)
+		nth = 1;
+	for (int t = 1; t < nth; t++)
+		if (pthread_create(&th[started], NULL, snap_worker, &pool) == 0)
+			started++;
+	snap_worker(&pool);
+	for (int t = 0; t < started; t++)
+		pthread_join(th[t], NULL);
+	pthread_mutex_destroy(&pool.mu);
+	if (pool.rc != TS_OK) {
+		if (e)
+			*e = pool.err;
+		return pool.rc;
+	}
+	if (snap_cancelled(r))
+		return ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled", r->o->name);
 	/* Drop vanished items so that the list is what the tree holds. */
 	size_t k = 0;
 	for (size_t i = 0; i < r->items.n; i++) {
@@ -273,9 +345,11 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 	return TS_OK;
 }
 
-/* Freeze, under the lock: make the tree equal to the environment now,
- * copying only what changed since the pre-copy. */
-static ts_err_code snap_freeze(snap_run *r, ts_err *e)
+/* Make the tree equal to the environment now, copying only what changed
+ * since the last pass.  Run once without the lock to catch up with what
+ * changed during the pre-copy, then under the lock (hash false: hashing
+ * waits until the writers are free). */
+static ts_err_code snap_sync(snap_run *r, bool hash, ts_err *e)
 {
 	ts_err_code rc;
 	snap_list now = { 0 };
@@ -297,6 +371,7 @@ static ts_err_code snap_freeze(snap_run *r, ts_err *e)
 			/* Unchanged (directories only need their new metadata). */
 			if (cur->type != 'd')
 				memcpy(cur->sha256, old->sha256, 32);
+			cur->unhashed = old->unhashed;
 			i++;
 			j++;
 			continue;
@@ -307,7 +382,7 @@ static ts_err_code snap_freeze(snap_run *r, ts_err *e)
 			if (rc != TS_OK)
 				break;
 		}
-		rc = snap_put(r, cur, false, e);
+		rc = snap_put(r, cur, false, hash, e);
 		if (rc == TS_ERR_NOTFOUND) {
 			/* Vanished under the lock (a log rotated, say): not in the snapshot. */
 			cur->type = 0;
@@ -317,6 +392,45 @@ static ts_err_code snap_freeze(snap_run *r, ts_err *e)
 	}
 	snap_list_free(&r->items);
 	r->items = now;
+	return rc;
+}
+
+/* Wait until no copied file is within its racy window any more, so that the
+ * catch-up pass can tell a change from a coarse timestamp (bounded: 2 s). */
+static void snap_wait_racy(const snap_run *r)
+{
+	struct timespec now;
+	int64_t until = 0;
+	for (size_t k = 0; k < r->items.n; k++) {
+		const snap_item *it = &r->items.v[k];
+		if (it->racy) {
+			int64_t t = snap_ns(&it->st.st_ctim) + snap_racy_ns(&it->st);
+			if (t > until)
+				until = t;
+		}
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	int64_t wait = until - snap_ns(&now);
+	if (wait > 0) {
+		if (wait > SNAP_RACY_COARSE_NS)
+			wait = SNAP_RACY_COARSE_NS;
+		struct timespec nap = { wait / 1000000000LL, wait % 1000000000LL };
+		nanosleep(&nap, NULL);
+	}
+}
+
+/* Hash what was copied under the lock, now that the writers run again. */
+static ts_err_code snap_hash_late(snap_run *r, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	for (size_t k = 0; rc == TS_OK && k < r->items.n; k++) {
+		snap_item *it = &r->items.v[k];
+		uint64_t size;
+		if (it->type != 'f' || !it->unhashed)
+			continue;
+		rc = ts_copy_hash_file(r->tmp.treefd, it->rel, it->sha256, &size, e);
+		it->unhashed = false;
+	}
 	return rc;
 }
 
@@ -517,11 +631,15 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	rc = snap_precopy(&r, e);
 	if (rc != TS_OK)
 		goto out;
+	snap_wait_racy(&r);
+	rc = snap_sync(&r, true, e);
+	if (rc != TS_OK)
+		goto out;
 	rc = db->ops->lock(db, e);
 	if (rc != TS_OK)
 		goto out;
 	clock_gettime(CLOCK_REALTIME, &stats->instant);
-	rc = snap_freeze(&r, e);
+	rc = snap_sync(&r, false, e);
 	if (rc != TS_OK)
 		goto out;
 	if (!o->no_database) {
@@ -533,7 +651,9 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	stats->hold_ms = ts_dbsnap_hold_ms(db);
 	if (rc != TS_OK)
 		goto out;
-	rc = snap_dir_meta(&r, e);
+	rc = snap_hash_late(&r, e);
+	if (rc == TS_OK)
+		rc = snap_dir_meta(&r, e);
 	if (rc == TS_OK)
 		rc = snap_manifest(&r, db_rel, e);
 	if (rc == TS_OK)
@@ -557,6 +677,7 @@ out:
 	ts_manifest_free(&r.prev);
 	snap_list_free(&r.items);
 	free(db_rel);
+	ts_copy_thread_done();   /* the caller's thread may be one of a pool that ends */
 	stats->total_ms = snap_ms_since(&t0);
 	return rc;
 }

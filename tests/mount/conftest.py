@@ -195,6 +195,7 @@ NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 def as_nobody(args, **kw):
     """Run a command as user nobody (for allow_other / permission checks)."""
+    kw.setdefault("env", dict(os.environ, LC_ALL="C"))
     return run(NOBODY + [str(a) for a in args], check=False, **kw)
 
 
