@@ -29,6 +29,11 @@ typedef struct fs_ctx {
 	uid_t owner;                   /* the mounting user: may manage snapshots */
 	gid_t owner_gid;
 	pthread_mutex_t snap_mu;       /* one snapshot at a time; first accesses wait on it */
+	/* fs_watch.c: invalidates the kernel's cache of the root */
+	struct fuse *fuse;
+	int watch_fd, watch_stop;
+	pthread_t watch_thread;
+	bool watching;
 } fs_ctx;
 
 /* Mount ENV on MOUNTPOINT as described by argv (the tracsnap command line
@@ -39,6 +44,11 @@ int fs_main(int argc, char **argv);
 /* The operation table (fs_ops.c). */
 struct fuse_operations;
 const struct fuse_operations *fs_operations(void);
+
+/* Watch the store and invalidate changed root entries (fs_watch.c). */
+struct fuse;
+int fs_watch_start(fs_ctx *c, struct fuse *f);
+void fs_watch_stop(fs_ctx *c);
 
 /* ts_err code -> errno, at the FUSE edge (fs_errno.c). */
 int fs_errno(const ts_err *e);

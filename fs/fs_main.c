@@ -83,6 +83,7 @@ static int fs_split_auto(fs_ctx *c, const char *spec)
 
 static void fs_ctx_free(fs_ctx *c)
 {
+	fs_watch_stop(c);
 	ts_store_close(&c->store);
 	ts_env_close(&c->env);
 	free(c->mnt);
@@ -122,6 +123,7 @@ int fs_main(int argc, char **argv)
 	bool store_created = false;
 
 	memset(&c, 0, sizeof c);
+	c.watch_fd = c.watch_stop = -1;
 	memset(&fo, 0, sizeof fo);
 	pthread_mutex_init(&c.snap_mu, NULL);
 	ts_err_clear(&e);

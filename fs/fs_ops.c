@@ -25,7 +25,8 @@
 #include "name.h"
 #include "snap.h"
 
-#define FS_LATEST_INO 2   /* fixed: the root is 1, store directories are never 2 */
+#define FS_LATEST_INO 2
+#define FS_CACHE_TIMEOUT 3600.0   /* fixed: the root is 1, store directories are never 2 */
 
 typedef enum { FS_ROOT, FS_LATEST, FS_SNAP } fs_kind;
 
@@ -296,7 +297,6 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 	struct dirent *de;
 	(void)path;
 	(void)off;
-	(void)flags;
 
 	if (!d->d) {
 		ts_store_snap *v = NULL;
@@ -326,7 +326,15 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 	rewinddir(d->d);
 	while ((errno = 0, de = readdir(d->d)) != NULL) {
 		struct stat st = { .st_ino = de->d_ino, .st_mode = (mode_t)DTTOIF(de->d_type) };
-		if (fill(buf, de->d_name, &st, 0, 0))
+		enum fuse_fill_dir_flags ff = 0;
+		/* readdirplus: attributes with the names, so find and ls -l need no
+		 * lookup per entry. */
+		if ((flags & FUSE_READDIR_PLUS) && strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    fstatat(dirfd(d->d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			fs_fix_stat(&st);
+			ff = FUSE_FILL_DIR_PLUS;
+		}
+		if (fill(buf, de->d_name, &st, 0, ff))
 			break;
 	}
 	return errno ? -errno : 0;
@@ -372,6 +380,23 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off, struct f
 	ssize_t n = pread((int)fi->fh, buf, size, off);
 	(void)path;
 	return n < 0 ? -errno : (int)n;
+}
+
+/* Hand libfuse the fd: with splice the data goes from the store's page cache
+ * to the kernel without passing through us. */
+static int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+	struct fuse_bufvec *v = malloc(sizeof *v);
+	(void)path;
+	if (!v)
+		return -ENOMEM;
+	*v = (struct fuse_bufvec)FUSE_BUFVEC_INIT(size);
+	v->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	v->buf[0].fd = (int)fi->fh;
+	v->buf[0].pos = off;
+	*bufp = v;
+	return 0;
 }
 
 static int fs_release(const char *path, struct fuse_file_info *fi)
@@ -622,23 +647,34 @@ static int fs_removexattr(const char *path, const char *name)
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	fs_ctx *c = fs_get();
-	(void)conn;
 	/* st_ino comes from the store, so inode numbers survive remounts. */
 	cfg->use_ino = 1;
 	cfg->readdir_ino = 1;
 	/* Short caches: the root changes with every snapshot; a missing name
 	 * must always reach us because it may be a first-access name. */
-	cfg->entry_timeout = 1.0;
-	cfg->attr_timeout = 1.0;
+	/* Snapshots never change: cache names and attributes long.  The root
+	 * does change; fs_watch.c invalidates its entries when the store does.
+	 * Missing names are never cached: one may be a first-access name. */
+	cfg->entry_timeout = FS_CACHE_TIMEOUT;
+	cfg->attr_timeout = FS_CACHE_TIMEOUT;
 	cfg->negative_timeout = 0;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	if (!c->foreground)
 		ts_log_init(TS_LOG_SYSLOG, LOG_INFO);
+	fs_watch_start(c, fuse_get_context()->fuse);
 	ts_log(LOG_INFO, "serving %s on %s (store %s)", c->env.root, c->mnt, c->store.root);
 	return c;
 }
 
+static void fs_destroy(void *data)
+{
+	fs_watch_stop(data);
+}
+
 static const struct fuse_operations fs_ops = {
 	.init = fs_init,
+	.destroy = fs_destroy,
 	.getattr = fs_getattr,
 	.readlink = fs_readlink,
 	.opendir = fs_opendir,
@@ -646,6 +682,7 @@ static const struct fuse_operations fs_ops = {
 	.releasedir = fs_releasedir,
 	.open = fs_open,
 	.read = fs_read,
+	.read_buf = fs_read_buf,
 	.release = fs_release,
 	.statfs = fs_statfs,
 	.getxattr = fs_getxattr,

@@ -1,0 +1,95 @@
+/* fs_watch.c - keep the kernel's cache of the mount root honest.
+ *
+ * Snapshot contents never change, so the kernel may cache names and
+ * attributes for a long time.  The root changes, though: snapshots appear
+ * (mkdir, first access, `tracsnap snapshot` from cron), disappear (rmdir,
+ * prune) and are renamed, and `latest` moves.  Rather than short timeouts for
+ * everything, one thread watches the store directory with inotify and tells
+ * the kernel to drop what it has cached for the names that changed.
+ *
+ * It runs outside request handlers on purpose: an invalidation sent while the
+ * kernel waits for our reply to a mkdir in the same directory would deadlock.
+ */
+#include <errno.h>
+#include <fuse.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "log.h"
+#include "name.h"
+
+static void fs_watch_invalidate(fs_ctx *c, const char *name)
+{
+	char path[NAME_MAX + 2];
+	snprintf(path, sizeof path, "/%s", name);
+	/* ENOENT: the kernel never looked it up, nothing to drop. */
+	(void)fuse_invalidate_path(c->fuse, path);
+	(void)fuse_invalidate_path(c->fuse, "/" TS_NAME_LATEST);
+	(void)fuse_invalidate_path(c->fuse, "/");
+}
+
+static void *fs_watch_main(void *arg)
+{
+	fs_ctx *c = arg;
+	char buf[16 * (sizeof(struct inotify_event) + NAME_MAX + 1)]
+		__attribute__((aligned(__alignof__(struct inotify_event))));
+	struct pollfd pf[2] = { { c->watch_fd, POLLIN, 0 }, { c->watch_stop, POLLIN, 0 } };
+
+	for (;;) {
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pf[1].revents)
+			break;
+		ssize_t n = read(c->watch_fd, buf, sizeof buf);
+		if (n <= 0)
+			continue;
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			if (ev->len && ev->name[0] != '.')
+				fs_watch_invalidate(c, ev->name);
+			p += sizeof *ev + ev->len;
+		}
+	}
+	return NULL;
+}
+
+int fs_watch_start(fs_ctx *c, struct fuse *f)
+{
+	c->fuse = f;
+	c->watch_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	c->watch_stop = eventfd(0, EFD_CLOEXEC);
+	if (c->watch_fd < 0 || c->watch_stop < 0 ||
+	    inotify_add_watch(c->watch_fd, c->store.root,
+	                      IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ONLYDIR) < 0 ||
+	    pthread_create(&c->watch_thread, NULL, fs_watch_main, c) != 0) {
+		ts_log(LOG_WARNING, "store %s: cannot watch for changes (%s); the view may lag "
+		       "behind snapshots made elsewhere", c->store.root, strerror(errno));
+		return -1;
+	}
+	c->watching = true;
+	return 0;
+}
+
+void fs_watch_stop(fs_ctx *c)
+{
+	uint64_t one = 1;
+	if (c->watching) {
+		(void)!write(c->watch_stop, &one, sizeof one);
+		pthread_join(c->watch_thread, NULL);
+		c->watching = false;
+	}
+	if (c->watch_fd >= 0)
+		close(c->watch_fd);
+	if (c->watch_stop >= 0)
+		close(c->watch_stop);
+	c->watch_fd = c->watch_stop = -1;
+}
