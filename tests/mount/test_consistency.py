@@ -161,14 +161,17 @@ def test_concurrent_first_access_one_snapshot(env_sqlite, mount_factory, tmp_pat
     try:
         w.wait_started()
         time.sleep(1.0)
-        # aim at the start of the next second, so that every stat sees the same name
-        time.sleep(1.0 - (time.time() % 1.0) + 0.05)
-        name = time.strftime(AUTO_SEC)
-        t0 = time.monotonic()
-        code = "import os,sys; os.stat(sys.argv[1]); print(os.stat(sys.argv[1]).st_ino)"
-        procs = [subprocess.Popen([sys.executable, "-c", code, m.path(name)],
+        # six processes wait for the same moment, just after a second starts, and
+        # look the same new name up together
+        target = int(time.time()) + 2 + 0.02
+        name = time.strftime(AUTO_SEC, time.localtime(target))
+        code = ("import os,sys,time; t=float(sys.argv[2]); time.sleep(max(0, t-time.time()));"
+                " print(os.stat(sys.argv[1]).st_ino)")
+        procs = [subprocess.Popen([sys.executable, "-c", code, m.path(name), repr(target)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(6)]
+        # t0: the target moment on the monotonic clock, a little early to be safe
+        t0 = time.monotonic() + (target - time.time()) - 0.005
         outs = [p.communicate(timeout=120) for p in procs]
         t1 = time.monotonic()
         time.sleep(0.5)
