@@ -1,6 +1,7 @@
 /* store.c - snapshot store layout, lock and leftovers (see store.h). */
 #include "store.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,25 +35,28 @@ char *ts_store_default_path(const char *env_root)
 		snprintf(base, sizeof base, "%s/.local/share/tracsnap", home);
 	else
 		return NULL;
-	/* "/srv/trac/proj" -> "srv-trac-proj"; '-' itself becomes "--" so that
-	 * "/a-b" and "/a/b" never share a store. */
-	flat = malloc(2 * n + 1);
+	/* systemd-escape --path's rule: "/srv/trac/proj" -> "srv-trac-proj";
+	 * every byte but [A-Za-z0-9:_.] (and a leading '.') becomes "\xHH", so
+	 * that distinct paths never share a store.  "/" itself is "-". */
+	flat = malloc(4 * n + 2);
 	if (!flat)
 		return NULL;
 	size_t j = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (env_root[i] == '/') {
-			if (j > 0)
+		unsigned char ch = (unsigned char)env_root[i];
+		if (ch == '/') {
+			if (j > 0 && i + 1 < n)
 				flat[j++] = '-';
-		} else if (env_root[i] == '-') {
-			flat[j++] = '-';
-			flat[j++] = '-';
+		} else if (isalnum(ch) || ch == ':' || ch == '_' || (ch == '.' && j > 0)) {
+			flat[j++] = (char)ch;
 		} else {
-			flat[j++] = env_root[i];
+			j += (size_t)snprintf(flat + j, 5, "\\x%02x", ch);
 		}
 	}
+	if (j == 0)
+		flat[j++] = '-';
 	flat[j] = '\0';
-	if (asprintf(&out, "%s/%s", base, j ? flat : "root") < 0)
+	if (asprintf(&out, "%s/%s", base, flat) < 0)
 		out = NULL;
 	free(flat);
 	return out;
@@ -73,11 +77,20 @@ static char *store_resolve(const char *path)
 		if (parent && asprintf(&out, "%s/%s", parent, dup) < 0)
 			out = NULL;
 	} else {
+		const char *last = slash + 1;
 		*slash = '\0';
 		parent = (slash == dup) ? strdup("/") : store_resolve(dup);
-		if (parent && asprintf(&out, "%s%s%s", parent,
-		                       strcmp(parent, "/") ? "/" : "", slash + 1) < 0)
+		if (!parent) {
 			out = NULL;
+		} else if (!strcmp(last, "..")) {
+			/* Lexically, as the kernel would once the path exists. */
+			char *up = strrchr(parent, '/');
+			out = strndup(parent, up && up != parent ? (size_t)(up - parent) : 1);
+		} else if (!strcmp(last, ".") || !*last) {
+			out = strdup(parent);
+		} else if (asprintf(&out, "%s%s%s", parent, strcmp(parent, "/") ? "/" : "", last) < 0) {
+			out = NULL;
+		}
 	}
 	free(parent);
 	free(dup);
@@ -216,7 +229,8 @@ ts_err_code ts_store_lock(ts_store *s, int timeout_s, ts_err *e)
 		if (errno != EWOULDBLOCK && errno != EINTR)
 			return ts_err_sys(e, errno, "store %s: cannot lock", s->root);
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - start.tv_sec >= timeout_s) {
+		if ((now.tv_sec - start.tv_sec) * 1000000000LL + (now.tv_nsec - start.tv_nsec) >=
+		    (long long)timeout_s * 1000000000LL) {
 			ssize_t n = pread(s->lockfd, pidbuf, sizeof pidbuf - 1, 0);
 			pidbuf[n > 0 ? n : 0] = '\0';
 			pidbuf[strcspn(pidbuf, "\n")] = '\0';

@@ -185,23 +185,27 @@ static void make_snap(ts_store *s, const char *name, const char *text,
 static void default_is(const char *env_root, const char *want)
 {
 	char *p = ts_store_default_path(env_root);
+	char got[TBUF];
 
 	assert_non_null(p);
-	if (strcmp(p, want))
-		fail_msg("default store of '%s' is '%s', want '%s'", env_root, p, want);
+	fmt(got, sizeof(got), "%s", p);
 	free(p);
+	if (strcmp(got, want))
+		fail_msg("default store of '%s' is '%s', want '%s'", env_root, got, want);
 }
 
+/* doc/design.md: the ENV path escaped as systemd-escape does ('/' as '-',
+ * '-' as "\x2d"). */
 static void test_default_path_root(void **state)
 {
 	(void)state;
 	assert_int_equal(geteuid(), 0); /* these tests run as root */
 	default_is("/srv/trac/proj", "/var/lib/tracsnap/srv-trac-proj");
 	default_is("/proj", "/var/lib/tracsnap/proj");
-	default_is("/srv/my-proj", "/var/lib/tracsnap/srv-my--proj");
-	default_is("/a-b", "/var/lib/tracsnap/a--b");
+	default_is("/srv/my-proj", "/var/lib/tracsnap/srv-my\\x2dproj");
+	default_is("/a-b", "/var/lib/tracsnap/a\\x2db");
 	default_is("/a/b", "/var/lib/tracsnap/a-b");
-	default_is("/a--b/c", "/var/lib/tracsnap/a----b-c");
+	default_is("/a--b/c", "/var/lib/tracsnap/a\\x2d\\x2db-c");
 }
 
 /* Distinct environments never share a default store. */
@@ -211,6 +215,7 @@ static void test_default_path_distinct(void **state)
 		"/a/b", "/a-b", "/a--b", "/a/-b", "/a-/b", "/a/b-", "/a-/-b", "/a/--b",
 		"/a--/b", "/-a/b", "/srv/trac/proj", "/srv/trac-proj", "/srv-trac/proj",
 		"/srv/trac/-old", "/srv/trac-/old", "/srv/trac/proj-", "/srv/trac/proj/-",
+		"/srv/a-b", "/srv/a\\x2db", "/srv/a\\b", "/srv/a\\x5cb",
 	};
 	size_t n = sizeof(envs) / sizeof(envs[0]), i, j;
 	char *p[sizeof(envs) / sizeof(envs[0])];
@@ -223,6 +228,7 @@ static void test_default_path_distinct(void **state)
 		assert_non_null(p[i]);
 		assert_true(!strncmp(p[i], "/var/lib/tracsnap/", 18));
 		assert_true(strlen(p[i]) > 18);
+		assert_null(strchr(p[i] + 18, '/'));
 	}
 	for (i = 0; i < n; i++)
 		for (j = i + 1; j < n; j++)
@@ -254,11 +260,11 @@ static void test_default_path_user(void **state)
 		setenv("XDG_DATA_HOME", "/xdg/data", 1);
 		setenv("HOME", "/home/u", 1);
 		p = ts_store_default_path("/srv/trac/my-proj");
-		bad |= !p || strcmp(p, "/xdg/data/tracsnap/srv-trac-my--proj") != 0;
+		bad |= !p || strcmp(p, "/xdg/data/tracsnap/srv-trac-my\\x2dproj") != 0;
 		free(p);
 		unsetenv("XDG_DATA_HOME");
 		p = ts_store_default_path("/srv/trac/my-proj");
-		bad |= !p || strcmp(p, "/home/u/.local/share/tracsnap/srv-trac-my--proj") != 0;
+		bad |= !p || strcmp(p, "/home/u/.local/share/tracsnap/srv-trac-my\\x2dproj") != 0;
 		free(p);
 		_exit(bad ? 1 : 0);
 	}
@@ -401,6 +407,18 @@ static void test_placement_dotdot_missing(void **state)
 		}
 		fail_msg("store %s accepted (it is %s)", store, p);
 	}
+	fmt(store, sizeof(store), "%s/nope/a/./../../env/x", x->top);
+	placement_bad(store, x->env, NULL);
+	fmt(store, sizeof(store), "%s/nope/../store", x->env);
+	placement_bad(store, x->env, NULL);
+	fmt(store, sizeof(store), "%s/nope/../../env", x->env);
+	placement_bad(store, x->env, NULL);
+	fmt(p, sizeof(p), "%s/nope/../mnt", x->env);
+	placement_bad(x->store, x->env, p);
+	fmt(store, sizeof(store), "%s/nope/../../store", x->env);
+	placement_ok(store, x->env, NULL);
+	fmt(store, sizeof(store), "%s/nope/../../env-other/s", x->env);
+	placement_ok(store, x->env, NULL);
 }
 
 /* ---- open ----------------------------------------------------------------- */

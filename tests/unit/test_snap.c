@@ -1,0 +1,1286 @@
+/* test_snap.c - taking snapshots of a small Trac environment into a store:
+ * the tree, the database copy, the manifest, sharing with the previous
+ * snapshot, refusals, Trac's write lock, WAL mode. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "env.h"
+#include "manifest.h"
+#include "snap.h"
+#include "store.h"
+
+#define TBUF (PATH_MAX * 2)
+#define BIG_LEN (300 * 1024 + 17)
+
+typedef struct fx {
+	char top[PATH_MAX];   /* realpath'd */
+	char env[TBUF];       /* TOP/env */
+	char store[TBUF];     /* TOP/store */
+	ts_env e;
+	ts_store s;
+	bool env_open;
+} fx;
+
+__attribute__((format(printf, 3, 4)))
+static void fmt(char *buf, size_t size, const char *f, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, f);
+	n = vsnprintf(buf, size, f, ap);
+	va_end(ap);
+	assert_true(n >= 0 && (size_t)n < size);
+}
+
+static void put_bytes(const char *path, const void *data, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	const char *p = data;
+
+	if (fd < 0)
+		fail_msg("%s: %s", path, strerror(errno));
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		assert_true(n > 0);
+		p += n;
+		len -= (size_t)n;
+	}
+	assert_int_equal(fchmod(fd, mode), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+__attribute__((format(printf, 4, 5)))
+static void put_at(const fx *x, const char *text, mode_t mode, const char *relfmt, ...)
+{
+	char rel[PATH_MAX], path[TBUF];
+	va_list ap;
+	int n;
+
+	va_start(ap, relfmt);
+	n = vsnprintf(rel, sizeof(rel), relfmt, ap);
+	va_end(ap);
+	assert_true(n > 0 && (size_t)n < sizeof(rel));
+	fmt(path, sizeof(path), "%s/%s", x->env, rel);
+	put_bytes(path, text, strlen(text), mode);
+}
+
+static void mkdir_at(const fx *x, const char *rel, mode_t mode)
+{
+	char path[TBUF];
+
+	fmt(path, sizeof(path), "%s/%s", x->env, rel);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW);
+	struct stat st;
+	unsigned char *buf;
+	size_t got = 0;
+
+	if (fd < 0)
+		fail_msg("%s: %s", path, strerror(errno));
+	assert_int_equal(fstat(fd, &st), 0);
+	buf = malloc((size_t)st.st_size + 1);
+	assert_non_null(buf);
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	close(fd);
+	*len = got;
+	return buf;
+}
+
+static unsigned char *pattern(size_t len, unsigned seed)
+{
+	unsigned char *b = malloc(len);
+	size_t i;
+
+	assert_non_null(b);
+	for (i = 0; i < len; i++) {
+		seed = seed * 1103515245u + 12345u;
+		b[i] = (unsigned char)(seed >> 16);
+	}
+	return b;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if (flag != FTW_SL)
+		chmod(path, 0700);
+	return remove(path);
+}
+
+static void sql(sqlite3 *db, const char *q)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(db, q, NULL, NULL, &err) != SQLITE_OK) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s", err ? err : "?");
+		sqlite3_free(err);
+		fail_msg("%s: %s", q, msg);
+	}
+}
+
+static sqlite3 *db_open(const char *path, int flags)
+{
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+/* A Trac-like database: 3 tickets, 2 attachments. */
+static void make_db(const char *path)
+{
+	sqlite3 *db = db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+
+	sql(db, "CREATE TABLE ticket(id integer primary key, summary text);"
+	        "CREATE TABLE attachment(type text, id text, filename text, size integer,"
+	        " time integer, description text, author text);"
+	        "INSERT INTO ticket VALUES (1, 'first'), (2, 'second'), (3, 'third');"
+	        "INSERT INTO attachment VALUES ('ticket', '1', 'big.bin', 307217, 1, 'd', 'alice'),"
+	        " ('ticket', '1', 'small.txt', 6, 2, '', 'bob');");
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+static void env_open(fx *x)
+{
+	ts_err e;
+
+	ts_err_clear(&e);
+	if (ts_env_open(x->env, &x->e, &e) != TS_OK)
+		fail_msg("ts_env_open: %s", e.msg);
+	x->env_open = true;
+}
+
+static int setup(void **state)
+{
+	fx *x = calloc(1, sizeof(*x));
+	char tmpl[] = "/tmp/tracsnap-test-snap.XXXXXX";
+	char path[TBUF];
+	unsigned char *big;
+	ts_err e;
+
+	assert_non_null(x);
+	assert_non_null(mkdtemp(tmpl));
+	assert_non_null(realpath(tmpl, x->top));
+	fmt(x->env, sizeof(x->env), "%s/env", x->top);
+	fmt(x->store, sizeof(x->store), "%s/store", x->top);
+	assert_int_equal(mkdir(x->env, 0755), 0);
+
+	put_at(x, "Trac Environment Version 1\n", 0644, "VERSION");
+	put_at(x, "This directory contains a Trac environment.\n", 0644, "README");
+	mkdir_at(x, "conf", 0755);
+	put_at(x, "[trac]\ndatabase = sqlite:db/trac.db\n", 0600, "conf/trac.ini");
+	mkdir_at(x, "db", 0755);
+	fmt(path, sizeof(path), "%s/db/trac.db", x->env);
+	make_db(path);
+	/* SQLite's side files that are never part of a snapshot (fake, empty;
+	 * never a fake -journal or -wal: SQLite would take them for real). */
+	put_at(x, "", 0644, "db/trac.db-stmtjrnl");
+	put_at(x, "", 0644, "db/trac.db-mj01");
+	/* An administrator's copy: an ordinary file. */
+	put_at(x, "backup", 0644, "db/trac.db.bak");
+	mkdir_at(x, "files", 0755);
+	mkdir_at(x, "files/attachments", 0755);
+	mkdir_at(x, "files/attachments/ticket", 0755);
+	mkdir_at(x, "files/attachments/ticket/1", 0755);
+	big = pattern(BIG_LEN, 42);
+	fmt(path, sizeof(path), "%s/files/attachments/ticket/1/big.bin", x->env);
+	put_bytes(path, big, BIG_LEN, 0644);
+	free(big);
+	put_at(x, "small\n", 0644, "files/attachments/ticket/1/small.txt");
+	mkdir_at(x, "htdocs", 0755);
+	put_at(x, "hello\n", 0644, "htdocs/a.txt");
+	put_at(x, "body { color: red }\n", 0644, "htdocs/site.css");
+	fmt(path, sizeof(path), "%s/htdocs/site.css", x->env);
+	assert_int_equal(setxattr(path, "user.mime_type", "text/css", 8, 0), 0);
+	mkdir_at(x, "log", 0750);
+	mkdir_at(x, "plugins", 0755);
+	put_at(x, "egg", 0600, "plugins/secret.egg");
+	fmt(path, sizeof(path), "%s/plugins/secret.egg", x->env);
+	assert_int_equal(chown(path, 1234, 5678), 0);
+	put_at(x, "#!/bin/sh\n", 04755, "plugins/suid.sh");
+	mkdir_at(x, "templates", 0755);
+	mkdir_at(x, "ro", 0755);
+	put_at(x, "read only\n", 0444, "ro/f");
+	fmt(path, sizeof(path), "%s/ro", x->env);
+	assert_int_equal(chmod(path, 0555), 0);
+	fmt(path, sizeof(path), "%s/link-a", x->env);
+	assert_int_equal(symlink("htdocs/a.txt", path), 0);
+	fmt(path, sizeof(path), "%s/abs-link", x->env);
+	assert_int_equal(symlink("/etc/passwd", path), 0);
+	fmt(path, sizeof(path), "%s/htdocs/dangling", x->env);
+	assert_int_equal(symlink("../nowhere", path), 0);
+
+	env_open(x);
+	ts_err_clear(&e);
+	if (ts_store_open(x->store, true, &x->s, &e) != TS_OK)
+		fail_msg("ts_store_open: %s", e.msg);
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fx *x = *state;
+
+	ts_store_close(&x->s);
+	if (x->env_open)
+		ts_env_close(&x->e);
+	nftw(x->top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(x);
+	return 0;
+}
+
+static ts_err_code take(fx *x, const char *name, bool no_database, int timeout_s,
+                        ts_snap_stats *stats, ts_err *e)
+{
+	ts_snap_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.name = name;
+	o.lock_timeout_s = timeout_s;
+	o.no_database = no_database;
+	ts_err_clear(e);
+	return ts_snap_take(&x->s, &x->e, &o, stats, e);
+}
+
+static void take_ok(fx *x, const char *name, ts_snap_stats *stats)
+{
+	ts_err e;
+
+	if (take(x, name, false, 5, stats, &e) != TS_OK)
+		fail_msg("snapshot %s: %s: %s", name, ts_err_name(e.code), e.msg);
+}
+
+static int count_prefix(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		if (!strncmp(de->d_name, prefix, strlen(prefix)))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Nothing half-done in the store, and its lock is free. */
+static void store_clean_and_unlocked(fx *x)
+{
+	ts_store s2;
+	ts_err e;
+
+	assert_int_equal(count_prefix(x->store, ".tmp-"), 0);
+	assert_int_equal(count_prefix(x->store, ".del-"), 0);
+	assert_false(x->s.locked);
+	ts_err_clear(&e);
+	if (ts_store_open(x->store, false, &s2, &e) != TS_OK)
+		fail_msg("%s", e.msg);
+	if (ts_store_lock(&s2, 0, &e) != TS_OK)
+		fail_msg("store still locked: %s", e.msg);
+	ts_store_close(&s2);
+}
+
+static size_t n_snapshots(fx *x)
+{
+	ts_store_snap *v;
+	size_t n;
+	ts_err e;
+
+	assert_int_equal(ts_store_list(&x->s, &v, &n, &e), TS_OK);
+	ts_store_list_free(v, n);
+	return n;
+}
+
+/* ---- walking a tree ---------------------------------------------------------- */
+
+typedef struct relv {
+	char **v;
+	size_t n, cap;
+} relv;
+
+static void relv_add(relv *r, const char *rel)
+{
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 64;
+		r->v = realloc(r->v, r->cap * sizeof(*r->v));
+		assert_non_null(r->v);
+	}
+	r->v[r->n] = strdup(rel);
+	assert_non_null(r->v[r->n]);
+	r->n++;
+}
+
+static void relv_free(relv *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free(r->v[i]);
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
+static void walk_dir(const char *root, const char *rel, relv *out)
+{
+	char path[TBUF], child[TBUF];
+	DIR *d;
+	struct dirent *de;
+	struct stat st;
+
+	fmt(path, sizeof(path), "%s/%s", root, rel);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (!strcmp(rel, "."))
+			fmt(child, sizeof(child), "%s", de->d_name);
+		else
+			fmt(child, sizeof(child), "%s/%s", rel, de->d_name);
+		relv_add(out, child);
+		fmt(path, sizeof(path), "%s/%s", root, child);
+		assert_int_equal(lstat(path, &st), 0);
+		if (S_ISDIR(st.st_mode))
+			walk_dir(root, child, out);
+	}
+	closedir(d);
+}
+
+/* Every entry below root, "." first. */
+static void walk(const char *root, relv *out)
+{
+	memset(out, 0, sizeof(*out));
+	relv_add(out, ".");
+	walk_dir(root, ".", out);
+}
+
+/* What a snapshot never holds as a copied file: the database inside the
+ * environment (db, copied its own way) and SQLite's side files.  With an
+ * external database (db NULL) these names are ordinary files. */
+static bool db_side(const char *rel, const char *db)
+{
+	static const char *const sfx[] = { "", "-journal", "-wal", "-shm", "-stmtjrnl" };
+	size_t n;
+
+	if (!db)
+		return false;
+	n = strlen(db);
+	if (strncmp(rel, db, n))
+		return false;
+	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++)
+		if (!strcmp(rel + n, sfx[i]))
+			return true;
+	return !strncmp(rel + n, "-mj", 3);
+}
+
+static void tree_path(const fx *x, const char *name, const char *rel, char *buf, size_t size)
+{
+	if (!strcmp(rel, "."))
+		fmt(buf, size, "%s/%s/tree", x->store, name);
+	else
+		fmt(buf, size, "%s/%s/tree/%s", x->store, name, rel);
+}
+
+/* The tree equals the environment (as it is now): same entries, types,
+ * content, link targets, mode, owner, mtime; special files and the database's
+ * side files left out; the database itself checked elsewhere. */
+static void compare_tree(fx *x, const char *name)
+{
+	relv ev, tv;
+	char ep[TBUF], tp[TBUF], root[TBUF];
+	struct stat a, b;
+
+	walk(x->env, &ev);
+	for (size_t i = 0; i < ev.n; i++) {
+		const char *rel = ev.v[i];
+
+		fmt(ep, sizeof(ep), "%s/%s", x->env, rel);
+		tree_path(x, name, rel, tp, sizeof(tp));
+		assert_int_equal(lstat(ep, &a), 0);
+		if (db_side(rel, x->e.db_rel) || !(S_ISREG(a.st_mode) || S_ISDIR(a.st_mode) || S_ISLNK(a.st_mode))) {
+			if ((!x->e.db_rel || strcmp(rel, x->e.db_rel)) && exists(tp))
+				fail_msg("%s: in the snapshot, should not be", rel);
+			continue;
+		}
+		if (lstat(tp, &b) < 0)
+			fail_msg("%s: missing from snapshot %s", rel, name);
+		if ((a.st_mode & S_IFMT) != (b.st_mode & S_IFMT))
+			fail_msg("%s: type %o in the snapshot, %o in the environment", rel,
+			         (unsigned)(b.st_mode & S_IFMT), (unsigned)(a.st_mode & S_IFMT));
+		if (!S_ISLNK(a.st_mode) && (a.st_mode & 07777) != (b.st_mode & 07777))
+			fail_msg("%s: mode %04o in the snapshot, %04o in the environment", rel,
+			         (unsigned)(b.st_mode & 07777), (unsigned)(a.st_mode & 07777));
+		if (a.st_uid != b.st_uid || a.st_gid != b.st_gid)
+			fail_msg("%s: owner %u:%u in the snapshot, %u:%u in the environment", rel,
+			         (unsigned)b.st_uid, (unsigned)b.st_gid, (unsigned)a.st_uid,
+			         (unsigned)a.st_gid);
+		if (a.st_mtim.tv_sec != b.st_mtim.tv_sec || a.st_mtim.tv_nsec != b.st_mtim.tv_nsec)
+			fail_msg("%s: mtime %lld.%09ld in the snapshot, %lld.%09ld in the environment",
+			         rel, (long long)b.st_mtim.tv_sec, b.st_mtim.tv_nsec,
+			         (long long)a.st_mtim.tv_sec, a.st_mtim.tv_nsec);
+		if (S_ISREG(a.st_mode)) {
+			size_t la, lb;
+			unsigned char *ca = slurp(ep, &la), *cb = slurp(tp, &lb);
+
+			if (la != lb || memcmp(ca, cb, la))
+				fail_msg("%s: content differs", rel);
+			free(ca);
+			free(cb);
+		} else if (S_ISLNK(a.st_mode)) {
+			char ta[PATH_MAX], tb[PATH_MAX];
+			ssize_t na = readlink(ep, ta, sizeof(ta)), nb = readlink(tp, tb, sizeof(tb));
+
+			assert_true(na >= 0);
+			assert_int_equal(na, nb);
+			assert_memory_equal(ta, tb, (size_t)na);
+		}
+	}
+	/* Nothing else in the tree (but the database and its external dir). */
+	tree_path(x, name, ".", root, sizeof(root));
+	walk(root, &tv);
+	for (size_t i = 0; i < tv.n; i++) {
+		const char *rel = tv.v[i];
+
+		fmt(ep, sizeof(ep), "%s/%s", x->env, rel);
+		if (x->e.db_rel && !strcmp(rel, x->e.db_rel))
+			continue;
+		if (!x->e.db_rel && !strncmp(rel, TS_SNAP_EXTERNAL_DB_DIR, strlen(TS_SNAP_EXTERNAL_DB_DIR)))
+			continue;
+		if (!exists(ep))
+			fail_msg("%s: in snapshot %s, not in the environment", rel, name);
+	}
+	relv_free(&tv);
+	relv_free(&ev);
+}
+
+static void sha_file(const char *path, unsigned char out[32])
+{
+	size_t len;
+	unsigned char *c = slurp(path, &len);
+
+	SHA256(c, len, out);
+	free(c);
+}
+
+/* Read the manifest; one entry per tree entry, each matching what the tree
+ * holds (type, mode, owner, size, mtime, SHA-256). */
+static void check_manifest(fx *x, const char *name, const ts_snap_stats *stats, ts_manifest *m)
+{
+	char path[TBUF], root[TBUF], tp[TBUF], hex_a[65], hex_b[65];
+	relv tv;
+	ts_err e;
+	uint64_t nfiles = 0;
+	size_t i;
+
+	fmt(path, sizeof(path), "%s/%s/manifest", x->store, name);
+	ts_err_clear(&e);
+	if (ts_manifest_read(path, m, &e) != TS_OK)
+		fail_msg("%s", e.msg);
+	assert_string_equal(m->env, x->e.root);
+	if (stats) {
+		assert_int_equal(m->time.tv_sec, stats->instant.tv_sec);
+		assert_int_equal(m->time.tv_nsec, stats->instant.tv_nsec);
+	}
+	tree_path(x, name, ".", root, sizeof(root));
+	walk(root, &tv);
+	for (i = 0; i < tv.n; i++) {
+		const char *rel = tv.v[i];
+		const ts_manifest_entry *me = ts_manifest_find(m, rel);
+		struct stat st;
+		unsigned char want[32];
+		char type;
+
+		if (!me)
+			fail_msg("%s: in the tree of %s, not in its manifest", rel, name);
+		tree_path(x, name, rel, tp, sizeof(tp));
+		assert_int_equal(lstat(tp, &st), 0);
+		type = S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' : S_ISLNK(st.st_mode) ? 'l' : '?';
+		if (me->type != type)
+			fail_msg("%s: manifest type %c, tree %c", rel, me->type, type);
+		if (type != 'l' && me->mode != (st.st_mode & 07777))
+			fail_msg("%s: manifest mode %04o, tree %04o", rel, (unsigned)me->mode,
+			         (unsigned)(st.st_mode & 07777));
+		assert_int_equal(me->uid, st.st_uid);
+		assert_int_equal(me->gid, st.st_gid);
+		if (me->mtime.tv_sec != st.st_mtim.tv_sec || me->mtime.tv_nsec != st.st_mtim.tv_nsec)
+			fail_msg("%s: manifest mtime %lld.%09ld, tree %lld.%09ld", rel,
+			         (long long)me->mtime.tv_sec, me->mtime.tv_nsec,
+			         (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+		if (type == 'f') {
+			nfiles++;
+			assert_true(me->size == (uint64_t)st.st_size);
+			sha_file(tp, want);
+		} else if (type == 'l') {
+			char t[PATH_MAX];
+			ssize_t n = readlink(tp, t, sizeof(t));
+
+			assert_true(n >= 0);
+			assert_true(me->size == (uint64_t)n);
+			SHA256((unsigned char *)t, (size_t)n, want);
+		} else {
+			continue;
+		}
+		if (memcmp(me->sha256, want, 32)) {
+			ts_sha256_hex(me->sha256, hex_a);
+			ts_sha256_hex(want, hex_b);
+			fail_msg("%s: manifest sha256 %s, content %s", rel, hex_a, hex_b);
+		}
+	}
+	if (m->n != tv.n)
+		fail_msg("manifest of %s: %zu entries, tree: %zu", name, m->n, tv.n);
+	if (stats)
+		assert_true(stats->files == nfiles);
+	relv_free(&tv);
+}
+
+static int count_cb(void *arg, int n, char **v, char **names)
+{
+	(void)n;
+	(void)names;
+	*(long *)arg = v[0] ? atol(v[0]) : -1;
+	return 0;
+}
+
+static long query_long(sqlite3 *db, const char *q)
+{
+	long v = -2;
+	char *err = NULL;
+
+	if (sqlite3_exec(db, q, count_cb, &v, &err) != SQLITE_OK) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s", err ? err : "?");
+		sqlite3_free(err);
+		fail_msg("%s: %s", q, msg);
+	}
+	return v;
+}
+
+static void query_text(sqlite3 *db, const char *q, char *out, size_t size)
+{
+	sqlite3_stmt *st;
+
+	assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	fmt(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+}
+
+/* The copy of the database at rel inside snapshot name: a rollback-journal
+ * database, with no side files, holding want_tickets tickets whose summaries
+ * concatenate (by id) to summaries. */
+static void check_db(fx *x, const char *name, const char *rel, long want_tickets,
+                     const char *summaries)
+{
+	char path[TBUF], side[TBUF + 16], text[1024];
+	static const char *const sfx[] = { "-journal", "-wal", "-shm", "-stmtjrnl", "-mj01" };
+	unsigned char hdr[100];
+	sqlite3 *db;
+	int fd;
+
+	tree_path(x, name, rel, path, sizeof(path));
+	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+		fmt(side, sizeof(side), "%s%s", path, sfx[i]);
+		if (exists(side))
+			fail_msg("%s: in the snapshot", side);
+	}
+	/* File format bytes 18 and 19: 1 = rollback journal, 2 = WAL. */
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+	close(fd);
+	assert_memory_equal(hdr, "SQLite format 3", 16);
+	if (hdr[18] != 1 || hdr[19] != 1)
+		fail_msg("%s: header write/read version %d/%d, want 1/1 (not WAL)", path, hdr[18], hdr[19]);
+
+	db = db_open(path, SQLITE_OPEN_READONLY);
+	query_text(db, "PRAGMA journal_mode", text, sizeof(text));
+	assert_string_equal(text, "delete");
+	query_text(db, "PRAGMA integrity_check", text, sizeof(text));
+	assert_string_equal(text, "ok");
+	assert_int_equal(query_long(db, "SELECT count(*) FROM ticket"), want_tickets);
+	assert_int_equal(query_long(db, "SELECT count(*) FROM attachment"), 2);
+	query_text(db, "SELECT group_concat(summary, ',') FROM (SELECT summary FROM ticket ORDER BY id)",
+	           text, sizeof(text));
+	assert_string_equal(text, summaries);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+		fmt(side, sizeof(side), "%s%s", path, sfx[i]);
+		assert_false(exists(side));
+	}
+}
+
+static void snap_file(fx *x, const char *name, const char *rel, struct stat *st)
+{
+	char p[TBUF];
+
+	tree_path(x, name, rel, p, sizeof(p));
+	if (lstat(p, st) < 0)
+		fail_msg("%s: %s", p, strerror(errno));
+}
+
+static void snap_text_is(fx *x, const char *name, const char *rel, const char *want)
+{
+	char p[TBUF];
+	size_t len;
+	unsigned char *c;
+
+	tree_path(x, name, rel, p, sizeof(p));
+	c = slurp(p, &len);
+	if (len != strlen(want) || memcmp(c, want, len))
+		fail_msg("%s in %s: '%s', want '%s'", rel, name, (char *)c, want);
+	free(c);
+}
+
+static bool snap_has(fx *x, const char *name, const char *rel)
+{
+	char p[TBUF];
+
+	tree_path(x, name, rel, p, sizeof(p));
+	return exists(p);
+}
+
+/* ---- the tests ----------------------------------------------------------------- */
+
+static void test_snap_basic(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st;
+	ts_manifest m;
+	struct timespec before, after;
+	struct stat sb;
+	char p[TBUF], buf[64];
+	ssize_t n;
+
+	clock_gettime(CLOCK_REALTIME, &before);
+	memset(&st, 0x5a, sizeof(st));
+	take_ok(x, "s1", &st);
+	clock_gettime(CLOCK_REALTIME, &after);
+
+	/* STORE/s1/{tree,manifest}, its mtime the instant. */
+	fmt(p, sizeof(p), "%s/s1/tree", x->store);
+	assert_int_equal(lstat(p, &sb), 0);
+	assert_true(S_ISDIR(sb.st_mode));
+	fmt(p, sizeof(p), "%s/s1", x->store);
+	assert_int_equal(lstat(p, &sb), 0);
+	assert_int_equal(sb.st_mtim.tv_sec, st.instant.tv_sec);
+	assert_int_equal(sb.st_mtim.tv_nsec, st.instant.tv_nsec);
+	assert_true(st.instant.tv_sec > before.tv_sec ||
+	            (st.instant.tv_sec == before.tv_sec && st.instant.tv_nsec >= before.tv_nsec));
+	assert_true(st.instant.tv_sec < after.tv_sec ||
+	            (st.instant.tv_sec == after.tv_sec && st.instant.tv_nsec <= after.tv_nsec));
+	assert_true(ts_store_exists(&x->s, "s1"));
+	assert_int_equal(n_snapshots(x), 1);
+
+	compare_tree(x, "s1");
+	check_db(x, "s1", "db/trac.db", 3, "first,second,third");
+	assert_true(snap_has(x, "s1", "db/trac.db.bak"));
+	assert_false(snap_has(x, "s1", "db/trac.db-stmtjrnl"));
+	assert_false(snap_has(x, "s1", "db/trac.db-mj01"));
+	snap_file(x, "s1", "conf/trac.ini", &sb);
+	assert_int_equal(sb.st_mode & 07777, 0600);
+	snap_file(x, "s1", "plugins/suid.sh", &sb);
+	assert_int_equal(sb.st_mode & 07777, 04755);
+	snap_file(x, "s1", "plugins/secret.egg", &sb);
+	assert_int_equal(sb.st_uid, 1234);
+	assert_int_equal(sb.st_gid, 5678);
+	tree_path(x, "s1", "htdocs/site.css", p, sizeof(p));
+	n = getxattr(p, "user.mime_type", buf, sizeof(buf));
+	assert_int_equal(n, 8);
+	assert_memory_equal(buf, "text/css", 8);
+
+	check_manifest(x, "s1", &st, &m);
+	assert_null(m.external_db);
+	assert_false(m.no_database);
+	assert_non_null(ts_manifest_find(&m, "db/trac.db"));
+	assert_non_null(ts_manifest_find(&m, "."));
+	assert_null(ts_manifest_find(&m, "db/trac.db-stmtjrnl"));
+	assert_int_equal(ts_manifest_find(&m, "link-a")->type, 'l');
+	ts_manifest_free(&m);
+
+	/* Figures. */
+	assert_true(st.files >= 10);
+	assert_true(st.bytes_copied > BIG_LEN);
+	assert_true(st.hold_ms >= 0);
+	assert_true(st.total_ms > 0);
+	assert_true(st.total_ms >= st.hold_ms);
+	assert_true(st.bytes_shared == 0);
+	assert_true(st.files_shared == 0);
+
+	store_clean_and_unlocked(x);
+}
+
+static void test_format_stats(void **state)
+{
+	ts_snap_stats st;
+	char buf[256];
+
+	(void)state;
+	memset(&st, 0, sizeof(st));
+	st.files = 42;
+	st.bytes_copied = (uint64_t)(1.2 * 1024 * 1024);
+	st.bytes_shared = (uint64_t)(3.4 * 1024 * 1024);
+	st.hold_ms = 12.2;
+	st.total_ms = 340.4;
+	ts_snap_format_stats("NAME", &st, buf, sizeof(buf));
+	if (!strstr(buf, "NAME: 42 files, 1.2 MiB copied, 3.4 MiB shared, lock held 12 ms, total 340 ms"))
+		fail_msg("'%s'", buf);
+	/* Never past the buffer. */
+	memset(buf, 'x', sizeof(buf));
+	ts_snap_format_stats("NAME", &st, buf, 10);
+	assert_int_equal(strlen(buf), 9);
+	assert_int_equal(buf[10], 'x');
+}
+
+/* The second snapshot shares what did not change and copies what did. */
+static void test_snap_share(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1, s2;
+	ts_manifest m;
+	struct stat a, b, old_css;
+	char p[TBUF];
+	int fd;
+
+	take_ok(x, "s1", &s1);
+
+	/* Change a file in place (same inode), one keeping its size and mtime
+	 * (only ctime tells), remove one, add one. */
+	fmt(p, sizeof(p), "%s/htdocs/a.txt", x->env);
+	fd = open(p, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "changed content\n", 16), 16);
+	assert_int_equal(close(fd), 0);
+	fmt(p, sizeof(p), "%s/htdocs/site.css", x->env);
+	assert_int_equal(lstat(p, &old_css), 0);
+	fd = open(p, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "BODY { COLOR: RED }\n", 20), 20);
+	{
+		struct timespec ts[2] = { old_css.st_atim, old_css.st_mtim };
+
+		assert_int_equal(futimens(fd, ts), 0);
+	}
+	assert_int_equal(close(fd), 0);
+	fmt(p, sizeof(p), "%s/files/attachments/ticket/1/small.txt", x->env);
+	assert_int_equal(unlink(p), 0);
+	put_at(x, "new\n", 0644, "htdocs/new.txt");
+
+	take_ok(x, "s2", &s2);
+	compare_tree(x, "s2");
+	check_db(x, "s2", "db/trac.db", 3, "first,second,third");
+
+	/* Unchanged: the same inode in both trees. */
+	snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	snap_file(x, "s2", "files/attachments/ticket/1/big.bin", &b);
+	assert_int_equal(a.st_ino, b.st_ino);
+	snap_file(x, "s1", "conf/trac.ini", &a);
+	snap_file(x, "s2", "conf/trac.ini", &b);
+	assert_int_equal(a.st_ino, b.st_ino);
+	assert_true(s2.bytes_shared >= BIG_LEN);
+	assert_true(s2.files_shared >= 2);
+	assert_true(s2.bytes_copied > 0);
+
+	/* Changed: a new inode with the new content; the old copy untouched. */
+	snap_file(x, "s1", "htdocs/a.txt", &a);
+	snap_file(x, "s2", "htdocs/a.txt", &b);
+	assert_int_not_equal(a.st_ino, b.st_ino);
+	snap_text_is(x, "s2", "htdocs/a.txt", "changed content\n");
+	snap_text_is(x, "s1", "htdocs/a.txt", "hello\n");
+	snap_file(x, "s1", "htdocs/site.css", &a);
+	snap_file(x, "s2", "htdocs/site.css", &b);
+	assert_int_not_equal(a.st_ino, b.st_ino);
+	snap_text_is(x, "s2", "htdocs/site.css", "BODY { COLOR: RED }\n");
+	snap_text_is(x, "s1", "htdocs/site.css", "body { color: red }\n");
+
+	/* Removed and added. */
+	assert_true(snap_has(x, "s1", "files/attachments/ticket/1/small.txt"));
+	assert_false(snap_has(x, "s2", "files/attachments/ticket/1/small.txt"));
+	assert_false(snap_has(x, "s1", "htdocs/new.txt"));
+	snap_text_is(x, "s2", "htdocs/new.txt", "new\n");
+
+	check_manifest(x, "s2", &s2, &m);
+	assert_null(ts_manifest_find(&m, "files/attachments/ticket/1/small.txt"));
+	assert_non_null(ts_manifest_find(&m, "htdocs/new.txt"));
+	ts_manifest_free(&m);
+	/* The first snapshot still matches its own manifest. */
+	check_manifest(x, "s1", &s1, &m);
+	ts_manifest_free(&m);
+
+	/* Oldest first. */
+	{
+		ts_store_snap *v;
+		size_t n;
+		ts_err e;
+
+		assert_int_equal(ts_store_list(&x->s, &v, &n, &e), TS_OK);
+		assert_int_equal(n, 2);
+		assert_string_equal(v[0].name, "s1");
+		assert_string_equal(v[1].name, "s2");
+		ts_store_list_free(v, n);
+	}
+	store_clean_and_unlocked(x);
+}
+
+static void test_snap_fifo(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st;
+	ts_manifest m;
+	char p[TBUF];
+
+	fmt(p, sizeof(p), "%s/pipe", x->env);
+	assert_int_equal(mkfifo(p, 0644), 0);
+	fmt(p, sizeof(p), "%s/log/trac.fifo", x->env);
+	assert_int_equal(mkfifo(p, 0600), 0);
+	take_ok(x, "s1", &st);
+	assert_false(snap_has(x, "s1", "pipe"));
+	assert_false(snap_has(x, "s1", "log/trac.fifo"));
+	assert_true(snap_has(x, "s1", "log"));
+	compare_tree(x, "s1");
+	check_manifest(x, "s1", &st, &m);
+	assert_null(ts_manifest_find(&m, "pipe"));
+	assert_null(ts_manifest_find(&m, "log/trac.fifo"));
+	ts_manifest_free(&m);
+	store_clean_and_unlocked(x);
+}
+
+static void test_snap_no_database(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st;
+	ts_manifest m;
+	ts_err e;
+
+	if (take(x, "files-only", true, 5, &st, &e) != TS_OK)
+		fail_msg("%s", e.msg);
+	assert_false(snap_has(x, "files-only", "db/trac.db"));
+	assert_true(snap_has(x, "files-only", "db"));
+	assert_true(snap_has(x, "files-only", "db/trac.db.bak"));
+	compare_tree(x, "files-only");
+	check_manifest(x, "files-only", &st, &m);
+	assert_true(m.no_database);
+	assert_null(m.external_db);
+	assert_null(ts_manifest_find(&m, "db/trac.db"));
+	ts_manifest_free(&m);
+	store_clean_and_unlocked(x);
+}
+
+static void test_snap_external_db(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st;
+	ts_manifest m;
+	char ext[TBUF], dbp[TBUF], want[TBUF];
+	const ts_manifest_entry *me;
+
+	fmt(ext, sizeof(ext), "%s/ext", x->top);
+	assert_int_equal(mkdir(ext, 0755), 0);
+	fmt(dbp, sizeof(dbp), "%s/ext/x.db", x->top);
+	make_db(dbp);
+	fmt(want, sizeof(want), "%s/db/trac.db", x->env);
+	assert_int_equal(unlink(want), 0);
+	fmt(want, sizeof(want), "[trac]\ndatabase = sqlite:%s\n", dbp);
+	put_at(x, want, 0600, "conf/trac.ini");
+	ts_env_close(&x->e);
+	x->env_open = false;
+	env_open(x);
+	assert_null(x->e.db_rel);
+
+	take_ok(x, "ext", &st);
+	check_db(x, "ext", TS_SNAP_EXTERNAL_DB_DIR "/x.db", 3, "first,second,third");
+	assert_false(snap_has(x, "ext", "db/trac.db"));
+	compare_tree(x, "ext");
+	check_manifest(x, "ext", &st, &m);
+	assert_non_null(m.external_db);
+	assert_string_equal(m.external_db, dbp);
+	assert_string_equal(m.external_db_rel, TS_SNAP_EXTERNAL_DB_DIR "/x.db");
+	me = ts_manifest_find(&m, TS_SNAP_EXTERNAL_DB_DIR "/x.db");
+	assert_non_null(me);
+	assert_int_equal(me->type, 'f');
+	ts_manifest_free(&m);
+	store_clean_and_unlocked(x);
+}
+
+/* A name that is taken: refused, and nothing changes. */
+static void test_snap_exists(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st, st2;
+	ts_err e;
+	ts_err_code rc;
+	char p[TBUF];
+	unsigned char *man1, *man2;
+	size_t l1, l2;
+	struct stat d1, d2;
+
+	take_ok(x, "s1", &st);
+	fmt(p, sizeof(p), "%s/s1/manifest", x->store);
+	man1 = slurp(p, &l1);
+	fmt(p, sizeof(p), "%s/s1", x->store);
+	assert_int_equal(lstat(p, &d1), 0);
+
+	put_at(x, "different\n", 0644, "htdocs/a.txt");
+	rc = take(x, "s1", false, 5, &st2, &e);
+	assert_int_equal(rc, TS_ERR_EXISTS);
+	assert_int_equal(e.code, TS_ERR_EXISTS);
+	assert_non_null(strstr(e.msg, "s1"));
+
+	assert_int_equal(n_snapshots(x), 1);
+	fmt(p, sizeof(p), "%s/s1/manifest", x->store);
+	man2 = slurp(p, &l2);
+	assert_int_equal(l1, l2);
+	assert_memory_equal(man1, man2, l1);
+	free(man1);
+	free(man2);
+	fmt(p, sizeof(p), "%s/s1", x->store);
+	assert_int_equal(lstat(p, &d2), 0);
+	assert_int_equal(d1.st_ino, d2.st_ino);
+	assert_int_equal(d1.st_mtim.tv_sec, d2.st_mtim.tv_sec);
+	assert_int_equal(d1.st_mtim.tv_nsec, d2.st_mtim.tv_nsec);
+	snap_text_is(x, "s1", "htdocs/a.txt", "hello\n");
+	store_clean_and_unlocked(x);
+}
+
+static void test_snap_bad_name(void **state)
+{
+	fx *x = *state;
+	static const char *const bad[] = { "a/b", ".x", "latest", "", ".", "..", ".tmp-1", "a\nb" };
+	ts_snap_stats st;
+	ts_err e;
+	ts_err_code rc;
+	char p[TBUF];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rc = take(x, bad[i], false, 5, &st, &e);
+		if (rc != TS_ERR_NAME)
+			fail_msg("name '%s': %s '%s', want name", bad[i], ts_err_name(rc), e.msg);
+		assert_int_equal(e.code, TS_ERR_NAME);
+		assert_null(strchr(e.msg, '\n'));
+		store_clean_and_unlocked(x);
+		assert_int_equal(n_snapshots(x), 0);
+	}
+	fmt(p, sizeof(p), "%s/a", x->store);
+	assert_false(exists(p));
+	fmt(p, sizeof(p), "%s/latest", x->store);
+	assert_false(exists(p));
+	/* A good name still works afterwards. */
+	take_ok(x, "good", &st);
+	assert_int_equal(n_snapshots(x), 1);
+	store_clean_and_unlocked(x);
+}
+
+/* Trac's write lock held by another connection: busy, nothing left behind;
+ * works again once it is released. */
+static void test_snap_write_lock_busy(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st;
+	ts_err e;
+	ts_err_code rc;
+	sqlite3 *w;
+	char p[TBUF];
+	struct timespec t0, t1;
+	double dt;
+
+	fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	w = db_open(p, SQLITE_OPEN_READWRITE);
+	sql(w, "BEGIN IMMEDIATE");
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = take(x, "s1", false, 1, &st, &e);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (rc != TS_ERR_BUSY)
+		fail_msg("%s '%s', want busy", ts_err_name(rc), e.msg);
+	assert_int_equal(e.code, TS_ERR_BUSY);
+	if (!strstr(e.msg, "write lock"))
+		fail_msg("message '%s' does not say 'write lock'", e.msg);
+	assert_true(dt >= 0.8 && dt < 10);
+	assert_false(ts_store_exists(&x->s, "s1"));
+	assert_int_equal(n_snapshots(x), 0);
+	store_clean_and_unlocked(x);
+
+	/* The other connection still holds its transaction and can write. */
+	sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
+	sql(w, "ROLLBACK");
+
+	take_ok(x, "s1", &st);
+	check_db(x, "s1", "db/trac.db", 3, "first,second,third");
+	/* Our connection works after the snapshot's (Trac's writers go on). */
+	sql(w, "BEGIN IMMEDIATE; INSERT INTO ticket VALUES (5, 'fifth'); COMMIT");
+	assert_int_equal(sqlite3_close(w), SQLITE_OK);
+	store_clean_and_unlocked(x);
+}
+
+/* WAL mode: rows that are only in the -wal are in the snapshot, which is a
+ * rollback-journal database. */
+static void test_snap_wal(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st;
+	ts_manifest m;
+	sqlite3 *w, *c;
+	char p[TBUF], wal[TBUF + 8], copy[TBUF], text[64];
+	struct stat sb;
+	unsigned char *bytes;
+	size_t len;
+
+	fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	fmt(wal, sizeof(wal), "%s-wal", p);
+	w = db_open(p, SQLITE_OPEN_READWRITE);
+	query_text(w, "PRAGMA journal_mode=WAL", text, sizeof(text));
+	assert_string_equal(text, "wal");
+	sql(w, "PRAGMA wal_autocheckpoint=0");
+	sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
+	sql(w, "INSERT INTO ticket VALUES (5, 'fifth')");
+	sql(w, "BEGIN; UPDATE ticket SET summary = 'FIRST' WHERE id = 1;"
+	       " INSERT INTO ticket VALUES (6, 'sixth'); COMMIT");
+	assert_int_equal(lstat(wal, &sb), 0);
+	assert_true(sb.st_size > 0);
+
+	/* The main file alone does not have them (they are only in the -wal). */
+	fmt(copy, sizeof(copy), "%s/main-only.db", x->top);
+	bytes = slurp(p, &len);
+	put_bytes(copy, bytes, len, 0644);
+	free(bytes);
+	c = db_open(copy, SQLITE_OPEN_READONLY);
+	assert_int_equal(query_long(c, "SELECT count(*) FROM ticket"), 3);
+	assert_int_equal(sqlite3_close(c), SQLITE_OK);
+
+	take_ok(x, "wal", &st);
+	check_db(x, "wal", "db/trac.db", 6, "FIRST,second,third,fourth,fifth,sixth");
+	assert_false(snap_has(x, "wal", "db/trac.db-wal"));
+	assert_false(snap_has(x, "wal", "db/trac.db-shm"));
+	compare_tree(x, "wal");
+	check_manifest(x, "wal", &st, &m);
+	ts_manifest_free(&m);
+	/* The environment is still in WAL mode, and writable. */
+	query_text(w, "PRAGMA journal_mode", text, sizeof(text));
+	assert_string_equal(text, "wal");
+	sql(w, "INSERT INTO ticket VALUES (7, 'seventh')");
+	assert_int_equal(query_long(w, "SELECT count(*) FROM ticket"), 7);
+	assert_int_equal(sqlite3_close(w), SQLITE_OK);
+	store_clean_and_unlocked(x);
+}
+
+/* The environment changes after the pre-copy, while the snapshot waits for
+ * Trac's write lock: the snapshot is the state at the lock (file removed,
+ * rewritten, chmod'ed, added; a row committed by the writer it waited for). */
+typedef struct mutator {
+	fx *x;
+	sqlite3 *w;          /* holds BEGIN IMMEDIATE until we are done */
+	int failed;          /* step that failed, 0 when all went well */
+	bool saw_precopy;
+} mutator;
+
+static bool tmp_has(const char *store, const char *rel)
+{
+	DIR *d = opendir(store);
+	struct dirent *de;
+	bool found = false;
+	char p[TBUF];
+	struct stat st;
+
+	if (!d)
+		return false;
+	while (!found && (de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, ".tmp-", 5))
+			continue;
+		if ((size_t)snprintf(p, sizeof(p), "%s/%s/tree/%s", store, de->d_name, rel) < sizeof(p))
+			found = lstat(p, &st) == 0;
+	}
+	closedir(d);
+	return found;
+}
+
+static void *mutate(void *arg)
+{
+	mutator *mu = arg;
+	fx *x = mu->x;
+	char p[TBUF + 64];
+	struct timespec nap = { 0, 2 * 1000 * 1000 };
+	int fd, i;
+
+	/* Wait (up to 20 s) until the pre-copy has copied what we remove. */
+	for (i = 0; i < 10000 && !mu->saw_precopy; i++) {
+		mu->saw_precopy = tmp_has(x->store, "files/attachments/ticket/1/small.txt") &&
+		                  tmp_has(x->store, "htdocs/a.txt");
+		if (!mu->saw_precopy)
+			nanosleep(&nap, NULL);
+	}
+	nap.tv_nsec = 200 * 1000 * 1000; /* let it reach the lock */
+	nanosleep(&nap, NULL);
+
+	snprintf(p, sizeof(p), "%s/files/attachments/ticket/1/small.txt", x->env);
+	if (unlink(p) < 0)
+		mu->failed = 1;
+	snprintf(p, sizeof(p), "%s/htdocs/a.txt", x->env);
+	fd = open(p, O_WRONLY | O_TRUNC);
+	if (fd < 0 || write(fd, "during\n", 7) != 7 || close(fd) < 0)
+		mu->failed = 2;
+	snprintf(p, sizeof(p), "%s/htdocs/site.css", x->env);
+	if (chmod(p, 0600) < 0)
+		mu->failed = 3;
+	snprintf(p, sizeof(p), "%s/htdocs/late.txt", x->env);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd < 0 || write(fd, "late\n", 5) != 5 || close(fd) < 0)
+		mu->failed = 4;
+	snprintf(p, sizeof(p), "%s/newdir", x->env);
+	if (mkdir(p, 0711) < 0)
+		mu->failed = 5;
+	snprintf(p, sizeof(p), "%s/newdir/x", x->env);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0640);
+	if (fd < 0 || close(fd) < 0)
+		mu->failed = 6;
+	if (sqlite3_exec(mu->w, "INSERT INTO ticket VALUES (4, 'during'); COMMIT", NULL, NULL,
+	                 NULL) != SQLITE_OK)
+		mu->failed = 7;
+	return NULL;
+}
+
+static void test_snap_changes_before_lock(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st;
+	ts_manifest m;
+	mutator mu;
+	pthread_t th;
+	char p[TBUF];
+	struct stat sb;
+
+	memset(&mu, 0, sizeof(mu));
+	mu.x = x;
+	fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	mu.w = db_open(p, SQLITE_OPEN_READWRITE);
+	sql(mu.w, "BEGIN IMMEDIATE");
+	assert_int_equal(pthread_create(&th, NULL, mutate, &mu), 0);
+	take_ok(x, "s1", &st);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(sqlite3_close(mu.w), SQLITE_OK);
+	assert_true(mu.saw_precopy);
+	assert_int_equal(mu.failed, 0);
+
+	assert_false(snap_has(x, "s1", "files/attachments/ticket/1/small.txt"));
+	snap_text_is(x, "s1", "htdocs/a.txt", "during\n");
+	snap_file(x, "s1", "htdocs/site.css", &sb);
+	assert_int_equal(sb.st_mode & 07777, 0600);
+	snap_text_is(x, "s1", "htdocs/late.txt", "late\n");
+	snap_file(x, "s1", "newdir", &sb);
+	assert_true(S_ISDIR(sb.st_mode));
+	assert_int_equal(sb.st_mode & 07777, 0711);
+	assert_true(snap_has(x, "s1", "newdir/x"));
+	compare_tree(x, "s1");
+	check_db(x, "s1", "db/trac.db", 4, "first,second,third,during");
+	check_manifest(x, "s1", &st, &m);
+	assert_null(ts_manifest_find(&m, "files/attachments/ticket/1/small.txt"));
+	ts_manifest_free(&m);
+	store_clean_and_unlocked(x);
+}
+
+/* Another writer holds the store: busy, nothing changes. */
+static void test_snap_store_busy(void **state)
+{
+	fx *x = *state;
+	ts_store other;
+	ts_snap_stats st;
+	ts_err e;
+	ts_err_code rc;
+
+	ts_err_clear(&e);
+	assert_int_equal(ts_store_open(x->store, false, &other, &e), TS_OK);
+	assert_int_equal(ts_store_lock(&other, 0, &e), TS_OK);
+	rc = take(x, "s1", false, 1, &st, &e);
+	assert_int_equal(rc, TS_ERR_BUSY);
+	assert_false(x->s.locked);
+	assert_int_equal(n_snapshots(x), 0);
+	ts_store_close(&other);
+	store_clean_and_unlocked(x);
+	take_ok(x, "s1", &st);
+	store_clean_and_unlocked(x);
+}
+
+static void test_snap_cancel(void **state)
+{
+	fx *x = *state;
+	volatile sig_atomic_t cancel = 1;
+	ts_snap_opts o;
+	ts_snap_stats st;
+	ts_err e;
+
+	memset(&o, 0, sizeof(o));
+	o.name = "c";
+	o.lock_timeout_s = 5;
+	o.cancel = &cancel;
+	ts_err_clear(&e);
+	assert_int_equal(ts_snap_take(&x->s, &x->e, &o, &st, &e), TS_ERR_CANCELLED);
+	assert_false(ts_store_exists(&x->s, "c"));
+	assert_int_equal(n_snapshots(x), 0);
+	store_clean_and_unlocked(x);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_snap_basic, setup, teardown),
+		cmocka_unit_test(test_format_stats),
+		cmocka_unit_test_setup_teardown(test_snap_share, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_fifo, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_no_database, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_external_db, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_exists, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_bad_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_write_lock_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_wal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_changes_before_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_store_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_cancel, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
