@@ -5,6 +5,7 @@
  * stderr and nothing is mounted or created.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <fuse.h>
 #include <fuse_lowlevel.h>   /* fuse_parse_cmdline */
 #include <stddef.h>
@@ -124,6 +125,13 @@ int fs_main(int argc, char **argv)
 
 	memset(&c, 0, sizeof c);
 	c.watch_fd = c.watch_stop = -1;
+	/* Every FUSE worker thread would get its own malloc arena that keeps
+	 * what a large snapshot freed; two arenas bound the daemon's size. */
+	mallopt(M_ARENA_MAX, 2);
+	/* libfuse allocates a request-sized buffer (up to 1 MiB) per read; above
+	 * glibc's default threshold each would be a fresh mmap with 256 page
+	 * faults.  Serve them from the heap instead. */
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	memset(&fo, 0, sizeof fo);
 	pthread_mutex_init(&c.snap_mu, NULL);
 	ts_err_clear(&e);

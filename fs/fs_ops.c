@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <fuse.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,9 @@ static int fs_take(fs_ctx *c, const char *name, const char *why)
 		return 0; /* another first access made it while we waited */
 	}
 	rc = ts_snap_take(&c->store, &c->env, &o, &st, &e);
+	/* A snapshot of a large tree allocates a lot briefly: give it back, so
+	 * that the daemon's size does not follow the number of snapshots. */
+	malloc_trim(0);
 	pthread_mutex_unlock(&c->snap_mu);
 	if (rc == TS_OK) {
 		ts_snap_format_stats(name, &st, line, sizeof line);

@@ -127,6 +127,29 @@ static ts_err_code copy_finish_meta(int src, int dst, const struct stat *st,
 	return TS_OK;
 }
 
+/* Keep what a copy has in flight to the disk small.  The store usually
+ * shares a filesystem with the live environment, and on ext4 (data=ordered)
+ * every fsync of Trac's database waits for all data allocated since the last
+ * journal commit: gigabytes of our dirty pages would stall Trac's commits for
+ * seconds although Trac's lock is free.  So each chunk's writeback is started
+ * as soon as it is written and waited for one chunk later: at most two chunks
+ * per copying thread are ever in flight.  The final syncfs then finds little
+ * left to do. */
+#define COPY_CHUNK (8u << 20)
+
+static void copy_writeback(int out, uint64_t done, uint64_t n)
+{
+	uint64_t end = done + n;
+	if (done / COPY_CHUNK == end / COPY_CHUNK)
+		return;
+	uint64_t chunk = end / COPY_CHUNK * COPY_CHUNK;   /* start of the new chunk */
+	(void)sync_file_range(out, (off64_t)(chunk - COPY_CHUNK), COPY_CHUNK, SYNC_FILE_RANGE_WRITE);
+	if (chunk >= 2 * COPY_CHUNK)
+		(void)sync_file_range(out, (off64_t)(chunk - 2 * COPY_CHUNK), COPY_CHUNK,
+		                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+		                      SYNC_FILE_RANGE_WAIT_AFTER);
+}
+
 /* Read fd to its end, hashing; when out >= 0 also write what was read. */
 static ts_err_code copy_stream(int in, int out, EVP_MD_CTX *md, uint64_t *bytes,
                                const char *src_desc, const char *rel, ts_err *e)
@@ -145,7 +168,6 @@ static ts_err_code copy_stream(int in, int out, EVP_MD_CTX *md, uint64_t *bytes,
 			return TS_OK;
 		if (md)
 			EVP_DigestUpdate(md, buf, (size_t)n);
-		*bytes += (uint64_t)n;
 		for (ssize_t off = 0; out >= 0 && off < n;) {
 			ssize_t w = write(out, buf + off, (size_t)(n - off));
 			if (w < 0) {
@@ -155,6 +177,9 @@ static ts_err_code copy_stream(int in, int out, EVP_MD_CTX *md, uint64_t *bytes,
 			}
 			off += w;
 		}
+		if (out >= 0)
+			copy_writeback(out, *bytes, (uint64_t)n);
+		*bytes += (uint64_t)n;
 	}
 }
 
@@ -209,10 +234,13 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, bool has
 	} else {
 		(void)posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
 		rc = copy_stream(src, dst, md, &out->bytes, src_desc, rel, e);
-		/* Start writeback now, so that the syncfs before the snapshot
-		 * appears finds little left to do. */
+		/* The tail: started now; a large file's is also waited for, so
+		 * that no thread leaves more than two chunks in flight. */
 		if (rc == TS_OK)
-			(void)sync_file_range(dst, 0, 0, SYNC_FILE_RANGE_WRITE);
+			(void)sync_file_range(dst, 0, 0, out->bytes >= COPY_CHUNK
+			                      ? SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+			                        SYNC_FILE_RANGE_WAIT_AFTER
+			                      : SYNC_FILE_RANGE_WRITE);
 	}
 	if (rc != TS_OK)
 		goto out;
