@@ -13,8 +13,8 @@ static const char usage[] =
 	"       tracsnap --help | --version\n"
 	"\n"
 	"Mount options: store=DIR, auto=FMT[:FMT...] (default %Y-%m-%d:%Y-%m-%dT%H),\n"
-	"lock_timeout=SECONDS (default 30), no_database, allow_other, ro and the usual\n"
-	"FUSE options.  See tracsnap(1).\n";
+	"lock_timeout=SECONDS (default 30), no_database, manage_group=GROUP, allow_other,\n"
+	"ro and the usual FUSE options.  See tracsnap(1).\n";
 
 int main(int argc, char **argv)
 {

@@ -28,6 +28,8 @@ typedef struct fs_ctx {
 	bool foreground;
 	uid_t owner;                   /* the mounting user: may manage snapshots */
 	gid_t owner_gid;
+	bool has_manage_gid;           /* -o manage_group=: its members may too */
+	gid_t manage_gid;
 	pthread_mutex_t snap_mu;       /* one snapshot at a time; first accesses wait on it */
 	/* fs_watch.c: invalidates the kernel's cache of the root */
 	struct fuse *fuse;

@@ -5,6 +5,7 @@
  * stderr and nothing is mounted or created.
  */
 #include <errno.h>
+#include <grp.h>
 #include <malloc.h>
 #include <fuse.h>
 #include <fuse_lowlevel.h>   /* fuse_parse_cmdline */
@@ -31,6 +32,7 @@ typedef struct fs_cmdline {
 	char *auto_fmts;
 	int lock_timeout;
 	int no_database;
+	char *manage_group;
 	int npos;
 } fs_cmdline;
 
@@ -42,6 +44,7 @@ static const struct fuse_opt fs_opt_spec[] = {
 	FS_OPT("auto=%s", auto_fmts),
 	FS_OPT("lock_timeout=%d", lock_timeout),
 	FS_OPT("no_database", no_database),
+	FS_OPT("manage_group=%s", manage_group),
 	FUSE_OPT_END
 };
 
@@ -158,6 +161,20 @@ int fs_main(int argc, char **argv)
 	c.owner_gid = getgid();
 	if (fs_split_auto(&c, cl.auto_fmts ? cl.auto_fmts : FS_DEFAULT_AUTO) < 0)
 		goto out;
+	if (cl.manage_group) {
+		struct group *g = getgrnam(cl.manage_group);
+		char *end;
+		unsigned long gid = strtoul(cl.manage_group, &end, 10);
+		if (g) {
+			c.manage_gid = g->gr_gid;
+		} else if (*cl.manage_group && !*end) {
+			c.manage_gid = (gid_t)gid;
+		} else {
+			fprintf(stderr, "tracsnap: manage_group=%s: no such group\n", cl.manage_group);
+			goto out;
+		}
+		c.has_manage_gid = true;
+	}
 
 	if (ts_env_open(cl.env, &c.env, &e) != TS_OK || ts_env_check_supported(&c.env, &e) != TS_OK) {
 		status = ts_sysexit(e.code);
@@ -239,6 +256,7 @@ out:
 	free(cl.mnt);
 	free(cl.store);
 	free(cl.auto_fmts);
+	free(cl.manage_group);
 	free(fo.mountpoint);
 	fuse_opt_free_args(&args);
 	fs_ctx_free(&c);

@@ -81,11 +81,25 @@ static int fs_tree_fd(fs_ctx *c, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
-/* Only root and the mounting user may manage snapshots. */
+/* Only root, the mounting user and members of manage_group may manage
+ * snapshots. */
 static int fs_may_manage(const fs_ctx *c)
 {
-	uid_t uid = fuse_get_context()->uid;
-	return uid == 0 || uid == c->owner;
+	const struct fuse_context *fc = fuse_get_context();
+	gid_t groups[64];
+	int n;
+
+	if (fc->uid == 0 || fc->uid == c->owner)
+		return 1;
+	if (!c->has_manage_gid)
+		return 0;
+	if (fc->gid == c->manage_gid)
+		return 1;
+	n = fuse_getgroups(64, groups);
+	for (int i = 0; i < n && i < 64; i++)
+		if (groups[i] == c->manage_gid)
+			return 1;
+	return 0;
 }
 
 /* Take a snapshot now; serialised with every other snapshot of this daemon. */
@@ -184,9 +198,10 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		if (fstat(c->store.dirfd, st) < 0)
 			return -errno;
 		st->st_ino = 1;
-		st->st_mode = S_IFDIR | 0755;
+		/* The kernel checks this before mkdir/rmdir/rename reach us. */
+		st->st_mode = S_IFDIR | (c->has_manage_gid ? 0775 : 0755);
 		st->st_uid = c->owner;
-		st->st_gid = c->owner_gid;
+		st->st_gid = c->has_manage_gid ? c->manage_gid : c->owner_gid;
 		st->st_nlink = 2;
 		return 0;
 	case FS_LATEST:

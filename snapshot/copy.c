@@ -27,8 +27,32 @@ static unsigned char *copy_get_buf(void)
 	return copy_buf;
 }
 
+/* The file this thread copied last, whose writeback has been started but not
+ * waited for (see copy_writeback). */
+static __thread int copy_pending_fd = -1;
+
+static void copy_pending_wait(void)
+{
+	if (copy_pending_fd < 0)
+		return;
+	(void)sync_file_range(copy_pending_fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE |
+	                      SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+	close(copy_pending_fd);
+	copy_pending_fd = -1;
+}
+
+/* A copy is complete: start its writeback, then wait for the previous one's.
+ * Takes ownership of fd. */
+static void copy_pending_push(int fd)
+{
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	copy_pending_wait();
+	copy_pending_fd = fd;
+}
+
 void ts_copy_thread_done(void)
 {
+	copy_pending_wait();
 	free(copy_buf);
 	copy_buf = NULL;
 }
@@ -127,15 +151,16 @@ static ts_err_code copy_finish_meta(int src, int dst, const struct stat *st,
 	return TS_OK;
 }
 
-/* Keep what a copy has in flight to the disk small.  The store usually
+/* Keep what copies have in flight to the disk small.  The store usually
  * shares a filesystem with the live environment, and on ext4 (data=ordered)
  * every fsync of Trac's database waits for all data allocated since the last
  * journal commit: gigabytes of our dirty pages would stall Trac's commits for
  * seconds although Trac's lock is free.  So each chunk's writeback is started
- * as soon as it is written and waited for one chunk later: at most two chunks
+ * as soon as it is written and waited for one chunk later, and each file's
+ * once the next file is done (copy_pending_push): at most two chunks or files
  * per copying thread are ever in flight.  The final syncfs then finds little
  * left to do. */
-#define COPY_CHUNK (8u << 20)
+#define COPY_CHUNK (2u << 20)
 
 static void copy_writeback(int out, uint64_t done, uint64_t n)
 {
@@ -225,22 +250,17 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, bool has
 		}
 	}
 	if (ioctl(dst, FICLONE, src) == 0) {
-		/* Shared extents: hash what the clone holds, not the live file. */
+		/* Shared extents.  Hash the source, whose pages are usually cached
+		 * (the clone's are not): if it did not change between the fstat
+		 * above and the one below, it is what the clone holds. */
 		out->reflinked = true;
 		if (md)
-			rc = copy_stream(dst, -1, md, &out->bytes, src_desc, rel, e);
+			rc = copy_stream(src, -1, md, &out->bytes, src_desc, rel, e);
 		else
 			out->bytes = (uint64_t)out->st.st_size;
 	} else {
 		(void)posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
 		rc = copy_stream(src, dst, md, &out->bytes, src_desc, rel, e);
-		/* The tail: started now; a large file's is also waited for, so
-		 * that no thread leaves more than two chunks in flight. */
-		if (rc == TS_OK)
-			(void)sync_file_range(dst, 0, 0, out->bytes >= COPY_CHUNK
-			                      ? SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-			                        SYNC_FILE_RANGE_WAIT_AFTER
-			                      : SYNC_FILE_RANGE_WRITE);
 	}
 	if (rc != TS_OK)
 		goto out;
@@ -253,6 +273,10 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, bool has
 	out->changed = !ts_copy_same_stat(&out->st, &after) ||
 	               (uint64_t)out->st.st_size != out->bytes;
 	rc = copy_finish_meta(src, dst, &out->st, src_desc, rel, e);
+	if (rc == TS_OK && !out->reflinked) {
+		copy_pending_push(dst);
+		dst = -1;
+	}
 out:
 	EVP_MD_CTX_free(md);
 	if (src >= 0)

@@ -17,6 +17,9 @@ ts_err_code ts_dbsnap_open(const ts_env *env, int timeout_s, ts_dbsnap **out, ts
 	case TS_DB_SQLITE:
 		rc = ts_dbsnap_sqlite_open(d, e);
 		break;
+	case TS_DB_POSTGRES:
+		rc = ts_dbsnap_pg_open(d, e);
+		break;
 	default:
 		rc = ts_env_check_supported(env, e);
 		if (rc == TS_OK)
@@ -29,6 +32,18 @@ ts_err_code ts_dbsnap_open(const ts_env *env, int timeout_s, ts_dbsnap **out, ts
 	}
 	*out = d;
 	return TS_OK;
+}
+
+const char *ts_dbsnap_tree_rel(const ts_env *env)
+{
+	switch (env->db.kind) {
+	case TS_DB_SQLITE:
+		return env->db_rel;
+	case TS_DB_POSTGRES:
+		return TS_DBSNAP_PG_DUMP_REL;
+	default:
+		return NULL;
+	}
 }
 
 void ts_dbsnap_close(ts_dbsnap *d)

@@ -3,6 +3,7 @@
  *
  * Sequence, driven by snap.c:
  *   d = ts_dbsnap_open(env, timeout)    connect; nothing held yet
+ *   d->ops->precopy(d, treefd, rel)     optional, while Trac runs
  *   d->ops->lock(d)                     Trac's writers wait from here
  *        ... snap.c freezes the files ...
  *   d->ops->capture(d, treefd, rel)     writes the database copy at rel; lets
@@ -24,6 +25,9 @@ typedef struct ts_dbsnap ts_dbsnap;
 
 typedef struct ts_dbsnap_ops {
 	const char *name;
+	/* Optional: copy the database to rel before the lock (no consistency
+	 * needed); capture then only brings that copy up to date. */
+	ts_err_code (*precopy)(ts_dbsnap *d, int treefd, const char *rel, ts_err *e);
 	ts_err_code (*lock)(ts_dbsnap *d, ts_err *e);
 	ts_err_code (*capture)(ts_dbsnap *d, int treefd, const char *rel, ts_err *e);
 	void (*release)(ts_dbsnap *d);     /* idempotent */
@@ -47,7 +51,20 @@ void ts_dbsnap_close(ts_dbsnap *d);
 /* Milliseconds the writers were held (until now if still held). */
 double ts_dbsnap_hold_ms(const ts_dbsnap *d);
 
+/* Where a PostgreSQL environment's dump goes in a snapshot (spec section 3):
+ * plain SQL, mode 0600, loadable with `psql -U USER -d DATABASE -f FILE`. */
+#define TS_DBSNAP_PG_DUMP_REL "db/postgres-db-backup.sql"
+
+/* The place, relative to ENV, of the database copy in a snapshot when that
+ * place is inside the environment's own tree: SQLite inside ENV: db_rel;
+ * PostgreSQL: TS_DBSNAP_PG_DUMP_REL; otherwise NULL.  The walk never copies
+ * an environment file of that name: the capture writes it. */
+const char *ts_dbsnap_tree_rel(const ts_env *env);
+
 /* Backend constructors. */
 ts_err_code ts_dbsnap_sqlite_open(ts_dbsnap *d, ts_err *e);
+/* PostgreSQL through libpq (dbsnap_pg.c): connects, checks the schema and
+ * its attachment table and that pg_dump can dump this server. */
+ts_err_code ts_dbsnap_pg_open(ts_dbsnap *d, ts_err *e);
 
 #endif

@@ -31,7 +31,10 @@ typedef struct sqlite_impl {
 	sqlite3 *r;      /* holds the read snapshot */
 	bool r_open;     /* R's read transaction is open */
 	bool wal;
+	bool precopied;  /* a raw copy of the file is in place at the destination */
 } sqlite_impl;
+
+#define SQLITE_BLOCK (64 * 1024)
 
 /* One translation of SQLite result codes into engine errors. */
 static ts_err_code sqlite_err(ts_err *e, sqlite3 *db, int rc, const char *dbpath, const char *doing)
@@ -171,6 +174,103 @@ out:
 	return rc;
 }
 
+/* Rollback-journal mode: copy the file as it is now, before the lock.  It
+ * need not be consistent: capture compares it block by block with the file
+ * under the lock and rewrites what differs. */
+static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_err *e)
+{
+	sqlite_impl *im = d->impl;
+	const char *path = d->env->db_abs;
+	unsigned char hdr[20];
+	ts_err_code rc = TS_OK;
+	char *buf = NULL;
+	int in = -1, out = -1;
+	ssize_t n;
+
+	in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot open", path);
+		goto out;
+	}
+	/* Header bytes 18-19 are 2 in WAL mode, where the copy is made from the
+	 * read snapshot after the lock instead. */
+	if (pread(in, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr && hdr[18] == 2)
+		goto out;
+	buf = malloc(SQLITE_BLOCK);
+	out = openat(treefd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (!buf || out < 0) {
+		rc = !buf ? ts_err_set(e, TS_ERR_NOMEM, "out of memory")
+		          : ts_err_sys(e, errno, "%s: cannot create the database copy", rel);
+		goto out;
+	}
+	while ((n = read(in, buf, SQLITE_BLOCK)) > 0) {
+		if (write(out, buf, (size_t)n) != n) {
+			rc = ts_err_sys(e, errno, "%s: cannot write the database copy", rel);
+			goto out;
+		}
+	}
+	if (n < 0) {
+		rc = ts_err_sys(e, errno, "%s: read failed", path);
+		goto out;
+	}
+	im->precopied = true;
+out:
+	free(buf);
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	if (rc != TS_OK && out >= 0)
+		unlinkat(treefd, rel, 0);
+	return rc;
+}
+
+/* Under the lock, rollback-journal mode: W's reserved lock means no writer can
+ * commit, R's read transaction means any hot journal was rolled back: the file
+ * is exactly the committed state.  Bring the pre-copy up to it. */
+static ts_err_code sqlite_refresh(ts_dbsnap *d, int treefd, const char *rel, ts_err *e)
+{
+	const char *path = d->env->db_abs;
+	ts_err_code rc = TS_OK;
+	char *a = malloc(SQLITE_BLOCK), *b = malloc(SQLITE_BLOCK);
+	int in = open(path, O_RDONLY | O_CLOEXEC);
+	int out = openat(treefd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+
+	if (!a || !b) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (in < 0 || out < 0 || fstat(in, &st) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot open for the copy", in < 0 ? path : rel);
+		goto out;
+	}
+	for (off_t off = 0; off < st.st_size; off += SQLITE_BLOCK) {
+		ssize_t n = pread(in, a, SQLITE_BLOCK, off);
+		if (n <= 0) {
+			rc = ts_err_sys(e, n < 0 ? errno : EIO, "%s: read failed", path);
+			goto out;
+		}
+		ssize_t m = pread(out, b, (size_t)n, off);
+		if (m == n && !memcmp(a, b, (size_t)n))
+			continue;
+		if (pwrite(out, a, (size_t)n, off) != n) {
+			rc = ts_err_sys(e, errno, "%s: cannot write the database copy", rel);
+			goto out;
+		}
+	}
+	if (ftruncate(out, st.st_size) < 0)
+		rc = ts_err_sys(e, errno, "%s: cannot size the database copy", rel);
+out:
+	free(a);
+	free(b);
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return rc;
+}
+
 static ts_err_code sqlite_capture(ts_dbsnap *d, int treefd, const char *rel, ts_err *e)
 {
 	sqlite_impl *im = d->impl;
@@ -187,6 +287,12 @@ static ts_err_code sqlite_capture(ts_dbsnap *d, int treefd, const char *rel, ts_
 		d->held = false;
 		clock_gettime(CLOCK_MONOTONIC, &d->released_at);
 	}
+	if (!im->wal && im->precopied) {
+		rc = sqlite_refresh(d, treefd, rel, e);
+		goto out;
+	}
+	if (im->precopied)
+		unlinkat(treefd, rel, 0);   /* switched to WAL since: copy afresh */
 	if ((size_t)snprintf(dest, sizeof dest, "/proc/self/fd/%d/%s", treefd, rel) >= sizeof dest) {
 		rc = ts_err_set(e, TS_ERR_IO, "%s: path too long", rel);
 		goto out;
@@ -194,6 +300,15 @@ static ts_err_code sqlite_capture(ts_dbsnap *d, int treefd, const char *rel, ts_
 	src = sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (src != SQLITE_OK) {
 		rc = sqlite_err(e, out, src, rel, "creating the copy");
+		goto out;
+	}
+	/* No fsync while Trac's writers may be waiting on us: the store is
+	 * synced once before the snapshot appears. */
+	src = sqlite_exec(out, "PRAGMA synchronous=OFF");
+	if (src == SQLITE_OK)
+		src = sqlite_exec(out, "PRAGMA journal_mode=OFF");
+	if (src != SQLITE_OK) {
+		rc = sqlite_err(e, out, src, rel, "preparing the copy");
 		goto out;
 	}
 	bk = sqlite3_backup_init(out, "main", im->r, "main");
@@ -240,6 +355,7 @@ out:
 
 static const ts_dbsnap_ops sqlite_ops = {
 	.name = "sqlite",
+	.precopy = sqlite_precopy,
 	.lock = sqlite_lock,
 	.capture = sqlite_capture,
 	.release = sqlite_release,

@@ -363,11 +363,8 @@ ts_err_code ts_env_check_supported(const ts_env *env, ts_err *e)
 {
 	switch (env->db.kind) {
 	case TS_DB_SQLITE:
-		return TS_OK;
 	case TS_DB_POSTGRES:
-		return ts_err_set(e, TS_ERR_UNSUPPORTED,
-		                  "%s: [trac] database: PostgreSQL environments are not supported yet",
-		                  env->ini_path);
+		return TS_OK;
 	case TS_DB_MYSQL:
 		return ts_err_set(e, TS_ERR_UNSUPPORTED,
 		                  "%s: [trac] database: MySQL is not supported "

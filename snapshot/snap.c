@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,6 +58,7 @@ typedef struct snap_run {
 	snap_list items;
 	ts_snap_stats *stats;
 	bool warn;                 /* log skipped special files (first walk only) */
+	const char *db_dir;        /* directory snap_db_dest made for the database copy */
 } snap_run;
 
 static int64_t snap_ns(const struct timespec *t)
@@ -153,7 +155,7 @@ static ts_err_code snap_walk_dir(snap_run *r, int parentfd, const char *rel, sna
 			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 			break;
 		}
-		if (ts_journal_excluded(child, r->env->db_rel) ||
+		if (ts_journal_excluded(child, ts_dbsnap_tree_rel(r->env)) ||
 		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			free(child);
 			continue;
@@ -262,11 +264,32 @@ typedef struct snap_pool {
 	ts_err err;
 } snap_pool;
 
+/* I/O priority of the calling thread (ioprio_set(2); glibc has no wrapper). */
+#define SNAP_IOPRIO_WHO_PROCESS 1
+#define SNAP_IOPRIO_CLASS_SHIFT 13
+#define SNAP_IOPRIO_IDLE (3 << SNAP_IOPRIO_CLASS_SHIFT)
+
+static int snap_ioprio_get(void)
+{
+	return (int)syscall(SYS_ioprio_get, SNAP_IOPRIO_WHO_PROCESS, 0);
+}
+
+static void snap_ioprio_set(int prio)
+{
+	if (prio >= 0)
+		(void)syscall(SYS_ioprio_set, SNAP_IOPRIO_WHO_PROCESS, 0, prio);
+}
+
 static void *snap_worker(void *arg)
 {
 	snap_pool *p = arg;
 	ts_err e;
+	/* The pre-copy runs while Trac works: its reads and writeback take the
+	 * idle I/O class, so that Trac's own commits (an fsync each) go first
+	 * (honoured by the bfq and mq-deadline schedulers). */
+	int prio = snap_ioprio_get();
 
+	snap_ioprio_set(SNAP_IOPRIO_IDLE);
 	ts_err_clear(&e);
 	for (;;) {
 		if (__atomic_load_n(&p->rc, __ATOMIC_RELAXED) != TS_OK || snap_cancelled(p->r))
@@ -293,6 +316,7 @@ static void *snap_worker(void *arg)
 		}
 	}
 	ts_copy_thread_done();
+	snap_ioprio_set(prio);
 	return NULL;
 }
 
@@ -508,12 +532,17 @@ static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		r->stats->files++;
 		r->stats->bytes_copied += size;
 	}
-	if (!r->env->db_rel && db_rel) {
-		/* The external database's directory, as the tree has it. */
+	if (r->db_dir && db_rel) {
+		/* The directory made for the database copy, as the tree has it,
+		 * dated like the copy. */
 		struct stat st;
 		ts_manifest_entry *me;
-		if (fstatat(r->tmp.treefd, TS_SNAP_EXTERNAL_DB_DIR, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			me = ts_manifest_add(&m, 'd', TS_SNAP_EXTERNAL_DB_DIR);
+		if (fstatat(r->tmp.treefd, db_rel, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			struct timespec t[2] = { st.st_mtim, st.st_mtim };
+			(void)utimensat(r->tmp.treefd, r->db_dir, t, AT_SYMLINK_NOFOLLOW);
+		}
+		if (fstatat(r->tmp.treefd, r->db_dir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			me = ts_manifest_add(&m, 'd', r->db_dir);
 			if (!me)
 				goto nomem;
 			me->mode = st.st_mode & 07777;
@@ -556,12 +585,41 @@ out:
 	ts_store_list_free(v, n);
 }
 
+/* PostgreSQL: the dump goes to db/postgres-db-backup.sql.  Trac makes no
+ * db/ for PostgreSQL: when the environment has none, the tree gets one,
+ * 0755 and owned like the environment's root (dated like the dump). */
+static ts_err_code snap_pg_dest(snap_run *r, char **rel, ts_err *e)
+{
+	struct stat st, root;
+	const char *dir = "db";
+
+	if (fstatat(r->tmp.treefd, dir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			return ts_err_set(e, TS_ERR_CONFIG, "%s/%s: not a directory; it is where tracsnap "
+			                  "puts the PostgreSQL dump", r->env->root, dir);
+	} else if (errno != ENOENT) {
+		return ts_err_sys(e, errno, "%s: cannot stat in the store", dir);
+	} else {
+		if (mkdirat(r->tmp.treefd, dir, 0755) < 0 || fchmodat(r->tmp.treefd, dir, 0755, 0) < 0)
+			return ts_err_sys(e, errno, "%s: cannot create in the store", dir);
+		if (fstat(r->envfd, &root) == 0 &&
+		    fchownat(r->tmp.treefd, dir, root.st_uid, root.st_gid, AT_SYMLINK_NOFOLLOW) < 0 &&
+		    geteuid() == 0)
+			return ts_err_sys(e, errno, "%s: cannot set the owner in the store", dir);
+		r->db_dir = dir;
+	}
+	*rel = strdup(TS_DBSNAP_PG_DUMP_REL);
+	return *rel ? TS_OK : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+}
+
 /* Where the database copy goes in the tree: its own place inside the
  * environment, or the documented directory for an external one. */
 static ts_err_code snap_db_dest(snap_run *r, char **rel, ts_err *e)
 {
 	const char *base;
 	*rel = NULL;
+	if (r->env->db.kind == TS_DB_POSTGRES)
+		return snap_pg_dest(r, rel, e);
 	if (r->env->db_rel) {
 		*rel = strdup(r->env->db_rel);
 		return *rel ? TS_OK : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
@@ -575,6 +633,7 @@ static ts_err_code snap_db_dest(snap_run *r, char **rel, ts_err *e)
 			                  TS_SNAP_EXTERNAL_DB_DIR, r->env->db_abs);
 		return ts_err_sys(e, errno, "%s: cannot create in the store", TS_SNAP_EXTERNAL_DB_DIR);
 	}
+	r->db_dir = TS_SNAP_EXTERNAL_DB_DIR;
 	if (asprintf(rel, "%s/%s", TS_SNAP_EXTERNAL_DB_DIR, base) < 0) {
 		*rel = NULL;
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
@@ -635,6 +694,15 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	rc = snap_sync(&r, true, e);
 	if (rc != TS_OK)
 		goto out;
+	if (!o->no_database) {
+		/* A backend that can copy the database ahead does, so that under
+		 * the lock only what changed since is copied. */
+		rc = snap_db_dest(&r, &db_rel, e);
+		if (rc == TS_OK && db->ops->precopy)
+			rc = db->ops->precopy(db, r.tmp.treefd, db_rel, e);
+		if (rc != TS_OK)
+			goto out;
+	}
 	rc = db->ops->lock(db, e);
 	if (rc != TS_OK)
 		goto out;
@@ -642,11 +710,8 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	rc = snap_sync(&r, false, e);
 	if (rc != TS_OK)
 		goto out;
-	if (!o->no_database) {
-		rc = snap_db_dest(&r, &db_rel, e);
-		if (rc == TS_OK)
-			rc = db->ops->capture(db, r.tmp.treefd, db_rel, e);
-	}
+	if (!o->no_database)
+		rc = db->ops->capture(db, r.tmp.treefd, db_rel, e);
 	db->ops->release(db);
 	stats->hold_ms = ts_dbsnap_hold_ms(db);
 	if (rc != TS_OK)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import (as_nobody, snapshot_names, start_public_mount, store_entries,
+from conftest import (run, tracsnap_bin, as_nobody, snapshot_names, start_public_mount, store_entries,
                       store_snapshots, tracsnap, tree_entries)
 
 
@@ -541,3 +541,37 @@ def test_nlink_ctime_and_inode_numbers(env_sqlite, mount_factory):
     assert snapshot_names(m2.mnt) == ["a", "b", "c"]
     assert os.readlink(m2.path("latest")) == "c"
     assert {rel: st.st_ino for rel, st in tree_entries(m2.path("a")).items()} == inos_a
+
+
+def test_manage_group_grants_snapshot_management(public_dir, mount_factory, env_sqlite, tmp_path):
+    """-o manage_group=GROUP: its members may mkdir, rmdir and mv; others may not."""
+    m = start_public_mount(mount_factory, public_dir, tmp_path, env_sqlite,
+                           opts=["manage_group=nogroup"])
+    st = os.stat(m.mnt)
+    assert stat.S_IMODE(st.st_mode) == 0o775
+    member = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    outsider = ["setpriv", "--reuid=nobody", "--regid=nobody", "--clear-groups"] \
+        if run(["getent", "group", "nobody"], check=False).returncode == 0 else \
+        ["setpriv", "--reuid=nobody", "--regid=65533", "--clear-groups"]
+    env = dict(os.environ, LC_ALL="C")
+    p = run(member + ["mkdir", m.path("by-member")], check=False, env=env)
+    assert p.returncode == 0, p.stderr
+    p = run(member + ["mv", "-T", m.path("by-member"), m.path("renamed")], check=False, env=env)
+    assert p.returncode == 0, p.stderr
+    p = run(outsider + ["mkdir", m.path("by-outsider")], check=False, env=env)
+    assert p.returncode != 0 and "Permission denied" in p.stderr, p.stderr
+    p = run(outsider + ["rmdir", m.path("renamed")], check=False, env=env)
+    assert p.returncode != 0 and "Permission denied" in p.stderr, p.stderr
+    p = run(member + ["rmdir", m.path("renamed")], check=False, env=env)
+    assert p.returncode == 0, p.stderr
+    assert snapshot_names(m.mnt) == []
+
+
+def test_manage_group_unknown_is_refused(env_sqlite, tmp_path):
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    p = run([tracsnap_bin(), "-f", "-o", "store=%s,manage_group=no-such-group-xyz" % (tmp_path / "s"),
+             env_sqlite, str(mnt)], check=False, timeout=20)
+    assert p.returncode != 0
+    assert p.stderr.strip() == "tracsnap: manage_group=no-such-group-xyz: no such group"
+    assert not os.path.ismount(str(mnt)) and not (tmp_path / "s").exists()

@@ -404,10 +404,17 @@ static void test_postgres_and_mysql(void **state)
 	assert_string_equal(env.db.dbname, "tracfx");
 	assert_null(env.db_abs);
 	assert_null(env.db_rel);
-	assert_int_equal(ts_env_check_supported(&env, &e), TS_ERR_UNSUPPORTED);
-	fmt(want, sizeof(want),
-	         "%s: [trac] database: PostgreSQL environments are not supported yet", x->ini);
-	assert_string_equal(e.msg, want);
+	assert_string_equal(env.db.schema, "public");
+	/* PostgreSQL is snapshotted through libpq and pg_dump now. */
+	assert_int_equal(ts_env_check_supported(&env, &e), TS_OK);
+	ts_env_close(&env);
+
+	put_ini(x, "[trac]\ndatabase = postgres://trac:pw@/tracfx?host=/run/pg&schema=trac\n");
+	open_ok(x->env, &env);
+	assert_int_equal(env.db.kind, TS_DB_POSTGRES);
+	assert_string_equal(env.db.socket_dir, "/run/pg");
+	assert_string_equal(env.db.schema, "trac");
+	assert_int_equal(ts_env_check_supported(&env, &e), TS_OK);
 	ts_env_close(&env);
 
 	put_ini(x, "[trac]\ndatabase = mysql://trac:pw@localhost/trac\n");
