@@ -38,8 +38,9 @@ typedef struct ts_env {
  * "key: value", ';' and '#' comment lines, continuation lines ignored). */
 ts_err_code ts_env_open(const char *path, ts_env *env, ts_err *e);
 
-/* Refuse engines this build cannot snapshot (TS_ERR_UNSUPPORTED), e.g.
- * "<ini>: [trac] database: PostgreSQL environments are not supported yet". */
+/* Refuse engines this build cannot snapshot (TS_ERR_UNSUPPORTED): SQLite and
+ * PostgreSQL pass; e.g. "<ini>: [trac] database: MySQL is not supported
+ * (tracsnap supports SQLite and PostgreSQL)". */
 ts_err_code ts_env_check_supported(const ts_env *env, ts_err *e);
 
 void ts_env_close(ts_env *env);
