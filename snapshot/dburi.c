@@ -5,6 +5,7 @@
  * refuse.  Where Trac would accept a value and then fail to connect (a raw '@'
  * inside the password) we take the friendlier reading.
  */
+#include "hex.h"
 #include "dburi.h"
 
 #include <limits.h>
@@ -37,17 +38,6 @@ static char *dburi_strndup(const char *s, size_t n)
 	return p;
 }
 
-static int dburi_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode the n bytes at s into a new string.  Like Python's unquote(),
  * which Trac uses, a '%' not followed by two hex digits stays as it is.  "%00"
  * cannot live in a C string and would silently cut the value short, so it is
@@ -64,8 +54,8 @@ static char *dburi_decode(const char *s, size_t n, bool *bad)
 		int hi = -1, lo = -1;
 
 		if (s[i] == '%' && i + 2 < n) {
-			hi = dburi_hexval((unsigned char)s[i + 1]);
-			lo = dburi_hexval((unsigned char)s[i + 2]);
+			hi = ts_hexval((unsigned char)s[i + 1]);
+			lo = ts_hexval((unsigned char)s[i + 2]);
 		}
 		if (hi < 0 || lo < 0) {
 			out[o++] = s[i];

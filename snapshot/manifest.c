@@ -9,6 +9,7 @@
  * It checks every field completely and refuses paths that could leave the
  * snapshot tree ("..", absolute paths), since restore follows them.
  */
+#include "hex.h"
 #include "manifest.h"
 
 #include <errno.h>
@@ -163,17 +164,6 @@ char *ts_manifest_escape(const char *raw)
 	return out;
 }
 
-static int manifest_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Unescape text into *out: 0, -1 for a malformed text, -2 out of memory.
  * Besides unknown escapes, a byte that ts_manifest_escape() never leaves raw
  * (a control byte, DEL, space) is refused too: it means the file was not
@@ -209,7 +199,7 @@ static int manifest_unescape_to(const char *text, char **out)
 		case 'r': *o++ = '\r'; break;
 		case 'x':
 			/* p[1] is checked before p[2] is read: no overrun. */
-			if ((hi = manifest_hexval(p[1])) < 0 || (lo = manifest_hexval(p[2])) < 0 ||
+			if ((hi = ts_hexval(p[1])) < 0 || (lo = ts_hexval(p[2])) < 0 ||
 			    (hi == 0 && lo == 0)) { /* a NUL would cut the string */
 				rc = -1;
 				break;
@@ -272,8 +262,8 @@ bool ts_sha256_unhex(const char *hex, unsigned char d[32])
 	if (hex[64] != '\0')
 		return false;
 	for (i = 0; i < 32; i++)
-		tmp[i] = (unsigned char)(manifest_hexval(hex[2 * i]) << 4 |
-		                         manifest_hexval(hex[2 * i + 1]));
+		tmp[i] = (unsigned char)(ts_hexval(hex[2 * i]) << 4 |
+		                         ts_hexval(hex[2 * i + 1]));
 	memcpy(d, tmp, sizeof(tmp));
 	return true;
 }
