@@ -2,6 +2,8 @@
 #ifndef TS_CLI_H
 #define TS_CLI_H
 
+#include <stdio.h>
+
 #include "env.h"
 #include "err.h"
 #include "store.h"
@@ -10,6 +12,12 @@
  * command name) and returns the process exit status. */
 int cli_snapshot(int argc, char **argv);
 int cli_list(int argc, char **argv);
+int cli_verify(int argc, char **argv);
+int cli_prune(int argc, char **argv);
+int cli_restore(int argc, char **argv);
+
+/* Write str as a JSON string literal (cmd_list.c documents the escaping). */
+void cli_json_string(FILE *f, const char *str);
 
 /* Print "tracsnap: <msg>" and return the sysexits status for e. */
 int cli_fail(const ts_err *e);

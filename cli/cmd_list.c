@@ -1,10 +1,104 @@
-/* cmd_list.c - tracsnap list: the snapshots of a store, oldest first. */
+/* cmd_list.c - tracsnap list: the snapshots of a store, oldest first, with
+ * their time, size, file count and bytes shared with other snapshots.
+ *
+ * --json prints one array of objects
+ *   {"name":S,"time":"YYYY-MM-DDTHH:MM:SS+HH:MM","unix_time":N,"size":N,
+ *    "files":N,"shared_bytes":N}
+ * whose fields scripts may rely on (new fields may be added, none removed).
+ * Names are bytes: in JSON strings '"' and '\\' are escaped, bytes below 0x20,
+ * 0x7f and every byte that is not part of valid UTF-8 are written as \u00XX
+ * (so a non-UTF-8 name comes out as its Latin-1 reading, one code point per
+ * byte); valid UTF-8 is copied as is.
+ */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 #include <sysexits.h>
 #include <time.h>
 
 #include "cli.h"
+#include "verify.h"
+
+/* Length of the valid UTF-8 sequence at s (1..4), 0 when not valid. */
+static size_t cli_utf8_len(const unsigned char *s)
+{
+	size_t len;
+	unsigned int cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;   /* also stops at the terminating NUL */
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	/* Overlong forms, UTF-16 surrogates and beyond U+10FFFF are invalid. */
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+void cli_json_string(FILE *f, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	fputc('"', f);
+	while (*s) {
+		size_t len = cli_utf8_len(s);
+		if (*s == '"' || *s == '\\') {
+			fprintf(f, "\\%c", *s);
+		} else if (len == 0 || *s < 0x20 || *s == 0x7f) {
+			fprintf(f, "\\u%04x", *s);
+			len = 1;
+		} else {
+			fwrite(s, 1, len, f);
+			s += len;
+			continue;
+		}
+		s += len ? len : 1;
+	}
+	fputc('"', f);
+}
+
+/* ISO 8601 with the offset written +HH:MM, as most parsers want it. */
+static void cli_iso_time(time_t t, char *out, size_t len)
+{
+	struct tm tm;
+	size_t n;
+
+	localtime_r(&t, &tm);
+	n = strftime(out, len, "%Y-%m-%dT%H:%M:%S%z", &tm);
+	if (n >= 5 && n + 2 <= len) {
+		memmove(out + n - 1, out + n - 2, 3);   /* "+0100" -> "+01:00" */
+		out[n - 2] = ':';
+	}
+}
+
+static void cli_human_size(uint64_t b, char *out, size_t len)
+{
+	static const char units[] = "KMGTPE";
+	double v = (double)b;
+	int u = -1;
+
+	if (b < 1024) {
+		snprintf(out, len, "%lluB", (unsigned long long)b);
+		return;
+	}
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, len, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
+}
 
 int cli_list(int argc, char **argv)
 {
@@ -43,15 +137,31 @@ int cli_list(int argc, char **argv)
 	}
 	if (json)
 		printf("[");
+	else if (n)
+		printf("%-24s %-25s %8s %7s %8s\n", "NAME", "TIME", "SIZE", "FILES", "SHARED");
 	for (size_t i = 0; i < n; i++) {
-		char when[64];
-		struct tm tm;
-		localtime_r(&v[i].time.tv_sec, &tm);
-		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S%z", &tm);
-		if (json)
-			printf("%s{\"name\":\"%s\",\"time\":\"%s\"}", i ? "," : "", v[i].name, when);
-		else
-			printf("%s\t%s\n", v[i].name, when);
+		char when[64], size[16], shared[16];
+		ts_verify_summary sum;
+
+		cli_iso_time(v[i].time.tv_sec, when, sizeof when);
+		/* A snapshot deleted or damaged meanwhile is still listed, with
+		 * zeros, and the reason goes to stderr. */
+		ts_err_clear(&e);
+		if (ts_verify_summary_get(&store, v[i].name, &sum, &e) != TS_OK)
+			fprintf(stderr, "tracsnap: %s\n", e.msg);
+		if (json) {
+			printf("%s{\"name\":", i ? "," : "");
+			cli_json_string(stdout, v[i].name);
+			printf(",\"time\":\"%s\",\"unix_time\":%lld,\"size\":%llu,\"files\":%llu,"
+			       "\"shared_bytes\":%llu}", when, (long long)v[i].time.tv_sec,
+			       (unsigned long long)sum.size, (unsigned long long)sum.files,
+			       (unsigned long long)sum.shared_bytes);
+		} else {
+			cli_human_size(sum.size, size, sizeof size);
+			cli_human_size(sum.shared_bytes, shared, sizeof shared);
+			printf("%-24s %-25s %8s %7llu %8s\n", v[i].name, when, size,
+			       (unsigned long long)sum.files, shared);
+		}
 	}
 	if (json)
 		printf("]\n");

@@ -10,10 +10,15 @@ static const char usage[] =
 	"usage: tracsnap [-f] [-d] [-s] [-o OPT[,OPT...]] ENV MOUNTPOINT\n"
 	"       tracsnap snapshot [--store DIR] [--no-database] [--lock-timeout S] ENV [NAME]\n"
 	"       tracsnap list     [--store DIR] [--json] ENV\n"
+	"       tracsnap verify   [--store DIR] ENV [NAME...]\n"
+	"       tracsnap prune    [--store DIR] [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"
+	"                         [--keep-weekly N] [--keep-monthly N] [--dry-run] ENV\n"
+	"       tracsnap restore  [--force] SNAPSHOT-DIR ENV\n"
 	"       tracsnap --help | --version\n"
 	"\n"
 	"Mount options: store=DIR, auto=FMT[:FMT...] (default %Y-%m-%d:%Y-%m-%dT%H),\n"
-	"lock_timeout=SECONDS (default 30), no_database, manage_group=GROUP, allow_other,\n"
+	"lock_timeout=SECONDS (default 30), no_database, manage_group=GROUP,\n"
+	"keep=WORD:N[:WORD:N...] (prune after each snapshot), allow_other,\n"
 	"ro and the usual FUSE options.  See tracsnap(1).\n";
 
 int main(int argc, char **argv)
@@ -30,5 +35,11 @@ int main(int argc, char **argv)
 		return cli_snapshot(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "list"))
 		return cli_list(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "verify"))
+		return cli_verify(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "prune"))
+		return cli_prune(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "restore"))
+		return cli_restore(argc - 1, argv + 1);
 	return fs_main(argc, argv);
 }

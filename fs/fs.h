@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include "env.h"
 #include "err.h"
+#include "prune.h"
 #include "store.h"
 
 #define FS_MAX_AUTO 8
@@ -30,6 +31,8 @@ typedef struct fs_ctx {
 	gid_t owner_gid;
 	bool has_manage_gid;           /* -o manage_group=: its members may too */
 	gid_t manage_gid;
+	bool has_keep;                 /* -o keep=: prune after each new snapshot */
+	ts_prune_policy keep;
 	pthread_mutex_t snap_mu;       /* one snapshot at a time; first accesses wait on it */
 	/* fs_watch.c: invalidates the kernel's cache of the root */
 	struct fuse *fuse;

@@ -33,6 +33,7 @@ typedef struct fs_cmdline {
 	int lock_timeout;
 	int no_database;
 	char *manage_group;
+	char *keep;
 	int npos;
 } fs_cmdline;
 
@@ -45,6 +46,7 @@ static const struct fuse_opt fs_opt_spec[] = {
 	FS_OPT("lock_timeout=%d", lock_timeout),
 	FS_OPT("no_database", no_database),
 	FS_OPT("manage_group=%s", manage_group),
+	FS_OPT("keep=%s", keep),
 	FUSE_OPT_END
 };
 
@@ -175,6 +177,11 @@ int fs_main(int argc, char **argv)
 		}
 		c.has_manage_gid = true;
 	}
+	if (cl.keep) {
+		if (ts_prune_policy_parse(cl.keep, &c.keep, &e) != TS_OK)
+			goto fail_msg;
+		c.has_keep = true;
+	}
 
 	if (ts_env_open(cl.env, &c.env, &e) != TS_OK || ts_env_check_supported(&c.env, &e) != TS_OK) {
 		status = ts_sysexit(e.code);
@@ -257,6 +264,7 @@ out:
 	free(cl.store);
 	free(cl.auto_fmts);
 	free(cl.manage_group);
+	free(cl.keep);
 	free(fo.mountpoint);
 	fuse_opt_free_args(&args);
 	fs_ctx_free(&c);

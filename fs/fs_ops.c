@@ -102,6 +102,13 @@ static int fs_may_manage(const fs_ctx *c)
 	return 0;
 }
 
+static void fs_log_pruned(void *arg, const char *name, bool keep)
+{
+	(void)arg;
+	if (!keep)
+		ts_log(LOG_INFO, "pruned %s", name);
+}
+
 /* Take a snapshot now; serialised with every other snapshot of this daemon. */
 static int fs_take(fs_ctx *c, const char *name, const char *why)
 {
@@ -119,15 +126,25 @@ static int fs_take(fs_ctx *c, const char *name, const char *why)
 		return 0; /* another first access made it while we waited */
 	}
 	rc = ts_snap_take(&c->store, &c->env, &o, &st, &e);
+	if (rc == TS_OK) {
+		ts_snap_format_stats(name, &st, line, sizeof line);
+		ts_log(LOG_INFO, "%s (%s)", line, why);
+		/* Under the snapshot mutex, so that no snapshot of ours is half
+		 * made while we choose; a failed prune keeps the new snapshot. */
+		if (c->has_keep) {
+			ts_err pe;
+			ts_err_clear(&pe);
+			if (ts_prune_store(&c->store, &c->keep, false, c->lock_timeout_s,
+			                   fs_log_pruned, NULL, &pe) != TS_OK)
+				ts_log(LOG_ERR, "prune after snapshot %s failed: %s", name, pe.msg);
+		}
+	}
 	/* A snapshot of a large tree allocates a lot briefly: give it back, so
 	 * that the daemon's size does not follow the number of snapshots. */
 	malloc_trim(0);
 	pthread_mutex_unlock(&c->snap_mu);
-	if (rc == TS_OK) {
-		ts_snap_format_stats(name, &st, line, sizeof line);
-		ts_log(LOG_INFO, "%s (%s)", line, why);
+	if (rc == TS_OK)
 		return 0;
-	}
 	ts_log(rc == TS_ERR_EXISTS || rc == TS_ERR_NAME ? LOG_INFO : LOG_ERR,
 	       "snapshot %s (%s) failed: %s", name, why, e.msg);
 	return -fs_errno(&e);

@@ -67,4 +67,16 @@ ts_err_code ts_dbsnap_sqlite_open(ts_dbsnap *d, ts_err *e);
  * its attachment table and that pg_dump can dump this server. */
 ts_err_code ts_dbsnap_pg_open(ts_dbsnap *d, ts_err *e);
 
+/* Restore (restore.c), PostgreSQL only.
+ * ts_dbsnap_pg_restore_check: refuse (TS_ERR_BUSY) while other sessions use
+ * the database, naming their pids, programs and addresses, and
+ * (TS_ERR_EXISTS) when the schema already holds tables; force skips both.
+ * ts_dbsnap_pg_load: load dump_path with `psql -v ON_ERROR_STOP=1
+ * --single-transaction`, first dropping what the schema holds (its tables
+ * and sequences; a schema other than public as a whole) in that same
+ * transaction: on failure the database is as it was.  The password reaches
+ * psql as a password file on a descriptor, never on its command line. */
+ts_err_code ts_dbsnap_pg_restore_check(const ts_env *env, bool force, ts_err *e);
+ts_err_code ts_dbsnap_pg_load(const ts_env *env, const char *dump_path, ts_err *e);
+
 #endif

@@ -1118,3 +1118,223 @@ out:
 		pg_free(d);
 	return rc;
 }
+
+/* ---------------------------------------------------------------- restore
+ *
+ * `tracsnap restore` (restore.c) reuses the connection, message and psql
+ * plumbing above through a handle that only has a connection: no lock, no
+ * exported snapshot. */
+
+typedef struct pg_restore {
+	ts_dbsnap d;
+	pg_impl im;
+	PGconn *c;
+} pg_restore;
+
+static ts_err_code pg_restore_open(pg_restore *r, const ts_env *env, ts_err *e)
+{
+	memset(r, 0, sizeof *r);
+	r->d.env = env;
+	r->d.impl = &r->im;
+	r->im.display = pg_display(&env->db);
+	if (!r->im.display)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	return pg_connect(&r->d, &r->c, e);
+}
+
+static void pg_restore_close(pg_restore *r)
+{
+	PQfinish(r->c);
+	r->c = NULL;
+	free(r->im.display);
+	r->im.display = NULL;
+}
+
+/* One query with text parameters that must return rows. */
+static PGresult *pg_restore_query(pg_restore *r, const char *sql, int n, const char *const *params,
+                                  const char *doing, ts_err *e)
+{
+	PGresult *res = PQexecParams(r->c, sql, n, NULL, params, NULL, NULL, 0);
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pg_fail(e, &r->d, r->c, res, doing);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+/* Other sessions on the database; "pid 12 (psql from 10.0.0.1), ..." in
+ * who (truncated to len), the count returned (-1 on failure). */
+static int pg_restore_sessions(pg_restore *r, char *who, size_t len, ts_err *e)
+{
+	PGresult *res = pg_restore_query(r,
+	        "SELECT pid, coalesce(nullif(application_name, ''), backend_type, '?'), "
+	        "coalesce(host(client_addr), 'local') FROM pg_catalog.pg_stat_activity "
+	        "WHERE datname = current_database() AND pid <> pg_catalog.pg_backend_pid() ORDER BY pid",
+	        0, NULL, "listing the sessions on the database", e);
+	int n;
+	size_t off = 0;
+
+	who[0] = '\0';
+	if (!res)
+		return -1;
+	n = PQntuples(res);
+	for (int i = 0; i < n && off < len; i++) {
+		int w = snprintf(who + off, len - off, "%spid %s (%s from %s)", i ? ", " : "",
+		                 PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+	PQclear(res);
+	return n;
+}
+
+/* The relations of the schema that the dump would collide with (tables,
+ * views, sequences), as one quoted, comma-separated list per kind. */
+static ts_err_code pg_restore_relations(pg_restore *r, char **tables, char **seqs, int *ntables,
+                                        ts_err *e)
+{
+	const char *params[1] = { r->d.env->db.schema };
+	PGresult *res = pg_restore_query(r,
+	        "SELECT c.relkind IN ('S'), pg_catalog.quote_ident(n.nspname) || '.' || "
+	        "pg_catalog.quote_ident(c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+	        "ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+	        "ORDER BY 1, 2",
+	        1, params, "listing the tables of the schema", e);
+	size_t tl = 1, sl = 1;
+	ts_err_code rc = TS_OK;
+
+	*tables = *seqs = NULL;
+	*ntables = 0;
+	if (!res)
+		return e ? e->code : TS_ERR_DB;
+	for (int i = 0; i < PQntuples(res); i++) {
+		bool seq = PQgetvalue(res, i, 0)[0] == 't';
+		*(seq ? &sl : &tl) += strlen(PQgetvalue(res, i, 1)) + 2;
+		if (!seq)
+			(*ntables)++;
+	}
+	*tables = calloc(1, tl);
+	*seqs = calloc(1, sl);
+	if (!*tables || !*seqs) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		char *dst = PQgetvalue(res, i, 0)[0] == 't' ? *seqs : *tables;
+		if (*dst)
+			strcat(dst, ", ");
+		strcat(dst, PQgetvalue(res, i, 1));
+	}
+out:
+	PQclear(res);
+	if (rc != TS_OK) {
+		free(*tables);
+		free(*seqs);
+		*tables = *seqs = NULL;
+	}
+	return rc;
+}
+
+ts_err_code ts_dbsnap_pg_restore_check(const ts_env *env, bool force, ts_err *e)
+{
+	pg_restore r;
+	char who[1024];
+	char *tables = NULL, *seqs = NULL;
+	int n, ntables = 0;
+	ts_err_code rc = pg_restore_open(&r, env, e);
+
+	if (rc != TS_OK)
+		goto out;
+	n = pg_restore_sessions(&r, who, sizeof who, e);
+	if (n < 0) {
+		rc = e ? e->code : TS_ERR_DB;
+		goto out;
+	}
+	if (n > 0 && !force) {
+		rc = ts_err_set(e, TS_ERR_BUSY, "%s: in use by %d other session%s: %s; stop Trac first "
+		                "or use --force", r.im.display, n, n == 1 ? "" : "s", who);
+		goto out;
+	}
+	rc = pg_restore_relations(&r, &tables, &seqs, &ntables, e);
+	if (rc == TS_OK && ntables > 0 && !force)
+		rc = ts_err_set(e, TS_ERR_EXISTS, "%s: schema '%s' already holds %d table%s; restore loads "
+		                "into an empty schema: use --force to drop them", r.im.display,
+		                env->db.schema, ntables, ntables == 1 ? "" : "s");
+out:
+	free(tables);
+	free(seqs);
+	if (rc != TS_OK && e)
+		pg_scrub(e->msg, env->db.password);
+	pg_restore_close(&r);
+	return rc;
+}
+
+ts_err_code ts_dbsnap_pg_load(const ts_env *env, const char *dump_path, ts_err *e)
+{
+	pg_restore r;
+	pg_child ch = { .passfd = -1, .errfd = -1, .pid = -1 };
+	char *tables = NULL, *seqs = NULL, *pre = NULL, *qschema = NULL;
+	int ntables, st;
+	bool public = !strcmp(env->db.schema, "public");
+	ts_err_code rc = pg_restore_open(&r, env, e);
+
+	if (rc != TS_OK)
+		goto out;
+	rc = pg_restore_relations(&r, &tables, &seqs, &ntables, e);
+	if (rc != TS_OK)
+		goto out;
+	qschema = PQescapeIdentifier(r.c, env->db.schema, strlen(env->db.schema));
+	if (!qschema) {
+		rc = pg_fail(e, &r.d, r.c, NULL, "quoting the schema name");
+		goto out;
+	}
+	/* Runs inside psql's single transaction, before the dump: a failing
+	 * load leaves the old tables in place.  A schema other than public is
+	 * created by the dump itself, so it goes as a whole. */
+	if (public)
+		rc = asprintf(&pre, "SET client_min_messages = warning;%s%s%s%s%s%s",
+		              *tables ? " DROP TABLE IF EXISTS " : "", tables, *tables ? " CASCADE;" : "",
+		              *seqs ? " DROP SEQUENCE IF EXISTS " : "", seqs, *seqs ? " CASCADE;" : "") < 0
+		     ? TS_ERR_NOMEM : TS_OK;
+	else
+		rc = asprintf(&pre, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS %s CASCADE;",
+		              qschema) < 0 ? TS_ERR_NOMEM : TS_OK;
+	if (rc != TS_OK) {
+		pre = NULL;
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	/* Our own session would only hold the tables' locks' way: let go. */
+	PQfinish(r.c);
+	r.c = NULL;
+	rc = pg_child_prepare(&r.d, &ch, e);
+	if (rc != TS_OK)
+		goto out;
+	{
+		char *argv[] = { "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+		                 "-c", pre, "-f", (char *)dump_path, NULL };
+		char what[PATH_MAX + 32];
+		rc = pg_spawn(&r.d, &ch, argv, -1, e);
+		if (rc != TS_OK)
+			goto out;
+		st = pg_wait(ch.pid, 0);
+		ch.pid = -1;
+		if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			snprintf(what, sizeof what, "loading %s with psql", dump_path);
+			rc = pg_child_failed(&r.d, &ch, st, what, TS_ERR_DB, e);
+		}
+	}
+out:
+	pg_child_done(&ch);
+	free(tables);
+	free(seqs);
+	free(pre);
+	PQfreemem(qschema);
+	if (rc != TS_OK && e)
+		pg_scrub(e->msg, env->db.password);
+	pg_restore_close(&r);
+	return rc;
+}

@@ -1,0 +1,87 @@
+/* cmd_prune.c - tracsnap prune: remove the snapshots a retention policy does
+ * not keep (restic's meaning of the words; see snapshot/prune.h). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sysexits.h>
+
+#include "cli.h"
+#include "prune.h"
+
+static const char cli_prune_usage[] =
+	"usage: tracsnap prune [--store DIR] [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"
+	"                      [--keep-weekly N] [--keep-monthly N] [--lock-timeout S] [--dry-run] ENV\n";
+
+static void cli_prune_line(void *arg, const char *name, bool keep)
+{
+	(void)arg;
+	printf("%s %s\n", keep ? "keep" : "remove", name);
+}
+
+int cli_prune(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "store", required_argument, NULL, 's' },
+		{ "keep-last", required_argument, NULL, 'l' },
+		{ "keep-hourly", required_argument, NULL, 'H' },
+		{ "keep-daily", required_argument, NULL, 'D' },
+		{ "keep-weekly", required_argument, NULL, 'W' },
+		{ "keep-monthly", required_argument, NULL, 'M' },
+		{ "lock-timeout", required_argument, NULL, 't' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *store_path = NULL;
+	ts_prune_policy p = { 0 };
+	bool dry_run = false;
+	int lock_timeout = 30;
+	ts_env env;
+	ts_store store;
+	ts_err e;
+	int c, status, idx;
+
+	while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
+		int *slot = NULL;
+		char *end;
+		long val;
+		switch (c) {
+		case 's': store_path = optarg; continue;
+		case 'n': dry_run = true; continue;
+		case 'l': slot = &p.last; break;
+		case 'H': slot = &p.hourly; break;
+		case 'D': slot = &p.daily; break;
+		case 'W': slot = &p.weekly; break;
+		case 'M': slot = &p.monthly; break;
+		case 't': slot = &lock_timeout; break;
+		default:
+			fputs(cli_prune_usage, stderr);
+			return EX_USAGE;
+		}
+		val = strtol(optarg, &end, 10);
+		if (end == optarg || *end || val < (c == 't' ? 1 : 0) || val > 1000000) {
+			fprintf(stderr, "tracsnap: --%s %s: must be a number from %d to 1000000\n",
+			        longopts[idx].name, optarg, c == 't' ? 1 : 0);
+			return EX_USAGE;
+		}
+		*slot = (int)val;
+	}
+	if (argc - optind != 1) {
+		fputs(cli_prune_usage, stderr);
+		return EX_USAGE;
+	}
+	if (ts_prune_policy_empty(&p)) {
+		fprintf(stderr, "tracsnap: prune: no --keep-* option given: refusing to remove every snapshot\n");
+		return EX_USAGE;
+	}
+	status = cli_open_env_store(argv[optind], store_path, false, &env, &store);
+	if (status)
+		return status;
+	ts_err_clear(&e);
+	if (ts_prune_store(&store, &p, dry_run, lock_timeout, cli_prune_line, NULL, &e) != TS_OK) {
+		fflush(stdout);
+		status = cli_fail(&e);
+	}
+	ts_store_close(&store);
+	ts_env_close(&env);
+	return status;
+}

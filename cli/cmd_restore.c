@@ -1,0 +1,40 @@
+/* cmd_restore.c - tracsnap restore [--force] SNAPSHOT-DIR ENV */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <sysexits.h>
+
+#include "cli.h"
+#include "restore.h"
+
+static int cli_restore_usage(void)
+{
+	fprintf(stderr, "usage: tracsnap restore [--force] SNAPSHOT-DIR ENV\n");
+	return EX_USAGE;
+}
+
+int cli_restore(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "force", no_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool force = false;
+	ts_restore_out out;
+	ts_err e;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (c != 'f')
+			return cli_restore_usage();
+		force = true;
+	}
+	if (argc - optind != 2)
+		return cli_restore_usage();
+	ts_err_clear(&e);
+	if (ts_restore(argv[optind], argv[optind + 1], force, &out, &e) != TS_OK)
+		return cli_fail(&e);
+	printf("restored %s into %s (previous kept as %s; %" PRIu64 " files, %" PRIu64 " bytes)\n",
+	       argv[optind], out.env, out.kept, out.files, out.bytes);
+	return EX_OK;
+}

@@ -1,0 +1,51 @@
+/* restore.h - put a snapshot back in place of a Trac environment (spec
+ * section 6).
+ *
+ * SNAPSHOT-DIR is one snapshot as the mount shows it (MNT/NAME) or as the
+ * store keeps it (STORE/NAME/tree); ENV is the live environment, which must
+ * exist.  Steps, each failure leaving ENV as it was:
+ *   1. both are checked as Trac environments; the snapshot must hold its
+ *      database (a --no-database snapshot is refused);
+ *   2. busy check: no process may have a file of ENV, or the SQLite database
+ *      (also outside ENV, journals included), open; PostgreSQL: no other
+ *      session on the database and no tables in the schema; force skips it;
+ *   3. copy into ENV.restore-tmp-<pid> beside ENV (modes, owners, mtimes,
+ *      symlinks, xattrs), the database put back into the journal mode (WAL)
+ *      the live one was in; syncfs;
+ *   4. rename ENV -> ENV.pre-restore-<YYYYmmddTHHMMSS>, the copy -> ENV;
+ *      an external SQLite database is swapped the same way at its own path;
+ *   5. PostgreSQL: the dump is loaded in one transaction (after dropping
+ *      what the schema holds); when it fails, step 4 is undone.
+ * Open directories (a shell's cwd, the snapshot daemon's handle on ENV) do
+ * not count as busy: the renames do not disturb them.
+ */
+#ifndef TS_RESTORE_H
+#define TS_RESTORE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+typedef struct ts_restore_out {
+	char env[PATH_MAX];        /* ENV, resolved */
+	char kept[PATH_MAX];       /* where the previous ENV now is */
+	uint64_t files;            /* regular files and symlinks copied */
+	uint64_t bytes;            /* bytes of content copied */
+} ts_restore_out;
+
+/* out may be NULL.  Errors: TS_ERR_NOTENV/CONFIG (either side is no Trac
+ * environment), TS_ERR_BUSY ("<ENV>: in use by pid 123 (tracd), ...; stop
+ * Trac first or use --force"), TS_ERR_EXISTS (PostgreSQL schema not
+ * empty), TS_ERR_IO/NOSPC/PERM while copying, TS_ERR_DB from the load. */
+ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
+                       ts_restore_out *out, ts_err *e);
+
+/* The processes that have a non-directory file below root, or the file db
+ * (or its -wal/-shm/-journal), open: "pid 123 (tracd), pid 456 (python3)"
+ * into who (empty when none; truncated to len).  db may be NULL.  Returns
+ * how many. */
+int ts_restore_users(const char *root, const char *db, char *who, size_t len);
+
+#endif
