@@ -5,6 +5,7 @@
 #include <sysexits.h>
 
 #include "cli.h"
+#include "cli_progress.h"
 #include "restore.h"
 
 static int cli_restore_usage(void)
@@ -32,7 +33,11 @@ int cli_restore(int argc, char **argv)
 	if (argc - optind != 2)
 		return cli_restore_usage();
 	ts_err_clear(&e);
-	if (ts_restore(argv[optind], argv[optind + 1], force, &out, &e) != TS_OK)
+	cli_progress pr;
+	ts_progress_sink sink = cli_progress_start(&pr, "restore");
+	ts_err_code rc = ts_restore(argv[optind], argv[optind + 1], force, &sink, &out, &e);
+	cli_progress_end(&pr);
+	if (rc != TS_OK)
 		return cli_fail(&e);
 	printf("restored %s into %s (previous kept as %s; %" PRIu64 " files, %" PRIu64 " bytes)\n",
 	       argv[optind], out.env, out.kept, out.files, out.bytes);

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "cli_progress.h"
 #include "snap.h"
 
 int cli_snapshot(int argc, char **argv)
@@ -67,7 +68,14 @@ int cli_snapshot(int argc, char **argv)
 	if (status)
 		return status;
 	ts_err_clear(&e);
-	if (ts_snap_take(&store, &env, &o, &st, &e) != TS_OK) {
+	char what[96];
+	cli_progress pr;
+	snprintf(what, sizeof what, "snapshot %.80s", o.name);
+	ts_progress_sink sink = cli_progress_start(&pr, what);
+	o.progress = &sink;
+	ts_err_code rc = ts_snap_take(&store, &env, &o, &st, &e);
+	cli_progress_end(&pr);
+	if (rc != TS_OK) {
 		status = cli_fail(&e);
 	} else {
 		ts_snap_format_stats(o.name, &st, line, sizeof line);

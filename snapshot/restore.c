@@ -122,7 +122,38 @@ typedef struct ts_restore_copy {
 	const char *desc;          /* snapshot path for messages */
 	const char *skip;          /* a top-level entry not to copy, or NULL */
 	ts_restore_out *out;
+	const ts_progress_sink *progress;
+	ts_progress pr;            /* totals counted before the copy */
 } ts_restore_copy;
+
+/* Count what a copy of rel will take, for the progress line's ETA. */
+static void ts_restore_count(ts_restore_copy *c, const char *rel)
+{
+	struct dirent *de;
+	int fd = openat(c->src, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			char sub[PATH_MAX];
+			if (snprintf(sub, sizeof sub, "%s/%s", rel, de->d_name) < (int)sizeof sub)
+				ts_restore_count(c, sub);
+		} else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
+			c->pr.files_total++;
+			c->pr.bytes_total += S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+		}
+	}
+	closedir(d);
+}
 
 /* Copy the directory rel ("." for the top) and everything below it; its
  * own metadata last, as adding entries changes a directory's mtime. */
@@ -173,6 +204,11 @@ static ts_err_code ts_restore_copy_dir(ts_restore_copy *c, const char *rel, cons
 			rc = ts_copy_symlink(c->src, c->dst, sub, c->desc, &co, e);
 			if (rc == TS_OK)
 				c->out->files++;
+		}
+		if (c->progress && (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))) {
+			c->pr.files_done = c->out->files;
+			c->pr.bytes_done = c->out->bytes;
+			ts_progress_report(c->progress, &c->pr);
 		}
 		/* A snapshot holds no FIFOs, sockets or devices (spec section 3). */
 	}
@@ -313,7 +349,7 @@ out:
 }
 
 ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
-                       ts_restore_out *out, ts_err *e)
+                       const ts_progress_sink *progress, ts_restore_out *out, ts_err *e)
 {
 	ts_env live = { 0 }, snap = { 0 };
 	ts_restore_out local;
@@ -404,8 +440,12 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 	}
 	{
 		ts_restore_copy c = { .src = snapfd, .dst = tmpfd, .desc = snap.root,
-		                      .skip = ext_base ? TS_RESTORE_EXTDB_DIR : NULL, .out = out };
+		                      .skip = ext_base ? TS_RESTORE_EXTDB_DIR : NULL, .out = out,
+		                      .progress = progress };
+		if (progress)
+			ts_restore_count(&c, ".");
 		rc = ts_restore_copy_dir(&c, ".", &st, e);
+		ts_copy_thread_done();
 		if (rc != TS_OK)
 			goto out;
 	}

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "err.h"
+#include "progress.h"
 
 typedef struct ts_restore_out {
 	char env[PATH_MAX];        /* ENV, resolved */
@@ -35,12 +36,12 @@ typedef struct ts_restore_out {
 	uint64_t bytes;            /* bytes of content copied */
 } ts_restore_out;
 
-/* out may be NULL.  Errors: TS_ERR_NOTENV/CONFIG (either side is no Trac
+/* out and progress may be NULL.  Errors: TS_ERR_NOTENV/CONFIG (either side is no Trac
  * environment), TS_ERR_BUSY ("<ENV>: in use by pid 123 (tracd), ...; stop
  * Trac first or use --force"), TS_ERR_EXISTS (PostgreSQL schema not
  * empty), TS_ERR_IO/NOSPC/PERM while copying, TS_ERR_DB from the load. */
 ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
-                       ts_restore_out *out, ts_err *e);
+                       const ts_progress_sink *progress, ts_restore_out *out, ts_err *e);
 
 /* The processes that have a non-directory file below root, or the file db
  * (or its -wal/-shm/-journal), open: "pid 123 (tracd), pid 456 (python3)"

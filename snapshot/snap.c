@@ -20,6 +20,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "name.h"
+#include "progress.h"
 
 /* A file whose ctime is this close to the moment we copied it may change
  * again without its ctime moving (timestamps come from a coarse clock): it is
@@ -259,6 +260,8 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, bool h
 typedef struct snap_pool {
 	snap_run *r;
 	size_t next;               /* next item to take (atomic) */
+	pthread_t caller;          /* the only thread that reports progress */
+	ts_progress done;          /* files_done/bytes_done are updated atomically */
 	pthread_mutex_t mu;
 	ts_err_code rc;            /* first failure, under mu */
 	ts_err err;
@@ -301,6 +304,14 @@ static void *snap_worker(void *arg)
 		if (it->type == 'd')
 			continue;
 		ts_err_code rc = snap_put(p->r, it, true, true, &e);
+		__atomic_fetch_add(&p->done.files_done, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&p->done.bytes_done, (uint64_t)it->st.st_size, __ATOMIC_RELAXED);
+		if (p->r->o->progress && pthread_equal(pthread_self(), p->caller)) {
+			ts_progress now = p->done;
+			now.files_done = __atomic_load_n(&p->done.files_done, __ATOMIC_RELAXED);
+			now.bytes_done = __atomic_load_n(&p->done.bytes_done, __ATOMIC_RELAXED);
+			ts_progress_report(p->r->o->progress, &now);
+		}
 		if (rc == TS_ERR_NOTFOUND) {
 			it->type = 0;   /* vanished: the freeze walk decides */
 			continue;
@@ -340,6 +351,13 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 		return rc;
 	memset(&pool, 0, sizeof pool);
 	pool.r = r;
+	pool.caller = pthread_self();
+	for (size_t i = 0; i < r->items.n; i++) {
+		if (r->items.v[i].type == 'd')
+			continue;
+		pool.done.files_total++;
+		pool.done.bytes_total += (uint64_t)r->items.v[i].st.st_size;
+	}
 	pthread_mutex_init(&pool.mu, NULL);
 	if (r->items.n < 64)
 		nth = 1;
@@ -747,23 +765,11 @@ out:
 	return rc;
 }
 
-static void snap_human(uint64_t b, char *buf, size_t len)
-{
-	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double v = (double)b;
-	int k = 0;
-	while (v >= 1024 && k < 4) {
-		v /= 1024;
-		k++;
-	}
-	snprintf(buf, len, k ? "%.1f %s" : "%.0f %s", v, u[k]);
-}
-
 void ts_snap_format_stats(const char *name, const ts_snap_stats *s, char *buf, size_t len)
 {
 	char c[32], sh[32];
-	snap_human(s->bytes_copied, c, sizeof c);
-	snap_human(s->bytes_shared, sh, sizeof sh);
+	ts_human_bytes((double)s->bytes_copied, c, sizeof c);
+	ts_human_bytes((double)s->bytes_shared, sh, sizeof sh);
 	snprintf(buf, len, "snapshot %s: %llu files, %s copied, %s shared, lock held %.0f ms, total %.0f ms",
 	         name, (unsigned long long)s->files, c, sh, s->hold_ms, s->total_ms);
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include "env.h"
 #include "err.h"
+#include "progress.h"
 #include "store.h"
 
 /* Where a database that lives outside the environment goes in a snapshot. */
@@ -24,6 +25,7 @@ typedef struct ts_snap_opts {
 	int lock_timeout_s;               /* Trac's write lock and the store lock */
 	bool no_database;                 /* files only, as hotcopy --no-database */
 	volatile sig_atomic_t *cancel;    /* optional: set to stop early */
+	const ts_progress_sink *progress; /* optional: pre-copy progress */
 } ts_snap_opts;
 
 typedef struct ts_snap_stats {

@@ -23,8 +23,14 @@ def test_install_puts_binary_and_man_page(installed):
     prefix, env = installed
     assert os.access(prefix / "bin" / "tracsnap", os.X_OK)
     out = run(["man", "-l", str(prefix / "share/man/man1/tracsnap.1")], env=dict(env, MANPAGER="cat", PAGER="cat")).stdout
-    for word in ("store=", "auto=", "lock_timeout=", "no_database", "snapshot", "EBUSY"):
-        assert word in out
+    # every command and mount option is documented
+    for word in ("store=", "auto=", "lock_timeout=", "no_database", "manage_group=", "keep=",
+                 "snapshot", "list", "verify", "prune", "restore", "--force", "--json",
+                 "--dry-run", "--keep-last", "EBUSY"):
+        assert word in out, word
+    helptext = run([str(prefix / "bin" / "tracsnap"), "--help"]).stdout
+    for cmd in ("snapshot", "list", "verify", "prune", "restore"):
+        assert "tracsnap %s" % cmd in helptext
     assert run([str(prefix / "bin" / "tracsnap"), "--version"]).stdout.startswith("tracsnap ")
 
 

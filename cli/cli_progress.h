@@ -1,0 +1,24 @@
+/* progress.h - one progress line on a terminal for long commands:
+ * "snapshot NAME: 120/415 files, 1.2/2.0 GiB, 410 MiB/s, ETA 2 s".
+ * Nothing at all is printed when stderr is not a terminal. */
+#ifndef TS_CLI_PROGRESS_H
+#define TS_CLI_PROGRESS_H
+
+#include <stdbool.h>
+#include <time.h>
+#include "progress.h"
+
+typedef struct cli_progress {
+	const char *what;          /* borrowed: "snapshot NAME", "restore" */
+	bool tty;
+	bool shown;                /* a line is on the screen */
+	struct timespec start, last;
+} cli_progress;
+
+/* Returns the sink to hand to the engine (fn NULL when not a terminal). */
+ts_progress_sink cli_progress_start(cli_progress *p, const char *what);
+
+/* Clear the line, so the summary or an error starts on a clean line. */
+void cli_progress_end(cli_progress *p);
+
+#endif
