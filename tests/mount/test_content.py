@@ -7,7 +7,7 @@ import socket
 import stat
 import subprocess
 
-from conftest import (fs_tree_state, run, set_trac_database, snapshot_names, sqlite_ro,
+from conftest import (fs_tree_state, run, set_trac_database, snapshot_names, sqlite_ro, tracsnap,
                       store_entries, store_snapshots, tree_entries)
 
 JOURNAL_SUFFIXES = ("-journal", "-wal", "-shm", "-stmtjrnl", "-mj")
@@ -434,3 +434,28 @@ def test_database_in_wal_mode_includes_wal_contents(env_sqlite, mount_factory):
     db = m.path("s", "db", "trac.db")
     assert_db_good(db, tickets=40)
     assert sorted(os.listdir(m.path("s", "db"))) == ["trac.db"]
+
+
+def test_damaged_store_copy_is_not_shared_again(env_sqlite, tmp_path):
+    """A store copy that no longer matches its manifest (size, mode, mtime) is
+    copied afresh by the next snapshot instead of being hard-linked into it."""
+    store = tmp_path / "store"
+    tracsnap("snapshot", "--store", store, env_sqlite, "a")
+    damaged = store / "a" / "tree" / "README"
+    good = open(os.path.join(env_sqlite, "README"), "rb").read()
+    st = os.stat(damaged)
+    with open(damaged, "ab") as f:          # damage: one byte appended
+        f.write(b"x")
+    os.utime(damaged, ns=(st.st_atime_ns, st.st_mtime_ns))
+    chmodded = store / "a" / "tree" / "VERSION"
+    os.chmod(chmodded, 0o600)
+    tracsnap("snapshot", "--store", store, env_sqlite, "b")
+    b_readme = store / "b" / "tree" / "README"
+    assert os.stat(b_readme).st_ino != os.stat(damaged).st_ino
+    assert open(b_readme, "rb").read() == good
+    b_version = store / "b" / "tree" / "VERSION"
+    assert os.stat(b_version).st_ino != os.stat(chmodded).st_ino
+    assert stat.S_IMODE(os.stat(b_version).st_mode) == 0o644
+    # untouched files are still shared
+    assert os.stat(store / "b" / "tree" / "conf" / "trac.ini").st_ino == \
+        os.stat(store / "a" / "tree" / "conf" / "trac.ini").st_ino
