@@ -5,6 +5,8 @@
 #   make unit                 unit tests only
 #   make SANITIZER=address    (or undefined) instrumented build in build-address/
 #   make valgrind             unit tests under valgrind memcheck
+#   make valgrind-daemon      a daemon session (mount, snapshot, read, unmount) under memcheck
+#   make fuzz SECONDS=60      build the libFuzzer targets (clang) and run each SECONDS
 #   make install PREFIX=/usr/local DESTDIR=   binary, man page, mount helper link
 #   make uninstall
 
@@ -15,6 +17,13 @@ MANDIR    ?= $(PREFIX)/share/man
 SANITIZER ?=
 PYTHON    ?= /usr/bin/python3
 PYTEST_ARGS ?=
+SECONDS   ?= 60
+
+# Sanitizer runtime settings for every instrumented program the tests start
+# (unit tests, the daemon, CLI commands): leaks count, the first undefined
+# behaviour stops the program with a stack trace.  The caller's setting wins.
+export ASAN_OPTIONS  ?= detect_leaks=1:print_summary=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
 PKGS      := fuse3 sqlite3 libpq libcrypto inih
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
@@ -54,7 +63,7 @@ FS_OBJ     := $(FS_SRC:%.c=$(O)/%.o)
 CLI_OBJ    := $(CLI_SRC:%.c=$(O)/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 
-.PHONY: all check unit mount-tests valgrind install uninstall clean
+.PHONY: all check unit mount-tests valgrind valgrind-daemon fuzz install uninstall clean
 all: $(O)/tracsnap tracsnap
 
 # ./tracsnap always points at the last build so tests find one binary.
@@ -79,14 +88,27 @@ $(O)/tests/%: tests/unit/%.c $(O)/libtsengine.a
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-mount-tests: all
-	TRACSNAP_BIN=$(CURDIR)/$(O)/tracsnap $(PYTHON) -m pytest -p no:cacheprovider tests/mount $(PYTEST_ARGS)
+# The tests run $(O)/tracsnap, the binary of this build (the instrumented one
+# with SANITIZER=); ./tracsnap is left alone.  TRACSNAP_SANITIZER lets tests
+# that cannot run an instrumented binary (valgrind) skip.
+mount-tests: $(O)/tracsnap
+	TRACSNAP_BIN=$(CURDIR)/$(O)/tracsnap TRACSNAP_SANITIZER=$(SANITIZER) \
+	  $(PYTHON) -m pytest -p no:cacheprovider tests/mount $(PYTEST_ARGS)
 
 check: unit mount-tests
 
 valgrind: $(UNIT_BIN) all
 	@set -e; for t in $(UNIT_BIN); do \
 	  valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$t; done
+
+# The daemon under memcheck (tests/mount/test_valgrind.py; plain build only).
+valgrind-daemon: $(O)/tracsnap
+	TRACSNAP_BIN=$(CURDIR)/$(O)/tracsnap TRACSNAP_SANITIZER=$(SANITIZER) \
+	  $(PYTHON) -m pytest -p no:cacheprovider tests/mount/test_valgrind.py $(PYTEST_ARGS)
+
+# libFuzzer targets in tests/fuzz/, built with clang into build-fuzz/.
+fuzz:
+	scripts/fuzz $(SECONDS)
 
 install: $(O)/tracsnap
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
@@ -97,6 +119,6 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tracsnap $(DESTDIR)$(MANDIR)/man1/tracsnap.1
 
 clean:
-	rm -rf build build-address build-undefined tracsnap
+	rm -rf build build-address build-undefined build-fuzz tracsnap
 
 -include $(shell find build build-address build-undefined -name '*.d' 2>/dev/null)

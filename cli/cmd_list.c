@@ -100,6 +100,8 @@ static void cli_human_size(uint64_t b, char *out, size_t len)
 	snprintf(out, len, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
 }
 
+static const char list_usage[] = "usage: tracsnap list [--store DIR] [--json] ENV\n";
+
 int cli_list(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -115,18 +117,18 @@ int cli_list(int argc, char **argv)
 	ts_err e;
 	int c, status, json = 0;
 
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (c == 's')
 			store_path = optarg;
 		else if (c == 'j')
 			json = 1;
 		else
-			return EX_USAGE;
+			return cli_bad_option("list", list_usage, argc, argv);
 	}
-	if (argc - optind != 1) {
-		fprintf(stderr, "usage: tracsnap list [--store DIR] [--json] ENV\n");
-		return EX_USAGE;
-	}
+	status = cli_check_args("list", list_usage, argc, argv, 1, 1, "ENV");
+	if (status)
+		return status;
 	status = cli_open_env_store(argv[optind], store_path, false, &env, &store);
 	if (status)
 		return status;

@@ -1,5 +1,6 @@
 /* cmd_prune.c - tracsnap prune: remove the snapshots a retention policy does
  * not keep (restic's meaning of the words; see snapshot/prune.h). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ int cli_prune(int argc, char **argv)
 	ts_err e;
 	int c, status, idx;
 
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
 		int *slot = NULL;
 		char *end;
@@ -54,21 +56,20 @@ int cli_prune(int argc, char **argv)
 		case 'M': slot = &p.monthly; break;
 		case 't': slot = &lock_timeout; break;
 		default:
-			fputs(cli_prune_usage, stderr);
-			return EX_USAGE;
+			return cli_bad_option("prune", cli_prune_usage, argc, argv);
 		}
+		errno = 0;
 		val = strtol(optarg, &end, 10);
-		if (end == optarg || *end || val < (c == 't' ? 1 : 0) || val > 1000000) {
+		if (end == optarg || *end || errno || val < (c == 't' ? 1 : 0) || val > 1000000) {
 			fprintf(stderr, "tracsnap: --%s %s: must be a number from %d to 1000000\n",
 			        longopts[idx].name, optarg, c == 't' ? 1 : 0);
 			return EX_USAGE;
 		}
 		*slot = (int)val;
 	}
-	if (argc - optind != 1) {
-		fputs(cli_prune_usage, stderr);
-		return EX_USAGE;
-	}
+	status = cli_check_args("prune", cli_prune_usage, argc, argv, 1, 1, "ENV");
+	if (status)
+		return status;
 	if (ts_prune_policy_empty(&p)) {
 		fprintf(stderr, "tracsnap: prune: no --keep-* option given: refusing to remove every snapshot\n");
 		return EX_USAGE;

@@ -8,11 +8,7 @@
 #include "cli_progress.h"
 #include "restore.h"
 
-static int cli_restore_usage(void)
-{
-	fprintf(stderr, "usage: tracsnap restore [--force] SNAPSHOT-DIR ENV\n");
-	return EX_USAGE;
-}
+static const char restore_usage[] = "usage: tracsnap restore [--force] SNAPSHOT-DIR ENV\n";
 
 int cli_restore(int argc, char **argv)
 {
@@ -23,15 +19,18 @@ int cli_restore(int argc, char **argv)
 	bool force = false;
 	ts_restore_out out;
 	ts_err e;
-	int c;
+	int c, status;
 
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (c != 'f')
-			return cli_restore_usage();
+			return cli_bad_option("restore", restore_usage, argc, argv);
 		force = true;
 	}
-	if (argc - optind != 2)
-		return cli_restore_usage();
+	status = cli_check_args("restore", restore_usage, argc, argv, 2, 2,
+	                        argc - optind == 1 ? "ENV" : "SNAPSHOT-DIR and ENV");
+	if (status)
+		return status;
 	ts_err_clear(&e);
 	cli_progress pr;
 	ts_progress_sink sink = cli_progress_start(&pr, "restore");

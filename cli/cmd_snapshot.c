@@ -8,7 +8,11 @@
 #include "cli.h"
 #include "log.h"
 #include "cli_progress.h"
+#include "name.h"
 #include "snap.h"
+
+static const char snapshot_usage[] =
+	"usage: tracsnap snapshot [--store DIR] [--no-database] [--lock-timeout S] ENV [NAME]\n";
 
 int cli_snapshot(int argc, char **argv)
 {
@@ -28,6 +32,7 @@ int cli_snapshot(int argc, char **argv)
 	int c, status;
 
 	ts_log_init(TS_LOG_STDERR, LOG_WARNING);
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -37,25 +42,24 @@ int cli_snapshot(int argc, char **argv)
 			o.no_database = true;
 			break;
 		case 't':
-			o.lock_timeout_s = atoi(optarg);
-			if (o.lock_timeout_s < 1) {
-				fprintf(stderr, "tracsnap: --lock-timeout %s: must be a positive number of seconds\n", optarg);
+			if (!cli_parse_int(optarg, 1, 86400, &o.lock_timeout_s)) {
+				fprintf(stderr, "tracsnap: --lock-timeout %s: must be a number of seconds from 1 to 86400\n", optarg);
 				return EX_USAGE;
 			}
 			break;
 		default:
-			fprintf(stderr, "usage: tracsnap snapshot [--store DIR] [--no-database] "
-			        "[--lock-timeout S] ENV [NAME]\n");
-			return EX_USAGE;
+			return cli_bad_option("snapshot", snapshot_usage, argc, argv);
 		}
 	}
-	if (optind >= argc || argc - optind > 2) {
-		fprintf(stderr, "usage: tracsnap snapshot [--store DIR] [--no-database] "
-		        "[--lock-timeout S] ENV [NAME]\n");
-		return EX_USAGE;
-	}
+	status = cli_check_args("snapshot", snapshot_usage, argc, argv, 1, 2, "ENV");
+	if (status)
+		return status;
 	if (argc - optind == 2) {
 		o.name = argv[optind + 1];
+		/* Before the store is opened: a refused name creates nothing. */
+		ts_err_clear(&e);
+		if (ts_name_check(o.name, &e) != TS_OK)
+			return cli_fail(&e);
 	} else {
 		/* No ':' in default names: tar and rsync read "a:b" as host:path. */
 		time_t now = time(NULL);

@@ -54,6 +54,8 @@ static void cli_verify_progress(void *arg, const char *snap, size_t files_done, 
 	st->progress_shown = true;
 }
 
+static const char verify_usage[] = "usage: tracsnap verify [--store DIR] ENV [NAME...]\n";
+
 int cli_verify(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -69,18 +71,16 @@ int cli_verify(int argc, char **argv)
 	ts_err e;
 	int c, status;
 
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		if (c == 's') {
+		if (c == 's')
 			store_path = optarg;
-		} else {
-			fprintf(stderr, "usage: tracsnap verify [--store DIR] ENV [NAME...]\n");
-			return EX_USAGE;
-		}
+		else
+			return cli_bad_option("verify", verify_usage, argc, argv);
 	}
-	if (argc - optind < 1) {
-		fprintf(stderr, "usage: tracsnap verify [--store DIR] ENV [NAME...]\n");
-		return EX_USAGE;
-	}
+	status = cli_check_args("verify", verify_usage, argc, argv, 1, -1, "ENV");
+	if (status)
+		return status;
 	status = cli_open_env_store(argv[optind], store_path, false, &env, &store);
 	if (status)
 		return status;

@@ -1,15 +1,91 @@
 /* common.c - what every command shares: messages and opening ENV + store. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
 
 #include "cli.h"
 #include "log.h"
 #include "sysexit.h"
 
+int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "tracsnap: %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fputs(usage, stderr);
+	return EX_USAGE;
+}
+
+int cli_bad_option(const char *cmd, const char *usage, int argc, char **argv)
+{
+	const char *arg = optind >= 1 && optind - 1 < argc ? argv[optind - 1] : "?";
+
+	/* getopt_long sets optopt to the option's value when its argument is
+	 * missing (or given to an option that takes none), to 0 for an unknown
+	 * long option. */
+	if (optopt && strncmp(arg, "--", 2) == 0) {
+		const char *eq = strchr(arg, '=');
+		if (eq)
+			return cli_usage_error(cmd, usage, "option '%.*s' takes no argument",
+			                       (int)(eq - arg), arg);
+		return cli_usage_error(cmd, usage, "option '%s' needs an argument", arg);
+	}
+	return cli_usage_error(cmd, usage, "unknown option '%s'", arg);
+}
+
+int cli_check_args(const char *cmd, const char *usage, int argc, char **argv,
+                   int min, int max, const char *missing)
+{
+	int n = argc - optind;
+
+	if (n < min)
+		return cli_usage_error(cmd, usage, "missing %s", missing);
+	if (max >= 0 && n > max)
+		return cli_usage_error(cmd, usage, "unexpected argument '%s'", argv[optind + max]);
+	return 0;
+}
+
+bool cli_parse_int(const char *s, long lo, long hi, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (end == s || *end || errno || v < lo || v > hi)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
 int cli_fail(const ts_err *e)
 {
 	fprintf(stderr, "tracsnap: %s\n", e->msg);
 	return ts_sysexit(e->code);
+}
+
+/* A store that contains ENV would list ENV as a snapshot, and prune or
+ * rmdir would delete the live environment.  A store that does not exist yet
+ * cannot contain the (existing) environment. */
+static ts_err_code cli_check_store_holds_env(const char *store_path, const char *env_root,
+                                             ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	char *real = realpath(store_path, NULL);
+
+	if (real && ts_path_is_under(env_root, real))
+		rc = ts_err_set(e, TS_ERR_USAGE, "store %s: contains the environment %s "
+		                "(it would be taken for a snapshot)", store_path, env_root);
+	free(real);
+	return rc;
 }
 
 int cli_open_env_store(const char *env_path, const char *store_path, bool create,
@@ -32,6 +108,7 @@ int cli_open_env_store(const char *env_path, const char *store_path, bool create
 		goto out;
 	}
 	if (ts_store_check_placement(store_path, env->root, NULL, &e) != TS_OK ||
+	    cli_check_store_holds_env(store_path, env->root, &e) != TS_OK ||
 	    ts_store_open(store_path, create, store, &e) != TS_OK)
 		status = cli_fail(&e);
 out:

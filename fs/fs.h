@@ -8,6 +8,7 @@
 #define TS_FS_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
 #include "env.h"
@@ -34,6 +35,7 @@ typedef struct fs_ctx {
 	bool has_keep;                 /* -o keep=: prune after each new snapshot */
 	ts_prune_policy keep;
 	pthread_mutex_t snap_mu;       /* one snapshot at a time; first accesses wait on it */
+	volatile sig_atomic_t cancel;  /* set when the daemon stops: a running snapshot aborts */
 	/* fs_watch.c: invalidates the kernel's cache of the root */
 	struct fuse *fuse;
 	int watch_fd, watch_stop;

@@ -30,6 +30,7 @@ typedef struct fs_cmdline {
 	char *mnt;
 	char *store;
 	char *auto_fmts;
+	char *lock_timeout_text;
 	int lock_timeout;
 	int no_database;
 	char *manage_group;
@@ -43,7 +44,7 @@ enum { FS_KEY_HELP, FS_KEY_VERSION };
 static const struct fuse_opt fs_opt_spec[] = {
 	FS_OPT("store=%s", store),
 	FS_OPT("auto=%s", auto_fmts),
-	FS_OPT("lock_timeout=%d", lock_timeout),
+	FS_OPT("lock_timeout=%s", lock_timeout_text),
 	FS_OPT("no_database", no_database),
 	FS_OPT("manage_group=%s", manage_group),
 	FS_OPT("keep=%s", keep),
@@ -153,9 +154,16 @@ int fs_main(int argc, char **argv)
 		        "ENV MOUNTPOINT; tracsnap --help)\n", !cl.env ? "ENV" : "MOUNTPOINT");
 		goto out;
 	}
-	if (cl.lock_timeout < 1 || cl.lock_timeout > 86400) {
-		fprintf(stderr, "tracsnap: lock_timeout=%d: must be 1 to 86400 seconds\n", cl.lock_timeout);
-		goto out;
+	if (cl.lock_timeout_text) {
+		char *end;
+		errno = 0;
+		long v = strtol(cl.lock_timeout_text, &end, 10);
+		if (errno || end == cl.lock_timeout_text || *end || v < 1 || v > 86400) {
+			fprintf(stderr, "tracsnap: lock_timeout=%s: must be a whole number of seconds "
+			        "from 1 to 86400\n", cl.lock_timeout_text);
+			goto out;
+		}
+		cl.lock_timeout = (int)v;
 	}
 	c.lock_timeout_s = cl.lock_timeout;
 	c.no_database = cl.no_database;
@@ -227,6 +235,14 @@ int fs_main(int argc, char **argv)
 		status = EX_CANTCREAT;
 		goto fail_msg;
 	}
+	/* Leftovers of a writer that died (kill -9, a crash) go now, when no
+	 * other writer holds the store; otherwise that writer removes them. */
+	{
+		ts_err le;
+		ts_err_clear(&le);
+		if (ts_store_lock(&c.store, 0, &le) == TS_OK)
+			ts_store_unlock(&c.store);
+	}
 
 	/* What every tracsnap mount needs: the kernel enforces the snapshot's
 	 * modes; the source and type show in /proc/mounts. */
@@ -263,6 +279,7 @@ out:
 	free(cl.mnt);
 	free(cl.store);
 	free(cl.auto_fmts);
+	free(cl.lock_timeout_text);
 	free(cl.manage_group);
 	free(cl.keep);
 	free(fo.mountpoint);

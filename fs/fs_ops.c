@@ -113,7 +113,7 @@ static void fs_log_pruned(void *arg, const char *name, bool keep)
 static int fs_take(fs_ctx *c, const char *name, const char *why)
 {
 	ts_snap_opts o = { .name = name, .lock_timeout_s = c->lock_timeout_s,
-	                   .no_database = c->no_database };
+	                   .no_database = c->no_database, .cancel = &c->cancel };
 	ts_snap_stats st;
 	ts_err e;
 	char line[512];
@@ -145,8 +145,12 @@ static int fs_take(fs_ctx *c, const char *name, const char *why)
 	pthread_mutex_unlock(&c->snap_mu);
 	if (rc == TS_OK)
 		return 0;
-	ts_log(rc == TS_ERR_EXISTS || rc == TS_ERR_NAME ? LOG_INFO : LOG_ERR,
-	       "snapshot %s (%s) failed: %s", name, why, e.msg);
+	if (rc == TS_ERR_NOSPC)
+		ts_log(LOG_ERR, "snapshot %s (%s) failed: store %s: no space left (%s); nothing "
+		       "was kept", name, why, c->store.root, e.msg);
+	else
+		ts_log(rc == TS_ERR_EXISTS || rc == TS_ERR_NAME ? LOG_INFO : LOG_ERR,
+		       "snapshot %s (%s) failed: %s", name, why, e.msg);
 	return -fs_errno(&e);
 }
 

@@ -9,9 +9,15 @@
  *
  * It runs outside request handlers on purpose: an invalidation sent while the
  * kernel waits for our reply to a mkdir in the same directory would deadlock.
+ *
+ * The same thread wakes every FS_WATCH_TICK_MS to notice that the daemon is
+ * asked to stop (signal or unmount: the FUSE session has exited) and then
+ * cancels a snapshot in progress, which removes its partial work; and to log
+ * once that the store was removed or moved away under the mount.
  */
 #include <errno.h>
 #include <fuse.h>
+#include <fuse_lowlevel.h>   /* fuse_session_exited */
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -25,6 +31,8 @@
 #include <unistd.h>
 
 #define FS_FUSE_MAGIC 0x65735546
+/* How soon a stop request reaches a running snapshot. */
+#define FS_WATCH_TICK_MS 200
 
 #include "fs.h"
 #include "log.h"
@@ -77,15 +85,35 @@ static void *fs_watch_main(void *arg)
 	char buf[16 * (sizeof(struct inotify_event) + NAME_MAX + 1)]
 		__attribute__((aligned(__alignof__(struct inotify_event))));
 	struct pollfd pf[2] = { { c->watch_fd, POLLIN, 0 }, { c->watch_stop, POLLIN, 0 } };
+	bool gone_logged = false;
 
 	for (;;) {
-		if (poll(pf, 2, -1) < 0) {
+		/* The session ends on SIGTERM/SIGINT/SIGHUP and on unmount, but a
+		 * worker busy with a snapshot would finish it first: tell it to
+		 * stop (it removes its partial work). */
+		if (!c->cancel && fuse_session_exited(fuse_get_session(c->fuse))) {
+			c->cancel = 1;
+			if (pthread_mutex_trylock(&c->snap_mu) == 0)
+				pthread_mutex_unlock(&c->snap_mu);
+			else
+				ts_log(LOG_INFO, "stopping: the snapshot in progress is cancelled");
+		}
+		/* (inotify says IN_DELETE_SELF only once our own fd on it closes) */
+		if (!gone_logged && ts_store_gone(&c->store)) {
+			gone_logged = true;
+			ts_log(LOG_ERR, "store %s: removed or moved away while mounted; no snapshot "
+			       "can be taken or deleted until tracsnap is remounted", c->store.root);
+		}
+		int pr = poll(pf, 2, FS_WATCH_TICK_MS);
+		if (pr < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (pf[1].revents)
 			break;
+		if (pr == 0 || !pf[0].revents)
+			continue;
 		ssize_t n = read(c->watch_fd, buf, sizeof buf);
 		if (n <= 0)
 			continue;
@@ -104,12 +132,18 @@ int fs_watch_start(fs_ctx *c, struct fuse *f)
 	c->fuse = f;
 	c->watch_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	c->watch_stop = eventfd(0, EFD_CLOEXEC);
-	if (c->watch_fd < 0 || c->watch_stop < 0 ||
+	if (c->watch_fd < 0 ||
 	    inotify_add_watch(c->watch_fd, c->store.root,
-	                      IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ONLYDIR) < 0 ||
-	    pthread_create(&c->watch_thread, NULL, fs_watch_main, c) != 0) {
+	                      IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ONLYDIR) < 0) {
 		ts_log(LOG_WARNING, "store %s: cannot watch for changes (%s); the view may lag "
 		       "behind snapshots made elsewhere", c->store.root, strerror(errno));
+		if (c->watch_fd >= 0)
+			close(c->watch_fd);
+		c->watch_fd = -1;   /* poll ignores it; the thread still watches for a stop */
+	}
+	if (c->watch_stop < 0 || pthread_create(&c->watch_thread, NULL, fs_watch_main, c) != 0) {
+		ts_log(LOG_WARNING, "cannot start the watch thread (%s): a snapshot in progress "
+		       "is not cancelled when the daemon stops", strerror(errno));
 		return -1;
 	}
 	c->watching = true;

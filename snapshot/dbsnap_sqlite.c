@@ -385,6 +385,20 @@ ts_err_code ts_dbsnap_sqlite_open(ts_dbsnap *d, ts_err *e)
 		rc = ts_err_set(e, TS_ERR_CONFIG, "%s: database is not a regular file", path);
 		goto out;
 	}
+	/* SQLite would take an empty or foreign file for a new database and
+	 * write a journal beside it: check the header before opening. */
+	{
+		static const char magic[16] = "SQLite format 3";
+		char hdr[16];
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? pread(fd, hdr, sizeof hdr, 0) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n != (ssize_t)sizeof hdr || memcmp(hdr, magic, sizeof magic)) {
+			rc = ts_err_set(e, TS_ERR_DB, "%s: not an SQLite database", path);
+			goto out;
+		}
+	}
 	/* Never SQLITE_OPEN_CREATE: a missing database must stay missing. */
 	src = sqlite3_open_v2(path, &im->w, SQLITE_OPEN_READWRITE, NULL);
 	if (src == SQLITE_OK)

@@ -148,7 +148,8 @@ static ts_err_code snap_walk_dir(snap_run *r, int parentfd, const char *rel, sna
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		if (snap_cancelled(r)) {
-			rc = ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled", r->o->name);
+			rc = ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled (tracsnap is stopping)",
+			                r->o->name);
 			break;
 		}
 		child = snap_join(rel, de->d_name);
@@ -383,7 +384,8 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 		return pool.rc;
 	}
 	if (snap_cancelled(r))
-		return ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled", r->o->name);
+		return ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled (tracsnap is stopping)",
+		                  r->o->name);
 	/* Drop vanished items so that the list is what the tree holds. */
 	size_t k = 0;
 	for (size_t i = 0; i < r->items.n; i++) {
@@ -700,9 +702,20 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 		                "overwritten)", o->name);
 		goto out;
 	}
+	/* By path, each time: an environment replaced since the mount (by a
+	 * restore, say) is the one snapshotted, if it still is one. */
 	r.envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (r.envfd < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot open the environment", env->root);
+		if (errno == ENOENT || errno == ENOTDIR)
+			rc = ts_err_set(e, TS_ERR_NOTENV, "%s: the environment is gone (removed or "
+			                "renamed)", env->root);
+		else
+			rc = ts_err_sys(e, errno, "%s: cannot open the environment", env->root);
+		goto out;
+	}
+	if (faccessat(r.envfd, "VERSION", F_OK, 0) < 0) {
+		rc = ts_err_set(e, TS_ERR_NOTENV, "%s: not a Trac environment (VERSION missing)",
+		                env->root);
 		goto out;
 	}
 	rc = ts_dbsnap_open(env, o->lock_timeout_s, &db, e);

@@ -112,6 +112,11 @@ ts_err_code ts_store_check_placement(const char *store, const char *env_root,
 		                "(snapshots would copy themselves)", store, env_root);
 		goto out;
 	}
+	if (ts_path_is_under(env_root, s)) {
+		/* ENV would be listed as a snapshot, and pruned as one. */
+		rc = ts_err_set(e, TS_ERR_USAGE, "store %s: contains the environment %s", store, env_root);
+		goto out;
+	}
 	if (m && ts_path_is_under(s, m)) {
 		rc = ts_err_set(e, TS_ERR_USAGE, "store %s: below the mount point %s", store, mnt);
 		goto out;
@@ -212,6 +217,14 @@ static void store_remove_leftovers(ts_store *s)
 	closedir(d);
 }
 
+bool ts_store_gone(const ts_store *s)
+{
+	struct stat held, now;
+	if (fstat(s->dirfd, &held) < 0 || held.st_nlink == 0)
+		return true;
+	return stat(s->root, &now) < 0 || now.st_dev != held.st_dev || now.st_ino != held.st_ino;
+}
+
 ts_err_code ts_store_lock(ts_store *s, int timeout_s, ts_err *e)
 {
 	struct timespec start, now;
@@ -219,6 +232,11 @@ ts_err_code ts_store_lock(ts_store *s, int timeout_s, ts_err *e)
 
 	if (s->locked)
 		return TS_OK;
+	/* A store removed (or moved away) under a long-running daemon: writing
+	 * into the unlinked directory would only lose the work. */
+	if (ts_store_gone(s))
+		return ts_err_set(e, TS_ERR_IO, "store %s: removed or moved away while in use "
+		                  "(remount, or run tracsnap again, to use a store there)", s->root);
 	if (s->lockfd < 0) {
 		s->lockfd = openat(s->dirfd, STORE_LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		if (s->lockfd < 0)
@@ -307,7 +325,8 @@ ts_err_code ts_store_list(ts_store *s, ts_store_snap **out, size_t *n, ts_err *e
 		v[cnt].time = st.st_mtim;
 		cnt++;
 	}
-	qsort(v, cnt, sizeof *v, store_snap_cmp);
+	if (cnt > 1)
+		qsort(v, cnt, sizeof *v, store_snap_cmp);
 out:
 	if (d)
 		closedir(d);

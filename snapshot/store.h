@@ -56,6 +56,10 @@ void ts_store_close(ts_store *s);
 ts_err_code ts_store_lock(ts_store *s, int timeout_s, ts_err *e);
 void ts_store_unlock(ts_store *s);
 
+/* Is the store directory no longer at its path (removed, or moved away)?
+ * ts_store_lock() then refuses: work in an unlinked directory would be lost. */
+bool ts_store_gone(const ts_store *s);
+
 /* Complete snapshots, oldest first (ties by name). */
 ts_err_code ts_store_list(ts_store *s, ts_store_snap **out, size_t *n, ts_err *e);
 void ts_store_list_free(ts_store_snap *v, size_t n);
