@@ -200,7 +200,8 @@ static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, ts_err *e)
 		}
 		n++;
 	}
-	qsort(names, n, sizeof *names, verify_name_cmp);
+	if (n > 1)   /* names is NULL for an empty directory */
+		qsort(names, n, sizeof *names, verify_name_cmp);
 	for (size_t i = 0; i < n && rc == TS_OK; i++) {
 		struct stat st;
 		free(child);
