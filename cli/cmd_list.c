@@ -1,9 +1,11 @@
 /* cmd_list.c - tracsnap list: the snapshots of a store, oldest first, with
- * their time, size, file count and bytes shared with other snapshots.
+ * their time, size, file count, bytes shared with other snapshots and state
+ * ("sealed", or "sealing" while its hashes and data sync are not finished;
+ * see seal.h).  Snapshots lost in a restart are not listed (ts_store_list).
  *
  * --json prints one array of objects
  *   {"name":S,"time":"YYYY-MM-DDTHH:MM:SS+HH:MM","unix_time":N,"size":N,
- *    "files":N,"shared_bytes":N}
+ *    "files":N,"shared_bytes":N,"sealed":true|false}
  * whose fields scripts may rely on (new fields may be added, none removed).
  * Names are bytes: in JSON strings '"' and '\\' are escaped, bytes below 0x20,
  * 0x7f and every byte that is not part of valid UTF-8 are written as \u00XX
@@ -140,7 +142,8 @@ int cli_list(int argc, char **argv)
 	if (json)
 		printf("[");
 	else if (n)
-		printf("%-24s %-25s %8s %7s %8s\n", "NAME", "TIME", "SIZE", "FILES", "SHARED");
+		printf("%-24s %-25s %8s %7s %8s %s\n", "NAME", "TIME", "SIZE", "FILES", "SHARED",
+		       "STATE");
 	for (size_t i = 0; i < n; i++) {
 		char when[64], size[16], shared[16];
 		ts_verify_summary sum;
@@ -155,14 +158,14 @@ int cli_list(int argc, char **argv)
 			printf("%s{\"name\":", i ? "," : "");
 			cli_json_string(stdout, v[i].name);
 			printf(",\"time\":\"%s\",\"unix_time\":%lld,\"size\":%llu,\"files\":%llu,"
-			       "\"shared_bytes\":%llu}", when, (long long)v[i].time.tv_sec,
+			       "\"shared_bytes\":%llu,\"sealed\":%s}", when, (long long)v[i].time.tv_sec,
 			       (unsigned long long)sum.size, (unsigned long long)sum.files,
-			       (unsigned long long)sum.shared_bytes);
+			       (unsigned long long)sum.shared_bytes, v[i].sealed ? "true" : "false");
 		} else {
 			cli_human_size(sum.size, size, sizeof size);
 			cli_human_size(sum.shared_bytes, shared, sizeof shared);
-			printf("%-24s %-25s %8s %7llu %8s\n", v[i].name, when, size,
-			       (unsigned long long)sum.files, shared);
+			printf("%-24s %-25s %8s %7llu %8s %s\n", v[i].name, when, size,
+			       (unsigned long long)sum.files, shared, v[i].sealed ? "sealed" : "sealing");
 		}
 	}
 	if (json)

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "cli_progress.h"
 #include "name.h"
+#include "seal.h"
 #include "snap.h"
 
 static const char snapshot_usage[] =
@@ -82,9 +83,24 @@ int cli_snapshot(int argc, char **argv)
 	if (rc != TS_OK) {
 		status = cli_fail(&e);
 	} else {
-		ts_snap_format_stats(o.name, &st, line, sizeof line);
-		printf("%s\n", line);
-		status = EX_OK;
+		/* The snapshot is complete and visible; make it durable before
+		 * reporting success (a cron job's snapshot must survive a crash
+		 * right after), then any earlier one of this boot left unsealed. */
+		ts_seal_stats ss;
+		double visible_ms = st.total_ms;
+		rc = ts_seal(&store, o.name, NULL, &ss, &e);
+		if (rc == TS_OK || rc == TS_ERR_NOTFOUND) {
+			ts_err more;
+			ts_err_clear(&more);
+			if (ts_seal_all(&store, NULL, NULL, &more) != TS_OK)
+				ts_log(LOG_WARNING, "%s", more.msg);
+			st.total_ms += ss.ms;
+			ts_snap_format_stats(o.name, &st, line, sizeof line);
+			printf("%s (visible after %.0f ms)\n", line, visible_ms);
+			status = EX_OK;
+		} else {
+			status = cli_fail(&e);
+		}
 	}
 	ts_store_close(&store);
 	ts_env_close(&env);

@@ -41,6 +41,12 @@ typedef struct fs_ctx {
 	int watch_fd, watch_stop;
 	pthread_t watch_thread;
 	bool watching;
+	/* fs_seal.c: seals snapshots once they have appeared */
+	pthread_mutex_t seal_mu;
+	pthread_cond_t seal_cv;
+	bool seal_kicked, seal_stopping;
+	pthread_t seal_thread;
+	bool sealing;
 } fs_ctx;
 
 /* Mount ENV on MOUNTPOINT as described by argv (the tracsnap command line
@@ -56,6 +62,12 @@ const struct fuse_operations *fs_operations(void);
 struct fuse;
 int fs_watch_start(fs_ctx *c, struct fuse *f);
 void fs_watch_stop(fs_ctx *c);
+
+/* Seal snapshots in the background (fs_seal.c): start, wake after a
+ * snapshot or rename, stop (finishing what is pending). */
+int fs_seal_start(fs_ctx *c);
+void fs_seal_kick(fs_ctx *c);
+void fs_seal_stop(fs_ctx *c);
 
 /* ts_err code -> errno, at the FUSE edge (fs_errno.c). */
 int fs_errno(const ts_err *e);

@@ -91,6 +91,7 @@ static int fs_split_auto(fs_ctx *c, const char *spec)
 static void fs_ctx_free(fs_ctx *c)
 {
 	fs_watch_stop(c);
+	fs_seal_stop(c);
 	ts_store_close(&c->store);
 	ts_env_close(&c->env);
 	free(c->mnt);

@@ -143,8 +143,10 @@ static int fs_take(fs_ctx *c, const char *name, const char *why)
 	 * that the daemon's size does not follow the number of snapshots. */
 	malloc_trim(0);
 	pthread_mutex_unlock(&c->snap_mu);
-	if (rc == TS_OK)
+	if (rc == TS_OK) {
+		fs_seal_kick(c);
 		return 0;
+	}
 	if (rc == TS_ERR_NOSPC)
 		ts_log(LOG_ERR, "snapshot %s (%s) failed: store %s: no space left (%s); nothing "
 		       "was kept", name, why, c->store.root, e.msg);
@@ -600,6 +602,7 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 		return -fs_errno(&e);
 	}
 	ts_log(LOG_INFO, "snapshot %s renamed to %s", a.name, b.name);
+	fs_seal_kick(c);   /* a pass already running may have missed it under its new name */
 	return 0;
 }
 
@@ -703,6 +706,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	if (!c->foreground)
 		ts_log_init(TS_LOG_SYSLOG, LOG_INFO);
 	fs_watch_start(c, fuse_get_context()->fuse);
+	fs_seal_start(c);
 	ts_log(LOG_INFO, "serving %s on %s (store %s)", c->env.root, c->mnt, c->store.root);
 	return c;
 }
@@ -710,6 +714,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 static void fs_destroy(void *data)
 {
 	fs_watch_stop(data);
+	fs_seal_stop(data);
 }
 
 static const struct fuse_operations fs_ops = {

@@ -5,7 +5,7 @@
  * owner (when permitted), mtime and extended attributes; symlinks are copied as
  * links and never followed.  Regular files are cloned (FICLONE) when source and
  * destination share a filesystem that supports reflinks, else copied; the
- * SHA-256 of the content is computed on the way.
+ * SHA-256 of the content is computed on the way or afterwards.
  */
 #ifndef TS_COPY_H
 #define TS_COPY_H
@@ -23,13 +23,20 @@ typedef struct ts_copy_out {
 	bool reflinked;
 } ts_copy_out;
 
+/* ts_copy_file flags. */
+#define TS_COPY_HASH    1u  /* compute out->sha256 on the way (needs the bytes in
+                             * our buffers: a slower copy than the kernel's) */
+#define TS_COPY_BOUNDED 2u  /* keep at most two chunks or files of this thread in
+                             * writeback (see copy.c): for copies next to a live
+                             * database on the same filesystem */
+
 /* Copy regular file rel from src_dirfd to dst_dirfd (which must not have it).
- * hash: compute out->sha256 on the way (false under Trac's lock, where every
- * millisecond counts: hash the copy later with ts_copy_hash_file).
+ * Without TS_COPY_HASH the kernel copies (copy_file_range) and the caller
+ * hashes the copy later with ts_copy_hash_file.
  * TS_ERR_NOTFOUND when the source vanished (the caller treats that as a
  * deletion); TS_ERR_IO/NOSPC on failure, with the destination removed.
  * src_desc is the source path for messages (e.g. the environment root). */
-ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, bool hash,
+ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned flags,
                          const char *src_desc, ts_copy_out *out, ts_err *e);
 
 /* Copy symlink rel (target, owner, mtime); sha256 is over the target. */
@@ -42,8 +49,10 @@ ts_err_code ts_copy_symlink(int src_dirfd, int dst_dirfd, const char *rel,
 ts_err_code ts_copy_dir_meta(int src_dirfd, int dst_dirfd, const char *rel,
                              const struct stat *st, const char *src_desc, ts_err *e);
 
-/* Hash the content of an already-written file. */
-ts_err_code ts_copy_hash_file(int dirfd, const char *rel, unsigned char sha256[32],
+/* Hash the content of an already-written file.  flush: also start its
+ * writeback and wait for the previous flushed file's (at most two files of
+ * this thread in flight; ts_copy_thread_done waits for the last). */
+ts_err_code ts_copy_hash_file(int dirfd, const char *rel, bool flush, unsigned char sha256[32],
                               uint64_t *size, ts_err *e);
 
 /* Remove rel below dirfd recursively (files, links, directories). Missing is

@@ -44,7 +44,20 @@ void ts_manifest_free(ts_manifest *m)
 	free(m->env);
 	free(m->external_db);
 	free(m->external_db_rel);
+	free(m->unsealed_boot);
 	memset(m, 0, sizeof(*m));
+}
+
+bool ts_manifest_sealed(const ts_manifest *m)
+{
+	size_t i;
+
+	if (m->unsealed_boot)
+		return false;
+	for (i = 0; i < m->n; i++)
+		if (m->entries[i].pending)
+			return false;
+	return true;
 }
 
 /* Append an entry that takes ownership of path (freed on failure too). */
@@ -292,6 +305,23 @@ static bool manifest_ts_ok(const struct timespec *t)
 	return t->tv_nsec >= 0 && t->tv_nsec < 1000000000L;
 }
 
+/* A boot id as /proc/sys/kernel/random/boot_id gives it (without the LF):
+ * 1 to 64 bytes of [0-9a-f-].  Nothing to escape, so written verbatim. */
+static bool manifest_boot_ok(const char *b)
+{
+	size_t i;
+
+	if (!b)
+		return false;
+	for (i = 0; b[i]; i++) {
+		if (i == 64)
+			return false;
+		if (!((b[i] >= '0' && b[i] <= '9') || (b[i] >= 'a' && b[i] <= 'f') || b[i] == '-'))
+			return false;
+	}
+	return i > 0;
+}
+
 /* ---- writing ----------------------------------------------------------- */
 
 typedef struct manifest_w {
@@ -378,6 +408,8 @@ static ts_err_code manifest_check(const ts_manifest *m, const char *file, ts_err
 	if (!m->external_db != !m->external_db_rel || (m->external_db && !m->external_db[0]) ||
 	    (m->external_db_rel && !manifest_path_ok(m->external_db_rel)))
 		return ts_err_set(e, TS_ERR_CORRUPT, "%s: bad external database paths", file);
+	if (m->unsealed_boot && !manifest_boot_ok(m->unsealed_boot))
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: bad boot id", file);
 	for (i = 0; i < m->n; i++) {
 		const ts_manifest_entry *ent = &m->entries[i];
 
@@ -387,6 +419,12 @@ static ts_err_code manifest_check(const ts_manifest *m, const char *file, ts_err
 			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad type", file, i);
 		if (!manifest_ts_ok(&ent->mtime) || !manifest_ts_ok(&ent->src_ctime))
 			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad time", file, i);
+		if (ent->pending && ent->type != 'f')
+			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: pending but not a file",
+			                  file, i);
+		if (ent->pending && !m->unsealed_boot)
+			return ts_err_set(e, TS_ERR_CORRUPT,
+			                  "%s: entry %zu: pending in a sealed manifest", file, i);
 		if (i > 0 && strcmp(m->entries[i - 1].path, ent->path) >= 0)
 			return ts_err_set(e, TS_ERR_CORRUPT,
 			                  "%s: entries not sorted or duplicated at entry %zu "
@@ -442,11 +480,16 @@ ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e)
 	}
 	if (m->no_database)
 		mw_str(w, "no-database\n");
+	if (m->unsealed_boot) {
+		mw_str(w, "unsealed\t");
+		mw_str(w, m->unsealed_boot); /* checked: nothing to escape */
+		mw_str(w, "\n");
+	}
 	mw_printf(w, "entries\t%zu\n", m->n);
 	for (i = 0; i < m->n && !w->err; i++) {
 		const ts_manifest_entry *ent = &m->entries[i];
 
-		if (ent->type == 'd')
+		if (ent->type == 'd' || ent->pending)
 			memcpy(hex, "-", 2);
 		else
 			ts_sha256_hex(ent->sha256, hex);
@@ -652,6 +695,7 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 	struct timespec mtime, ctime;
 	unsigned char sha[32] = { 0 };
 	unsigned mode = 0;
+	bool pending = false;
 	char type;
 	int i;
 
@@ -687,7 +731,11 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 		rc = mr_bad(r, "bad mtime");
 		goto out;
 	}
-	if (type == 'd' ? strcmp(f[6], "-") != 0 : !ts_sha256_unhex(f[6], sha)) {
+	/* "-": a directory, or a file not hashed yet, which only an unsealed
+	 * manifest may have (sha stays zero). */
+	if (type == 'f' && m->unsealed_boot && strcmp(f[6], "-") == 0)
+		pending = true;
+	else if (type == 'd' ? strcmp(f[6], "-") != 0 : !ts_sha256_unhex(f[6], sha)) {
 		rc = mr_bad(r, "bad sha256");
 		goto out;
 	}
@@ -722,6 +770,7 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 	ent->size = size;
 	ent->mtime = mtime;
 	memcpy(ent->sha256, sha, sizeof(sha));
+	ent->pending = pending;
 	ent->src_ino = ino;
 	ent->src_ctime = ctime;
 out:
@@ -798,6 +847,23 @@ static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
 	}
 	if (strcmp(r->line, "no-database") == 0) {
 		m->no_database = true;
+		rc = mr_need(r, "'entries' line");
+		if (rc != TS_OK)
+			goto out;
+	}
+	if (strncmp(r->line, "unsealed", 8) == 0 && (r->line[8] == '\t' || !r->line[8])) {
+		rc = mr_header(r, "unsealed", f, 1);
+		if (rc != TS_OK)
+			goto out;
+		if (!manifest_boot_ok(f[0])) {
+			rc = mr_bad(r, "bad boot id");
+			goto out;
+		}
+		m->unsealed_boot = strdup(f[0]);
+		if (!m->unsealed_boot) {
+			rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+			goto out;
+		}
 		rc = mr_need(r, "'entries' line");
 		if (rc != TS_OK)
 			goto out;

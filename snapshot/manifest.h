@@ -9,6 +9,7 @@
  *   env <escaped absolute path of ENV>
  *   [external-db <escaped absolute path> <escaped relpath inside the tree>]
  *   [no-database]
+ *   [unsealed <boot id>]
  *   entries <count>
  *   <type> <mode> <uid> <gid> <size> <mtime> <sha256> <src_ino> <src_ctime> <path>
  *   ...
@@ -17,12 +18,30 @@
  * type: 'd' directory, 'f' regular file, 'l' symlink.  mode: 4 octal digits
  * (permission bits incl. suid/sgid/sticky).  mtime and src_ctime:
  * "<sec>.<9-digit nsec>".  sha256: 64 lowercase hex digits of the content
- * (for 'l' of the link target), "-" for directories.  src_ino/src_ctime
+ * (for 'l' of the link target), "-" for directories, and "-" for a regular
+ * file whose hash is not computed yet ("pending"; allowed only in an unsealed
+ * manifest, never for 'l').  src_ino/src_ctime
  * identify the environment file the entry was copied from (0 and 0.000000000
  * when unknown, e.g. the database); the engine uses them to share unchanged
  * files with the previous snapshot.  path: relative to the snapshot root, "."
  * for the root itself, escaped (see ts_manifest_escape).  Entries are sorted
  * by path bytes (strcmp), parents before children.
+ *
+ * Header lines in brackets are optional; when present they appear once, in
+ * the order shown.
+ *
+ * Sealing: a snapshot is "sealed" when every hash is computed and its data
+ * has been made durable (fsync'd / syncfs'd); its manifest then has no
+ * "unsealed" line and no pending entry.  A snapshot becomes visible before
+ * that: its manifest carries "unsealed<TAB><boot id>", where <boot id> is the
+ * content of /proc/sys/kernel/random/boot_id when the snapshot was taken (1
+ * to 64 bytes of [0-9a-f-], written verbatim), and some 'f' entries may be
+ * pending.  An unsealed snapshot whose boot id differs from the running
+ * kernel's may have lost data in a crash and is discarded by the engine.
+ * An unsealed manifest may have no pending entry (hashes done, not yet
+ * durable); a manifest without the line never has one.  The format version
+ * stays 1: manifests written before sealing existed simply have no
+ * "unsealed" line.
  *
  * Ownership: a ts_manifest owns its entries and their path strings; release
  * with ts_manifest_free().
@@ -44,7 +63,8 @@ typedef struct ts_manifest_entry {
 	gid_t gid;
 	uint64_t size;             /* bytes; symlink: target length; dir: 0 */
 	struct timespec mtime;
-	unsigned char sha256[32];  /* unused for 'd' */
+	unsigned char sha256[32];  /* unused for 'd' and pending 'f' (zero when read) */
+	bool pending;              /* 'f' only: sha256 not computed yet (unsealed manifests only) */
 	uint64_t src_ino;
 	struct timespec src_ctime;
 	char *path;                /* owned; unescaped bytes */
@@ -56,6 +76,7 @@ typedef struct ts_manifest {
 	char *external_db;         /* owned, NULL when the database is inside ENV */
 	char *external_db_rel;     /* owned, where it lies inside the tree */
 	bool no_database;
+	char *unsealed_boot;       /* owned; NULL when sealed */
 	ts_manifest_entry *entries;/* owned array */
 	size_t n, cap;
 } ts_manifest;
@@ -63,8 +84,13 @@ typedef struct ts_manifest {
 void ts_manifest_init(ts_manifest *m);
 void ts_manifest_free(ts_manifest *m);
 
-/* Append an entry; the manifest copies path.  Returns the new entry (valid
- * until the next add) or NULL on out of memory. */
+/* True when the manifest describes a sealed snapshot: no unsealed_boot and
+ * no pending entry. */
+bool ts_manifest_sealed(const ts_manifest *m);
+
+/* Append an entry, all fields but type and path zero (pending false); the
+ * manifest copies path.  Returns the new entry (valid until the next add) or
+ * NULL on out of memory. */
 ts_manifest_entry *ts_manifest_add(ts_manifest *m, char type, const char *path);
 
 /* Sort entries by path (strcmp); call before writing or looking up. */
@@ -74,11 +100,16 @@ void ts_manifest_sort(ts_manifest *m);
 const ts_manifest_entry *ts_manifest_find(const ts_manifest *m, const char *path);
 
 /* Write to file (created 0600, written, fsync'd; not renamed: the caller
- * builds snapshots in a temporary directory and renames the whole of it). */
+ * builds snapshots in a temporary directory and renames the whole of it).
+ * TS_ERR_CORRUPT, nothing written, for what the reader would refuse: e.g. a
+ * bad unsealed_boot, a pending entry that is not 'f', or a pending entry
+ * while unsealed_boot is NULL. */
 ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e);
 
 /* Read and validate; TS_ERR_CORRUPT "<file>:<line>: <what is wrong>" for a
- * malformed file, TS_ERR_NOTFOUND when it does not exist. */
+ * malformed file, TS_ERR_NOTFOUND when it does not exist.  Pending entries
+ * have pending set and sha256 zeroed.  Whether an unsealed snapshot is still
+ * usable (same boot id) is for the caller to decide. */
 ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e);
 
 /* Escape bytes for a manifest field: '\\' -> "\\\\", TAB -> "\\t",

@@ -195,7 +195,7 @@ static ts_err_code ts_restore_copy_dir(ts_restore_copy *c, const char *rel, cons
 			else
 				rc = ts_restore_copy_dir(c, sub, &st, e);
 		} else if (S_ISREG(st.st_mode)) {
-			rc = ts_copy_file(c->src, c->dst, sub, false, c->desc, &co, e);
+			rc = ts_copy_file(c->src, c->dst, sub, 0, c->desc, &co, e);
 			if (rc == TS_OK) {
 				c->out->files++;
 				c->out->bytes += co.bytes;
@@ -333,7 +333,7 @@ static ts_err_code ts_restore_ext_copy(int snapfd, const char *snapdir, const ch
 		rc = ts_err_sys(e, errno, "%s: cannot open", tmpdir);
 		goto out;
 	}
-	rc = ts_copy_file(src, dst, base, false, snapdir, &co, e);
+	rc = ts_copy_file(src, dst, base, 0, snapdir, &co, e);
 	if (rc == TS_OK && wal) {
 		snprintf(dbtmp, sizeof dbtmp, "%s/%s", tmpdir, base);
 		rc = ts_restore_set_wal(dbtmp, e);

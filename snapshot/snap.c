@@ -2,6 +2,7 @@
 #include "snap.h"
 
 #include <dirent.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,6 +17,7 @@
 
 #include "copy.h"
 #include "dbsnap.h"
+#include "ioprio.h"
 #include "journal.h"
 #include "log.h"
 #include "manifest.h"
@@ -38,7 +40,7 @@ typedef struct snap_item {
 	struct stat st;            /* the source when it was copied */
 	unsigned char sha256[32];
 	bool racy;                 /* copy again: it may have changed unseen */
-	bool unhashed;             /* copied under the lock; hash after release */
+	bool unhashed;             /* 'f': sha256 pending, computed by ts_seal */
 } snap_item;
 
 typedef struct snap_list {
@@ -59,6 +61,8 @@ typedef struct snap_run {
 	snap_list items;
 	ts_snap_stats *stats;
 	bool warn;                 /* log skipped special files (first walk only) */
+	uint64_t dirty;            /* bytes copied so far (atomic) */
+	uint64_t dirty_budget;     /* beyond it, copies bound their writeback */
 	const char *db_dir;        /* directory snap_db_dest made for the database copy */
 } snap_run;
 
@@ -112,6 +116,12 @@ static ts_err_code snap_list_add(snap_list *l, const char *rel, char type,
 static bool snap_cancelled(const snap_run *r)
 {
 	return r->o->cancel && *r->o->cancel;
+}
+
+static ts_err_code snap_cancel_err(const snap_run *r, ts_err *e)
+{
+	return ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled (tracsnap is stopping)",
+	                  r->o->name);
 }
 
 static char *snap_join(const char *dir, const char *name)
@@ -230,9 +240,51 @@ static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
 	       cur.st_mtim.tv_sec == pe->mtime.tv_sec && cur.st_mtim.tv_nsec == pe->mtime.tv_nsec;
 }
 
+/* How much a snapshot may copy into the page cache without bounding its
+ * writeback: 90% of what the kernel lets be dirty before its flusher starts
+ * (dirty_background_bytes, or dirty_background_ratio of available memory),
+ * less what is dirty already.  Below that threshold our pages stay
+ * unallocated in the page cache (delayed allocation), so Trac's fsyncs never
+ * wait for them; the seal writes them back at a bounded pace.  Beyond it the
+ * flusher would write them back in bulk, so copies bound their own. */
+static uint64_t snap_meminfo_kib(const char *buf, const char *key)
+{
+	const char *p = strstr(buf, key);
+	return p ? strtoull(p + strlen(key), NULL, 10) : 0;
+}
+
+static uint64_t snap_dirty_budget(void)
+{
+	char buf[8192];
+	uint64_t bg_bytes = 0, ratio = 10, avail, dirty, limit;
+	FILE *f;
+
+	if ((f = fopen("/proc/sys/vm/dirty_background_bytes", "re"))) {
+		if (fscanf(f, "%" SCNu64, &bg_bytes) != 1)
+			bg_bytes = 0;
+		fclose(f);
+	}
+	if ((f = fopen("/proc/sys/vm/dirty_background_ratio", "re"))) {
+		if (fscanf(f, "%" SCNu64, &ratio) != 1)
+			ratio = 10;
+		fclose(f);
+	}
+	if (!(f = fopen("/proc/meminfo", "re")))
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	avail = snap_meminfo_kib(buf, "MemAvailable:") * 1024;
+	dirty = (snap_meminfo_kib(buf, "Dirty:") + snap_meminfo_kib(buf, "Writeback:")) * 1024;
+	limit = bg_bytes ? bg_bytes : avail / 100 * ratio;
+	limit = limit / 10 * 9;
+	return limit > dirty ? limit - dirty : 0;
+}
+
 /* Put one walked entry into the tree.  Returns TS_ERR_NOTFOUND when the
- * source vanished meanwhile (the caller drops the item). */
-static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, bool hash, ts_err *e)
+ * source vanished meanwhile (the caller drops the item).  Content is never
+ * hashed here: ts_seal hashes the copies once the snapshot has appeared. */
+static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, ts_err *e)
 {
 	ts_copy_out co;
 	ts_err_code rc;
@@ -245,7 +297,9 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, bool h
 	}
 	if (allow_share && snap_unchanged_since_prev(r, it) &&
 	    linkat(r->prevfd, it->rel, r->tmp.treefd, it->rel, 0) == 0) {
-		memcpy(it->sha256, ts_manifest_find(&r->prev, it->rel)->sha256, 32);
+		const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
+		memcpy(it->sha256, pe->sha256, 32);
+		it->unhashed = pe->pending;
 		__atomic_fetch_add(&r->stats->bytes_shared, (uint64_t)it->st.st_size, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&r->stats->files_shared, 1, __ATOMIC_RELAXED);
 		return TS_OK;
@@ -253,19 +307,23 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, bool h
 	clock_gettime(CLOCK_REALTIME, &before);
 	if (it->type == 'l')
 		rc = ts_copy_symlink(r->envfd, r->tmp.treefd, it->rel, r->env->root, &co, e);
-	else
-		rc = ts_copy_file(r->envfd, r->tmp.treefd, it->rel, hash, r->env->root, &co, e);
+	else {
+		uint64_t sz = (uint64_t)it->st.st_size;
+		bool bounded = __atomic_add_fetch(&r->dirty, sz, __ATOMIC_RELAXED) > r->dirty_budget;
+		rc = ts_copy_file(r->envfd, r->tmp.treefd, it->rel, bounded ? TS_COPY_BOUNDED : 0,
+		                  r->env->root, &co, e);
+	}
 	if (rc != TS_OK)
 		return rc;
 	it->st = co.st;
 	memcpy(it->sha256, co.sha256, 32);
 	it->racy = co.changed || snap_ns(&co.st.st_ctim) >= snap_ns(&before) - snap_racy_ns(&co.st);
-	it->unhashed = !hash && it->type == 'f';
+	it->unhashed = it->type == 'f';
 	__atomic_fetch_add(&r->stats->bytes_copied, co.bytes, __ATOMIC_RELAXED);
 	return TS_OK;
 }
 
-/* Pre-copy workers: copying is CPU-bound (SHA-256) as much as I/O-bound, so
+/* Pre-copy workers: copying small files is as much system calls as I/O, so
  * files are shared out to one thread per core. */
 typedef struct snap_pool {
 	snap_run *r;
@@ -277,32 +335,12 @@ typedef struct snap_pool {
 	ts_err err;
 } snap_pool;
 
-/* I/O priority of the calling thread (ioprio_set(2); glibc has no wrapper). */
-#define SNAP_IOPRIO_WHO_PROCESS 1
-#define SNAP_IOPRIO_CLASS_SHIFT 13
-#define SNAP_IOPRIO_IDLE (3 << SNAP_IOPRIO_CLASS_SHIFT)
-
-static int snap_ioprio_get(void)
-{
-	return (int)syscall(SYS_ioprio_get, SNAP_IOPRIO_WHO_PROCESS, 0);
-}
-
-static void snap_ioprio_set(int prio)
-{
-	if (prio >= 0)
-		(void)syscall(SYS_ioprio_set, SNAP_IOPRIO_WHO_PROCESS, 0, prio);
-}
-
 static void *snap_worker(void *arg)
 {
 	snap_pool *p = arg;
 	ts_err e;
-	/* The pre-copy runs while Trac works: its reads and writeback take the
-	 * idle I/O class, so that Trac's own commits (an fsync each) go first
-	 * (honoured by the bfq and mq-deadline schedulers). */
-	int prio = snap_ioprio_get();
+	int prio = ts_ioprio_idle();   /* the pre-copy runs while Trac works */
 
-	snap_ioprio_set(SNAP_IOPRIO_IDLE);
 	ts_err_clear(&e);
 	for (;;) {
 		if (__atomic_load_n(&p->rc, __ATOMIC_RELAXED) != TS_OK || snap_cancelled(p->r))
@@ -313,7 +351,7 @@ static void *snap_worker(void *arg)
 		snap_item *it = &p->r->items.v[i];
 		if (it->type == 'd')
 			continue;
-		ts_err_code rc = snap_put(p->r, it, true, true, &e);
+		ts_err_code rc = snap_put(p->r, it, true, &e);
 		__atomic_fetch_add(&p->done.files_done, 1, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&p->done.bytes_done, (uint64_t)it->st.st_size, __ATOMIC_RELAXED);
 		if (p->r->o->progress && pthread_equal(pthread_self(), p->caller)) {
@@ -337,7 +375,7 @@ static void *snap_worker(void *arg)
 		}
 	}
 	ts_copy_thread_done();
-	snap_ioprio_set(prio);
+	ts_ioprio_restore(prio);
 	return NULL;
 }
 
@@ -356,7 +394,7 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 	/* Directories first, in order (parents sort before children). */
 	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++)
 		if (r->items.v[i].type == 'd')
-			rc = snap_put(r, &r->items.v[i], false, true, e);
+			rc = snap_put(r, &r->items.v[i], false, e);
 	if (rc != TS_OK)
 		return rc;
 	memset(&pool, 0, sizeof pool);
@@ -384,8 +422,7 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 		return pool.rc;
 	}
 	if (snap_cancelled(r))
-		return ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled (tracsnap is stopping)",
-		                  r->o->name);
+		return snap_cancel_err(r, e);
 	/* Drop vanished items so that the list is what the tree holds. */
 	size_t k = 0;
 	for (size_t i = 0; i < r->items.n; i++) {
@@ -400,9 +437,8 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 
 /* Make the tree equal to the environment now, copying only what changed
  * since the last pass.  Run once without the lock to catch up with what
- * changed during the pre-copy, then under the lock (hash false: hashing
- * waits until the writers are free). */
-static ts_err_code snap_sync(snap_run *r, bool hash, ts_err *e)
+ * changed during the pre-copy, then under the lock. */
+static ts_err_code snap_sync(snap_run *r, ts_err *e)
 {
 	ts_err_code rc;
 	snap_list now = { 0 };
@@ -435,7 +471,7 @@ static ts_err_code snap_sync(snap_run *r, bool hash, ts_err *e)
 			if (rc != TS_OK)
 				break;
 		}
-		rc = snap_put(r, cur, false, hash, e);
+		rc = snap_put(r, cur, false, e);
 		if (rc == TS_ERR_NOTFOUND) {
 			/* Vanished under the lock (a log rotated, say): not in the snapshot. */
 			cur->type = 0;
@@ -472,21 +508,6 @@ static void snap_wait_racy(const snap_run *r)
 	}
 }
 
-/* Hash what was copied under the lock, now that the writers run again. */
-static ts_err_code snap_hash_late(snap_run *r, ts_err *e)
-{
-	ts_err_code rc = TS_OK;
-	for (size_t k = 0; rc == TS_OK && k < r->items.n; k++) {
-		snap_item *it = &r->items.v[k];
-		uint64_t size;
-		if (it->type != 'f' || !it->unhashed)
-			continue;
-		rc = ts_copy_hash_file(r->tmp.treefd, it->rel, it->sha256, &size, e);
-		it->unhashed = false;
-	}
-	return rc;
-}
-
 /* Directories get their metadata last, deepest first, once nothing more is
  * added to them. */
 static ts_err_code snap_dir_meta(snap_run *r, ts_err *e)
@@ -510,7 +531,10 @@ static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 	m.time = r->stats->instant;
 	m.no_database = r->o->no_database;
 	m.env = strdup(r->env->root);
-	if (!m.env)
+	char boot[TS_STORE_BOOT_ID_MAX];
+	ts_store_boot_id(boot);
+	m.unsealed_boot = strdup(boot);
+	if (!m.env || !m.unsealed_boot)
 		goto nomem;
 	if (!r->env->db_rel && r->env->db_abs && !r->o->no_database) {
 		m.external_db = strdup(r->env->db_abs);
@@ -532,6 +556,7 @@ static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		me->size = it->type == 'd' ? 0 : (uint64_t)it->st.st_size;
 		me->mtime = it->st.st_mtim;
 		memcpy(me->sha256, it->sha256, 32);
+		me->pending = it->type == 'f' && it->unhashed;
 		if (it->type != 'd') {
 			me->src_ino = it->st.st_ino;
 			me->src_ctime = it->st.st_ctim;
@@ -550,9 +575,8 @@ static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		me = ts_manifest_add(&m, 'f', db_rel);
 		if (!me)
 			goto nomem;
-		rc = ts_copy_hash_file(r->tmp.treefd, db_rel, me->sha256, &size, e);
-		if (rc != TS_OK)
-			goto out;
+		size = (uint64_t)st.st_size;
+		me->pending = true;
 		me->mode = st.st_mode & 07777;
 		me->uid = st.st_uid;
 		me->gid = st.st_gid;
@@ -726,12 +750,13 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 		goto out;
 	r.tmp_open = true;
 	snap_open_prev(&r);
+	r.dirty_budget = snap_dirty_budget();
 
 	rc = snap_precopy(&r, e);
 	if (rc != TS_OK)
 		goto out;
 	snap_wait_racy(&r);
-	rc = snap_sync(&r, true, e);
+	rc = snap_sync(&r, e);
 	if (rc != TS_OK)
 		goto out;
 	if (!o->no_database) {
@@ -743,11 +768,13 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 		if (rc != TS_OK)
 			goto out;
 	}
-	rc = db->ops->lock(db, e);
+	/* A stop asked for during the copy cancels until the very end: before
+	 * Trac's lock is taken, and before the snapshot appears. */
+	rc = snap_cancelled(&r) ? snap_cancel_err(&r, e) : db->ops->lock(db, e);
 	if (rc != TS_OK)
 		goto out;
 	clock_gettime(CLOCK_REALTIME, &stats->instant);
-	rc = snap_sync(&r, false, e);
+	rc = snap_sync(&r, e);
 	if (rc != TS_OK)
 		goto out;
 	if (!o->no_database)
@@ -756,14 +783,15 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	stats->hold_ms = ts_dbsnap_hold_ms(db);
 	if (rc != TS_OK)
 		goto out;
-	rc = snap_hash_late(&r, e);
-	if (rc == TS_OK)
-		rc = snap_dir_meta(&r, e);
+	rc = snap_dir_meta(&r, e);
 	if (rc == TS_OK)
 		rc = snap_manifest(&r, db_rel, e);
 	if (rc == TS_OK)
+		rc = snap_cancelled(&r) ? snap_cancel_err(&r, e) : ts_store_mark_unsealed(&r.tmp, e);
+	if (rc == TS_OK) {
 		rc = ts_store_commit(store, &r.tmp, &stats->instant, e);
-	r.tmp_open = false;   /* commit consumed it, success or not */
+		r.tmp_open = false;   /* commit consumed it, success or not */
+	}
 out:
 	if (db) {
 		db->ops->release(db);

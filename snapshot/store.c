@@ -16,6 +16,7 @@
 
 #include "copy.h"
 #include "env.h"
+#include "log.h"
 
 #define STORE_LOCK_FILE ".lock"
 #define STORE_TMP_PREFIX ".tmp-"
@@ -196,6 +197,67 @@ void ts_store_close(ts_store *s)
 	s->dirfd = s->lockfd = -1;
 }
 
+void ts_store_boot_id(char out[TS_STORE_BOOT_ID_MAX])
+{
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, out, TS_STORE_BOOT_ID_MAX - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	out[n > 0 ? n : 0] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+}
+
+ts_store_seal_state ts_store_seal_state_of(ts_store *s, const char *name)
+{
+	char path[PATH_MAX], mark[TS_STORE_BOOT_ID_MAX], now[TS_STORE_BOOT_ID_MAX];
+	ssize_t n;
+	int fd;
+
+	if ((size_t)snprintf(path, sizeof path, "%s/%s", name, TS_STORE_UNSEALED) >= sizeof path)
+		return TS_STORE_SEALED;
+	fd = openat(s->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return TS_STORE_SEALED;
+	n = read(fd, mark, sizeof mark - 1);
+	close(fd);
+	mark[n > 0 ? n : 0] = '\0';
+	mark[strcspn(mark, "\n")] = '\0';
+	ts_store_boot_id(now);
+	return strcmp(mark, now) == 0 ? TS_STORE_UNSEALED_NOW : TS_STORE_UNSEALED_LOST;
+}
+
+ts_err_code ts_store_mark_unsealed(ts_store_tmp *t, ts_err *e)
+{
+	char id[TS_STORE_BOOT_ID_MAX + 1];
+	ts_err_code rc = TS_OK;
+	int fd = openat(t->dirfd, TS_STORE_UNSEALED, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	ts_store_boot_id(id);
+	strcat(id, "\n");
+	if (fd < 0 || write(fd, id, strlen(id)) != (ssize_t)strlen(id) || fsync(fd) < 0)
+		rc = ts_err_sys(e, errno, "%s/%s: cannot write", t->dir, TS_STORE_UNSEALED);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static ts_err_code store_remove(ts_store *s, const char *name, bool lost, ts_err *e);
+
+/* A snapshot that was not yet durable when the machine went down may have
+ * lost data: it never was (spec: a crash leaves no snapshot or a complete
+ * one). */
+static void store_remove_lost(ts_store *s, const char *name)
+{
+	ts_err e;
+	ts_err_clear(&e);
+	if (store_remove(s, name, true, &e) == TS_OK)
+		ts_log(LOG_WARNING, "snapshot %s: discarded: the machine restarted before it was "
+		       "durable (its data may be incomplete)", name);
+	else
+		ts_log(LOG_WARNING, "snapshot %s: not durable before a restart, and cannot be "
+		       "discarded: %s", name, e.msg);
+}
+
 static void store_remove_leftovers(ts_store *s)
 {
 	DIR *d;
@@ -209,6 +271,11 @@ static void store_remove_leftovers(ts_store *s)
 	}
 	rewinddir(d);
 	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] != '.') {
+			if (ts_store_seal_state_of(s, de->d_name) == TS_STORE_UNSEALED_LOST)
+				store_remove_lost(s, de->d_name);
+			continue;
+		}
 		if (strncmp(de->d_name, STORE_TMP_PREFIX, strlen(STORE_TMP_PREFIX)) &&
 		    strncmp(de->d_name, STORE_DEL_PREFIX, strlen(STORE_DEL_PREFIX)))
 			continue;
@@ -307,6 +374,9 @@ ts_err_code ts_store_list(ts_store *s, ts_store_snap **out, size_t *n, ts_err *e
 			continue;
 		if (fstatat(s->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
 			continue;
+		ts_store_seal_state seal = ts_store_seal_state_of(s, de->d_name);
+		if (seal == TS_STORE_UNSEALED_LOST)
+			continue;   /* never was; removed by the next writer */
 		if (cnt == cap) {
 			size_t ncap = cap ? cap * 2 : 16;
 			ts_store_snap *nv = realloc(v, ncap * sizeof *v);
@@ -323,6 +393,7 @@ ts_err_code ts_store_list(ts_store *s, ts_store_snap **out, size_t *n, ts_err *e
 			goto out;
 		}
 		v[cnt].time = st.st_mtim;
+		v[cnt].sealed = seal == TS_STORE_SEALED;
 		cnt++;
 	}
 	if (cnt > 1)
@@ -347,11 +418,17 @@ void ts_store_list_free(ts_store_snap *v, size_t n)
 	free(v);
 }
 
-bool ts_store_exists(ts_store *s, const char *name)
+/* A snapshot directory, lost in a restart or not. */
+static bool store_dir_exists(ts_store *s, const char *name)
 {
 	struct stat st;
 	return name[0] != '.' && !strchr(name, '/') &&
 	       fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool ts_store_exists(ts_store *s, const char *name)
+{
+	return store_dir_exists(s, name) && ts_store_seal_state_of(s, name) != TS_STORE_UNSEALED_LOST;
 }
 
 /* A private name in the store for work in progress: the snapshot's own name
@@ -411,12 +488,6 @@ ts_err_code ts_store_commit(ts_store *s, ts_store_tmp *t, const struct timespec 
 	ts_err_code rc = TS_OK;
 	struct timespec times[2] = { *instant, *instant };
 
-	/* One syncfs instead of an fsync per file: the whole snapshot is durable
-	 * before its name appears. */
-	if (syncfs(t->dirfd) < 0) {
-		rc = ts_err_sys(e, errno, "store %s: sync failed", s->root);
-		goto out;
-	}
 	if (futimens(t->dirfd, times) < 0 || fsync(t->dirfd) < 0) {
 		rc = ts_err_sys(e, errno, "store %s: cannot finish %s", s->root, t->dir);
 		goto out;
@@ -441,7 +512,7 @@ void ts_store_abort(ts_store *s, ts_store_tmp *t)
 	store_tmp_free(t);
 }
 
-ts_err_code ts_store_remove(ts_store *s, const char *name, ts_err *e)
+static ts_err_code store_remove(ts_store *s, const char *name, bool lost, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	char *del = store_private_name(STORE_DEL_PREFIX);
@@ -450,7 +521,7 @@ ts_err_code ts_store_remove(ts_store *s, const char *name, ts_err *e)
 		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (!ts_store_exists(s, name)) {
+	if (!(lost ? store_dir_exists(s, name) : ts_store_exists(s, name))) {
 		rc = ts_err_set(e, TS_ERR_NOTFOUND, "snapshot %s: no such snapshot", name);
 		goto out;
 	}
@@ -460,10 +531,26 @@ ts_err_code ts_store_remove(ts_store *s, const char *name, ts_err *e)
 		goto out;
 	}
 	(void)fsync(s->dirfd);
-	rc = ts_copy_remove_tree(s->dirfd, del, e);
+	/* The snapshot is gone once renamed.  A sealer still finishing it may
+	 * add its new manifest while we empty the directory (ENOTEMPTY): try
+	 * again, and failing that leave it to the next writer's cleanup. */
+	for (int tries = 0; tries < 3; tries++) {
+		ts_err re;
+		ts_err_clear(&re);
+		if (ts_copy_remove_tree(s->dirfd, del, &re) == TS_OK)
+			break;
+		if (tries == 2)
+			ts_log(LOG_WARNING, "snapshot %s: deleted, but its files could not all be "
+			       "removed yet (%s); the next snapshot removes them", name, re.msg);
+	}
 out:
 	free(del);
 	return rc;
+}
+
+ts_err_code ts_store_remove(ts_store *s, const char *name, ts_err *e)
+{
+	return store_remove(s, name, false, e);
 }
 
 ts_err_code ts_store_rename(ts_store *s, const char *from, const char *to, ts_err *e)

@@ -27,7 +27,26 @@ typedef struct ts_store {
 typedef struct ts_store_snap {
 	char *name;
 	struct timespec time;   /* the snapshot instant (mtime of STORE/NAME) */
+	bool sealed;            /* hashed and durable (see ts_seal) */
 } ts_store_snap;
+
+/* STORE/NAME/unsealed: present from the commit until ts_seal has hashed the
+ * snapshot and made it durable; holds the boot id of the kernel that wrote
+ * it.  Once the machine has restarted, an unsealed snapshot may have lost
+ * data that was still in the page cache: it is hidden at once and removed by
+ * the next writer (ts_store_lock). */
+#define TS_STORE_UNSEALED "unsealed"
+#define TS_STORE_BOOT_ID_MAX 72
+
+typedef enum ts_store_seal_state {
+	TS_STORE_SEALED,
+	TS_STORE_UNSEALED_NOW,   /* written since this boot: complete, to be sealed */
+	TS_STORE_UNSEALED_LOST   /* written before a restart: discarded */
+} ts_store_seal_state;
+
+/* /proc/sys/kernel/random/boot_id without newline ("" when unreadable). */
+void ts_store_boot_id(char out[TS_STORE_BOOT_ID_MAX]);
+ts_store_seal_state ts_store_seal_state_of(ts_store *s, const char *name);
 
 /* A snapshot being built. */
 typedef struct ts_store_tmp {
@@ -52,7 +71,7 @@ ts_err_code ts_store_open(const char *path, bool create, ts_store *s, ts_err *e)
 void ts_store_close(ts_store *s);
 
 /* Take the writers' lock, waiting up to timeout_s seconds; then remove
- * leftovers of writers that died.  TS_ERR_BUSY names the holder's pid. */
+ * leftovers of writers that died and snapshots lost in a restart.  TS_ERR_BUSY names the holder's pid. */
 ts_err_code ts_store_lock(ts_store *s, int timeout_s, ts_err *e);
 void ts_store_unlock(ts_store *s);
 
@@ -60,16 +79,21 @@ void ts_store_unlock(ts_store *s);
  * ts_store_lock() then refuses: work in an unlinked directory would be lost. */
 bool ts_store_gone(const ts_store *s);
 
-/* Complete snapshots, oldest first (ties by name). */
+/* Complete snapshots, oldest first (ties by name); sealed or not, but never
+ * one lost in a restart. */
 ts_err_code ts_store_list(ts_store *s, ts_store_snap **out, size_t *n, ts_err *e);
 void ts_store_list_free(ts_store_snap *v, size_t n);
 
-/* Does a complete snapshot NAME exist? */
+/* Does a complete snapshot NAME exist?  (Not one lost in a restart.) */
 bool ts_store_exists(ts_store *s, const char *name);
 
 /* Writers only (lock held): */
 ts_err_code ts_store_begin(ts_store *s, const char *name, ts_store_tmp *t, ts_err *e);
-/* syncfs, set STORE/NAME's mtime to instant, rename into place, fsync STORE.
+/* Write the unsealed marker (before the commit: a snapshot must never
+ * appear without it until it is sealed). */
+ts_err_code ts_store_mark_unsealed(ts_store_tmp *t, ts_err *e);
+/* Set STORE/NAME's mtime to instant, rename into place, fsync STORE.  No
+ * data sync: that is ts_seal's job, which the unsealed marker promises.
  * TS_ERR_EXISTS when NAME appeared meanwhile. */
 ts_err_code ts_store_commit(ts_store *s, ts_store_tmp *t, const struct timespec *instant, ts_err *e);
 /* Remove a tmp snapshot (after failure); never fails. */

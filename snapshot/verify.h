@@ -7,6 +7,13 @@
  * goes to a callback; the function fails only when it cannot do the check at
  * all (no store, unreadable or malformed manifest).
  *
+ * Unsealed snapshots (seal.h): a regular file whose hash is still pending in
+ * the manifest gets every check but the content one, which is not a problem
+ * either; the count of such files is returned apart, so that the caller can
+ * say what was not checked (or seal first: ts_seal).  A snapshot lost in a
+ * restart (TS_STORE_UNSEALED_LOST) is TS_ERR_NOTFOUND, as ts_store_list hides
+ * it.
+ *
  * Readers need no store lock (see store.h): a snapshot removed meanwhile shows
  * as TS_ERR_NOTFOUND.
  */
@@ -40,23 +47,26 @@ typedef struct ts_verify_problem {
 
 typedef void (*ts_verify_problem_fn)(void *arg, const char *snap, const ts_verify_problem *p);
 
-/* After each regular file: files and bytes hashed so far, of the totals the
- * manifest gives. */
+/* After each regular file: files and bytes checked so far (hashed, unless
+ * pending), of the totals the manifest gives. */
 typedef void (*ts_verify_progress_fn)(void *arg, const char *snap, size_t files_done,
                                       size_t files_total, uint64_t bytes_done,
                                       uint64_t bytes_total);
 
 /* Verify snapshot name of s.  problem/progress may be NULL.  *nproblems (may
- * be NULL) gets the number of problems reported.  TS_OK when the check ran,
- * whatever it found. */
+ * be NULL) gets the number of problems reported; *npending (may be NULL) the
+ * number of regular files whose content was not checked because their hash
+ * is pending (0 for a sealed snapshot).  TS_OK when the check ran, whatever
+ * it found. */
 ts_err_code ts_verify_snapshot(ts_store *s, const char *name, ts_verify_problem_fn problem,
                                ts_verify_progress_fn progress, void *arg,
-                               size_t *nproblems, ts_err *e);
+                               size_t *nproblems, size_t *npending, ts_err *e);
 
 /* Short stable name of a kind ("missing", "mode", ...). */
 const char *ts_verify_kind_name(ts_verify_kind k);
 
-/* What `tracsnap list` shows of a snapshot, from its manifest. */
+/* What `tracsnap list` shows of a snapshot, from its manifest (sealed or not:
+ * it needs no hash). */
 typedef struct ts_verify_summary {
 	uint64_t size;          /* sum of the manifest's sizes (files and symlinks) */
 	uint64_t files;         /* regular files */

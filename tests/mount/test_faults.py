@@ -96,9 +96,15 @@ def big_env(big_env_master, tmp_path):
     return env
 
 
-def snap_seconds(m, name):
+def sealed_seconds(m, store, name, timeout=120):
+    """mkdir, then wait until the daemon has sealed it: the whole life of a
+    snapshot (copy, then hashing and sync in the background)."""
     t0 = time.monotonic()
     os.mkdir(m.path(name))
+    marker = os.path.join(store, name, "unsealed")
+    while os.path.exists(marker):
+        assert time.monotonic() - t0 < timeout, "%s not sealed after %d s" % (name, timeout)
+        time.sleep(0.005)
     return time.monotonic() - t0
 
 
@@ -160,10 +166,12 @@ def test_kill9_during_snapshots(big_env, mount_factory, tmp_path):
     store = str(tmp_path / "store")
     before = fs_tree_state_light(big_env)
     m = mount_factory(big_env, store=store)
-    dur = snap_seconds(m, "base")              # the first one copies everything
+    # The kills land anywhere in a snapshot's life: while it is copied, and
+    # after it appeared while the daemon seals it.
+    dur = sealed_seconds(m, store, "base")     # the first one copies everything
     os.rmdir(m.path("base"))                   # so that each later one copies all again
-    print("full snapshot takes %.2f s" % dur)
-    assert dur > 0.5, "environment too small to kill mid-snapshot (%.2f s)" % dur
+    print("full snapshot, sealed, takes %.2f s" % dur)
+    assert dur > 0.3, "environment too small to kill mid-snapshot (%.2f s)" % dur
     complete = []
     for i in range(20):
         name = "k%02d" % i
@@ -186,6 +194,16 @@ def test_kill9_during_snapshots(big_env, mount_factory, tmp_path):
             assert name in listed, (name, listed)
         # the killed writer's work was removed when the daemon started again
         assert leftovers(store) == [], (i, store_entries(store))
+        # and what it had not sealed, the new daemon seals (same boot)
+        for n in listed:
+            deadline = time.monotonic() + 60
+            while os.path.exists(os.path.join(store, n, "unsealed")):
+                assert time.monotonic() < deadline, (i, n, "never sealed", m.log_text())
+                time.sleep(0.01)
+            assert [f for f in os.listdir(os.path.join(store, n))
+                    if f.startswith("manifest.")] == [], (i, n)
+        if listed:
+            assert_verify(big_env, store)
         for n in listed:
             os.rmdir(m.path(n))
         assert leftovers(store) == [], (i, store_entries(store))
@@ -229,8 +247,7 @@ def test_signal_during_snapshot(big_env, mount_factory, tmp_path, sig):
         os.utime(os.path.join(big_env, "files", "big", n))
     before = fs_tree_state_light(big_env)
     p = mkdir_bg(m.path("cut"))
-    wait_tmp_appears(store)
-    time.sleep(0.05)
+    wait_tmp_appears(store)          # copying has begun: the signal lands mid-copy
     m.proc.send_signal(sig)
     took = wait_gone(m, 10)
     p.wait(timeout=10)
@@ -239,7 +256,7 @@ def test_signal_during_snapshot(big_env, mount_factory, tmp_path, sig):
     assert "cancelled (tracsnap is stopping)" in log, log
     # libfuse's fuse_main returns 8 after a signal (its handler records it)
     assert m.proc.returncode in (0, 8), log
-    assert leftovers(store) == [], store_entries(store)   # removed by the daemon itself
+    assert leftovers(store) == [], (store_entries(store), log)   # removed by the daemon itself
     print("stopped %.2f s after the signal" % took)
     assert_sound(big_env, store, None, expect=["old"])
     assert "cut" not in store_entries(store)

@@ -290,8 +290,11 @@ def test_list_json_and_columns(env_sqlite, store):
         assert d["time"][10] == "T" and d["time"][-3] == ":"
     p = tracsnap("list", "--store", store, env_sqlite)
     lines = p.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "TIME", "SIZE", "FILES", "SHARED"]
+    assert lines[0].split() == ["NAME", "TIME", "SIZE", "FILES", "SHARED", "STATE"]
     assert [l.split()[0] for l in lines[1:]] == ["a", "b"]
+    # `tracsnap snapshot` seals before it returns
+    assert [l.split()[-1] for l in lines[1:]] == ["sealed", "sealed"]
+    assert [d["sealed"] for d in data] == [True, True]
 
 
 def test_list_json_escapes_names(env_sqlite, store):

@@ -591,30 +591,30 @@ static void test_hash_file(void **state)
 
 	put(x->dfd, "abc", "abc", 3, 0444);
 	ts_err_clear(&e);
-	assert_int_equal(ts_copy_hash_file(x->dfd, "abc", got, &size, &e), TS_OK);
+	assert_int_equal(ts_copy_hash_file(x->dfd, "abc", false, got, &size, &e), TS_OK);
 	assert_memory_equal(got, abc, 32);
 	assert_true(size == 3);
 
 	put(x->dfd, "big", data, len, 0600);
-	assert_int_equal(ts_copy_hash_file(x->dfd, "big", got, &size, &e), TS_OK);
+	assert_int_equal(ts_copy_hash_file(x->dfd, "big", false, got, &size, &e), TS_OK);
 	sha_of(data, len, want);
 	assert_memory_equal(got, want, 32);
 	assert_true(size == len);
 	free(data);
 
 	put(x->dfd, "empty", "", 0, 0644);
-	assert_int_equal(ts_copy_hash_file(x->dfd, "empty", got, &size, &e), TS_OK);
+	assert_int_equal(ts_copy_hash_file(x->dfd, "empty", false, got, &size, &e), TS_OK);
 	sha_of("", 0, want);
 	assert_memory_equal(got, want, 32);
 	assert_true(size == 0);
 
 	ts_err_clear(&e);
-	assert_int_not_equal(ts_copy_hash_file(x->dfd, "missing", got, &size, &e), TS_OK);
+	assert_int_not_equal(ts_copy_hash_file(x->dfd, "missing", false, got, &size, &e), TS_OK);
 	assert_true(e.msg[0] != '\0');
 	/* Not through a symlink. */
 	assert_int_equal(symlinkat("abc", x->dfd, "link"), 0);
 	ts_err_clear(&e);
-	assert_int_not_equal(ts_copy_hash_file(x->dfd, "link", got, &size, &e), TS_OK);
+	assert_int_not_equal(ts_copy_hash_file(x->dfd, "link", false, got, &size, &e), TS_OK);
 }
 
 /* ---- ts_copy_remove_tree ------------------------------------------------------ */

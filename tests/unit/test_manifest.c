@@ -449,6 +449,60 @@ static void test_write_refuses(void **state)
 	ts_manifest_free(&m);
 }
 
+/* What the reader refuses about sealing is never written either. */
+static void write_refused(ts_manifest *m, const char *why)
+{
+	ts_err e;
+
+	unlink(file);
+	ts_err_clear(&e);
+	assert_int_equal(ts_manifest_write(m, file, &e), TS_ERR_CORRUPT);
+	if (!strstr(e.msg, why))
+		fail_msg("message '%s', want '%s'", e.msg, why);
+	assert_int_equal(access(file, F_OK), -1);
+}
+
+static void test_write_refuses_unsealed(void **state)
+{
+	static const char *const bad_boot[] = {
+		"", "ABCDEF", "a b", "a/b", "a\tb", "a\nb", "g", "x",
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0", /* 65 */
+	};
+	ts_manifest m;
+	ts_manifest_entry *ent;
+	ts_err e;
+	size_t i;
+
+	(void)state;
+	ts_manifest_init(&m);
+	m.env = strdup("/e");
+	ent = ts_manifest_add(&m, 'f', "a");
+	/* A pending file in a manifest that claims to be sealed. */
+	ent->pending = true;
+	write_refused(&m, "pending in a sealed manifest");
+	m.unsealed_boot = strdup("14fb3176-495d-41a4-8546-7a479d8a9546");
+	assert_int_equal(ts_manifest_write(&m, file, &e), TS_OK);
+	for (i = 0; i < sizeof(bad_boot) / sizeof(bad_boot[0]); i++) {
+		free(m.unsealed_boot);
+		m.unsealed_boot = strdup(bad_boot[i]);
+		write_refused(&m, "bad boot id");
+	}
+	free(m.unsealed_boot);
+	m.unsealed_boot = strdup("14fb3176-495d-41a4-8546-7a479d8a9546");
+	/* Only regular files can be pending. */
+	ent = ts_manifest_add(&m, 'l', "b");
+	ent->pending = true;
+	write_refused(&m, "pending but not a file");
+	ent->pending = false;
+	ent = ts_manifest_add(&m, 'd', "c");
+	ent->pending = true;
+	write_refused(&m, "pending but not a file");
+	ent->pending = false;
+	assert_int_equal(ts_manifest_write(&m, file, &e), TS_OK);
+	ts_manifest_free(&m);
+	assert_null(m.unsealed_boot);
+}
+
 /* ---- reading: rejections ------------------------------------------------- */
 
 #define L1 "tracsnap-manifest\t1\n"
@@ -487,6 +541,7 @@ static void bad_at(const char *text, unsigned line, const char *why)
 	assert_int_equal(m.n, 0);
 	assert_null(m.entries);
 	assert_null(m.env);
+	assert_null(m.unsealed_boot);
 }
 
 static void test_read_good_base(void **state)
@@ -641,22 +696,406 @@ static void test_read_bad_structure(void **state)
 	assert_int_equal(m.n, 0);
 }
 
+/* ---- unsealed manifests ---------------------------------------------------- */
+
+#define BOOT "14fb3176-495d-41a4-8546-7a479d8a9546"
+#define LU "unsealed\t" BOOT "\n"
+/* E3 with its hash not computed yet. */
+#define E3P "f\t0600\t33\t33\t6061\t1700000000.000000000\t-\t13\t1700000000.500000000\tconf/trac.ini\n"
+#define E4L "l\t0777\t33\t33\t8\t1700000000.000000000\t" HEX_A "\t14\t1700000000.500000000\tconf/x\n"
+#define E4LP "l\t0777\t33\t33\t8\t1700000000.000000000\t-\t14\t1700000000.500000000\tconf/x\n"
+
+/* The state an accepted manifest must be in, whatever the input. */
+static void sane_sealing(const ts_manifest *m)
+{
+	size_t i, pending = 0;
+
+	if (m->unsealed_boot) {
+		size_t len = strlen(m->unsealed_boot);
+
+		assert_true(len >= 1 && len <= 64);
+		assert_int_equal(strspn(m->unsealed_boot, "0123456789abcdef-"), len);
+	}
+	for (i = 0; i < m->n; i++) {
+		const ts_manifest_entry *ent = &m->entries[i];
+		static const unsigned char zero[32];
+
+		if (!ent->pending)
+			continue;
+		pending++;
+		assert_int_equal(ent->type, 'f');
+		assert_non_null(m->unsealed_boot);
+		assert_memory_equal(ent->sha256, zero, 32);
+	}
+	assert_int_equal(ts_manifest_sealed(m), !m->unsealed_boot && pending == 0);
+}
+
+/* Build an unsealed manifest: pending and hashed files, a link, directories.
+ * The pending entries get garbage in sha256, which must not be written. */
+static void fill_unsealed(ts_manifest *m)
+{
+	ts_manifest_entry *ent;
+
+	ts_manifest_init(m);
+	m->time.tv_sec = 1700000000;
+	m->time.tv_nsec = 42;
+	m->env = strdup("/srv/trac/e");
+	m->no_database = true;
+	m->unsealed_boot = strdup(BOOT);
+	assert_non_null(m->unsealed_boot);
+	ent = ts_manifest_add(m, 'd', ".");
+	ent->mode = 0755;
+	ent = ts_manifest_add(m, 'd', "conf");
+	ent->mode = 0750;
+	ent = ts_manifest_add(m, 'f', "conf/trac.ini");
+	ent->size = 6061;
+	ent->pending = true;
+	memset(ent->sha256, 0xcd, 32);
+	ent = ts_manifest_add(m, 'f', "README");
+	ent->size = 99;
+	memset(ent->sha256, 0x3c, 32);
+	ent->sha256[0] = 0;
+	ent = ts_manifest_add(m, 'l', "link");
+	ent->size = 6;
+	memset(ent->sha256, 0x77, 32);
+	ent = ts_manifest_add(m, 'f', "attachments/big file");
+	ent->size = 1u << 30;
+	ent->pending = true;
+	ent->src_ino = 77;
+	ent = ts_manifest_add(m, 'f', "VERSION");
+	ent->size = 27;
+	memset(ent->sha256, 0xfe, 32);
+	ts_manifest_sort(m);
+}
+
+static void test_unsealed_round_trip(void **state)
+{
+	static const unsigned char zero[32];
+	ts_manifest m, r;
+	const ts_manifest_entry *a, *b;
+	char *text;
+	ts_err e;
+	size_t i, pending = 0;
+
+	(void)state;
+	fill_unsealed(&m);
+	assert_false(ts_manifest_sealed(&m));
+	ts_err_clear(&e);
+	if (ts_manifest_write(&m, file, &e) != TS_OK)
+		fail_msg("%s", e.msg);
+	text = get_file(NULL);
+	assert_non_null(strstr(text, "\nno-database\nunsealed\t" BOOT "\nentries\t7\n"));
+	assert_non_null(strstr(text, "\t-\t77\t0.000000000\tattachments/big\\x20file\n"));
+	assert_non_null(strstr(text, "\t-\t0\t0.000000000\tconf/trac.ini\n"));
+	assert_null(strstr(text, "cdcdcdcd")); /* a pending hash is not written */
+	free(text);
+
+	memset(&r, 0x5a, sizeof(r)); /* the reader initialises */
+	if (ts_manifest_read(file, &r, &e) != TS_OK)
+		fail_msg("%s", e.msg);
+	assert_non_null(r.unsealed_boot);
+	assert_string_equal(r.unsealed_boot, BOOT);
+	assert_ptr_not_equal(r.unsealed_boot, m.unsealed_boot);
+	assert_true(r.no_database);
+	assert_false(ts_manifest_sealed(&r));
+	assert_int_equal(r.n, m.n);
+	for (i = 0; i < m.n; i++) {
+		a = &m.entries[i];
+		b = &r.entries[i];
+		assert_string_equal(a->path, b->path);
+		assert_int_equal(a->type, b->type);
+		assert_int_equal(a->size, b->size);
+		assert_int_equal(a->mode, b->mode);
+		assert_true(a->src_ino == b->src_ino);
+		assert_int_equal(a->pending, b->pending);
+		if (b->pending) {
+			pending++;
+			assert_memory_equal(b->sha256, zero, 32);
+		} else if (b->type != 'd') {
+			assert_memory_equal(a->sha256, b->sha256, 32);
+		}
+	}
+	assert_int_equal(pending, 2);
+	assert_true(ts_manifest_find(&r, "conf/trac.ini")->pending);
+	assert_true(ts_manifest_find(&r, "attachments/big file")->pending);
+	assert_false(ts_manifest_find(&r, "README")->pending);
+	assert_false(ts_manifest_find(&r, "link")->pending);
+	assert_false(ts_manifest_find(&r, "VERSION")->pending);
+	assert_int_equal(ts_manifest_find(&r, "VERSION")->sha256[0], 0xfe);
+	assert_int_equal(ts_manifest_find(&r, "link")->sha256[31], 0x77);
+	sane_sealing(&r);
+	ts_manifest_free(&r);
+	assert_null(r.unsealed_boot);
+
+	/* Hashes done, not durable yet: unsealed, no pending entry. */
+	for (i = 0; i < m.n; i++) {
+		if (m.entries[i].pending) {
+			m.entries[i].pending = false;
+			memset(m.entries[i].sha256, 0x11, 32);
+		}
+	}
+	assert_false(ts_manifest_sealed(&m));
+	assert_int_equal(ts_manifest_write(&m, file, &e), TS_OK);
+	assert_int_equal(ts_manifest_read(file, &r, &e), TS_OK);
+	assert_string_equal(r.unsealed_boot, BOOT);
+	assert_false(ts_manifest_sealed(&r));
+	for (i = 0; i < r.n; i++)
+		assert_false(r.entries[i].pending);
+	assert_int_equal(ts_manifest_find(&r, "conf/trac.ini")->sha256[5], 0x11);
+	ts_manifest_free(&r);
+
+	/* Sealed: the line is gone, as in manifests from before sealing. */
+	free(m.unsealed_boot);
+	m.unsealed_boot = NULL;
+	assert_true(ts_manifest_sealed(&m));
+	assert_int_equal(ts_manifest_write(&m, file, &e), TS_OK);
+	text = get_file(NULL);
+	assert_null(strstr(text, "unsealed"));
+	assert_non_null(strstr(text, "\nno-database\nentries\t7\n"));
+	free(text);
+	assert_int_equal(ts_manifest_read(file, &r, &e), TS_OK);
+	assert_null(r.unsealed_boot);
+	assert_true(ts_manifest_sealed(&r));
+	ts_manifest_free(&r);
+	ts_manifest_free(&m);
+}
+
+/* The exact layout of the optional line and of a pending entry. */
+static void test_format_unsealed(void **state)
+{
+	ts_manifest m;
+	ts_manifest_entry *ent;
+	char *text;
+	ts_err e;
+
+	(void)state;
+	ts_manifest_init(&m);
+	m.time.tv_sec = 1700000000;
+	m.time.tv_nsec = 1;
+	m.env = strdup("/srv/e");
+	m.external_db = strdup("/data/x.db");
+	m.external_db_rel = strdup("tracsnap-external-db/x.db");
+	m.unsealed_boot = strdup(BOOT);
+	ent = ts_manifest_add(&m, 'd', ".");
+	ent->mode = 0755;
+	ent = ts_manifest_add(&m, 'f', "a");
+	ent->mode = 0644;
+	ent->size = 6;
+	ent->pending = true;
+	ent = ts_manifest_add(&m, 'f', "b");
+	ent->mode = 0644;
+	memset(ent->sha256, 0x01, 32);
+	assert_int_equal(ts_manifest_write(&m, file, &e), TS_OK);
+	text = get_file(NULL);
+	assert_string_equal(text,
+		"tracsnap-manifest\t1\n"
+		"time\t1700000000.000000001\n"
+		"env\t/srv/e\n"
+		"external-db\t/data/x.db\ttracsnap-external-db/x.db\n"
+		"unsealed\t" BOOT "\n"
+		"entries\t3\n"
+		"d\t0755\t0\t0\t0\t0.000000000\t-\t0\t0.000000000\t.\n"
+		"f\t0644\t0\t0\t6\t0.000000000\t-\t0\t0.000000000\ta\n"
+		"f\t0644\t0\t0\t0\t0.000000000\t"
+		"0101010101010101010101010101010101010101010101010101010101010101"
+		"\t0\t0.000000000\tb\n"
+		"end\n");
+	free(text);
+	ts_manifest_free(&m);
+}
+
+static void test_read_unsealed_good(void **state)
+{
+	static const unsigned char zero[32];
+	static const char *const good_boot[] = {
+		"-", "0", "f", BOOT, "14fb3176495d41a485467a479d8a9546",
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", /* 64 */
+	};
+	char text[1024];
+	ts_manifest m;
+	ts_err e;
+	size_t i;
+
+	(void)state;
+	/* A pending file. */
+	assert_int_equal(read_text(L1 L2 L3 LU L4 E1 E2 E3P END,
+	                           strlen(L1 L2 L3 LU L4 E1 E2 E3P END), &m, &e), TS_OK);
+	assert_string_equal(m.unsealed_boot, BOOT);
+	assert_int_equal(m.n, 3);
+	assert_false(m.entries[0].pending);
+	assert_false(m.entries[1].pending);
+	assert_true(m.entries[2].pending);
+	assert_memory_equal(m.entries[2].sha256, zero, 32);
+	assert_int_equal(m.entries[2].size, 6061);
+	assert_false(ts_manifest_sealed(&m));
+	sane_sealing(&m);
+	ts_manifest_free(&m);
+
+	/* No pending entry: valid, still unsealed. */
+	assert_int_equal(read_text(L1 L2 L3 LU L4 E1 E2 E3 END,
+	                           strlen(L1 L2 L3 LU L4 E1 E2 E3 END), &m, &e), TS_OK);
+	assert_string_equal(m.unsealed_boot, BOOT);
+	for (i = 0; i < m.n; i++)
+		assert_false(m.entries[i].pending);
+	assert_int_equal(m.entries[2].sha256[0], 0x01);
+	assert_false(ts_manifest_sealed(&m));
+	ts_manifest_free(&m);
+
+	/* After both other optional lines; no entries at all. */
+	assert_int_equal(read_text(L1 L2 L3 "external-db\t/d/x.db\tx/x.db\n" "no-database\n" LU
+	                           "entries\t0\n" END,
+	                           strlen(L1 L2 L3 "external-db\t/d/x.db\tx/x.db\n" "no-database\n" LU
+	                                  "entries\t0\n" END), &m, &e), TS_OK);
+	assert_true(m.no_database);
+	assert_non_null(m.external_db);
+	assert_string_equal(m.unsealed_boot, BOOT);
+	assert_int_equal(m.n, 0);
+	assert_false(ts_manifest_sealed(&m));
+	ts_manifest_free(&m);
+
+	/* An old (sealed) manifest: no line, nothing pending. */
+	assert_int_equal(read_text(GOOD, strlen(GOOD), &m, &e), TS_OK);
+	assert_null(m.unsealed_boot);
+	for (i = 0; i < m.n; i++)
+		assert_false(m.entries[i].pending);
+	assert_true(ts_manifest_sealed(&m));
+	ts_manifest_free(&m);
+
+	/* Boot ids: 1 to 64 bytes of [0-9a-f-]. */
+	for (i = 0; i < sizeof(good_boot) / sizeof(good_boot[0]); i++) {
+		snprintf(text, sizeof(text), L1 L2 L3 "unsealed\t%s\n" L4 E1 E2 E3P END, good_boot[i]);
+		if (read_text(text, strlen(text), &m, &e) != TS_OK)
+			fail_msg("boot id '%s' refused: %s", good_boot[i], e.msg);
+		assert_string_equal(m.unsealed_boot, good_boot[i]);
+		assert_true(m.entries[2].pending);
+		ts_manifest_free(&m);
+	}
+}
+
+static void test_read_bad_unsealed(void **state)
+{
+	static const char *const bad_boot[] = {
+		"", "14FB3176-495D-41A4-8546-7A479D8A9546", "A", "14fb3176 495d", " 14fb", "14fb ",
+		"14fb/3176", "/", "..", "14fb\\x20", "g", "14fb_3176", "+1",
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0", /* 65 */
+		"\xc3\xa9",
+	};
+	char text[1024];
+	size_t i;
+
+	(void)state;
+	/* A pending file needs the unsealed line; other types never pend. */
+	bad_at(L1 L2 L3 L4 E1 E2 E3P END, 7, "bad sha256");
+	bad_at(L1 L2 L3 "no-database\n" L4 E1 E2 E3P END, 8, "bad sha256");
+	bad_at(L1 L2 L3 LU "entries\t4\n" E1 E2 E3P E4LP END, 9, "bad sha256");
+	bad_at(L1 L2 L3 "entries\t4\n" E1 E2 E3 E4LP END, 8, "bad sha256");
+	bad_at(L1 L2 L3 LU "entries\t4\n" E1 E2 E3 E4L END "x", 11, "data after"); /* E4L is fine */
+	bad_at(L1 L2 L3 LU L4 "d\t0755\t0\t0\t0\t1.000000000\t" HEX_A "\t0\t0.000000000\t.\n" E2 E3P END,
+	       6, "bad sha256");
+	/* Nothing else than "-" or a full hash, even when unsealed. */
+	bad_at(L1 L2 L3 LU L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t--\t13\t1.000000000\tconf/trac.ini\n" END,
+	       8, "bad sha256");
+	bad_at(L1 L2 L3 LU L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t\t13\t1.000000000\tconf/trac.ini\n" END,
+	       8, "bad sha256");
+
+	/* Bad boot ids. */
+	for (i = 0; i < sizeof(bad_boot) / sizeof(bad_boot[0]); i++) {
+		snprintf(text, sizeof(text), L1 L2 L3 "unsealed\t%s\n" L4 E1 E2 E3P END, bad_boot[i]);
+		bad_at(text, 4, "bad boot id");
+	}
+	bad_at(L1 L2 L3 "unsealed\n" L4 E1 E2 E3 END, 4, "field");
+	bad_at(L1 L2 L3 "unsealed\t" BOOT "\tx\n" L4 E1 E2 E3 END, 4, "field");
+	bad_at(L1 L2 L3 "unsealed\t" BOOT "\t\n" L4 E1 E2 E3 END, 4, "field");
+	bad_at(L1 L2 L3 "unsealed " BOOT "\n" L4 E1 E2 E3 END, 4, "expected 'entries'");
+	bad_at(L1 L2 L3 "Unsealed\t" BOOT "\n" L4 E1 E2 E3 END, 4, "expected 'entries'");
+	bad_at(L1 L2 L3 "unsealedx\t" BOOT "\n" L4 E1 E2 E3 END, 4, "expected 'entries'");
+	bad_at(L1 L2 L3 LU, 5, "missing 'entries'");
+
+	/* Wrong place: once, after no-database, before entries. */
+	bad_at(L1 L2 L3 LU LU L4 E1 E2 E3P END, 5, "expected 'entries'");
+	bad_at(L1 L2 L3 LU "no-database\n" L4 E1 E2 E3 END, 5, "expected 'entries'");
+	bad_at(L1 L2 L3 LU "external-db\t/x.db\tx.db\n" L4 E1 E2 E3 END, 5, "expected 'entries'");
+	bad_at(L1 L2 LU L3 L4 E1 E2 E3 END, 3, "expected 'env'");
+	bad_at(L1 LU L2 L3 L4 E1 E2 E3 END, 2, "expected 'time'");
+	bad_at(L1 L2 L3 L4 LU E1 E2 E3 END, 5, "fields");
+	bad_at(L1 L2 L3 L4 LU E1 E2 E3P END, 5, "fields");
+	bad_at(L1 L2 L3 L4 E1 LU E2 E3 END, 6, "fields");
+	bad_at(L1 L2 L3 LU L4 E1 E2 E3P LU END, 9, "more entries than");
+	bad_at(L1 L2 L3 L4 E1 E2 E3 END LU, 9, "data after 'end'");
+}
+
+static void test_sealed(void **state)
+{
+	ts_manifest m;
+	ts_manifest_entry *ent;
+	size_t i;
+
+	(void)state;
+	ts_manifest_init(&m);
+	assert_null(m.unsealed_boot);
+	assert_true(ts_manifest_sealed(&m));
+	ent = ts_manifest_add(&m, 'f', "a");
+	assert_false(ent->pending);
+	ts_manifest_add(&m, 'd', "b");
+	ts_manifest_add(&m, 'l', "c");
+	assert_true(ts_manifest_sealed(&m));
+	/* The header alone makes it unsealed. */
+	m.unsealed_boot = strdup(BOOT);
+	assert_false(ts_manifest_sealed(&m));
+	/* So does a pending entry alone (the writer refuses that state). */
+	free(m.unsealed_boot);
+	m.unsealed_boot = NULL;
+	m.entries[0].pending = true;
+	assert_false(ts_manifest_sealed(&m));
+	m.entries[0].pending = false;
+	assert_true(ts_manifest_sealed(&m));
+	/* The last entry counts too. */
+	m.entries[m.n - 1].pending = true;
+	assert_false(ts_manifest_sealed(&m));
+	ts_manifest_free(&m);
+	assert_null(m.unsealed_boot);
+
+	/* New entries are never pending, even in reused memory: fill an array
+	 * with pending entries, free it, build one of the same size again. */
+	ts_manifest_init(&m);
+	for (i = 0; i < 200; i++) {
+		char p[16];
+
+		snprintf(p, sizeof(p), "p%03zu", i);
+		ent = ts_manifest_add(&m, 'f', p);
+		assert_non_null(ent);
+		memset(ent, 0xff, offsetof(ts_manifest_entry, path));
+		ent->pending = true;
+	}
+	ts_manifest_free(&m);
+	ts_manifest_init(&m);
+	for (i = 0; i < 200; i++) {
+		char p[16];
+
+		snprintf(p, sizeof(p), "p%03zu", i);
+		ent = ts_manifest_add(&m, 'f', p);
+		assert_non_null(ent);
+		assert_false(ent->pending);
+		assert_int_equal(ent->size, 0);
+	}
+	assert_true(ts_manifest_sealed(&m));
+	ts_manifest_free(&m);
+}
+
 /* Every proper prefix of a valid file is refused; damaged bytes never crash
  * (the sanitizer and valgrind runs make this a small fuzz test). */
-static void test_read_truncated_and_mutated(void **state)
+static void truncate_and_mutate(const char *good, size_t len, size_t n)
 {
-	static const char good[] = L1 L2 "env\t/srv/a\\x20b\n" "external-db\t/d/x.db\tx/x.db\n" "no-database\n"
-	                           L4 E1 E2 E3 END;
-	char buf[sizeof(good)];
-	size_t len = sizeof(good) - 1, i;
+	char *buf = malloc(len);
+	size_t i;
 	unsigned seed = 12345;
 	ts_manifest m;
 	ts_err e;
 	int k;
 
-	(void)state;
+	assert_non_null(buf);
 	assert_int_equal(read_text(good, len, &m, &e), TS_OK);
-	assert_int_equal(m.n, 3);
+	assert_int_equal(m.n, n);
 	ts_manifest_free(&m);
 	for (i = 0; i < len; i++) {
 		if (read_text(good, i, &m, &e) == TS_OK)
@@ -675,11 +1114,26 @@ static void test_read_truncated_and_mutated(void **state)
 			/* Only a harmless change may pass: still sorted, sane. */
 			for (i = 1; i < m.n; i++)
 				assert_true(strcmp(m.entries[i - 1].path, m.entries[i].path) < 0);
+			sane_sealing(&m);
 			ts_manifest_free(&m);
 		} else {
 			assert_int_equal(m.n, 0);
+			assert_null(m.unsealed_boot);
 		}
 	}
+	free(buf);
+}
+
+static void test_read_truncated_and_mutated(void **state)
+{
+	static const char good[] = L1 L2 "env\t/srv/a\\x20b\n" "external-db\t/d/x.db\tx/x.db\n" "no-database\n"
+	                           L4 E1 E2 E3 END;
+	static const char unsealed[] = L1 L2 "env\t/srv/a\\x20b\n" "external-db\t/d/x.db\tx/x.db\n"
+	                               "no-database\n" LU "entries\t4\n" E1 E2 E3P E4L END;
+
+	(void)state;
+	truncate_and_mutate(good, sizeof(good) - 1, 3);
+	truncate_and_mutate(unsealed, sizeof(unsealed) - 1, 4);
 }
 
 int main(void)
@@ -698,6 +1152,12 @@ int main(void)
 		cmocka_unit_test(test_read_bad_header),
 		cmocka_unit_test(test_read_bad_entries),
 		cmocka_unit_test(test_read_bad_structure),
+		cmocka_unit_test(test_write_refuses_unsealed),
+		cmocka_unit_test(test_unsealed_round_trip),
+		cmocka_unit_test(test_format_unsealed),
+		cmocka_unit_test(test_read_unsealed_good),
+		cmocka_unit_test(test_read_bad_unsealed),
+		cmocka_unit_test(test_sealed),
 		cmocka_unit_test(test_read_truncated_and_mutated),
 	};
 

@@ -26,6 +26,7 @@
 
 #include "env.h"
 #include "manifest.h"
+#include "seal.h"
 #include "snap.h"
 #include "store.h"
 
@@ -285,7 +286,12 @@ static ts_err_code take(fx *x, const char *name, bool no_database, int timeout_s
 	o.lock_timeout_s = timeout_s;
 	o.no_database = no_database;
 	ts_err_clear(e);
-	return ts_snap_take(&x->s, &x->e, &o, stats, e);
+	ts_err_code rc = ts_snap_take(&x->s, &x->e, &o, stats, e);
+	/* As `tracsnap snapshot` does: the tests below check sealed manifests
+	 * (test_seal.c covers the unsealed state). */
+	if (rc == TS_OK)
+		rc = ts_seal(&x->s, name, NULL, NULL, e);
+	return rc;
 }
 
 static void take_ok(fx *x, const char *name, ts_snap_stats *stats)

@@ -1,0 +1,1028 @@
+/* test_seal.c - snapshots appear unsealed (pending hashes, marker with the
+ * boot id) and ts_seal / ts_seal_all finish them: hashes, manifest swap,
+ * marker removal, the snapshot instant kept; lost snapshots (written before
+ * a restart) hidden and removed; refusals (changed size, gone, cancelled). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "env.h"
+#include "manifest.h"
+#include "seal.h"
+#include "snap.h"
+#include "store.h"
+
+#define TBUF (PATH_MAX * 2)
+#define BIG_LEN (300 * 1024 + 17)
+#define FAKE_BOOT "00000000-0000-0000-0000-000000000000\n"
+
+typedef struct fx {
+	char top[PATH_MAX];   /* realpath'd */
+	char env[TBUF];       /* TOP/env */
+	char store[TBUF];     /* TOP/store */
+	ts_env e;
+	ts_store s;
+	bool env_open;
+} fx;
+
+/* ---- helpers (after test_snap.c) ------------------------------------------- */
+
+__attribute__((format(printf, 3, 4)))
+static void fmt(char *buf, size_t size, const char *f, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, f);
+	n = vsnprintf(buf, size, f, ap);
+	va_end(ap);
+	assert_true(n >= 0 && (size_t)n < size);
+}
+
+static void put_bytes(const char *path, const void *data, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	const char *p = data;
+
+	if (fd < 0)
+		fail_msg("%s: %s", path, strerror(errno));
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		assert_true(n > 0);
+		p += n;
+		len -= (size_t)n;
+	}
+	assert_int_equal(fchmod(fd, mode), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+static void put_at(const fx *x, const char *text, mode_t mode, const char *rel)
+{
+	char path[TBUF];
+
+	fmt(path, sizeof(path), "%s/%s", x->env, rel);
+	put_bytes(path, text, strlen(text), mode);
+}
+
+static void mkdir_at(const fx *x, const char *rel, mode_t mode)
+{
+	char path[TBUF];
+
+	fmt(path, sizeof(path), "%s/%s", x->env, rel);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW);
+	struct stat st;
+	unsigned char *buf;
+	size_t got = 0;
+
+	if (fd < 0)
+		fail_msg("%s: %s", path, strerror(errno));
+	assert_int_equal(fstat(fd, &st), 0);
+	buf = malloc((size_t)st.st_size + 1);
+	assert_non_null(buf);
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	close(fd);
+	*len = got;
+	return buf;
+}
+
+static unsigned char *pattern(size_t len, unsigned seed)
+{
+	unsigned char *b = malloc(len);
+
+	assert_non_null(b);
+	for (size_t i = 0; i < len; i++) {
+		seed = seed * 1103515245u + 12345u;
+		b[i] = (unsigned char)(seed >> 16);
+	}
+	return b;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if (flag != FTW_SL)
+		chmod(path, 0700);
+	return remove(path);
+}
+
+static void sql(sqlite3 *db, const char *q)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(db, q, NULL, NULL, &err) != SQLITE_OK) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s", err ? err : "?");
+		sqlite3_free(err);
+		fail_msg("%s: %s", q, msg);
+	}
+}
+
+static void make_db(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+	sql(db, "CREATE TABLE ticket(id integer primary key, summary text);"
+	        "INSERT INTO ticket VALUES (1, 'first'), (2, 'second'), (3, 'third');");
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+static long db_tickets(const char *path)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st;
+	long n;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM ticket", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = (long)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	return n;
+}
+
+static int setup(void **state)
+{
+	fx *x = calloc(1, sizeof(*x));
+	char tmpl[] = "/tmp/tracsnap-test-seal.XXXXXX";
+	char path[TBUF];
+	unsigned char *big;
+	ts_err e;
+
+	assert_non_null(x);
+	assert_non_null(mkdtemp(tmpl));
+	assert_non_null(realpath(tmpl, x->top));
+	fmt(x->env, sizeof(x->env), "%s/env", x->top);
+	fmt(x->store, sizeof(x->store), "%s/store", x->top);
+	assert_int_equal(mkdir(x->env, 0755), 0);
+
+	put_at(x, "Trac Environment Version 1\n", 0644, "VERSION");
+	put_at(x, "This directory contains a Trac environment.\n", 0644, "README");
+	mkdir_at(x, "conf", 0755);
+	put_at(x, "[trac]\ndatabase = sqlite:db/trac.db\n", 0600, "conf/trac.ini");
+	mkdir_at(x, "db", 0755);
+	fmt(path, sizeof(path), "%s/db/trac.db", x->env);
+	make_db(path);
+	mkdir_at(x, "files", 0755);
+	mkdir_at(x, "files/attachments", 0755);
+	mkdir_at(x, "files/attachments/ticket", 0755);
+	mkdir_at(x, "files/attachments/ticket/1", 0755);
+	big = pattern(BIG_LEN, 42);
+	fmt(path, sizeof(path), "%s/files/attachments/ticket/1/big.bin", x->env);
+	put_bytes(path, big, BIG_LEN, 0644);
+	free(big);
+	put_at(x, "small\n", 0644, "files/attachments/ticket/1/small.txt");
+	mkdir_at(x, "htdocs", 0755);
+	put_at(x, "hello\n", 0644, "htdocs/a.txt");
+	put_at(x, "", 0644, "htdocs/empty");
+	mkdir_at(x, "log", 0750);
+	mkdir_at(x, "plugins", 0755);
+	put_at(x, "#!/bin/sh\n", 04755, "plugins/suid.sh");
+	mkdir_at(x, "ro", 0755);
+	put_at(x, "read only\n", 0444, "ro/f");
+	fmt(path, sizeof(path), "%s/ro", x->env);
+	assert_int_equal(chmod(path, 0555), 0);
+	fmt(path, sizeof(path), "%s/link-a", x->env);
+	assert_int_equal(symlink("htdocs/a.txt", path), 0);
+	fmt(path, sizeof(path), "%s/abs-link", x->env);
+	assert_int_equal(symlink("/etc/passwd", path), 0);
+	fmt(path, sizeof(path), "%s/htdocs/dangling", x->env);
+	assert_int_equal(symlink("../nowhere", path), 0);
+
+	ts_err_clear(&e);
+	if (ts_env_open(x->env, &x->e, &e) != TS_OK)
+		fail_msg("ts_env_open: %s", e.msg);
+	x->env_open = true;
+	ts_err_clear(&e);
+	if (ts_store_open(x->store, true, &x->s, &e) != TS_OK)
+		fail_msg("ts_store_open: %s", e.msg);
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fx *x = *state;
+
+	ts_store_close(&x->s);
+	if (x->env_open)
+		ts_env_close(&x->e);
+	nftw(x->top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(x);
+	return 0;
+}
+
+/* ts_snap_take only: the snapshot is left unsealed. */
+static void take_unsealed(fx *x, const char *name, ts_snap_stats *stats)
+{
+	ts_snap_opts o;
+	ts_snap_stats local;
+	ts_err e;
+
+	memset(&o, 0, sizeof(o));
+	o.name = name;
+	o.lock_timeout_s = 5;
+	ts_err_clear(&e);
+	if (ts_snap_take(&x->s, &x->e, &o, stats ? stats : &local, &e) != TS_OK)
+		fail_msg("snapshot %s: %s: %s", name, ts_err_name(e.code), e.msg);
+}
+
+static void seal_ok(fx *x, const char *name, ts_seal_stats *stats)
+{
+	ts_err e;
+
+	ts_err_clear(&e);
+	if (ts_seal(&x->s, name, NULL, stats, &e) != TS_OK)
+		fail_msg("seal %s: %s: %s", name, ts_err_name(e.code), e.msg);
+}
+
+static void tree_path(const fx *x, const char *name, const char *rel, char *buf, size_t size)
+{
+	if (!strcmp(rel, "."))
+		fmt(buf, size, "%s/%s/tree", x->store, name);
+	else
+		fmt(buf, size, "%s/%s/tree/%s", x->store, name, rel);
+}
+
+static void snap_path(const fx *x, const char *name, const char *leaf, char *buf, size_t size)
+{
+	if (leaf)
+		fmt(buf, size, "%s/%s/%s", x->store, name, leaf);
+	else
+		fmt(buf, size, "%s/%s", x->store, name);
+}
+
+static void read_manifest(fx *x, const char *name, ts_manifest *m)
+{
+	char path[TBUF];
+	ts_err e;
+
+	snap_path(x, name, "manifest", path, sizeof(path));
+	ts_manifest_init(m);
+	ts_err_clear(&e);
+	if (ts_manifest_read(path, m, &e) != TS_OK)
+		fail_msg("%s", e.msg);
+}
+
+/* The running kernel's boot id, without the newline (proc files report
+ * size 0: read, not stat). */
+static void boot_id(char *out, size_t size)
+{
+	char buf[128];
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY);
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	assert_true(strlen(buf) > 0);
+	fmt(out, size, "%s", buf);
+}
+
+static bool marker_present(fx *x, const char *name)
+{
+	char p[TBUF];
+
+	snap_path(x, name, TS_STORE_UNSEALED, p, sizeof(p));
+	return exists(p);
+}
+
+/* Is name listed, and how? */
+static bool listed(fx *x, const char *name, bool *sealed, struct timespec *time)
+{
+	ts_store_snap *v;
+	size_t n;
+	ts_err e;
+	bool found = false;
+
+	ts_err_clear(&e);
+	if (ts_store_list(&x->s, &v, &n, &e) != TS_OK)
+		fail_msg("list: %s", e.msg);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i].name, name))
+			continue;
+		found = true;
+		if (sealed)
+			*sealed = v[i].sealed;
+		if (time)
+			*time = v[i].time;
+	}
+	ts_store_list_free(v, n);
+	return found;
+}
+
+static size_t n_listed(fx *x)
+{
+	ts_store_snap *v;
+	size_t n;
+	ts_err e;
+
+	ts_err_clear(&e);
+	assert_int_equal(ts_store_list(&x->s, &v, &n, &e), TS_OK);
+	ts_store_list_free(v, n);
+	return n;
+}
+
+static void sha_file(const char *path, unsigned char out[32])
+{
+	size_t len;
+	unsigned char *c = slurp(path, &len);
+
+	SHA256(c, len, out);
+	free(c);
+}
+
+/* Regular files of a tree, counted (recursively). */
+static size_t count_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t n = 0;
+	char p[TBUF];
+	struct stat st;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		fmt(p, sizeof(p), "%s/%s", dir, de->d_name);
+		assert_int_equal(lstat(p, &st), 0);
+		if (S_ISREG(st.st_mode))
+			n++;
+		else if (S_ISDIR(st.st_mode))
+			n += count_files(p);
+	}
+	closedir(d);
+	return n;
+}
+
+/* STORE/NAME holds exactly tree, manifest and (when unsealed) the marker:
+ * no temporary manifest left behind. */
+static void snap_dir_clean(fx *x, const char *name, bool unsealed)
+{
+	char p[TBUF];
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
+
+	snap_path(x, name, NULL, p, sizeof(p));
+	d = opendir(p);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (!strcmp(de->d_name, "tree") || !strcmp(de->d_name, "manifest") ||
+		    (unsealed && !strcmp(de->d_name, TS_STORE_UNSEALED))) {
+			n++;
+			continue;
+		}
+		fail_msg("%s: unexpected %s", p, de->d_name);
+	}
+	closedir(d);
+	assert_int_equal(n, unsealed ? 3 : 2);
+}
+
+static void symlink_sha(const char *path, unsigned char want[32], uint64_t *len)
+{
+	char t[PATH_MAX];
+	ssize_t n = readlink(path, t, sizeof(t));
+
+	assert_true(n >= 0);
+	*len = (uint64_t)n;
+	SHA256((unsigned char *)t, (size_t)n, want);
+}
+
+/* The manifest of a sealed snapshot: no unsealed line, nothing pending,
+ * every file's and link's hash and size what the tree holds, one 'f' per
+ * regular file of the tree. */
+static void check_sealed(fx *x, const char *name)
+{
+	ts_manifest m;
+	char tp[TBUF], hex_a[65], hex_b[65];
+	size_t nf = 0;
+
+	read_manifest(x, name, &m);
+	assert_null(m.unsealed_boot);
+	assert_true(ts_manifest_sealed(&m));
+	for (size_t i = 0; i < m.n; i++) {
+		const ts_manifest_entry *me = &m.entries[i];
+		unsigned char want[32];
+		struct stat st;
+		uint64_t len;
+
+		if (me->type == 'd')
+			continue;
+		assert_false(me->pending);
+		tree_path(x, name, me->path, tp, sizeof(tp));
+		assert_int_equal(lstat(tp, &st), 0);
+		if (me->type == 'f') {
+			nf++;
+			assert_true(S_ISREG(st.st_mode));
+			assert_true(me->size == (uint64_t)st.st_size);
+			sha_file(tp, want);
+		} else {
+			assert_true(S_ISLNK(st.st_mode));
+			symlink_sha(tp, want, &len);
+			assert_true(me->size == len);
+		}
+		if (memcmp(me->sha256, want, 32)) {
+			ts_sha256_hex(me->sha256, hex_a);
+			ts_sha256_hex(want, hex_b);
+			fail_msg("%s in %s: manifest sha256 %s, content %s", me->path, name, hex_a, hex_b);
+		}
+	}
+	tree_path(x, name, ".", tp, sizeof(tp));
+	assert_int_equal(nf, count_files(tp));
+	ts_manifest_free(&m);
+	snap_dir_clean(x, name, false);
+}
+
+/* Number of pending files and their total size. */
+static void pending_of(const ts_manifest *m, uint64_t *files, uint64_t *bytes)
+{
+	*files = *bytes = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		if (!m->entries[i].pending)
+			continue;
+		assert_int_equal(m->entries[i].type, 'f');
+		(*files)++;
+		*bytes += m->entries[i].size;
+	}
+}
+
+static struct stat lstat_ok(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		fail_msg("%s: %s", path, strerror(errno));
+	return st;
+}
+
+static void assert_ts_equal(struct timespec a, struct timespec b)
+{
+	if (a.tv_sec != b.tv_sec || a.tv_nsec != b.tv_nsec)
+		fail_msg("time %lld.%09ld, want %lld.%09ld", (long long)a.tv_sec, a.tv_nsec,
+		         (long long)b.tv_sec, b.tv_nsec);
+}
+
+/* ---- the tests ----------------------------------------------------------------- */
+
+/* 1. ts_snap_take leaves the snapshot complete but unsealed. */
+static void test_take_leaves_unsealed(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st;
+	ts_manifest m;
+	char boot[128], p[TBUF], ep[TBUF], tp[TBUF];
+	size_t len, nf = 0;
+	unsigned char *c;
+	bool sealed = true;
+	struct timespec lt;
+
+	boot_id(boot, sizeof(boot));
+	take_unsealed(x, "s1", &st);
+
+	/* The marker, holding this boot's id. */
+	snap_path(x, "s1", TS_STORE_UNSEALED, p, sizeof(p));
+	assert_true(exists(p));
+	c = slurp(p, &len);
+	assert_true(len > 0);
+	if (c[len - 1] == '\n')
+		c[--len] = '\0';
+	assert_int_equal(len, strlen(boot));
+	assert_string_equal((char *)c, boot);
+	free(c);
+	snap_dir_clean(x, "s1", true);
+
+	/* The manifest: unsealed with this boot id, every copied file pending,
+	 * links hashed. */
+	read_manifest(x, "s1", &m);
+	assert_non_null(m.unsealed_boot);
+	assert_string_equal(m.unsealed_boot, boot);
+	assert_false(ts_manifest_sealed(&m));
+	assert_ts_equal(m.time, st.instant);
+	for (size_t i = 0; i < m.n; i++) {
+		const ts_manifest_entry *me = &m.entries[i];
+
+		tree_path(x, "s1", me->path, tp, sizeof(tp));
+		if (me->type == 'f') {
+			struct stat sb = lstat_ok(tp);
+
+			nf++;
+			if (!me->pending)
+				fail_msg("%s: not pending after ts_snap_take", me->path);
+			assert_true(S_ISREG(sb.st_mode));
+			assert_true(me->size == (uint64_t)sb.st_size);
+			/* Already the right content. */
+			if (strcmp(me->path, "db/trac.db")) {
+				size_t la, lb;
+				unsigned char *ca, *cb;
+
+				fmt(ep, sizeof(ep), "%s/%s", x->env, me->path);
+				ca = slurp(ep, &la);
+				cb = slurp(tp, &lb);
+				if (la != lb || memcmp(ca, cb, la))
+					fail_msg("%s: content differs in the unsealed snapshot", me->path);
+				free(ca);
+				free(cb);
+			}
+		} else if (me->type == 'l') {
+			unsigned char want[32];
+			uint64_t l;
+
+			assert_false(me->pending);
+			symlink_sha(tp, want, &l);
+			assert_true(me->size == l);
+			assert_memory_equal(me->sha256, want, 32);
+		} else {
+			assert_false(me->pending);
+		}
+	}
+	assert_non_null(ts_manifest_find(&m, "db/trac.db"));
+	assert_true(ts_manifest_find(&m, "db/trac.db")->pending);
+	assert_true(ts_manifest_find(&m, "htdocs/empty")->pending);
+	assert_int_equal(ts_manifest_find(&m, "link-a")->type, 'l');
+	assert_int_equal(ts_manifest_find(&m, "abs-link")->type, 'l');
+	assert_int_equal(ts_manifest_find(&m, "htdocs/dangling")->type, 'l');
+	tree_path(x, "s1", ".", tp, sizeof(tp));
+	assert_int_equal(nf, count_files(tp));
+	assert_true(nf == st.files);
+	ts_manifest_free(&m);
+
+	/* The database copy is usable already. */
+	tree_path(x, "s1", "db/trac.db", tp, sizeof(tp));
+	assert_int_equal(db_tickets(tp), 3);
+
+	/* Listed, unsealed, of this boot. */
+	assert_true(listed(x, "s1", &sealed, &lt));
+	assert_false(sealed);
+	assert_ts_equal(lt, st.instant);
+	assert_true(ts_store_exists(&x->s, "s1"));
+	assert_int_equal(ts_store_seal_state_of(&x->s, "s1"), TS_STORE_UNSEALED_NOW);
+	snap_path(x, "s1", NULL, p, sizeof(p));
+	assert_ts_equal(lstat_ok(p).st_mtim, st.instant);
+}
+
+/* 2. ts_seal hashes, swaps the manifest, drops the marker, keeps the instant. */
+static void test_seal_basic(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st;
+	ts_seal_stats ss;
+	ts_manifest before, after;
+	uint64_t pf, pb;
+	char p[TBUF];
+	bool sealed = false;
+	struct timespec lt;
+
+	take_unsealed(x, "s1", &st);
+	read_manifest(x, "s1", &before);
+	pending_of(&before, &pf, &pb);
+	assert_true(pf >= 10);
+	assert_true(pb > BIG_LEN);
+
+	memset(&ss, 0x5a, sizeof(ss));
+	seal_ok(x, "s1", &ss);
+	assert_true(ss.files_hashed == pf);
+	assert_true(ss.bytes_hashed == pb);
+	assert_true(ss.ms >= 0);
+
+	assert_false(marker_present(x, "s1"));
+	check_sealed(x, "s1");
+
+	/* Everything but the hashes and the unsealed line as before. */
+	read_manifest(x, "s1", &after);
+	assert_ts_equal(after.time, before.time);
+	assert_string_equal(after.env, before.env);
+	assert_int_equal(after.n, before.n);
+	for (size_t i = 0; i < after.n; i++) {
+		const ts_manifest_entry *a = &after.entries[i], *b = &before.entries[i];
+
+		assert_string_equal(a->path, b->path);
+		assert_int_equal(a->type, b->type);
+		assert_int_equal(a->mode, b->mode);
+		assert_true(a->size == b->size);
+		assert_ts_equal(a->mtime, b->mtime);
+		assert_true(a->src_ino == b->src_ino);
+		assert_ts_equal(a->src_ctime, b->src_ctime);
+		if (a->type == 'l')
+			assert_memory_equal(a->sha256, b->sha256, 32);
+	}
+
+	/* STORE/s1 is still dated by the snapshot instant, to the ns. */
+	snap_path(x, "s1", NULL, p, sizeof(p));
+	assert_ts_equal(lstat_ok(p).st_mtim, after.time);
+	assert_ts_equal(lstat_ok(p).st_mtim, st.instant);
+
+	assert_true(listed(x, "s1", &sealed, &lt));
+	assert_true(sealed);
+	assert_ts_equal(lt, st.instant);
+	assert_int_equal(ts_store_seal_state_of(&x->s, "s1"), TS_STORE_SEALED);
+	ts_manifest_free(&before);
+	ts_manifest_free(&after);
+
+	/* The manifest can be read by a fresh reader and the tree is intact. */
+	tree_path(x, "s1", "db/trac.db", p, sizeof(p));
+	assert_int_equal(db_tickets(p), 3);
+}
+
+/* 3. Sealing a sealed snapshot changes nothing. */
+static void test_seal_twice(void **state)
+{
+	fx *x = *state;
+	ts_seal_stats ss;
+	char mp[TBUF], dp[TBUF];
+	unsigned char *c1, *c2;
+	size_t l1, l2;
+	struct stat m1, m2, d1, d2;
+
+	take_unsealed(x, "s1", NULL);
+	seal_ok(x, "s1", NULL);
+	snap_path(x, "s1", "manifest", mp, sizeof(mp));
+	snap_path(x, "s1", NULL, dp, sizeof(dp));
+	c1 = slurp(mp, &l1);
+	m1 = lstat_ok(mp);
+	d1 = lstat_ok(dp);
+
+	/* Make a rewrite visible in the manifest's mtime. */
+	{
+		struct timespec nap = { 0, 20 * 1000 * 1000 };
+
+		nanosleep(&nap, NULL);
+	}
+	memset(&ss, 0x5a, sizeof(ss));
+	seal_ok(x, "s1", &ss);
+	assert_true(ss.files_hashed == 0);
+	assert_true(ss.bytes_hashed == 0);
+
+	c2 = slurp(mp, &l2);
+	m2 = lstat_ok(mp);
+	d2 = lstat_ok(dp);
+	assert_int_equal(l1, l2);
+	assert_memory_equal(c1, c2, l1);
+	assert_int_equal(m1.st_ino, m2.st_ino);
+	assert_ts_equal(m2.st_mtim, m1.st_mtim);
+	assert_ts_equal(d2.st_mtim, d1.st_mtim);
+	assert_false(marker_present(x, "s1"));
+	snap_dir_clean(x, "s1", false);
+	free(c1);
+	free(c2);
+}
+
+/* 4. A snapshot left unsealed by another boot is hidden, then removed by
+ * the next writer; the others stay. */
+static void test_lost_snapshot(void **state)
+{
+	fx *x = *state;
+	char p[TBUF];
+	bool sealed = false;
+	ts_err e;
+	struct stat a, b;
+
+	take_unsealed(x, "A", NULL);
+	seal_ok(x, "A", NULL);
+	take_unsealed(x, "B", NULL);
+	assert_int_equal(n_listed(x), 2);
+	/* B shares A's unchanged files. */
+	tree_path(x, "A", "files/attachments/ticket/1/big.bin", p, sizeof(p));
+	a = lstat_ok(p);
+	tree_path(x, "B", "files/attachments/ticket/1/big.bin", p, sizeof(p));
+	b = lstat_ok(p);
+	assert_int_equal(a.st_ino, b.st_ino);
+
+	snap_path(x, "B", TS_STORE_UNSEALED, p, sizeof(p));
+	put_bytes(p, FAKE_BOOT, strlen(FAKE_BOOT), 0600);
+
+	assert_int_equal(ts_store_seal_state_of(&x->s, "B"), TS_STORE_UNSEALED_LOST);
+	assert_int_equal(ts_store_seal_state_of(&x->s, "A"), TS_STORE_SEALED);
+	assert_false(listed(x, "B", NULL, NULL));
+	assert_true(listed(x, "A", &sealed, NULL));
+	assert_true(sealed);
+	assert_int_equal(n_listed(x), 1);
+	/* Nothing removed by readers. */
+	snap_path(x, "B", NULL, p, sizeof(p));
+	assert_true(exists(p));
+
+	ts_err_clear(&e);
+	if (ts_store_lock(&x->s, 5, &e) != TS_OK)
+		fail_msg("lock: %s", e.msg);
+	ts_store_unlock(&x->s);
+
+	snap_path(x, "B", NULL, p, sizeof(p));
+	assert_false(exists(p));
+	assert_false(ts_store_exists(&x->s, "B"));
+	{
+		DIR *d = opendir(x->store);
+		struct dirent *de;
+
+		assert_non_null(d);
+		while ((de = readdir(d)) != NULL)
+			if (!strncmp(de->d_name, ".del-", 5) || !strncmp(de->d_name, ".tmp-", 5))
+				fail_msg("leftover %s", de->d_name);
+		closedir(d);
+	}
+	/* A intact, its shared files too. */
+	assert_true(listed(x, "A", &sealed, NULL));
+	assert_true(sealed);
+	tree_path(x, "A", "files/attachments/ticket/1/big.bin", p, sizeof(p));
+	assert_int_equal(lstat_ok(p).st_ino, a.st_ino);
+	check_sealed(x, "A");
+	tree_path(x, "A", "db/trac.db", p, sizeof(p));
+	assert_int_equal(db_tickets(p), 3);
+}
+
+/* 5. A stored file whose size changed before sealing: refused, unsealed. */
+static void test_seal_size_changed(void **state)
+{
+	fx *x = *state;
+	const char *rel = "files/attachments/ticket/1/big.bin";
+	char p[TBUF];
+	ts_err e;
+	ts_manifest m;
+	bool sealed = true;
+
+	take_unsealed(x, "s1", NULL);
+	tree_path(x, "s1", rel, p, sizeof(p));
+	assert_int_equal(chmod(p, 0644), 0);
+	assert_int_equal(truncate(p, 1000), 0);
+
+	ts_err_clear(&e);
+	assert_int_equal(ts_seal(&x->s, "s1", NULL, NULL, &e), TS_ERR_CORRUPT);
+	assert_int_equal(e.code, TS_ERR_CORRUPT);
+	if (!strstr(e.msg, rel))
+		fail_msg("message does not name %s: %s", rel, e.msg);
+
+	assert_true(marker_present(x, "s1"));
+	read_manifest(x, "s1", &m);
+	assert_non_null(m.unsealed_boot);
+	assert_false(ts_manifest_sealed(&m));
+	assert_true(ts_manifest_find(&m, rel)->pending);
+	ts_manifest_free(&m);
+	snap_dir_clean(x, "s1", true);
+	assert_true(listed(x, "s1", &sealed, NULL));
+	assert_false(sealed);
+	assert_int_equal(ts_store_seal_state_of(&x->s, "s1"), TS_STORE_UNSEALED_NOW);
+
+	/* Back to its recorded size (the content is not checked before the
+	 * hash exists); now a read-only file in a 0555 directory grows. */
+	tree_path(x, "s1", rel, p, sizeof(p));
+	assert_int_equal(truncate(p, BIG_LEN), 0);
+	tree_path(x, "s1", "ro/f", p, sizeof(p));
+	assert_int_equal(chmod(p, 0644), 0);
+	assert_int_equal(truncate(p, 100), 0);
+	ts_err_clear(&e);
+	assert_int_equal(ts_seal(&x->s, "s1", NULL, NULL, &e), TS_ERR_CORRUPT);
+	if (!strstr(e.msg, "ro/f"))
+		fail_msg("message does not name ro/f: %s", e.msg);
+	assert_true(marker_present(x, "s1"));
+}
+
+/* 6. A snapshot removed before it was sealed. */
+static void test_seal_removed(void **state)
+{
+	fx *x = *state;
+	ts_err e;
+
+	take_unsealed(x, "s1", NULL);
+	ts_err_clear(&e);
+	assert_int_equal(ts_store_lock(&x->s, 5, &e), TS_OK);
+	assert_int_equal(ts_store_remove(&x->s, "s1", &e), TS_OK);
+	ts_store_unlock(&x->s);
+
+	ts_err_clear(&e);
+	assert_int_equal(ts_seal(&x->s, "s1", NULL, NULL, &e), TS_ERR_NOTFOUND);
+	assert_int_equal(e.code, TS_ERR_NOTFOUND);
+	ts_err_clear(&e);
+	assert_int_equal(ts_seal(&x->s, "never-was", NULL, NULL, &e), TS_ERR_NOTFOUND);
+	assert_int_equal(n_listed(x), 0);
+}
+
+/* 7. Cancelled: stays unsealed, and can be sealed later. */
+static void test_seal_cancel(void **state)
+{
+	fx *x = *state;
+	volatile sig_atomic_t cancel = 1;
+	ts_err e;
+	ts_manifest m;
+	unsigned n = 99;
+
+	take_unsealed(x, "s1", NULL);
+	ts_err_clear(&e);
+	assert_int_equal(ts_seal(&x->s, "s1", &cancel, NULL, &e), TS_ERR_CANCELLED);
+	assert_int_equal(e.code, TS_ERR_CANCELLED);
+	assert_true(marker_present(x, "s1"));
+	read_manifest(x, "s1", &m);
+	assert_non_null(m.unsealed_boot);
+	assert_false(ts_manifest_sealed(&m));
+	ts_manifest_free(&m);
+	snap_dir_clean(x, "s1", true);
+	assert_int_equal(ts_store_seal_state_of(&x->s, "s1"), TS_STORE_UNSEALED_NOW);
+
+	/* ts_seal_all too. */
+	ts_err_clear(&e);
+	assert_int_equal(ts_seal_all(&x->s, &cancel, &n, &e), TS_ERR_CANCELLED);
+	assert_int_equal(n, 0);
+	assert_true(marker_present(x, "s1"));
+
+	/* Cleared: seals. */
+	cancel = 0;
+	seal_ok(x, "s1", NULL);
+	check_sealed(x, "s1");
+}
+
+/* 8. A snapshot shares pending files with an unsealed previous one; both
+ * get sealed with the right hashes. */
+static void test_share_from_unsealed(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s2;
+	ts_manifest m;
+	ts_err e;
+	unsigned n = 99;
+	char pa[TBUF], pb[TBUF];
+	static const char *const shared[] = {
+		"files/attachments/ticket/1/big.bin", "conf/trac.ini", "htdocs/a.txt", "ro/f",
+	};
+
+	take_unsealed(x, "A", NULL);
+	take_unsealed(x, "B", &s2);
+	assert_true(s2.files_shared >= 4);
+	assert_true(s2.bytes_shared >= BIG_LEN);
+	for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++) {
+		tree_path(x, "A", shared[i], pa, sizeof(pa));
+		tree_path(x, "B", shared[i], pb, sizeof(pb));
+		if (lstat_ok(pa).st_ino != lstat_ok(pb).st_ino)
+			fail_msg("%s: not shared between A and B", shared[i]);
+	}
+	read_manifest(x, "B", &m);
+	assert_non_null(m.unsealed_boot);
+	for (size_t i = 0; i < m.n; i++)
+		if (m.entries[i].type == 'f' && !m.entries[i].pending)
+			fail_msg("%s: not pending in B (shared from an unsealed A)", m.entries[i].path);
+	for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++)
+		assert_true(ts_manifest_find(&m, shared[i])->pending);
+	ts_manifest_free(&m);
+
+	ts_err_clear(&e);
+	if (ts_seal_all(&x->s, NULL, &n, &e) != TS_OK)
+		fail_msg("seal all: %s", e.msg);
+	assert_int_equal(n, 2);
+	assert_false(marker_present(x, "A"));
+	assert_false(marker_present(x, "B"));
+	check_sealed(x, "A");
+	check_sealed(x, "B");
+	{
+		ts_manifest ma, mb;
+
+		read_manifest(x, "A", &ma);
+		read_manifest(x, "B", &mb);
+		for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++)
+			assert_memory_equal(ts_manifest_find(&ma, shared[i])->sha256,
+			                    ts_manifest_find(&mb, shared[i])->sha256, 32);
+		ts_manifest_free(&ma);
+		ts_manifest_free(&mb);
+	}
+	/* And a third, shared from the sealed B: hashes carried over, not pending. */
+	take_unsealed(x, "C", NULL);
+	read_manifest(x, "C", &m);
+	for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++) {
+		const ts_manifest_entry *me = ts_manifest_find(&m, shared[i]);
+		unsigned char want[32];
+
+		assert_false(me->pending);
+		tree_path(x, "C", shared[i], pa, sizeof(pa));
+		sha_file(pa, want);
+		assert_memory_equal(me->sha256, want, 32);
+	}
+	assert_true(ts_manifest_find(&m, "db/trac.db")->pending);
+	ts_manifest_free(&m);
+	ts_err_clear(&e);
+	assert_int_equal(ts_seal_all(&x->s, NULL, &n, &e), TS_OK);
+	assert_int_equal(n, 1);
+	check_sealed(x, "C");
+}
+
+/* 9. Nothing to seal: ts_seal_all does nothing and succeeds. */
+static void test_seal_all_nothing(void **state)
+{
+	fx *x = *state;
+	ts_err e;
+	unsigned n = 99;
+	char pa[TBUF], pb[TBUF];
+	unsigned char *ca, *cb;
+	size_t la, lb;
+	struct stat sa, sb;
+
+	/* Empty store. */
+	ts_err_clear(&e);
+	assert_int_equal(ts_seal_all(&x->s, NULL, &n, &e), TS_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(ts_seal_all(&x->s, NULL, NULL, &e), TS_OK);
+
+	take_unsealed(x, "A", NULL);
+	seal_ok(x, "A", NULL);
+	take_unsealed(x, "B", NULL);
+	seal_ok(x, "B", NULL);
+	snap_path(x, "A", "manifest", pa, sizeof(pa));
+	snap_path(x, "B", "manifest", pb, sizeof(pb));
+	ca = slurp(pa, &la);
+	cb = slurp(pb, &lb);
+	sa = lstat_ok(pa);
+	sb = lstat_ok(pb);
+
+	n = 99;
+	ts_err_clear(&e);
+	assert_int_equal(ts_seal_all(&x->s, NULL, &n, &e), TS_OK);
+	assert_int_equal(n, 0);
+	/* Sealed ones untouched, even with cancel set (nothing to cancel). */
+	{
+		volatile sig_atomic_t cancel = 1;
+
+		n = 99;
+		assert_int_equal(ts_seal_all(&x->s, &cancel, &n, &e), TS_OK);
+		assert_int_equal(n, 0);
+	}
+	{
+		size_t l;
+		unsigned char *c = slurp(pa, &l);
+
+		assert_int_equal(l, la);
+		assert_memory_equal(c, ca, la);
+		free(c);
+		c = slurp(pb, &l);
+		assert_int_equal(l, lb);
+		assert_memory_equal(c, cb, lb);
+		free(c);
+	}
+	assert_int_equal(lstat_ok(pa).st_ino, sa.st_ino);
+	assert_int_equal(lstat_ok(pb).st_ino, sb.st_ino);
+	assert_ts_equal(lstat_ok(pa).st_mtim, sa.st_mtim);
+	assert_ts_equal(lstat_ok(pb).st_mtim, sb.st_mtim);
+	free(ca);
+	free(cb);
+	check_sealed(x, "A");
+	check_sealed(x, "B");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_take_leaves_unsealed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seal_basic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seal_twice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lost_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seal_size_changed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seal_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seal_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_share_from_unsealed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seal_all_nothing, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
