@@ -62,6 +62,8 @@ ENGINE_OBJ := $(ENGINE_SRC:%.c=$(O)/%.o)
 FS_OBJ     := $(FS_SRC:%.c=$(O)/%.o)
 CLI_OBJ    := $(CLI_SRC:%.c=$(O)/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
+# Helpers shared by the unit tests (not a test: UNIT_SRC takes test_*.c only).
+TUTIL_OBJ  := $(O)/tests/tutil.o
 
 .PHONY: all check unit mount-tests valgrind valgrind-daemon fuzz install uninstall clean
 all: $(O)/tracsnap tracsnap
@@ -80,9 +82,13 @@ $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
-$(O)/tests/%: tests/unit/%.c $(O)/libtsengine.a
+$(TUTIL_OBJ): tests/unit/tutil.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(O)/libtsengine.a \
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(O)/tests/%: tests/unit/%.c $(TUTIL_OBJ) $(O)/libtsengine.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(TUTIL_OBJ) $(O)/libtsengine.a \
 	  $(PKG_LIBS) $(shell pkg-config --libs cmocka) -lpthread
 
 unit: $(UNIT_BIN)

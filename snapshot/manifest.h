@@ -99,8 +99,9 @@ void ts_manifest_sort(ts_manifest *m);
 /* Binary search in a sorted manifest; NULL when absent. */
 const ts_manifest_entry *ts_manifest_find(const ts_manifest *m, const char *path);
 
-/* Write to file (created 0600, written, fsync'd; not renamed: the caller
- * builds snapshots in a temporary directory and renames the whole of it).
+/* Write to file (created 0600, written, fsync'd when sealed; not renamed:
+ * the caller builds snapshots in a temporary directory and renames the whole
+ * of it).
  * TS_ERR_CORRUPT, nothing written, for what the reader would refuse: e.g. a
  * bad unsealed_boot, a pending entry that is not 'f', or a pending entry
  * while unsealed_boot is NULL. */

@@ -92,8 +92,8 @@ ts_err_code ts_store_begin(ts_store *s, const char *name, ts_store_tmp *t, ts_er
 /* Write the unsealed marker (before the commit: a snapshot must never
  * appear without it until it is sealed). */
 ts_err_code ts_store_mark_unsealed(ts_store_tmp *t, ts_err *e);
-/* Set STORE/NAME's mtime to instant, rename into place, fsync STORE.  No
- * data sync: that is ts_seal's job, which the unsealed marker promises.
+/* Set STORE/NAME's mtime to instant, rename into place.  No sync at all:
+ * that is ts_seal's job, which the unsealed marker promises.
  * TS_ERR_EXISTS when NAME appeared meanwhile. */
 ts_err_code ts_store_commit(ts_store *s, ts_store_tmp *t, const struct timespec *instant, ts_err *e);
 /* Remove a tmp snapshot (after failure); never fails. */

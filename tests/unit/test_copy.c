@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "copy.h"
+#include "tutil.h"
 
 #define TBUF (PATH_MAX * 2)
 
@@ -33,37 +34,14 @@ typedef struct fx {
 	int sfd, dfd;
 } fx;
 
-__attribute__((format(printf, 3, 4)))
-static void fmt(char *buf, size_t size, const char *f, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, f);
-	n = vsnprintf(buf, size, f, ap);
-	va_end(ap);
-	assert_true(n >= 0 && (size_t)n < size);
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	if (flag != FTW_SL)
-		chmod(path, 0700);
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	fx *x = calloc(1, sizeof(*x));
-	char tmpl[] = "/tmp/tracsnap-test-copy.XXXXXX";
 
 	assert_non_null(x);
-	assert_non_null(mkdtemp(tmpl));
-	assert_non_null(realpath(tmpl, x->top));
-	fmt(x->src, sizeof(x->src), "%s/src", x->top);
-	fmt(x->dst, sizeof(x->dst), "%s/dst", x->top);
+	tu_tmpdir("copy", x->top);
+	tu_fmt(x->src, sizeof(x->src), "%s/src", x->top);
+	tu_fmt(x->dst, sizeof(x->dst), "%s/dst", x->top);
 	assert_int_equal(mkdir(x->src, 0755), 0);
 	assert_int_equal(mkdir(x->dst, 0755), 0);
 	x->sfd = open(x->src, O_RDONLY | O_DIRECTORY);
@@ -79,51 +57,10 @@ static int teardown(void **state)
 
 	close(x->sfd);
 	close(x->dfd);
-	nftw(x->top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	tu_rm_rf(x->top);
 	free(x);
 	ts_copy_thread_done();
 	return 0;
-}
-
-/* Write len bytes of data to dirfd/rel (created with mode, then chmod'ed to
- * it exactly, whatever the umask). */
-static void put(int dirfd, const char *rel, const void *data, size_t len, mode_t mode)
-{
-	int fd = openat(dirfd, rel, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	const char *p = data;
-
-	assert_true(fd >= 0);
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		assert_true(n > 0);
-		p += n;
-		len -= (size_t)n;
-	}
-	assert_int_equal(fchmod(fd, mode), 0);
-	assert_int_equal(close(fd), 0);
-}
-
-static unsigned char *slurp(int dirfd, const char *rel, size_t *len)
-{
-	int fd = openat(dirfd, rel, O_RDONLY | O_NOFOLLOW);
-	struct stat st;
-	unsigned char *buf;
-	size_t got = 0;
-
-	assert_true(fd >= 0);
-	assert_int_equal(fstat(fd, &st), 0);
-	buf = malloc((size_t)st.st_size + 1);
-	assert_non_null(buf);
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		assert_true(n > 0);
-		got += (size_t)n;
-	}
-	close(fd);
-	*len = got;
-	return buf;
 }
 
 static void set_mtime(int dirfd, const char *rel, time_t sec, long nsec, int flags)
@@ -131,26 +68,6 @@ static void set_mtime(int dirfd, const char *rel, time_t sec, long nsec, int fla
 	struct timespec ts[2] = { { 1000000000, 7 }, { sec, nsec } };
 
 	assert_int_equal(utimensat(dirfd, rel, ts, flags), 0);
-}
-
-static unsigned char *pattern(size_t len, unsigned seed)
-{
-	unsigned char *b = malloc(len ? len : 1);
-	size_t i;
-
-	assert_non_null(b);
-	for (i = 0; i < len; i++) {
-		seed = seed * 1103515245u + 12345u;
-		b[i] = (unsigned char)(seed >> 16);
-	}
-	return b;
-}
-
-static bool exists_at(int dirfd, const char *rel)
-{
-	struct stat st;
-
-	return fstatat(dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 /* Same content, mode, owner and mtime. */
@@ -172,8 +89,8 @@ static void same_file(fx *x, const char *rel)
 	assert_int_equal(a.st_mtim.tv_sec, b.st_mtim.tv_sec);
 	assert_int_equal(a.st_mtim.tv_nsec, b.st_mtim.tv_nsec);
 	assert_int_not_equal(a.st_ino, b.st_ino);
-	ca = slurp(x->sfd, rel, &la);
-	cb = slurp(x->dfd, rel, &lb);
+	ca = tu_slurp_at(x->sfd, rel, &la);
+	cb = tu_slurp_at(x->dfd, rel, &lb);
 	assert_int_equal(la, lb);
 	if (la)
 		assert_memory_equal(ca, cb, la);
@@ -193,12 +110,12 @@ static void copy_ok(fx *x, const char *rel, bool hash, ts_copy_out *out)
 
 static void spath(const fx *x, const char *rel, char *buf, size_t size)
 {
-	fmt(buf, size, "%s/%s", x->src, rel);
+	tu_fmt(buf, size, "%s/%s", x->src, rel);
 }
 
 static void dpath(const fx *x, const char *rel, char *buf, size_t size)
 {
-	fmt(buf, size, "%s/%s", x->dst, rel);
+	tu_fmt(buf, size, "%s/%s", x->dst, rel);
 }
 
 static void has_xattr(const char *path, const char *name, const void *val, size_t len)
@@ -224,13 +141,13 @@ static void test_copy_file(void **state)
 {
 	fx *x = *state;
 	size_t len = 3 * 256 * 1024 + 1234; /* more than one buffer */
-	unsigned char *data = pattern(len, 1), want[32];
+	unsigned char *data = tu_pattern(len, 1), want[32];
 	static const unsigned char bin[] = { 0, 1, 2, 0xff, '\n', 0 };
 	ts_copy_out out;
 	struct stat st;
 	char sp[TBUF], dp[TBUF];
 
-	put(x->sfd, "f", data, len, 0640);
+	tu_put_bytes_at(x->sfd, "f", data, len, 0640);
 	assert_int_equal(fchownat(x->sfd, "f", 1234, 5678, 0), 0);
 	assert_int_equal(fchmodat(x->sfd, "f", 0640, 0), 0);
 	spath(x, "f", sp, sizeof(sp));
@@ -272,7 +189,7 @@ static void test_copy_file(void **state)
 	assert_int_equal(mkdirat(x->sfd, "a/b c", 0755), 0);
 	assert_int_equal(mkdirat(x->dfd, "a", 0755), 0);
 	assert_int_equal(mkdirat(x->dfd, "a/b c", 0755), 0);
-	put(x->sfd, "a/b c/\xc3\xa9t\xe9 \t.txt", "nested\n", 7, 0644);
+	tu_put_bytes_at(x->sfd, "a/b c/\xc3\xa9t\xe9 \t.txt", "nested\n", 7, 0644);
 	copy_ok(x, "a/b c/\xc3\xa9t\xe9 \t.txt", true, &out);
 	same_file(x, "a/b c/\xc3\xa9t\xe9 \t.txt");
 	sha_of("nested\n", 7, want);
@@ -289,8 +206,8 @@ static void test_copy_file_modes(void **state)
 	ts_copy_out out;
 
 	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-		fmt(rel, sizeof(rel), "m%04o", (unsigned)modes[i]);
-		put(x->sfd, rel, rel, strlen(rel), 0600);
+		tu_fmt(rel, sizeof(rel), "m%04o", (unsigned)modes[i]);
+		tu_put_bytes_at(x->sfd, rel, rel, strlen(rel), 0600);
 		/* chown first: it clears set-id bits. */
 		assert_int_equal(fchownat(x->sfd, rel, 1234, 5678, 0), 0);
 		assert_int_equal(fchmodat(x->sfd, rel, modes[i], 0), 0);
@@ -300,7 +217,7 @@ static void test_copy_file_modes(void **state)
 		assert_int_equal(out.st.st_mode & 07777, modes[i]);
 	}
 	/* Owned by root, setuid. */
-	put(x->sfd, "rootsuid", "x", 1, 04755);
+	tu_put_bytes_at(x->sfd, "rootsuid", "x", 1, 04755);
 	copy_ok(x, "rootsuid", false, &out);
 	same_file(x, "rootsuid");
 }
@@ -315,25 +232,25 @@ static void test_copy_file_dest_exists(void **state)
 	unsigned char *c;
 	size_t len;
 
-	put(x->sfd, "f", "new content", 11, 0644);
-	put(x->dfd, "f", "old", 3, 0600);
+	tu_put_bytes_at(x->sfd, "f", "new content", 11, 0644);
+	tu_put_bytes_at(x->dfd, "f", "old", 3, 0600);
 	ts_err_clear(&e);
 	rc = ts_copy_file(x->sfd, x->dfd, "f", true, x->src, &out, &e);
 	assert_int_not_equal(rc, TS_OK);
 	assert_int_equal(e.code, rc);
 	assert_true(e.msg[0] != '\0');
-	c = slurp(x->dfd, "f", &len);
+	c = tu_slurp_at(x->dfd, "f", &len);
 	assert_int_equal(len, 3);
 	assert_memory_equal(c, "old", 3);
 	free(c);
 
 	/* A symlink in its place is not followed. */
-	put(x->dfd, "victim", "victim", 6, 0644);
+	tu_put_bytes_at(x->dfd, "victim", "victim", 6, 0644);
 	assert_int_equal(symlinkat("victim", x->dfd, "g"), 0);
-	put(x->sfd, "g", "new content", 11, 0644);
+	tu_put_bytes_at(x->sfd, "g", "new content", 11, 0644);
 	ts_err_clear(&e);
 	assert_int_not_equal(ts_copy_file(x->sfd, x->dfd, "g", true, x->src, &out, &e), TS_OK);
-	c = slurp(x->dfd, "victim", &len);
+	c = tu_slurp_at(x->dfd, "victim", &len);
 	assert_int_equal(len, 6);
 	assert_memory_equal(c, "victim", 6);
 	free(c);
@@ -351,7 +268,7 @@ static void copy_notfound(fx *x, const char *rel)
 		fail_msg("%s: got %s '%s', want notfound", rel, ts_err_name(rc), e.msg);
 	assert_int_equal(e.code, TS_ERR_NOTFOUND);
 	assert_non_null(strstr(e.msg, rel));
-	assert_false(exists_at(x->dfd, rel));
+	assert_false(tu_exists_at(x->dfd, rel));
 }
 
 static void test_copy_file_notfound(void **state)
@@ -366,12 +283,12 @@ static void test_copy_file_notfound(void **state)
 	copy_notfound(x, "nodir/missing");
 
 	/* A file that vanishes after the walk. */
-	put(x->sfd, "vanishing", "v", 1, 0644);
+	tu_put_bytes_at(x->sfd, "vanishing", "v", 1, 0644);
 	assert_int_equal(unlinkat(x->sfd, "vanishing", 0), 0);
 	copy_notfound(x, "vanishing");
 
 	/* A symlink in place of the file: never followed. */
-	put(x->sfd, "target", "secret", 6, 0600);
+	tu_put_bytes_at(x->sfd, "target", "secret", 6, 0600);
 	assert_int_equal(symlinkat("target", x->sfd, "link"), 0);
 	copy_notfound(x, "link");
 	assert_int_equal(symlinkat("/etc/passwd", x->sfd, "abslink"), 0);
@@ -386,11 +303,11 @@ static void test_copy_file_notfound(void **state)
 	assert_int_not_equal(ts_copy_file(x->sfd, x->dfd, "fifo", true, x->src, &out, &e), TS_OK);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	assert_true(t1.tv_sec - t0.tv_sec < 2);
-	assert_false(exists_at(x->dfd, "fifo"));
+	assert_false(tu_exists_at(x->dfd, "fifo"));
 	assert_int_equal(mkdirat(x->sfd, "dir", 0755), 0);
 	ts_err_clear(&e);
 	assert_int_not_equal(ts_copy_file(x->sfd, x->dfd, "dir", true, x->src, &out, &e), TS_OK);
-	assert_false(exists_at(x->dfd, "dir"));
+	assert_false(tu_exists_at(x->dfd, "dir"));
 }
 
 static void test_copy_file_quiet_empty(void **state)
@@ -399,7 +316,7 @@ static void test_copy_file_quiet_empty(void **state)
 	ts_copy_out out;
 	unsigned char want[32];
 
-	put(x->sfd, "empty", "", 0, 0644);
+	tu_put_bytes_at(x->sfd, "empty", "", 0, 0644);
 	copy_ok(x, "empty", true, &out);
 	same_file(x, "empty");
 	assert_true(out.bytes == 0);
@@ -407,7 +324,7 @@ static void test_copy_file_quiet_empty(void **state)
 	sha_of("", 0, want);
 	assert_memory_equal(out.sha256, want, 32);
 
-	put(x->sfd, "quiet", "quiet file\n", 11, 0644);
+	tu_put_bytes_at(x->sfd, "quiet", "quiet file\n", 11, 0644);
 	set_mtime(x->sfd, "quiet", 1400000000, 0, 0);
 	copy_ok(x, "quiet", true, &out);
 	assert_false(out.changed);
@@ -418,11 +335,11 @@ static void test_copy_file_nohash(void **state)
 {
 	fx *x = *state;
 	size_t len = 600 * 1024 + 3;
-	unsigned char *data = pattern(len, 7);
+	unsigned char *data = tu_pattern(len, 7);
 	ts_copy_out out;
 	char sp[TBUF], dp[TBUF];
 
-	put(x->sfd, "f", data, len, 0604);
+	tu_put_bytes_at(x->sfd, "f", data, len, 0604);
 	assert_int_equal(fchownat(x->sfd, "f", 1234, 5678, 0), 0);
 	spath(x, "f", sp, sizeof(sp));
 	dpath(x, "f", dp, sizeof(dp));
@@ -458,7 +375,7 @@ static void test_copy_symlink(void **state)
 	for (i = 0; i < 400; i += 20)
 		longt[i] = '/';
 	for (i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
-		fmt(rel, sizeof(rel), "l%zu", i);
+		tu_fmt(rel, sizeof(rel), "l%zu", i);
 		assert_int_equal(symlinkat(targets[i], x->sfd, rel), 0);
 		assert_int_equal(fchownat(x->sfd, rel, 1234 + (uid_t)i, 5678, AT_SYMLINK_NOFOLLOW), 0);
 		set_mtime(x->sfd, rel, 1300000000 + (time_t)i, 42 + (long)i, AT_SYMLINK_NOFOLLOW);
@@ -488,7 +405,7 @@ static void test_copy_symlink(void **state)
 	assert_int_equal(ts_copy_symlink(x->sfd, x->dfd, "dirlink", x->src, &out, &e), TS_OK);
 	assert_int_equal(fstatat(x->dfd, "dirlink", &b, AT_SYMLINK_NOFOLLOW), 0);
 	assert_true(S_ISLNK(b.st_mode));
-	assert_false(exists_at(x->dfd, "realdir"));
+	assert_false(tu_exists_at(x->dfd, "realdir"));
 
 	/* Existing destination, missing source, not a symlink. */
 	ts_err_clear(&e);
@@ -497,11 +414,11 @@ static void test_copy_symlink(void **state)
 	assert_int_equal(n, (ssize_t)strlen(targets[0]));
 	ts_err_clear(&e);
 	assert_int_equal(ts_copy_symlink(x->sfd, x->dfd, "gone", x->src, &out, &e), TS_ERR_NOTFOUND);
-	assert_false(exists_at(x->dfd, "gone"));
-	put(x->sfd, "plain", "p", 1, 0644);
+	assert_false(tu_exists_at(x->dfd, "gone"));
+	tu_put_bytes_at(x->sfd, "plain", "p", 1, 0644);
 	ts_err_clear(&e);
 	assert_int_not_equal(ts_copy_symlink(x->sfd, x->dfd, "plain", x->src, &out, &e), TS_OK);
-	assert_false(exists_at(x->dfd, "plain"));
+	assert_false(tu_exists_at(x->dfd, "plain"));
 }
 
 /* ---- ts_copy_dir_meta -------------------------------------------------------- */
@@ -524,7 +441,7 @@ static void test_copy_dir_meta(void **state)
 
 	/* The copy has content already (metadata comes last). */
 	assert_int_equal(mkdirat(x->dfd, "d", 0700), 0);
-	put(x->dfd, "d/inside", "i", 1, 0644);
+	tu_put_bytes_at(x->dfd, "d/inside", "i", 1, 0644);
 	ts_err_clear(&e);
 	if (ts_copy_dir_meta(x->sfd, x->dfd, "d", &st, x->src, &e) != TS_OK)
 		fail_msg("%s", e.msg);
@@ -585,24 +502,24 @@ static void test_hash_file(void **state)
 	};
 	unsigned char got[32], want[32];
 	size_t len = 1024 * 1024 + 1;
-	unsigned char *data = pattern(len, 3);
+	unsigned char *data = tu_pattern(len, 3);
 	uint64_t size = 99;
 	ts_err e;
 
-	put(x->dfd, "abc", "abc", 3, 0444);
+	tu_put_bytes_at(x->dfd, "abc", "abc", 3, 0444);
 	ts_err_clear(&e);
 	assert_int_equal(ts_copy_hash_file(x->dfd, "abc", false, got, &size, &e), TS_OK);
 	assert_memory_equal(got, abc, 32);
 	assert_true(size == 3);
 
-	put(x->dfd, "big", data, len, 0600);
+	tu_put_bytes_at(x->dfd, "big", data, len, 0600);
 	assert_int_equal(ts_copy_hash_file(x->dfd, "big", false, got, &size, &e), TS_OK);
 	sha_of(data, len, want);
 	assert_memory_equal(got, want, 32);
 	assert_true(size == len);
 	free(data);
 
-	put(x->dfd, "empty", "", 0, 0644);
+	tu_put_bytes_at(x->dfd, "empty", "", 0, 0644);
 	assert_int_equal(ts_copy_hash_file(x->dfd, "empty", false, got, &size, &e), TS_OK);
 	sha_of("", 0, want);
 	assert_memory_equal(got, want, 32);
@@ -623,18 +540,18 @@ static void test_hash_file(void **state)
 static void build_tree(int dirfd, const char *outside)
 {
 	assert_int_equal(mkdirat(dirfd, "t", 0755), 0);
-	put(dirfd, "t/file", "f", 1, 0644);
+	tu_put_bytes_at(dirfd, "t/file", "f", 1, 0644);
 	assert_int_equal(symlinkat(outside, dirfd, "t/link"), 0);
 	assert_int_equal(symlinkat("nowhere", dirfd, "t/dangling"), 0);
 	assert_int_equal(mkdirat(dirfd, "t/a", 0755), 0);
 	assert_int_equal(mkdirat(dirfd, "t/a/b", 0755), 0);
 	assert_int_equal(mkdirat(dirfd, "t/a/b/c", 0755), 0);
-	put(dirfd, "t/a/b/c/deep", "d", 1, 0600);
+	tu_put_bytes_at(dirfd, "t/a/b/c/deep", "d", 1, 0600);
 	assert_int_equal(mkdirat(dirfd, "t/a/b/empty", 0755), 0);
 	assert_int_equal(mkdirat(dirfd, "t/a/ro", 0755), 0);
-	put(dirfd, "t/a/ro/f", "r", 1, 0444);
+	tu_put_bytes_at(dirfd, "t/a/ro/f", "r", 1, 0444);
 	assert_int_equal(mkdirat(dirfd, "t/a/ro/sub", 0755), 0);
-	put(dirfd, "t/a/ro/sub/g", "g", 1, 0000);
+	tu_put_bytes_at(dirfd, "t/a/ro/sub/g", "g", 1, 0000);
 	assert_int_equal(fchmodat(dirfd, "t/a/ro/sub", 0555, 0), 0);
 	assert_int_equal(fchmodat(dirfd, "t/a/ro", 0555, 0), 0);
 	assert_int_equal(fchmodat(dirfd, "t/a/b/empty", 0555, 0), 0);
@@ -645,33 +562,33 @@ static void test_remove_tree(void **state)
 	fx *x = *state;
 	ts_err e;
 
-	put(x->sfd, "keep", "k", 1, 0644);
+	tu_put_bytes_at(x->sfd, "keep", "k", 1, 0644);
 	build_tree(x->dfd, x->src);
 	ts_err_clear(&e);
 	if (ts_copy_remove_tree(x->dfd, "t", &e) != TS_OK)
 		fail_msg("%s", e.msg);
-	assert_false(exists_at(x->dfd, "t"));
+	assert_false(tu_exists_at(x->dfd, "t"));
 	/* Links were removed, not followed. */
-	assert_true(exists_at(x->sfd, "keep"));
+	assert_true(tu_exists_at(x->sfd, "keep"));
 
 	/* Missing is fine, also below a file. */
 	ts_err_clear(&e);
 	assert_int_equal(ts_copy_remove_tree(x->dfd, "t", &e), TS_OK);
 	assert_int_equal(ts_copy_remove_tree(x->dfd, "no/such/path", &e), TS_OK);
-	put(x->dfd, "file", "x", 1, 0444);
+	tu_put_bytes_at(x->dfd, "file", "x", 1, 0444);
 	assert_int_equal(ts_copy_remove_tree(x->dfd, "file/below", &e), TS_OK);
-	assert_true(exists_at(x->dfd, "file"));
+	assert_true(tu_exists_at(x->dfd, "file"));
 
 	/* A file, a symlink to a directory, a read-only empty directory. */
 	assert_int_equal(ts_copy_remove_tree(x->dfd, "file", &e), TS_OK);
-	assert_false(exists_at(x->dfd, "file"));
+	assert_false(tu_exists_at(x->dfd, "file"));
 	assert_int_equal(symlinkat(x->src, x->dfd, "dirlink"), 0);
 	assert_int_equal(ts_copy_remove_tree(x->dfd, "dirlink", &e), TS_OK);
-	assert_false(exists_at(x->dfd, "dirlink"));
-	assert_true(exists_at(x->sfd, "keep"));
+	assert_false(tu_exists_at(x->dfd, "dirlink"));
+	assert_true(tu_exists_at(x->sfd, "keep"));
 	assert_int_equal(mkdirat(x->dfd, "ro", 0555), 0);
 	assert_int_equal(ts_copy_remove_tree(x->dfd, "ro", &e), TS_OK);
-	assert_false(exists_at(x->dfd, "ro"));
+	assert_false(tu_exists_at(x->dfd, "ro"));
 }
 
 static int chown_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -691,11 +608,11 @@ static void test_remove_tree_unprivileged(void **state)
 	int wfd, status;
 	pid_t pid;
 
-	fmt(work, sizeof(work), "%s/work", x->dst);
+	tu_fmt(work, sizeof(work), "%s/work", x->dst);
 	assert_int_equal(mkdir(work, 0755), 0);
 	wfd = open(work, O_RDONLY | O_DIRECTORY);
 	assert_true(wfd >= 0);
-	put(x->sfd, "keep", "k", 1, 0644);
+	tu_put_bytes_at(x->sfd, "keep", "k", 1, 0644);
 	build_tree(wfd, x->src);
 	assert_int_equal(nftw(work, chown_one, 16, FTW_PHYS), 0);
 
@@ -717,8 +634,8 @@ static void test_remove_tree_unprivileged(void **state)
 	if (WEXITSTATUS(status) != 0)
 		fail_msg("removal as nobody: exit %d (2: still there, 20+: error code)",
 		         WEXITSTATUS(status));
-	assert_false(exists_at(wfd, "t"));
-	assert_true(exists_at(x->sfd, "keep"));
+	assert_false(tu_exists_at(wfd, "t"));
+	assert_true(tu_exists_at(x->sfd, "keep"));
 	close(wfd);
 }
 
@@ -730,7 +647,7 @@ static void test_same_stat(void **state)
 	struct stat a, b, c;
 	struct timespec nap = { 0, 20 * 1000 * 1000 };
 
-	put(x->sfd, "f", "content", 7, 0644);
+	tu_put_bytes_at(x->sfd, "f", "content", 7, 0644);
 	assert_int_equal(fstatat(x->sfd, "f", &a, 0), 0);
 	assert_int_equal(fstatat(x->sfd, "f", &b, 0), 0);
 	assert_true(ts_copy_same_stat(&a, &b));
@@ -753,7 +670,7 @@ static void test_same_stat(void **state)
 
 	/* Real changes: same-size rewrite (mtime/ctime), chmod (ctime). */
 	nanosleep(&nap, NULL);
-	put(x->sfd, "f", "CONTENT", 7, 0644);
+	tu_put_bytes_at(x->sfd, "f", "CONTENT", 7, 0644);
 	assert_int_equal(fstatat(x->sfd, "f", &b, 0), 0);
 	assert_false(ts_copy_same_stat(&a, &b));
 	a = b;
@@ -762,7 +679,7 @@ static void test_same_stat(void **state)
 	assert_int_equal(fstatat(x->sfd, "f", &b, 0), 0);
 	assert_false(ts_copy_same_stat(&a, &b));
 	/* Another file with the same everything else is another inode. */
-	put(x->sfd, "g", "CONTENT", 7, 0644);
+	tu_put_bytes_at(x->sfd, "g", "CONTENT", 7, 0644);
 	assert_int_equal(fstatat(x->sfd, "g", &c, 0), 0);
 	assert_false(ts_copy_same_stat(&b, &c));
 }

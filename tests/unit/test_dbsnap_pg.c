@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "dbsnap_pg.c"
+#include "tutil.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -30,12 +31,6 @@ typedef struct fx {
 	ts_dbsnap d;
 	pg_impl im;
 } fx;
-
-static void fx_run(const char *cmd)
-{
-	int rc = system(cmd);
-	assert_int_equal(rc, 0);
-}
 
 static int setup(void **state)
 {
@@ -76,14 +71,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	fx *x = *state;
-	char cmd[128];
 
 	setenv("PATH", x->old_path, 1);
 	free(x->old_path);
 	free(x->im.display);
 	ts_env_close(&x->env);
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", x->dir);
-	fx_run(cmd);
+	tu_rm_rf(x->dir);
 	free(x);
 	return 0;
 }
@@ -101,21 +94,6 @@ static void fake_pg_dump(fx *x, const char *body)
 	fprintf(f, "#!/bin/sh\nREC='%s'\n%s", x->dir, body);
 	fclose(f);
 	assert_int_equal(chmod(path, 0755), 0);
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = calloc(1, 8 << 20);
-	size_t n;
-
-	assert_non_null(f);
-	assert_non_null(buf);
-	n = fread(buf, 1, (8 << 20) - 1, f);
-	fclose(f);
-	if (len)
-		*len = n;
-	return buf;
 }
 
 static bool mem_has(const char *buf, size_t n, const char *needle)
@@ -283,7 +261,7 @@ static char *stream(fx *x, const char *input, size_t len, size_t *outlen)
 	pthread_join(th, NULL);
 	close(p[0]);
 	close(out);
-	res = slurp(path, outlen);
+	res = tu_slurp(path, outlen);
 	return res;
 }
 
@@ -379,13 +357,13 @@ static void test_dump_command_and_password(void **state)
 	close(fd);
 	close(57);
 
-	s = slurp(path, &n);
+	s = tu_slurp(path, &n);
 	assert_string_equal(s, "--\n-- (tracsnap: every database has the public schema) CREATE SCHEMA public;\n"
 	                       "CREATE TABLE public.t (a int);\n");
 	free(s);
 
 	snprintf(path, sizeof path, "%s/cmdline", x->dir);
-	s = slurp(path, &n);
+	s = tu_slurp(path, &n);
 	assert_false(mem_has(s, n, PW));
 	assert_false(mem_has(s, n, "s3cr3t"));
 	assert_true(mem_has(s, n, "\n--snapshot=00000003-0000001B-1\n"));
@@ -398,7 +376,7 @@ static void test_dump_command_and_password(void **state)
 	free(s);
 
 	snprintf(path, sizeof path, "%s/environ", x->dir);
-	s = slurp(path, &n);
+	s = tu_slurp(path, &n);
 	assert_false(mem_has(s, n, "s3cr3t"));
 	assert_false(mem_has(s, n, "PGPASSWORD="));
 	assert_true(mem_has(s, n, "PGPASSFILE=/proc/self/fd/3\n"));
@@ -406,17 +384,17 @@ static void test_dump_command_and_password(void **state)
 	free(s);
 
 	snprintf(path, sizeof path, "%s/passfile", x->dir);
-	s = slurp(path, &n);
+	s = tu_slurp(path, &n);
 	assert_string_equal(s, "*:*:*:*:p@ss\\:w\\\\rd s3cr3t\n");
 	free(s);
 	snprintf(path, sizeof path, "%s/passmode", x->dir);
-	s = slurp(path, &n);
+	s = tu_slurp(path, &n);
 	assert_string_equal(s, "600\n");
 	free(s);
 
 	/* The password file on 3; nothing else of ours leaks into the child. */
 	snprintf(path, sizeof path, "%s/fds", x->dir);
-	s = slurp(path, &n);
+	s = tu_slurp(path, &n);
 	assert_true(mem_has(s, n, "\n3\n"));
 	assert_false(mem_has(s, n, "\n57\n"));
 	free(s);
@@ -438,7 +416,7 @@ static void test_dump_schema_pattern_quoted(void **state)
 	assert_int_equal(pg_run_dump(&x->d, fd, "db/x", &e), TS_OK);
 	close(fd);
 	snprintf(path, sizeof path, "%s/cmdline", x->dir);
-	s = slurp(path, &n);
+	s = tu_slurp(path, &n);
 	assert_true(mem_has(s, n, "\n--schema=\"Tr\"\"ac.*\"\n"));
 	free(s);
 }

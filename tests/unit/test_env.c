@@ -6,7 +6,6 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "env.h"
+#include "tutil.h"
 
 /* Room for a scratch path plus what the tests append. */
 #define TBUF (PATH_MAX * 2)
@@ -27,70 +27,37 @@ typedef struct fx {
 	char ini[TBUF];
 } fx;
 
-/* snprintf that fails the test instead of truncating. */
-__attribute__((format(printf, 3, 4)))
-static void fmt(char *buf, size_t size, const char *f, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, f);
-	n = vsnprintf(buf, size, f, ap);
-	va_end(ap);
-	assert_true(n >= 0 && (size_t)n < size);
-}
-
-static void put_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_int_equal(fputs(text, f) >= 0, 1);
-	assert_int_equal(fclose(f), 0);
-}
-
 static void put_ini(fx *x, const char *text)
 {
-	put_file(x->ini, text);
+	tu_put_file(x->ini, text);
 }
 
 static int setup(void **state)
 {
 	fx *x = calloc(1, sizeof(*x));
-	char tmpl[] = "/tmp/tracsnap-test-env.XXXXXX";
 	char path[TBUF];
 
 	assert_non_null(x);
-	assert_non_null(mkdtemp(tmpl));
-	assert_non_null(realpath(tmpl, x->top));
-	fmt(x->env, sizeof(x->env), "%s/env", x->top);
-	fmt(x->ini, sizeof(x->ini), "%s/conf/trac.ini", x->env);
+	tu_tmpdir("env", x->top);
+	tu_fmt(x->env, sizeof(x->env), "%s/env", x->top);
+	tu_fmt(x->ini, sizeof(x->ini), "%s/conf/trac.ini", x->env);
 	assert_int_equal(mkdir(x->env, 0755), 0);
-	fmt(path, sizeof(path), "%s/conf", x->env);
+	tu_fmt(path, sizeof(path), "%s/conf", x->env);
 	assert_int_equal(mkdir(path, 0755), 0);
-	fmt(path, sizeof(path), "%s/db", x->env);
+	tu_fmt(path, sizeof(path), "%s/db", x->env);
 	assert_int_equal(mkdir(path, 0755), 0);
-	fmt(path, sizeof(path), "%s/VERSION", x->env);
-	put_file(path, "Trac Environment Version 1\n");
+	tu_fmt(path, sizeof(path), "%s/VERSION", x->env);
+	tu_put_file(path, "Trac Environment Version 1\n");
 	put_ini(x, "[trac]\nbase_url =\ndatabase = sqlite:db/trac.db\n");
 	*state = x;
 	return 0;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	chmod(path, 0700);
-	return remove(path);
 }
 
 static int teardown(void **state)
 {
 	fx *x = *state;
 
-	nftw(x->top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	tu_rm_rf(x->top);
 	free(x);
 	return 0;
 }
@@ -137,7 +104,7 @@ static void test_good_sqlite(void **state)
 	assert_string_equal(env.db_text, "sqlite:db/trac.db");
 	assert_int_equal(env.db.kind, TS_DB_SQLITE);
 	assert_string_equal(env.db.path, "db/trac.db");
-	fmt(want, sizeof(want), "%s/db/trac.db", x->env);
+	tu_fmt(want, sizeof(want), "%s/db/trac.db", x->env);
 	assert_string_equal(env.db_abs, want);
 	assert_string_equal(env.db_rel, "db/trac.db");
 	assert_int_equal(ts_env_check_supported(&env, &e), TS_OK);
@@ -169,9 +136,9 @@ static void test_path_forms(void **state)
 	ts_env_close(&env);
 	assert_int_equal(chdir(cwd), 0);
 
-	fmt(path, sizeof(path), "%s/nope", x->top);
+	tu_fmt(path, sizeof(path), "%s/nope", x->top);
 	open_bad(path, TS_ERR_NOTENV, "nope: no such directory");
-	fmt(path, sizeof(path), "%s/VERSION", x->env);
+	tu_fmt(path, sizeof(path), "%s/VERSION", x->env);
 	open_bad(path, TS_ERR_NOTENV, "VERSION: not a directory");
 }
 
@@ -181,24 +148,24 @@ static void test_version(void **state)
 	char path[TBUF];
 	ts_env env;
 
-	fmt(path, sizeof(path), "%s/VERSION", x->env);
+	tu_fmt(path, sizeof(path), "%s/VERSION", x->env);
 
 	/* Only the first line counts, trailing white space aside. */
-	put_file(path, "Trac Environment Version 1\r\nsomething else\n");
+	tu_put_file(path, "Trac Environment Version 1\r\nsomething else\n");
 	open_ok(x->env, &env);
 	ts_env_close(&env);
-	put_file(path, "Trac Environment Version 1");
+	tu_put_file(path, "Trac Environment Version 1");
 	open_ok(x->env, &env);
 	ts_env_close(&env);
 
-	put_file(path, "Trac Environment Version 2\n");
+	tu_put_file(path, "Trac Environment Version 2\n");
 	open_bad(x->env, TS_ERR_NOTENV,
 	         "not a Trac environment (VERSION does not start with 'Trac Environment Version 1')");
-	put_file(path, "Trac Environment Version 10\n");
+	tu_put_file(path, "Trac Environment Version 10\n");
 	open_bad(x->env, TS_ERR_NOTENV, "VERSION does not start with");
-	put_file(path, "\nTrac Environment Version 1\n");
+	tu_put_file(path, "\nTrac Environment Version 1\n");
 	open_bad(x->env, TS_ERR_NOTENV, "VERSION does not start with");
-	put_file(path, "");
+	tu_put_file(path, "");
 	open_bad(x->env, TS_ERR_NOTENV, "VERSION does not start with");
 
 	assert_int_equal(unlink(path), 0);
@@ -211,12 +178,12 @@ static void test_ini_unreadable(void **state)
 	char want[TBUF];
 
 	assert_int_equal(unlink(x->ini), 0);
-	fmt(want, sizeof(want), "%s: missing", x->ini);
+	tu_fmt(want, sizeof(want), "%s: missing", x->ini);
 	open_bad(x->env, TS_ERR_CONFIG, want);
 
 	/* Root reads anything, so a directory stands in for an unreadable file. */
 	assert_int_equal(mkdir(x->ini, 0700), 0);
-	fmt(want, sizeof(want), "%s: cannot read: Is a directory", x->ini);
+	tu_fmt(want, sizeof(want), "%s: cannot read: Is a directory", x->ini);
 	open_bad(x->env, TS_ERR_CONFIG, want);
 	assert_int_equal(rmdir(x->ini), 0);
 
@@ -234,7 +201,7 @@ static void test_ini_permission(void **state)
 	if (geteuid() == 0)
 		skip(); /* permissions do not stop root */
 	assert_int_equal(chmod(x->ini, 0), 0);
-	fmt(want, sizeof(want), "%s: cannot read: Permission denied", x->ini);
+	tu_fmt(want, sizeof(want), "%s: cannot read: Permission denied", x->ini);
 	open_bad(x->env, TS_ERR_CONFIG, want);
 }
 
@@ -243,7 +210,7 @@ static void test_ini_no_setting(void **state)
 	fx *x = *state;
 	char want[TBUF];
 
-	fmt(want, sizeof(want), "%s: no [trac] database setting", x->ini);
+	tu_fmt(want, sizeof(want), "%s: no [trac] database setting", x->ini);
 	put_ini(x, "");
 	open_bad(x->env, TS_ERR_CONFIG, want);
 	put_ini(x, "[logging]\nlog_type = none\n");
@@ -296,13 +263,13 @@ static void test_ini_syntax(void **state)
 	put_ini(x, line);
 	open_ok(x->env, &env);
 	assert_int_equal(strlen(env.db_text), 500 - 18 + 3);
-	fmt(want, sizeof(want), "%s/db/%.*s.db", x->env, 500 - 28, line + 28);
+	tu_fmt(want, sizeof(want), "%s/db/%.*s.db", x->env, 500 - 28, line + 28);
 	assert_string_equal(env.db_abs, want);
 	ts_env_close(&env);
 
 	/* Malformed value. */
 	put_ini(x, "[trac]\ndatabase = postgres:trac\n");
-	fmt(want, sizeof(want), "%s: [trac] database: invalid format 'postgres:trac'", x->ini);
+	tu_fmt(want, sizeof(want), "%s: [trac] database: invalid format 'postgres:trac'", x->ini);
 	open_bad(x->env, TS_ERR_CONFIG, want);
 	put_ini(x, "[trac]\ndatabase =\n");
 	open_bad(x->env, TS_ERR_CONFIG, "invalid format ''");
@@ -319,24 +286,24 @@ static void test_sqlite_paths(void **state)
 	/* Lexical normalisation. */
 	put_ini(x, "[trac]\ndatabase = sqlite:./db/../db//./trac.db?timeout=5\n");
 	open_ok(x->env, &env);
-	fmt(want, sizeof(want), "%s/db/trac.db", x->env);
+	tu_fmt(want, sizeof(want), "%s/db/trac.db", x->env);
 	assert_string_equal(env.db_abs, want);
 	assert_string_equal(env.db_rel, "db/trac.db");
 	assert_int_equal(env.db.timeout_s, 5);
 	ts_env_close(&env);
 
 	/* Absolute path inside the environment. */
-	fmt(text, sizeof(text), "[trac]\ndatabase = sqlite:%s/db/abs.db\n", x->env);
+	tu_fmt(text, sizeof(text), "[trac]\ndatabase = sqlite:%s/db/abs.db\n", x->env);
 	put_ini(x, text);
 	open_ok(x->env, &env);
 	assert_string_equal(env.db_rel, "db/abs.db");
 	ts_env_close(&env);
 
 	/* Absolute path outside: external. */
-	fmt(text, sizeof(text), "[trac]\ndatabase = sqlite:%s/elsewhere/x.db\n", x->top);
+	tu_fmt(text, sizeof(text), "[trac]\ndatabase = sqlite:%s/elsewhere/x.db\n", x->top);
 	put_ini(x, text);
 	open_ok(x->env, &env);
-	fmt(want, sizeof(want), "%s/elsewhere/x.db", x->top);
+	tu_fmt(want, sizeof(want), "%s/elsewhere/x.db", x->top);
 	assert_string_equal(env.db_abs, want);
 	assert_null(env.db_rel);
 	ts_env_close(&env);
@@ -344,7 +311,7 @@ static void test_sqlite_paths(void **state)
 	/* Relative but leaving the environment. */
 	put_ini(x, "[trac]\ndatabase = sqlite:../x.db\n");
 	open_ok(x->env, &env);
-	fmt(want, sizeof(want), "%s/x.db", x->top);
+	tu_fmt(want, sizeof(want), "%s/x.db", x->top);
 	assert_string_equal(env.db_abs, want);
 	assert_null(env.db_rel);
 	ts_env_close(&env);
@@ -369,22 +336,22 @@ static void test_sqlite_symlinked_dir(void **state)
 	ts_env env;
 
 	/* db/ is a link to a directory outside: the database is external. */
-	fmt(path, sizeof(path), "%s/realdb", x->top);
+	tu_fmt(path, sizeof(path), "%s/realdb", x->top);
 	assert_int_equal(mkdir(path, 0755), 0);
-	fmt(path, sizeof(path), "%s/db", x->env);
+	tu_fmt(path, sizeof(path), "%s/db", x->env);
 	assert_int_equal(rmdir(path), 0);
 	assert_int_equal(symlink("../realdb", path), 0);
 	open_ok(x->env, &env);
-	fmt(want, sizeof(want), "%s/realdb/trac.db", x->top);
+	tu_fmt(want, sizeof(want), "%s/realdb/trac.db", x->top);
 	assert_string_equal(env.db_abs, want);
 	assert_null(env.db_rel);
 	ts_env_close(&env);
 
 	/* A link inside the environment: db_rel is where the file really is. */
 	assert_int_equal(unlink(path), 0);
-	fmt(path, sizeof(path), "%s/data", x->env);
+	tu_fmt(path, sizeof(path), "%s/data", x->env);
 	assert_int_equal(mkdir(path, 0755), 0);
-	fmt(path, sizeof(path), "%s/db", x->env);
+	tu_fmt(path, sizeof(path), "%s/db", x->env);
 	assert_int_equal(symlink("data", path), 0);
 	open_ok(x->env, &env);
 	assert_string_equal(env.db_rel, "data/trac.db");
@@ -422,7 +389,7 @@ static void test_postgres_and_mysql(void **state)
 	assert_int_equal(env.db.kind, TS_DB_MYSQL);
 	assert_null(env.db_abs);
 	assert_int_equal(ts_env_check_supported(&env, &e), TS_ERR_UNSUPPORTED);
-	fmt(want, sizeof(want), "%s: [trac] database: MySQL is not supported "
+	tu_fmt(want, sizeof(want), "%s: [trac] database: MySQL is not supported "
 	         "(tracsnap supports SQLite and PostgreSQL)", x->ini);
 	assert_string_equal(e.msg, want);
 	ts_env_close(&env);

@@ -5,7 +5,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "manifest.h"
+#include "tutil.h"
 
 #define HEX_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -36,31 +36,6 @@ static int teardown(void **state)
 	unlink(file);
 	rmdir(dir);
 	return 0;
-}
-
-static void put_bytes(const char *text, size_t len)
-{
-	int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, len), (ssize_t)len);
-	assert_int_equal(close(fd), 0);
-}
-
-static char *get_file(size_t *len)
-{
-	FILE *f = fopen(file, "r");
-	char *buf = malloc(1 << 20);
-	size_t n;
-
-	assert_non_null(f);
-	assert_non_null(buf);
-	n = fread(buf, 1, (1 << 20) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	if (len)
-		*len = n;
-	return buf;
 }
 
 /* ---- escaping and hex ---------------------------------------------------- */
@@ -390,7 +365,7 @@ static void test_format(void **state)
 	ent->src_ctime.tv_nsec = 11;
 	ts_manifest_sort(&m);
 	assert_int_equal(ts_manifest_write(&m, file, &e), TS_OK);
-	text = get_file(NULL);
+	text = tu_slurp(file, NULL);
 	assert_string_equal(text,
 		"tracsnap-manifest\t1\n"
 		"time\t1700000000.000000001\n"
@@ -517,7 +492,7 @@ static void test_write_refuses_unsealed(void **state)
 
 static ts_err_code read_text(const char *text, size_t len, ts_manifest *m, ts_err *e)
 {
-	put_bytes(text, len);
+	tu_put_bytes(file, text, len, 0600);
 	ts_err_clear(e);
 	return ts_manifest_read(file, m, e);
 }
@@ -783,7 +758,7 @@ static void test_unsealed_round_trip(void **state)
 	ts_err_clear(&e);
 	if (ts_manifest_write(&m, file, &e) != TS_OK)
 		fail_msg("%s", e.msg);
-	text = get_file(NULL);
+	text = tu_slurp(file, NULL);
 	assert_non_null(strstr(text, "\nno-database\nunsealed\t" BOOT "\nentries\t7\n"));
 	assert_non_null(strstr(text, "\t-\t77\t0.000000000\tattachments/big\\x20file\n"));
 	assert_non_null(strstr(text, "\t-\t0\t0.000000000\tconf/trac.ini\n"));
@@ -849,7 +824,7 @@ static void test_unsealed_round_trip(void **state)
 	m.unsealed_boot = NULL;
 	assert_true(ts_manifest_sealed(&m));
 	assert_int_equal(ts_manifest_write(&m, file, &e), TS_OK);
-	text = get_file(NULL);
+	text = tu_slurp(file, NULL);
 	assert_null(strstr(text, "unsealed"));
 	assert_non_null(strstr(text, "\nno-database\nentries\t7\n"));
 	free(text);
@@ -886,7 +861,7 @@ static void test_format_unsealed(void **state)
 	ent->mode = 0644;
 	memset(ent->sha256, 0x01, 32);
 	assert_int_equal(ts_manifest_write(&m, file, &e), TS_OK);
-	text = get_file(NULL);
+	text = tu_slurp(file, NULL);
 	assert_string_equal(text,
 		"tracsnap-manifest\t1\n"
 		"time\t1700000000.000000001\n"

@@ -11,7 +11,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <openssl/sha.h>
 #include <signal.h>
@@ -28,6 +27,7 @@
 #include "seal.h"
 #include "snap.h"
 #include "store.h"
+#include "tutil.h"
 
 #define TBUF (PATH_MAX * 2)
 #define BIG_LEN (300 * 1024 + 17)
@@ -42,139 +42,12 @@ typedef struct fx {
 	bool env_open;
 } fx;
 
-/* ---- helpers (after test_snap.c) ------------------------------------------- */
-
-__attribute__((format(printf, 3, 4)))
-static void fmt(char *buf, size_t size, const char *f, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, f);
-	n = vsnprintf(buf, size, f, ap);
-	va_end(ap);
-	assert_true(n >= 0 && (size_t)n < size);
-}
-
-static void put_bytes(const char *path, const void *data, size_t len, mode_t mode)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	const char *p = data;
-
-	if (fd < 0)
-		fail_msg("%s: %s", path, strerror(errno));
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		assert_true(n > 0);
-		p += n;
-		len -= (size_t)n;
-	}
-	assert_int_equal(fchmod(fd, mode), 0);
-	assert_int_equal(close(fd), 0);
-}
-
-static void put_at(const fx *x, const char *text, mode_t mode, const char *rel)
-{
-	char path[TBUF];
-
-	fmt(path, sizeof(path), "%s/%s", x->env, rel);
-	put_bytes(path, text, strlen(text), mode);
-}
-
-static void mkdir_at(const fx *x, const char *rel, mode_t mode)
-{
-	char path[TBUF];
-
-	fmt(path, sizeof(path), "%s/%s", x->env, rel);
-	assert_int_equal(mkdir(path, 0700), 0);
-	assert_int_equal(chmod(path, mode), 0);
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_NOFOLLOW);
-	struct stat st;
-	unsigned char *buf;
-	size_t got = 0;
-
-	if (fd < 0)
-		fail_msg("%s: %s", path, strerror(errno));
-	assert_int_equal(fstat(fd, &st), 0);
-	buf = malloc((size_t)st.st_size + 1);
-	assert_non_null(buf);
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		assert_true(n > 0);
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	close(fd);
-	*len = got;
-	return buf;
-}
-
-static unsigned char *pattern(size_t len, unsigned seed)
-{
-	unsigned char *b = malloc(len);
-
-	assert_non_null(b);
-	for (size_t i = 0; i < len; i++) {
-		seed = seed * 1103515245u + 12345u;
-		b[i] = (unsigned char)(seed >> 16);
-	}
-	return b;
-}
-
-static bool exists(const char *path)
-{
-	struct stat st;
-
-	return lstat(path, &st) == 0;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	if (flag != FTW_SL)
-		chmod(path, 0700);
-	return remove(path);
-}
-
-static void sql(sqlite3 *db, const char *q)
-{
-	char *err = NULL;
-
-	if (sqlite3_exec(db, q, NULL, NULL, &err) != SQLITE_OK) {
-		char msg[512];
-
-		snprintf(msg, sizeof(msg), "%s", err ? err : "?");
-		sqlite3_free(err);
-		fail_msg("%s: %s", q, msg);
-	}
-}
-
-static void make_db(const char *path)
-{
-	sqlite3 *db = NULL;
-
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
-	sql(db, "CREATE TABLE ticket(id integer primary key, summary text);"
-	        "INSERT INTO ticket VALUES (1, 'first'), (2, 'second'), (3, 'third');");
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
-}
-
 static long db_tickets(const char *path)
 {
-	sqlite3 *db = NULL;
+	sqlite3 *db = tu_db_open(path, SQLITE_OPEN_READONLY);
 	sqlite3_stmt *st;
 	long n;
 
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
 	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM ticket", -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	n = (long)sqlite3_column_int64(st, 0);
@@ -186,49 +59,47 @@ static long db_tickets(const char *path)
 static int setup(void **state)
 {
 	fx *x = calloc(1, sizeof(*x));
-	char tmpl[] = "/tmp/tracsnap-test-seal.XXXXXX";
 	char path[TBUF];
 	unsigned char *big;
 	ts_err e;
 
 	assert_non_null(x);
-	assert_non_null(mkdtemp(tmpl));
-	assert_non_null(realpath(tmpl, x->top));
-	fmt(x->env, sizeof(x->env), "%s/env", x->top);
-	fmt(x->store, sizeof(x->store), "%s/store", x->top);
+	tu_tmpdir("seal", x->top);
+	tu_fmt(x->env, sizeof(x->env), "%s/env", x->top);
+	tu_fmt(x->store, sizeof(x->store), "%s/store", x->top);
 	assert_int_equal(mkdir(x->env, 0755), 0);
 
-	put_at(x, "Trac Environment Version 1\n", 0644, "VERSION");
-	put_at(x, "This directory contains a Trac environment.\n", 0644, "README");
-	mkdir_at(x, "conf", 0755);
-	put_at(x, "[trac]\ndatabase = sqlite:db/trac.db\n", 0600, "conf/trac.ini");
-	mkdir_at(x, "db", 0755);
-	fmt(path, sizeof(path), "%s/db/trac.db", x->env);
-	make_db(path);
-	mkdir_at(x, "files", 0755);
-	mkdir_at(x, "files/attachments", 0755);
-	mkdir_at(x, "files/attachments/ticket", 0755);
-	mkdir_at(x, "files/attachments/ticket/1", 0755);
-	big = pattern(BIG_LEN, 42);
-	fmt(path, sizeof(path), "%s/files/attachments/ticket/1/big.bin", x->env);
-	put_bytes(path, big, BIG_LEN, 0644);
+	tu_put_in(x->env, "VERSION", "Trac Environment Version 1\n", 0644);
+	tu_put_in(x->env, "README", "This directory contains a Trac environment.\n", 0644);
+	tu_mkdir_in(x->env, "conf", 0755);
+	tu_put_in(x->env, "conf/trac.ini", "[trac]\ndatabase = sqlite:db/trac.db\n", 0600);
+	tu_mkdir_in(x->env, "db", 0755);
+	tu_fmt(path, sizeof(path), "%s/db/trac.db", x->env);
+	tu_make_db(path, false);
+	tu_mkdir_in(x->env, "files", 0755);
+	tu_mkdir_in(x->env, "files/attachments", 0755);
+	tu_mkdir_in(x->env, "files/attachments/ticket", 0755);
+	tu_mkdir_in(x->env, "files/attachments/ticket/1", 0755);
+	big = tu_pattern(BIG_LEN, 42);
+	tu_fmt(path, sizeof(path), "%s/files/attachments/ticket/1/big.bin", x->env);
+	tu_put_bytes(path, big, BIG_LEN, 0644);
 	free(big);
-	put_at(x, "small\n", 0644, "files/attachments/ticket/1/small.txt");
-	mkdir_at(x, "htdocs", 0755);
-	put_at(x, "hello\n", 0644, "htdocs/a.txt");
-	put_at(x, "", 0644, "htdocs/empty");
-	mkdir_at(x, "log", 0750);
-	mkdir_at(x, "plugins", 0755);
-	put_at(x, "#!/bin/sh\n", 04755, "plugins/suid.sh");
-	mkdir_at(x, "ro", 0755);
-	put_at(x, "read only\n", 0444, "ro/f");
-	fmt(path, sizeof(path), "%s/ro", x->env);
+	tu_put_in(x->env, "files/attachments/ticket/1/small.txt", "small\n", 0644);
+	tu_mkdir_in(x->env, "htdocs", 0755);
+	tu_put_in(x->env, "htdocs/a.txt", "hello\n", 0644);
+	tu_put_in(x->env, "htdocs/empty", "", 0644);
+	tu_mkdir_in(x->env, "log", 0750);
+	tu_mkdir_in(x->env, "plugins", 0755);
+	tu_put_in(x->env, "plugins/suid.sh", "#!/bin/sh\n", 04755);
+	tu_mkdir_in(x->env, "ro", 0755);
+	tu_put_in(x->env, "ro/f", "read only\n", 0444);
+	tu_fmt(path, sizeof(path), "%s/ro", x->env);
 	assert_int_equal(chmod(path, 0555), 0);
-	fmt(path, sizeof(path), "%s/link-a", x->env);
+	tu_fmt(path, sizeof(path), "%s/link-a", x->env);
 	assert_int_equal(symlink("htdocs/a.txt", path), 0);
-	fmt(path, sizeof(path), "%s/abs-link", x->env);
+	tu_fmt(path, sizeof(path), "%s/abs-link", x->env);
 	assert_int_equal(symlink("/etc/passwd", path), 0);
-	fmt(path, sizeof(path), "%s/htdocs/dangling", x->env);
+	tu_fmt(path, sizeof(path), "%s/htdocs/dangling", x->env);
 	assert_int_equal(symlink("../nowhere", path), 0);
 
 	ts_err_clear(&e);
@@ -249,7 +120,7 @@ static int teardown(void **state)
 	ts_store_close(&x->s);
 	if (x->env_open)
 		ts_env_close(&x->e);
-	nftw(x->top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	tu_rm_rf(x->top);
 	free(x);
 	return 0;
 }
@@ -278,20 +149,12 @@ static void seal_ok(fx *x, const char *name, ts_seal_stats *stats)
 		fail_msg("seal %s: %s: %s", name, ts_err_name(e.code), e.msg);
 }
 
-static void tree_path(const fx *x, const char *name, const char *rel, char *buf, size_t size)
-{
-	if (!strcmp(rel, "."))
-		fmt(buf, size, "%s/%s/tree", x->store, name);
-	else
-		fmt(buf, size, "%s/%s/tree/%s", x->store, name, rel);
-}
-
 static void snap_path(const fx *x, const char *name, const char *leaf, char *buf, size_t size)
 {
 	if (leaf)
-		fmt(buf, size, "%s/%s/%s", x->store, name, leaf);
+		tu_fmt(buf, size, "%s/%s/%s", x->store, name, leaf);
 	else
-		fmt(buf, size, "%s/%s", x->store, name);
+		tu_fmt(buf, size, "%s/%s", x->store, name);
 }
 
 static void read_manifest(fx *x, const char *name, ts_manifest *m)
@@ -321,7 +184,7 @@ static void boot_id(char *out, size_t size)
 	buf[n] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
 	assert_true(strlen(buf) > 0);
-	fmt(out, size, "%s", buf);
+	tu_fmt(out, size, "%s", buf);
 }
 
 static bool marker_present(fx *x, const char *name)
@@ -329,7 +192,7 @@ static bool marker_present(fx *x, const char *name)
 	char p[TBUF];
 
 	snap_path(x, name, TS_STORE_UNSEALED, p, sizeof(p));
-	return exists(p);
+	return tu_exists(p);
 }
 
 /* Is name listed, and how? */
@@ -368,15 +231,6 @@ static size_t n_listed(fx *x)
 	return n;
 }
 
-static void sha_file(const char *path, unsigned char out[32])
-{
-	size_t len;
-	unsigned char *c = slurp(path, &len);
-
-	SHA256(c, len, out);
-	free(c);
-}
-
 /* Regular files of a tree, counted (recursively). */
 static size_t count_files(const char *dir)
 {
@@ -390,7 +244,7 @@ static size_t count_files(const char *dir)
 	while ((de = readdir(d)) != NULL) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		fmt(p, sizeof(p), "%s/%s", dir, de->d_name);
+		tu_fmt(p, sizeof(p), "%s/%s", dir, de->d_name);
 		assert_int_equal(lstat(p, &st), 0);
 		if (S_ISREG(st.st_mode))
 			n++;
@@ -458,13 +312,13 @@ static void check_sealed(fx *x, const char *name)
 		if (me->type == 'd')
 			continue;
 		assert_false(me->pending);
-		tree_path(x, name, me->path, tp, sizeof(tp));
+		tu_tree_path(x->store, name, me->path, tp, sizeof(tp));
 		assert_int_equal(lstat(tp, &st), 0);
 		if (me->type == 'f') {
 			nf++;
 			assert_true(S_ISREG(st.st_mode));
 			assert_true(me->size == (uint64_t)st.st_size);
-			sha_file(tp, want);
+			tu_sha_file(tp, want);
 		} else {
 			assert_true(S_ISLNK(st.st_mode));
 			symlink_sha(tp, want, &len);
@@ -476,7 +330,7 @@ static void check_sealed(fx *x, const char *name)
 			fail_msg("%s in %s: manifest sha256 %s, content %s", me->path, name, hex_a, hex_b);
 		}
 	}
-	tree_path(x, name, ".", tp, sizeof(tp));
+	tu_tree_path(x->store, name, ".", tp, sizeof(tp));
 	assert_int_equal(nf, count_files(tp));
 	ts_manifest_free(&m);
 	snap_dir_clean(x, name, false);
@@ -530,8 +384,8 @@ static void test_take_leaves_unsealed(void **state)
 
 	/* The marker, holding this boot's id. */
 	snap_path(x, "s1", TS_STORE_UNSEALED, p, sizeof(p));
-	assert_true(exists(p));
-	c = slurp(p, &len);
+	assert_true(tu_exists(p));
+	c = tu_slurp(p, &len);
 	assert_true(len > 0);
 	if (c[len - 1] == '\n')
 		c[--len] = '\0';
@@ -550,7 +404,7 @@ static void test_take_leaves_unsealed(void **state)
 	for (size_t i = 0; i < m.n; i++) {
 		const ts_manifest_entry *me = &m.entries[i];
 
-		tree_path(x, "s1", me->path, tp, sizeof(tp));
+		tu_tree_path(x->store, "s1", me->path, tp, sizeof(tp));
 		if (me->type == 'f') {
 			struct stat sb = lstat_ok(tp);
 
@@ -564,9 +418,9 @@ static void test_take_leaves_unsealed(void **state)
 				size_t la, lb;
 				unsigned char *ca, *cb;
 
-				fmt(ep, sizeof(ep), "%s/%s", x->env, me->path);
-				ca = slurp(ep, &la);
-				cb = slurp(tp, &lb);
+				tu_fmt(ep, sizeof(ep), "%s/%s", x->env, me->path);
+				ca = tu_slurp(ep, &la);
+				cb = tu_slurp(tp, &lb);
 				if (la != lb || memcmp(ca, cb, la))
 					fail_msg("%s: content differs in the unsealed snapshot", me->path);
 				free(ca);
@@ -590,13 +444,13 @@ static void test_take_leaves_unsealed(void **state)
 	assert_int_equal(ts_manifest_find(&m, "link-a")->type, 'l');
 	assert_int_equal(ts_manifest_find(&m, "abs-link")->type, 'l');
 	assert_int_equal(ts_manifest_find(&m, "htdocs/dangling")->type, 'l');
-	tree_path(x, "s1", ".", tp, sizeof(tp));
+	tu_tree_path(x->store, "s1", ".", tp, sizeof(tp));
 	assert_int_equal(nf, count_files(tp));
 	assert_true(nf == st.files);
 	ts_manifest_free(&m);
 
 	/* The database copy is usable already. */
-	tree_path(x, "s1", "db/trac.db", tp, sizeof(tp));
+	tu_tree_path(x->store, "s1", "db/trac.db", tp, sizeof(tp));
 	assert_int_equal(db_tickets(tp), 3);
 
 	/* Listed, unsealed, of this boot. */
@@ -668,7 +522,7 @@ static void test_seal_basic(void **state)
 	ts_manifest_free(&after);
 
 	/* The manifest can be read by a fresh reader and the tree is intact. */
-	tree_path(x, "s1", "db/trac.db", p, sizeof(p));
+	tu_tree_path(x->store, "s1", "db/trac.db", p, sizeof(p));
 	assert_int_equal(db_tickets(p), 3);
 }
 
@@ -686,7 +540,7 @@ static void test_seal_twice(void **state)
 	seal_ok(x, "s1", NULL);
 	snap_path(x, "s1", "manifest", mp, sizeof(mp));
 	snap_path(x, "s1", NULL, dp, sizeof(dp));
-	c1 = slurp(mp, &l1);
+	c1 = tu_slurp(mp, &l1);
 	m1 = lstat_ok(mp);
 	d1 = lstat_ok(dp);
 
@@ -701,7 +555,7 @@ static void test_seal_twice(void **state)
 	assert_true(ss.files_hashed == 0);
 	assert_true(ss.bytes_hashed == 0);
 
-	c2 = slurp(mp, &l2);
+	c2 = tu_slurp(mp, &l2);
 	m2 = lstat_ok(mp);
 	d2 = lstat_ok(dp);
 	assert_int_equal(l1, l2);
@@ -730,14 +584,14 @@ static void test_lost_snapshot(void **state)
 	take_unsealed(x, "B", NULL);
 	assert_int_equal(n_listed(x), 2);
 	/* B shares A's unchanged files. */
-	tree_path(x, "A", "files/attachments/ticket/1/big.bin", p, sizeof(p));
+	tu_tree_path(x->store, "A", "files/attachments/ticket/1/big.bin", p, sizeof(p));
 	a = lstat_ok(p);
-	tree_path(x, "B", "files/attachments/ticket/1/big.bin", p, sizeof(p));
+	tu_tree_path(x->store, "B", "files/attachments/ticket/1/big.bin", p, sizeof(p));
 	b = lstat_ok(p);
 	assert_int_equal(a.st_ino, b.st_ino);
 
 	snap_path(x, "B", TS_STORE_UNSEALED, p, sizeof(p));
-	put_bytes(p, FAKE_BOOT, strlen(FAKE_BOOT), 0600);
+	tu_put_bytes(p, FAKE_BOOT, strlen(FAKE_BOOT), 0600);
 
 	assert_int_equal(ts_store_seal_state_of(&x->s, "B"), TS_STORE_UNSEALED_LOST);
 	assert_int_equal(ts_store_seal_state_of(&x->s, "A"), TS_STORE_SEALED);
@@ -747,7 +601,7 @@ static void test_lost_snapshot(void **state)
 	assert_int_equal(n_listed(x), 1);
 	/* Nothing removed by readers. */
 	snap_path(x, "B", NULL, p, sizeof(p));
-	assert_true(exists(p));
+	assert_true(tu_exists(p));
 
 	ts_err_clear(&e);
 	if (ts_store_lock(&x->s, 5, &e) != TS_OK)
@@ -755,7 +609,7 @@ static void test_lost_snapshot(void **state)
 	ts_store_unlock(&x->s);
 
 	snap_path(x, "B", NULL, p, sizeof(p));
-	assert_false(exists(p));
+	assert_false(tu_exists(p));
 	assert_false(ts_store_exists(&x->s, "B"));
 	{
 		DIR *d = opendir(x->store);
@@ -770,10 +624,10 @@ static void test_lost_snapshot(void **state)
 	/* A intact, its shared files too. */
 	assert_true(listed(x, "A", &sealed, NULL));
 	assert_true(sealed);
-	tree_path(x, "A", "files/attachments/ticket/1/big.bin", p, sizeof(p));
+	tu_tree_path(x->store, "A", "files/attachments/ticket/1/big.bin", p, sizeof(p));
 	assert_int_equal(lstat_ok(p).st_ino, a.st_ino);
 	check_sealed(x, "A");
-	tree_path(x, "A", "db/trac.db", p, sizeof(p));
+	tu_tree_path(x->store, "A", "db/trac.db", p, sizeof(p));
 	assert_int_equal(db_tickets(p), 3);
 }
 
@@ -788,7 +642,7 @@ static void test_seal_size_changed(void **state)
 	bool sealed = true;
 
 	take_unsealed(x, "s1", NULL);
-	tree_path(x, "s1", rel, p, sizeof(p));
+	tu_tree_path(x->store, "s1", rel, p, sizeof(p));
 	assert_int_equal(chmod(p, 0644), 0);
 	assert_int_equal(truncate(p, 1000), 0);
 
@@ -811,9 +665,9 @@ static void test_seal_size_changed(void **state)
 
 	/* Back to its recorded size (the content is not checked before the
 	 * hash exists); now a read-only file in a 0555 directory grows. */
-	tree_path(x, "s1", rel, p, sizeof(p));
+	tu_tree_path(x->store, "s1", rel, p, sizeof(p));
 	assert_int_equal(truncate(p, BIG_LEN), 0);
-	tree_path(x, "s1", "ro/f", p, sizeof(p));
+	tu_tree_path(x->store, "s1", "ro/f", p, sizeof(p));
 	assert_int_equal(chmod(p, 0644), 0);
 	assert_int_equal(truncate(p, 100), 0);
 	ts_err_clear(&e);
@@ -895,8 +749,8 @@ static void test_share_from_unsealed(void **state)
 	assert_true(s2.files_shared >= 4);
 	assert_true(s2.bytes_shared >= BIG_LEN);
 	for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++) {
-		tree_path(x, "A", shared[i], pa, sizeof(pa));
-		tree_path(x, "B", shared[i], pb, sizeof(pb));
+		tu_tree_path(x->store, "A", shared[i], pa, sizeof(pa));
+		tu_tree_path(x->store, "B", shared[i], pb, sizeof(pb));
 		if (lstat_ok(pa).st_ino != lstat_ok(pb).st_ino)
 			fail_msg("%s: not shared between A and B", shared[i]);
 	}
@@ -936,8 +790,8 @@ static void test_share_from_unsealed(void **state)
 		unsigned char want[32];
 
 		assert_false(me->pending);
-		tree_path(x, "C", shared[i], pa, sizeof(pa));
-		sha_file(pa, want);
+		tu_tree_path(x->store, "C", shared[i], pa, sizeof(pa));
+		tu_sha_file(pa, want);
 		assert_memory_equal(me->sha256, want, 32);
 	}
 	assert_true(ts_manifest_find(&m, "db/trac.db")->pending);
@@ -971,8 +825,8 @@ static void test_seal_all_nothing(void **state)
 	seal_ok(x, "B", NULL);
 	snap_path(x, "A", "manifest", pa, sizeof(pa));
 	snap_path(x, "B", "manifest", pb, sizeof(pb));
-	ca = slurp(pa, &la);
-	cb = slurp(pb, &lb);
+	ca = tu_slurp(pa, &la);
+	cb = tu_slurp(pb, &lb);
 	sa = lstat_ok(pa);
 	sb = lstat_ok(pb);
 
@@ -990,12 +844,12 @@ static void test_seal_all_nothing(void **state)
 	}
 	{
 		size_t l;
-		unsigned char *c = slurp(pa, &l);
+		unsigned char *c = tu_slurp(pa, &l);
 
 		assert_int_equal(l, la);
 		assert_memory_equal(c, ca, la);
 		free(c);
-		c = slurp(pb, &l);
+		c = tu_slurp(pb, &l);
 		assert_int_equal(l, lb);
 		assert_memory_equal(c, cb, lb);
 		free(c);

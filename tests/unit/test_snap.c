@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <openssl/sha.h>
 #include <pthread.h>
@@ -29,6 +28,7 @@
 #include "seal.h"
 #include "snap.h"
 #include "store.h"
+#include "tutil.h"
 
 #define TBUF (PATH_MAX * 2)
 #define BIG_LEN (300 * 1024 + 17)
@@ -41,150 +41,6 @@ typedef struct fx {
 	ts_store s;
 	bool env_open;
 } fx;
-
-__attribute__((format(printf, 3, 4)))
-static void fmt(char *buf, size_t size, const char *f, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, f);
-	n = vsnprintf(buf, size, f, ap);
-	va_end(ap);
-	assert_true(n >= 0 && (size_t)n < size);
-}
-
-static void put_bytes(const char *path, const void *data, size_t len, mode_t mode)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	const char *p = data;
-
-	if (fd < 0)
-		fail_msg("%s: %s", path, strerror(errno));
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		assert_true(n > 0);
-		p += n;
-		len -= (size_t)n;
-	}
-	assert_int_equal(fchmod(fd, mode), 0);
-	assert_int_equal(close(fd), 0);
-}
-
-__attribute__((format(printf, 4, 5)))
-static void put_at(const fx *x, const char *text, mode_t mode, const char *relfmt, ...)
-{
-	char rel[PATH_MAX], path[TBUF];
-	va_list ap;
-	int n;
-
-	va_start(ap, relfmt);
-	n = vsnprintf(rel, sizeof(rel), relfmt, ap);
-	va_end(ap);
-	assert_true(n > 0 && (size_t)n < sizeof(rel));
-	fmt(path, sizeof(path), "%s/%s", x->env, rel);
-	put_bytes(path, text, strlen(text), mode);
-}
-
-static void mkdir_at(const fx *x, const char *rel, mode_t mode)
-{
-	char path[TBUF];
-
-	fmt(path, sizeof(path), "%s/%s", x->env, rel);
-	assert_int_equal(mkdir(path, 0700), 0);
-	assert_int_equal(chmod(path, mode), 0);
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_NOFOLLOW);
-	struct stat st;
-	unsigned char *buf;
-	size_t got = 0;
-
-	if (fd < 0)
-		fail_msg("%s: %s", path, strerror(errno));
-	assert_int_equal(fstat(fd, &st), 0);
-	buf = malloc((size_t)st.st_size + 1);
-	assert_non_null(buf);
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		assert_true(n > 0);
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	close(fd);
-	*len = got;
-	return buf;
-}
-
-static unsigned char *pattern(size_t len, unsigned seed)
-{
-	unsigned char *b = malloc(len);
-	size_t i;
-
-	assert_non_null(b);
-	for (i = 0; i < len; i++) {
-		seed = seed * 1103515245u + 12345u;
-		b[i] = (unsigned char)(seed >> 16);
-	}
-	return b;
-}
-
-static bool exists(const char *path)
-{
-	struct stat st;
-
-	return lstat(path, &st) == 0;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	if (flag != FTW_SL)
-		chmod(path, 0700);
-	return remove(path);
-}
-
-static void sql(sqlite3 *db, const char *q)
-{
-	char *err = NULL;
-
-	if (sqlite3_exec(db, q, NULL, NULL, &err) != SQLITE_OK) {
-		char msg[512];
-
-		snprintf(msg, sizeof(msg), "%s", err ? err : "?");
-		sqlite3_free(err);
-		fail_msg("%s: %s", q, msg);
-	}
-}
-
-static sqlite3 *db_open(const char *path, int flags)
-{
-	sqlite3 *db = NULL;
-
-	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
-	sqlite3_busy_timeout(db, 5000);
-	return db;
-}
-
-/* A Trac-like database: 3 tickets, 2 attachments. */
-static void make_db(const char *path)
-{
-	sqlite3 *db = db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-
-	sql(db, "CREATE TABLE ticket(id integer primary key, summary text);"
-	        "CREATE TABLE attachment(type text, id text, filename text, size integer,"
-	        " time integer, description text, author text);"
-	        "INSERT INTO ticket VALUES (1, 'first'), (2, 'second'), (3, 'third');"
-	        "INSERT INTO attachment VALUES ('ticket', '1', 'big.bin', 307217, 1, 'd', 'alice'),"
-	        " ('ticket', '1', 'small.txt', 6, 2, '', 'bob');");
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
-}
 
 static void env_open(fx *x)
 {
@@ -199,61 +55,59 @@ static void env_open(fx *x)
 static int setup(void **state)
 {
 	fx *x = calloc(1, sizeof(*x));
-	char tmpl[] = "/tmp/tracsnap-test-snap.XXXXXX";
 	char path[TBUF];
 	unsigned char *big;
 	ts_err e;
 
 	assert_non_null(x);
-	assert_non_null(mkdtemp(tmpl));
-	assert_non_null(realpath(tmpl, x->top));
-	fmt(x->env, sizeof(x->env), "%s/env", x->top);
-	fmt(x->store, sizeof(x->store), "%s/store", x->top);
+	tu_tmpdir("snap", x->top);
+	tu_fmt(x->env, sizeof(x->env), "%s/env", x->top);
+	tu_fmt(x->store, sizeof(x->store), "%s/store", x->top);
 	assert_int_equal(mkdir(x->env, 0755), 0);
 
-	put_at(x, "Trac Environment Version 1\n", 0644, "VERSION");
-	put_at(x, "This directory contains a Trac environment.\n", 0644, "README");
-	mkdir_at(x, "conf", 0755);
-	put_at(x, "[trac]\ndatabase = sqlite:db/trac.db\n", 0600, "conf/trac.ini");
-	mkdir_at(x, "db", 0755);
-	fmt(path, sizeof(path), "%s/db/trac.db", x->env);
-	make_db(path);
+	tu_put_in(x->env, "VERSION", "Trac Environment Version 1\n", 0644);
+	tu_put_in(x->env, "README", "This directory contains a Trac environment.\n", 0644);
+	tu_mkdir_in(x->env, "conf", 0755);
+	tu_put_in(x->env, "conf/trac.ini", "[trac]\ndatabase = sqlite:db/trac.db\n", 0600);
+	tu_mkdir_in(x->env, "db", 0755);
+	tu_fmt(path, sizeof(path), "%s/db/trac.db", x->env);
+	tu_make_db(path, true);
 	/* SQLite's side files that are never part of a snapshot (fake, empty;
 	 * never a fake -journal or -wal: SQLite would take them for real). */
-	put_at(x, "", 0644, "db/trac.db-stmtjrnl");
-	put_at(x, "", 0644, "db/trac.db-mj01");
+	tu_put_in(x->env, "db/trac.db-stmtjrnl", "", 0644);
+	tu_put_in(x->env, "db/trac.db-mj01", "", 0644);
 	/* An administrator's copy: an ordinary file. */
-	put_at(x, "backup", 0644, "db/trac.db.bak");
-	mkdir_at(x, "files", 0755);
-	mkdir_at(x, "files/attachments", 0755);
-	mkdir_at(x, "files/attachments/ticket", 0755);
-	mkdir_at(x, "files/attachments/ticket/1", 0755);
-	big = pattern(BIG_LEN, 42);
-	fmt(path, sizeof(path), "%s/files/attachments/ticket/1/big.bin", x->env);
-	put_bytes(path, big, BIG_LEN, 0644);
+	tu_put_in(x->env, "db/trac.db.bak", "backup", 0644);
+	tu_mkdir_in(x->env, "files", 0755);
+	tu_mkdir_in(x->env, "files/attachments", 0755);
+	tu_mkdir_in(x->env, "files/attachments/ticket", 0755);
+	tu_mkdir_in(x->env, "files/attachments/ticket/1", 0755);
+	big = tu_pattern(BIG_LEN, 42);
+	tu_fmt(path, sizeof(path), "%s/files/attachments/ticket/1/big.bin", x->env);
+	tu_put_bytes(path, big, BIG_LEN, 0644);
 	free(big);
-	put_at(x, "small\n", 0644, "files/attachments/ticket/1/small.txt");
-	mkdir_at(x, "htdocs", 0755);
-	put_at(x, "hello\n", 0644, "htdocs/a.txt");
-	put_at(x, "body { color: red }\n", 0644, "htdocs/site.css");
-	fmt(path, sizeof(path), "%s/htdocs/site.css", x->env);
+	tu_put_in(x->env, "files/attachments/ticket/1/small.txt", "small\n", 0644);
+	tu_mkdir_in(x->env, "htdocs", 0755);
+	tu_put_in(x->env, "htdocs/a.txt", "hello\n", 0644);
+	tu_put_in(x->env, "htdocs/site.css", "body { color: red }\n", 0644);
+	tu_fmt(path, sizeof(path), "%s/htdocs/site.css", x->env);
 	assert_int_equal(setxattr(path, "user.mime_type", "text/css", 8, 0), 0);
-	mkdir_at(x, "log", 0750);
-	mkdir_at(x, "plugins", 0755);
-	put_at(x, "egg", 0600, "plugins/secret.egg");
-	fmt(path, sizeof(path), "%s/plugins/secret.egg", x->env);
+	tu_mkdir_in(x->env, "log", 0750);
+	tu_mkdir_in(x->env, "plugins", 0755);
+	tu_put_in(x->env, "plugins/secret.egg", "egg", 0600);
+	tu_fmt(path, sizeof(path), "%s/plugins/secret.egg", x->env);
 	assert_int_equal(chown(path, 1234, 5678), 0);
-	put_at(x, "#!/bin/sh\n", 04755, "plugins/suid.sh");
-	mkdir_at(x, "templates", 0755);
-	mkdir_at(x, "ro", 0755);
-	put_at(x, "read only\n", 0444, "ro/f");
-	fmt(path, sizeof(path), "%s/ro", x->env);
+	tu_put_in(x->env, "plugins/suid.sh", "#!/bin/sh\n", 04755);
+	tu_mkdir_in(x->env, "templates", 0755);
+	tu_mkdir_in(x->env, "ro", 0755);
+	tu_put_in(x->env, "ro/f", "read only\n", 0444);
+	tu_fmt(path, sizeof(path), "%s/ro", x->env);
 	assert_int_equal(chmod(path, 0555), 0);
-	fmt(path, sizeof(path), "%s/link-a", x->env);
+	tu_fmt(path, sizeof(path), "%s/link-a", x->env);
 	assert_int_equal(symlink("htdocs/a.txt", path), 0);
-	fmt(path, sizeof(path), "%s/abs-link", x->env);
+	tu_fmt(path, sizeof(path), "%s/abs-link", x->env);
 	assert_int_equal(symlink("/etc/passwd", path), 0);
-	fmt(path, sizeof(path), "%s/htdocs/dangling", x->env);
+	tu_fmt(path, sizeof(path), "%s/htdocs/dangling", x->env);
 	assert_int_equal(symlink("../nowhere", path), 0);
 
 	env_open(x);
@@ -271,7 +125,7 @@ static int teardown(void **state)
 	ts_store_close(&x->s);
 	if (x->env_open)
 		ts_env_close(&x->e);
-	nftw(x->top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	tu_rm_rf(x->top);
 	free(x);
 	return 0;
 }
@@ -302,28 +156,14 @@ static void take_ok(fx *x, const char *name, ts_snap_stats *stats)
 		fail_msg("snapshot %s: %s: %s", name, ts_err_name(e.code), e.msg);
 }
 
-static int count_prefix(const char *dir, const char *prefix)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)) != NULL)
-		if (!strncmp(de->d_name, prefix, strlen(prefix)))
-			n++;
-	closedir(d);
-	return n;
-}
-
 /* Nothing half-done in the store, and its lock is free. */
 static void store_clean_and_unlocked(fx *x)
 {
 	ts_store s2;
 	ts_err e;
 
-	assert_int_equal(count_prefix(x->store, ".tmp-"), 0);
-	assert_int_equal(count_prefix(x->store, ".del-"), 0);
+	assert_int_equal(tu_count_prefix(x->store, ".tmp-"), 0);
+	assert_int_equal(tu_count_prefix(x->store, ".del-"), 0);
 	assert_false(x->s.locked);
 	ts_err_clear(&e);
 	if (ts_store_open(x->store, false, &s2, &e) != TS_OK)
@@ -378,18 +218,18 @@ static void walk_dir(const char *root, const char *rel, relv *out)
 	struct dirent *de;
 	struct stat st;
 
-	fmt(path, sizeof(path), "%s/%s", root, rel);
+	tu_fmt(path, sizeof(path), "%s/%s", root, rel);
 	d = opendir(path);
 	assert_non_null(d);
 	while ((de = readdir(d)) != NULL) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		if (!strcmp(rel, "."))
-			fmt(child, sizeof(child), "%s", de->d_name);
+			tu_fmt(child, sizeof(child), "%s", de->d_name);
 		else
-			fmt(child, sizeof(child), "%s/%s", rel, de->d_name);
+			tu_fmt(child, sizeof(child), "%s/%s", rel, de->d_name);
 		relv_add(out, child);
-		fmt(path, sizeof(path), "%s/%s", root, child);
+		tu_fmt(path, sizeof(path), "%s/%s", root, child);
 		assert_int_equal(lstat(path, &st), 0);
 		if (S_ISDIR(st.st_mode))
 			walk_dir(root, child, out);
@@ -424,14 +264,6 @@ static bool db_side(const char *rel, const char *db)
 	return !strncmp(rel + n, "-mj", 3);
 }
 
-static void tree_path(const fx *x, const char *name, const char *rel, char *buf, size_t size)
-{
-	if (!strcmp(rel, "."))
-		fmt(buf, size, "%s/%s/tree", x->store, name);
-	else
-		fmt(buf, size, "%s/%s/tree/%s", x->store, name, rel);
-}
-
 /* The tree equals the environment (as it is now): same entries, types,
  * content, link targets, mode, owner, mtime; special files and the database's
  * side files left out; the database itself checked elsewhere. */
@@ -445,11 +277,11 @@ static void compare_tree(fx *x, const char *name)
 	for (size_t i = 0; i < ev.n; i++) {
 		const char *rel = ev.v[i];
 
-		fmt(ep, sizeof(ep), "%s/%s", x->env, rel);
-		tree_path(x, name, rel, tp, sizeof(tp));
+		tu_fmt(ep, sizeof(ep), "%s/%s", x->env, rel);
+		tu_tree_path(x->store, name, rel, tp, sizeof(tp));
 		assert_int_equal(lstat(ep, &a), 0);
 		if (db_side(rel, x->e.db_rel) || !(S_ISREG(a.st_mode) || S_ISDIR(a.st_mode) || S_ISLNK(a.st_mode))) {
-			if ((!x->e.db_rel || strcmp(rel, x->e.db_rel)) && exists(tp))
+			if ((!x->e.db_rel || strcmp(rel, x->e.db_rel)) && tu_exists(tp))
 				fail_msg("%s: in the snapshot, should not be", rel);
 			continue;
 		}
@@ -471,7 +303,7 @@ static void compare_tree(fx *x, const char *name)
 			         (long long)a.st_mtim.tv_sec, a.st_mtim.tv_nsec);
 		if (S_ISREG(a.st_mode)) {
 			size_t la, lb;
-			unsigned char *ca = slurp(ep, &la), *cb = slurp(tp, &lb);
+			unsigned char *ca = tu_slurp(ep, &la), *cb = tu_slurp(tp, &lb);
 
 			if (la != lb || memcmp(ca, cb, la))
 				fail_msg("%s: content differs", rel);
@@ -487,30 +319,21 @@ static void compare_tree(fx *x, const char *name)
 		}
 	}
 	/* Nothing else in the tree (but the database and its external dir). */
-	tree_path(x, name, ".", root, sizeof(root));
+	tu_tree_path(x->store, name, ".", root, sizeof(root));
 	walk(root, &tv);
 	for (size_t i = 0; i < tv.n; i++) {
 		const char *rel = tv.v[i];
 
-		fmt(ep, sizeof(ep), "%s/%s", x->env, rel);
+		tu_fmt(ep, sizeof(ep), "%s/%s", x->env, rel);
 		if (x->e.db_rel && !strcmp(rel, x->e.db_rel))
 			continue;
 		if (!x->e.db_rel && !strncmp(rel, TS_SNAP_EXTERNAL_DB_DIR, strlen(TS_SNAP_EXTERNAL_DB_DIR)))
 			continue;
-		if (!exists(ep))
+		if (!tu_exists(ep))
 			fail_msg("%s: in snapshot %s, not in the environment", rel, name);
 	}
 	relv_free(&tv);
 	relv_free(&ev);
-}
-
-static void sha_file(const char *path, unsigned char out[32])
-{
-	size_t len;
-	unsigned char *c = slurp(path, &len);
-
-	SHA256(c, len, out);
-	free(c);
 }
 
 /* Read the manifest; one entry per tree entry, each matching what the tree
@@ -523,7 +346,7 @@ static void check_manifest(fx *x, const char *name, const ts_snap_stats *stats, 
 	uint64_t nfiles = 0;
 	size_t i;
 
-	fmt(path, sizeof(path), "%s/%s/manifest", x->store, name);
+	tu_fmt(path, sizeof(path), "%s/%s/manifest", x->store, name);
 	ts_err_clear(&e);
 	if (ts_manifest_read(path, m, &e) != TS_OK)
 		fail_msg("%s", e.msg);
@@ -532,7 +355,7 @@ static void check_manifest(fx *x, const char *name, const ts_snap_stats *stats, 
 		assert_int_equal(m->time.tv_sec, stats->instant.tv_sec);
 		assert_int_equal(m->time.tv_nsec, stats->instant.tv_nsec);
 	}
-	tree_path(x, name, ".", root, sizeof(root));
+	tu_tree_path(x->store, name, ".", root, sizeof(root));
 	walk(root, &tv);
 	for (i = 0; i < tv.n; i++) {
 		const char *rel = tv.v[i];
@@ -543,7 +366,7 @@ static void check_manifest(fx *x, const char *name, const ts_snap_stats *stats, 
 
 		if (!me)
 			fail_msg("%s: in the tree of %s, not in its manifest", rel, name);
-		tree_path(x, name, rel, tp, sizeof(tp));
+		tu_tree_path(x->store, name, rel, tp, sizeof(tp));
 		assert_int_equal(lstat(tp, &st), 0);
 		type = S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' : S_ISLNK(st.st_mode) ? 'l' : '?';
 		if (me->type != type)
@@ -560,7 +383,7 @@ static void check_manifest(fx *x, const char *name, const ts_snap_stats *stats, 
 		if (type == 'f') {
 			nfiles++;
 			assert_true(me->size == (uint64_t)st.st_size);
-			sha_file(tp, want);
+			tu_sha_file(tp, want);
 		} else if (type == 'l') {
 			char t[PATH_MAX];
 			ssize_t n = readlink(tp, t, sizeof(t));
@@ -613,7 +436,7 @@ static void query_text(sqlite3 *db, const char *q, char *out, size_t size)
 
 	assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	fmt(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+	tu_fmt(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 }
 
@@ -629,10 +452,10 @@ static void check_db(fx *x, const char *name, const char *rel, long want_tickets
 	sqlite3 *db;
 	int fd;
 
-	tree_path(x, name, rel, path, sizeof(path));
+	tu_tree_path(x->store, name, rel, path, sizeof(path));
 	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
-		fmt(side, sizeof(side), "%s%s", path, sfx[i]);
-		if (exists(side))
+		tu_fmt(side, sizeof(side), "%s%s", path, sfx[i]);
+		if (tu_exists(side))
 			fail_msg("%s: in the snapshot", side);
 	}
 	/* File format bytes 18 and 19: 1 = rollback journal, 2 = WAL. */
@@ -644,7 +467,7 @@ static void check_db(fx *x, const char *name, const char *rel, long want_tickets
 	if (hdr[18] != 1 || hdr[19] != 1)
 		fail_msg("%s: header write/read version %d/%d, want 1/1 (not WAL)", path, hdr[18], hdr[19]);
 
-	db = db_open(path, SQLITE_OPEN_READONLY);
+	db = tu_db_open(path, SQLITE_OPEN_READONLY);
 	query_text(db, "PRAGMA journal_mode", text, sizeof(text));
 	assert_string_equal(text, "delete");
 	query_text(db, "PRAGMA integrity_check", text, sizeof(text));
@@ -656,8 +479,8 @@ static void check_db(fx *x, const char *name, const char *rel, long want_tickets
 	assert_string_equal(text, summaries);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
-		fmt(side, sizeof(side), "%s%s", path, sfx[i]);
-		assert_false(exists(side));
+		tu_fmt(side, sizeof(side), "%s%s", path, sfx[i]);
+		assert_false(tu_exists(side));
 	}
 }
 
@@ -665,7 +488,7 @@ static void snap_file(fx *x, const char *name, const char *rel, struct stat *st)
 {
 	char p[TBUF];
 
-	tree_path(x, name, rel, p, sizeof(p));
+	tu_tree_path(x->store, name, rel, p, sizeof(p));
 	if (lstat(p, st) < 0)
 		fail_msg("%s: %s", p, strerror(errno));
 }
@@ -676,8 +499,8 @@ static void snap_text_is(fx *x, const char *name, const char *rel, const char *w
 	size_t len;
 	unsigned char *c;
 
-	tree_path(x, name, rel, p, sizeof(p));
-	c = slurp(p, &len);
+	tu_tree_path(x->store, name, rel, p, sizeof(p));
+	c = tu_slurp(p, &len);
 	if (len != strlen(want) || memcmp(c, want, len))
 		fail_msg("%s in %s: '%s', want '%s'", rel, name, (char *)c, want);
 	free(c);
@@ -687,8 +510,8 @@ static bool snap_has(fx *x, const char *name, const char *rel)
 {
 	char p[TBUF];
 
-	tree_path(x, name, rel, p, sizeof(p));
-	return exists(p);
+	tu_tree_path(x->store, name, rel, p, sizeof(p));
+	return tu_exists(p);
 }
 
 /* ---- the tests ----------------------------------------------------------------- */
@@ -709,10 +532,10 @@ static void test_snap_basic(void **state)
 	clock_gettime(CLOCK_REALTIME, &after);
 
 	/* STORE/s1/{tree,manifest}, its mtime the instant. */
-	fmt(p, sizeof(p), "%s/s1/tree", x->store);
+	tu_fmt(p, sizeof(p), "%s/s1/tree", x->store);
 	assert_int_equal(lstat(p, &sb), 0);
 	assert_true(S_ISDIR(sb.st_mode));
-	fmt(p, sizeof(p), "%s/s1", x->store);
+	tu_fmt(p, sizeof(p), "%s/s1", x->store);
 	assert_int_equal(lstat(p, &sb), 0);
 	assert_int_equal(sb.st_mtim.tv_sec, st.instant.tv_sec);
 	assert_int_equal(sb.st_mtim.tv_nsec, st.instant.tv_nsec);
@@ -735,7 +558,7 @@ static void test_snap_basic(void **state)
 	snap_file(x, "s1", "plugins/secret.egg", &sb);
 	assert_int_equal(sb.st_uid, 1234);
 	assert_int_equal(sb.st_gid, 5678);
-	tree_path(x, "s1", "htdocs/site.css", p, sizeof(p));
+	tu_tree_path(x->store, "s1", "htdocs/site.css", p, sizeof(p));
 	n = getxattr(p, "user.mime_type", buf, sizeof(buf));
 	assert_int_equal(n, 8);
 	assert_memory_equal(buf, "text/css", 8);
@@ -797,12 +620,12 @@ static void test_snap_share(void **state)
 
 	/* Change a file in place (same inode), one keeping its size and mtime
 	 * (only ctime tells), remove one, add one. */
-	fmt(p, sizeof(p), "%s/htdocs/a.txt", x->env);
+	tu_fmt(p, sizeof(p), "%s/htdocs/a.txt", x->env);
 	fd = open(p, O_WRONLY | O_TRUNC);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "changed content\n", 16), 16);
 	assert_int_equal(close(fd), 0);
-	fmt(p, sizeof(p), "%s/htdocs/site.css", x->env);
+	tu_fmt(p, sizeof(p), "%s/htdocs/site.css", x->env);
 	assert_int_equal(lstat(p, &old_css), 0);
 	fd = open(p, O_WRONLY);
 	assert_true(fd >= 0);
@@ -813,9 +636,9 @@ static void test_snap_share(void **state)
 		assert_int_equal(futimens(fd, ts), 0);
 	}
 	assert_int_equal(close(fd), 0);
-	fmt(p, sizeof(p), "%s/files/attachments/ticket/1/small.txt", x->env);
+	tu_fmt(p, sizeof(p), "%s/files/attachments/ticket/1/small.txt", x->env);
 	assert_int_equal(unlink(p), 0);
-	put_at(x, "new\n", 0644, "htdocs/new.txt");
+	tu_put_in(x->env, "htdocs/new.txt", "new\n", 0644);
 
 	take_ok(x, "s2", &s2);
 	compare_tree(x, "s2");
@@ -880,9 +703,9 @@ static void test_snap_fifo(void **state)
 	ts_manifest m;
 	char p[TBUF];
 
-	fmt(p, sizeof(p), "%s/pipe", x->env);
+	tu_fmt(p, sizeof(p), "%s/pipe", x->env);
 	assert_int_equal(mkfifo(p, 0644), 0);
-	fmt(p, sizeof(p), "%s/log/trac.fifo", x->env);
+	tu_fmt(p, sizeof(p), "%s/log/trac.fifo", x->env);
 	assert_int_equal(mkfifo(p, 0600), 0);
 	take_ok(x, "s1", &st);
 	assert_false(snap_has(x, "s1", "pipe"));
@@ -925,14 +748,14 @@ static void test_snap_external_db(void **state)
 	char ext[TBUF], dbp[TBUF], want[TBUF];
 	const ts_manifest_entry *me;
 
-	fmt(ext, sizeof(ext), "%s/ext", x->top);
+	tu_fmt(ext, sizeof(ext), "%s/ext", x->top);
 	assert_int_equal(mkdir(ext, 0755), 0);
-	fmt(dbp, sizeof(dbp), "%s/ext/x.db", x->top);
-	make_db(dbp);
-	fmt(want, sizeof(want), "%s/db/trac.db", x->env);
+	tu_fmt(dbp, sizeof(dbp), "%s/ext/x.db", x->top);
+	tu_make_db(dbp, true);
+	tu_fmt(want, sizeof(want), "%s/db/trac.db", x->env);
 	assert_int_equal(unlink(want), 0);
-	fmt(want, sizeof(want), "[trac]\ndatabase = sqlite:%s\n", dbp);
-	put_at(x, want, 0600, "conf/trac.ini");
+	tu_fmt(want, sizeof(want), "[trac]\ndatabase = sqlite:%s\n", dbp);
+	tu_put_in(x->env, "conf/trac.ini", want, 0600);
 	ts_env_close(&x->e);
 	x->env_open = false;
 	env_open(x);
@@ -966,25 +789,25 @@ static void test_snap_exists(void **state)
 	struct stat d1, d2;
 
 	take_ok(x, "s1", &st);
-	fmt(p, sizeof(p), "%s/s1/manifest", x->store);
-	man1 = slurp(p, &l1);
-	fmt(p, sizeof(p), "%s/s1", x->store);
+	tu_fmt(p, sizeof(p), "%s/s1/manifest", x->store);
+	man1 = tu_slurp(p, &l1);
+	tu_fmt(p, sizeof(p), "%s/s1", x->store);
 	assert_int_equal(lstat(p, &d1), 0);
 
-	put_at(x, "different\n", 0644, "htdocs/a.txt");
+	tu_put_in(x->env, "htdocs/a.txt", "different\n", 0644);
 	rc = take(x, "s1", false, 5, &st2, &e);
 	assert_int_equal(rc, TS_ERR_EXISTS);
 	assert_int_equal(e.code, TS_ERR_EXISTS);
 	assert_non_null(strstr(e.msg, "s1"));
 
 	assert_int_equal(n_snapshots(x), 1);
-	fmt(p, sizeof(p), "%s/s1/manifest", x->store);
-	man2 = slurp(p, &l2);
+	tu_fmt(p, sizeof(p), "%s/s1/manifest", x->store);
+	man2 = tu_slurp(p, &l2);
 	assert_int_equal(l1, l2);
 	assert_memory_equal(man1, man2, l1);
 	free(man1);
 	free(man2);
-	fmt(p, sizeof(p), "%s/s1", x->store);
+	tu_fmt(p, sizeof(p), "%s/s1", x->store);
 	assert_int_equal(lstat(p, &d2), 0);
 	assert_int_equal(d1.st_ino, d2.st_ino);
 	assert_int_equal(d1.st_mtim.tv_sec, d2.st_mtim.tv_sec);
@@ -1011,10 +834,10 @@ static void test_snap_bad_name(void **state)
 		store_clean_and_unlocked(x);
 		assert_int_equal(n_snapshots(x), 0);
 	}
-	fmt(p, sizeof(p), "%s/a", x->store);
-	assert_false(exists(p));
-	fmt(p, sizeof(p), "%s/latest", x->store);
-	assert_false(exists(p));
+	tu_fmt(p, sizeof(p), "%s/a", x->store);
+	assert_false(tu_exists(p));
+	tu_fmt(p, sizeof(p), "%s/latest", x->store);
+	assert_false(tu_exists(p));
 	/* A good name still works afterwards. */
 	take_ok(x, "good", &st);
 	assert_int_equal(n_snapshots(x), 1);
@@ -1034,9 +857,9 @@ static void test_snap_write_lock_busy(void **state)
 	struct timespec t0, t1;
 	double dt;
 
-	fmt(p, sizeof(p), "%s/db/trac.db", x->env);
-	w = db_open(p, SQLITE_OPEN_READWRITE);
-	sql(w, "BEGIN IMMEDIATE");
+	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	w = tu_db_open(p, SQLITE_OPEN_READWRITE);
+	tu_sql(w, "BEGIN IMMEDIATE");
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rc = take(x, "s1", false, 1, &st, &e);
@@ -1053,13 +876,13 @@ static void test_snap_write_lock_busy(void **state)
 	store_clean_and_unlocked(x);
 
 	/* The other connection still holds its transaction and can write. */
-	sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
-	sql(w, "ROLLBACK");
+	tu_sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
+	tu_sql(w, "ROLLBACK");
 
 	take_ok(x, "s1", &st);
 	check_db(x, "s1", "db/trac.db", 3, "first,second,third");
 	/* Our connection works after the snapshot's (Trac's writers go on). */
-	sql(w, "BEGIN IMMEDIATE; INSERT INTO ticket VALUES (5, 'fifth'); COMMIT");
+	tu_sql(w, "BEGIN IMMEDIATE; INSERT INTO ticket VALUES (5, 'fifth'); COMMIT");
 	assert_int_equal(sqlite3_close(w), SQLITE_OK);
 	store_clean_and_unlocked(x);
 }
@@ -1077,25 +900,25 @@ static void test_snap_wal(void **state)
 	unsigned char *bytes;
 	size_t len;
 
-	fmt(p, sizeof(p), "%s/db/trac.db", x->env);
-	fmt(wal, sizeof(wal), "%s-wal", p);
-	w = db_open(p, SQLITE_OPEN_READWRITE);
+	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	tu_fmt(wal, sizeof(wal), "%s-wal", p);
+	w = tu_db_open(p, SQLITE_OPEN_READWRITE);
 	query_text(w, "PRAGMA journal_mode=WAL", text, sizeof(text));
 	assert_string_equal(text, "wal");
-	sql(w, "PRAGMA wal_autocheckpoint=0");
-	sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
-	sql(w, "INSERT INTO ticket VALUES (5, 'fifth')");
-	sql(w, "BEGIN; UPDATE ticket SET summary = 'FIRST' WHERE id = 1;"
+	tu_sql(w, "PRAGMA wal_autocheckpoint=0");
+	tu_sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
+	tu_sql(w, "INSERT INTO ticket VALUES (5, 'fifth')");
+	tu_sql(w, "BEGIN; UPDATE ticket SET summary = 'FIRST' WHERE id = 1;"
 	       " INSERT INTO ticket VALUES (6, 'sixth'); COMMIT");
 	assert_int_equal(lstat(wal, &sb), 0);
 	assert_true(sb.st_size > 0);
 
 	/* The main file alone does not have them (they are only in the -wal). */
-	fmt(copy, sizeof(copy), "%s/main-only.db", x->top);
-	bytes = slurp(p, &len);
-	put_bytes(copy, bytes, len, 0644);
+	tu_fmt(copy, sizeof(copy), "%s/main-only.db", x->top);
+	bytes = tu_slurp(p, &len);
+	tu_put_bytes(copy, bytes, len, 0644);
 	free(bytes);
-	c = db_open(copy, SQLITE_OPEN_READONLY);
+	c = tu_db_open(copy, SQLITE_OPEN_READONLY);
 	assert_int_equal(query_long(c, "SELECT count(*) FROM ticket"), 3);
 	assert_int_equal(sqlite3_close(c), SQLITE_OK);
 
@@ -1109,7 +932,7 @@ static void test_snap_wal(void **state)
 	/* The environment is still in WAL mode, and writable. */
 	query_text(w, "PRAGMA journal_mode", text, sizeof(text));
 	assert_string_equal(text, "wal");
-	sql(w, "INSERT INTO ticket VALUES (7, 'seventh')");
+	tu_sql(w, "INSERT INTO ticket VALUES (7, 'seventh')");
 	assert_int_equal(query_long(w, "SELECT count(*) FROM ticket"), 7);
 	assert_int_equal(sqlite3_close(w), SQLITE_OK);
 	store_clean_and_unlocked(x);
@@ -1202,9 +1025,9 @@ static void test_snap_changes_before_lock(void **state)
 
 	memset(&mu, 0, sizeof(mu));
 	mu.x = x;
-	fmt(p, sizeof(p), "%s/db/trac.db", x->env);
-	mu.w = db_open(p, SQLITE_OPEN_READWRITE);
-	sql(mu.w, "BEGIN IMMEDIATE");
+	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	mu.w = tu_db_open(p, SQLITE_OPEN_READWRITE);
+	tu_sql(mu.w, "BEGIN IMMEDIATE");
 	assert_int_equal(pthread_create(&th, NULL, mutate, &mu), 0);
 	take_ok(x, "s1", &st);
 	assert_int_equal(pthread_join(th, NULL), 0);

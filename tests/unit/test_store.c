@@ -9,7 +9,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "tutil.h"
 
 /* Room for a scratch path plus what the tests append. */
 #define TBUF (PATH_MAX * 2)
@@ -31,28 +31,6 @@ typedef struct fx {
 	char env[TBUF];
 	char store[TBUF];
 } fx;
-
-/* snprintf that fails the test instead of truncating. */
-__attribute__((format(printf, 3, 4)))
-static void fmt(char *buf, size_t size, const char *f, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, f);
-	n = vsnprintf(buf, size, f, ap);
-	va_end(ap);
-	assert_true(n >= 0 && (size_t)n < size);
-}
-
-static void put_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_true(fputs(text, f) >= 0);
-	assert_int_equal(fclose(f), 0);
-}
 
 /* Whole content of a small file, into buf. */
 static void get_file(const char *path, char *buf, size_t size)
@@ -66,30 +44,14 @@ static void get_file(const char *path, char *buf, size_t size)
 	fclose(f);
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	if (flag != FTW_SL)
-		chmod(path, 0700);
-	return remove(path);
-}
-
-static void rm_rf(const char *path)
-{
-	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int setup(void **state)
 {
 	fx *x = calloc(1, sizeof(*x));
-	char tmpl[] = "/tmp/tracsnap-test-store.XXXXXX";
 
 	assert_non_null(x);
-	assert_non_null(mkdtemp(tmpl));
-	assert_non_null(realpath(tmpl, x->top));
-	fmt(x->env, sizeof(x->env), "%s/env", x->top);
-	fmt(x->store, sizeof(x->store), "%s/store", x->top);
+	tu_tmpdir("store", x->top);
+	tu_fmt(x->env, sizeof(x->env), "%s/env", x->top);
+	tu_fmt(x->store, sizeof(x->store), "%s/store", x->top);
 	assert_int_equal(mkdir(x->env, 0755), 0);
 	*state = x;
 	return 0;
@@ -101,7 +63,7 @@ static int teardown(void **state)
 
 	if (chdir("/") != 0)
 		return -1;
-	rm_rf(x->top);
+	tu_rm_rf(x->top);
 	free(x);
 	return 0;
 }
@@ -135,28 +97,6 @@ static void lock_store(ts_store *s)
 	assert_true(s->locked);
 }
 
-/* Count the names in dir starting with prefix. */
-static int count_prefix(const char *dir, const char *prefix)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)) != NULL)
-		if (!strncmp(de->d_name, prefix, strlen(prefix)))
-			n++;
-	closedir(d);
-	return n;
-}
-
-static bool exists(const char *path)
-{
-	struct stat st;
-
-	return lstat(path, &st) == 0;
-}
-
 /* Make a complete snapshot NAME with one file "tree/f" holding text, whose
  * directory time is instant. */
 static void make_snap(ts_store *s, const char *name, const char *text,
@@ -188,7 +128,7 @@ static void default_is(const char *env_root, const char *want)
 	char got[TBUF];
 
 	assert_non_null(p);
-	fmt(got, sizeof(got), "%s", p);
+	tu_fmt(got, sizeof(got), "%s", p);
 	free(p);
 	if (strcmp(got, want))
 		fail_msg("default store of '%s' is '%s', want '%s'", env_root, got, want);
@@ -304,64 +244,64 @@ static void test_placement(void **state)
 	fx *x = *state;
 	char store[TBUF], mnt[TBUF], p[TBUF], env2[TBUF];
 
-	fmt(p, sizeof(p), "%s/sub", x->env);
+	tu_fmt(p, sizeof(p), "%s/sub", x->env);
 	assert_int_equal(mkdir(p, 0755), 0);
-	fmt(p, sizeof(p), "%s/other", x->top);
+	tu_fmt(p, sizeof(p), "%s/other", x->top);
 	assert_int_equal(mkdir(p, 0755), 0);
-	fmt(mnt, sizeof(mnt), "%s/mnt", x->top);
+	tu_fmt(mnt, sizeof(mnt), "%s/mnt", x->top);
 
 	/* Inside the environment (existing or not), or the environment itself. */
-	fmt(store, sizeof(store), "%s/snapshots", x->env);
+	tu_fmt(store, sizeof(store), "%s/snapshots", x->env);
 	placement_bad(store, x->env, NULL);
 	placement_bad(store, x->env, mnt);
-	fmt(store, sizeof(store), "%s/sub", x->env);
+	tu_fmt(store, sizeof(store), "%s/sub", x->env);
 	placement_bad(store, x->env, NULL);
-	fmt(store, sizeof(store), "%s/sub/a/b/c", x->env);
+	tu_fmt(store, sizeof(store), "%s/sub/a/b/c", x->env);
 	placement_bad(store, x->env, NULL);
 	placement_bad(x->env, x->env, NULL);
-	fmt(store, sizeof(store), "%s/", x->env);
+	tu_fmt(store, sizeof(store), "%s/", x->env);
 	placement_bad(store, x->env, NULL);
 
 	/* Below the mount point. */
-	fmt(store, sizeof(store), "%s/mnt/store", x->top);
+	tu_fmt(store, sizeof(store), "%s/mnt/store", x->top);
 	placement_bad(store, x->env, mnt);
 	placement_bad(mnt, x->env, mnt);
 
 	/* A mount point inside the environment. */
-	fmt(p, sizeof(p), "%s/mnt", x->env);
+	tu_fmt(p, sizeof(p), "%s/mnt", x->env);
 	placement_bad(x->store, x->env, p);
 	placement_bad(x->store, x->env, x->env);
 
 	/* Outside everything, not existing yet: fine. */
-	fmt(store, sizeof(store), "%s/a/b/c/store", x->top);
+	tu_fmt(store, sizeof(store), "%s/a/b/c/store", x->top);
 	placement_ok(store, x->env, NULL);
 	placement_ok(store, x->env, mnt);
 	placement_ok(x->store, x->env, mnt);
 	/* A sibling whose name starts like the environment's is outside it. */
-	fmt(env2, sizeof(env2), "%s/env2", x->top);
+	tu_fmt(env2, sizeof(env2), "%s/env2", x->top);
 	placement_ok(env2, x->env, NULL);
-	fmt(store, sizeof(store), "%s/env-store", x->top);
+	tu_fmt(store, sizeof(store), "%s/env-store", x->top);
 	placement_ok(store, x->env, mnt);
-	fmt(p, sizeof(p), "%s/mnt2", x->top);
+	tu_fmt(p, sizeof(p), "%s/mnt2", x->top);
 	placement_ok(p, x->env, mnt);
 
 	/* ".." that resolves into the environment. */
-	fmt(store, sizeof(store), "%s/../env/store", x->env);
+	tu_fmt(store, sizeof(store), "%s/../env/store", x->env);
 	placement_bad(store, x->env, NULL);
-	fmt(store, sizeof(store), "%s/sub/../store", x->env);
+	tu_fmt(store, sizeof(store), "%s/sub/../store", x->env);
 	placement_bad(store, x->env, NULL);
-	fmt(store, sizeof(store), "%s/other/../env/store", x->top);
+	tu_fmt(store, sizeof(store), "%s/other/../env/store", x->top);
 	placement_bad(store, x->env, NULL);
-	fmt(store, sizeof(store), "%s/other/../env", x->top);
+	tu_fmt(store, sizeof(store), "%s/other/../env", x->top);
 	placement_bad(store, x->env, NULL);
 	/* ... and ".." that leads out of it. */
-	fmt(store, sizeof(store), "%s/sub/../../store", x->env);
+	tu_fmt(store, sizeof(store), "%s/sub/../../store", x->env);
 	placement_ok(store, x->env, NULL);
 
 	/* A symlink that leads into the environment. */
-	fmt(p, sizeof(p), "%s/link", x->top);
+	tu_fmt(p, sizeof(p), "%s/link", x->top);
 	assert_int_equal(symlink(x->env, p), 0);
-	fmt(store, sizeof(store), "%s/link/store", x->top);
+	tu_fmt(store, sizeof(store), "%s/link/store", x->top);
 	placement_bad(store, x->env, NULL);
 	placement_bad(x->store, x->env, p);
 }
@@ -391,33 +331,33 @@ static void test_placement_dotdot_missing(void **state)
 	ts_err e;
 	ts_err_code rc;
 
-	fmt(store, sizeof(store), "%s/nope/../env/store", x->top);
+	tu_fmt(store, sizeof(store), "%s/nope/../env/store", x->top);
 	ts_err_clear(&e);
 	rc = ts_store_check_placement(store, x->env, NULL, &e);
 	if (rc == TS_OK) {
 		/* Show where such a store really lands. */
-		fmt(p, sizeof(p), "%s/store", x->env);
+		tu_fmt(p, sizeof(p), "%s/store", x->env);
 		if (ts_store_open(store, true, &s, &e) == TS_OK) {
 			char where[TBUF];
 
-			fmt(where, sizeof(where), "%s", s.root);
+			tu_fmt(where, sizeof(where), "%s", s.root);
 			ts_store_close(&s);
 			fail_msg("store %s accepted, but ts_store_open made it at %s (inside %s)",
 			         store, where, x->env);
 		}
 		fail_msg("store %s accepted (it is %s)", store, p);
 	}
-	fmt(store, sizeof(store), "%s/nope/a/./../../env/x", x->top);
+	tu_fmt(store, sizeof(store), "%s/nope/a/./../../env/x", x->top);
 	placement_bad(store, x->env, NULL);
-	fmt(store, sizeof(store), "%s/nope/../store", x->env);
+	tu_fmt(store, sizeof(store), "%s/nope/../store", x->env);
 	placement_bad(store, x->env, NULL);
-	fmt(store, sizeof(store), "%s/nope/../../env", x->env);
+	tu_fmt(store, sizeof(store), "%s/nope/../../env", x->env);
 	placement_bad(store, x->env, NULL);
-	fmt(p, sizeof(p), "%s/nope/../mnt", x->env);
+	tu_fmt(p, sizeof(p), "%s/nope/../mnt", x->env);
 	placement_bad(x->store, x->env, p);
-	fmt(store, sizeof(store), "%s/nope/../../store", x->env);
+	tu_fmt(store, sizeof(store), "%s/nope/../../store", x->env);
 	placement_ok(store, x->env, NULL);
-	fmt(store, sizeof(store), "%s/nope/../../env-other/s", x->env);
+	tu_fmt(store, sizeof(store), "%s/nope/../../env-other/s", x->env);
 	placement_ok(store, x->env, NULL);
 }
 
@@ -432,15 +372,15 @@ static void test_open_create(void **state)
 	ts_err e;
 	mode_t old = umask(022);
 
-	fmt(path, sizeof(path), "%s/a/b/c/store", x->top);
-	fmt(parent, sizeof(parent), "%s/a/b/c", x->top);
+	tu_fmt(path, sizeof(path), "%s/a/b/c/store", x->top);
+	tu_fmt(parent, sizeof(parent), "%s/a/b/c", x->top);
 
 	/* Without create, a missing store is an error. */
 	ts_err_clear(&e);
 	assert_int_not_equal(ts_store_open(path, false, &s, &e), TS_OK);
 	assert_true(e.msg[0] != '\0');
-	assert_false(exists(path));
-	assert_false(exists(parent));
+	assert_false(tu_exists(path));
+	assert_false(tu_exists(parent));
 
 	ts_err_clear(&e);
 	if (ts_store_open(path, true, &s, &e) != TS_OK)
@@ -470,7 +410,7 @@ static void test_open_create(void **state)
 
 	/* Under a restrictive umask too. */
 	umask(077);
-	fmt(path, sizeof(path), "%s/x/store", x->top);
+	tu_fmt(path, sizeof(path), "%s/x/store", x->top);
 	if (ts_store_open(path, true, &s, &e) != TS_OK)
 		fail_msg("%s", e.msg);
 	assert_int_equal(stat(path, &st), 0);
@@ -487,14 +427,14 @@ static void test_open_create(void **state)
 		if (ts_store_open("rel/store", true, &s, &e) != TS_OK)
 			fail_msg("%s", e.msg);
 		assert_int_equal(chdir(cwd), 0);
-		fmt(path, sizeof(path), "%s/rel/store", x->top);
+		tu_fmt(path, sizeof(path), "%s/rel/store", x->top);
 		assert_string_equal(s.root, path);
 		ts_store_close(&s);
 	}
 
 	/* A file in the way. */
-	fmt(path, sizeof(path), "%s/file", x->top);
-	put_file(path, "x");
+	tu_fmt(path, sizeof(path), "%s/file", x->top);
+	tu_put_file(path, "x");
 	ts_err_clear(&e);
 	assert_int_not_equal(ts_store_open(path, true, &s, &e), TS_OK);
 	assert_true(e.msg[0] != '\0');
@@ -519,9 +459,9 @@ static void test_lock_busy(void **state)
 	assert_int_equal(ts_store_lock(&a, 0, &e), TS_OK);
 
 	/* The lock file names the holder. */
-	fmt(path, sizeof(path), "%s/.lock", x->store);
+	tu_fmt(path, sizeof(path), "%s/.lock", x->store);
 	get_file(path, text, sizeof(text));
-	fmt(pid, sizeof(pid), "%ld", (long)getpid());
+	tu_fmt(pid, sizeof(pid), "%ld", (long)getpid());
 	assert_int_equal(strtol(text, NULL, 10), getpid());
 
 	ts_err_clear(&e);
@@ -612,40 +552,40 @@ static void test_leftovers(void **state)
 	make_snap(&s, "snap1", "kept", &inst);
 	ts_store_unlock(&s);
 
-	fmt(p, sizeof(p), "%s/.tmp-123-4-5", x->store);
+	tu_fmt(p, sizeof(p), "%s/.tmp-123-4-5", x->store);
 	assert_int_equal(mkdir(p, 0700), 0);
-	fmt(p, sizeof(p), "%s/.tmp-123-4-5/tree", x->store);
+	tu_fmt(p, sizeof(p), "%s/.tmp-123-4-5/tree", x->store);
 	assert_int_equal(mkdir(p, 0700), 0);
-	fmt(p, sizeof(p), "%s/.tmp-123-4-5/tree/x", x->store);
-	put_file(p, "partial");
-	fmt(p, sizeof(p), "%s/.tmp-123-4-5/tree/ro", x->store);
+	tu_fmt(p, sizeof(p), "%s/.tmp-123-4-5/tree/x", x->store);
+	tu_put_file(p, "partial");
+	tu_fmt(p, sizeof(p), "%s/.tmp-123-4-5/tree/ro", x->store);
 	assert_int_equal(mkdir(p, 0700), 0);
-	fmt(p, sizeof(p), "%s/.tmp-123-4-5/tree/ro/f", x->store);
-	put_file(p, "r");
+	tu_fmt(p, sizeof(p), "%s/.tmp-123-4-5/tree/ro/f", x->store);
+	tu_put_file(p, "r");
 	assert_int_equal(chmod(p, 0444), 0);
-	fmt(p, sizeof(p), "%s/.tmp-123-4-5/tree/ro", x->store);
+	tu_fmt(p, sizeof(p), "%s/.tmp-123-4-5/tree/ro", x->store);
 	assert_int_equal(chmod(p, 0555), 0);
-	fmt(p, sizeof(p), "%s/.del-9", x->store);
+	tu_fmt(p, sizeof(p), "%s/.del-9", x->store);
 	assert_int_equal(mkdir(p, 0700), 0);
-	fmt(p, sizeof(p), "%s/.del-9/y", x->store);
-	put_file(p, "dying");
+	tu_fmt(p, sizeof(p), "%s/.del-9/y", x->store);
+	tu_put_file(p, "dying");
 
-	fmt(p, sizeof(p), "%s/snap1/tree/f", x->store);
+	tu_fmt(p, sizeof(p), "%s/snap1/tree/f", x->store);
 	assert_int_equal(stat(p, &before), 0);
 
 	lock_store(&s);
-	assert_int_equal(count_prefix(x->store, ".tmp-"), 0);
-	assert_int_equal(count_prefix(x->store, ".del-"), 0);
+	assert_int_equal(tu_count_prefix(x->store, ".tmp-"), 0);
+	assert_int_equal(tu_count_prefix(x->store, ".del-"), 0);
 	assert_int_equal(stat(p, &after), 0);
 	assert_int_equal(before.st_ino, after.st_ino);
 	assert_int_equal(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
 	get_file(p, text, sizeof(text));
 	assert_string_equal(text, "kept");
-	fmt(p, sizeof(p), "%s/snap1/manifest", x->store);
-	assert_true(exists(p));
+	tu_fmt(p, sizeof(p), "%s/snap1/manifest", x->store);
+	assert_true(tu_exists(p));
 	assert_true(ts_store_exists(&s, "snap1"));
-	fmt(p, sizeof(p), "%s/.lock", x->store);
-	assert_true(exists(p));
+	tu_fmt(p, sizeof(p), "%s/.lock", x->store);
+	assert_true(tu_exists(p));
 	ts_store_close(&s);
 }
 
@@ -694,8 +634,8 @@ static void test_begin_commit_list(void **state)
 	assert_true(t.treefd >= 0);
 	assert_int_equal(fstat(t.treefd, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
-	fmt(p, sizeof(p), "%s/%s/tree", x->store, t.dir);
-	assert_true(exists(p));
+	tu_fmt(p, sizeof(p), "%s/%s/tree", x->store, t.dir);
+	assert_true(tu_exists(p));
 	assert_false(ts_store_exists(&s, "first"));
 	assert_false(ts_store_exists(&s, t.dir));
 	assert_int_equal(ts_store_list(&s, &v, &n, &e), TS_OK);
@@ -716,27 +656,27 @@ static void test_begin_commit_list(void **state)
 	assert_int_equal(t.treefd, -1);
 	assert_null(t.dir);
 	assert_null(t.name);
-	fmt(p, sizeof(p), "%s/first", x->store);
+	tu_fmt(p, sizeof(p), "%s/first", x->store);
 	assert_mtime(p, &t_new);
-	fmt(p, sizeof(p), "%s/first/tree/file", x->store);
+	tu_fmt(p, sizeof(p), "%s/first/tree/file", x->store);
 	get_file(p, text, sizeof(text));
 	assert_string_equal(text, "content");
 	assert_true(ts_store_exists(&s, "first"));
-	assert_int_equal(count_prefix(x->store, ".tmp-"), 0);
+	assert_int_equal(tu_count_prefix(x->store, ".tmp-"), 0);
 
 	/* A later-created snapshot with an older instant lists first. */
 	make_snap(&s, "second", "2", &t_old);
-	fmt(p, sizeof(p), "%s/second", x->store);
+	tu_fmt(p, sizeof(p), "%s/second", x->store);
 	assert_mtime(p, &t_old);
 	make_snap(&s, "a-third", "3", &t_mid);
 	/* Ties go by name. */
 	make_snap(&s, "tie-b", "b", &t_mid);
 
 	/* Not snapshots: dot names, files, leftovers. */
-	fmt(p, sizeof(p), "%s/.hidden", x->store);
+	tu_fmt(p, sizeof(p), "%s/.hidden", x->store);
 	assert_int_equal(mkdir(p, 0700), 0);
-	fmt(p, sizeof(p), "%s/plainfile", x->store);
-	put_file(p, "x");
+	tu_fmt(p, sizeof(p), "%s/plainfile", x->store);
+	tu_put_file(p, "x");
 
 	ts_err_clear(&e);
 	assert_int_equal(ts_store_list(&s, &v, &n, &e), TS_OK);
@@ -777,10 +717,10 @@ static void test_begin_twice(void **state)
 	assert_int_equal(ts_store_begin(&s, "n", &t1, &e), TS_OK);
 	assert_int_equal(ts_store_begin(&s, "n", &t2, &e), TS_OK);
 	assert_string_not_equal(t1.dir, t2.dir);
-	assert_int_equal(count_prefix(x->store, ".tmp-"), 2);
+	assert_int_equal(tu_count_prefix(x->store, ".tmp-"), 2);
 	ts_store_abort(&s, &t1);
 	ts_store_abort(&s, &t2);
-	assert_int_equal(count_prefix(x->store, ".tmp-"), 0);
+	assert_int_equal(tu_count_prefix(x->store, ".tmp-"), 0);
 	ts_store_close(&s);
 }
 
@@ -813,12 +753,12 @@ static void test_commit_exists(void **state)
 	assert_int_equal(rc, TS_ERR_EXISTS);
 	assert_int_equal(e.code, TS_ERR_EXISTS);
 	assert_true(e.msg[0] != '\0');
-	assert_int_equal(count_prefix(x->store, ".tmp-"), 0);
+	assert_int_equal(tu_count_prefix(x->store, ".tmp-"), 0);
 	/* The existing snapshot is as it was. */
-	fmt(p, sizeof(p), "%s/taken/tree/f", x->store);
+	tu_fmt(p, sizeof(p), "%s/taken/tree/f", x->store);
 	get_file(p, text, sizeof(text));
 	assert_string_equal(text, "original");
-	fmt(p, sizeof(p), "%s/taken", x->store);
+	tu_fmt(p, sizeof(p), "%s/taken", x->store);
 	assert_mtime(p, &t1);
 	assert_int_equal(ts_store_list(&s, &v, &n, &e), TS_OK);
 	assert_int_equal(n, 1);
@@ -855,7 +795,7 @@ static void test_abort(void **state)
 	assert_int_equal(close(fd), 0);
 
 	ts_store_abort(&s, &t);
-	assert_int_equal(count_prefix(x->store, ".tmp-"), 0);
+	assert_int_equal(tu_count_prefix(x->store, ".tmp-"), 0);
 	assert_false(ts_store_exists(&s, "gone"));
 	assert_int_equal(t.dirfd, -1);
 	assert_int_equal(t.treefd, -1);
@@ -883,19 +823,19 @@ static void test_remove(void **state)
 	make_snap(&s, "old", "o", &t1);
 	make_snap(&s, "keep", "k", &t2);
 	/* Read-only parts do not stop the removal. */
-	fmt(p, sizeof(p), "%s/old/tree/f", x->store);
+	tu_fmt(p, sizeof(p), "%s/old/tree/f", x->store);
 	assert_int_equal(chmod(p, 0444), 0);
-	fmt(p, sizeof(p), "%s/old/tree", x->store);
+	tu_fmt(p, sizeof(p), "%s/old/tree", x->store);
 	assert_int_equal(chmod(p, 0555), 0);
 
 	ts_err_clear(&e);
 	if (ts_store_remove(&s, "old", &e) != TS_OK)
 		fail_msg("%s", e.msg);
-	fmt(p, sizeof(p), "%s/old", x->store);
-	assert_false(exists(p));
+	tu_fmt(p, sizeof(p), "%s/old", x->store);
+	assert_false(tu_exists(p));
 	assert_false(ts_store_exists(&s, "old"));
-	assert_int_equal(count_prefix(x->store, ".del-"), 0);
-	fmt(p, sizeof(p), "%s/keep/tree/f", x->store);
+	assert_int_equal(tu_count_prefix(x->store, ".del-"), 0);
+	tu_fmt(p, sizeof(p), "%s/keep/tree/f", x->store);
 	get_file(p, text, sizeof(text));
 	assert_string_equal(text, "k");
 
@@ -909,11 +849,11 @@ static void test_remove(void **state)
 	/* The store's own files are not snapshots. */
 	ts_err_clear(&e);
 	assert_int_not_equal(ts_store_remove(&s, ".lock", &e), TS_OK);
-	fmt(p, sizeof(p), "%s/.lock", x->store);
-	assert_true(exists(p));
+	tu_fmt(p, sizeof(p), "%s/.lock", x->store);
+	assert_true(tu_exists(p));
 	assert_int_not_equal(ts_store_remove(&s, ".", &e), TS_OK);
 	assert_int_not_equal(ts_store_remove(&s, "..", &e), TS_OK);
-	assert_true(exists(x->store));
+	assert_true(tu_exists(x->store));
 	assert_true(ts_store_exists(&s, "keep"));
 	ts_store_close(&s);
 }
@@ -937,10 +877,10 @@ static void test_rename(void **state)
 		fail_msg("%s", e.msg);
 	assert_false(ts_store_exists(&s, "a"));
 	assert_true(ts_store_exists(&s, "c"));
-	fmt(p, sizeof(p), "%s/c/tree/f", x->store);
+	tu_fmt(p, sizeof(p), "%s/c/tree/f", x->store);
 	get_file(p, text, sizeof(text));
 	assert_string_equal(text, "A");
-	fmt(p, sizeof(p), "%s/c", x->store);
+	tu_fmt(p, sizeof(p), "%s/c", x->store);
 	assert_mtime(p, &t1); /* the instant travels with it */
 
 	/* Never onto an existing snapshot. */
@@ -948,13 +888,13 @@ static void test_rename(void **state)
 	rc = ts_store_rename(&s, "c", "b", &e);
 	assert_int_equal(rc, TS_ERR_EXISTS);
 	assert_int_equal(e.code, TS_ERR_EXISTS);
-	fmt(p, sizeof(p), "%s/c/tree/f", x->store);
+	tu_fmt(p, sizeof(p), "%s/c/tree/f", x->store);
 	get_file(p, text, sizeof(text));
 	assert_string_equal(text, "A");
-	fmt(p, sizeof(p), "%s/b/tree/f", x->store);
+	tu_fmt(p, sizeof(p), "%s/b/tree/f", x->store);
 	get_file(p, text, sizeof(text));
 	assert_string_equal(text, "B");
-	fmt(p, sizeof(p), "%s/b", x->store);
+	tu_fmt(p, sizeof(p), "%s/b", x->store);
 	assert_mtime(p, &t2);
 
 	/* Missing source. */
@@ -963,9 +903,9 @@ static void test_rename(void **state)
 	assert_false(ts_store_exists(&s, "d"));
 
 	/* Dot names are not snapshots, even when they are directories. */
-	fmt(p, sizeof(p), "%s/.tmp-77", x->store);
+	tu_fmt(p, sizeof(p), "%s/.tmp-77", x->store);
 	assert_int_equal(mkdir(p, 0700), 0);
-	fmt(p, sizeof(p), "%s/.x", x->store);
+	tu_fmt(p, sizeof(p), "%s/.x", x->store);
 	assert_int_equal(mkdir(p, 0700), 0);
 	assert_false(ts_store_exists(&s, ".tmp-77"));
 	assert_false(ts_store_exists(&s, ".x"));
@@ -975,8 +915,8 @@ static void test_rename(void **state)
 	ts_err_clear(&e);
 	assert_int_not_equal(ts_store_rename(&s, ".x", "y", &e), TS_OK);
 	assert_false(ts_store_exists(&s, "y"));
-	fmt(p, sizeof(p), "%s/.x", x->store);
-	assert_true(exists(p));
+	tu_fmt(p, sizeof(p), "%s/.x", x->store);
+	assert_true(tu_exists(p));
 	/* A path through a snapshot is not a snapshot either. */
 	assert_false(ts_store_exists(&s, "c/tree"));
 	ts_store_close(&s);
