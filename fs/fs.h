@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include "env.h"
 #include "err.h"
@@ -47,6 +48,10 @@ typedef struct fs_ctx {
 	bool seal_kicked, seal_stopping;
 	pthread_t seal_thread;
 	bool sealing;
+	/* fs_plus.c: directories whose entries the kernel got with attributes */
+	pthread_mutex_t plus_mu;
+	uint64_t *plus_keys;
+	size_t plus_cap, plus_n;
 } fs_ctx;
 
 /* Mount ENV on MOUNTPOINT as described by argv (the tracsnap command line
@@ -68,6 +73,12 @@ void fs_watch_stop(fs_ctx *c);
 int fs_seal_start(fs_ctx *c);
 void fs_seal_kick(fs_ctx *c);
 void fs_seal_stop(fs_ctx *c);
+
+/* Directories listed with attributes already (fs_plus.c).  Thread-safe. */
+bool fs_plus_seen(fs_ctx *c, dev_t dev, ino_t ino);
+void fs_plus_mark(fs_ctx *c, dev_t dev, ino_t ino);
+void fs_plus_forget(fs_ctx *c, dev_t dev, ino_t ino);
+void fs_plus_free(fs_ctx *c);
 
 /* ts_err code -> errno, at the FUSE edge (fs_errno.c). */
 int fs_errno(const ts_err *e);

@@ -98,6 +98,8 @@ static void fs_ctx_free(fs_ctx *c)
 	for (int i = 0; i < c->nauto; i++)
 		free(c->auto_fmts[i]);
 	pthread_mutex_destroy(&c->snap_mu);
+	fs_plus_free(c);
+	pthread_mutex_destroy(&c->plus_mu);
 }
 
 static bool fs_has_opt(const struct fuse_args *a, const char *opt)
@@ -141,6 +143,7 @@ int fs_main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	memset(&fo, 0, sizeof fo);
 	pthread_mutex_init(&c.snap_mu, NULL);
+	pthread_mutex_init(&c.plus_mu, NULL);
 	ts_err_clear(&e);
 	ts_log_init(TS_LOG_STDERR, LOG_INFO);
 

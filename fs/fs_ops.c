@@ -198,6 +198,22 @@ static void fs_fix_stat(struct stat *st)
 	st->st_ctim = st->st_mtim;
 }
 
+/* A lookup inside a snapshot: the kernel no longer holds this entry, so its
+ * directory's next listing must carry attributes again (fs_plus.c). */
+static void fs_getattr_forget_parent(fs_ctx *c, int treefd, const char *rest)
+{
+	char parent[PATH_MAX];
+	const char *slash = strrchr(rest, '/');
+	struct stat st;
+
+	if (!slash)
+		snprintf(parent, sizeof parent, ".");
+	else
+		snprintf(parent, sizeof parent, "%.*s", (int)(slash - rest), rest);
+	if (fstatat(treefd, parent, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		fs_plus_forget(c, st.st_dev, st.st_ino);
+}
+
 static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	fs_ctx *c = fs_get();
@@ -253,6 +269,8 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		if (fd < 0)
 			return fd;
 		rc = fstatat(fd, p.rest, st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+		if (!rc && strcmp(p.rest, "."))
+			fs_getattr_forget_parent(c, fd, p.rest);
 		close(fd);
 		if (!rc)
 			fs_fix_stat(st);
@@ -321,6 +339,8 @@ static int fs_opendir(const char *path, struct fuse_file_info *fi)
 			free(d);
 			return rc;
 		}
+		/* (libfuse 3.14's high-level API drops both from opendir's reply;
+		 * fs_plus.c makes up for the missing directory cache.) */
 		fi->keep_cache = 1;
 		fi->cache_readdir = 1;
 	} else if (p.kind != FS_ROOT) {
@@ -365,13 +385,17 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 		ts_store_list_free(v, n);
 		return 0;
 	}
+	/* readdirplus: attributes with the names, so find and ls -l need no
+	 * lookup per entry; once per directory (fs_plus.c). */
+	struct stat dst;
+	bool plus = (flags & FUSE_READDIR_PLUS) && fstat(dirfd(d->d), &dst) == 0 &&
+	            !fs_plus_seen(c, dst.st_dev, dst.st_ino);
+	int rc = 0;
 	rewinddir(d->d);
 	while ((errno = 0, de = readdir(d->d)) != NULL) {
 		struct stat st = { .st_ino = de->d_ino, .st_mode = (mode_t)DTTOIF(de->d_type) };
 		enum fuse_fill_dir_flags ff = 0;
-		/* readdirplus: attributes with the names, so find and ls -l need no
-		 * lookup per entry. */
-		if ((flags & FUSE_READDIR_PLUS) && strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		if (plus && strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
 		    fstatat(dirfd(d->d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 			fs_fix_stat(&st);
 			ff = FUSE_FILL_DIR_PLUS;
@@ -379,7 +403,10 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 		if (fill(buf, de->d_name, &st, 0, ff))
 			break;
 	}
-	return errno ? -errno : 0;
+	rc = errno ? -errno : 0;
+	if (plus && !rc)
+		fs_plus_mark(c, dst.st_dev, dst.st_ino);
+	return rc;
 }
 
 static int fs_releasedir(const char *path, struct fuse_file_info *fi)

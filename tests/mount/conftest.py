@@ -278,3 +278,13 @@ def start_public_mount(mount_factory, public_dir, logdir, env, opts=()):
     m.logpath = os.path.join(str(logdir), "public-mnt.log")
     m.start()
     return m
+
+
+def wait_sealed(store, name, timeout=60):
+    """Wait until the daemon has sealed snapshot NAME (its `unsealed` marker
+    is gone): only then does its manifest carry every hash."""
+    marker = os.path.join(store, name, "unsealed")
+    deadline = time.monotonic() + timeout
+    while os.path.lexists(marker):
+        assert time.monotonic() < deadline, "snapshot %s not sealed within %d s" % (name, timeout)
+        time.sleep(0.02)

@@ -7,7 +7,7 @@ import socket
 import stat
 import subprocess
 
-from conftest import (fs_tree_state, run, set_trac_database, snapshot_names, sqlite_ro, tracsnap,
+from conftest import (fs_tree_state, wait_sealed, run, set_trac_database, snapshot_names, sqlite_ro, tracsnap,
                       store_entries, store_snapshots, tree_entries)
 
 JOURNAL_SUFFIXES = ("-journal", "-wal", "-shm", "-stmtjrnl", "-mj")
@@ -204,6 +204,7 @@ def test_store_layout_and_manifest(env_sqlite, mount_factory, tmp_path):
     # the tree in the store is what the view shows
     assert set(tree_entries(os.path.join(snapdir, "tree"))) == set(tree_entries(m.path("s")))
 
+    wait_sealed(store, "s")   # the daemon hashes in the background
     lines, entries = _read_manifest(os.path.join(snapdir, "manifest"))
     viewt = tree_entries(m.path("s"))
     by_path = {e[9]: e for e in entries}

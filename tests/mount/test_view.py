@@ -575,3 +575,25 @@ def test_manage_group_unknown_is_refused(env_sqlite, tmp_path):
     assert p.returncode != 0
     assert p.stderr.strip() == "tracsnap: manage_group=no-such-group-xyz: no such group"
     assert not os.path.ismount(str(mnt)) and not (tmp_path / "s").exists()
+
+
+def _find_listing(root):
+    p = run(["find", ".", "-printf", "%y %s %m %U %G %T@ %i %p\n"], cwd=root)
+    return sorted(p.stdout.splitlines())
+
+
+def test_repeated_listings_and_dropped_caches_match_the_store(mnt):
+    """Each directory's entries reach the kernel with attributes once
+    (fs_plus.c); later listings send names only.  Whatever the kernel has
+    kept or dropped meanwhile, every listing must report what the store
+    holds: warm, after its dentry cache is dropped, and warm again."""
+    os.mkdir(mnt.path("s"))
+    tree = os.path.join(mnt.store, "s", "tree")
+    want = _find_listing(tree)
+    assert len(want) > 20
+    for step in ("first", "warm", "drop", "after drop", "warm again"):
+        if step == "drop":
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("2\n")   # dentries and inodes: the kernel forgets what it was told
+            continue
+        assert _find_listing(mnt.path("s")) == want, step
