@@ -11,15 +11,17 @@
  * kernel waits for our reply to a mkdir in the same directory would deadlock.
  *
  * The same thread wakes every FS_WATCH_TICK_MS to notice that the daemon is
- * asked to stop (signal or unmount: the FUSE session has exited) and then
- * cancels a snapshot in progress, which removes its partial work; and to log
- * once that the store was removed or moved away under the mount.
+ * asked to stop (unmount: the FUSE session has exited) and then cancels a
+ * snapshot in progress, which removes its partial work; and to log once that
+ * the store was removed or moved away under the mount.  A stop by signal
+ * cancels at once (fs_watch_signals): a snapshot may take less than a tick.
  */
 #include <errno.h>
 #include <fuse.h>
 #include <fuse_lowlevel.h>   /* fuse_session_exited */
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -85,13 +87,14 @@ static void *fs_watch_main(void *arg)
 	char buf[16 * (sizeof(struct inotify_event) + NAME_MAX + 1)]
 		__attribute__((aligned(__alignof__(struct inotify_event))));
 	struct pollfd pf[2] = { { c->watch_fd, POLLIN, 0 }, { c->watch_stop, POLLIN, 0 } };
-	bool gone_logged = false;
+	bool gone_logged = false, stop_seen = false;
 
 	for (;;) {
 		/* The session ends on SIGTERM/SIGINT/SIGHUP and on unmount, but a
 		 * worker busy with a snapshot would finish it first: tell it to
 		 * stop (it removes its partial work). */
-		if (!c->cancel && fuse_session_exited(fuse_get_session(c->fuse))) {
+		if (!stop_seen && (c->cancel || fuse_session_exited(fuse_get_session(c->fuse)))) {
+			stop_seen = true;
 			c->cancel = 1;
 			if (pthread_mutex_trylock(&c->snap_mu) == 0)
 				pthread_mutex_unlock(&c->snap_mu);
@@ -127,8 +130,46 @@ static void *fs_watch_main(void *arg)
 	return NULL;
 }
 
+/* The stop signals libfuse handles (it ends the session); ours runs first
+ * and sets the cancel flag, then hands over to libfuse's. */
+static const int fs_stop_signals[] = { SIGTERM, SIGINT, SIGHUP };
+static struct sigaction fs_stop_old[3];
+static fs_ctx *fs_stop_ctx;
+
+static void fs_stop_handler(int sig, siginfo_t *info, void *uctx)
+{
+	for (int i = 0; i < 3; i++) {
+		if (fs_stop_signals[i] != sig)
+			continue;
+		fs_stop_ctx->cancel = 1;
+		if (fs_stop_old[i].sa_flags & SA_SIGINFO)
+			fs_stop_old[i].sa_sigaction(sig, info, uctx);
+		else if (fs_stop_old[i].sa_handler != SIG_IGN && fs_stop_old[i].sa_handler != SIG_DFL)
+			fs_stop_old[i].sa_handler(sig);
+	}
+}
+
+/* Called once libfuse has installed its handlers (from init). */
+static void fs_watch_signals(fs_ctx *c)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = fs_stop_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	fs_stop_ctx = c;
+	for (int i = 0; i < 3; i++) {
+		if (sigaction(fs_stop_signals[i], NULL, &fs_stop_old[i]) < 0 ||
+		    (!(fs_stop_old[i].sa_flags & SA_SIGINFO) &&
+		     (fs_stop_old[i].sa_handler == SIG_IGN || fs_stop_old[i].sa_handler == SIG_DFL)))
+			continue;   /* not libfuse's: leave it alone */
+		(void)sigaction(fs_stop_signals[i], &sa, NULL);
+	}
+}
+
 int fs_watch_start(fs_ctx *c, struct fuse *f)
 {
+	fs_watch_signals(c);
 	c->fuse = f;
 	c->watch_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	c->watch_stop = eventfd(0, EFD_CLOEXEC);
