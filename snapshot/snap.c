@@ -23,6 +23,7 @@
 #include "manifest.h"
 #include "name.h"
 #include "progress.h"
+#include "walk.h"
 
 /* A file whose ctime is this close to the moment we copied it may change
  * again without its ctime moving (timestamps come from a coarse clock): it is
@@ -33,6 +34,9 @@
 #define SNAP_RACY_COARSE_NS (2LL * 1000000000LL)
 
 #define SNAP_MAX_WORKERS 4
+/* A pre-copy shorter than this leaves too little changed for a catch-up pass
+ * to be worth a walk (see ts_snap_take). */
+#define SNAP_CATCHUP_MS 100.0
 
 typedef struct snap_item {
 	char *rel;                 /* "." for the root */
@@ -124,86 +128,56 @@ static ts_err_code snap_cancel_err(const snap_run *r, ts_err *e)
 	                  r->o->name);
 }
 
-static char *snap_join(const char *dir, const char *name)
-{
-	char *out = NULL;
-	if (!strcmp(dir, "."))
-		return strdup(name);
-	if (asprintf(&out, "%s/%s", dir, name) < 0)
-		return NULL;
-	return out;
-}
+/* What a walk collects into (ts_walk calls snap_walk_add from several
+ * threads). */
+typedef struct snap_walk_ctx {
+	snap_run *r;
+	snap_list *l;
+	pthread_mutex_t mu;
+} snap_walk_ctx;
 
-/* Collect the entries below dirfd/rel into l (unsorted).  Special files are
- * skipped (with a warning on the first walk); journals of the database and
- * the database itself are never listed. */
-static ts_err_code snap_walk_dir(snap_run *r, int parentfd, const char *rel, snap_list *l, ts_err *e)
+/* Special files are skipped (with a warning on the first walk); journals of
+ * the database and the database itself are never listed. */
+static ts_err_code snap_walk_add(void *arg, const char *rel, const struct stat *st, ts_err *e)
 {
-	ts_err_code rc = TS_OK;
-	struct dirent *de;
-	int fd = openat(parentfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	snap_walk_ctx *w = arg;
+	snap_run *r = w->r;
+	char type = S_ISDIR(st->st_mode) ? 'd' : S_ISREG(st->st_mode) ? 'f' : S_ISLNK(st->st_mode) ? 'l' : 0;
+	ts_err_code rc;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		/* A directory deleted while we walk is simply no longer there. */
-		if (errno == ENOENT || errno == ENOTDIR)
-			return TS_OK;
-		return ts_err_sys(e, errno, "%s/%s: cannot read directory", r->env->root, rel);
-	}
-	while ((de = readdir(d)) != NULL) {
-		struct stat st;
-		char *child;
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (snap_cancelled(r)) {
-			rc = ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled (tracsnap is stopping)",
-			                r->o->name);
-			break;
-		}
-		child = snap_join(rel, de->d_name);
-		if (!child) {
-			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-			break;
-		}
-		if (ts_journal_excluded(child, ts_dbsnap_tree_rel(r->env)) ||
-		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			free(child);
-			continue;
-		}
-		if (S_ISDIR(st.st_mode)) {
-			rc = snap_list_add(l, child, 'd', &st, e);
-			if (rc == TS_OK)
-				rc = snap_walk_dir(r, r->envfd, child, l, e);
-		} else if (S_ISREG(st.st_mode)) {
-			rc = snap_list_add(l, child, 'f', &st, e);
-		} else if (S_ISLNK(st.st_mode)) {
-			rc = snap_list_add(l, child, 'l', &st, e);
-		} else if (r->warn) {
-			const char *what = S_ISFIFO(st.st_mode) ? "FIFO" : S_ISSOCK(st.st_mode) ? "socket" :
-			                   S_ISCHR(st.st_mode) ? "character device" : "block device";
+	if (ts_journal_excluded(rel, ts_dbsnap_tree_rel(r->env)))
+		return TS_ERR_NOTFOUND;
+	if (!type) {
+		if (r->warn) {
+			const char *what = S_ISFIFO(st->st_mode) ? "FIFO" : S_ISSOCK(st->st_mode) ? "socket" :
+			                   S_ISCHR(st->st_mode) ? "character device" : "block device";
 			ts_log(LOG_WARNING, "%s/%s: skipped %s (only directories, regular files and "
-			       "symlinks are copied)", r->env->root, child, what);
+			       "symlinks are copied)", r->env->root, rel, what);
 		}
-		free(child);
-		if (rc != TS_OK)
-			break;
+		return TS_ERR_NOTFOUND;
 	}
-	closedir(d);
+	pthread_mutex_lock(&w->mu);
+	rc = snap_list_add(w->l, rel, type, st, e);
+	pthread_mutex_unlock(&w->mu);
 	return rc;
 }
 
+/* The environment as it is now, sorted by path (parents first). */
 static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
 {
 	struct stat st;
 	ts_err_code rc;
+	snap_walk_ctx w = { .r = r, .l = l };
+	char msg[TS_ERR_MSG_MAX];
 
 	if (fstat(r->envfd, &st) < 0)
 		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
 	rc = snap_list_add(l, ".", 'd', &st, e);
+	snprintf(msg, sizeof msg, "snapshot %s: cancelled (tracsnap is stopping)", r->o->name);
+	pthread_mutex_init(&w.mu, NULL);
 	if (rc == TS_OK)
-		rc = snap_walk_dir(r, r->envfd, ".", l, e);
+		rc = ts_walk(r->envfd, r->env->root, snap_walk_add, &w, r->o->cancel, msg, e);
+	pthread_mutex_destroy(&w.mu);
 	if (rc == TS_OK)
 		qsort(l->v, l->n, sizeof *l->v, snap_item_cmp);
 	return rc;
@@ -485,15 +459,18 @@ static ts_err_code snap_sync(snap_run *r, ts_err *e)
 }
 
 /* Wait until no copied file is within its racy window any more, so that the
- * catch-up pass can tell a change from a coarse timestamp (bounded: 2 s). */
-static void snap_wait_racy(const snap_run *r)
+ * catch-up pass can tell a change from a coarse timestamp (bounded: 2 s).
+ * Returns whether any file was racy. */
+static bool snap_wait_racy(const snap_run *r)
 {
 	struct timespec now;
 	int64_t until = 0;
+	bool any = false;
 	for (size_t k = 0; k < r->items.n; k++) {
 		const snap_item *it = &r->items.v[k];
 		if (it->racy) {
 			int64_t t = snap_ns(&it->st.st_ctim) + snap_racy_ns(&it->st);
+			any = true;
 			if (t > until)
 				until = t;
 		}
@@ -506,19 +483,53 @@ static void snap_wait_racy(const snap_run *r)
 		struct timespec nap = { wait / 1000000000LL, wait % 1000000000LL };
 		nanosleep(&nap, NULL);
 	}
+	return any;
 }
 
-/* Directories get their metadata last, deepest first, once nothing more is
- * added to them. */
+/* Directories get their metadata last, once nothing more is added to them
+ * (an entry added changes its directory's mtime; metadata set on an entry
+ * does not), so in any order: on two threads, each every other directory. */
+typedef struct snap_meta_job {
+	snap_run *r;
+	size_t first;              /* item index to start at; step 2 */
+	ts_err_code rc;
+	ts_err err;
+} snap_meta_job;
+
+static void *snap_meta_worker(void *arg)
+{
+	snap_meta_job *j = arg;
+	snap_run *r = j->r;
+	size_t seen = 0;
+
+	ts_err_clear(&j->err);
+	for (size_t k = 0; j->rc == TS_OK && k < r->items.n; k++) {
+		const snap_item *it = &r->items.v[k];
+		if (it->type != 'd' || seen++ % 2 != j->first)
+			continue;
+		j->rc = ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &it->st, r->env->root, &j->err);
+	}
+	return NULL;
+}
+
 static ts_err_code snap_dir_meta(snap_run *r, ts_err *e)
 {
-	ts_err_code rc = TS_OK;
-	for (size_t k = r->items.n; rc == TS_OK && k-- > 0;) {
-		const snap_item *it = &r->items.v[k];
-		if (it->type == 'd')
-			rc = ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &it->st, r->env->root, e);
-	}
-	return rc;
+	snap_meta_job job[2] = { { .r = r, .first = 0 }, { .r = r, .first = 1 } };
+	pthread_t th;
+	bool two = r->items.n >= 64 && pthread_create(&th, NULL, snap_meta_worker, &job[1]) == 0;
+
+	snap_meta_worker(&job[0]);
+	if (two)
+		pthread_join(th, NULL);
+	else
+		snap_meta_worker(&job[1]);
+	for (int i = 0; i < 2; i++)
+		if (job[i].rc != TS_OK) {
+			if (e)
+				*e = job[i].err;
+			return job[i].rc;
+		}
+	return TS_OK;
 }
 
 static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
@@ -701,7 +712,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	snap_run r;
 	ts_dbsnap *db = NULL;
 	char *db_rel = NULL;
-	struct timespec t0;
+	struct timespec t0, t_pre;
 	bool store_locked = false;
 
 	memset(&r, 0, sizeof r);
@@ -752,11 +763,16 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	snap_open_prev(&r);
 	r.dirty_budget = snap_dirty_budget();
 
+	clock_gettime(CLOCK_MONOTONIC, &t_pre);
 	rc = snap_precopy(&r, e);
 	if (rc != TS_OK)
 		goto out;
-	snap_wait_racy(&r);
-	rc = snap_sync(&r, e);
+	/* The catch-up pass takes out of the lock what changed while the
+	 * pre-copy ran, and what was racy.  After a short pre-copy with nothing
+	 * racy (an incremental snapshot, mostly shared files) the walk under the
+	 * lock finds just as little, and one walk is saved. */
+	if (snap_wait_racy(&r) || snap_ms_since(&t_pre) > SNAP_CATCHUP_MS)
+		rc = snap_sync(&r, e);
 	if (rc != TS_OK)
 		goto out;
 	if (!o->no_database) {
