@@ -146,8 +146,10 @@ static void seal_remove_stale(int dirfd)
 	closedir(d);
 }
 
-/* Replace the manifest by the sealed one, then drop the marker.  The
- * directory keeps the snapshot instant as its mtime. */
+/* Replace the manifest by the sealed one, then drop the marker.  The new
+ * manifest has the snapshot instant as its mtime before it takes the old
+ * one's place (store.h: that is what orders snapshots); the directory's
+ * mtime, which the swap moves for a moment, is set back for people. */
 static ts_err_code seal_swap_manifest(const char *name, int dirfd, ts_manifest *m, ts_err *e)
 {
 	ts_err_code rc;
@@ -160,6 +162,8 @@ static ts_err_code seal_swap_manifest(const char *name, int dirfd, ts_manifest *
 	snprintf(tmp, sizeof tmp, SEAL_TMP_PREFIX "%ld-%ld", (long)getpid(), (long)syscall(SYS_gettid));
 	snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dirfd, tmp);
 	rc = ts_manifest_write(m, path, e);
+	if (rc == TS_OK && utimensat(dirfd, tmp, times, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = ts_err_sys(e, errno, "snapshot %s: cannot set the manifest's time", name);
 	if (rc == TS_OK && renameat(dirfd, tmp, dirfd, "manifest") < 0)
 		rc = ts_err_sys(e, errno, "snapshot %s: cannot replace the manifest", name);
 	if (rc != TS_OK) {

@@ -618,6 +618,11 @@ static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 	ts_manifest_sort(&m);
 	snprintf(path, sizeof path, "/proc/self/fd/%d/manifest", r->tmp.dirfd);
 	rc = ts_manifest_write(&m, path, e);
+	/* The manifest's mtime is the snapshot instant: what lists snapshots in
+	 * order (store.h), and unlike the directory's it never moves. */
+	struct timespec times[2] = { m.time, m.time };
+	if (rc == TS_OK && utimensat(r->tmp.dirfd, "manifest", times, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = ts_err_sys(e, errno, "%s/manifest: cannot set its time", r->tmp.dir);
 	goto out;
 nomem:
 	rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");

@@ -395,7 +395,19 @@ ts_err_code ts_store_list(ts_store *s, ts_store_snap **out, size_t *n, ts_err *e
 			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 			goto out;
 		}
+		/* The instant is STORE/NAME's mtime, which sealing moves forward for
+		 * a moment when it swaps the manifest and drops the marker; the
+		 * manifest's mtime is the instant too and never moves.  The earlier
+		 * of the two is right in both cases (and when someone dates the
+		 * directory back by hand). */
+		struct stat mst;
+		char mpath[NAME_MAX + 16];
+		snprintf(mpath, sizeof mpath, "%s/manifest", de->d_name);
 		v[cnt].time = st.st_mtim;
+		if (fstatat(s->dirfd, mpath, &mst, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    (mst.st_mtim.tv_sec < st.st_mtim.tv_sec ||
+		     (mst.st_mtim.tv_sec == st.st_mtim.tv_sec && mst.st_mtim.tv_nsec < st.st_mtim.tv_nsec)))
+			v[cnt].time = mst.st_mtim;
 		v[cnt].sealed = seal == TS_STORE_SEALED;
 		cnt++;
 	}

@@ -26,7 +26,8 @@ typedef struct ts_store {
 
 typedef struct ts_store_snap {
 	char *name;
-	struct timespec time;   /* the snapshot instant (mtime of STORE/NAME) */
+	struct timespec time;   /* the snapshot instant: mtime of STORE/NAME, or of
+	                         * STORE/NAME/manifest when earlier (see ts_store_list) */
 	bool sealed;            /* hashed and durable (see ts_seal) */
 } ts_store_snap;
 

@@ -94,8 +94,12 @@ static ts_err_code walk_dir(walk_state *w, const char *rel, ts_err *e)
 			rc = ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", w->desc, rel, de->d_name);
 			break;
 		}
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;   /* vanished meanwhile */
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT || errno == ENOTDIR)
+				continue;   /* vanished meanwhile */
+			rc = ts_err_sys(e, errno, "%s/%s: cannot stat", w->desc, child);
+			break;
+		}
 		rc = w->fn(w->arg, child, &st, e);
 		if (rc == TS_ERR_NOTFOUND) {
 			rc = TS_OK;
