@@ -32,9 +32,9 @@ typedef struct walk_state {
 static void walk_fail(walk_state *w, ts_err_code rc, const ts_err *e)
 {
 	if (w->rc == TS_OK) {
-		w->rc = rc;
 		if (e)
 			w->err = *e;
+		__atomic_store_n(&w->rc, rc, __ATOMIC_RELAXED);   /* read unlocked in walk_dir */
 	}
 	pthread_cond_broadcast(&w->cv);
 }
@@ -81,12 +81,20 @@ static ts_err_code walk_dir(walk_state *w, const char *rel, ts_err *e)
 			return TS_OK;
 		return ts_err_sys(e, errno, "%s/%s: cannot read directory", w->desc, rel);
 	}
-	while (rc == TS_OK && (de = readdir(d)) != NULL) {
+	for (;;) {
 		struct stat st;
+		errno = 0;
+		if (!(de = readdir(d))) {
+			if (errno)
+				rc = ts_err_sys(e, errno, "%s/%s: cannot read directory", w->desc, rel);
+			break;
+		}
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
+		if (__atomic_load_n(&w->rc, __ATOMIC_RELAXED) != TS_OK)
+			break;   /* another thread failed: the walk is over */
 		if (w->cancel && *w->cancel) {
-			rc = ts_err_set(e, TS_ERR_CANCELLED, "%s", w->cancel_msg);
+			rc = ts_err_set(e, TS_ERR_CANCELLED, "%s", w->cancel_msg ? w->cancel_msg : "cancelled");
 			break;
 		}
 		if ((size_t)(strcmp(rel, ".") ? snprintf(child, sizeof child, "%s/%s", rel, de->d_name)
@@ -107,6 +115,8 @@ static ts_err_code walk_dir(walk_state *w, const char *rel, ts_err *e)
 		}
 		if (rc == TS_OK && S_ISDIR(st.st_mode))
 			rc = walk_push(w, child, e);
+		if (rc != TS_OK)
+			break;
 	}
 	closedir(d);
 	return rc;

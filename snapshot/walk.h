@@ -22,7 +22,8 @@ typedef ts_err_code (*ts_walk_fn)(void *arg, const char *rel, const struct stat 
 
 /* Walk below rootfd.  Entries that vanish while walking are left out.
  * desc names the root in messages.  cancel (may be NULL) stops the walk with
- * TS_ERR_CANCELLED; cancel_msg is its message. */
+ * TS_ERR_CANCELLED; cancel_msg is its message.  A path longer than PATH_MAX
+ * stops the walk with TS_ERR_IO ("path too long"). */
 ts_err_code ts_walk(int rootfd, const char *desc, ts_walk_fn fn, void *arg,
                     volatile sig_atomic_t *cancel, const char *cancel_msg, ts_err *e);
 
