@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +14,9 @@
 #include <unistd.h>
 
 #include "copy.h"
-#include "ioprio.h"
 #include "log.h"
 #include "manifest.h"
+#include "pool.h"
 
 static double seal_ms_since(const struct timespec *t0)
 {
@@ -26,99 +25,54 @@ static double seal_ms_since(const struct timespec *t0)
 	return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-/* Hash every pending file of the tree into m, flushing each to the disk as
- * it goes: each of one thread per core keeps two files in flight at most,
- * so that Trac's own fsyncs are never queued behind gigabytes of ours. */
-#define SEAL_MAX_THREADS 4
-
-typedef struct seal_pool {
+/* Hash every pending file of the tree into m on the pool's threads (pool.h),
+ * flushing each to the disk as it goes: each thread keeps two files in
+ * flight at most, so that Trac's own fsyncs never queue behind gigabytes of
+ * ours. */
+typedef struct seal_ctx {
 	const char *name;
 	int treefd;
 	ts_manifest *m;
 	volatile sig_atomic_t *cancel;
-	size_t next;               /* next entry to look at (atomic) */
 	uint64_t files, bytes;     /* atomic */
-	pthread_mutex_t mu;
-	ts_err_code rc;            /* first failure, under mu */
-	ts_err err;
-} seal_pool;
+} seal_ctx;
 
-static ts_err_code seal_one(seal_pool *p, ts_manifest_entry *me, ts_err *e)
+static ts_err_code seal_one(void *arg, size_t i, ts_err *e)
 {
+	seal_ctx *c = arg;
+	ts_manifest_entry *me = &c->m->entries[i];
 	uint64_t size = 0;
-	ts_err_code rc = ts_copy_hash_file(p->treefd, me->path, true, me->sha256, &size, e);
+	ts_err_code rc;
 
+	if (me->type != 'f' || !me->pending)
+		return TS_OK;
+	if (c->cancel && *c->cancel)
+		return ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: sealing cancelled "
+		                  "(tracsnap is stopping)", c->name);
+	rc = ts_copy_hash_file(c->treefd, me->path, true, me->sha256, &size, e);
 	if (rc == TS_ERR_NOTFOUND)
 		return ts_err_set(e, TS_ERR_NOTFOUND, "%s", me->path);   /* ts_seal tells why */
 	if (rc == TS_OK && size != me->size)
 		return ts_err_set(e, TS_ERR_CORRUPT, "snapshot %s: %s: changed in the store before "
-		                  "it was sealed (%llu bytes, %llu recorded)", p->name, me->path,
+		                  "it was sealed (%llu bytes, %llu recorded)", c->name, me->path,
 		                  (unsigned long long)size, (unsigned long long)me->size);
 	if (rc == TS_OK) {
 		me->pending = false;
-		__atomic_fetch_add(&p->files, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&p->bytes, size, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&c->files, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&c->bytes, size, __ATOMIC_RELAXED);
 	}
 	return rc;
-}
-
-static void *seal_worker(void *arg)
-{
-	seal_pool *p = arg;
-	ts_err e;
-	int prio = ts_ioprio_idle();   /* sealing runs while Trac works */
-
-	ts_err_clear(&e);
-	for (;;) {
-		if (__atomic_load_n(&p->rc, __ATOMIC_RELAXED) != TS_OK)
-			break;
-		size_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
-		if (i >= p->m->n)
-			break;
-		ts_manifest_entry *me = &p->m->entries[i];
-		if (me->type != 'f' || !me->pending)
-			continue;
-		ts_err_code rc = (p->cancel && *p->cancel)
-		                 ? ts_err_set(&e, TS_ERR_CANCELLED, "snapshot %s: sealing cancelled "
-		                              "(tracsnap is stopping)", p->name)
-		                 : seal_one(p, me, &e);
-		if (rc != TS_OK) {
-			pthread_mutex_lock(&p->mu);
-			if (p->rc == TS_OK) {
-				p->err = e;
-				__atomic_store_n(&p->rc, rc, __ATOMIC_RELAXED);
-			}
-			pthread_mutex_unlock(&p->mu);
-			break;
-		}
-	}
-	ts_copy_thread_done();   /* waits for this thread's last writeback */
-	ts_ioprio_restore(prio);
-	return NULL;
 }
 
 static ts_err_code seal_hash(const char *name, int treefd, ts_manifest *m,
                              volatile sig_atomic_t *cancel, ts_seal_stats *st, ts_err *e)
 {
-	seal_pool p = { .name = name, .treefd = treefd, .m = m, .cancel = cancel };
-	pthread_t th[SEAL_MAX_THREADS];
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	int nth = ncpu < 1 ? 1 : ncpu > SEAL_MAX_THREADS ? SEAL_MAX_THREADS : (int)ncpu, started = 0;
+	seal_ctx c = { .name = name, .treefd = treefd, .m = m, .cancel = cancel };
+	ts_err_code rc = ts_pool_run(m->n, 1, true, seal_one, &c, e);
 
-	ts_err_clear(&p.err);
-	pthread_mutex_init(&p.mu, NULL);
-	for (int t = 1; t < nth; t++)
-		if (pthread_create(&th[started], NULL, seal_worker, &p) == 0)
-			started++;
-	seal_worker(&p);
-	for (int t = 0; t < started; t++)
-		pthread_join(th[t], NULL);
-	pthread_mutex_destroy(&p.mu);
-	st->files_hashed = p.files;
-	st->bytes_hashed = p.bytes;
-	if (p.rc != TS_OK && e)
-		*e = p.err;
-	return p.rc;
+	st->files_hashed = c.files;
+	st->bytes_hashed = c.bytes;
+	return rc;
 }
 
 /* A sealer killed while it wrote its new manifest left "manifest.seal-PID-TID":

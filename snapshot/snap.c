@@ -17,7 +17,7 @@
 
 #include "copy.h"
 #include "dbsnap.h"
-#include "ioprio.h"
+#include "pool.h"
 #include "journal.h"
 #include "log.h"
 #include "manifest.h"
@@ -33,7 +33,8 @@
 #define SNAP_RACY_FINE_NS (20LL * 1000000LL)
 #define SNAP_RACY_COARSE_NS (2LL * 1000000000LL)
 
-#define SNAP_MAX_WORKERS 4
+/* Fewer items than this are not worth threads (pool.h). */
+#define SNAP_POOL_MIN 64
 /* A pre-copy shorter than this leaves too little changed for a catch-up pass
  * to be worth a walk (see ts_snap_take). */
 #define SNAP_CATCHUP_MS 100.0
@@ -297,70 +298,46 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, ts_err
 	return TS_OK;
 }
 
-/* Pre-copy workers: copying small files is as much system calls as I/O, so
- * files are shared out to one thread per core. */
-typedef struct snap_pool {
+/* Pre-copy of one item, on one of the pool's threads (pool.h): copying small
+ * files is as much system calls as I/O.  Progress is reported by the
+ * caller's thread only. */
+typedef struct snap_precopy_ctx {
 	snap_run *r;
-	size_t next;               /* next item to take (atomic) */
-	pthread_t caller;          /* the only thread that reports progress */
+	pthread_t caller;
 	ts_progress done;          /* files_done/bytes_done are updated atomically */
-	pthread_mutex_t mu;
-	ts_err_code rc;            /* first failure, under mu */
-	ts_err err;
-} snap_pool;
+} snap_precopy_ctx;
 
-static void *snap_worker(void *arg)
+static ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e)
 {
-	snap_pool *p = arg;
-	ts_err e;
-	int prio = ts_ioprio_idle();   /* the pre-copy runs while Trac works */
+	snap_precopy_ctx *c = arg;
+	snap_item *it = &c->r->items.v[i];
+	ts_err_code rc;
 
-	ts_err_clear(&e);
-	for (;;) {
-		if (__atomic_load_n(&p->rc, __ATOMIC_RELAXED) != TS_OK || snap_cancelled(p->r))
-			break;
-		size_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
-		if (i >= p->r->items.n)
-			break;
-		snap_item *it = &p->r->items.v[i];
-		if (it->type == 'd')
-			continue;
-		ts_err_code rc = snap_put(p->r, it, true, &e);
-		__atomic_fetch_add(&p->done.files_done, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&p->done.bytes_done, (uint64_t)it->st.st_size, __ATOMIC_RELAXED);
-		if (p->r->o->progress && pthread_equal(pthread_self(), p->caller)) {
-			ts_progress now = p->done;
-			now.files_done = __atomic_load_n(&p->done.files_done, __ATOMIC_RELAXED);
-			now.bytes_done = __atomic_load_n(&p->done.bytes_done, __ATOMIC_RELAXED);
-			ts_progress_report(p->r->o->progress, &now);
-		}
-		if (rc == TS_ERR_NOTFOUND) {
-			it->type = 0;   /* vanished: the freeze walk decides */
-			continue;
-		}
-		if (rc != TS_OK) {
-			pthread_mutex_lock(&p->mu);
-			if (p->rc == TS_OK) {
-				p->err = e;
-				__atomic_store_n(&p->rc, rc, __ATOMIC_RELAXED);
-			}
-			pthread_mutex_unlock(&p->mu);
-			break;
-		}
+	if (snap_cancelled(c->r))
+		return snap_cancel_err(c->r, e);
+	if (it->type == 'd')
+		return TS_OK;
+	rc = snap_put(c->r, it, true, e);
+	__atomic_fetch_add(&c->done.files_done, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&c->done.bytes_done, (uint64_t)it->st.st_size, __ATOMIC_RELAXED);
+	if (c->r->o->progress && pthread_equal(pthread_self(), c->caller)) {
+		ts_progress now = c->done;
+		now.files_done = __atomic_load_n(&c->done.files_done, __ATOMIC_RELAXED);
+		now.bytes_done = __atomic_load_n(&c->done.bytes_done, __ATOMIC_RELAXED);
+		ts_progress_report(c->r->o->progress, &now);
 	}
-	ts_copy_thread_done();
-	ts_ioprio_restore(prio);
-	return NULL;
+	if (rc == TS_ERR_NOTFOUND) {
+		it->type = 0;   /* vanished: the freeze walk decides */
+		rc = TS_OK;
+	}
+	return rc;
 }
 
 /* Pre-copy: everything, while Trac runs. */
 static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 {
 	ts_err_code rc;
-	snap_pool pool;
-	pthread_t th[SNAP_MAX_WORKERS];
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	int nth = ncpu < 1 ? 1 : ncpu > SNAP_MAX_WORKERS ? SNAP_MAX_WORKERS : (int)ncpu, started = 0;
+	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
 
 	r->warn = true;
 	rc = snap_walk(r, &r->items, e);
@@ -371,32 +348,15 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 			rc = snap_put(r, &r->items.v[i], false, e);
 	if (rc != TS_OK)
 		return rc;
-	memset(&pool, 0, sizeof pool);
-	pool.r = r;
-	pool.caller = pthread_self();
 	for (size_t i = 0; i < r->items.n; i++) {
 		if (r->items.v[i].type == 'd')
 			continue;
-		pool.done.files_total++;
-		pool.done.bytes_total += (uint64_t)r->items.v[i].st.st_size;
+		c.done.files_total++;
+		c.done.bytes_total += (uint64_t)r->items.v[i].st.st_size;
 	}
-	pthread_mutex_init(&pool.mu, NULL);
-	if (r->items.n < 64)
-		nth = 1;
-	for (int t = 1; t < nth; t++)
-		if (pthread_create(&th[started], NULL, snap_worker, &pool) == 0)
-			started++;
-	snap_worker(&pool);
-	for (int t = 0; t < started; t++)
-		pthread_join(th[t], NULL);
-	pthread_mutex_destroy(&pool.mu);
-	if (pool.rc != TS_OK) {
-		if (e)
-			*e = pool.err;
-		return pool.rc;
-	}
-	if (snap_cancelled(r))
-		return snap_cancel_err(r, e);
+	rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, true, snap_precopy_one, &c, e);
+	if (rc != TS_OK)
+		return rc;
 	/* Drop vanished items so that the list is what the tree holds. */
 	size_t k = 0;
 	for (size_t i = 0; i < r->items.n; i++) {
@@ -488,48 +448,18 @@ static bool snap_wait_racy(const snap_run *r)
 
 /* Directories get their metadata last, once nothing more is added to them
  * (an entry added changes its directory's mtime; metadata set on an entry
- * does not), so in any order: on two threads, each every other directory. */
-typedef struct snap_meta_job {
-	snap_run *r;
-	size_t first;              /* item index to start at; step 2 */
-	ts_err_code rc;
-	ts_err err;
-} snap_meta_job;
-
-static void *snap_meta_worker(void *arg)
+ * does not), so in any order, on the pool's threads. */
+static ts_err_code snap_dir_meta_one(void *arg, size_t i, ts_err *e)
 {
-	snap_meta_job *j = arg;
-	snap_run *r = j->r;
-	size_t seen = 0;
-
-	ts_err_clear(&j->err);
-	for (size_t k = 0; j->rc == TS_OK && k < r->items.n; k++) {
-		const snap_item *it = &r->items.v[k];
-		if (it->type != 'd' || seen++ % 2 != j->first)
-			continue;
-		j->rc = ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &it->st, r->env->root, &j->err);
-	}
-	return NULL;
+	snap_run *r = arg;
+	const snap_item *it = &r->items.v[i];
+	return it->type != 'd' ? TS_OK
+	                       : ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &it->st, r->env->root, e);
 }
 
 static ts_err_code snap_dir_meta(snap_run *r, ts_err *e)
 {
-	snap_meta_job job[2] = { { .r = r, .first = 0 }, { .r = r, .first = 1 } };
-	pthread_t th;
-	bool two = r->items.n >= 64 && pthread_create(&th, NULL, snap_meta_worker, &job[1]) == 0;
-
-	snap_meta_worker(&job[0]);
-	if (two)
-		pthread_join(th, NULL);
-	else
-		snap_meta_worker(&job[1]);
-	for (int i = 0; i < 2; i++)
-		if (job[i].rc != TS_OK) {
-			if (e)
-				*e = job[i].err;
-			return job[i].rc;
-		}
-	return TS_OK;
+	return ts_pool_run(r->items.n, SNAP_POOL_MIN, false, snap_dir_meta_one, r, e);
 }
 
 static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
