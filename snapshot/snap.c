@@ -46,6 +46,7 @@ typedef struct snap_item {
 	unsigned char sha256[32];
 	bool racy;                 /* copy again: it may have changed unseen */
 	bool unhashed;             /* 'f': sha256 pending, computed by ts_seal */
+	bool placed;               /* in the tree already (made or shared during the walk) */
 } snap_item;
 
 typedef struct snap_list {
@@ -69,6 +70,7 @@ typedef struct snap_run {
 	uint64_t dirty;            /* bytes copied so far (atomic) */
 	uint64_t dirty_budget;     /* beyond it, copies bound their writeback */
 	const char *db_dir;        /* directory snap_db_dest made for the database copy */
+	bool root;                 /* geteuid() == 0: owners in the store are checked */
 } snap_run;
 
 static int64_t snap_ns(const struct timespec *t)
@@ -96,8 +98,9 @@ static int snap_item_cmp(const void *a, const void *b)
 	return strcmp(((const snap_item *)a)->rel, ((const snap_item *)b)->rel);
 }
 
-static ts_err_code snap_list_add(snap_list *l, const char *rel, char type,
-                                 const struct stat *st, ts_err *e)
+/* Appends *it; the list owns it->rel from then on, the caller still on
+ * failure. */
+static ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e)
 {
 	if (l->n == l->cap) {
 		size_t ncap = l->cap ? l->cap * 2 : 256;
@@ -107,14 +110,7 @@ static ts_err_code snap_list_add(snap_list *l, const char *rel, char type,
 		l->v = nv;
 		l->cap = ncap;
 	}
-	snap_item *it = &l->v[l->n];
-	memset(it, 0, sizeof *it);
-	it->rel = strdup(rel);
-	if (!it->rel)
-		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-	it->type = type;
-	it->st = *st;
-	l->n++;
+	l->v[l->n++] = *it;
 	return TS_OK;
 }
 
@@ -134,8 +130,11 @@ static ts_err_code snap_cancel_err(const snap_run *r, ts_err *e)
 typedef struct snap_walk_ctx {
 	snap_run *r;
 	snap_list *l;
+	bool place;                /* the pre-copy's walk: make directories, share files */
 	pthread_mutex_t mu;
 } snap_walk_ctx;
+
+static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e);
 
 /* Special files are skipped (with a warning on the first walk); journals of
  * the database and the database itself are never listed. */
@@ -157,23 +156,40 @@ static ts_err_code snap_walk_add(void *arg, const char *rel, const struct stat *
 		}
 		return TS_ERR_NOTFOUND;
 	}
-	pthread_mutex_lock(&w->mu);
-	rc = snap_list_add(w->l, rel, type, st, e);
-	pthread_mutex_unlock(&w->mu);
+	snap_item it = { .rel = strdup(rel), .type = type, .st = *st };
+	if (!it.rel)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	rc = w->place ? snap_place(r, &it, e) : TS_OK;
+	if (rc == TS_OK) {
+		pthread_mutex_lock(&w->mu);
+		rc = snap_list_push(w->l, &it, e);
+		pthread_mutex_unlock(&w->mu);
+	}
+	if (rc != TS_OK)
+		free(it.rel);
 	return rc;
 }
 
-/* The environment as it is now, sorted by path (parents first). */
-static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
+/* The environment as it is now, sorted by path (parents first).  With
+ * place, each entry is also put into the tree as far as that costs no copy
+ * (snap_place), on the walk's threads: an incremental snapshot is mostly
+ * directories made and files shared, system calls best spread over cores. */
+static ts_err_code snap_walk(snap_run *r, snap_list *l, bool place, ts_err *e)
 {
-	struct stat st;
 	ts_err_code rc;
-	snap_walk_ctx w = { .r = r, .l = l };
+	snap_walk_ctx w = { .r = r, .l = l, .place = place };
+	snap_item root = { .rel = strdup("."), .type = 'd', .placed = true };
 	char msg[TS_ERR_MSG_MAX];
 
-	if (fstat(r->envfd, &st) < 0)
+	if (!root.rel)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	if (fstat(r->envfd, &root.st) < 0) {
+		free(root.rel);
 		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
-	rc = snap_list_add(l, ".", 'd', &st, e);
+	}
+	rc = snap_list_push(l, &root, e);
+	if (rc != TS_OK)
+		free(root.rel);
 	snprintf(msg, sizeof msg, "snapshot %s: cancelled (tracsnap is stopping)", r->o->name);
 	pthread_mutex_init(&w.mu, NULL);
 	if (rc == TS_OK)
@@ -211,7 +227,7 @@ static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
 	struct stat cur;
 	return fstatat(r->prevfd, it->rel, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(cur.st_mode) &&
 	       (uint64_t)cur.st_size == pe->size && (cur.st_mode & 07777) == pe->mode &&
-	       (geteuid() != 0 || (cur.st_uid == pe->uid && cur.st_gid == pe->gid)) &&
+	       (!r->root || (cur.st_uid == pe->uid && cur.st_gid == pe->gid)) &&
 	       cur.st_mtim.tv_sec == pe->mtime.tv_sec && cur.st_mtim.tv_nsec == pe->mtime.tv_nsec;
 }
 
@@ -256,6 +272,21 @@ static uint64_t snap_dirty_budget(void)
 	return limit > dirty ? limit - dirty : 0;
 }
 
+/* Share a file unchanged since the previous snapshot: a hard link to its
+ * copy there, whose hash it takes over.  False: it must be copied. */
+static bool snap_share(snap_run *r, snap_item *it)
+{
+	if (!snap_unchanged_since_prev(r, it) ||
+	    linkat(r->prevfd, it->rel, r->tmp.treefd, it->rel, 0) < 0)
+		return false;
+	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
+	memcpy(it->sha256, pe->sha256, 32);
+	it->unhashed = pe->pending;
+	__atomic_fetch_add(&r->stats->bytes_shared, (uint64_t)it->st.st_size, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&r->stats->files_shared, 1, __ATOMIC_RELAXED);
+	return true;
+}
+
 /* Put one walked entry into the tree.  Returns TS_ERR_NOTFOUND when the
  * source vanished meanwhile (the caller drops the item).  Content is never
  * hashed here: ts_seal hashes the copies once the snapshot has appeared. */
@@ -270,15 +301,8 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, ts_err
 			return ts_err_sys(e, errno, "%s: cannot create in the store", it->rel);
 		return TS_OK;
 	}
-	if (allow_share && snap_unchanged_since_prev(r, it) &&
-	    linkat(r->prevfd, it->rel, r->tmp.treefd, it->rel, 0) == 0) {
-		const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
-		memcpy(it->sha256, pe->sha256, 32);
-		it->unhashed = pe->pending;
-		__atomic_fetch_add(&r->stats->bytes_shared, (uint64_t)it->st.st_size, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&r->stats->files_shared, 1, __ATOMIC_RELAXED);
+	if (allow_share && snap_share(r, it))
 		return TS_OK;
-	}
 	clock_gettime(CLOCK_REALTIME, &before);
 	if (it->type == 'l')
 		rc = ts_copy_symlink(r->envfd, r->tmp.treefd, it->rel, r->env->root, &co, e);
@@ -296,6 +320,18 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, ts_err
 	it->unhashed = it->type == 'f';
 	__atomic_fetch_add(&r->stats->bytes_copied, co.bytes, __ATOMIC_RELAXED);
 	return TS_OK;
+}
+
+/* During the pre-copy's walk: make a directory (its parent was made when
+ * the walk reached it, before listing it), or share an unchanged file.
+ * Copies wait for the pool, which knows the totals for progress. */
+static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	if (it->type == 'd')
+		rc = snap_put(r, it, false, e);
+	it->placed = rc == TS_OK && (it->type == 'd' || (it->type == 'f' && snap_share(r, it)));
+	return rc;
 }
 
 /* Pre-copy of one item, on one of the pool's threads (pool.h): copying small
@@ -317,7 +353,7 @@ static ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e)
 		return snap_cancel_err(c->r, e);
 	if (it->type == 'd')
 		return TS_OK;
-	rc = snap_put(c->r, it, true, e);
+	rc = it->placed ? TS_OK : snap_put(c->r, it, false, e);
 	__atomic_fetch_add(&c->done.files_done, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&c->done.bytes_done, (uint64_t)it->st.st_size, __ATOMIC_RELAXED);
 	if (c->r->o->progress && pthread_equal(pthread_self(), c->caller)) {
@@ -340,12 +376,8 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
 
 	r->warn = true;
-	rc = snap_walk(r, &r->items, e);
+	rc = snap_walk(r, &r->items, true, e);
 	r->warn = false;
-	/* Directories first, in order (parents sort before children). */
-	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++)
-		if (r->items.v[i].type == 'd')
-			rc = snap_put(r, &r->items.v[i], false, e);
 	if (rc != TS_OK)
 		return rc;
 	for (size_t i = 0; i < r->items.n; i++) {
@@ -378,7 +410,7 @@ static ts_err_code snap_sync(snap_run *r, ts_err *e)
 	snap_list now = { 0 };
 	size_t i = 0, j = 0;
 
-	rc = snap_walk(r, &now, e);
+	rc = snap_walk(r, &now, false, e);
 	while (rc == TS_OK && (i < r->items.n || j < now.n)) {
 		snap_item *old = i < r->items.n ? &r->items.v[i] : NULL;
 		snap_item *cur = j < now.n ? &now.v[j] : NULL;
@@ -658,6 +690,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	r.store = store;
 	r.stats = stats;
 	r.prevfd = r.envfd = -1;
+	r.root = geteuid() == 0;
 	ts_manifest_init(&r.prev);
 
 	rc = ts_name_check(o->name, e);

@@ -1,7 +1,7 @@
 /* walk.c - list a directory tree on one thread per core (see walk.h). */
 #include "walk.h"
 
-#include <dirent.h>
+#include <dirent.h>   /* getdents64, struct dirent64 */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -64,61 +64,75 @@ static ts_err_code walk_push(walk_state *w, const char *rel, ts_err *e)
 	return rc;
 }
 
+/* Read by getdents64 into this buffer, not readdir: fdopendir costs an fstat
+ * and two fcntls per directory, a third of a walk's system calls. */
+#define WALK_DENTS_BUF 32768
+
+/* One entry of the directory open as fd; rel is the directory. */
+static ts_err_code walk_entry(walk_state *w, int fd, const char *rel, const char *name, ts_err *e)
+{
+	char child[PATH_MAX];
+	struct stat st;
+	ts_err_code rc;
+
+	if ((size_t)(strcmp(rel, ".") ? snprintf(child, sizeof child, "%s/%s", rel, name)
+	                               : snprintf(child, sizeof child, "%s", name)) >= sizeof child)
+		return ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", w->desc, rel, name);
+	if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return TS_OK;   /* vanished meanwhile */
+		return ts_err_sys(e, errno, "%s/%s: cannot stat", w->desc, child);
+	}
+	rc = w->fn(w->arg, child, &st, e);
+	if (rc == TS_ERR_NOTFOUND)
+		return TS_OK;
+	if (rc == TS_OK && S_ISDIR(st.st_mode))
+		rc = walk_push(w, child, e);
+	return rc;
+}
+
 /* List one directory: every entry to fn, subdirectories onto the stack. */
 static ts_err_code walk_dir(walk_state *w, const char *rel, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
-	struct dirent *de;
-	int fd = openat(w->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	char child[PATH_MAX];
+	char *buf = malloc(WALK_DENTS_BUF);
+	int fd = buf ? openat(w->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!buf)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	if (fd < 0) {
+		free(buf);
 		/* A directory deleted while we walk is simply no longer there. */
 		if (errno == ENOENT || errno == ENOTDIR)
 			return TS_OK;
 		return ts_err_sys(e, errno, "%s/%s: cannot read directory", w->desc, rel);
 	}
 	for (;;) {
-		struct stat st;
-		errno = 0;
-		if (!(de = readdir(d))) {
-			if (errno)
+		ssize_t n = getdents64(fd, buf, WALK_DENTS_BUF);
+		if (n <= 0) {
+			if (n < 0)
 				rc = ts_err_sys(e, errno, "%s/%s: cannot read directory", w->desc, rel);
 			break;
 		}
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (__atomic_load_n(&w->rc, __ATOMIC_RELAXED) != TS_OK)
-			break;   /* another thread failed: the walk is over */
-		if (w->cancel && *w->cancel) {
-			rc = ts_err_set(e, TS_ERR_CANCELLED, "%s", w->cancel_msg ? w->cancel_msg : "cancelled");
-			break;
+		for (ssize_t off = 0; off < n;) {
+			const struct dirent64 *de = (const struct dirent64 *)(buf + off);
+			off += de->d_reclen;
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			if (__atomic_load_n(&w->rc, __ATOMIC_RELAXED) != TS_OK)
+				goto done;   /* another thread failed: the walk is over */
+			if (w->cancel && *w->cancel)
+				rc = ts_err_set(e, TS_ERR_CANCELLED, "%s",
+				                w->cancel_msg ? w->cancel_msg : "cancelled");
+			else
+				rc = walk_entry(w, fd, rel, de->d_name, e);
+			if (rc != TS_OK)
+				goto done;
 		}
-		if ((size_t)(strcmp(rel, ".") ? snprintf(child, sizeof child, "%s/%s", rel, de->d_name)
-		                               : snprintf(child, sizeof child, "%s", de->d_name)) >= sizeof child) {
-			rc = ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", w->desc, rel, de->d_name);
-			break;
-		}
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOENT || errno == ENOTDIR)
-				continue;   /* vanished meanwhile */
-			rc = ts_err_sys(e, errno, "%s/%s: cannot stat", w->desc, child);
-			break;
-		}
-		rc = w->fn(w->arg, child, &st, e);
-		if (rc == TS_ERR_NOTFOUND) {
-			rc = TS_OK;
-			continue;
-		}
-		if (rc == TS_OK && S_ISDIR(st.st_mode))
-			rc = walk_push(w, child, e);
-		if (rc != TS_OK)
-			break;
 	}
-	closedir(d);
+done:
+	close(fd);
+	free(buf);
 	return rc;
 }
 

@@ -696,6 +696,56 @@ static void test_snap_share(void **state)
 	store_clean_and_unlocked(x);
 }
 
+/* An incremental snapshot makes its directories and shares its files while
+ * it walks (parents are made before their entries are listed): new deep
+ * trees, in old directories and new ones, with their own modes, come out
+ * whole, and a snapshot with nothing changed shares every file. */
+static void test_snap_share_new_trees(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1, s2, s3;
+	ts_manifest m;
+	struct stat a, b;
+	char rel[256];
+
+	take_ok(x, "s1", &s1);
+	tu_mkdir_in(x->env, "files/attachments/wiki", 0755);
+	tu_fmt(rel, sizeof(rel), "files/attachments/wiki");
+	for (int depth = 0; depth < 6; depth++) {
+		char f[300];
+		size_t len = strlen(rel);
+		snprintf(rel + len, sizeof(rel) - len, "/d%d", depth);
+		tu_mkdir_in(x->env, rel, depth % 2 ? 0750 : 0711);
+		tu_fmt(f, sizeof(f), "%s/f%d.txt", rel, depth);
+		tu_put_in(x->env, f, "deep\n", 0640);
+	}
+	tu_mkdir_in(x->env, "newtop", 0700);
+	tu_mkdir_in(x->env, "newtop/empty", 0755);
+	tu_mkdir_in(x->env, "newtop/sub", 0755);
+	tu_put_in(x->env, "newtop/sub/x.txt", "x\n", 0600);
+
+	take_ok(x, "s2", &s2);
+	compare_tree(x, "s2");
+	check_manifest(x, "s2", &s2, &m);
+	assert_non_null(ts_manifest_find(&m, "files/attachments/wiki/d0/d1/d2/d3/d4/d5/f5.txt"));
+	assert_non_null(ts_manifest_find(&m, "newtop/empty"));
+	ts_manifest_free(&m);
+	snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	snap_file(x, "s2", "files/attachments/ticket/1/big.bin", &b);
+	assert_int_equal(a.st_ino, b.st_ino);
+
+	/* Nothing changed (but the database, which is always copied). */
+	take_ok(x, "s3", &s3);
+	compare_tree(x, "s3");
+	assert_int_equal(s3.files_shared, s3.files - 1);
+	snap_file(x, "s2", "files/attachments/wiki/d0/d1/d2/d3/d4/d5/f5.txt", &a);
+	snap_file(x, "s3", "files/attachments/wiki/d0/d1/d2/d3/d4/d5/f5.txt", &b);
+	assert_int_equal(a.st_ino, b.st_ino);
+	check_manifest(x, "s3", &s3, &m);
+	ts_manifest_free(&m);
+	store_clean_and_unlocked(x);
+}
+
 static void test_snap_fifo(void **state)
 {
 	fx *x = *state;
@@ -1099,6 +1149,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snap_basic, setup, teardown),
 		cmocka_unit_test(test_format_stats),
 		cmocka_unit_test_setup_teardown(test_snap_share, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_share_new_trees, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_fifo, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_no_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_external_db, setup, teardown),
