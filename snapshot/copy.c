@@ -175,9 +175,10 @@ static void copy_writeback(int out, uint64_t done, uint64_t n)
 		                      SYNC_FILE_RANGE_WAIT_AFTER);
 }
 
-/* Read fd to its end, hashing; when out >= 0 also write what was read
- * (bounded: keep its writeback bounded, see copy_writeback). */
-static ts_err_code copy_stream(int in, int out, EVP_MD_CTX *md, bool bounded, uint64_t *bytes,
+/* Read fd to its end, hashing; when out >= 0 also write what was read.
+ * wb >= 0 (out, or in when hashing a copy to seal it): keep that file's
+ * writeback bounded as the bytes pass, see copy_writeback. */
+static ts_err_code copy_stream(int in, int out, EVP_MD_CTX *md, int wb, uint64_t *bytes,
                                const char *src_desc, const char *rel, ts_err *e)
 {
 	unsigned char *buf = copy_get_buf();
@@ -203,8 +204,8 @@ static ts_err_code copy_stream(int in, int out, EVP_MD_CTX *md, bool bounded, ui
 			}
 			off += w;
 		}
-		if (out >= 0 && bounded)
-			copy_writeback(out, *bytes, (uint64_t)n);
+		if (wb >= 0)
+			copy_writeback(wb, *bytes, (uint64_t)n);
 		*bytes += (uint64_t)n;
 	}
 }
@@ -286,14 +287,14 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned
 		 * above and the one below, it is what the clone holds. */
 		out->reflinked = true;
 		if (md)
-			rc = copy_stream(src, -1, md, false, &out->bytes, src_desc, rel, e);
+			rc = copy_stream(src, -1, md, -1, &out->bytes, src_desc, rel, e);
 		else
 			out->bytes = (uint64_t)out->st.st_size;
 	} else {
 		(void)posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
 		rc = md ? TS_ERR_UNSUPPORTED : copy_kernel(src, dst, bounded, &out->bytes, src_desc, rel, e);
 		if (rc == TS_ERR_UNSUPPORTED)
-			rc = copy_stream(src, dst, md, bounded, &out->bytes, src_desc, rel, e);
+			rc = copy_stream(src, dst, md, bounded ? dst : -1, &out->bytes, src_desc, rel, e);
 	}
 	if (rc != TS_OK)
 		goto out;
@@ -413,13 +414,14 @@ ts_err_code ts_copy_hash_file(int dirfd, const char *rel, bool flush, unsigned c
 		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	rc = copy_stream(fd, -1, md, false, size, "", rel, e);
+	rc = copy_stream(fd, -1, md, flush ? fd : -1, size, "", rel, e);
 	if (rc == TS_OK)
 		EVP_DigestFinal_ex(md, sha256, &mdlen);
-	if (rc == TS_OK && flush) {
-		copy_pending_push(fd);
-		fd = -1;
-	}
+	/* The file's last chunks, waited for here: a file of any size leaves at
+	 * most two chunks per thread in flight, never whole files. */
+	if (rc == TS_OK && flush)
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+		                                 SYNC_FILE_RANGE_WAIT_AFTER);
 out:
 	EVP_MD_CTX_free(md);
 	if (fd >= 0)

@@ -49,9 +49,9 @@ ts_err_code ts_copy_symlink(int src_dirfd, int dst_dirfd, const char *rel,
 ts_err_code ts_copy_dir_meta(int src_dirfd, int dst_dirfd, const char *rel,
                              const struct stat *st, const char *src_desc, ts_err *e);
 
-/* Hash the content of an already-written file.  flush: also start its
- * writeback and wait for the previous flushed file's (at most two files of
- * this thread in flight; ts_copy_thread_done waits for the last). */
+/* Hash the content of an already-written file.  flush: also write it back
+ * as the hash goes, at most two chunks in flight, and wait for the whole of
+ * it before returning. */
 ts_err_code ts_copy_hash_file(int dirfd, const char *rel, bool flush, unsigned char sha256[32],
                               uint64_t *size, ts_err *e);
 

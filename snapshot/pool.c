@@ -2,6 +2,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "copy.h"
@@ -11,7 +12,7 @@
 
 typedef struct pool_state {
 	size_t n;
-	bool idle_io;
+	int flags;
 	ts_pool_fn fn;
 	void *arg;
 	size_t next;               /* next index to take (atomic) */
@@ -24,7 +25,13 @@ static void *pool_worker(void *arg)
 {
 	pool_state *p = arg;
 	ts_err e;
-	int prio = p->idle_io ? ts_ioprio_idle() : -1;
+	int prio = p->flags & TS_POOL_IDLE_IO ? ts_ioprio_idle() : -1;
+	/* Only on a thread of the pool's own (see ts_pool_run): an unprivileged
+	 * thread cannot leave SCHED_IDLE again. */
+	if (p->flags & TS_POOL_IDLE_CPU) {
+		struct sched_param sp = { 0 };
+		(void)sched_setscheduler(0, SCHED_IDLE, &sp);
+	}
 
 	ts_err_clear(&e);
 	while (__atomic_load_n(&p->rc, __ATOMIC_RELAXED) == TS_OK) {
@@ -47,10 +54,11 @@ static void *pool_worker(void *arg)
 	return NULL;
 }
 
-ts_err_code ts_pool_run(size_t n, size_t min_parallel, bool idle_io, ts_pool_fn fn, void *arg,
+ts_err_code ts_pool_run(size_t n, size_t min_parallel, int flags, ts_pool_fn fn, void *arg,
                         ts_err *e)
 {
-	pool_state p = { .n = n, .idle_io = idle_io, .fn = fn, .arg = arg };
+	pool_state p = { .n = n, .flags = flags, .fn = fn, .arg = arg };
+	bool caller_works = !(flags & TS_POOL_IDLE_CPU);
 	pthread_t th[POOL_MAX_THREADS];
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int nth = ncpu < 1 ? 1 : ncpu > POOL_MAX_THREADS ? POOL_MAX_THREADS : (int)ncpu, started = 0;
@@ -59,10 +67,11 @@ ts_err_code ts_pool_run(size_t n, size_t min_parallel, bool idle_io, ts_pool_fn 
 		nth = 1;
 	ts_err_clear(&p.err);
 	pthread_mutex_init(&p.mu, NULL);
-	for (int t = 1; t < nth; t++)
+	for (int t = caller_works ? 1 : 0; t < nth; t++)
 		if (pthread_create(&th[started], NULL, pool_worker, &p) == 0)
 			started++;
-	pool_worker(&p);
+	if (caller_works || started == 0)
+		pool_worker(&p);   /* (without a thread of its own, idle CPU is not worth failing for) */
 	for (int t = 0; t < started; t++)
 		pthread_join(th[t], NULL);
 	pthread_mutex_destroy(&p.mu);

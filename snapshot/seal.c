@@ -26,9 +26,9 @@ static double seal_ms_since(const struct timespec *t0)
 }
 
 /* Hash every pending file of the tree into m on the pool's threads (pool.h),
- * flushing each to the disk as it goes: each thread keeps two files in
- * flight at most, so that Trac's own fsyncs never queue behind gigabytes of
- * ours. */
+ * flushing each to the disk as it goes: each thread keeps two chunks in
+ * flight at most (copy.c), so that Trac's own fsyncs never queue behind more
+ * than a few megabytes of ours. */
 typedef struct seal_ctx {
 	const char *name;
 	int treefd;
@@ -68,7 +68,7 @@ static ts_err_code seal_hash(const char *name, int treefd, ts_manifest *m,
                              volatile sig_atomic_t *cancel, ts_seal_stats *st, ts_err *e)
 {
 	seal_ctx c = { .name = name, .treefd = treefd, .m = m, .cancel = cancel };
-	ts_err_code rc = ts_pool_run(m->n, 1, true, seal_one, &c, e);
+	ts_err_code rc = ts_pool_run(m->n, 1, TS_POOL_IDLE_IO | TS_POOL_IDLE_CPU, seal_one, &c, e);
 
 	st->files_hashed = c.files;
 	st->bytes_hashed = c.bytes;

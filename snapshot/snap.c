@@ -386,7 +386,7 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 		c.done.files_total++;
 		c.done.bytes_total += (uint64_t)r->items.v[i].st.st_size;
 	}
-	rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, true, snap_precopy_one, &c, e);
+	rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, TS_POOL_IDLE_IO, snap_precopy_one, &c, e);
 	if (rc != TS_OK)
 		return rc;
 	/* Drop vanished items so that the list is what the tree holds. */
@@ -491,7 +491,7 @@ static ts_err_code snap_dir_meta_one(void *arg, size_t i, ts_err *e)
 
 static ts_err_code snap_dir_meta(snap_run *r, ts_err *e)
 {
-	return ts_pool_run(r->items.n, SNAP_POOL_MIN, false, snap_dir_meta_one, r, e);
+	return ts_pool_run(r->items.n, SNAP_POOL_MIN, 0, snap_dir_meta_one, r, e);
 }
 
 static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
