@@ -616,6 +616,59 @@ out:
 	ts_store_list_free(v, n);
 }
 
+/* The database's pre-copy runs on a thread of its own beside the files'
+ * walk and copies, into the temporary directory (where it goes in the tree
+ * is only known, and its directory only made, once the walk is done), and
+ * is moved into the tree before the lock. */
+#define SNAP_DB_PRECOPY "db.precopy"
+
+typedef struct snap_dbpre {
+	ts_dbsnap *db;
+	int dirfd;
+	pthread_t th;
+	bool started;
+	ts_err_code rc;
+	ts_err err;
+} snap_dbpre;
+
+static void *snap_dbpre_main(void *arg)
+{
+	snap_dbpre *p = arg;
+	ts_err_clear(&p->err);
+	p->rc = p->db->ops->precopy(p->db, p->dirfd, SNAP_DB_PRECOPY, &p->err);
+	return NULL;
+}
+
+static void snap_dbpre_start(snap_dbpre *p, ts_dbsnap *db, int dirfd)
+{
+	p->db = db;
+	p->dirfd = dirfd;
+	p->started = db->ops->precopy && pthread_create(&p->th, NULL, snap_dbpre_main, p) == 0;
+}
+
+/* Wait for the pre-copy (or make it here, if no thread could start) and
+ * move it to rel in the tree.  A backend may have left none (SQLite in WAL
+ * mode copies after the lock). */
+static ts_err_code snap_dbpre_finish(snap_dbpre *p, int treefd, const char *rel, ts_err *e)
+{
+	if (p->started) {
+		pthread_join(p->th, NULL);
+		p->started = false;
+		if (p->rc != TS_OK) {
+			if (e)
+				*e = p->err;
+			return p->rc;
+		}
+	} else if (p->db->ops->precopy) {
+		ts_err_code rc = p->db->ops->precopy(p->db, p->dirfd, SNAP_DB_PRECOPY, e);
+		if (rc != TS_OK)
+			return rc;
+	}
+	if (renameat(p->dirfd, SNAP_DB_PRECOPY, treefd, rel) < 0 && errno != ENOENT)
+		return ts_err_sys(e, errno, "%s: cannot move the database copy into the tree", rel);
+	return TS_OK;
+}
+
 /* PostgreSQL: the dump goes to db/postgres-db-backup.sql.  Trac makes no
  * db/ for PostgreSQL: when the environment has none, the tree gets one,
  * 0755 and owned like the environment's root (dated like the dump). */
@@ -681,6 +734,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	char *db_rel = NULL;
 	struct timespec t0, t_pre;
 	bool store_locked = false;
+	snap_dbpre dbpre = { .started = false };
 
 	memset(&r, 0, sizeof r);
 	memset(stats, 0, sizeof *stats);
@@ -732,6 +786,8 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	r.dirty_budget = snap_dirty_budget();
 
 	clock_gettime(CLOCK_MONOTONIC, &t_pre);
+	if (!o->no_database)
+		snap_dbpre_start(&dbpre, db, r.tmp.dirfd);
 	rc = snap_precopy(&r, e);
 	if (rc != TS_OK)
 		goto out;
@@ -747,8 +803,8 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 		/* A backend that can copy the database ahead does, so that under
 		 * the lock only what changed since is copied. */
 		rc = snap_db_dest(&r, &db_rel, e);
-		if (rc == TS_OK && db->ops->precopy)
-			rc = db->ops->precopy(db, r.tmp.treefd, db_rel, e);
+		if (rc == TS_OK)
+			rc = snap_dbpre_finish(&dbpre, r.tmp.treefd, db_rel, e);
 		if (rc != TS_OK)
 			goto out;
 	}
@@ -777,6 +833,8 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 		r.tmp_open = false;   /* commit consumed it, success or not */
 	}
 out:
+	if (dbpre.started)
+		pthread_join(dbpre.th, NULL);   /* a failure before its result was wanted */
 	if (db) {
 		db->ops->release(db);
 		if (!stats->hold_ms)

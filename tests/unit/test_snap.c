@@ -165,6 +165,30 @@ static void store_clean_and_unlocked(fx *x)
 	assert_int_equal(tu_count_prefix(x->store, ".tmp-"), 0);
 	assert_int_equal(tu_count_prefix(x->store, ".del-"), 0);
 	assert_false(x->s.locked);
+	/* Each snapshot holds its tree, manifest and (until sealed) marker,
+	 * nothing else: the database's pre-copy went into the tree. */
+	{
+		DIR *d = opendir(x->store);
+		struct dirent *de;
+		assert_non_null(d);
+		while ((de = readdir(d))) {
+			char sp[TBUF];
+			DIR *sd;
+			struct dirent *se;
+			if (de->d_name[0] == '.')
+				continue;
+			tu_fmt(sp, sizeof(sp), "%s/%s", x->store, de->d_name);
+			if (!(sd = opendir(sp)))
+				continue;   /* the store's own files */
+			while ((se = readdir(sd)))
+				if (strcmp(se->d_name, ".") && strcmp(se->d_name, "..") &&
+				    strcmp(se->d_name, "tree") && strcmp(se->d_name, "manifest") &&
+				    strcmp(se->d_name, "unsealed"))
+					fail_msg("%s/%s: left in the snapshot", sp, se->d_name);
+			closedir(sd);
+		}
+		closedir(d);
+	}
 	ts_err_clear(&e);
 	if (ts_store_open(x->store, false, &s2, &e) != TS_OK)
 		fail_msg("%s", e.msg);
