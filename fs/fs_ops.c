@@ -720,8 +720,6 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	/* st_ino comes from the store, so inode numbers survive remounts. */
 	cfg->use_ino = 1;
 	cfg->readdir_ino = 1;
-	/* Short caches: the root changes with every snapshot; a missing name
-	 * must always reach us because it may be a first-access name. */
 	/* Snapshots never change: cache names and attributes long.  The root
 	 * does change; fs_watch.c invalidates its entries when the store does.
 	 * Missing names are never cached: one may be a first-access name. */
