@@ -13,6 +13,7 @@
 typedef struct pool_state {
 	size_t n;
 	int flags;
+	pthread_t caller;          /* never switched to SCHED_IDLE */
 	ts_pool_fn fn;
 	void *arg;
 	size_t next;               /* next index to take (atomic) */
@@ -28,7 +29,7 @@ static void *pool_worker(void *arg)
 	int prio = p->flags & TS_POOL_IDLE_IO ? ts_ioprio_idle() : -1;
 	/* Only on a thread of the pool's own (see ts_pool_run): an unprivileged
 	 * thread cannot leave SCHED_IDLE again. */
-	if (p->flags & TS_POOL_IDLE_CPU) {
+	if ((p->flags & TS_POOL_IDLE_CPU) && !pthread_equal(pthread_self(), p->caller)) {
 		struct sched_param sp = { 0 };
 		(void)sched_setscheduler(0, SCHED_IDLE, &sp);
 	}
@@ -57,7 +58,7 @@ static void *pool_worker(void *arg)
 ts_err_code ts_pool_run(size_t n, size_t min_parallel, int flags, ts_pool_fn fn, void *arg,
                         ts_err *e)
 {
-	pool_state p = { .n = n, .flags = flags, .fn = fn, .arg = arg };
+	pool_state p = { .n = n, .flags = flags, .fn = fn, .arg = arg, .caller = pthread_self() };
 	bool caller_works = !(flags & TS_POOL_IDLE_CPU);
 	pthread_t th[POOL_MAX_THREADS];
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -71,7 +72,7 @@ ts_err_code ts_pool_run(size_t n, size_t min_parallel, int flags, ts_pool_fn fn,
 		if (pthread_create(&th[started], NULL, pool_worker, &p) == 0)
 			started++;
 	if (caller_works || started == 0)
-		pool_worker(&p);   /* (without a thread of its own, idle CPU is not worth failing for) */
+		pool_worker(&p);   /* no thread of its own could start: at the caller's priority */
 	for (int t = 0; t < started; t++)
 		pthread_join(th[t], NULL);
 	pthread_mutex_destroy(&p.mu);
