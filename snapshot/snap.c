@@ -287,10 +287,11 @@ static bool snap_share(snap_run *r, snap_item *it)
 	return true;
 }
 
-/* Put one walked entry into the tree.  Returns TS_ERR_NOTFOUND when the
- * source vanished meanwhile (the caller drops the item).  Content is never
- * hashed here: ts_seal hashes the copies once the snapshot has appeared. */
-static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, ts_err *e)
+/* Put one walked entry into the tree: make the directory, or copy (sharing
+ * is snap_place's, during the pre-copy's walk).  Returns TS_ERR_NOTFOUND when
+ * the source vanished meanwhile (the caller drops the item).  Content is
+ * never hashed here: ts_seal hashes the copies once the snapshot has appeared. */
+static ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e)
 {
 	ts_copy_out co;
 	ts_err_code rc;
@@ -301,8 +302,6 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, bool allow_share, ts_err
 			return ts_err_sys(e, errno, "%s: cannot create in the store", it->rel);
 		return TS_OK;
 	}
-	if (allow_share && snap_share(r, it))
-		return TS_OK;
 	clock_gettime(CLOCK_REALTIME, &before);
 	if (it->type == 'l')
 		rc = ts_copy_symlink(r->envfd, r->tmp.treefd, it->rel, r->env->root, &co, e);
@@ -329,7 +328,7 @@ static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	if (it->type == 'd')
-		rc = snap_put(r, it, false, e);
+		rc = snap_put(r, it, e);
 	it->placed = rc == TS_OK && (it->type == 'd' || (it->type == 'f' && snap_share(r, it)));
 	return rc;
 }
@@ -353,7 +352,7 @@ static ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e)
 		return snap_cancel_err(c->r, e);
 	if (it->type == 'd')
 		return TS_OK;
-	rc = it->placed ? TS_OK : snap_put(c->r, it, false, e);
+	rc = it->placed ? TS_OK : snap_put(c->r, it, e);
 	__atomic_fetch_add(&c->done.files_done, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&c->done.bytes_done, (uint64_t)it->st.st_size, __ATOMIC_RELAXED);
 	if (c->r->o->progress && pthread_equal(pthread_self(), c->caller)) {
@@ -437,7 +436,7 @@ static ts_err_code snap_sync(snap_run *r, ts_err *e)
 			if (rc != TS_OK)
 				break;
 		}
-		rc = snap_put(r, cur, false, e);
+		rc = snap_put(r, cur, e);
 		if (rc == TS_ERR_NOTFOUND) {
 			/* Vanished under the lock (a log rotated, say): not in the snapshot. */
 			cur->type = 0;

@@ -234,9 +234,11 @@ ts_err_code ts_store_mark_unsealed(ts_store_tmp *t, ts_err *e)
 
 	ts_store_boot_id(id);
 	strcat(id, "\n");
-	/* No fsync: metadata is journaled in order, so if the snapshot's rename
-	 * survives a crash the marker does too, empty at worst; an empty marker
-	 * matches no boot id, and the snapshot counts as lost. */
+	/* No fsync: where metadata is journaled in order (ext4 with a journal,
+	 * XFS, btrfs) a rename that survives a crash brings the marker with it,
+	 * empty at worst; an empty marker matches no boot id, and the snapshot
+	 * counts as lost.  A filesystem without that ordering (ext4 without a
+	 * journal) may keep the rename and lose the marker: doc/design.md. */
 	if (fd < 0 || write(fd, id, strlen(id)) != (ssize_t)strlen(id))
 		rc = ts_err_sys(e, errno, "%s/%s: cannot write", t->dir, TS_STORE_UNSEALED);
 	if (fd >= 0)
