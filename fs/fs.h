@@ -35,7 +35,8 @@ typedef struct fs_ctx {
 	gid_t manage_gid;
 	bool has_keep;                 /* -o keep=: prune after each new snapshot */
 	ts_prune_policy keep;
-	pthread_mutex_t snap_mu;       /* one snapshot at a time; first accesses wait on it */
+	pthread_mutex_t snap_mu;       /* one writer at a time (fs_writer_lock); first accesses wait on it */
+	int stage_stop;                /* non-zero: a stage being built gives up (stage.h) */
 	volatile sig_atomic_t cancel;  /* set when the daemon stops: a running snapshot aborts */
 	/* fs_watch.c: invalidates the kernel's cache of the root */
 	struct fuse *fuse;
@@ -67,6 +68,11 @@ const struct fuse_operations *fs_operations(void);
 struct fuse;
 int fs_watch_start(fs_ctx *c, struct fuse *f);
 void fs_watch_stop(fs_ctx *c);
+
+/* The store's writers in this daemon (snapshots, deletes, renames, the
+ * stage) take turns on snap_mu; one waiting stops a stage being built. */
+void fs_writer_lock(fs_ctx *c);
+void fs_writer_unlock(fs_ctx *c);
 
 /* Seal snapshots in the background (fs_seal.c): start, wake after a
  * snapshot or rename, stop (finishing what is pending). */

@@ -109,6 +109,18 @@ static void fs_log_pruned(void *arg, const char *name, bool keep)
 		ts_log(LOG_INFO, "pruned %s", name);
 }
 
+void fs_writer_lock(fs_ctx *c)
+{
+	__atomic_add_fetch(&c->stage_stop, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&c->snap_mu);
+	__atomic_sub_fetch(&c->stage_stop, 1, __ATOMIC_RELAXED);
+}
+
+void fs_writer_unlock(fs_ctx *c)
+{
+	pthread_mutex_unlock(&c->snap_mu);
+}
+
 /* Take a snapshot now; serialised with every other snapshot of this daemon. */
 static int fs_take(fs_ctx *c, const char *name, const char *why)
 {
@@ -120,9 +132,9 @@ static int fs_take(fs_ctx *c, const char *name, const char *why)
 	int rc;
 
 	ts_err_clear(&e);
-	pthread_mutex_lock(&c->snap_mu);
+	fs_writer_lock(c);
 	if (ts_store_exists(&c->store, name) && strcmp(why, "mkdir")) {
-		pthread_mutex_unlock(&c->snap_mu);
+		fs_writer_unlock(c);
 		return 0; /* another first access made it while we waited */
 	}
 	rc = ts_snap_take(&c->store, &c->env, &o, &st, &e);
@@ -142,7 +154,7 @@ static int fs_take(fs_ctx *c, const char *name, const char *why)
 	/* A snapshot of a large tree allocates a lot briefly: give it back, so
 	 * that the daemon's size does not follow the number of snapshots. */
 	malloc_trim(0);
-	pthread_mutex_unlock(&c->snap_mu);
+	fs_writer_unlock(c);
 	if (rc == TS_OK) {
 		fs_seal_kick(c);
 		return 0;
@@ -580,18 +592,19 @@ static int fs_rmdir(const char *path)
 	if (!fs_may_manage(c))
 		return -EACCES;
 	ts_err_clear(&e);
-	pthread_mutex_lock(&c->snap_mu);
+	fs_writer_lock(c);
 	rc = ts_store_lock(&c->store, c->lock_timeout_s, &e);
 	if (rc == TS_OK) {
 		rc = ts_store_remove(&c->store, p.name, &e);
 		ts_store_unlock(&c->store);
 	}
-	pthread_mutex_unlock(&c->snap_mu);
+	fs_writer_unlock(c);
 	if (rc != TS_OK) {
 		ts_log(LOG_ERR, "rmdir %s failed: %s", p.name, e.msg);
 		return -fs_errno(&e);
 	}
 	ts_log(LOG_INFO, "snapshot %s deleted", p.name);
+	fs_seal_kick(c);   /* the stage may have gone with it: stage the newest again */
 	return 0;
 }
 
@@ -617,13 +630,13 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 	if (ts_name_check(b.name, &e) != TS_OK)
 		return -EINVAL;
 	ts_err_clear(&e);
-	pthread_mutex_lock(&c->snap_mu);
+	fs_writer_lock(c);
 	rc = ts_store_lock(&c->store, c->lock_timeout_s, &e);
 	if (rc == TS_OK) {
 		rc = ts_store_rename(&c->store, a.name, b.name, &e);
 		ts_store_unlock(&c->store);
 	}
-	pthread_mutex_unlock(&c->snap_mu);
+	fs_writer_unlock(c);
 	if (rc != TS_OK) {
 		ts_log(LOG_INFO, "rename %s -> %s failed: %s", a.name, b.name, e.msg);
 		return -fs_errno(&e);

@@ -7,6 +7,20 @@
 
 #include "log.h"
 #include "seal.h"
+#include "stage.h"
+
+/* With everything sealed, stage the newest snapshot for the next one
+ * (stage.h).  As a writer of the store, but one that gives way: any other
+ * writer of ours waiting stops it. */
+static void fs_seal_stage(fs_ctx *c)
+{
+	ts_err e;
+	ts_err_clear(&e);
+	pthread_mutex_lock(&c->snap_mu);
+	if (ts_stage_build(&c->store, &c->stage_stop, &e) != TS_OK)
+		ts_log(LOG_WARNING, "staging the next snapshot failed: %s (it is made without)", e.msg);
+	pthread_mutex_unlock(&c->snap_mu);
+}
 
 /* Seal everything pending until a pass finds nothing new to do.  A stop
  * does not cancel: the last pass finishes, because a snapshot left unsealed
@@ -27,6 +41,8 @@ static void *fs_seal_main(void *arg)
 		ts_err_clear(&e);
 		if (ts_seal_all(&c->store, NULL, NULL, &e) != TS_OK)
 			ts_log(LOG_ERR, "sealing failed: %s (tracsnap verify checks the rest)", e.msg);
+		if (!last)
+			fs_seal_stage(c);
 
 		pthread_mutex_lock(&c->seal_mu);
 		if (last && !c->seal_kicked)

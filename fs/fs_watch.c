@@ -96,6 +96,7 @@ static void *fs_watch_main(void *arg)
 		if (!stop_seen && (c->cancel || fuse_session_exited(fuse_get_session(c->fuse)))) {
 			stop_seen = true;
 			c->cancel = 1;
+			__atomic_add_fetch(&c->stage_stop, 1, __ATOMIC_RELAXED);   /* for good */
 			if (pthread_mutex_trylock(&c->snap_mu) == 0)
 				pthread_mutex_unlock(&c->snap_mu);
 			else

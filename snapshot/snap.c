@@ -19,6 +19,7 @@
 #include "dbsnap.h"
 #include "pool.h"
 #include "journal.h"
+#include "stage.h"
 #include "log.h"
 #include "manifest.h"
 #include "name.h"
@@ -71,6 +72,7 @@ typedef struct snap_run {
 	uint64_t dirty_budget;     /* beyond it, copies bound their writeback */
 	const char *db_dir;        /* directory snap_db_dest made for the database copy */
 	bool root;                 /* geteuid() == 0: owners in the store are checked */
+	bool staged;               /* the tree began as the previous one's stage (stage.h) */
 } snap_run;
 
 static int64_t snap_ns(const struct timespec *t)
@@ -205,8 +207,10 @@ static int64_t snap_racy_ns(const struct stat *st)
 	return st->st_ctim.tv_nsec ? SNAP_RACY_FINE_NS : SNAP_RACY_COARSE_NS;
 }
 
-/* Can the previous snapshot's copy of it serve unchanged? */
-static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
+/* Can the previous snapshot's copy of it serve unchanged?  The copy is
+ * looked at in the tree open on copyfd: the previous one's, or the stage's
+ * link to it. */
+static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it, int copyfd)
 {
 	const ts_manifest_entry *pe;
 	if (r->prevfd < 0 || it->type != 'f')
@@ -225,7 +229,7 @@ static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
 	 * it would spread into every later snapshot.  Only what stat tells is
 	 * checked here (a flipped byte needs `tracsnap verify`). */
 	struct stat cur;
-	return fstatat(r->prevfd, it->rel, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(cur.st_mode) &&
+	return fstatat(copyfd, it->rel, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(cur.st_mode) &&
 	       (uint64_t)cur.st_size == pe->size && (cur.st_mode & 07777) == pe->mode &&
 	       (!r->root || (cur.st_uid == pe->uid && cur.st_gid == pe->gid)) &&
 	       cur.st_mtim.tv_sec == pe->mtime.tv_sec && cur.st_mtim.tv_nsec == pe->mtime.tv_nsec;
@@ -276,8 +280,9 @@ static uint64_t snap_dirty_budget(void)
  * copy there, whose hash it takes over.  False: it must be copied. */
 static bool snap_share(snap_run *r, snap_item *it)
 {
-	if (!snap_unchanged_since_prev(r, it) ||
-	    linkat(r->prevfd, it->rel, r->tmp.treefd, it->rel, 0) < 0)
+	if (r->staged ? !snap_unchanged_since_prev(r, it, r->tmp.treefd)
+	              : (!snap_unchanged_since_prev(r, it, r->prevfd) ||
+	                 linkat(r->prevfd, it->rel, r->tmp.treefd, it->rel, 0) < 0))
 		return false;
 	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
 	memcpy(it->sha256, pe->sha256, 32);
@@ -298,9 +303,19 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e)
 	struct timespec before;
 
 	if (it->type == 'd') {
-		if (strcmp(it->rel, ".") && mkdirat(r->tmp.treefd, it->rel, 0700) < 0 && errno != EEXIST)
+		struct stat st;
+		if (!strcmp(it->rel, ".") || mkdirat(r->tmp.treefd, it->rel, 0700) == 0)
+			return TS_OK;
+		if (errno != EEXIST)
 			return ts_err_sys(e, errno, "%s: cannot create in the store", it->rel);
-		return TS_OK;
+		if (!r->staged || (fstatat(r->tmp.treefd, it->rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		                   S_ISDIR(st.st_mode)))
+			return TS_OK;
+		/* The stage has a file where the environment now has a directory. */
+		rc = ts_copy_remove_tree(r->tmp.treefd, it->rel, e);
+		if (rc == TS_OK && mkdirat(r->tmp.treefd, it->rel, 0700) < 0)
+			rc = ts_err_sys(e, errno, "%s: cannot create in the store", it->rel);
+		return rc;
 	}
 	clock_gettime(CLOCK_REALTIME, &before);
 	if (it->type == 'l')
@@ -330,6 +345,35 @@ static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e)
 	if (it->type == 'd')
 		rc = snap_put(r, it, e);
 	it->placed = rc == TS_OK && (it->type == 'd' || (it->type == 'f' && snap_share(r, it)));
+	/* What a staged tree has there is stale: the copy must not find it
+	 * (copies never write into an existing file: O_EXCL). */
+	if (rc == TS_OK && r->staged && !it->placed)
+		rc = ts_copy_remove_tree(r->tmp.treefd, it->rel, e);
+	return rc;
+}
+
+/* After a staged pre-copy: remove what the previous snapshot had and the
+ * environment no longer has, and the previous database copy (the walk never
+ * lists the database).  Both lists are sorted by path, parents first. */
+static ts_err_code snap_unstage_gone(snap_run *r, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	const char *gone = NULL;   /* last directory removed: its entries went with it */
+	size_t glen = 0, j = 0;
+
+	for (size_t i = 0; rc == TS_OK && i < r->prev.n; i++) {
+		const char *p = r->prev.entries[i].path;
+		int c = 1;
+		while (j < r->items.n && (c = strcmp(r->items.v[j].rel, p)) < 0)
+			j++;
+		if ((j < r->items.n && c == 0) || r->prev.entries[i].type == 'l')
+			continue;   /* kept, or never staged */
+		if (gone && !strncmp(p, gone, glen) && p[glen] == '/')
+			continue;
+		rc = ts_copy_remove_tree(r->tmp.treefd, p, e);
+		gone = p;
+		glen = strlen(p);
+	}
 	return rc;
 }
 
@@ -397,7 +441,7 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 			free(r->items.v[i].rel);
 	}
 	r->items.n = k;
-	return TS_OK;
+	return r->staged ? snap_unstage_gone(r, e) : TS_OK;
 }
 
 /* Make the tree equal to the environment now, copying only what changed
@@ -611,6 +655,7 @@ static void snap_open_prev(snap_run *r)
 	}
 	snprintf(path, sizeof path, "%s/tree", v[n - 1].name);
 	r->prevfd = openat(r->store->dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r->staged = r->prevfd >= 0 && ts_stage_adopt(r->store, &r->tmp, v[n - 1].name, r->prevfd);
 out:
 	ts_store_list_free(v, n);
 }

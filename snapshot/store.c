@@ -566,9 +566,47 @@ out:
 	return rc;
 }
 
+/* Was the stage made from the snapshot called name? */
+static bool store_stage_from(ts_store *s, const char *name)
+{
+	char buf[NAME_MAX + 2];
+	size_t len = strlen(name);
+	int fd = openat(s->dirfd, TS_STORE_STAGE_BASE, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf);
+	if (fd >= 0)
+		close(fd);
+	return n > (ssize_t)len && !memcmp(buf, name, len) && buf[len] == '\n';
+}
+
+void ts_store_stage_drop(ts_store *s)
+{
+	char *del = store_private_name(STORE_DEL_PREFIX);
+	/* Out of sight first, so that a half-removed stage is never adopted. */
+	if (del && renameat(s->dirfd, TS_STORE_STAGE, s->dirfd, del) == 0)
+		(void)ts_copy_remove_tree(s->dirfd, del, NULL);
+	free(del);
+}
+
+ts_err_code ts_store_stage_commit(ts_store *s, ts_store_tmp *t, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	ts_store_stage_drop(s);
+	if (renameat(s->dirfd, t->dir, s->dirfd, TS_STORE_STAGE) < 0)
+		rc = ts_err_sys(e, errno, "store %s: cannot rename %s to %s", s->root, t->dir,
+		                TS_STORE_STAGE);
+	if (rc != TS_OK)
+		ts_store_abort(s, t);
+	else
+		store_tmp_free(t);
+	return rc;
+}
+
 ts_err_code ts_store_remove(ts_store *s, const char *name, ts_err *e)
 {
-	return store_remove(s, name, false, e);
+	ts_err_code rc = store_remove(s, name, false, e);
+	if (rc == TS_OK && store_stage_from(s, name))
+		ts_store_stage_drop(s);
+	return rc;
 }
 
 ts_err_code ts_store_rename(ts_store *s, const char *from, const char *to, ts_err *e)

@@ -1,6 +1,7 @@
 /* store.h - where snapshots live (layout in doc/design.md).
  *
  *   STORE/.lock  STORE/.tmp-NAME.XXXXXX/  STORE/.del-NAME.XXXXXX/  STORE/NAME/{tree,manifest}
+ *   STORE/.stage/{base,tree}   (stage.h: the next snapshot's tree, made ahead)
  *
  * Readers (the FUSE view, list, verify) need no lock: a snapshot directory
  * appears and disappears by rename(2).  Writers hold the store lock.
@@ -99,7 +100,21 @@ ts_err_code ts_store_mark_unsealed(ts_store_tmp *t, ts_err *e);
 ts_err_code ts_store_commit(ts_store *s, ts_store_tmp *t, const struct timespec *instant, ts_err *e);
 /* Remove a tmp snapshot (after failure); never fails. */
 void ts_store_abort(ts_store *s, ts_store_tmp *t);
+/* Removing the snapshot a stage was made from drops the stage too (its
+ * hard links would keep the snapshot's space). */
 ts_err_code ts_store_remove(ts_store *s, const char *name, ts_err *e);
 ts_err_code ts_store_rename(ts_store *s, const char *from, const char *to, ts_err *e);
 
+
+/* The stage (stage.h).  Writers only.  TS_STORE_STAGE_BASE holds
+ * "NAME\nDEV:INO\n" of the snapshot it was made from, its tree's device and
+ * inode telling it from a later snapshot of the same name. */
+#define TS_STORE_STAGE ".stage"
+#define TS_STORE_STAGE_BASE ".stage/base"
+#define TS_STORE_STAGE_TREE ".stage/tree"
+/* Replace the stage with t (built by ts_store_begin, its base written);
+ * consumes t, success or not. */
+ts_err_code ts_store_stage_commit(ts_store *s, ts_store_tmp *t, ts_err *e);
+/* Remove the stage, if any; never fails (what remains is a leftover). */
+void ts_store_stage_drop(ts_store *s);
 #endif

@@ -27,6 +27,7 @@
 #include "manifest.h"
 #include "seal.h"
 #include "snap.h"
+#include "stage.h"
 #include "store.h"
 #include "tutil.h"
 
@@ -770,6 +771,163 @@ static void test_snap_share_new_trees(void **state)
 	store_clean_and_unlocked(x);
 }
 
+/* Build the stage as the daemon does after a seal (stage.h). */
+static void stage_ok(fx *x, const int *stop)
+{
+	ts_err e;
+
+	ts_err_clear(&e);
+	if (ts_stage_build(&x->s, stop, &e) != TS_OK)
+		fail_msg("ts_stage_build: %s", e.msg);
+	assert_false(x->s.locked);
+}
+
+/* Is there a stage made from snapshot name? */
+static bool stage_from(fx *x, const char *name)
+{
+	char p[TBUF], buf[256] = "";
+	FILE *f;
+
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_BASE);
+	if (!(f = fopen(p, "r")))
+		return false;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	buf[strcspn(buf, "\n")] = '\0';
+	return !strcmp(buf, name);
+}
+
+static bool stage_exists(fx *x)
+{
+	char p[TBUF];
+	struct stat st;
+
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE);
+	return lstat(p, &st) == 0;
+}
+
+/* A snapshot made from a stage is the environment exactly, whatever
+ * changed: files changed, removed and added, a directory removed with its
+ * files, a file become a directory and a directory a file, symlinks new,
+ * removed and retargeted, and the database.  Unchanged files keep the
+ * previous snapshot's inode; nothing of the previous snapshot changes. */
+static void test_snap_staged(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1, s2;
+	ts_manifest m;
+	struct stat a, b;
+	char p[TBUF];
+
+	take_ok(x, "s1", &s1);
+	stage_ok(x, NULL);
+	assert_true(stage_from(x, "s1"));
+	snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	assert_int_equal(a.st_nlink, 2);   /* s1's and the stage's */
+
+	tu_put_in(x->env, "htdocs/a.txt", "changed, and longer than before\n", 0644);
+	tu_fmt(p, sizeof(p), "%s/files/attachments/ticket/1/small.txt", x->env);
+	assert_int_equal(unlink(p), 0);
+	tu_put_in(x->env, "files/attachments/ticket/1/new.txt", "new\n", 0644);
+	tu_fmt(p, sizeof(p), "%s/plugins", x->env);
+	tu_rm_rf(p);                                     /* a directory with files goes */
+	tu_put_in(x->env, "plugins", "now a file\n", 0644);   /* ... and a file takes its name */
+	tu_fmt(p, sizeof(p), "%s/README", x->env);
+	assert_int_equal(unlink(p), 0);                  /* a file goes ... */
+	tu_mkdir_in(x->env, "README", 0755);             /* ... and a directory takes its name */
+	tu_put_in(x->env, "README/inside.txt", "inside\n", 0644);
+	tu_fmt(p, sizeof(p), "%s/link-a", x->env);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(symlink("htdocs/site.css", p), 0);   /* retargeted */
+	tu_fmt(p, sizeof(p), "%s/abs-link", x->env);
+	assert_int_equal(unlink(p), 0);
+	tu_fmt(p, sizeof(p), "%s/htdocs/new-link", x->env);
+	assert_int_equal(symlink("a.txt", p), 0);
+	tu_mkdir_in(x->env, "newtop", 0700);
+	tu_mkdir_in(x->env, "newtop/sub", 0750);
+	tu_put_in(x->env, "newtop/sub/x.txt", "x\n", 0600);
+	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	{
+		sqlite3 *w = tu_db_open(p, SQLITE_OPEN_READWRITE);
+		tu_sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
+		assert_int_equal(sqlite3_close(w), SQLITE_OK);
+	}
+
+	take_ok(x, "s2", &s2);
+	assert_false(stage_exists(x));   /* adopted: it became s2's tree */
+	compare_tree(x, "s2");
+	check_db(x, "s2", "db/trac.db", 4, "first,second,third,fourth");
+	check_manifest(x, "s2", &s2, &m);
+	assert_null(ts_manifest_find(&m, "files/attachments/ticket/1/small.txt"));
+	assert_null(ts_manifest_find(&m, "plugins/secret.egg"));
+	assert_null(ts_manifest_find(&m, "abs-link"));
+	assert_non_null(ts_manifest_find(&m, "README/inside.txt"));
+	ts_manifest_free(&m);
+	snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	snap_file(x, "s2", "files/attachments/ticket/1/big.bin", &b);
+	assert_int_equal(a.st_ino, b.st_ino);
+	assert_int_equal(b.st_nlink, 2);   /* s1's and s2's: the stage's link became s2's */
+	assert_true(s2.files_shared >= 5);
+	snap_text_is(x, "s2", "htdocs/a.txt", "changed, and longer than before\n");
+	snap_text_is(x, "s1", "htdocs/a.txt", "hello\n");
+	/* The first snapshot still matches its own manifest, byte for byte. */
+	check_manifest(x, "s1", &s1, &m);
+	ts_manifest_free(&m);
+	store_clean_and_unlocked(x);
+}
+
+/* A stage is made from the newest sealed snapshot only, once; a stop makes
+ * the builder give up leaving nothing; a stage made from another snapshot
+ * than the newest is not used (the snapshot is still right); deleting the
+ * snapshot a stage was made from deletes the stage. */
+static void test_stage_lifecycle(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1, s2, s3;
+	struct stat a, b;
+	int stop = 1;
+	ts_err e;
+
+	stage_ok(x, NULL);   /* an empty store: nothing to stage */
+	assert_false(stage_exists(x));
+	take_ok(x, "s1", &s1);
+	stage_ok(x, &stop);
+	assert_false(stage_exists(x));
+	assert_int_equal(tu_count_prefix(x->store, ".tmp-"), 0);
+	stage_ok(x, NULL);
+	assert_true(stage_from(x, "s1"));
+	stage_ok(x, NULL);   /* staged already: kept as it is */
+	assert_true(stage_from(x, "s1"));
+
+	/* Made from s1, but s2 is the newest when s3 is taken. */
+	take_ok(x, "s2", &s2);
+	assert_false(stage_exists(x));
+	stage_ok(x, NULL);
+	assert_true(stage_from(x, "s2"));
+	ts_err_clear(&e);
+	assert_int_equal(ts_store_rename(&x->s, "s2", "renamed", &e), TS_OK);
+	tu_put_in(x->env, "htdocs/a.txt", "third version\n", 0644);
+	take_ok(x, "s3", &s3);
+	assert_true(stage_from(x, "s2"));   /* not adopted: "renamed" was the newest */
+	compare_tree(x, "s3");
+	snap_file(x, "renamed", "files/attachments/ticket/1/big.bin", &a);
+	snap_file(x, "s3", "files/attachments/ticket/1/big.bin", &b);
+	assert_int_equal(a.st_ino, b.st_ino);   /* shared all the same */
+
+	/* The stage of s3 goes with s3. */
+	stage_ok(x, NULL);
+	assert_true(stage_from(x, "s3"));
+	ts_err_clear(&e);
+	assert_int_equal(ts_store_lock(&x->s, 5, &e), TS_OK);
+	assert_int_equal(ts_store_remove(&x->s, "s3", &e), TS_OK);
+	ts_store_unlock(&x->s);
+	assert_false(stage_exists(x));
+	snap_file(x, "renamed", "files/attachments/ticket/1/big.bin", &a);
+	assert_int_equal(a.st_nlink, 2);   /* s1's and renamed's: none left behind */
+	store_clean_and_unlocked(x);
+}
+
 static void test_snap_fifo(void **state)
 {
 	fx *x = *state;
@@ -1174,6 +1332,8 @@ int main(void)
 		cmocka_unit_test(test_format_stats),
 		cmocka_unit_test_setup_teardown(test_snap_share, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_share_new_trees, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snap_staged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stage_lifecycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_fifo, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_no_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_external_db, setup, teardown),
