@@ -48,6 +48,7 @@ typedef struct snap_item {
 	bool racy;                 /* copy again: it may have changed unseen */
 	bool unhashed;             /* 'f': sha256 pending, computed by ts_seal */
 	bool placed;               /* in the tree already (made or shared during the walk) */
+	char check;                /* snap_recheck's verdict (SNAP_CHECK_*) */
 } snap_item;
 
 typedef struct snap_list {
@@ -73,6 +74,7 @@ typedef struct snap_run {
 	const char *db_dir;        /* directory snap_db_dest made for the database copy */
 	bool root;                 /* geteuid() == 0: owners in the store are checked */
 	bool staged;               /* the tree began as the previous one's stage (stage.h) */
+	int64_t listed_ns;         /* CLOCK_REALTIME when the walk that gave items began */
 } snap_run;
 
 static int64_t snap_ns(const struct timespec *t)
@@ -182,7 +184,10 @@ static ts_err_code snap_walk(snap_run *r, snap_list *l, bool place, ts_err *e)
 	snap_walk_ctx w = { .r = r, .l = l, .place = place };
 	snap_item root = { .rel = strdup("."), .type = 'd', .placed = true };
 	char msg[TS_ERR_MSG_MAX];
+	struct timespec now;
 
+	clock_gettime(CLOCK_REALTIME, &now);
+	r->listed_ns = snap_ns(&now);
 	if (!root.rel)
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	if (fstat(r->envfd, &root.st) < 0) {
@@ -524,6 +529,200 @@ static bool snap_wait_racy(const snap_run *r)
 /* Directories get their metadata last, once nothing more is added to them
  * (an entry added changes its directory's mtime; metadata set on an entry
  * does not), so in any order, on the pool's threads. */
+/* Under Trac's lock: bring the tree to the environment's state from stat
+ * alone where stat tells.  Every known entry is stat'ed (on every core); a
+ * file or symlink whose stat changed, or that was racy, is copied again; a
+ * directory is listed again only if its own stat changed since the walk
+ * that listed it, or changed so shortly before that walk that a later
+ * change could carry the same timestamp (adding, removing or renaming an
+ * entry always updates its directory's mtime and ctime).  Entries found in
+ * such a directory that were not known are walked and put.  The full walk
+ * this replaces listed every directory under the lock: for 100,000 files
+ * that held Trac's writers ~0.4 s. */
+enum { SNAP_CHECK_SAME, SNAP_CHECK_GONE, SNAP_CHECK_CHANGED, SNAP_CHECK_RELIST };
+
+static ts_err_code snap_recheck_one(void *arg, size_t i, ts_err *e)
+{
+	snap_run *r = arg;
+	snap_item *it = &r->items.v[i];
+	struct stat st;
+	(void)e;
+
+	if (fstatat(r->envfd, it->rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		it->check = SNAP_CHECK_GONE;   /* ENOENT, ENOTDIR: what the freeze sees */
+		return TS_OK;
+	}
+	char type = S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' : S_ISLNK(st.st_mode) ? 'l' : 0;
+	if (!type) {
+		it->check = SNAP_CHECK_GONE;   /* now a special file: never copied */
+	} else if (type != it->type) {
+		it->check = SNAP_CHECK_CHANGED;
+		it->type = type;
+	} else if (type == 'd') {
+		bool same = st.st_ino == it->st.st_ino &&
+		            st.st_mtim.tv_sec == it->st.st_mtim.tv_sec &&
+		            st.st_mtim.tv_nsec == it->st.st_mtim.tv_nsec &&
+		            st.st_ctim.tv_sec == it->st.st_ctim.tv_sec &&
+		            st.st_ctim.tv_nsec == it->st.st_ctim.tv_nsec;
+		bool racy = snap_ns(&it->st.st_ctim) >= r->listed_ns - snap_racy_ns(&it->st);
+		it->check = same && !racy ? SNAP_CHECK_SAME : SNAP_CHECK_RELIST;
+	} else {
+		it->check = it->racy || !ts_copy_same_stat(&it->st, &st) ? SNAP_CHECK_CHANGED
+		                                                          : SNAP_CHECK_SAME;
+	}
+	it->st = st;   /* directories: their metadata as of now */
+	return TS_OK;
+}
+
+/* ts_walk callback for a new directory's subtree: its entries, named from
+ * the environment's root. */
+typedef struct snap_sub_ctx {
+	snap_walk_ctx *w;
+	const char *prefix;
+} snap_sub_ctx;
+
+static ts_err_code snap_sub_add(void *arg, const char *rel, const struct stat *st, ts_err *e)
+{
+	snap_sub_ctx *c = arg;
+	char full[PATH_MAX];
+	if ((size_t)snprintf(full, sizeof full, "%s/%s", c->prefix, rel) >= sizeof full)
+		return ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", c->w->r->env->root, c->prefix, rel);
+	return snap_walk_add(c->w, full, st, e);
+}
+
+static bool snap_known(const snap_list *l, const char *rel)
+{
+	snap_item key = { .rel = (char *)rel };
+	return bsearch(&key, l->v, l->n, sizeof *l->v, snap_item_cmp) != NULL;
+}
+
+/* Entries of directory dir (known, listed again) that items lacks, with
+ * everything below those that are directories, into w's list. */
+static ts_err_code snap_relist(snap_run *r, snap_walk_ctx *w, const char *dir, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	struct dirent *de;
+	char rel[PATH_MAX], msg[TS_ERR_MSG_MAX];
+	int fd = openat(r->envfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		/* Gone or replaced since its stat: the freeze is what it was. */
+		return errno == ENOENT || errno == ENOTDIR ? TS_OK
+		       : ts_err_sys(e, errno, "%s/%s: cannot list", r->env->root, dir);
+	}
+	snprintf(msg, sizeof msg, "snapshot %s: cancelled (tracsnap is stopping)", r->o->name);
+	while (rc == TS_OK && (de = readdir(d)) != NULL) {
+		struct stat st;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if ((size_t)snprintf(rel, sizeof rel, "%s%s%s", strcmp(dir, ".") ? dir : "",
+		                     strcmp(dir, ".") ? "/" : "", de->d_name) >= sizeof rel) {
+			rc = ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", r->env->root, dir, de->d_name);
+			break;
+		}
+		if (snap_known(&r->items, rel) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		size_t before = w->l->n;
+		rc = snap_walk_add(w, rel, &st, e);
+		if (rc == TS_ERR_NOTFOUND) {
+			rc = TS_OK;   /* left out, like the walk leaves it out */
+			continue;
+		}
+		if (rc == TS_OK && w->l->n > before && S_ISDIR(st.st_mode)) {
+			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			snap_sub_ctx c = { .w = w, .prefix = rel };
+			if (sub >= 0) {
+				rc = ts_walk(sub, r->env->root, snap_sub_add, &c, r->o->cancel, msg, e);
+				close(sub);
+			}
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Merge sorted add into sorted items (both owned by the caller until
+ * then), dropping entries that went (type 0). */
+static ts_err_code snap_merge(snap_list *items, snap_list *add, ts_err *e)
+{
+	snap_list out = { 0 };
+	size_t i = 0, j = 0;
+	ts_err_code rc = TS_OK;
+
+	while (rc == TS_OK && (i < items->n || j < add->n)) {
+		snap_item *it = j >= add->n || (i < items->n && strcmp(items->v[i].rel, add->v[j].rel) < 0)
+		                ? &items->v[i++] : &add->v[j++];
+		if (!it->type) {
+			free(it->rel);
+			continue;
+		}
+		rc = snap_list_push(&out, it, e);
+		if (rc != TS_OK)
+			free(it->rel);
+	}
+	while (i < items->n)
+		free(items->v[i++].rel);
+	while (j < add->n)
+		free(add->v[j++].rel);
+	free(items->v);
+	free(add->v);
+	memset(add, 0, sizeof *add);
+	*items = out;
+	return rc;
+}
+
+static ts_err_code snap_recheck(snap_run *r, ts_err *e)
+{
+	ts_err_code rc;
+	snap_list add = { 0 };
+	snap_walk_ctx w = { .r = r, .l = &add, .place = false };
+
+	rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, 0, snap_recheck_one, r, e);
+	/* In path order: a directory replaced by a file is removed before
+	 * anything below it is looked at. */
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		snap_item *it = &r->items.v[i];
+		if (it->check == SNAP_CHECK_GONE || it->check == SNAP_CHECK_CHANGED)
+			rc = ts_copy_remove_tree(r->tmp.treefd, it->rel, e);
+		if (rc != TS_OK || it->check == SNAP_CHECK_SAME || it->check == SNAP_CHECK_RELIST)
+			continue;
+		if (it->check == SNAP_CHECK_GONE) {
+			it->type = 0;
+			continue;
+		}
+		it->racy = false;
+		it->placed = false;
+		rc = snap_put(r, it, e);
+		if (rc == TS_ERR_NOTFOUND) {
+			it->type = 0;   /* vanished under the lock: not in the snapshot */
+			rc = TS_OK;
+		}
+		/* A file become a directory: all it holds is new. */
+		if (rc == TS_OK && it->type == 'd')
+			it->check = SNAP_CHECK_RELIST;
+	}
+	pthread_mutex_init(&w.mu, NULL);
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++)
+		if (r->items.v[i].type == 'd' && r->items.v[i].check == SNAP_CHECK_RELIST)
+			rc = snap_relist(r, &w, r->items.v[i].rel, e);
+	pthread_mutex_destroy(&w.mu);
+	if (rc == TS_OK && add.n) {
+		qsort(add.v, add.n, sizeof *add.v, snap_item_cmp);   /* parents first */
+		for (size_t j = 0; rc == TS_OK && j < add.n; j++) {
+			rc = snap_put(r, &add.v[j], e);
+			if (rc == TS_ERR_NOTFOUND) {
+				add.v[j].type = 0;
+				rc = TS_OK;
+			}
+		}
+	}
+	ts_err_code mrc = snap_merge(&r->items, &add, e);
+	return rc != TS_OK ? rc : mrc;
+}
+
 static ts_err_code snap_dir_meta_one(void *arg, size_t i, ts_err *e)
 {
 	snap_run *r = arg;
@@ -858,7 +1057,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	if (rc != TS_OK)
 		goto out;
 	clock_gettime(CLOCK_REALTIME, &stats->instant);
-	rc = snap_sync(&r, e);
+	rc = snap_recheck(&r, e);
 	if (rc != TS_OK)
 		goto out;
 	if (!o->no_database)

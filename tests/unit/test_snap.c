@@ -1239,6 +1239,36 @@ static void *mutate(void *arg)
 	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0640);
 	if (fd < 0 || close(fd) < 0)
 		mu->failed = 6;
+	/* Deeper news, gone directories and changed types: found under the
+	 * lock by listing again only directories whose stat changed. */
+	snprintf(p, sizeof(p), "%s/newdir/deep", x->env);
+	if (mkdir(p, 0755) < 0)
+		mu->failed = 8;
+	snprintf(p, sizeof(p), "%s/newdir/deep/er", x->env);
+	if (mkdir(p, 0700) < 0)
+		mu->failed = 8;
+	snprintf(p, sizeof(p), "%s/newdir/deep/er/f.txt", x->env);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd < 0 || write(fd, "deep\n", 5) != 5 || close(fd) < 0)
+		mu->failed = 8;
+	snprintf(p, sizeof(p), "%s/templates", x->env);
+	if (rmdir(p) < 0)
+		mu->failed = 9;
+	snprintf(p, sizeof(p), "%s/README", x->env);
+	if (unlink(p) < 0 || mkdir(p, 0755) < 0)
+		mu->failed = 10;
+	snprintf(p, sizeof(p), "%s/README/inside.txt", x->env);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd < 0 || close(fd) < 0)
+		mu->failed = 10;
+	snprintf(p, sizeof(p), "%s/plugins", x->env);
+	tu_rm_rf(p);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	if (fd < 0 || write(fd, "file\n", 5) != 5 || close(fd) < 0)
+		mu->failed = 11;
+	snprintf(p, sizeof(p), "%s/htdocs/new-link", x->env);
+	if (symlink("late.txt", p) < 0)
+		mu->failed = 12;
 	if (sqlite3_exec(mu->w, "INSERT INTO ticket VALUES (4, 'during'); COMMIT", NULL, NULL,
 	                 NULL) != SQLITE_OK)
 		mu->failed = 7;
@@ -1276,6 +1306,11 @@ static void test_snap_changes_before_lock(void **state)
 	assert_true(S_ISDIR(sb.st_mode));
 	assert_int_equal(sb.st_mode & 07777, 0711);
 	assert_true(snap_has(x, "s1", "newdir/x"));
+	snap_text_is(x, "s1", "newdir/deep/er/f.txt", "deep\n");
+	snap_text_is(x, "s1", "plugins", "file\n");
+	assert_true(snap_has(x, "s1", "README/inside.txt"));
+	assert_false(snap_has(x, "s1", "templates"));
+	assert_true(snap_has(x, "s1", "htdocs/new-link"));
 	compare_tree(x, "s1");
 	check_db(x, "s1", "db/trac.db", 4, "first,second,third,during");
 	check_manifest(x, "s1", &st, &m);
