@@ -347,7 +347,9 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e)
 static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
-	if (it->type == 'd')
+	const ts_manifest_entry *pe;
+	/* A staged tree has every directory the previous snapshot had. */
+	if (it->type == 'd' && !(r->staged && (pe = ts_manifest_find(&r->prev, it->rel)) && pe->type == 'd'))
 		rc = snap_put(r, it, e);
 	it->placed = rc == TS_OK && (it->type == 'd' || (it->type == 'f' && snap_share(r, it)));
 	/* What a staged tree has there is stale: the copy must not find it
@@ -723,12 +725,38 @@ static ts_err_code snap_recheck(snap_run *r, ts_err *e)
 	return rc != TS_OK ? rc : mrc;
 }
 
+static bool snap_same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* A staged directory carries the previous snapshot's metadata (stage.c).
+ * It serves as is when the environment's directory is the same one, not
+ * changed since (ctime: owner, mode, xattrs; mtime: entries), with a ctime
+ * old enough at the previous snapshot that a later change would have moved
+ * it, and when nothing was added to or removed from the staged copy (its
+ * mtime is still the one the stage gave it). */
+static bool snap_dir_as_staged(const snap_run *r, const snap_item *it)
+{
+	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
+	struct stat cur;
+
+	if (!pe || pe->type != 'd' || pe->src_ino != (uint64_t)it->st.st_ino ||
+	    !snap_same_time(&pe->src_ctime, &it->st.st_ctim) || !snap_same_time(&pe->mtime, &it->st.st_mtim) ||
+	    snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it->st))
+		return false;
+	return fstatat(r->tmp.treefd, it->rel, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(cur.st_mode) &&
+	       snap_same_time(&cur.st_mtim, &pe->mtime) && (cur.st_mode & 07777) == pe->mode &&
+	       (!r->root || (cur.st_uid == pe->uid && cur.st_gid == pe->gid));
+}
+
 static ts_err_code snap_dir_meta_one(void *arg, size_t i, ts_err *e)
 {
 	snap_run *r = arg;
 	const snap_item *it = &r->items.v[i];
-	return it->type != 'd' ? TS_OK
-	                       : ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &it->st, r->env->root, e);
+	if (it->type != 'd' || (r->staged && snap_dir_as_staged(r, it)))
+		return TS_OK;
+	return ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &it->st, r->env->root, e);
 }
 
 static ts_err_code snap_dir_meta(snap_run *r, ts_err *e)
@@ -772,7 +800,7 @@ static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		me->mtime = it->st.st_mtim;
 		memcpy(me->sha256, it->sha256, 32);
 		me->pending = it->type == 'f' && it->unhashed;
-		if (it->type != 'd') {
+		{   /* directories too: a stage's directory may serve as is (snap_dir_as_staged) */
 			me->src_ino = it->st.st_ino;
 			me->src_ctime = it->st.st_ctim;
 		}

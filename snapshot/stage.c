@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "copy.h"
 #include "manifest.h"
 
 /* "NAME\nDEV:INO\n" of a snapshot whose tree is open on treefd: the name
@@ -59,6 +60,34 @@ static ts_err_code stage_fill(const ts_manifest *m, int basefd, int treefd, cons
 	return TS_OK;
 }
 
+/* Then the directories' metadata as the snapshot's tree has it (owner, mode,
+ * xattrs, times), so that the next snapshot need not set it again where
+ * nothing changed (snap.c).  Not for a directory its owner could not write
+ * into: a writer that is not root must still add and remove entries there,
+ * so the snapshot sets that one itself, at the end. */
+static ts_err_code stage_dir_meta(const ts_manifest *m, int basefd, int treefd, const char *desc,
+                                  const int *stop, bool *stopped, ts_err *e)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		const ts_manifest_entry *me = &m->entries[i];
+		struct stat st;
+		if (me->type != 'd')
+			continue;
+		if (stage_stopped(stop)) {
+			*stopped = true;
+			return TS_OK;
+		}
+		if (fstatat(basefd, me->path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+			return ts_err_sys(e, errno ? errno : ENOTDIR, "stage: %s/%s: cannot stat", desc, me->path);
+		if ((st.st_mode & (S_IWUSR | S_IXUSR)) != (S_IWUSR | S_IXUSR))
+			continue;
+		ts_err_code rc = ts_copy_dir_meta(basefd, treefd, me->path, &st, desc, e);
+		if (rc != TS_OK)
+			return rc;
+	}
+	return TS_OK;
+}
+
 ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 {
 	ts_err_code rc;
@@ -98,6 +127,8 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 		goto out;
 	tmp_open = true;
 	rc = stage_fill(&m, basefd, t.treefd, stop, &stopped, e);
+	if (rc == TS_OK && !stopped)
+		rc = stage_dir_meta(&m, basefd, t.treefd, s->root, stop, &stopped, e);
 	if (rc != TS_OK || stopped)
 		goto out;
 	fd = openat(t.dirfd, "base", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
