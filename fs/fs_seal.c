@@ -1,8 +1,10 @@
 /* fs_seal.c - the daemon's sealer: a background thread that hashes and
  * makes durable every snapshot that has appeared (snapshot/seal.h), so that
- * mkdir and first access return as soon as the snapshot is complete. */
+ * mkdir and first access return as soon as the snapshot is complete; then
+ * it stages the newest one for the next snapshot (snapshot/stage.h). */
 #include "fs.h"
 
+#include <malloc.h>
 #include <string.h>
 
 #include "log.h"
@@ -20,6 +22,7 @@ static void fs_seal_stage(fs_ctx *c)
 	if (ts_stage_build(&c->store, &c->stage_stop, &e) != TS_OK)
 		ts_log(LOG_WARNING, "staging the next snapshot failed: %s (it is made without)", e.msg);
 	pthread_mutex_unlock(&c->snap_mu);
+	malloc_trim(0);   /* the manifest it read: give it back, as fs_take does */
 }
 
 /* Seal everything pending until a pass finds nothing new to do.  A stop

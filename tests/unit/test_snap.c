@@ -1208,6 +1208,25 @@ static bool tmp_has(const char *store, const char *rel)
 	return found;
 }
 
+/* For the mutator's thread, where cmocka's assertions cannot be used: a new
+ * file holding text, a new directory; false on failure. */
+static bool mu_new(fx *x, const char *rel, const char *text, mode_t mode)
+{
+	char p[TBUF + 64];
+	size_t len = strlen(text);
+	snprintf(p, sizeof(p), "%s/%s", x->env, rel);
+	int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, mode);
+	bool ok = fd >= 0 && write(fd, text, len) == (ssize_t)len;
+	return fd >= 0 && close(fd) == 0 && ok;
+}
+
+static bool mu_mkdir(fx *x, const char *rel, mode_t mode)
+{
+	char p[TBUF + 64];
+	snprintf(p, sizeof(p), "%s/%s", x->env, rel);
+	return mkdir(p, mode) == 0;
+}
+
 static void *mutate(void *arg)
 {
 	mutator *mu = arg;
@@ -1236,43 +1255,31 @@ static void *mutate(void *arg)
 	snprintf(p, sizeof(p), "%s/htdocs/site.css", x->env);
 	if (chmod(p, 0600) < 0)
 		mu->failed = 3;
-	snprintf(p, sizeof(p), "%s/htdocs/late.txt", x->env);
-	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
-	if (fd < 0 || write(fd, "late\n", 5) != 5 || close(fd) < 0)
+	if (!mu_new(x, "htdocs/late.txt", "late\n", 0644))
 		mu->failed = 4;
-	snprintf(p, sizeof(p), "%s/newdir", x->env);
-	if (mkdir(p, 0711) < 0)
+	if (!mu_mkdir(x, "newdir", 0711))
 		mu->failed = 5;
-	snprintf(p, sizeof(p), "%s/newdir/x", x->env);
-	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0640);
-	if (fd < 0 || close(fd) < 0)
+	if (!mu_new(x, "newdir/x", "", 0640))
 		mu->failed = 6;
 	/* Deeper news, gone directories and changed types: found under the
 	 * lock by listing again only directories whose stat changed. */
-	snprintf(p, sizeof(p), "%s/newdir/deep", x->env);
-	if (mkdir(p, 0755) < 0)
-		mu->failed = 8;
-	snprintf(p, sizeof(p), "%s/newdir/deep/er", x->env);
-	if (mkdir(p, 0700) < 0)
-		mu->failed = 8;
-	snprintf(p, sizeof(p), "%s/newdir/deep/er/f.txt", x->env);
-	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
-	if (fd < 0 || write(fd, "deep\n", 5) != 5 || close(fd) < 0)
+	if (!mu_mkdir(x, "newdir/deep", 0755) || !mu_mkdir(x, "newdir/deep/er", 0700) ||
+	    !mu_new(x, "newdir/deep/er/f.txt", "deep\n", 0644))
 		mu->failed = 8;
 	snprintf(p, sizeof(p), "%s/templates", x->env);
 	if (rmdir(p) < 0)
 		mu->failed = 9;
 	snprintf(p, sizeof(p), "%s/README", x->env);
-	if (unlink(p) < 0 || mkdir(p, 0755) < 0)
+	if (unlink(p) < 0 || !mu_mkdir(x, "README", 0755) || !mu_new(x, "README/inside.txt", "", 0644))
 		mu->failed = 10;
-	snprintf(p, sizeof(p), "%s/README/inside.txt", x->env);
-	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
-	if (fd < 0 || close(fd) < 0)
-		mu->failed = 10;
+	snprintf(p, sizeof(p), "%s/plugins/secret.egg", x->env);
+	if (unlink(p) < 0)
+		mu->failed = 11;
+	snprintf(p, sizeof(p), "%s/plugins/suid.sh", x->env);
+	if (unlink(p) < 0)
+		mu->failed = 11;
 	snprintf(p, sizeof(p), "%s/plugins", x->env);
-	tu_rm_rf(p);
-	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
-	if (fd < 0 || write(fd, "file\n", 5) != 5 || close(fd) < 0)
+	if (rmdir(p) < 0 || !mu_new(x, "plugins", "file\n", 0644))
 		mu->failed = 11;
 	snprintf(p, sizeof(p), "%s/htdocs/new-link", x->env);
 	if (symlink("late.txt", p) < 0)
