@@ -152,8 +152,11 @@ static int fs_take(fs_ctx *c, const char *name, const char *why)
 		}
 	}
 	/* A snapshot of a large tree allocates a lot briefly: give it back, so
-	 * that the daemon's size does not follow the number of snapshots. */
-	malloc_trim(0);
+	 * that the daemon's size does not follow the number of snapshots.  The
+	 * sealer does, after it has staged the next snapshot (fs_seal.c), off
+	 * mkdir's way; without a sealer, here. */
+	if (!c->sealing)
+		malloc_trim(0);
 	fs_writer_unlock(c);
 	if (rc == TS_OK) {
 		fs_seal_kick(c);

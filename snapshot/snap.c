@@ -213,8 +213,8 @@ static int64_t snap_racy_ns(const struct stat *st)
 }
 
 /* Can the previous snapshot's copy of it serve unchanged?  The copy is
- * looked at in the tree open on copyfd: the previous one's, or the stage's
- * link to it. */
+ * looked at in the tree open on copyfd, the previous one's; -1 for a staged
+ * link, whose copy the stage checked when it linked it (stage.c). */
 static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it, int copyfd)
 {
 	const ts_manifest_entry *pe;
@@ -234,6 +234,8 @@ static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it, in
 	 * it would spread into every later snapshot.  Only what stat tells is
 	 * checked here (a flipped byte needs `tracsnap verify`). */
 	struct stat cur;
+	if (copyfd < 0)
+		return true;
 	return fstatat(copyfd, it->rel, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(cur.st_mode) &&
 	       (uint64_t)cur.st_size == pe->size && (cur.st_mode & 07777) == pe->mode &&
 	       (!r->root || (cur.st_uid == pe->uid && cur.st_gid == pe->gid)) &&
@@ -285,7 +287,7 @@ static uint64_t snap_dirty_budget(void)
  * copy there, whose hash it takes over.  False: it must be copied. */
 static bool snap_share(snap_run *r, snap_item *it)
 {
-	if (r->staged ? !snap_unchanged_since_prev(r, it, r->tmp.treefd)
+	if (r->staged ? !snap_unchanged_since_prev(r, it, -1)
 	              : (!snap_unchanged_since_prev(r, it, r->prevfd) ||
 	                 linkat(r->prevfd, it->rel, r->tmp.treefd, it->rel, 0) < 0))
 		return false;

@@ -40,10 +40,21 @@ static bool stage_stopped(const int *stop)
 	return stop && __atomic_load_n(stop, __ATOMIC_RELAXED) != 0;
 }
 
+/* Is the store's copy still what the manifest says (what stat tells)? */
+static bool stage_copy_ok(int basefd, const ts_manifest_entry *me, bool root)
+{
+	struct stat st;
+	return fstatat(basefd, me->path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	       (uint64_t)st.st_size == me->size && (st.st_mode & 07777) == me->mode &&
+	       (!root || (st.st_uid == me->uid && st.st_gid == me->gid)) &&
+	       st.st_mtim.tv_sec == me->mtime.tv_sec && st.st_mtim.tv_nsec == me->mtime.tv_nsec;
+}
+
 /* Directories and hard links, in the manifest's order (parents first). */
 static ts_err_code stage_fill(const ts_manifest *m, int basefd, int treefd, const int *stop,
                               bool *stopped, ts_err *e)
 {
+	bool root = geteuid() == 0;   /* owners can only be kept by root */
 	for (size_t i = 0; i < m->n; i++) {
 		const ts_manifest_entry *me = &m->entries[i];
 		if (stage_stopped(stop)) {
@@ -52,8 +63,14 @@ static ts_err_code stage_fill(const ts_manifest *m, int basefd, int treefd, cons
 		}
 		if (me->type == 'd' && strcmp(me->path, ".") && mkdirat(treefd, me->path, 0700) < 0)
 			return ts_err_sys(e, errno, "stage: %s: cannot create", me->path);
-		/* All or nothing (EMLINK included): ts_snap_take takes a file the
-		 * stage lacks for a changed one, which is right but slow. */
+		/* All or nothing (EMLINK included): ts_snap_take trusts that the
+		 * stage has every file of the manifest, as the manifest says it
+		 * is.  So a store copy whose stat no longer matches (damaged,
+		 * say) means no stage: the snapshot then checks each file and
+		 * copies that one again, or damage would spread. */
+		if (me->type == 'f' && !stage_copy_ok(basefd, me, root))
+			return ts_err_set(e, TS_ERR_CORRUPT, "stage: %s: the store's copy is not what the "
+			                  "manifest says", me->path);
 		if (me->type == 'f' && linkat(basefd, me->path, treefd, me->path, 0) < 0)
 			return ts_err_sys(e, errno, "stage: %s: cannot link", me->path);
 	}
@@ -172,6 +189,8 @@ bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int bas
 	}
 	close(t->treefd);
 	t->treefd = nfd;
-	ts_store_stage_drop(s);   /* what is left: the base file */
+	/* What is left: the base file.  (Failing, the next build drops it.) */
+	if (unlinkat(s->dirfd, TS_STORE_STAGE_BASE, 0) == 0)
+		(void)unlinkat(s->dirfd, TS_STORE_STAGE, AT_REMOVEDIR);
 	return true;
 }

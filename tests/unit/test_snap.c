@@ -933,6 +933,26 @@ static void test_stage_lifecycle(void **state)
 	assert_false(stage_exists(x));
 	snap_file(x, "renamed", "files/attachments/ticket/1/big.bin", &a);
 	assert_int_equal(a.st_nlink, 2);   /* s1's and renamed's: none left behind */
+
+	/* A store copy no longer as its manifest says: no stage at all (a
+	 * staged snapshot trusts every staged link), nothing left behind, and
+	 * the next snapshot copies that file again instead of sharing it. */
+	{
+		char p[TBUF];
+		ts_snap_stats s4;
+		tu_tree_path(x->store, "renamed", "htdocs/site.css", p, sizeof(p));
+		assert_int_equal(chmod(p, 0600), 0);
+		ts_err_clear(&e);
+		assert_int_equal(ts_stage_build(&x->s, NULL, &e), TS_ERR_CORRUPT);
+		assert_non_null(strstr(e.msg, "htdocs/site.css"));
+		assert_false(stage_exists(x));
+		assert_false(x->s.locked);
+		take_ok(x, "s4", &s4);
+		snap_file(x, "renamed", "htdocs/site.css", &a);
+		snap_file(x, "s4", "htdocs/site.css", &b);
+		assert_int_not_equal(a.st_ino, b.st_ino);
+		assert_int_equal(b.st_mode & 07777, 0644);
+	}
 	store_clean_and_unlocked(x);
 }
 
