@@ -48,6 +48,7 @@ typedef struct snap_item {
 	bool racy;                 /* copy again: it may have changed unseen */
 	bool unhashed;             /* 'f': sha256 pending, computed by ts_seal */
 	bool placed;               /* in the tree already (made or shared during the walk) */
+	bool shared;               /* 'f': the previous snapshot's copy, not copied again */
 	char check;                /* snap_recheck's verdict (SNAP_CHECK_*) */
 } snap_item;
 
@@ -116,6 +117,19 @@ static ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e)
 	}
 	l->v[l->n++] = *it;
 	return TS_OK;
+}
+
+/* Drop the items that went (type 0): the list is then what the tree holds. */
+static void snap_list_compact(snap_list *l)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->v[i].type)
+			l->v[k++] = l->v[i];
+		else
+			free(l->v[i].rel);
+	}
+	l->n = k;
 }
 
 static bool snap_cancelled(const snap_run *r)
@@ -212,10 +226,8 @@ static int64_t snap_racy_ns(const struct stat *st)
 	return st->st_ctim.tv_nsec ? SNAP_RACY_FINE_NS : SNAP_RACY_COARSE_NS;
 }
 
-/* Can the previous snapshot's copy of it serve unchanged?  The copy is
- * looked at in the tree open on copyfd, the previous one's; -1 for a staged
- * link, whose copy the stage checked when it linked it (stage.c). */
-static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it, int copyfd)
+/* Can the previous snapshot's copy of it serve unchanged? */
+static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
 {
 	const ts_manifest_entry *pe;
 	if (r->prevfd < 0 || it->type != 'f')
@@ -234,9 +246,7 @@ static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it, in
 	 * it would spread into every later snapshot.  Only what stat tells is
 	 * checked here (a flipped byte needs `tracsnap verify`). */
 	struct stat cur;
-	if (copyfd < 0)
-		return true;
-	return fstatat(copyfd, it->rel, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(cur.st_mode) &&
+	return fstatat(r->prevfd, it->rel, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(cur.st_mode) &&
 	       (uint64_t)cur.st_size == pe->size && (cur.st_mode & 07777) == pe->mode &&
 	       (!r->root || (cur.st_uid == pe->uid && cur.st_gid == pe->gid)) &&
 	       cur.st_mtim.tv_sec == pe->mtime.tv_sec && cur.st_mtim.tv_nsec == pe->mtime.tv_nsec;
@@ -287,15 +297,13 @@ static uint64_t snap_dirty_budget(void)
  * copy there, whose hash it takes over.  False: it must be copied. */
 static bool snap_share(snap_run *r, snap_item *it)
 {
-	if (r->staged ? !snap_unchanged_since_prev(r, it, -1)
-	              : (!snap_unchanged_since_prev(r, it, r->prevfd) ||
-	                 linkat(r->prevfd, it->rel, r->tmp.treefd, it->rel, 0) < 0))
+	if (!snap_unchanged_since_prev(r, it) ||
+	    linkat(r->prevfd, it->rel, r->tmp.treefd, it->rel, 0) < 0)
 		return false;
 	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
 	memcpy(it->sha256, pe->sha256, 32);
 	it->unhashed = pe->pending;
-	__atomic_fetch_add(&r->stats->bytes_shared, (uint64_t)it->st.st_size, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&r->stats->files_shared, 1, __ATOMIC_RELAXED);
+	it->shared = true;
 	return true;
 }
 
@@ -310,19 +318,9 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e)
 	struct timespec before;
 
 	if (it->type == 'd') {
-		struct stat st;
-		if (!strcmp(it->rel, ".") || mkdirat(r->tmp.treefd, it->rel, 0700) == 0)
-			return TS_OK;
-		if (errno != EEXIST)
+		if (strcmp(it->rel, ".") && mkdirat(r->tmp.treefd, it->rel, 0700) < 0 && errno != EEXIST)
 			return ts_err_sys(e, errno, "%s: cannot create in the store", it->rel);
-		if (!r->staged || (fstatat(r->tmp.treefd, it->rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		                   S_ISDIR(st.st_mode)))
-			return TS_OK;
-		/* The stage has a file where the environment now has a directory. */
-		rc = ts_copy_remove_tree(r->tmp.treefd, it->rel, e);
-		if (rc == TS_OK && mkdirat(r->tmp.treefd, it->rel, 0700) < 0)
-			rc = ts_err_sys(e, errno, "%s: cannot create in the store", it->rel);
-		return rc;
+		return TS_OK;
 	}
 	clock_gettime(CLOCK_REALTIME, &before);
 	if (it->type == 'l')
@@ -349,40 +347,9 @@ static ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e)
 static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
-	const ts_manifest_entry *pe;
-	/* A staged tree has every directory the previous snapshot had. */
-	if (it->type == 'd' && !(r->staged && (pe = ts_manifest_find(&r->prev, it->rel)) && pe->type == 'd'))
+	if (it->type == 'd')
 		rc = snap_put(r, it, e);
 	it->placed = rc == TS_OK && (it->type == 'd' || (it->type == 'f' && snap_share(r, it)));
-	/* What a staged tree has there is stale: the copy must not find it
-	 * (copies never write into an existing file: O_EXCL). */
-	if (rc == TS_OK && r->staged && !it->placed)
-		rc = ts_copy_remove_tree(r->tmp.treefd, it->rel, e);
-	return rc;
-}
-
-/* After a staged pre-copy: remove what the previous snapshot had and the
- * environment no longer has, and the previous database copy (the walk never
- * lists the database).  Both lists are sorted by path, parents first. */
-static ts_err_code snap_unstage_gone(snap_run *r, ts_err *e)
-{
-	ts_err_code rc = TS_OK;
-	const char *gone = NULL;   /* last directory removed: its entries went with it */
-	size_t glen = 0, j = 0;
-
-	for (size_t i = 0; rc == TS_OK && i < r->prev.n; i++) {
-		const char *p = r->prev.entries[i].path;
-		int c = 1;
-		while (j < r->items.n && (c = strcmp(r->items.v[j].rel, p)) < 0)
-			j++;
-		if ((j < r->items.n && c == 0) || r->prev.entries[i].type == 'l')
-			continue;   /* kept, or never staged */
-		if (gone && !strncmp(p, gone, glen) && p[glen] == '/')
-			continue;
-		rc = ts_copy_remove_tree(r->tmp.treefd, p, e);
-		gone = p;
-		glen = strlen(p);
-	}
 	return rc;
 }
 
@@ -421,12 +388,71 @@ static ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e)
 	return rc;
 }
 
-/* Pre-copy: everything, while Trac runs. */
+static ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e);
+
+/* A staged tree is the previous snapshot's: its entries, with the
+ * environment's stat as the previous manifest recorded it, are what the tree
+ * holds, but for the database copy (the walk never lists the database),
+ * which goes.  An entry changed so shortly before the previous snapshot that
+ * a later change could carry the same ctime counts as changed. */
+static ts_err_code snap_items_from_prev(snap_run *r, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	struct stat root;
+	snap_item key = { .rel = "." };
+
+	if (fstat(r->envfd, &root) < 0)
+		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
+	for (size_t i = 0; rc == TS_OK && i < r->prev.n; i++) {
+		const ts_manifest_entry *pe = &r->prev.entries[i];
+		if (strcmp(pe->path, ".") && ts_journal_excluded(pe->path, ts_dbsnap_tree_rel(r->env))) {
+			rc = ts_copy_remove_tree(r->tmp.treefd, pe->path, e);
+			continue;
+		}
+		snap_item it = { .rel = strdup(pe->path), .type = pe->type, .placed = true,
+		                 .shared = pe->type == 'f', .unhashed = pe->pending };
+		if (!it.rel)
+			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		memcpy(it.sha256, pe->sha256, 32);
+		it.st.st_dev = root.st_dev;
+		it.st.st_ino = (ino_t)pe->src_ino;
+		it.st.st_mode = (pe->type == 'd' ? S_IFDIR : pe->type == 'l' ? S_IFLNK : S_IFREG) | pe->mode;
+		it.st.st_uid = pe->uid;
+		it.st.st_gid = pe->gid;
+		it.st.st_size = (off_t)pe->size;
+		it.st.st_mtim = pe->mtime;
+		it.st.st_ctim = pe->src_ctime;
+		it.racy = pe->type != 'd' &&
+		          snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it.st);
+		rc = snap_list_push(&r->items, &it, e);
+		if (rc != TS_OK)
+			free(it.rel);
+	}
+	/* Without the root, nothing new at the top would be found. */
+	if (rc == TS_OK && !bsearch(&key, r->items.v, r->items.n, sizeof *r->items.v, snap_item_cmp)) {
+		snap_item it = { .rel = strdup("."), .type = 'd', .placed = true };
+		rc = it.rel ? snap_list_push(&r->items, &it, e) : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		if (rc == TS_OK)
+			qsort(r->items.v, r->items.n, sizeof *r->items.v, snap_item_cmp);
+		else
+			free(it.rel);
+	}
+	/* Each directory's entries as of the previous snapshot's instant. */
+	r->listed_ns = snap_ns(&r->prev.time);
+	return rc;
+}
+
+/* Pre-copy: everything, while Trac runs; from a stage, only what changed
+ * since the previous snapshot, found as under the lock (snap_recheck). */
 static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 {
 	ts_err_code rc;
 	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
 
+	if (r->staged) {
+		rc = snap_items_from_prev(r, e);
+		return rc == TS_OK ? snap_recheck(r, false, e) : rc;
+	}
 	r->warn = true;
 	rc = snap_walk(r, &r->items, true, e);
 	r->warn = false;
@@ -439,66 +465,7 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 		c.done.bytes_total += (uint64_t)r->items.v[i].st.st_size;
 	}
 	rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, TS_POOL_IDLE_IO, snap_precopy_one, &c, e);
-	if (rc != TS_OK)
-		return rc;
-	/* Drop vanished items so that the list is what the tree holds. */
-	size_t k = 0;
-	for (size_t i = 0; i < r->items.n; i++) {
-		if (r->items.v[i].type)
-			r->items.v[k++] = r->items.v[i];
-		else
-			free(r->items.v[i].rel);
-	}
-	r->items.n = k;
-	return r->staged ? snap_unstage_gone(r, e) : TS_OK;
-}
-
-/* Make the tree equal to the environment now, copying only what changed
- * since the last pass.  Run once without the lock to catch up with what
- * changed during the pre-copy, then under the lock. */
-static ts_err_code snap_sync(snap_run *r, ts_err *e)
-{
-	ts_err_code rc;
-	snap_list now = { 0 };
-	size_t i = 0, j = 0;
-
-	rc = snap_walk(r, &now, false, e);
-	while (rc == TS_OK && (i < r->items.n || j < now.n)) {
-		snap_item *old = i < r->items.n ? &r->items.v[i] : NULL;
-		snap_item *cur = j < now.n ? &now.v[j] : NULL;
-		int c = !old ? 1 : !cur ? -1 : strcmp(old->rel, cur->rel);
-
-		if (c < 0) {            /* gone from the environment */
-			rc = ts_copy_remove_tree(r->tmp.treefd, old->rel, e);
-			i++;
-			continue;
-		}
-		if (c == 0 && old->type == cur->type &&
-		    (cur->type == 'd' || (!old->racy && ts_copy_same_stat(&old->st, &cur->st)))) {
-			/* Unchanged (directories only need their new metadata). */
-			if (cur->type != 'd')
-				memcpy(cur->sha256, old->sha256, 32);
-			cur->unhashed = old->unhashed;
-			i++;
-			j++;
-			continue;
-		}
-		if (c == 0) {           /* changed: replace, never write into a shared inode */
-			rc = ts_copy_remove_tree(r->tmp.treefd, old->rel, e);
-			i++;
-			if (rc != TS_OK)
-				break;
-		}
-		rc = snap_put(r, cur, e);
-		if (rc == TS_ERR_NOTFOUND) {
-			/* Vanished under the lock (a log rotated, say): not in the snapshot. */
-			cur->type = 0;
-			rc = TS_OK;
-		}
-		j++;
-	}
-	snap_list_free(&r->items);
-	r->items = now;
+	snap_list_compact(&r->items);
 	return rc;
 }
 
@@ -530,17 +497,20 @@ static bool snap_wait_racy(const snap_run *r)
 	return any;
 }
 
-/* Under Trac's lock: bring the tree to the environment's state from stat
- * alone where stat tells.  Every known entry is stat'ed (on every core); a
- * file or symlink whose stat changed, or that was racy, is copied again; a
- * directory is listed again only if its own stat changed since the walk
- * that listed it, or changed so shortly before that walk that a later
- * change could carry the same timestamp (adding, removing or renaming an
- * entry always updates its directory's mtime and ctime).  Entries found in
- * such a directory that were not known are walked and put.  The full walk
- * this replaced listed every directory under the lock: Trac's writers were
- * held 10-12 ms for the 831 entries of a 2 GB environment, now 6-8 ms; for
- * 100,000 files ~0.41 s, now ~0.35 s (the stat of every file remains). */
+/* Bring the tree to the environment's state from stat alone where stat
+ * tells (snap_recheck): under Trac's lock; before it, to catch up with what
+ * changed during a long pre-copy; and as the whole pre-copy of a staged
+ * tree, whose items are the previous snapshot's.  Every known entry is
+ * stat'ed (on every core); a file or symlink whose stat changed, or that was
+ * racy, is copied again; a directory is listed again only if its own stat
+ * changed since the pass that listed it, or changed so shortly before that
+ * pass that a later change could carry the same timestamp (adding, removing
+ * or renaming an entry always updates its directory's mtime and ctime).
+ * Entries found in such a directory that were not known are walked and put.
+ * A full walk under the lock held Trac's writers 10-12 ms for the 831
+ * entries of a 2 GB environment, this 6-8 ms; for 100,000 files ~0.41 s,
+ * this ~0.35 s (the stat of every file remains).  From a stage, the walk of
+ * 416 directories before the lock goes too. */
 enum { SNAP_CHECK_SAME, SNAP_CHECK_GONE, SNAP_CHECK_CHANGED, SNAP_CHECK_RELIST };
 
 static ts_err_code snap_recheck_one(void *arg, size_t i, ts_err *e)
@@ -677,53 +647,72 @@ static ts_err_code snap_merge(snap_list *items, snap_list *add, ts_err *e)
 	return rc;
 }
 
-static ts_err_code snap_recheck(snap_run *r, ts_err *e)
+/* The items not placed yet (changed or new), put: directories first, in
+ * path order (parents first), then the rest on the pool's threads.  Items
+ * that vanished meanwhile go. */
+static ts_err_code snap_put_unplaced(snap_run *r, bool locked, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
+
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		snap_item *it = &r->items.v[i];
+		if (it->placed || !it->type)
+			continue;
+		if (it->type == 'd') {
+			rc = snap_put(r, it, e);
+			it->placed = rc == TS_OK;
+		} else {
+			c.done.files_total++;
+			c.done.bytes_total += (uint64_t)it->st.st_size;
+		}
+	}
+	if (rc == TS_OK && c.done.files_total)
+		rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, locked ? 0 : TS_POOL_IDLE_IO, snap_precopy_one,
+		                 &c, e);
+	snap_list_compact(&r->items);
+	return rc;
+}
+
+static ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e)
 {
 	ts_err_code rc;
 	snap_list add = { 0 };
 	snap_walk_ctx w = { .r = r, .l = &add, .place = false };
+	struct timespec now;
 
+	clock_gettime(CLOCK_REALTIME, &now);
 	rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, 0, snap_recheck_one, r, e);
+	r->listed_ns = snap_ns(&now);   /* what is listed below is as of now, or later */
 	/* In path order: a directory replaced by a file is removed before
 	 * anything below it is looked at. */
 	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
 		snap_item *it = &r->items.v[i];
 		if (it->check == SNAP_CHECK_GONE || it->check == SNAP_CHECK_CHANGED)
 			rc = ts_copy_remove_tree(r->tmp.treefd, it->rel, e);
-		if (rc != TS_OK || it->check == SNAP_CHECK_SAME || it->check == SNAP_CHECK_RELIST)
-			continue;
-		if (it->check == SNAP_CHECK_GONE) {
+		if (it->check == SNAP_CHECK_GONE)
 			it->type = 0;
-			continue;
+		it->placed = it->check != SNAP_CHECK_CHANGED;
+		if (it->check == SNAP_CHECK_CHANGED) {
+			it->racy = false;
+			it->shared = false;
 		}
-		it->racy = false;
-		it->placed = false;
-		rc = snap_put(r, it, e);
-		if (rc == TS_ERR_NOTFOUND) {
-			it->type = 0;   /* vanished under the lock: not in the snapshot */
-			rc = TS_OK;
-		}
-		/* A file become a directory: all it holds is new. */
-		if (rc == TS_OK && it->type == 'd')
-			it->check = SNAP_CHECK_RELIST;
 	}
+	/* Directories whose entries may have changed, and files become
+	 * directories (all they hold is new). */
 	pthread_mutex_init(&w.mu, NULL);
-	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++)
-		if (r->items.v[i].type == 'd' && r->items.v[i].check == SNAP_CHECK_RELIST)
-			rc = snap_relist(r, &w, r->items.v[i].rel, e);
-	pthread_mutex_destroy(&w.mu);
-	if (rc == TS_OK && add.n) {
-		qsort(add.v, add.n, sizeof *add.v, snap_item_cmp);   /* parents first */
-		for (size_t j = 0; rc == TS_OK && j < add.n; j++) {
-			rc = snap_put(r, &add.v[j], e);
-			if (rc == TS_ERR_NOTFOUND) {
-				add.v[j].type = 0;
-				rc = TS_OK;
-			}
-		}
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		const snap_item *it = &r->items.v[i];
+		if (it->type == 'd' && (it->check == SNAP_CHECK_RELIST || it->check == SNAP_CHECK_CHANGED))
+			rc = snap_relist(r, &w, it->rel, e);
 	}
-	ts_err_code mrc = snap_merge(&r->items, &add, e);
-	return rc != TS_OK ? rc : mrc;
+	pthread_mutex_destroy(&w.mu);
+	if (add.n > 1)
+		qsort(add.v, add.n, sizeof *add.v, snap_item_cmp);
+	ts_err_code mrc = snap_merge(&r->items, &add, e);   /* sorted again; gone entries dropped */
+	if (rc == TS_OK)
+		rc = mrc;
+	return rc == TS_OK ? snap_put_unplaced(r, locked, e) : rc;
 }
 
 static bool snap_same_time(const struct timespec *a, const struct timespec *b)
@@ -810,6 +799,10 @@ static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		}
 		if (it->type == 'f')
 			r->stats->files++;
+		if (it->type == 'f' && it->shared) {
+			r->stats->files_shared++;
+			r->stats->bytes_shared += (uint64_t)it->st.st_size;
+		}
 	}
 	if (db_rel) {
 		struct stat st;
@@ -1071,7 +1064,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	 * racy (an incremental snapshot, mostly shared files) the walk under the
 	 * lock finds just as little, and one walk is saved. */
 	if (snap_wait_racy(&r) || snap_ms_since(&t_pre) > SNAP_CATCHUP_MS)
-		rc = snap_sync(&r, e);
+		rc = snap_recheck(&r, false, e);
 	if (rc != TS_OK)
 		goto out;
 	if (!o->no_database) {
@@ -1089,7 +1082,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	if (rc != TS_OK)
 		goto out;
 	clock_gettime(CLOCK_REALTIME, &stats->instant);
-	rc = snap_recheck(&r, e);
+	rc = snap_recheck(&r, true, e);
 	if (rc != TS_OK)
 		goto out;
 	if (!o->no_database)

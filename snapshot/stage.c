@@ -44,7 +44,11 @@ static bool stage_stopped(const int *stop)
 static bool stage_copy_ok(int basefd, const ts_manifest_entry *me, bool root)
 {
 	struct stat st;
-	return fstatat(basefd, me->path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	if (fstatat(basefd, me->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return false;
+	if (me->type == 'l')   /* a symlink's size is its target's length */
+		return S_ISLNK(st.st_mode) && (uint64_t)st.st_size == me->size;
+	return S_ISREG(st.st_mode) &&
 	       (uint64_t)st.st_size == me->size && (st.st_mode & 07777) == me->mode &&
 	       (!root || (st.st_uid == me->uid && st.st_gid == me->gid)) &&
 	       st.st_mtim.tv_sec == me->mtime.tv_sec && st.st_mtim.tv_nsec == me->mtime.tv_nsec;
@@ -68,10 +72,10 @@ static ts_err_code stage_fill(const ts_manifest *m, int basefd, int treefd, cons
 		 * is.  So a store copy whose stat no longer matches (damaged,
 		 * say) means no stage: the snapshot then checks each file and
 		 * copies that one again, or damage would spread. */
-		if (me->type == 'f' && !stage_copy_ok(basefd, me, root))
+		if (me->type != 'd' && !stage_copy_ok(basefd, me, root))
 			return ts_err_set(e, TS_ERR_CORRUPT, "stage: %s: the store's copy is not what the "
 			                  "manifest says", me->path);
-		if (me->type == 'f' && linkat(basefd, me->path, treefd, me->path, 0) < 0)
+		if (me->type != 'd' && linkat(basefd, me->path, treefd, me->path, 0) < 0)
 			return ts_err_sys(e, errno, "stage: %s: cannot link", me->path);
 	}
 	return TS_OK;
@@ -139,7 +143,7 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 	rc = ts_manifest_read(path, &m, e);
 	if (rc != TS_OK)
 		goto out;
-	rc = ts_store_begin(s, TS_STORE_STAGE, &t, e);
+	rc = ts_store_stage_begin(s, &t, e);
 	if (rc != TS_OK)
 		goto out;
 	tmp_open = true;

@@ -462,14 +462,30 @@ static char *store_private_name(const char *prefix)
 	return out;
 }
 
+static ts_err_code store_begin_at(ts_store *s, const char *name, char *dir, ts_store_tmp *t,
+                                  ts_err *e);
+
 ts_err_code ts_store_begin(ts_store *s, const char *name, ts_store_tmp *t, ts_err *e)
+{
+	return store_begin_at(s, name, store_private_name(STORE_TMP_PREFIX), t, e);
+}
+
+ts_err_code ts_store_stage_begin(ts_store *s, ts_store_tmp *t, ts_err *e)
+{
+	(void)ts_copy_remove_tree(s->dirfd, TS_STORE_STAGE_NEW, NULL);
+	return store_begin_at(s, TS_STORE_STAGE, strdup(TS_STORE_STAGE_NEW), t, e);
+}
+
+/* Make dir (malloc'd, consumed; NULL when out of memory) with its tree/. */
+static ts_err_code store_begin_at(ts_store *s, const char *name, char *dir, ts_store_tmp *t,
+                                  ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 
 	memset(t, 0, sizeof *t);
 	t->dirfd = t->treefd = -1;
 	t->name = strdup(name);
-	t->dir = store_private_name(STORE_TMP_PREFIX);
+	t->dir = dir;
 	if (!t->name || !t->dir) {
 		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		goto out;
@@ -580,11 +596,11 @@ static bool store_stage_from(ts_store *s, const char *name)
 
 void ts_store_stage_drop(ts_store *s)
 {
-	char *del = store_private_name(STORE_DEL_PREFIX);
-	/* Out of sight first, so that a half-removed stage is never adopted. */
-	if (del && renameat(s->dirfd, TS_STORE_STAGE, s->dirfd, del) == 0)
-		(void)ts_copy_remove_tree(s->dirfd, del, NULL);
-	free(del);
+	/* Out of sight first, so that a half-removed stage is never adopted;
+	 * not as a .del-*, which are snapshots being deleted. */
+	(void)ts_copy_remove_tree(s->dirfd, TS_STORE_STAGE_OLD, NULL);
+	if (renameat(s->dirfd, TS_STORE_STAGE, s->dirfd, TS_STORE_STAGE_OLD) == 0)
+		(void)ts_copy_remove_tree(s->dirfd, TS_STORE_STAGE_OLD, NULL);
 }
 
 ts_err_code ts_store_stage_commit(ts_store *s, ts_store_tmp *t, ts_err *e)

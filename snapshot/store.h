@@ -2,6 +2,7 @@
  *
  *   STORE/.lock  STORE/.tmp-NAME.XXXXXX/  STORE/.del-NAME.XXXXXX/  STORE/NAME/{tree,manifest}
  *   STORE/.stage/{base,tree}   (stage.h: the next snapshot's tree, made ahead)
+ *   STORE/.stage-new/ .stage-old/   (a stage being built, and being removed)
  *
  * Readers (the FUSE view, list, verify) need no lock: a snapshot directory
  * appears and disappears by rename(2).  Writers hold the store lock.
@@ -112,7 +113,12 @@ ts_err_code ts_store_rename(ts_store *s, const char *from, const char *to, ts_er
 #define TS_STORE_STAGE ".stage"
 #define TS_STORE_STAGE_BASE ".stage/base"
 #define TS_STORE_STAGE_TREE ".stage/tree"
-/* Replace the stage with t (built by ts_store_begin, its base written);
+#define TS_STORE_STAGE_NEW ".stage-new"
+#define TS_STORE_STAGE_OLD ".stage-old"
+/* Begin a new stage in TS_STORE_STAGE_NEW (not a .tmp-*: those are
+ * snapshots being built), removing one a builder left there. */
+ts_err_code ts_store_stage_begin(ts_store *s, ts_store_tmp *t, ts_err *e);
+/* Replace the stage with t (from ts_store_stage_begin, its base written);
  * consumes t, success or not. */
 ts_err_code ts_store_stage_commit(ts_store *s, ts_store_tmp *t, ts_err *e);
 /* Remove the stage, if any; never fails (what remains is a leftover). */

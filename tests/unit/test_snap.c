@@ -165,6 +165,7 @@ static void store_clean_and_unlocked(fx *x)
 
 	assert_int_equal(tu_count_prefix(x->store, ".tmp-"), 0);
 	assert_int_equal(tu_count_prefix(x->store, ".del-"), 0);
+	assert_int_equal(tu_count_prefix(x->store, ".stage-"), 0);
 	assert_false(x->s.locked);
 	/* Each snapshot holds its tree, manifest and (until sealed) marker,
 	 * nothing else: the database's pre-copy went into the tree. */
@@ -902,7 +903,7 @@ static void test_stage_lifecycle(void **state)
 	take_ok(x, "s1", &s1);
 	stage_ok(x, &stop);
 	assert_false(stage_exists(x));
-	assert_int_equal(tu_count_prefix(x->store, ".tmp-"), 0);
+	assert_int_equal(tu_count_prefix(x->store, ".stage-new"), 0);
 	stage_ok(x, NULL);
 	assert_true(stage_from(x, "s1"));
 	stage_ok(x, NULL);   /* staged already: kept as it is */
