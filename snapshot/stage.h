@@ -5,12 +5,12 @@
  * in the store's filesystem) was most of its time: 20-40 ms of 50-130 ms for
  * the 831 entries of a 2 GB environment.  So after each seal the daemon
  * stages a copy of the newest sealed snapshot's tree: STORE/.stage/tree holds
- * its directories and hard links to its files (not its symlinks: they are
- * always copied), STORE/.stage/base says which snapshot it came from.  The
- * next ts_snap_take adopts it when it compares with that same snapshot, and
- * then fixes only what changed (snap.c).  A stage is only ever a speed-up:
- * without one, or with one made from another snapshot, a snapshot is made
- * exactly as before.
+ * its directories (with their metadata) and hard links to its files and
+ * symlinks, STORE/.stage/base says which snapshot it came from.  The next
+ * ts_snap_take adopts it when it compares with that same snapshot, and then
+ * finds and fixes only what changed (snap.c: no walk, no link, no mkdir for
+ * what did not).  A stage is only ever a speed-up: without one, or with one
+ * made from another snapshot, a snapshot is made exactly as before.
  *
  * Both functions run with the store's writers' lock; see each.
  */
