@@ -19,6 +19,7 @@
 #include "dbsnap.h"
 #include "pool.h"
 #include "journal.h"
+#include "snap_int.h"
 #include "stage.h"
 #include "log.h"
 #include "manifest.h"
@@ -26,59 +27,11 @@
 #include "progress.h"
 #include "walk.h"
 
-/* A file whose ctime is this close to the moment we copied it may change
- * again without its ctime moving (timestamps come from a coarse clock): it is
- * "racy" and copied again once the window has passed, or under the lock.
- * Filesystems with nanosecond timestamps tick with the kernel's coarse clock
- * (a few ms); ones with whole seconds need two. */
-#define SNAP_RACY_FINE_NS (20LL * 1000000LL)
-#define SNAP_RACY_COARSE_NS (2LL * 1000000000LL)
-
-/* Fewer items than this are not worth threads (pool.h). */
-#define SNAP_POOL_MIN 64
 /* A pre-copy shorter than this leaves too little changed for a catch-up pass
- * to be worth a walk (see ts_snap_take). */
+ * to be worth a pass of its own (see ts_snap_take). */
 #define SNAP_CATCHUP_MS 100.0
 
-typedef struct snap_item {
-	char *rel;                 /* "." for the root */
-	char type;                 /* 'd', 'f', 'l' */
-	struct stat st;            /* the source when it was copied */
-	unsigned char sha256[32];
-	bool racy;                 /* copy again: it may have changed unseen */
-	bool unhashed;             /* 'f': sha256 pending, computed by ts_seal */
-	bool placed;               /* in the tree already (made or shared during the walk) */
-	bool shared;               /* 'f': the previous snapshot's copy, not copied again */
-	char check;                /* snap_recheck's verdict (SNAP_CHECK_*) */
-} snap_item;
-
-typedef struct snap_list {
-	snap_item *v;
-	size_t n, cap;
-} snap_list;
-
-/* Everything one snapshot run holds; released in one place. */
-typedef struct snap_run {
-	const ts_env *env;
-	const ts_snap_opts *o;
-	ts_store *store;
-	ts_store_tmp tmp;
-	bool tmp_open;
-	int envfd;
-	int prevfd;                /* tree of the previous snapshot, or -1 */
-	ts_manifest prev;          /* its manifest (may be empty) */
-	snap_list items;
-	ts_snap_stats *stats;
-	bool warn;                 /* log skipped special files (first walk only) */
-	uint64_t dirty;            /* bytes copied so far (atomic) */
-	uint64_t dirty_budget;     /* beyond it, copies bound their writeback */
-	const char *db_dir;        /* directory snap_db_dest made for the database copy */
-	bool root;                 /* geteuid() == 0: owners in the store are checked */
-	bool staged;               /* the tree began as the previous one's stage (stage.h) */
-	int64_t listed_ns;         /* CLOCK_REALTIME when the walk that gave items began */
-} snap_run;
-
-static int64_t snap_ns(const struct timespec *t)
+int64_t snap_ns(const struct timespec *t)
 {
 	return (int64_t)t->tv_sec * 1000000000LL + t->tv_nsec;
 }
@@ -98,14 +51,14 @@ static void snap_list_free(snap_list *l)
 	memset(l, 0, sizeof *l);
 }
 
-static int snap_item_cmp(const void *a, const void *b)
+int snap_item_cmp(const void *a, const void *b)
 {
 	return strcmp(((const snap_item *)a)->rel, ((const snap_item *)b)->rel);
 }
 
 /* Appends *it; the list owns it->rel from then on, the caller still on
  * failure. */
-static ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e)
+ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e)
 {
 	if (l->n == l->cap) {
 		size_t ncap = l->cap ? l->cap * 2 : 256;
@@ -120,7 +73,7 @@ static ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e)
 }
 
 /* Drop the items that went (type 0): the list is then what the tree holds. */
-static void snap_list_compact(snap_list *l)
+void snap_list_compact(snap_list *l)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < l->n; i++) {
@@ -145,18 +98,11 @@ static ts_err_code snap_cancel_err(const snap_run *r, ts_err *e)
 
 /* What a walk collects into (ts_walk calls snap_walk_add from several
  * threads). */
-typedef struct snap_walk_ctx {
-	snap_run *r;
-	snap_list *l;
-	bool place;                /* the pre-copy's walk: make directories, share files */
-	pthread_mutex_t mu;
-} snap_walk_ctx;
-
 static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e);
 
 /* Special files are skipped (with a warning on the first walk); journals of
  * the database and the database itself are never listed. */
-static ts_err_code snap_walk_add(void *arg, const char *rel, const struct stat *st, ts_err *e)
+ts_err_code snap_walk_add(void *arg, const char *rel, const struct stat *st, ts_err *e)
 {
 	snap_walk_ctx *w = arg;
 	snap_run *r = w->r;
@@ -221,7 +167,7 @@ static ts_err_code snap_walk(snap_run *r, snap_list *l, bool place, ts_err *e)
 	return rc;
 }
 
-static int64_t snap_racy_ns(const struct stat *st)
+int64_t snap_racy_ns(const struct stat *st)
 {
 	return st->st_ctim.tv_nsec ? SNAP_RACY_FINE_NS : SNAP_RACY_COARSE_NS;
 }
@@ -311,7 +257,7 @@ static bool snap_share(snap_run *r, snap_item *it)
  * is snap_place's, during the pre-copy's walk).  Returns TS_ERR_NOTFOUND when
  * the source vanished meanwhile (the caller drops the item).  Content is
  * never hashed here: ts_seal hashes the copies once the snapshot has appeared. */
-static ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e)
+ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e)
 {
 	ts_copy_out co;
 	ts_err_code rc;
@@ -356,13 +302,7 @@ static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e)
 /* Pre-copy of one item, on one of the pool's threads (pool.h): copying small
  * files is as much system calls as I/O.  Progress is reported by the
  * caller's thread only. */
-typedef struct snap_precopy_ctx {
-	snap_run *r;
-	pthread_t caller;
-	ts_progress done;          /* files_done/bytes_done are updated atomically */
-} snap_precopy_ctx;
-
-static ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e)
+ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e)
 {
 	snap_precopy_ctx *c = arg;
 	snap_item *it = &c->r->items.v[i];
@@ -385,60 +325,6 @@ static ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e)
 		it->type = 0;   /* vanished: the freeze walk decides */
 		rc = TS_OK;
 	}
-	return rc;
-}
-
-static ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e);
-
-/* A staged tree is the previous snapshot's: its entries, with the
- * environment's stat as the previous manifest recorded it, are what the tree
- * holds, but for the database copy (the walk never lists the database),
- * which goes.  An entry changed so shortly before the previous snapshot that
- * a later change could carry the same ctime counts as changed. */
-static ts_err_code snap_items_from_prev(snap_run *r, ts_err *e)
-{
-	ts_err_code rc = TS_OK;
-	struct stat root;
-	snap_item key = { .rel = "." };
-
-	if (fstat(r->envfd, &root) < 0)
-		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
-	for (size_t i = 0; rc == TS_OK && i < r->prev.n; i++) {
-		const ts_manifest_entry *pe = &r->prev.entries[i];
-		if (strcmp(pe->path, ".") && ts_journal_excluded(pe->path, ts_dbsnap_tree_rel(r->env))) {
-			rc = ts_copy_remove_tree(r->tmp.treefd, pe->path, e);
-			continue;
-		}
-		snap_item it = { .rel = strdup(pe->path), .type = pe->type, .placed = true,
-		                 .shared = pe->type == 'f', .unhashed = pe->pending };
-		if (!it.rel)
-			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-		memcpy(it.sha256, pe->sha256, 32);
-		it.st.st_dev = root.st_dev;
-		it.st.st_ino = (ino_t)pe->src_ino;
-		it.st.st_mode = (pe->type == 'd' ? S_IFDIR : pe->type == 'l' ? S_IFLNK : S_IFREG) | pe->mode;
-		it.st.st_uid = pe->uid;
-		it.st.st_gid = pe->gid;
-		it.st.st_size = (off_t)pe->size;
-		it.st.st_mtim = pe->mtime;
-		it.st.st_ctim = pe->src_ctime;
-		it.racy = pe->type != 'd' &&
-		          snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it.st);
-		rc = snap_list_push(&r->items, &it, e);
-		if (rc != TS_OK)
-			free(it.rel);
-	}
-	/* Without the root, nothing new at the top would be found. */
-	if (rc == TS_OK && !bsearch(&key, r->items.v, r->items.n, sizeof *r->items.v, snap_item_cmp)) {
-		snap_item it = { .rel = strdup("."), .type = 'd', .placed = true };
-		rc = it.rel ? snap_list_push(&r->items, &it, e) : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-		if (rc == TS_OK)
-			qsort(r->items.v, r->items.n, sizeof *r->items.v, snap_item_cmp);
-		else
-			free(it.rel);
-	}
-	/* Each directory's entries as of the previous snapshot's instant. */
-	r->listed_ns = snap_ns(&r->prev.time);
 	return rc;
 }
 
@@ -495,224 +381,6 @@ static bool snap_wait_racy(const snap_run *r)
 		nanosleep(&nap, NULL);
 	}
 	return any;
-}
-
-/* Bring the tree to the environment's state from stat alone where stat
- * tells (snap_recheck): under Trac's lock; before it, to catch up with what
- * changed during a long pre-copy; and as the whole pre-copy of a staged
- * tree, whose items are the previous snapshot's.  Every known entry is
- * stat'ed (on every core); a file or symlink whose stat changed, or that was
- * racy, is copied again; a directory is listed again only if its own stat
- * changed since the pass that listed it, or changed so shortly before that
- * pass that a later change could carry the same timestamp (adding, removing
- * or renaming an entry always updates its directory's mtime and ctime).
- * Entries found in such a directory that were not known are walked and put.
- * A full walk under the lock held Trac's writers 10-12 ms for the 831
- * entries of a 2 GB environment, this 6-8 ms; for 100,000 files ~0.41 s,
- * this ~0.35 s (the stat of every file remains).  From a stage, the walk of
- * 416 directories before the lock goes too. */
-enum { SNAP_CHECK_SAME, SNAP_CHECK_GONE, SNAP_CHECK_CHANGED, SNAP_CHECK_RELIST };
-
-static ts_err_code snap_recheck_one(void *arg, size_t i, ts_err *e)
-{
-	snap_run *r = arg;
-	snap_item *it = &r->items.v[i];
-	struct stat st;
-
-	if (fstatat(r->envfd, it->rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		if (errno != ENOENT && errno != ENOTDIR)
-			return ts_err_sys(e, errno, "%s/%s: cannot stat", r->env->root, it->rel);
-		it->check = SNAP_CHECK_GONE;   /* what the freeze sees */
-		return TS_OK;
-	}
-	char type = S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' : S_ISLNK(st.st_mode) ? 'l' : 0;
-	if (!type) {
-		it->check = SNAP_CHECK_GONE;   /* now a special file: never copied */
-	} else if (type != it->type) {
-		it->check = SNAP_CHECK_CHANGED;
-		it->type = type;
-	} else if (type == 'd') {
-		bool same = st.st_ino == it->st.st_ino &&
-		            st.st_mtim.tv_sec == it->st.st_mtim.tv_sec &&
-		            st.st_mtim.tv_nsec == it->st.st_mtim.tv_nsec &&
-		            st.st_ctim.tv_sec == it->st.st_ctim.tv_sec &&
-		            st.st_ctim.tv_nsec == it->st.st_ctim.tv_nsec;
-		bool racy = snap_ns(&it->st.st_ctim) >= r->listed_ns - snap_racy_ns(&it->st);
-		it->check = same && !racy ? SNAP_CHECK_SAME : SNAP_CHECK_RELIST;
-	} else {
-		it->check = it->racy || !ts_copy_same_stat(&it->st, &st) ? SNAP_CHECK_CHANGED
-		                                                          : SNAP_CHECK_SAME;
-	}
-	it->st = st;   /* directories: their metadata as of now */
-	return TS_OK;
-}
-
-/* ts_walk callback for a new directory's subtree: its entries, named from
- * the environment's root. */
-typedef struct snap_sub_ctx {
-	snap_walk_ctx *w;
-	const char *prefix;
-} snap_sub_ctx;
-
-static ts_err_code snap_sub_add(void *arg, const char *rel, const struct stat *st, ts_err *e)
-{
-	snap_sub_ctx *c = arg;
-	char full[PATH_MAX];
-	if ((size_t)snprintf(full, sizeof full, "%s/%s", c->prefix, rel) >= sizeof full)
-		return ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", c->w->r->env->root, c->prefix, rel);
-	return snap_walk_add(c->w, full, st, e);
-}
-
-static bool snap_known(const snap_list *l, const char *rel)
-{
-	snap_item key = { .rel = (char *)rel };
-	return bsearch(&key, l->v, l->n, sizeof *l->v, snap_item_cmp) != NULL;
-}
-
-/* Entries of directory dir (known, listed again) that items lacks, with
- * everything below those that are directories, into w's list. */
-static ts_err_code snap_relist(snap_run *r, snap_walk_ctx *w, const char *dir, ts_err *e)
-{
-	ts_err_code rc = TS_OK;
-	struct dirent *de;
-	char rel[PATH_MAX], msg[TS_ERR_MSG_MAX];
-	int fd = openat(r->envfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		/* Gone or replaced since its stat: the freeze is what it was. */
-		return errno == ENOENT || errno == ENOTDIR ? TS_OK
-		       : ts_err_sys(e, errno, "%s/%s: cannot list", r->env->root, dir);
-	}
-	snprintf(msg, sizeof msg, "snapshot %s: cancelled (tracsnap is stopping)", r->o->name);
-	while (rc == TS_OK && (de = readdir(d)) != NULL) {
-		struct stat st;
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if ((size_t)snprintf(rel, sizeof rel, "%s%s%s", strcmp(dir, ".") ? dir : "",
-		                     strcmp(dir, ".") ? "/" : "", de->d_name) >= sizeof rel) {
-			rc = ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", r->env->root, dir, de->d_name);
-			break;
-		}
-		if (snap_known(&r->items, rel) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		size_t before = w->l->n;
-		rc = snap_walk_add(w, rel, &st, e);
-		if (rc == TS_ERR_NOTFOUND) {
-			rc = TS_OK;   /* left out, like the walk leaves it out */
-			continue;
-		}
-		if (rc == TS_OK && w->l->n > before && S_ISDIR(st.st_mode)) {
-			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			snap_sub_ctx c = { .w = w, .prefix = rel };
-			if (sub >= 0) {
-				rc = ts_walk(sub, r->env->root, snap_sub_add, &c, r->o->cancel, msg, e);
-				close(sub);
-			}
-		}
-	}
-	closedir(d);
-	return rc;
-}
-
-/* Merge sorted add into sorted items (both owned by the caller until
- * then), dropping entries that went (type 0). */
-static ts_err_code snap_merge(snap_list *items, snap_list *add, ts_err *e)
-{
-	snap_list out = { 0 };
-	size_t i = 0, j = 0;
-	ts_err_code rc = TS_OK;
-
-	while (rc == TS_OK && (i < items->n || j < add->n)) {
-		snap_item *it = j >= add->n || (i < items->n && strcmp(items->v[i].rel, add->v[j].rel) < 0)
-		                ? &items->v[i++] : &add->v[j++];
-		if (!it->type) {
-			free(it->rel);
-			continue;
-		}
-		rc = snap_list_push(&out, it, e);
-		if (rc != TS_OK)
-			free(it->rel);
-	}
-	while (i < items->n)
-		free(items->v[i++].rel);
-	while (j < add->n)
-		free(add->v[j++].rel);
-	free(items->v);
-	free(add->v);
-	memset(add, 0, sizeof *add);
-	*items = out;
-	return rc;
-}
-
-/* The items not placed yet (changed or new), put: directories first, in
- * path order (parents first), then the rest on the pool's threads.  Items
- * that vanished meanwhile go. */
-static ts_err_code snap_put_unplaced(snap_run *r, bool locked, ts_err *e)
-{
-	ts_err_code rc = TS_OK;
-	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
-
-	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
-		snap_item *it = &r->items.v[i];
-		if (it->placed || !it->type)
-			continue;
-		if (it->type == 'd') {
-			rc = snap_put(r, it, e);
-			it->placed = rc == TS_OK;
-		} else {
-			c.done.files_total++;
-			c.done.bytes_total += (uint64_t)it->st.st_size;
-		}
-	}
-	if (rc == TS_OK && c.done.files_total)
-		rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, locked ? 0 : TS_POOL_IDLE_IO, snap_precopy_one,
-		                 &c, e);
-	snap_list_compact(&r->items);
-	return rc;
-}
-
-static ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e)
-{
-	ts_err_code rc;
-	snap_list add = { 0 };
-	snap_walk_ctx w = { .r = r, .l = &add, .place = false };
-	struct timespec now;
-
-	clock_gettime(CLOCK_REALTIME, &now);
-	rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, 0, snap_recheck_one, r, e);
-	r->listed_ns = snap_ns(&now);   /* what is listed below is as of now, or later */
-	/* In path order: a directory replaced by a file is removed before
-	 * anything below it is looked at. */
-	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
-		snap_item *it = &r->items.v[i];
-		if (it->check == SNAP_CHECK_GONE || it->check == SNAP_CHECK_CHANGED)
-			rc = ts_copy_remove_tree(r->tmp.treefd, it->rel, e);
-		if (it->check == SNAP_CHECK_GONE)
-			it->type = 0;
-		it->placed = it->check != SNAP_CHECK_CHANGED;
-		if (it->check == SNAP_CHECK_CHANGED) {
-			it->racy = false;
-			it->shared = false;
-		}
-	}
-	/* Directories whose entries may have changed, and files become
-	 * directories (all they hold is new). */
-	pthread_mutex_init(&w.mu, NULL);
-	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
-		const snap_item *it = &r->items.v[i];
-		if (it->type == 'd' && (it->check == SNAP_CHECK_RELIST || it->check == SNAP_CHECK_CHANGED))
-			rc = snap_relist(r, &w, it->rel, e);
-	}
-	pthread_mutex_destroy(&w.mu);
-	if (add.n > 1)
-		qsort(add.v, add.n, sizeof *add.v, snap_item_cmp);
-	ts_err_code mrc = snap_merge(&r->items, &add, e);   /* sorted again; gone entries dropped */
-	if (rc == TS_OK)
-		rc = mrc;
-	return rc == TS_OK ? snap_put_unplaced(r, locked, e) : rc;
 }
 
 static bool snap_same_time(const struct timespec *a, const struct timespec *b)

@@ -1,0 +1,289 @@
+/* snap_recheck.c - checking a snapshot's tree against the environment by
+ * stat, listing again only directories that changed (snap_int.h). */
+#include "snap_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "copy.h"
+#include "dbsnap.h"
+#include "journal.h"
+#include "pool.h"
+#include "walk.h"
+
+/* A staged tree is the previous snapshot's: its entries, with the
+ * environment's stat as the previous manifest recorded it, are what the tree
+ * holds, but for the database copy (the walk never lists the database),
+ * which goes.  An entry changed so shortly before the previous snapshot that
+ * a later change could carry the same ctime counts as changed. */
+ts_err_code snap_items_from_prev(snap_run *r, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	struct stat root;
+	snap_item key = { .rel = "." };
+
+	if (fstat(r->envfd, &root) < 0)
+		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
+	for (size_t i = 0; rc == TS_OK && i < r->prev.n; i++) {
+		const ts_manifest_entry *pe = &r->prev.entries[i];
+		if (strcmp(pe->path, ".") && ts_journal_excluded(pe->path, ts_dbsnap_tree_rel(r->env))) {
+			rc = ts_copy_remove_tree(r->tmp.treefd, pe->path, e);
+			continue;
+		}
+		snap_item it = { .rel = strdup(pe->path), .type = pe->type, .placed = true,
+		                 .shared = pe->type == 'f', .unhashed = pe->pending };
+		if (!it.rel)
+			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		memcpy(it.sha256, pe->sha256, 32);
+		it.st.st_dev = root.st_dev;
+		it.st.st_ino = (ino_t)pe->src_ino;
+		it.st.st_mode = (pe->type == 'd' ? S_IFDIR : pe->type == 'l' ? S_IFLNK : S_IFREG) | pe->mode;
+		it.st.st_uid = pe->uid;
+		it.st.st_gid = pe->gid;
+		it.st.st_size = (off_t)pe->size;
+		it.st.st_mtim = pe->mtime;
+		it.st.st_ctim = pe->src_ctime;
+		it.racy = pe->type != 'd' &&
+		          snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it.st);
+		rc = snap_list_push(&r->items, &it, e);
+		if (rc != TS_OK)
+			free(it.rel);
+	}
+	/* Without the root, nothing new at the top would be found. */
+	if (rc == TS_OK && !bsearch(&key, r->items.v, r->items.n, sizeof *r->items.v, snap_item_cmp)) {
+		snap_item it = { .rel = strdup("."), .type = 'd', .placed = true };
+		rc = it.rel ? snap_list_push(&r->items, &it, e) : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		if (rc == TS_OK)
+			qsort(r->items.v, r->items.n, sizeof *r->items.v, snap_item_cmp);
+		else
+			free(it.rel);
+	}
+	/* Each directory's entries as of the previous snapshot's instant. */
+	r->listed_ns = snap_ns(&r->prev.time);
+	return rc;
+}
+
+/* Bring the tree to the environment's state from stat alone where stat
+ * tells (snap_recheck): under Trac's lock; before it, to catch up with what
+ * changed during a long pre-copy; and as the whole pre-copy of a staged
+ * tree, whose items are the previous snapshot's.  Every known entry is
+ * stat'ed (on every core); a file or symlink whose stat changed, or that was
+ * racy, is copied again; a directory is listed again only if its own stat
+ * changed since the pass that listed it, or changed so shortly before that
+ * pass that a later change could carry the same timestamp (adding, removing
+ * or renaming an entry always updates its directory's mtime and ctime).
+ * Entries found in such a directory that were not known are walked and put.
+ * A full walk under the lock held Trac's writers 10-12 ms for the 831
+ * entries of a 2 GB environment, this 6-8 ms; for 100,000 files ~0.41 s,
+ * this ~0.35 s (the stat of every file remains).  From a stage, the walk of
+ * 416 directories before the lock goes too. */
+enum { SNAP_CHECK_SAME, SNAP_CHECK_GONE, SNAP_CHECK_CHANGED, SNAP_CHECK_RELIST };
+
+static ts_err_code snap_recheck_one(void *arg, size_t i, ts_err *e)
+{
+	snap_run *r = arg;
+	snap_item *it = &r->items.v[i];
+	struct stat st;
+
+	if (fstatat(r->envfd, it->rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno != ENOENT && errno != ENOTDIR)
+			return ts_err_sys(e, errno, "%s/%s: cannot stat", r->env->root, it->rel);
+		it->check = SNAP_CHECK_GONE;   /* what the freeze sees */
+		return TS_OK;
+	}
+	char type = S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' : S_ISLNK(st.st_mode) ? 'l' : 0;
+	if (!type) {
+		it->check = SNAP_CHECK_GONE;   /* now a special file: never copied */
+	} else if (type != it->type) {
+		it->check = SNAP_CHECK_CHANGED;
+		it->type = type;
+	} else if (type == 'd') {
+		bool same = st.st_ino == it->st.st_ino &&
+		            st.st_mtim.tv_sec == it->st.st_mtim.tv_sec &&
+		            st.st_mtim.tv_nsec == it->st.st_mtim.tv_nsec &&
+		            st.st_ctim.tv_sec == it->st.st_ctim.tv_sec &&
+		            st.st_ctim.tv_nsec == it->st.st_ctim.tv_nsec;
+		bool racy = snap_ns(&it->st.st_ctim) >= r->listed_ns - snap_racy_ns(&it->st);
+		it->check = same && !racy ? SNAP_CHECK_SAME : SNAP_CHECK_RELIST;
+	} else {
+		it->check = it->racy || !ts_copy_same_stat(&it->st, &st) ? SNAP_CHECK_CHANGED
+		                                                          : SNAP_CHECK_SAME;
+	}
+	it->st = st;   /* directories: their metadata as of now */
+	return TS_OK;
+}
+
+/* ts_walk callback for a new directory's subtree: its entries, named from
+ * the environment's root. */
+typedef struct snap_sub_ctx {
+	snap_walk_ctx *w;
+	const char *prefix;
+} snap_sub_ctx;
+
+static ts_err_code snap_sub_add(void *arg, const char *rel, const struct stat *st, ts_err *e)
+{
+	snap_sub_ctx *c = arg;
+	char full[PATH_MAX];
+	if ((size_t)snprintf(full, sizeof full, "%s/%s", c->prefix, rel) >= sizeof full)
+		return ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", c->w->r->env->root, c->prefix, rel);
+	return snap_walk_add(c->w, full, st, e);
+}
+
+static bool snap_known(const snap_list *l, const char *rel)
+{
+	snap_item key = { .rel = (char *)rel };
+	return bsearch(&key, l->v, l->n, sizeof *l->v, snap_item_cmp) != NULL;
+}
+
+/* Entries of directory dir (known, listed again) that items lacks, with
+ * everything below those that are directories, into w's list. */
+static ts_err_code snap_relist(snap_run *r, snap_walk_ctx *w, const char *dir, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	struct dirent *de;
+	char rel[PATH_MAX], msg[TS_ERR_MSG_MAX];
+	int fd = openat(r->envfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		/* Gone or replaced since its stat: the freeze is what it was. */
+		return errno == ENOENT || errno == ENOTDIR ? TS_OK
+		       : ts_err_sys(e, errno, "%s/%s: cannot list", r->env->root, dir);
+	}
+	snprintf(msg, sizeof msg, "snapshot %s: cancelled (tracsnap is stopping)", r->o->name);
+	while (rc == TS_OK && (de = readdir(d)) != NULL) {
+		struct stat st;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if ((size_t)snprintf(rel, sizeof rel, "%s%s%s", strcmp(dir, ".") ? dir : "",
+		                     strcmp(dir, ".") ? "/" : "", de->d_name) >= sizeof rel) {
+			rc = ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", r->env->root, dir, de->d_name);
+			break;
+		}
+		if (snap_known(&r->items, rel) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		size_t before = w->l->n;
+		rc = snap_walk_add(w, rel, &st, e);
+		if (rc == TS_ERR_NOTFOUND) {
+			rc = TS_OK;   /* left out, like the walk leaves it out */
+			continue;
+		}
+		if (rc == TS_OK && w->l->n > before && S_ISDIR(st.st_mode)) {
+			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			snap_sub_ctx c = { .w = w, .prefix = rel };
+			if (sub >= 0) {
+				rc = ts_walk(sub, r->env->root, snap_sub_add, &c, r->o->cancel, msg, e);
+				close(sub);
+			}
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Merge sorted add into sorted items (both owned by the caller until
+ * then), dropping entries that went (type 0). */
+static ts_err_code snap_merge(snap_list *items, snap_list *add, ts_err *e)
+{
+	snap_list out = { 0 };
+	size_t i = 0, j = 0;
+	ts_err_code rc = TS_OK;
+
+	while (rc == TS_OK && (i < items->n || j < add->n)) {
+		snap_item *it = j >= add->n || (i < items->n && strcmp(items->v[i].rel, add->v[j].rel) < 0)
+		                ? &items->v[i++] : &add->v[j++];
+		if (!it->type) {
+			free(it->rel);
+			continue;
+		}
+		rc = snap_list_push(&out, it, e);
+		if (rc != TS_OK)
+			free(it->rel);
+	}
+	while (i < items->n)
+		free(items->v[i++].rel);
+	while (j < add->n)
+		free(add->v[j++].rel);
+	free(items->v);
+	free(add->v);
+	memset(add, 0, sizeof *add);
+	*items = out;
+	return rc;
+}
+
+/* The items not placed yet (changed or new), put: directories first, in
+ * path order (parents first), then the rest on the pool's threads.  Items
+ * that vanished meanwhile go. */
+static ts_err_code snap_put_unplaced(snap_run *r, bool locked, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
+
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		snap_item *it = &r->items.v[i];
+		if (it->placed || !it->type)
+			continue;
+		if (it->type == 'd') {
+			rc = snap_put(r, it, e);
+			it->placed = rc == TS_OK;
+		} else {
+			c.done.files_total++;
+			c.done.bytes_total += (uint64_t)it->st.st_size;
+		}
+	}
+	if (rc == TS_OK && c.done.files_total)
+		rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, locked ? 0 : TS_POOL_IDLE_IO, snap_precopy_one,
+		                 &c, e);
+	snap_list_compact(&r->items);
+	return rc;
+}
+
+ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e)
+{
+	ts_err_code rc;
+	snap_list add = { 0 };
+	snap_walk_ctx w = { .r = r, .l = &add, .place = false };
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, 0, snap_recheck_one, r, e);
+	r->listed_ns = snap_ns(&now);   /* what is listed below is as of now, or later */
+	/* In path order: a directory replaced by a file is removed before
+	 * anything below it is looked at. */
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		snap_item *it = &r->items.v[i];
+		if (it->check == SNAP_CHECK_GONE || it->check == SNAP_CHECK_CHANGED)
+			rc = ts_copy_remove_tree(r->tmp.treefd, it->rel, e);
+		if (it->check == SNAP_CHECK_GONE)
+			it->type = 0;
+		it->placed = it->check != SNAP_CHECK_CHANGED;
+		if (it->check == SNAP_CHECK_CHANGED) {
+			it->racy = false;
+			it->shared = false;
+		}
+	}
+	/* Directories whose entries may have changed, and files become
+	 * directories (all they hold is new). */
+	pthread_mutex_init(&w.mu, NULL);
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		const snap_item *it = &r->items.v[i];
+		if (it->type == 'd' && (it->check == SNAP_CHECK_RELIST || it->check == SNAP_CHECK_CHANGED))
+			rc = snap_relist(r, &w, it->rel, e);
+	}
+	pthread_mutex_destroy(&w.mu);
+	if (add.n > 1)
+		qsort(add.v, add.n, sizeof *add.v, snap_item_cmp);
+	ts_err_code mrc = snap_merge(&r->items, &add, e);   /* sorted again; gone entries dropped */
+	if (rc == TS_OK)
+		rc = mrc;
+	return rc == TS_OK ? snap_put_unplaced(r, locked, e) : rc;
+}
+
