@@ -239,6 +239,13 @@ static ts_err_code copy_kernel(int in, int out, bool bounded, uint64_t *bytes,
 	}
 }
 
+ts_err_code ts_copy_fd(int in, int out, uint64_t *bytes, const char *src_desc, const char *rel,
+                       ts_err *e)
+{
+	ts_err_code rc = copy_kernel(in, out, false, bytes, src_desc, rel, e);
+	return rc == TS_ERR_UNSUPPORTED ? copy_stream(in, out, NULL, -1, bytes, src_desc, rel, e) : rc;
+}
+
 ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned flags,
                          const char *src_desc, ts_copy_out *out, ts_err *e)
 {

@@ -39,6 +39,12 @@ typedef struct ts_copy_out {
 ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned flags,
                          const char *src_desc, ts_copy_out *out, ts_err *e);
 
+/* Copy the rest of open file in into out (in the kernel where it can, else
+ * through a buffer), adding to *bytes; no metadata.  src_desc/rel name the
+ * source in messages. */
+ts_err_code ts_copy_fd(int in, int out, uint64_t *bytes, const char *src_desc, const char *rel,
+                       ts_err *e);
+
 /* Copy symlink rel (target, owner, mtime); sha256 is over the target. */
 ts_err_code ts_copy_symlink(int src_dirfd, int dst_dirfd, const char *rel,
                             const char *src_desc, ts_copy_out *out, ts_err *e);

@@ -19,12 +19,15 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include "copy.h"
 
 typedef struct sqlite_impl {
 	sqlite3 *w;      /* holds the write lock */
@@ -181,11 +184,12 @@ static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_
 {
 	sqlite_impl *im = d->impl;
 	const char *path = d->env->db_abs;
+	const char *base = strrchr(path, '/');   /* db_abs is absolute */
+	char dir[PATH_MAX];
 	unsigned char hdr[20];
 	ts_err_code rc = TS_OK;
-	char *buf = NULL;
+	uint64_t bytes = 0;
 	int in = -1, out = -1;
-	ssize_t n;
 
 	in = open(path, O_RDONLY | O_CLOEXEC);
 	if (in < 0) {
@@ -196,32 +200,19 @@ static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_
 	 * read snapshot after the lock instead. */
 	if (pread(in, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr && hdr[18] == 2)
 		goto out;
-	buf = malloc(SQLITE_BLOCK);
 	out = openat(treefd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (!buf || out < 0) {
-		rc = !buf ? ts_err_set(e, TS_ERR_NOMEM, "out of memory")
-		          : ts_err_sys(e, errno, "%s: cannot create the database copy", rel);
+	if (out < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot create the database copy", rel);
 		goto out;
 	}
-	/* In the kernel where it can (one copy of each page, not two: the
-	 * pre-copy runs beside the walk, on the same cores), else through buf. */
-	while ((n = copy_file_range(in, NULL, out, NULL, 16u << 20, 0)) > 0)
-		;
-	if (n < 0 && lseek(out, 0, SEEK_CUR) == 0 &&
-	    (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS))
-		while ((n = read(in, buf, SQLITE_BLOCK)) > 0) {
-			if (write(out, buf, (size_t)n) != n) {
-				rc = ts_err_sys(e, errno, "%s: cannot write the database copy", rel);
-				goto out;
-			}
-		}
-	if (n < 0) {
-		rc = ts_err_sys(e, errno, "%s: read failed", path);
+	/* In the kernel where it can: one copy of each page, not two (the
+	 * pre-copy runs beside the walk, on the same cores). */
+	snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
+	rc = ts_copy_fd(in, out, &bytes, dir, base + 1, e);
+	if (rc != TS_OK)
 		goto out;
-	}
 	im->precopied = true;
 out:
-	free(buf);
 	if (in >= 0)
 		close(in);
 	if (out >= 0)

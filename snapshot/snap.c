@@ -96,8 +96,6 @@ static ts_err_code snap_cancel_err(const snap_run *r, ts_err *e)
 	                  r->o->name);
 }
 
-/* What a walk collects into (ts_walk calls snap_walk_add from several
- * threads). */
 static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e);
 
 /* Special files are skipped (with a warning on the first walk); journals of
@@ -134,14 +132,14 @@ ts_err_code snap_walk_add(void *arg, const char *rel, const struct stat *st, ts_
 	return rc;
 }
 
-/* The environment as it is now, sorted by path (parents first).  With
- * place, each entry is also put into the tree as far as that costs no copy
+/* The environment as it is now, sorted by path (parents first).  Each
+ * entry is also put into the tree as far as that costs no copy
  * (snap_place), on the walk's threads: an incremental snapshot is mostly
  * directories made and files shared, system calls best spread over cores. */
-static ts_err_code snap_walk(snap_run *r, snap_list *l, bool place, ts_err *e)
+static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
 {
 	ts_err_code rc;
-	snap_walk_ctx w = { .r = r, .l = l, .place = place };
+	snap_walk_ctx w = { .r = r, .l = l, .place = true };
 	snap_item root = { .rel = strdup("."), .type = 'd', .placed = true };
 	char msg[TS_ERR_MSG_MAX];
 	struct timespec now;
@@ -192,10 +190,8 @@ static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
 	 * it would spread into every later snapshot.  Only what stat tells is
 	 * checked here (a flipped byte needs `tracsnap verify`). */
 	struct stat cur;
-	return fstatat(r->prevfd, it->rel, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(cur.st_mode) &&
-	       (uint64_t)cur.st_size == pe->size && (cur.st_mode & 07777) == pe->mode &&
-	       (!r->root || (cur.st_uid == pe->uid && cur.st_gid == pe->gid)) &&
-	       cur.st_mtim.tv_sec == pe->mtime.tv_sec && cur.st_mtim.tv_nsec == pe->mtime.tv_nsec;
+	return fstatat(r->prevfd, it->rel, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       ts_manifest_copy_matches(pe, &cur, r->root);
 }
 
 /* How much a snapshot may copy into the page cache without bounding its
@@ -340,7 +336,7 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 		return rc == TS_OK ? snap_recheck(r, false, e) : rc;
 	}
 	r->warn = true;
-	rc = snap_walk(r, &r->items, true, e);
+	rc = snap_walk(r, &r->items, e);
 	r->warn = false;
 	if (rc != TS_OK)
 		return rc;
@@ -381,11 +377,6 @@ static bool snap_wait_racy(const snap_run *r)
 		nanosleep(&nap, NULL);
 	}
 	return any;
-}
-
-static bool snap_same_time(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
 /* A staged directory carries the previous snapshot's metadata (stage.c).
@@ -461,10 +452,9 @@ static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		me->mtime = it->st.st_mtim;
 		memcpy(me->sha256, it->sha256, 32);
 		me->pending = it->type == 'f' && it->unhashed;
-		{   /* directories too: a stage's directory may serve as is (snap_dir_as_staged) */
-			me->src_ino = it->st.st_ino;
-			me->src_ctime = it->st.st_ctim;
-		}
+		/* Directories too: a stage's directory may serve as is (snap_dir_as_staged). */
+		me->src_ino = it->st.st_ino;
+		me->src_ctime = it->st.st_ctim;
 		if (it->type == 'f')
 			r->stats->files++;
 		if (it->type == 'f' && it->shared) {

@@ -71,6 +71,8 @@ typedef struct snap_run {
 	int64_t listed_ns;         /* CLOCK_REALTIME when the walk that gave items began */
 } snap_run;
 
+/* What a walk collects into (ts_walk calls snap_walk_add from several
+ * threads, hence mu). */
 typedef struct snap_walk_ctx {
 	snap_run *r;
 	snap_list *l;
@@ -85,6 +87,10 @@ typedef struct snap_precopy_ctx {
 } snap_precopy_ctx;
 
 int64_t snap_ns(const struct timespec *t);
+static inline bool snap_same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
 /* How close to a copy a ctime may be and still hide a change (above). */
 int64_t snap_racy_ns(const struct stat *st);
 /* By rel (strcmp), for qsort and bsearch: parents sort before children. */

@@ -17,6 +17,12 @@
 #include "pool.h"
 #include "walk.h"
 
+static bool snap_known(const snap_list *l, const char *rel)
+{
+	snap_item key = { .rel = (char *)rel };
+	return bsearch(&key, l->v, l->n, sizeof *l->v, snap_item_cmp) != NULL;
+}
+
 /* A staged tree is the previous snapshot's: its entries, with the
  * environment's stat as the previous manifest recorded it, are what the tree
  * holds, but for the database copy (the walk never lists the database),
@@ -26,7 +32,6 @@ ts_err_code snap_items_from_prev(snap_run *r, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	struct stat root;
-	snap_item key = { .rel = "." };
 
 	if (fstat(r->envfd, &root) < 0)
 		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
@@ -56,7 +61,7 @@ ts_err_code snap_items_from_prev(snap_run *r, ts_err *e)
 			free(it.rel);
 	}
 	/* Without the root, nothing new at the top would be found. */
-	if (rc == TS_OK && !bsearch(&key, r->items.v, r->items.n, sizeof *r->items.v, snap_item_cmp)) {
+	if (rc == TS_OK && !snap_known(&r->items, ".")) {
 		snap_item it = { .rel = strdup("."), .type = 'd', .placed = true };
 		rc = it.rel ? snap_list_push(&r->items, &it, e) : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		if (rc == TS_OK)
@@ -104,11 +109,8 @@ static ts_err_code snap_recheck_one(void *arg, size_t i, ts_err *e)
 		it->check = SNAP_CHECK_CHANGED;
 		it->type = type;
 	} else if (type == 'd') {
-		bool same = st.st_ino == it->st.st_ino &&
-		            st.st_mtim.tv_sec == it->st.st_mtim.tv_sec &&
-		            st.st_mtim.tv_nsec == it->st.st_mtim.tv_nsec &&
-		            st.st_ctim.tv_sec == it->st.st_ctim.tv_sec &&
-		            st.st_ctim.tv_nsec == it->st.st_ctim.tv_nsec;
+		bool same = st.st_ino == it->st.st_ino && snap_same_time(&st.st_mtim, &it->st.st_mtim) &&
+		            snap_same_time(&st.st_ctim, &it->st.st_ctim);
 		bool racy = snap_ns(&it->st.st_ctim) >= r->listed_ns - snap_racy_ns(&it->st);
 		it->check = same && !racy ? SNAP_CHECK_SAME : SNAP_CHECK_RELIST;
 	} else {
@@ -133,12 +135,6 @@ static ts_err_code snap_sub_add(void *arg, const char *rel, const struct stat *s
 	if ((size_t)snprintf(full, sizeof full, "%s/%s", c->prefix, rel) >= sizeof full)
 		return ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", c->w->r->env->root, c->prefix, rel);
 	return snap_walk_add(c->w, full, st, e);
-}
-
-static bool snap_known(const snap_list *l, const char *rel)
-{
-	snap_item key = { .rel = (char *)rel };
-	return bsearch(&key, l->v, l->n, sizeof *l->v, snap_item_cmp) != NULL;
 }
 
 /* Entries of directory dir (known, listed again) that items lacks, with

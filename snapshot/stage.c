@@ -40,20 +40,6 @@ static bool stage_stopped(const int *stop)
 	return stop && __atomic_load_n(stop, __ATOMIC_RELAXED) != 0;
 }
 
-/* Is the store's copy still what the manifest says (what stat tells)? */
-static bool stage_copy_ok(int basefd, const ts_manifest_entry *me, bool root)
-{
-	struct stat st;
-	if (fstatat(basefd, me->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return false;
-	if (me->type == 'l')   /* a symlink's size is its target's length */
-		return S_ISLNK(st.st_mode) && (uint64_t)st.st_size == me->size;
-	return S_ISREG(st.st_mode) &&
-	       (uint64_t)st.st_size == me->size && (st.st_mode & 07777) == me->mode &&
-	       (!root || (st.st_uid == me->uid && st.st_gid == me->gid)) &&
-	       st.st_mtim.tv_sec == me->mtime.tv_sec && st.st_mtim.tv_nsec == me->mtime.tv_nsec;
-}
-
 /* Directories and hard links, in the manifest's order (parents first). */
 static ts_err_code stage_fill(const ts_manifest *m, int basefd, int treefd, const int *stop,
                               bool *stopped, ts_err *e)
@@ -61,6 +47,7 @@ static ts_err_code stage_fill(const ts_manifest *m, int basefd, int treefd, cons
 	bool root = geteuid() == 0;   /* owners can only be kept by root */
 	for (size_t i = 0; i < m->n; i++) {
 		const ts_manifest_entry *me = &m->entries[i];
+		struct stat st;
 		if (stage_stopped(stop)) {
 			*stopped = true;
 			return TS_OK;
@@ -72,7 +59,8 @@ static ts_err_code stage_fill(const ts_manifest *m, int basefd, int treefd, cons
 		 * is.  So a store copy whose stat no longer matches (damaged,
 		 * say) means no stage: the snapshot then checks each file and
 		 * copies that one again, or damage would spread. */
-		if (me->type != 'd' && !stage_copy_ok(basefd, me, root))
+		if (me->type != 'd' && (fstatat(basefd, me->path, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		                        !ts_manifest_copy_matches(me, &st, root)))
 			return ts_err_set(e, TS_ERR_CORRUPT, "stage: %s: the store's copy is not what the "
 			                  "manifest says", me->path);
 		if (me->type != 'd' && linkat(basefd, me->path, treefd, me->path, 0) < 0)
@@ -98,8 +86,10 @@ static ts_err_code stage_dir_meta(const ts_manifest *m, int basefd, int treefd, 
 			*stopped = true;
 			return TS_OK;
 		}
-		if (fstatat(basefd, me->path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
-			return ts_err_sys(e, errno ? errno : ENOTDIR, "stage: %s/%s: cannot stat", desc, me->path);
+		if (fstatat(basefd, me->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return ts_err_sys(e, errno, "stage: %s/%s: cannot stat", desc, me->path);
+		if (!S_ISDIR(st.st_mode))
+			return ts_err_sys(e, ENOTDIR, "stage: %s/%s: not a directory", desc, me->path);
 		if ((st.st_mode & (S_IWUSR | S_IXUSR)) != (S_IWUSR | S_IXUSR))
 			continue;
 		ts_err_code rc = ts_copy_dir_meta(basefd, treefd, me->path, &st, desc, e);
