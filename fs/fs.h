@@ -49,6 +49,14 @@ typedef struct fs_ctx {
 	bool seal_kicked, seal_stopping;
 	pthread_t seal_thread;
 	bool sealing;
+	/* fs_stage.c: keeps the stage current */
+	int stage_ino, stage_wake;     /* inotify on the environment's directories; kicks */
+	volatile sig_atomic_t stage_quit;
+	pthread_t stage_thread;
+	bool staging;
+	bool stage_full;               /* inotify's watch limit reached */
+	char **stage_dirs;             /* by watch descriptor: the directory, relative to ENV */
+	size_t stage_ndirs;
 	/* fs_plus.c: directories whose entries the kernel got with attributes */
 	pthread_mutex_t plus_mu;
 	uint64_t *plus_keys;
@@ -79,6 +87,14 @@ void fs_writer_unlock(fs_ctx *c);
 int fs_seal_start(fs_ctx *c);
 void fs_seal_kick(fs_ctx *c);
 void fs_seal_stop(fs_ctx *c);
+
+/* Keep the stage current (fs_stage.c): start; kick after a seal (stage the
+ * newest snapshot); stop (a refresh in progress gives up); close (after
+ * the sealer stopped: its kicks need the descriptor). */
+int fs_stage_start(fs_ctx *c);
+void fs_stage_kick(fs_ctx *c);
+void fs_stage_stop(fs_ctx *c);
+void fs_stage_close(fs_ctx *c);
 
 /* Directories listed with attributes already (fs_plus.c).  Thread-safe. */
 bool fs_plus_seen(fs_ctx *c, dev_t dev, ino_t ino);

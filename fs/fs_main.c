@@ -91,7 +91,9 @@ static int fs_split_auto(fs_ctx *c, const char *spec)
 static void fs_ctx_free(fs_ctx *c)
 {
 	fs_watch_stop(c);
+	fs_stage_stop(c);
 	fs_seal_stop(c);
+	fs_stage_close(c);
 	ts_store_close(&c->store);
 	ts_env_close(&c->env);
 	free(c->mnt);
@@ -134,6 +136,7 @@ int fs_main(int argc, char **argv)
 
 	memset(&c, 0, sizeof c);
 	c.watch_fd = c.watch_stop = -1;
+	c.stage_ino = c.stage_wake = -1;
 	/* Every FUSE worker thread would get its own malloc arena that keeps
 	 * what a large snapshot freed; two arenas bound the daemon's size. */
 	mallopt(M_ARENA_MAX, 2);

@@ -153,9 +153,9 @@ static int fs_take(fs_ctx *c, const char *name, const char *why)
 	}
 	/* A snapshot of a large tree allocates a lot briefly: give it back, so
 	 * that the daemon's size does not follow the number of snapshots.  The
-	 * sealer does, after it has staged the next snapshot (fs_seal.c), off
-	 * mkdir's way; without a sealer, here. */
-	if (!c->sealing)
+	 * stager does, after it has staged the next snapshot (fs_stage.c), off
+	 * mkdir's way; without a stager, here. */
+	if (!c->staging)
 		malloc_trim(0);
 	fs_writer_unlock(c);
 	if (rc == TS_OK) {
@@ -747,6 +747,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	if (!c->foreground)
 		ts_log_init(TS_LOG_SYSLOG, LOG_INFO);
 	fs_watch_start(c, fuse_get_context()->fuse);
+	fs_stage_start(c);
 	fs_seal_start(c);
 	ts_log(LOG_INFO, "serving %s on %s (store %s)", c->env.root, c->mnt, c->store.root);
 	return c;
@@ -755,6 +756,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 static void fs_destroy(void *data)
 {
 	fs_watch_stop(data);
+	fs_stage_stop(data);
 	fs_seal_stop(data);
 }
 

@@ -1,29 +1,13 @@
 /* fs_seal.c - the daemon's sealer: a background thread that hashes and
  * makes durable every snapshot that has appeared (snapshot/seal.h), so that
  * mkdir and first access return as soon as the snapshot is complete; then
- * it stages the newest one for the next snapshot (snapshot/stage.h). */
+ * it has the stager stage the newest one for the next snapshot (fs_stage.c). */
 #include "fs.h"
 
-#include <malloc.h>
 #include <string.h>
 
 #include "log.h"
 #include "seal.h"
-#include "stage.h"
-
-/* With everything sealed, stage the newest snapshot for the next one
- * (stage.h).  As a writer of the store, but one that gives way: any other
- * writer of ours waiting stops it. */
-static void fs_seal_stage(fs_ctx *c)
-{
-	ts_err e;
-	ts_err_clear(&e);
-	pthread_mutex_lock(&c->snap_mu);
-	if (ts_stage_build(&c->store, &c->stage_stop, &e) != TS_OK)
-		ts_log(LOG_WARNING, "staging the next snapshot failed: %s (it is made without)", e.msg);
-	pthread_mutex_unlock(&c->snap_mu);
-	malloc_trim(0);   /* the manifest it read: give it back, as fs_take does */
-}
 
 /* Seal everything pending until a pass finds nothing new to do.  A stop
  * does not cancel: the last pass finishes, because a snapshot left unsealed
@@ -45,7 +29,7 @@ static void *fs_seal_main(void *arg)
 		if (ts_seal_all(&c->store, NULL, NULL, &e) != TS_OK)
 			ts_log(LOG_ERR, "sealing failed: %s (tracsnap verify checks the rest)", e.msg);
 		if (!last)
-			fs_seal_stage(c);
+			fs_stage_kick(c);   /* stage the newest for the next snapshot */
 
 		pthread_mutex_lock(&c->seal_mu);
 		if (last && !c->seal_kicked)

@@ -26,7 +26,8 @@ typedef struct ts_dbsnap ts_dbsnap;
 typedef struct ts_dbsnap_ops {
 	const char *name;
 	/* Optional: copy the database to rel before the lock (no consistency
-	 * needed); capture then only brings that copy up to date. */
+	 * needed), or bring a copy already there up to date (the stage's,
+	 * stage.h); capture then only brings that copy up to date. */
 	ts_err_code (*precopy)(ts_dbsnap *d, int treefd, const char *rel, ts_err *e);
 	ts_err_code (*lock)(ts_dbsnap *d, ts_err *e);
 	ts_err_code (*capture)(ts_dbsnap *d, int treefd, const char *rel, ts_err *e);

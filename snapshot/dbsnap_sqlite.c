@@ -180,66 +180,22 @@ out:
 /* Rollback-journal mode: copy the file as it is now, before the lock.  It
  * need not be consistent: capture compares it block by block with the file
  * under the lock and rewrites what differs. */
-static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_err *e)
+/* Bring the copy open on out up to the file open on in (path and rel name
+ * them for messages), writing only the blocks that differ: the pages of a
+ * copy that are rewritten cost most (fresh page cache), the ones compared
+ * little. */
+static ts_err_code sqlite_update(int in, int out, const char *path, const char *rel, ts_err *e)
 {
-	sqlite_impl *im = d->impl;
-	const char *path = d->env->db_abs;
-	const char *base = strrchr(path, '/');   /* db_abs is absolute */
-	char dir[PATH_MAX];
-	unsigned char hdr[20];
-	ts_err_code rc = TS_OK;
-	uint64_t bytes = 0;
-	int in = -1, out = -1;
-
-	in = open(path, O_RDONLY | O_CLOEXEC);
-	if (in < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot open", path);
-		goto out;
-	}
-	/* Header bytes 18-19 are 2 in WAL mode, where the copy is made from the
-	 * read snapshot after the lock instead. */
-	if (pread(in, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr && hdr[18] == 2)
-		goto out;
-	out = openat(treefd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (out < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot create the database copy", rel);
-		goto out;
-	}
-	/* In the kernel where it can: one copy of each page, not two (the
-	 * pre-copy runs beside the walk, on the same cores). */
-	snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
-	rc = ts_copy_fd(in, out, &bytes, dir, base + 1, e);
-	if (rc != TS_OK)
-		goto out;
-	im->precopied = true;
-out:
-	if (in >= 0)
-		close(in);
-	if (out >= 0)
-		close(out);
-	if (rc != TS_OK && out >= 0)
-		unlinkat(treefd, rel, 0);
-	return rc;
-}
-
-/* Under the lock, rollback-journal mode: W's reserved lock means no writer can
- * commit, R's read transaction means any hot journal was rolled back: the file
- * is exactly the committed state.  Bring the pre-copy up to it. */
-static ts_err_code sqlite_refresh(ts_dbsnap *d, int treefd, const char *rel, ts_err *e)
-{
-	const char *path = d->env->db_abs;
 	ts_err_code rc = TS_OK;
 	char *a = malloc(SQLITE_BLOCK), *b = malloc(SQLITE_BLOCK);
-	int in = open(path, O_RDONLY | O_CLOEXEC);
-	int out = openat(treefd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	struct stat st;
 
 	if (!a || !b) {
 		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (in < 0 || out < 0 || fstat(in, &st) < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot open for the copy", in < 0 ? path : rel);
+	if (fstat(in, &st) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot stat", path);
 		goto out;
 	}
 	for (off_t off = 0; off < st.st_size; off += SQLITE_BLOCK) {
@@ -261,6 +217,75 @@ static ts_err_code sqlite_refresh(ts_dbsnap *d, int treefd, const char *rel, ts_
 out:
 	free(a);
 	free(b);
+	return rc;
+}
+
+/* A raw copy of the file while Trac runs, made exact under the lock
+ * (sqlite_refresh).  A copy already at rel (the daemon's stage keeps one,
+ * stage.h) is brought up to date instead of made anew. */
+static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_err *e)
+{
+	sqlite_impl *im = d->impl;
+	const char *path = d->env->db_abs;
+	const char *base = strrchr(path, '/');   /* db_abs is absolute */
+	char dir[PATH_MAX];
+	unsigned char hdr[20];
+	ts_err_code rc = TS_OK;
+	uint64_t bytes = 0;
+	int in = -1, out = -1;
+	bool made = false;
+
+	in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot open", path);
+		goto out;
+	}
+	/* Header bytes 18-19 are 2 in WAL mode, where the copy is made from the
+	 * read snapshot after the lock instead (into a new file). */
+	if (pread(in, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr && hdr[18] == 2) {
+		(void)unlinkat(treefd, rel, 0);
+		goto out;
+	}
+	out = openat(treefd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (out >= 0) {
+		rc = sqlite_update(in, out, path, rel, e);
+	} else {
+		out = openat(treefd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (out < 0) {
+			rc = ts_err_sys(e, errno, "%s: cannot create the database copy", rel);
+			goto out;
+		}
+		made = true;
+		/* In the kernel where it can: one copy of each page, not two
+		 * (the pre-copy runs beside the walk, on the same cores). */
+		snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
+		rc = ts_copy_fd(in, out, &bytes, dir, base + 1, e);
+	}
+	im->precopied = rc == TS_OK;
+out:
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	if (rc != TS_OK && out >= 0 && made)
+		unlinkat(treefd, rel, 0);
+	return rc;
+}
+
+/* Under the lock, rollback-journal mode: W's reserved lock means no writer can
+ * commit, R's read transaction means any hot journal was rolled back: the file
+ * is exactly the committed state.  Bring the pre-copy up to it. */
+static ts_err_code sqlite_refresh(ts_dbsnap *d, int treefd, const char *rel, ts_err *e)
+{
+	const char *path = d->env->db_abs;
+	ts_err_code rc;
+	int in = open(path, O_RDONLY | O_CLOEXEC);
+	int out = openat(treefd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+
+	if (in < 0 || out < 0)
+		rc = ts_err_sys(e, errno, "%s: cannot open for the copy", in < 0 ? path : rel);
+	else
+		rc = sqlite_update(in, out, path, rel, e);
 	if (in >= 0)
 		close(in);
 	if (out >= 0)

@@ -43,7 +43,7 @@ static double snap_ms_since(const struct timespec *t0)
 	return (double)(snap_ns(&now) - snap_ns(t0)) / 1e6;
 }
 
-static void snap_list_free(snap_list *l)
+void snap_list_free(snap_list *l)
 {
 	for (size_t i = 0; i < l->n; i++)
 		free(l->v[i].rel);
@@ -207,7 +207,7 @@ static uint64_t snap_meminfo_kib(const char *buf, const char *key)
 	return p ? strtoull(p + strlen(key), NULL, 10) : 0;
 }
 
-static uint64_t snap_dirty_budget(void)
+uint64_t snap_dirty_budget(void)
 {
 	char buf[8192];
 	uint64_t bg_bytes = 0, ratio = 10, avail, dirty, limit;
@@ -332,7 +332,7 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
 
 	if (r->staged) {
-		rc = snap_items_from_prev(r, e);
+		rc = snap_items_from_manifest(r, r->fresh.n ? &r->fresh : &r->prev, e);
 		return rc == TS_OK ? snap_recheck(r, false, e) : rc;
 	}
 	r->warn = true;
@@ -416,7 +416,7 @@ static ts_err_code snap_dir_meta(snap_run *r, ts_err *e)
 	return ts_pool_run(r->items.n, SNAP_POOL_MIN, 0, snap_dir_meta_one, r, e);
 }
 
-static ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
+ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	ts_manifest m;
@@ -537,7 +537,8 @@ static void snap_open_prev(snap_run *r)
 	}
 	snprintf(path, sizeof path, "%s/tree", v[n - 1].name);
 	r->prevfd = openat(r->store->dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	r->staged = r->prevfd >= 0 && ts_stage_adopt(r->store, &r->tmp, v[n - 1].name, r->prevfd);
+	r->staged = r->prevfd >= 0 &&
+	            ts_stage_adopt(r->store, &r->tmp, v[n - 1].name, r->prevfd, &r->fresh);
 out:
 	ts_store_list_free(v, n);
 }
@@ -546,7 +547,7 @@ out:
  * walk and copies, into the temporary directory (where it goes in the tree
  * is only known, and its directory only made, once the walk is done), and
  * is moved into the tree before the lock. */
-#define SNAP_DB_PRECOPY "db.precopy"
+#define SNAP_DB_PRECOPY TS_STAGE_DB_PRECOPY
 
 typedef struct snap_dbpre {
 	ts_dbsnap *db;
@@ -672,6 +673,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	r.prevfd = r.envfd = -1;
 	r.root = geteuid() == 0;
 	ts_manifest_init(&r.prev);
+	ts_manifest_init(&r.fresh);
 
 	rc = ts_name_check(o->name, e);
 	if (rc != TS_OK)
@@ -776,6 +778,7 @@ out:
 	if (r.prevfd >= 0)
 		close(r.prevfd);
 	ts_manifest_free(&r.prev);
+	ts_manifest_free(&r.fresh);
 	snap_list_free(&r.items);
 	free(db_rel);
 	ts_copy_thread_done();   /* the caller's thread may be one of a pool that ends */

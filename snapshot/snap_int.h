@@ -68,6 +68,8 @@ typedef struct snap_run {
 	const char *db_dir;        /* directory snap_db_dest made for the database copy */
 	bool root;                 /* geteuid() == 0: owners in the store are checked */
 	bool staged;               /* the tree began as the previous one's stage (stage.h) */
+	ts_manifest fresh;         /* a refreshed stage's own manifest (n == 0: none) */
+	size_t dirs_added;         /* directories snap_recheck found new (the stager watches them) */
 	int64_t listed_ns;         /* CLOCK_REALTIME when the walk that gave items began */
 } snap_run;
 
@@ -110,9 +112,17 @@ ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e);
 /* ts_pool_run callback: put items.v[i] unless placed (arg: snap_precopy_ctx). */
 ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e);
 
+void snap_list_free(snap_list *l);
+/* How much may be copied before copies bound their writeback (snap.c). */
+uint64_t snap_dirty_budget(void);
+/* Write r's items (and the database copy at db_rel, if any) as the manifest
+ * in r->tmp.dirfd, dated r->stats->instant. */
+ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e);
+
 /* snap_recheck.c */
-/* A staged tree's items: the previous manifest's entries (stage.h). */
-ts_err_code snap_items_from_prev(snap_run *r, ts_err *e);
+/* A staged tree's items: the entries of m, the manifest that describes the
+ * tree (the previous snapshot's, or the stage's own once refreshed). */
+ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *e);
 /* Bring the tree to the environment as it is now (see snap_recheck.c);
  * locked: under Trac's lock (copies at normal I/O priority). */
 ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e);

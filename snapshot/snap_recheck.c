@@ -23,26 +23,27 @@ static bool snap_known(const snap_list *l, const char *rel)
 	return bsearch(&key, l->v, l->n, sizeof *l->v, snap_item_cmp) != NULL;
 }
 
-/* A staged tree is the previous snapshot's: its entries, with the
- * environment's stat as the previous manifest recorded it, are what the tree
- * holds, but for the database copy (the walk never lists the database),
- * which goes.  An entry changed so shortly before the previous snapshot that
- * a later change could carry the same ctime counts as changed. */
-ts_err_code snap_items_from_prev(snap_run *r, ts_err *e)
+/* A staged tree holds the entries of its manifest m (the previous
+ * snapshot's, or the stage's own once the daemon refreshed it), with the
+ * environment's stat as m recorded it, but for the database copy (the walk
+ * never lists the database), which goes.  An entry changed so shortly before
+ * m's time that a later change could carry the same ctime counts as changed.
+ * Files m records unhashed were copied by a refresh, not shared. */
+ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	struct stat root;
 
 	if (fstat(r->envfd, &root) < 0)
 		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
-	for (size_t i = 0; rc == TS_OK && i < r->prev.n; i++) {
-		const ts_manifest_entry *pe = &r->prev.entries[i];
+	for (size_t i = 0; rc == TS_OK && i < m->n; i++) {
+		const ts_manifest_entry *pe = &m->entries[i];
 		if (strcmp(pe->path, ".") && ts_journal_excluded(pe->path, ts_dbsnap_tree_rel(r->env))) {
 			rc = ts_copy_remove_tree(r->tmp.treefd, pe->path, e);
 			continue;
 		}
 		snap_item it = { .rel = strdup(pe->path), .type = pe->type, .placed = true,
-		                 .shared = pe->type == 'f', .unhashed = pe->pending };
+		                 .shared = pe->type == 'f' && !pe->pending, .unhashed = pe->pending };
 		if (!it.rel)
 			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		memcpy(it.sha256, pe->sha256, 32);
@@ -55,7 +56,9 @@ ts_err_code snap_items_from_prev(snap_run *r, ts_err *e)
 		it.st.st_mtim = pe->mtime;
 		it.st.st_ctim = pe->src_ctime;
 		it.racy = pe->type != 'd' &&
-		          snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it.st);
+		          snap_ns(&pe->src_ctime) >= snap_ns(&m->time) - snap_racy_ns(&it.st);
+		if (pe->type == 'f' && pe->pending)
+			r->stats->bytes_copied += pe->size;
 		rc = snap_list_push(&r->items, &it, e);
 		if (rc != TS_OK)
 			free(it.rel);
@@ -69,8 +72,8 @@ ts_err_code snap_items_from_prev(snap_run *r, ts_err *e)
 		else
 			free(it.rel);
 	}
-	/* Each directory's entries as of the previous snapshot's instant. */
-	r->listed_ns = snap_ns(&r->prev.time);
+	/* Each directory's entries as of m's time. */
+	r->listed_ns = snap_ns(&m->time);
 	return rc;
 }
 
@@ -275,6 +278,8 @@ ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e)
 			rc = snap_relist(r, &w, it->rel, e);
 	}
 	pthread_mutex_destroy(&w.mu);
+	for (size_t i = 0; i < add.n; i++)
+		r->dirs_added += add.v[i].type == 'd';
 	if (add.n > 1)
 		qsort(add.v, add.n, sizeof *add.v, snap_item_cmp);
 	ts_err_code mrc = snap_merge(&r->items, &add, e);   /* sorted again; gone entries dropped */

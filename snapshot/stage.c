@@ -12,27 +12,39 @@
 #include "copy.h"
 #include "manifest.h"
 
-/* "NAME\nDEV:INO\n" of a snapshot whose tree is open on treefd: the name
- * alone could be a later snapshot made under a reused name. */
+#define STAGE_ID_MAX (NAME_MAX + 64 + TS_STORE_BOOT_ID_MAX)
+
+/* "NAME\nDEV:INO\nBOOT\n" of a snapshot whose tree is open on treefd: the
+ * name alone could be a later snapshot made under a reused name; the boot
+ * id keeps a stage a crash may have damaged (nothing in it is synced) from
+ * being adopted after the reboot. */
 static bool stage_id(const char *name, int treefd, char *buf, size_t len)
 {
 	struct stat st;
+	char boot[TS_STORE_BOOT_ID_MAX];
 	if (fstat(treefd, &st) < 0)
 		return false;
-	int n = snprintf(buf, len, "%s\n%llu:%llu\n", name, (unsigned long long)st.st_dev,
-	                 (unsigned long long)st.st_ino);
+	ts_store_boot_id(boot);
+	int n = snprintf(buf, len, "%s\n%llu:%llu\n%s\n", name, (unsigned long long)st.st_dev,
+	                 (unsigned long long)st.st_ino, boot);
 	return n > 0 && (size_t)n < len;
 }
 
 /* Is the stage (base file at dirfd/rel) made from the snapshot with id? */
 static bool stage_is(int dirfd, const char *rel, const char *id)
 {
-	char buf[NAME_MAX + 64];
+	char buf[STAGE_ID_MAX];
 	int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC);
 	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf);
 	if (fd >= 0)
 		close(fd);
 	return n == (ssize_t)strlen(id) && !memcmp(buf, id, (size_t)n);
+}
+
+bool ts_stage_of(ts_store *s, const char *name, int treefd)
+{
+	char id[STAGE_ID_MAX];
+	return stage_id(name, treefd, id, sizeof id) && stage_is(s->dirfd, TS_STORE_STAGE_BASE, id);
 }
 
 static bool stage_stopped(const int *stop)
@@ -108,7 +120,7 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 	ts_store_tmp t = { .dirfd = -1, .treefd = -1 };
 	bool tmp_open = false, stopped = false;
 	int basefd = -1, fd;
-	char id[NAME_MAX + 64], path[PATH_MAX];
+	char id[STAGE_ID_MAX], path[PATH_MAX];
 
 	ts_manifest_init(&m);
 	rc = ts_store_lock(s, 0, e);
@@ -163,28 +175,41 @@ out:
 	return rc;
 }
 
-bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd)
+bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *fresh)
 {
-	char id[NAME_MAX + 64];
+	char path[64];
 	int nfd;
 
-	if (!stage_id(base_name, basefd, id, sizeof id) ||
-	    !stage_is(s->dirfd, TS_STORE_STAGE_BASE, id))
+	if (!ts_stage_of(s, base_name, basefd))
 		return false;
+	/* Refreshed: its own manifest says what the tree holds now. */
+	if (faccessat(s->dirfd, TS_STORE_STAGE_MANIFEST, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		snprintf(path, sizeof path, "/proc/self/fd/%d/%s", s->dirfd, TS_STORE_STAGE_MANIFEST);
+		if (ts_manifest_read(path, fresh, NULL) != TS_OK || fresh->n == 0)
+			goto unusable;
+	}
 	/* Opened before the rename, which it follows: once the rename is done
 	 * nothing can fail any more. */
 	nfd = openat(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (nfd < 0)
-		return false;
+		goto unusable;
 	/* Over t's tree, still empty. */
 	if (renameat(s->dirfd, TS_STORE_STAGE_TREE, t->dirfd, "tree") < 0) {
 		close(nfd);
-		return false;
+		goto unusable;
 	}
 	close(t->treefd);
 	t->treefd = nfd;
-	/* What is left: the base file.  (Failing, the next build drops it.) */
+	/* The database's copy may be missing; the pre-copy makes one then. */
+	(void)renameat(s->dirfd, TS_STORE_STAGE_DB, t->dirfd, TS_STAGE_DB_PRECOPY);
+	/* What is left: the manifest and the base file.  (Failing, the next
+	 * build drops them.) */
+	(void)unlinkat(s->dirfd, TS_STORE_STAGE_MANIFEST, 0);
 	if (unlinkat(s->dirfd, TS_STORE_STAGE_BASE, 0) == 0)
 		(void)unlinkat(s->dirfd, TS_STORE_STAGE, AT_REMOVEDIR);
 	return true;
+unusable:
+	ts_manifest_free(fresh);
+	ts_manifest_init(fresh);
+	return false;
 }

@@ -582,16 +582,22 @@ out:
 	return rc;
 }
 
-/* Was the stage made from the snapshot called name? */
+/* Was the stage made from the snapshot called name?  (Also while a refresh
+ * has it, or a refresh that died left it so.) */
 static bool store_stage_from(ts_store *s, const char *name)
 {
+	static const char *const base[] = { TS_STORE_STAGE_BASE, TS_STORE_STAGE_BUSY };
 	char buf[NAME_MAX + 2];
 	size_t len = strlen(name);
-	int fd = openat(s->dirfd, TS_STORE_STAGE_BASE, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf);
-	if (fd >= 0)
-		close(fd);
-	return n > (ssize_t)len && !memcmp(buf, name, len) && buf[len] == '\n';
+	for (size_t i = 0; i < 2; i++) {
+		int fd = openat(s->dirfd, base[i], O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf);
+		if (fd >= 0)
+			close(fd);
+		if (n > (ssize_t)len && !memcmp(buf, name, len) && buf[len] == '\n')
+			return true;
+	}
+	return false;
 }
 
 void ts_store_stage_drop(ts_store *s)

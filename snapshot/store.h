@@ -1,7 +1,7 @@
 /* store.h - where snapshots live (layout in doc/design.md).
  *
  *   STORE/.lock  STORE/.tmp-NAME.XXXXXX/  STORE/.del-NAME.XXXXXX/  STORE/NAME/{tree,manifest}
- *   STORE/.stage/{base,tree}   (stage.h: the next snapshot's tree, made ahead)
+ *   STORE/.stage/{base,tree,manifest,db.precopy}   (stage.h: the next snapshot's tree, made ahead)
  *   STORE/.stage-new/ .stage-old/   (a stage being built, and being removed)
  *
  * Readers (the FUSE view, list, verify) need no lock: a snapshot directory
@@ -108,11 +108,18 @@ ts_err_code ts_store_rename(ts_store *s, const char *from, const char *to, ts_er
 
 
 /* The stage (stage.h).  Writers only.  TS_STORE_STAGE_BASE holds
- * "NAME\nDEV:INO\n" of the snapshot it was made from, its tree's device and
- * inode telling it from a later snapshot of the same name. */
+ * "NAME\nDEV:INO\nBOOT\n" of the snapshot it was made from, its tree's
+ * device and inode telling it from a later snapshot of the same name, the
+ * boot id from a stage a crash may have damaged.  While a refresh changes
+ * the tree it is TS_STORE_STAGE_BUSY (never adopted); once refreshed,
+ * TS_STORE_STAGE_MANIFEST says what the tree holds and TS_STORE_STAGE_DB is
+ * a raw copy of an SQLite database. */
 #define TS_STORE_STAGE ".stage"
 #define TS_STORE_STAGE_BASE ".stage/base"
+#define TS_STORE_STAGE_BUSY ".stage/base.busy"
 #define TS_STORE_STAGE_TREE ".stage/tree"
+#define TS_STORE_STAGE_MANIFEST ".stage/manifest"
+#define TS_STORE_STAGE_DB ".stage/db.precopy"
 #define TS_STORE_STAGE_NEW ".stage-new"
 #define TS_STORE_STAGE_OLD ".stage-old"
 /* Begin a new stage in TS_STORE_STAGE_NEW (not a .tmp-*: those are

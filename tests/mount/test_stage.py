@@ -10,6 +10,11 @@ symlinks, database rows), shares unchanged files with the previous snapshot
 and leaves that one intact (`tracsnap verify`); deleting the snapshot a stage
 was made from releases its files, and the stage is made again from the newest
 snapshot left.
+
+The daemon also keeps the stage current (fs/fs_stage.c): a new attachment is
+copied into it once written, and the next snapshot takes that copy (same
+inode in the store) instead of copying again; writes to the database alone
+never start a refresh.
 """
 import os
 import shutil
@@ -118,3 +123,68 @@ def test_deleting_the_staged_snapshot_releases_it(env_sqlite, mount_factory):
     os.mkdir(m.path("s3"))
     assert_same_files(env, m.path("s3"))
     assert snapshot_names(m.mnt) == ["s1", "s3"]
+
+
+def stage_manifest(store):
+    try:
+        with open(os.path.join(store, ".stage", "manifest")) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_staged_file(store, rel):
+    """Until STORE/.stage lists rel (refreshed, and not being refreshed)."""
+    deadline = time.monotonic() + STAGE_TIMEOUT
+    while not ("\t%s\n" % rel in stage_manifest(store) and stage_base(store)):
+        assert time.monotonic() < deadline, "%s not staged within %d s" % (rel, STAGE_TIMEOUT)
+        time.sleep(0.02)
+
+
+def test_new_attachment_is_staged_ahead(env_sqlite, mount_factory):
+    m = mount_factory(env_sqlite)
+    env = m.env
+    os.mkdir(m.path("s1"))
+    wait_sealed(m.store, "s1")
+    wait_stage(m.store, "s1")
+    # The first refresh follows the build: it writes the stage's manifest.
+    deadline = time.monotonic() + STAGE_TIMEOUT
+    while not stage_manifest(m.store):
+        assert time.monotonic() < deadline, "the stage was never refreshed"
+        time.sleep(0.02)
+
+    # Database writes alone: no refresh (its manifest stays as it is).
+    before = os.stat(os.path.join(m.store, ".stage", "manifest"))
+    db = sqlite3.connect(os.path.join(env, "db", "trac.db"))
+    for i in range(5):
+        db.execute("INSERT INTO system (name, value) VALUES (?, 'x')", ("tracsnap_db_only_%d" % i,))
+        db.commit()
+    db.close()
+    time.sleep(1.0)
+    after = os.stat(os.path.join(m.store, ".stage", "manifest"))
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+    # A new attachment, written as Trac does: created, then written, then closed.
+    rel = os.path.join("files", "attachments", "ticket", "staged-ahead", "report.bin")
+    os.makedirs(os.path.join(env, os.path.dirname(rel)))
+    data = os.urandom(300000)
+    with open(os.path.join(env, rel), "wb") as f:
+        f.write(data[:1000])
+        f.flush()
+        time.sleep(0.1)
+        f.write(data[1000:])
+    wait_staged_file(m.store, rel)
+    staged = os.stat(os.path.join(m.store, ".stage", "tree", rel))
+    assert staged.st_size == len(data)
+
+    os.mkdir(m.path("s2"))
+    with open(m.path("s2", rel), "rb") as f:
+        assert f.read() == data
+    assert os.stat(os.path.join(m.store, "s2", "tree", rel)).st_ino == staged.st_ino   # not copied again
+    assert_same_files(env, m.path("s2"))
+    out = subprocess.run(["sqlite3", m.path("s2", "db", "trac.db"),
+                          "SELECT count(*) FROM system WHERE name LIKE 'tracsnap_db_only_%'"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "5\n"
+    wait_sealed(m.store, "s2")
+    assert tracsnap("verify", "--store", m.store, env, check=False).returncode == 0

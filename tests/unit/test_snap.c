@@ -957,6 +957,147 @@ static void test_stage_lifecycle(void **state)
 	store_clean_and_unlocked(x);
 }
 
+/* The daemon's refresh of the stage (stage.h). */
+static void dir_seen(void *arg, const char *rel)
+{
+	(void)rel;
+	(*(size_t *)arg)++;
+}
+
+static ts_err_code refresh(fx *x, bool all_dirs, size_t *dirs, ts_stage_refresh_out *out,
+                           volatile sig_atomic_t *cancel)
+{
+	ts_snap_opts o = { .name = TS_STORE_STAGE, .cancel = cancel };
+	ts_err e;
+
+	*dirs = 0;
+	ts_err_clear(&e);
+	ts_err_code rc = ts_stage_refresh(&x->s, &x->e, &o, all_dirs, dir_seen, dirs, out, &e);
+	assert_false(x->s.locked);
+	return rc;
+}
+
+static void nap_ms(long ms)
+{
+	struct timespec t = { 0, ms * 1000 * 1000 };
+	nanosleep(&t, NULL);
+}
+
+/* What changed in the environment is copied into the stage ahead of the
+ * snapshot; the snapshot adopts those copies (same inode: not copied
+ * again), still catches what changed after the refresh, shares what did not
+ * change, and is the environment exactly.  A refresh that did not finish is
+ * never adopted; one that finds the store busy does nothing. */
+static void test_stage_refresh(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1, s2, s3, s4;
+	ts_stage_refresh_out out;
+	ts_manifest m;
+	struct stat a, b, staged;
+	size_t dirs;
+	char p[TBUF], q[TBUF];
+	const char *att = "new attachment, copied by the refresh\n";
+
+	nap_ms(60);   /* out of the racy window at s1 */
+	take_ok(x, "s1", &s1);
+	assert_int_equal(refresh(x, true, &dirs, &out, NULL), TS_OK);
+	assert_true(out.none);   /* nothing staged yet */
+	assert_int_equal(dirs, 0);
+	stage_ok(x, NULL);
+	assert_int_equal(refresh(x, true, &dirs, &out, NULL), TS_OK);
+	assert_false(out.none);
+	assert_false(out.busy);
+	assert_int_equal(out.bytes_copied, 0);   /* nothing changed */
+	assert_true(dirs >= 5);                  /* every directory, to be watched */
+	assert_true(stage_from(x, "s1"));
+
+	tu_put_in(x->env, "htdocs/a.txt", "changed after s1\n", 0644);
+	tu_put_in(x->env, "files/attachments/ticket/1/new.txt", att, 0644);
+	tu_mkdir_in(x->env, "files/attachments/ticket/9", 0755);
+	tu_put_in(x->env, "files/attachments/ticket/9/late.txt", "in a new directory\n", 0644);
+	tu_fmt(p, sizeof(p), "%s/files/attachments/ticket/1/small.txt", x->env);
+	assert_int_equal(unlink(p), 0);
+	nap_ms(60);   /* the refresh's copies are not racy */
+	assert_int_equal(refresh(x, false, &dirs, &out, NULL), TS_OK);
+	assert_int_equal(out.bytes_copied, strlen("changed after s1\n") + strlen(att) +
+	                 strlen("in a new directory\n"));
+	assert_true(dirs >= 5);   /* a new directory: all are watched again */
+	assert_true(stage_from(x, "s1"));
+	tu_fmt(p, sizeof(p), "%s/%s/files/attachments/ticket/1/new.txt", x->store, TS_STORE_STAGE_TREE);
+	assert_int_equal(lstat(p, &staged), 0);
+	tu_fmt(p, sizeof(p), "%s/%s/files/attachments/ticket/1/small.txt", x->store, TS_STORE_STAGE_TREE);
+	assert_false(tu_exists(p));
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_DB);
+	assert_true(tu_exists(p));
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_MANIFEST);
+	assert_true(tu_exists(p));
+
+	/* Changed after the refresh: the snapshot still sees it. */
+	tu_put_in(x->env, "htdocs/site.css", "changed after the refresh\n", 0644);
+	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	{
+		sqlite3 *w = tu_db_open(p, SQLITE_OPEN_READWRITE);
+		tu_sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
+		assert_int_equal(sqlite3_close(w), SQLITE_OK);
+	}
+	take_ok(x, "s2", &s2);
+	assert_false(stage_exists(x));   /* adopted */
+	compare_tree(x, "s2");
+	check_db(x, "s2", "db/trac.db", 4, "first,second,third,fourth");
+	snap_text_is(x, "s2", "htdocs/site.css", "changed after the refresh\n");
+	snap_text_is(x, "s2", "files/attachments/ticket/1/new.txt", att);
+	snap_file(x, "s2", "files/attachments/ticket/1/new.txt", &b);
+	assert_int_equal(b.st_ino, staged.st_ino);   /* the refresh's copy */
+	snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	snap_file(x, "s2", "files/attachments/ticket/1/big.bin", &b);
+	assert_int_equal(a.st_ino, b.st_ino);        /* shared */
+	assert_true(s2.bytes_copied >= strlen(att));  /* the refresh's copies count as copied */
+	check_manifest(x, "s2", &s2, &m);
+	ts_manifest_free(&m);
+
+	/* A refresh that died half way leaves the stage busy: never adopted,
+	 * and replaced by the next build. */
+	stage_ok(x, NULL);
+	assert_int_equal(refresh(x, false, &dirs, &out, NULL), TS_OK);
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_BASE);
+	tu_fmt(q, sizeof(q), "%s/%s", x->store, TS_STORE_STAGE_BUSY);
+	assert_int_equal(rename(p, q), 0);
+	tu_put_in(x->env, "htdocs/a.txt", "third version\n", 0644);
+	take_ok(x, "s3", &s3);
+	assert_true(stage_exists(x));   /* not adopted */
+	compare_tree(x, "s3");
+	stage_ok(x, NULL);
+	assert_true(stage_from(x, "s3"));
+
+	/* Another writer holds the store: nothing done. */
+	{
+		ts_store other;
+		ts_err e;
+		ts_err_clear(&e);
+		assert_int_equal(ts_store_open(x->store, false, &other, &e), TS_OK);
+		assert_int_equal(ts_store_lock(&other, 0, &e), TS_OK);
+		tu_put_in(x->env, "htdocs/a.txt", "fourth version\n", 0644);
+		assert_int_equal(refresh(x, false, &dirs, &out, NULL), TS_OK);
+		assert_true(out.busy);
+		ts_store_close(&other);
+	}
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_MANIFEST);
+	assert_false(tu_exists(p));   /* not refreshed */
+
+	/* Stopped: the stage is left unadoptable, the snapshot still right. */
+	{
+		volatile sig_atomic_t cancel = 1;
+		ts_err_code rc = refresh(x, false, &dirs, &out, &cancel);
+		assert_int_equal(rc, TS_ERR_CANCELLED);
+	}
+	assert_false(stage_from(x, "s3"));
+	take_ok(x, "s4", &s4);
+	compare_tree(x, "s4");
+	snap_text_is(x, "s4", "htdocs/a.txt", "fourth version\n");
+	store_clean_and_unlocked(x);
+}
+
 static void test_snap_fifo(void **state)
 {
 	fx *x = *state;
@@ -1405,6 +1546,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snap_share_new_trees, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_staged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stage_lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stage_refresh, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_fifo, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_no_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snap_external_db, setup, teardown),

@@ -1,0 +1,352 @@
+/* fs_stage.c - the daemon's stager: keeps the next snapshot's tree ready
+ * (snapshot/stage.h).
+ *
+ * After each seal the sealer kicks it (fs_stage_kick) and it stages the
+ * newest snapshot.  It then watches the environment's directories with
+ * inotify and refreshes the stage once a change has settled: new and
+ * changed files are copied there, and the SQLite database's raw copy
+ * brought up to date, so that a snapshot taken later mostly checks.
+ *
+ * When is a change settled?  No event for FS_STAGE_QUIET_MS, and every file
+ * created since the last refresh closed again (an attachment is created,
+ * written, closed: copied once, complete), or FS_STAGE_MAX_WAIT_MS after the
+ * first event whatever goes on.  Writes alone are no event: Trac's log is
+ * written all the time and copied when something else changed.  Neither
+ * are the database and its journals (the snapshot catches up with those).
+ *
+ * Refreshes are spaced: FS_STAGE_GAP_X times as long apart as the last one
+ * took, at least FS_STAGE_GAP_MS, so that files changed often (or an
+ * environment being filled) cost a bounded share of one core and disk.
+ *
+ * A snapshot wanting the store waits for a refresh in progress (what it
+ * copies, the snapshot would copy) but stops a build (fs_writer_lock).
+ */
+#include "fs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <malloc.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dbsnap.h"
+#include "journal.h"
+#include "log.h"
+#include "stage.h"
+
+/* Longer than the racy window of a nanosecond-stamped file (snap_int.h):
+ * a copy made sooner would count as racy and be made again. */
+#define FS_STAGE_QUIET_MS 30
+#define FS_STAGE_MAX_WAIT_MS 2000
+#define FS_STAGE_GAP_MS 100
+#define FS_STAGE_GAP_X 10
+#define FS_STAGE_OPEN_MAX 64     /* new files followed until they are closed */
+#define FS_STAGE_EVENTS (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB)
+
+/* The stager's state between events (its thread's own). */
+typedef struct fs_stage_state {
+	bool build;                    /* kicked: stage the newest snapshot */
+	bool dirty;                    /* the environment changed since the last refresh */
+	bool all_dirs;                 /* watch every directory again (after a build) */
+	int64_t first, last;           /* ms: the first and last event since the last refresh */
+	int64_t next_ok;               /* ms: no refresh before */
+	struct { int wd; char *name; } open[FS_STAGE_OPEN_MAX];
+	size_t nopen;                  /* files created, not closed yet */
+} fs_stage_state;
+
+
+static int64_t fs_stage_now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* ts_stage_dir_fn: watch one directory of the environment. */
+/* Watch one directory of the environment (rel to it); its descriptor, or
+ * -1. */
+static int fs_stage_add_watch(fs_ctx *c, const char *rel)
+{
+	char path[PATH_MAX];
+
+	if (c->stage_full ||
+	    (size_t)snprintf(path, sizeof path, "%s/%s", c->env.root, rel) >= sizeof path)
+		return -1;
+	int wd = inotify_add_watch(c->stage_ino, path, FS_STAGE_EVENTS | IN_ONLYDIR | IN_DONT_FOLLOW);
+	if (wd < 0) {
+		if (errno == ENOSPC) {
+			c->stage_full = true;
+			ts_log(LOG_INFO, "%s: too many directories to watch (fs.inotify.max_user_watches); "
+			       "changes below some are staged only with the next change elsewhere", c->env.root);
+		}
+		return -1;
+	}
+	if ((size_t)wd >= c->stage_ndirs) {
+		size_t n = (size_t)wd * 2 + 16;
+		char **v = realloc(c->stage_dirs, n * sizeof *v);
+		if (!v)
+			return wd;
+		memset(v + c->stage_ndirs, 0, (n - c->stage_ndirs) * sizeof *v);
+		c->stage_dirs = v;
+		c->stage_ndirs = n;
+	}
+	free(c->stage_dirs[wd]);
+	c->stage_dirs[wd] = strdup(rel);
+	return wd;
+}
+
+/* ts_stage_dir_fn */
+static void fs_stage_watch(void *arg, const char *rel)
+{
+	(void)fs_stage_add_watch(arg, rel);
+}
+
+static void fs_stage_forget(fs_stage_state *st, size_t i)
+{
+	free(st->open[i].name);
+	st->open[i] = st->open[--st->nopen];
+}
+
+static void fs_stage_forget_all(fs_stage_state *st)
+{
+	while (st->nopen)
+		fs_stage_forget(st, 0);
+}
+
+static void fs_stage_follow_new(fs_stage_state *st, int wd, const char *name)
+{
+	if (st->nopen < FS_STAGE_OPEN_MAX && (st->open[st->nopen].name = strdup(name))) {
+		st->open[st->nopen].wd = wd;
+		st->nopen++;
+	}
+}
+
+/* Follow a new file until it is closed (or goes). */
+static void fs_stage_follow(fs_stage_state *st, const struct inotify_event *ev)
+{
+	for (size_t i = 0; i < st->nopen; i++) {
+		if (st->open[i].wd == ev->wd && !strcmp(st->open[i].name, ev->name)) {
+			if (!(ev->mask & IN_CREATE))
+				fs_stage_forget(st, i);
+			return;
+		}
+	}
+	if ((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR))
+		fs_stage_follow_new(st, ev->wd, ev->name);
+}
+
+/* A directory new in the environment is watched at once, not at the next
+ * refresh: Trac makes a ticket's attachment directory and creates the file
+ * in it right away.  What was made in it before the watch took (deeper
+ * directories, files) is taken as new too; a file found there may be closed
+ * already, and only waits until FS_STAGE_MAX_WAIT_MS then. */
+static void fs_stage_new_dir(fs_ctx *c, fs_stage_state *st, const char *rel, int depth)
+{
+	char path[PATH_MAX], sub[PATH_MAX];
+	struct dirent *de;
+	int wd = fs_stage_add_watch(c, rel);
+	DIR *d;
+
+	if (wd < 0 || (size_t)snprintf(path, sizeof path, "%s/%s", c->env.root, rel) >= sizeof path ||
+	    !(d = opendir(path)))
+		return;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
+			continue;
+		if (de->d_type == DT_REG)
+			fs_stage_follow_new(st, wd, de->d_name);
+		else if (de->d_type == DT_DIR && depth < 8 &&
+		         (size_t)snprintf(sub, sizeof sub, "%s/%s", rel, de->d_name) < sizeof sub)
+			fs_stage_new_dir(c, st, sub, depth + 1);
+	}
+	closedir(d);
+}
+
+/* One event: the database and its journals are none of ours; anything else
+ * is a change, and new files are followed until they are closed. */
+static void fs_stage_event(fs_ctx *c, fs_stage_state *st, const struct inotify_event *ev)
+{
+	char rel[PATH_MAX];
+	const char *dir;
+
+	if (ev->mask & IN_IGNORED) {   /* the directory went: so does its watch */
+		if ((size_t)ev->wd < c->stage_ndirs) {
+			free(c->stage_dirs[ev->wd]);
+			c->stage_dirs[ev->wd] = NULL;
+		}
+		return;
+	}
+	if (!(ev->mask & IN_Q_OVERFLOW) && ev->len && ev->wd >= 0 && (size_t)ev->wd < c->stage_ndirs &&
+	    (dir = c->stage_dirs[ev->wd])) {
+		snprintf(rel, sizeof rel, "%s%s%s", strcmp(dir, ".") ? dir : "", strcmp(dir, ".") ? "/" : "",
+		         ev->name);
+		if (ts_journal_excluded(rel, ts_dbsnap_tree_rel(&c->env)))
+			return;
+		if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) && (ev->mask & IN_ISDIR))
+			fs_stage_new_dir(c, st, rel, 0);
+	}
+	if (ev->len)
+		fs_stage_follow(st, ev);
+	st->last = fs_stage_now_ms();
+	if (!st->dirty)
+		st->first = st->last;
+	st->dirty = true;
+}
+
+/* When the next refresh is due (ms), or -1: none is wanted. */
+static int64_t fs_stage_due(const fs_stage_state *st)
+{
+	int64_t due;
+	if (!st->dirty)
+		return -1;
+	due = st->nopen ? st->first + FS_STAGE_MAX_WAIT_MS : st->last + FS_STAGE_QUIET_MS;
+	if (due > st->first + FS_STAGE_MAX_WAIT_MS)
+		due = st->first + FS_STAGE_MAX_WAIT_MS;
+	return due < st->next_ok ? st->next_ok : due;
+}
+
+static void fs_stage_build(fs_ctx *c)
+{
+	ts_err e;
+	ts_err_clear(&e);
+	pthread_mutex_lock(&c->snap_mu);
+	if (ts_stage_build(&c->store, &c->stage_stop, &e) != TS_OK)
+		ts_log(LOG_WARNING, "staging the next snapshot failed: %s (it is made without)", e.msg);
+	pthread_mutex_unlock(&c->snap_mu);
+	malloc_trim(0);   /* the manifest it read: give it back, as fs_take does */
+}
+
+/* Returns how long it took (ms; not counting the wait for a snapshot in
+ * progress), or -1 to try again later (the store was busy). */
+static int64_t fs_stage_refresh(fs_ctx *c, bool all_dirs, bool *none)
+{
+	ts_snap_opts o = { .name = TS_STORE_STAGE, .no_database = c->no_database, .cancel = &c->cancel };
+	ts_stage_refresh_out out;
+	ts_err e;
+
+	ts_err_clear(&e);
+	pthread_mutex_lock(&c->snap_mu);
+	int64_t t0 = fs_stage_now_ms();
+	ts_err_code rc = ts_stage_refresh(&c->store, &c->env, &o, all_dirs, fs_stage_watch, c, &out, &e);
+	int64_t took = fs_stage_now_ms() - t0;
+	pthread_mutex_unlock(&c->snap_mu);
+	malloc_trim(0);
+	*none = out.none;
+	if (rc == TS_OK && !out.busy && !out.none && out.bytes_copied)
+		ts_log(LOG_DEBUG, "stage refreshed: %llu bytes copied in %lld ms",
+		       (unsigned long long)out.bytes_copied, (long long)took);
+	if (rc != TS_OK && rc != TS_ERR_CANCELLED)
+		ts_log(LOG_WARNING, "refreshing the stage failed: %s (the next snapshot is made "
+		       "without it)", e.msg);
+	return out.busy ? -1 : took;
+}
+
+static void *fs_stage_main(void *arg)
+{
+	fs_ctx *c = arg;
+	char buf[64 * (sizeof(struct inotify_event) + NAME_MAX + 1)]
+		__attribute__((aligned(__alignof__(struct inotify_event))));
+	struct pollfd pf[2] = { { c->stage_ino, POLLIN, 0 }, { c->stage_wake, POLLIN, 0 } };
+	fs_stage_state st = { .build = true, .all_dirs = true };
+
+	while (!c->stage_quit) {
+		int64_t now = fs_stage_now_ms(), due = st.build ? now : fs_stage_due(&st);
+		int timeout = due < 0 ? -1 : due <= now ? 0 : (int)(due - now);
+		if (poll(pf, 2, timeout) < 0 && errno != EINTR)
+			break;
+		if (pf[1].revents & POLLIN) {
+			uint64_t v;
+			if (read(c->stage_wake, &v, sizeof v) == (ssize_t)sizeof v)
+				st.build = true;
+		}
+		if (pf[0].revents & POLLIN) {
+			ssize_t n = read(c->stage_ino, buf, sizeof buf);
+			for (char *p = buf; n > 0 && p < buf + n;) {
+				struct inotify_event *ev = (struct inotify_event *)p;
+				fs_stage_event(c, &st, ev);
+				p += sizeof *ev + ev->len;
+			}
+		}
+		if (c->stage_quit)
+			break;
+		if (st.build) {
+			st.build = false;
+			fs_stage_build(c);
+			/* Then bring it up to the environment, and watch it. */
+			st.dirty = true;
+			st.first = st.last = 0;
+			fs_stage_forget_all(&st);
+		}
+		due = fs_stage_due(&st);
+		if (due < 0 || fs_stage_now_ms() < due)
+			continue;
+		bool none = false;
+		int64_t took = fs_stage_refresh(c, st.all_dirs, &none);
+		now = fs_stage_now_ms();
+		if (took < 0) {
+			st.next_ok = now + 1000;   /* another writer: again later */
+			continue;
+		}
+		st.dirty = false;
+		fs_stage_forget_all(&st);   /* still open: copied as they were, again once closed */
+		st.all_dirs = none;   /* after a build, every directory is watched again */
+		st.next_ok = now + (took * FS_STAGE_GAP_X > FS_STAGE_GAP_MS ? took * FS_STAGE_GAP_X : FS_STAGE_GAP_MS);
+	}
+	fs_stage_forget_all(&st);
+	return NULL;
+}
+int fs_stage_start(fs_ctx *c)
+{
+	c->stage_ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	c->stage_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	c->stage_quit = 0;
+	if (c->stage_ino < 0 || c->stage_wake < 0 ||
+	    pthread_create(&c->stage_thread, NULL, fs_stage_main, c) != 0) {
+		ts_log(LOG_WARNING, "cannot start the staging thread (%s): snapshots are made "
+		       "without a stage", strerror(errno));
+		fs_stage_close(c);
+		return -1;
+	}
+	c->staging = true;
+	return 0;
+}
+
+void fs_stage_kick(fs_ctx *c)
+{
+	uint64_t one = 1;
+	if (c->stage_wake >= 0)
+		(void)!write(c->stage_wake, &one, sizeof one);
+}
+
+void fs_stage_stop(fs_ctx *c)
+{
+	if (!c->staging)
+		return;
+	c->stage_quit = 1;
+	c->cancel = 1;   /* a refresh in progress gives up */
+	fs_stage_kick(c);
+	pthread_join(c->stage_thread, NULL);
+	c->staging = false;
+}
+
+void fs_stage_close(fs_ctx *c)
+{
+	fs_stage_stop(c);
+	if (c->stage_ino >= 0)
+		close(c->stage_ino);
+	if (c->stage_wake >= 0)
+		close(c->stage_wake);
+	c->stage_ino = c->stage_wake = -1;
+	for (size_t i = 0; i < c->stage_ndirs; i++)
+		free(c->stage_dirs[i]);
+	free(c->stage_dirs);
+	c->stage_dirs = NULL;
+	c->stage_ndirs = 0;
+}
