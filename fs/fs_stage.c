@@ -279,8 +279,10 @@ static void *fs_stage_main(void *arg)
 		if (st.build) {
 			st.build = false;
 			fs_stage_build(c);
-			/* Then bring it up to the environment, and watch it. */
+			/* Then bring it up to the environment, and watch it (all
+			 * of it again: a restore may have replaced it). */
 			st.dirty = true;
+			st.all_dirs = true;
 			st.first = st.last = 0;
 			fs_stage_forget_all(&st);
 		}
@@ -296,7 +298,7 @@ static void *fs_stage_main(void *arg)
 		}
 		st.dirty = false;
 		fs_stage_forget_all(&st);   /* still open: copied as they were, again once closed */
-		st.all_dirs = none;   /* after a build, every directory is watched again */
+		st.all_dirs = none;   /* nothing staged yet: watch all once there is */
 		st.next_ok = now + (took * FS_STAGE_GAP_X > FS_STAGE_GAP_MS ? took * FS_STAGE_GAP_X : FS_STAGE_GAP_MS);
 	}
 	fs_stage_forget_all(&st);

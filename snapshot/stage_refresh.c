@@ -30,7 +30,11 @@ static ts_err_code stage_tree_manifest(ts_store *s, const char *base_name, ts_ma
 static ts_err_code stage_db(const ts_env *env, int stagefd, ts_err *e)
 {
 	ts_dbsnap *db = NULL;
-	ts_err_code rc = ts_dbsnap_open(env, 1, &db, e);
+	ts_err_code rc;
+
+	if (env->db.kind != TS_DB_SQLITE)
+		return TS_OK;   /* not even a connection to PostgreSQL */
+	rc = ts_dbsnap_open(env, 1, &db, e);
 	if (rc == TS_OK && db->ops->precopy)
 		rc = db->ops->precopy(db, stagefd, TS_STAGE_DB_PRECOPY, e);
 	if (db)

@@ -141,17 +141,22 @@ def wait_staged_file(store, rel):
         time.sleep(0.02)
 
 
+def wait_refreshed(store):
+    """Until the stage was refreshed once (the first refresh follows each
+    build: it writes the stage's manifest)."""
+    deadline = time.monotonic() + STAGE_TIMEOUT
+    while not (stage_manifest(store) and stage_base(store)):
+        assert time.monotonic() < deadline, "the stage was never refreshed"
+        time.sleep(0.02)
+
+
 def test_new_attachment_is_staged_ahead(env_sqlite, mount_factory):
     m = mount_factory(env_sqlite)
     env = m.env
     os.mkdir(m.path("s1"))
     wait_sealed(m.store, "s1")
     wait_stage(m.store, "s1")
-    # The first refresh follows the build: it writes the stage's manifest.
-    deadline = time.monotonic() + STAGE_TIMEOUT
-    while not stage_manifest(m.store):
-        assert time.monotonic() < deadline, "the stage was never refreshed"
-        time.sleep(0.02)
+    wait_refreshed(m.store)
 
     # Database writes alone: no refresh (its manifest stays as it is).
     before = os.stat(os.path.join(m.store, ".stage", "manifest"))
@@ -188,3 +193,28 @@ def test_new_attachment_is_staged_ahead(env_sqlite, mount_factory):
     assert out == "5\n"
     wait_sealed(m.store, "s2")
     assert tracsnap("verify", "--store", m.store, env, check=False).returncode == 0
+
+
+def test_replaced_environment_is_watched_again(env_sqlite, mount_factory):
+    """A restore replaces the environment's directories (new inodes): the
+    stager watches the new ones once the next snapshot is staged."""
+    m = mount_factory(env_sqlite)
+    env = m.env
+    os.mkdir(m.path("s1"))
+    wait_sealed(m.store, "s1")
+    wait_stage(m.store, "s1")
+    wait_refreshed(m.store)          # the old directories are watched
+    shutil.copytree(env, env + ".new", symlinks=True)
+    os.rename(env, env + ".old")
+    os.rename(env + ".new", env)
+    os.mkdir(m.path("s2"))
+    assert_same_files(env, m.path("s2"))
+    wait_sealed(m.store, "s2")
+    wait_stage(m.store, "s2")
+    wait_refreshed(m.store)
+
+    rel = os.path.join("files", "attachments", "ticket", "after-restore.bin")
+    with open(os.path.join(env, rel), "wb") as f:
+        f.write(os.urandom(20000))
+    wait_staged_file(m.store, rel)
+    shutil.rmtree(env + ".old")
