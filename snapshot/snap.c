@@ -570,6 +570,8 @@ static void snap_dbpre_start(snap_dbpre *p, ts_dbsnap *db, int dirfd)
 {
 	p->db = db;
 	p->dirfd = dirfd;
+	if (!db->ops->precopy)
+		(void)unlinkat(dirfd, SNAP_DB_PRECOPY, 0);   /* a stage's copy (stage.h), of no use here */
 	p->started = db->ops->precopy && pthread_create(&p->th, NULL, snap_dbpre_main, p) == 0;
 }
 
@@ -716,6 +718,8 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	clock_gettime(CLOCK_MONOTONIC, &t_pre);
 	if (!o->no_database)
 		snap_dbpre_start(&dbpre, db, r.tmp.dirfd);
+	else   /* a stage's copy (stage.h), of no use here */
+		(void)unlinkat(r.tmp.dirfd, SNAP_DB_PRECOPY, 0);
 	rc = snap_precopy(&r, e);
 	if (rc != TS_OK)
 		goto out;

@@ -1095,6 +1095,20 @@ static void test_stage_refresh(void **state)
 	take_ok(x, "s4", &s4);
 	compare_tree(x, "s4");
 	snap_text_is(x, "s4", "htdocs/a.txt", "fourth version\n");
+
+	/* A snapshot without the database leaves the stage's database copy
+	 * nowhere (store_clean_and_unlocked: nothing else in a snapshot). */
+	stage_ok(x, NULL);
+	assert_int_equal(refresh(x, false, &dirs, &out, NULL), TS_OK);
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_DB);
+	assert_true(tu_exists(p));
+	{
+		ts_snap_stats s5;
+		ts_err e;
+		assert_int_equal(take(x, "s5", true, 5, &s5, &e), TS_OK);
+	}
+	assert_false(stage_exists(x));
+	assert_false(snap_has(x, "s5", "db/trac.db"));
 	store_clean_and_unlocked(x);
 }
 
