@@ -431,7 +431,8 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 	m.unsealed_boot = strdup(boot);
 	if (!m.env || !m.unsealed_boot)
 		goto nomem;
-	if (!r->env->db_rel && r->env->db_abs && !r->o->no_database) {
+	/* (A stage's manifest, written without the database: no db_rel.) */
+	if (db_rel && !r->env->db_rel && r->env->db_abs && !r->o->no_database) {
 		m.external_db = strdup(r->env->db_abs);
 		m.external_db_rel = strdup(db_rel);
 		if (!m.external_db || !m.external_db_rel)

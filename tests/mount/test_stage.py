@@ -53,12 +53,18 @@ def first_attachment(env):
     raise AssertionError("no attachment in %s" % env)
 
 
-def test_snapshot_from_stage_is_the_environment(env_sqlite, mount_factory):
-    m = mount_factory(env_sqlite)
-    env = m.env
+def mount_staged(env, mount_factory):
+    """A mount of env with snapshot s1 taken, sealed and staged."""
+    m = mount_factory(env)
     os.mkdir(m.path("s1"))
     wait_sealed(m.store, "s1")
     wait_stage(m.store, "s1")
+    return m
+
+
+def test_snapshot_from_stage_is_the_environment(env_sqlite, mount_factory):
+    m = mount_staged(env_sqlite, mount_factory)
+    env = m.env
     assert ".stage" not in os.listdir(m.mnt)
     assert snapshot_names(m.mnt) == ["s1"]
     kept = first_attachment(env)
@@ -151,11 +157,8 @@ def wait_refreshed(store):
 
 
 def test_new_attachment_is_staged_ahead(env_sqlite, mount_factory):
-    m = mount_factory(env_sqlite)
+    m = mount_staged(env_sqlite, mount_factory)
     env = m.env
-    os.mkdir(m.path("s1"))
-    wait_sealed(m.store, "s1")
-    wait_stage(m.store, "s1")
     wait_refreshed(m.store)
 
     # Database writes alone: no refresh (its manifest stays as it is).
@@ -198,11 +201,8 @@ def test_new_attachment_is_staged_ahead(env_sqlite, mount_factory):
 def test_replaced_environment_is_watched_again(env_sqlite, mount_factory):
     """A restore replaces the environment's directories (new inodes): the
     stager watches the new ones once the next snapshot is staged."""
-    m = mount_factory(env_sqlite)
+    m = mount_staged(env_sqlite, mount_factory)
     env = m.env
-    os.mkdir(m.path("s1"))
-    wait_sealed(m.store, "s1")
-    wait_stage(m.store, "s1")
     wait_refreshed(m.store)          # the old directories are watched
     shutil.copytree(env, env + ".new", symlinks=True)
     os.rename(env, env + ".old")

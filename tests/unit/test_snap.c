@@ -808,6 +808,18 @@ static bool stage_exists(fx *x)
 	return lstat(p, &st) == 0;
 }
 
+/* A write to the environment's database, as Trac makes one. */
+static void add_fourth_ticket(fx *x)
+{
+	char p[TBUF];
+	sqlite3 *w;
+
+	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	w = tu_db_open(p, SQLITE_OPEN_READWRITE);
+	tu_sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
+	assert_int_equal(sqlite3_close(w), SQLITE_OK);
+}
+
 /* A snapshot made from a stage is the environment exactly, whatever
  * changed: files changed, removed and added, a directory removed with its
  * files, a file become a directory and a directory a file, symlinks new,
@@ -856,12 +868,7 @@ static void test_snap_staged(void **state)
 	tu_mkdir_in(x->env, "newtop", 0700);
 	tu_mkdir_in(x->env, "newtop/sub", 0750);
 	tu_put_in(x->env, "newtop/sub/x.txt", "x\n", 0600);
-	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
-	{
-		sqlite3 *w = tu_db_open(p, SQLITE_OPEN_READWRITE);
-		tu_sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
-		assert_int_equal(sqlite3_close(w), SQLITE_OK);
-	}
+	add_fourth_ticket(x);
 
 	take_ok(x, "s2", &s2);
 	assert_false(stage_exists(x));   /* adopted: it became s2's tree */
@@ -1035,12 +1042,7 @@ static void test_stage_refresh(void **state)
 
 	/* Changed after the refresh: the snapshot still sees it. */
 	tu_put_in(x->env, "htdocs/site.css", "changed after the refresh\n", 0644);
-	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
-	{
-		sqlite3 *w = tu_db_open(p, SQLITE_OPEN_READWRITE);
-		tu_sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
-		assert_int_equal(sqlite3_close(w), SQLITE_OK);
-	}
+	add_fourth_ticket(x);
 	take_ok(x, "s2", &s2);
 	assert_false(stage_exists(x));   /* adopted */
 	compare_tree(x, "s2");
@@ -1189,6 +1191,24 @@ static void test_snap_external_db(void **state)
 	assert_non_null(me);
 	assert_int_equal(me->type, 'f');
 	ts_manifest_free(&m);
+
+	/* Staged and refreshed (stage.h), then the next snapshot. */
+	{
+		ts_stage_refresh_out out;
+		ts_snap_stats st2;
+		size_t dirs;
+		stage_ok(x, NULL);
+		tu_put_in(x->env, "htdocs/a.txt", "changed before the refresh\n", 0644);
+		assert_int_equal(refresh(x, false, &dirs, &out, NULL), TS_OK);
+		assert_false(out.none);
+		take_ok(x, "ext2", &st2);
+		assert_false(stage_exists(x));
+		check_db(x, "ext2", TS_SNAP_EXTERNAL_DB_DIR "/x.db", 3, "first,second,third");
+		compare_tree(x, "ext2");
+		check_manifest(x, "ext2", &st2, &m);
+		assert_string_equal(m.external_db, dbp);
+		ts_manifest_free(&m);
+	}
 	store_clean_and_unlocked(x);
 }
 
