@@ -61,7 +61,6 @@ typedef struct fs_stage_state {
 	size_t nopen;                  /* files created, not closed yet */
 } fs_stage_state;
 
-
 static int64_t fs_stage_now_ms(void)
 {
 	struct timespec t;
@@ -69,7 +68,6 @@ static int64_t fs_stage_now_ms(void)
 	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* ts_stage_dir_fn: watch one directory of the environment. */
 /* Watch one directory of the environment (rel to it); its descriptor, or
  * -1. */
 static int fs_stage_add_watch(fs_ctx *c, const char *rel)

@@ -177,9 +177,6 @@ out:
 	return rc;
 }
 
-/* Rollback-journal mode: copy the file as it is now, before the lock.  It
- * need not be consistent: capture compares it block by block with the file
- * under the lock and rewrites what differs. */
 /* Bring the copy open on out up to the file open on in (path and rel name
  * them for messages), writing only the blocks that differ: the pages of a
  * copy that are rewritten cost most (fresh page cache), the ones compared
@@ -220,9 +217,11 @@ out:
 	return rc;
 }
 
-/* A raw copy of the file while Trac runs, made exact under the lock
- * (sqlite_refresh).  A copy already at rel (the daemon's stage keeps one,
- * stage.h) is brought up to date instead of made anew. */
+/* Rollback-journal mode: copy the file as it is now, before the lock.  It
+ * need not be consistent: capture compares it block by block with the file
+ * under the lock and rewrites what differs (sqlite_refresh).  A copy already
+ * at rel (the daemon's stage keeps one, stage.h) is brought up to date
+ * instead of made anew. */
 static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_err *e)
 {
 	sqlite_impl *im = d->impl;

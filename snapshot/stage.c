@@ -175,18 +175,29 @@ out:
 	return rc;
 }
 
-bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *fresh)
+ts_err_code ts_stage_manifest(ts_store *s, ts_manifest *m, ts_err *e)
 {
 	char path[64];
+	snprintf(path, sizeof path, "/proc/self/fd/%d/%s", s->dirfd, TS_STORE_STAGE_MANIFEST);
+	return ts_manifest_read(path, m, e);
+}
+
+bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *fresh)
+{
 	int nfd;
 
 	if (!ts_stage_of(s, base_name, basefd))
 		return false;
 	/* Refreshed: its own manifest says what the tree holds now. */
-	if (faccessat(s->dirfd, TS_STORE_STAGE_MANIFEST, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-		snprintf(path, sizeof path, "/proc/self/fd/%d/%s", s->dirfd, TS_STORE_STAGE_MANIFEST);
-		if (ts_manifest_read(path, fresh, NULL) != TS_OK || fresh->n == 0)
+	switch (ts_stage_manifest(s, fresh, NULL)) {
+	case TS_OK:
+		if (fresh->n == 0)
 			goto unusable;
+		break;
+	case TS_ERR_NOTFOUND:
+		break;
+	default:
+		goto unusable;
 	}
 	/* Opened before the rename, which it follows: once the rename is done
 	 * nothing can fail any more. */

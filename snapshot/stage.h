@@ -49,6 +49,11 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e);
  * open on treefd, in this boot? */
 bool ts_stage_of(ts_store *s, const char *name, int treefd);
 
+/* Read the stage's own manifest, written by a refresh, into m (initialised
+ * by the caller, freed by it); TS_ERR_NOTFOUND when the stage was not
+ * refreshed. */
+ts_err_code ts_stage_manifest(ts_store *s, ts_manifest *m, ts_err *e);
+
 /* For a writer holding the lock, with t just begun: if the stage was made
  * from the snapshot base_name whose tree is open on basefd, move its tree in
  * as t's (t->treefd then refers to it), and its database copy as
@@ -64,7 +69,6 @@ typedef struct ts_stage_refresh_out {
 	bool busy;            /* another writer held the store: nothing done, try later */
 	bool none;            /* no stage of the newest snapshot to refresh: build first */
 	uint64_t bytes_copied;
-	size_t files;         /* files in the refreshed tree */
 } ts_stage_refresh_out;
 
 /* Called for each directory of the refreshed tree (rel to the environment's

@@ -13,14 +13,15 @@
 #include "snap_int.h"
 
 /* The manifest that says what the staged tree holds: its own once
- * refreshed, the base snapshot's before. */
+ * refreshed (ts_stage_manifest), the base snapshot's before. */
 static ts_err_code stage_tree_manifest(ts_store *s, const char *base_name, ts_manifest *m, ts_err *e)
 {
 	char path[PATH_MAX + 64];
-	if (faccessat(s->dirfd, TS_STORE_STAGE_MANIFEST, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-		snprintf(path, sizeof path, "/proc/self/fd/%d/%s", s->dirfd, TS_STORE_STAGE_MANIFEST);
-	else
-		snprintf(path, sizeof path, "/proc/self/fd/%d/%s/manifest", s->dirfd, base_name);
+	ts_err_code rc = ts_stage_manifest(s, m, e);
+	if (rc != TS_ERR_NOTFOUND)
+		return rc;
+	ts_err_clear(e);
+	snprintf(path, sizeof path, "/proc/self/fd/%d/%s/manifest", s->dirfd, base_name);
 	return ts_manifest_read(path, m, e);
 }
 
@@ -65,10 +66,7 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	r.stats = &stats;
 	r.envfd = r.prevfd = r.tmp.dirfd = r.tmp.treefd = -1;
 	r.root = geteuid() == 0;
-	r.staged = true;
 	ts_manifest_init(&m);
-	ts_manifest_init(&r.prev);
-	ts_manifest_init(&r.fresh);
 
 	rc = ts_store_lock(s, 0, e);
 	if (rc == TS_ERR_BUSY) {
@@ -128,7 +126,6 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 		goto out;
 	busy = false;
 	out->bytes_copied = stats.bytes_copied;
-	out->files = stats.files;
 	for (size_t i = 0; dir_fn && (all_dirs || r.dirs_added) && i < r.items.n; i++)
 		if (r.items.v[i].type == 'd')
 			dir_fn(arg, r.items.v[i].rel);
