@@ -7,13 +7,17 @@
 #   make valgrind             unit tests under valgrind memcheck
 #   make valgrind-daemon      a daemon session (mount, snapshot, read, unmount) under memcheck
 #   make fuzz SECONDS=60      build the libFuzzer targets (clang) and run each SECONDS
-#   make install PREFIX=/usr/local DESTDIR=   binary, man page, mount helper link
+#   make install PREFIX=/usr/local DESTDIR=   binary, man page, and the mount(8)
+#                             helper /sbin/mount.fuse.tracsnap (MOUNT_HELPER_DIR)
 #   make uninstall
 
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 BINDIR    ?= $(PREFIX)/bin
 MANDIR    ?= $(PREFIX)/share/man
+# mount(8) looks for mount.fuse.tracsnap here whatever PREFIX is; empty: no helper
+# (then `mount -t fuse.tracsnap` works only with BINDIR on mount(8)'s fixed PATH).
+MOUNT_HELPER_DIR ?= /sbin
 SANITIZER ?=
 PYTHON    ?= /usr/bin/python3
 PYTEST_ARGS ?=
@@ -120,9 +124,24 @@ install: $(O)/tracsnap
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(O)/tracsnap $(DESTDIR)$(BINDIR)/tracsnap
 	install -m 0644 man/tracsnap.1 $(DESTDIR)$(MANDIR)/man1/tracsnap.1
+ifneq ($(MOUNT_HELPER_DIR),)
+	sed "s|@BINDIR@|$(BINDIR)|" scripts/mount.fuse.tracsnap.in > $(O)/mount.fuse.tracsnap
+	install -d $(DESTDIR)$(MOUNT_HELPER_DIR)
+	install -m 0755 $(O)/mount.fuse.tracsnap $(DESTDIR)$(MOUNT_HELPER_DIR)/mount.fuse.tracsnap
+else
+	@echo "make install: no mount helper (MOUNT_HELPER_DIR empty): mount -t fuse.tracsnap" \
+	  "and fstab lines work only if $(BINDIR) is /usr/local/bin, /usr/bin or /bin"
+endif
 
+# The helper is removed only when it runs this BINDIR's tracsnap: another
+# install's helper (another PREFIX) is left to that install.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tracsnap $(DESTDIR)$(MANDIR)/man1/tracsnap.1
+ifneq ($(MOUNT_HELPER_DIR),)
+	@h=$(DESTDIR)$(MOUNT_HELPER_DIR)/mount.fuse.tracsnap; \
+	if [ -f "$$h" ] && grep -qxF "bindir='$(BINDIR)'" "$$h"; then echo "rm -f $$h"; rm -f "$$h"; \
+	elif [ -e "$$h" ]; then echo "make uninstall: $$h left: it belongs to another install"; fi
+endif
 
 clean:
 	rm -rf build build-address build-undefined build-fuzz tracsnap
