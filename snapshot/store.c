@@ -1,5 +1,6 @@
 /* store.c - snapshot store layout, lock and leftovers (see store.h). */
 #include "store.h"
+#include "trust.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -169,12 +170,11 @@ ts_err_code ts_store_open(const char *path, bool create, ts_store *s, ts_err *e)
 		rc = ts_err_sys(e, errno, "store %s: cannot create", path);
 		goto out;
 	}
-	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dirfd < 0) {
-		rc = ts_err_sys(e, errno, "store %s: cannot open", path);
+	/* Only a store no other account could have arranged (trust.h). */
+	rc = ts_trust_open_dir(path, &s->dirfd, e);
+	if (rc != TS_OK)
 		goto out;
-	}
-	if (fstat(s->dirfd, &st) == 0 && (st.st_mode & 077) && st.st_uid == geteuid())
+	if (fstat(s->dirfd, &st) == 0 && (st.st_mode & 077))
 		(void)fchmod(s->dirfd, st.st_mode & 0700); /* snapshots hold 0600 trac.ini */
 	s->root = realpath(path, NULL);
 	if (!s->root)

@@ -174,18 +174,43 @@ def test_store_is_0700(env_sqlite, tmp_path, mount_factory, how):
         os.chmod(str(tmp_path), 0o700)
 
 
-@pytest.mark.parametrize("mode", [0o755, 0o777])
-def test_existing_store_made_0700(env_sqlite, tmp_path, mode):
+def test_existing_store_made_0700(env_sqlite, tmp_path):
     """An administrator's pre-made store with a looser mode is tightened to
     0700: the manifests list every file name and a SHA-256 of trac.ini."""
     store = str(tmp_path / "store")
     os.mkdir(store)
-    os.chmod(store, mode)
+    os.chmod(store, 0o755)
     p = subprocess.run([tracsnap_bin(), "snapshot", "--store", store, env_sqlite, "a"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert stat.S_IMODE(os.stat(store).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(os.path.join(store, "a", "manifest")).st_mode) & 0o077 == 0
+
+
+@pytest.mark.parametrize("where", ["store", "parent"])
+def test_store_others_could_arrange_is_refused(env_sqlite, tmp_path, where):
+    """A store, or a directory above it, that another account owns or may write
+    is refused (doc/security.md): that account could have planted links in it
+    or swap it between two runs.  Nothing is created, the store is untouched."""
+    parent = tmp_path / "p"
+    store = parent / "store"
+    store.mkdir(parents=True)
+    (store / "planted").write_text("x")
+    bad = store if where == "store" else parent
+    os.chmod(str(bad), 0o777)
+    before = sorted(os.listdir(str(store)))
+    p = subprocess.run([tracsnap_bin(), "snapshot", "--store", str(store), env_sqlite, "a"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 77, p.stderr
+    assert p.stderr.strip() == "tracsnap: store %s: %s is writable by group or others" % (store, bad)
+    assert sorted(os.listdir(str(store))) == before
+    os.chmod(str(bad), 0o755)
+    os.chown(str(bad), 65534, 65534)
+    p = subprocess.run([tracsnap_bin(), "snapshot", "--store", str(store), env_sqlite, "a"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    why = "not owned by the user running tracsnap" if where == "store" else "owned by another user"
+    assert p.returncode == 77 and p.stderr.strip() == "tracsnap: store %s: %s is %s" % (store, bad, why)
+    assert sorted(os.listdir(str(store))) == before
 
 
 # ---------------------------------------------------------------- passwords
