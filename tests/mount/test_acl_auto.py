@@ -1,0 +1,102 @@
+"""Root-safe view (issue 14): POSIX ACLs and xattr names as on the real
+filesystem, and first-access names that other users cannot turn into a
+snapshot-and-prune loop.
+
+Every check compares what a real unprivileged user gets through an
+allow_other mount with what the same user gets on ENV itself.
+"""
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import NOBODY, as_nobody, extract_fixture, run, start_public_mount, store_snapshots
+
+TIMEOUT = 20
+USER, GROUP = "tsh3acl", "tsh3grp"
+AS_USER = ["setpriv", "--reuid=" + USER, "--regid=" + GROUP, "--clear-groups"]
+SECRET = "acl-protected data\n"
+
+
+def _as(who, args):
+    return run(who + [str(a) for a in args], check=False, timeout=TIMEOUT,
+               env=dict(os.environ, LC_ALL="C"))
+
+
+@pytest.fixture
+def tsh3_user():
+    """A group and a user whose primary group it is; removed even on failure."""
+    subprocess.run(["userdel", USER], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    subprocess.run(["groupdel", GROUP], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        run(["groupadd", GROUP])
+        run(["useradd", "-M", "-N", "-g", GROUP, "-s", "/usr/sbin/nologin", "-d", "/nonexistent", USER])
+        yield USER
+    finally:
+        subprocess.run(["userdel", USER], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        subprocess.run(["groupdel", GROUP], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+def _acl_env(public_dir):
+    """The fixture env where everyone can reach it, with ENV/acl/f.txt
+    root:GROUP 0640 whose ACL denies the group and lets nobody read, and
+    ENV/acl/plain.txt 0644 without an ACL; both with a trusted.* and a
+    user.* attribute."""
+    env = extract_fixture("trac-env-sqlite", os.path.join(public_dir, "envs"))
+    os.chmod(os.path.join(public_dir, "envs"), 0o755)
+    os.chmod(env, 0o755)
+    d = os.path.join(env, "acl")
+    os.mkdir(d)
+    os.chmod(d, 0o755)
+    f = os.path.join(d, "f.txt")
+    with open(f, "w") as fh:
+        fh.write(SECRET)
+    os.chown(f, 0, int(run(["getent", "group", GROUP]).stdout.split(":")[2]))
+    os.chmod(f, 0o640)
+    run(["setfacl", "-m", "u:nobody:r--,g::---,m::r--", f])
+    plain = os.path.join(d, "plain.txt")
+    with open(plain, "w") as fh:
+        fh.write("plain\n")
+    os.chmod(plain, 0o644)
+    for p in (f, plain):
+        os.setxattr(p, "trusted.x", b"1")
+        os.setxattr(p, "user.y", b"2")
+    return env
+
+
+def _cat(who, path):
+    p = _as(who, ["cat", path])
+    return p.returncode, p.stdout, "Permission denied" in p.stderr
+
+
+LISTX = ["/usr/bin/python3", "-c",
+         "import os, sys; print(' '.join(sorted(os.listxattr(sys.argv[1], follow_symlinks=False))))"]
+
+
+def test_trusted_xattrs_only_for_root(tsh3_user, public_dir, mount_factory, tmp_path):
+    env = _acl_env(public_dir)
+    m = start_public_mount(mount_factory, public_dir, tmp_path, env)
+    os.mkdir(m.path("s"))
+    in_env = os.path.join(env, "acl", "plain.txt")
+    in_snap = m.path("s", "acl", "plain.txt")
+    # root sees trusted.x on both
+    assert "trusted.x" in os.listxattr(in_env)
+    assert sorted(os.listxattr(in_snap)) == sorted(os.listxattr(in_env))
+    assert os.getxattr(in_snap, "trusted.x") == b"1"
+    p = run(["getfattr", "-d", "-m", "-", in_snap])
+    assert "trusted.x" in p.stdout
+    # nobody sees exactly the names it sees on ENV: no trusted.*
+    for who in (NOBODY, AS_USER):
+        e = _as(who, LISTX + [in_env])
+        s = _as(who, LISTX + [in_snap])
+        assert e.returncode == 0 and s.returncode == 0, (e.stderr, s.stderr)
+        assert "trusted." not in e.stdout
+        assert s.stdout == e.stdout, who
+        # the directory too (no attributes there at all besides what ENV has)
+        assert _as(who, LISTX + [m.path("s", "acl")]).stdout == _as(who, LISTX + [os.path.join(env, "acl")]).stdout
+    p = as_nobody(["getfattr", "-d", "-m", "-", in_snap])
+    assert "trusted" not in p.stdout + p.stderr
+    assert "user.y" in p.stdout
+    p = as_nobody(["getfattr", "-n", "trusted.x", in_snap])
+    assert p.returncode != 0 and "trusted.x=" not in p.stdout
