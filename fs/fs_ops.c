@@ -845,6 +845,17 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	if (!c->foreground)
 		ts_log_init(TS_LOG_SYSLOG, LOG_INFO);
+	/* POSIX ACLs: with this the kernel reads system.posix_acl_access of
+	 * each entry through getxattr (fs_getxattr serves it as the snapshot
+	 * has it) and checks it as the real filesystem does.  Without it
+	 * default_permissions checks only the mode bits, whose group bits are
+	 * the ACL's mask: an ACL'd file would let in a group the ACL denies
+	 * and keep out a user it grants. */
+	if (conn->capable & FUSE_CAP_POSIX_ACL)
+		conn->want |= FUSE_CAP_POSIX_ACL;
+	else
+		ts_log(LOG_WARNING, "the kernel cannot enforce POSIX ACLs on FUSE: files with an "
+		       "ACL are checked by their mode bits only");
 	fs_watch_start(c, fuse_get_context()->fuse);
 	fs_stage_start(c);
 	fs_seal_start(c);

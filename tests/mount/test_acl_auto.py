@@ -70,6 +70,33 @@ def _cat(who, path):
     return p.returncode, p.stdout, "Permission denied" in p.stderr
 
 
+def test_acl_enforced_both_ways(tsh3_user, public_dir, mount_factory, tmp_path):
+    env = _acl_env(public_dir)
+    m = start_public_mount(mount_factory, public_dir, tmp_path, env)
+    os.mkdir(m.path("s"))
+    rel = os.path.join("acl", "f.txt")
+    # On ENV: the ACL lets nobody read and denies the group member.
+    assert _cat(NOBODY, os.path.join(env, rel)) == (0, SECRET, False)
+    assert _cat(AS_USER, os.path.join(env, rel))[2]
+    # Through the mount: the same, in both directions.
+    for who in (NOBODY, AS_USER):
+        assert _cat(who, m.path("s", rel)) == _cat(who, os.path.join(env, rel)), who
+    assert _cat(NOBODY, m.path("latest", rel)) == (0, SECRET, False)
+    assert _cat(AS_USER, m.path("latest", rel))[2]
+    # getfacl shows the same ACL.
+    want = run(["getfacl", "-n", "-p", os.path.join(env, rel)]).stdout.splitlines()[1:]
+    got = run(["getfacl", "-n", "-p", m.path("s", rel)]).stdout.splitlines()[1:]
+    assert got == want
+    assert "user:65534:r--" in want
+    # and getfattr of every attribute: what ENV shows each user
+    for who in (NOBODY, AS_USER):
+        e = _as(who, ["getfattr", "-d", "-m", "-", os.path.join(env, rel)])
+        s = _as(who, ["getfattr", "-d", "-m", "-", m.path("s", rel)])
+        strip = lambda t: [x for x in t.splitlines() if not x.startswith("# file:")]
+        assert strip(s.stdout) == strip(e.stdout), (who, s.stdout, e.stdout)
+        assert "trusted" not in s.stdout
+
+
 LISTX = ["/usr/bin/python3", "-c",
          "import os, sys; print(' '.join(sorted(os.listxattr(sys.argv[1], follow_symlinks=False))))"]
 
