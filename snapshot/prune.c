@@ -113,6 +113,13 @@ void ts_prune_select(const ts_store_snap *v, size_t n, const ts_prune_policy *p,
 ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, bool dry_run,
                            int lock_timeout_s, ts_prune_fn fn, void *arg, ts_err *e)
 {
+	return ts_prune_store_except(s, p, NULL, 0, dry_run, lock_timeout_s, fn, arg, e);
+}
+
+ts_err_code ts_prune_store_except(ts_store *s, const ts_prune_policy *p,
+                                  const char *const *protect, size_t nprotect, bool dry_run,
+                                  int lock_timeout_s, ts_prune_fn fn, void *arg, ts_err *e)
+{
 	ts_err_code rc = TS_OK;
 	ts_store_snap *v = NULL;
 	size_t n = 0;
@@ -138,6 +145,10 @@ ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, bool dry_run,
 		goto out;
 	}
 	ts_prune_select(v, n, p, keep);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < nprotect && !keep[i]; j++)
+			if (protect[j] && !strcmp(v[i].name, protect[j]))
+				keep[i] = true;
 	for (size_t i = 0; i < n; i++) {
 		if (!keep[i] && !dry_run) {
 			rc = ts_store_remove(s, v[i].name, e);

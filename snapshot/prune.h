@@ -46,4 +46,13 @@ typedef void (*ts_prune_fn)(void *arg, const char *name, bool keep);
 ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, bool dry_run,
                            int lock_timeout_s, ts_prune_fn fn, void *arg, ts_err *e);
 
+/* ts_prune_store, except that the snapshots named in protect[0..nprotect)
+ * are kept whatever the policy says (they still count for its rules as any
+ * other snapshot).  The daemon protects the names its auto formats give for
+ * the current period, so that pruning after a first access never removes
+ * the snapshot another first access of this period made. */
+ts_err_code ts_prune_store_except(ts_store *s, const ts_prune_policy *p,
+                                  const char *const *protect, size_t nprotect, bool dry_run,
+                                  int lock_timeout_s, ts_prune_fn fn, void *arg, ts_err *e);
+
 #endif

@@ -12,7 +12,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+
 #include "prune.h"
+#include "tutil.h"
 
 static void set_tz(const char *tz)
 {
@@ -305,6 +310,45 @@ static void test_parse(void **state)
 	assert_true(ts_prune_policy_empty(&p));
 }
 
+/* ts_prune_store_except on a real store: the protected names stay whatever
+ * the policy says; the others go as with ts_prune_store. */
+static void test_store_except(void **state)
+{
+	char top[PATH_MAX], path[PATH_MAX + 32];
+	const char *names[] = { "a", "b", "c", "d" };
+	const char *protect[] = { "a", "nosuch", NULL };
+	ts_prune_policy p = { .last = 1 };
+	ts_store s;
+	ts_store_snap *v = NULL;
+	size_t n = 0;
+	ts_err e;
+	(void)state;
+
+	ts_err_clear(&e);
+	tu_tmpdir("prune", top);
+	tu_fmt(path, sizeof path, "%s/store", top);
+	if (ts_store_open(path, true, &s, &e) != TS_OK)
+		fail_msg("ts_store_open: %s", e.msg);
+	for (int i = 0; i < 4; i++) {
+		struct timespec t[2] = { { .tv_sec = 1000000 + i * 100 }, { .tv_sec = 1000000 + i * 100 } };
+		assert_int_equal(mkdirat(s.dirfd, names[i], 0700), 0);
+		assert_int_equal(utimensat(s.dirfd, names[i], t, 0), 0);
+	}
+	assert_int_equal(ts_prune_store_except(&s, &p, protect, 3, false, 5, NULL, NULL, &e), TS_OK);
+	assert_int_equal(ts_store_list(&s, &v, &n, &e), TS_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].name, "a");
+	assert_string_equal(v[1].name, "d");
+	ts_store_list_free(v, n);
+	assert_int_equal(ts_prune_store(&s, &p, false, 5, NULL, NULL, &e), TS_OK);
+	assert_int_equal(ts_store_list(&s, &v, &n, &e), TS_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].name, "d");
+	ts_store_list_free(v, n);
+	ts_store_close(&s);
+	tu_rm_rf(top);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -314,6 +358,7 @@ int main(void)
 		cmocka_unit_test(test_long_history_dst),
 		cmocka_unit_test(test_long_history_counts),
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_store_except),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
