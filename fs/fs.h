@@ -7,6 +7,7 @@
 #ifndef TS_FS_H
 #define TS_FS_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -36,6 +37,10 @@ typedef struct fs_ctx {
 	bool has_keep;                 /* -o keep=: prune after each new snapshot */
 	ts_prune_policy keep;
 	pthread_mutex_t snap_mu;       /* one writer at a time (fs_writer_lock); first accesses wait on it */
+	/* Under snap_mu: per auto format, the last name (period) a snapshot was
+	 * made under; a user who may not manage snapshots cannot make that
+	 * period's again, even after it was deleted or pruned (fs_ops.c). */
+	char auto_made[FS_MAX_AUTO][NAME_MAX + 1];
 	int stage_stop;                /* non-zero: a stage being built gives up (stage.h) */
 	volatile sig_atomic_t cancel;  /* set when the daemon stops: a running snapshot aborts */
 	/* fs_watch.c: invalidates the kernel's cache of the root */

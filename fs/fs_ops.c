@@ -122,8 +122,58 @@ void fs_writer_unlock(fs_ctx *c)
 	pthread_mutex_unlock(&c->snap_mu);
 }
 
-/* Take a snapshot now; serialised with every other snapshot of this daemon. */
-static int fs_take(fs_ctx *c, const char *name, const char *why)
+/* Which auto formats give name for the current time: bit i for format i. */
+static unsigned fs_auto_mask(const fs_ctx *c, const char *name)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	char buf[NAME_MAX + 1];
+	unsigned mask = 0;
+
+	localtime_r(&now, &tm);
+	for (int i = 0; i < c->nauto; i++) {
+		size_t n = strftime(buf, sizeof buf, c->auto_fmts[i], &tm);
+		if (n > 0 && !strcmp(buf, name))
+			mask |= 1u << i;
+	}
+	return mask;
+}
+
+/* The names the auto formats give now, into buf; ptrs[k] points at each.
+ * Returns how many. */
+static size_t fs_auto_now(const fs_ctx *c, char buf[][NAME_MAX + 1], const char **ptrs)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	size_t k = 0;
+
+	localtime_r(&now, &tm);
+	for (int i = 0; i < c->nauto; i++)
+		if (strftime(buf[k], NAME_MAX + 1, c->auto_fmts[i], &tm) > 0) {
+			ptrs[k] = buf[k];
+			k++;
+		}
+	return k;
+}
+
+/* Under snap_mu: was a snapshot already made in this period under name by
+ * one of the formats in mask? */
+static bool fs_auto_spent(const fs_ctx *c, const char *name, unsigned mask)
+{
+	for (int i = 0; i < c->nauto; i++)
+		if ((mask & (1u << i)) && !strcmp(c->auto_made[i], name))
+			return true;
+	return false;
+}
+
+/* Take a snapshot now; serialised with every other snapshot of this daemon.
+ * auto_mask: the auto formats that give name for the current period (0 if
+ * none).  limited: the caller may not manage snapshots (a first access by
+ * another user): it makes at most one snapshot per format and period, so
+ * that looking names up cannot make the daemon snapshot and prune in a
+ * loop.  Managers (mkdir, their first accesses) are not limited. */
+static int fs_take(fs_ctx *c, const char *name, const char *why, unsigned auto_mask,
+                   bool limited)
 {
 	ts_snap_opts o = { .name = name, .lock_timeout_s = c->lock_timeout_s,
 	                   .no_database = c->no_database, .cancel = &c->cancel };
@@ -138,17 +188,31 @@ static int fs_take(fs_ctx *c, const char *name, const char *why)
 		fs_writer_unlock(c);
 		return 0; /* another first access made it while we waited */
 	}
+	if (limited && fs_auto_spent(c, name, auto_mask)) {
+		fs_writer_unlock(c);
+		return -ENOENT;   /* made once in this period already (since deleted) */
+	}
 	rc = ts_snap_take(&c->store, &c->env, &o, &st, &e);
 	if (rc == TS_OK) {
 		ts_snap_format_stats(name, &st, line, sizeof line);
 		ts_log(LOG_INFO, "%s (%s)", line, why);
+		for (int i = 0; i < c->nauto; i++)
+			if (auto_mask & (1u << i))
+				snprintf(c->auto_made[i], sizeof c->auto_made[i], "%s", name);
 		/* Under the snapshot mutex, so that no snapshot of ours is half
-		 * made while we choose; a failed prune keeps the new snapshot. */
+		 * made while we choose; a failed prune keeps the new snapshot.
+		 * The names of the current period of every auto format are kept
+		 * whatever keep= says: otherwise a first access of one (the hour)
+		 * would prune another's (the day), whose next first access would
+		 * snapshot and prune the first, and so on. */
 		if (c->has_keep) {
+			char now[FS_MAX_AUTO][NAME_MAX + 1];
+			const char *protect[FS_MAX_AUTO];
+			size_t nprotect = fs_auto_now(c, now, protect);
 			ts_err pe;
 			ts_err_clear(&pe);
-			if (ts_prune_store(&c->store, &c->keep, false, c->lock_timeout_s,
-			                   fs_log_pruned, NULL, &pe) != TS_OK)
+			if (ts_prune_store_except(&c->store, &c->keep, protect, nprotect, false,
+			                          c->lock_timeout_s, fs_log_pruned, NULL, &pe) != TS_OK)
 				ts_log(LOG_ERR, "prune after snapshot %s failed: %s", name, pe.msg);
 		}
 	}
@@ -170,22 +234,6 @@ static int fs_take(fs_ctx *c, const char *name, const char *why)
 		ts_log(rc == TS_ERR_EXISTS || rc == TS_ERR_NAME ? LOG_INFO : LOG_ERR,
 		       "snapshot %s (%s) failed: %s", name, why, e.msg);
 	return -fs_errno(&e);
-}
-
-/* Is name what one of the auto formats gives for the current time? */
-static bool fs_is_auto_name(const fs_ctx *c, const char *name)
-{
-	time_t now = time(NULL);
-	struct tm tm;
-	char buf[NAME_MAX + 1];
-
-	localtime_r(&now, &tm);
-	for (int i = 0; i < c->nauto; i++) {
-		size_t n = strftime(buf, sizeof buf, c->auto_fmts[i], &tm);
-		if (n > 0 && !strcmp(buf, name))
-			return true;
-	}
-	return false;
 }
 
 static int fs_newest(fs_ctx *c, char *out, size_t len)
@@ -235,6 +283,7 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	fs_ctx *c = fs_get();
 	fs_path p;
 	char newest[NAME_MAX + 1];
+	unsigned mask;
 	int rc, fd = -1;
 
 	if (fi && fi->fh) {
@@ -275,9 +324,9 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 		return 0;
 	case FS_SNAP:
 		fd = fs_tree_fd(c, p.name);
-		if (fd == -ENOENT && !strcmp(p.rest, ".") && fs_is_auto_name(c, p.name) &&
+		if (fd == -ENOENT && !strcmp(p.rest, ".") && (mask = fs_auto_mask(c, p.name)) &&
 		    ts_name_check(p.name, NULL) == TS_OK) {
-			rc = fs_take(c, p.name, "first access");
+			rc = fs_take(c, p.name, "first access", mask, !fs_may_manage(c));
 			if (rc)
 				return rc;
 			fd = fs_tree_fd(c, p.name);
@@ -673,7 +722,7 @@ static int fs_mkdir(const char *path, mode_t mode)
 		ts_log(LOG_INFO, "mkdir %s refused: %s", path, e.msg);
 		return -EINVAL;
 	}
-	return fs_take(c, p.name, "mkdir");
+	return fs_take(c, p.name, "mkdir", fs_auto_mask(c, p.name), false);
 }
 
 static int fs_rmdir(const char *path)

@@ -127,3 +127,54 @@ def test_trusted_xattrs_only_for_root(tsh3_user, public_dir, mount_factory, tmp_
     assert "user.y" in p.stdout
     p = as_nobody(["getfattr", "-n", "trusted.x", in_snap])
     assert p.returncode != 0 and "trusted.x=" not in p.stdout
+
+
+# --------------------------------------------------------------- auto names
+
+DAILY, HOURLY = "d-%Y-%m-%d", "h-%Y-%m-%dT%H"
+
+
+def _created(m, name):
+    """How many times the daemon's log says it made NAME on first access."""
+    return sum(1 for line in m.log_text().splitlines()
+               if "(first access)" in line and ("snapshot %s:" % name) in line)
+
+
+def _auto_loop_once(mount_factory, public_dir, tmp_path, attempt):
+    env = extract_fixture("trac-env-sqlite", os.path.join(public_dir, "envs%d" % attempt))
+    m = mount_factory(env, mnt=os.path.join(public_dir, "mnt%d" % attempt),
+                      opts=["allow_other", "keep=last:1", "auto=%s:%s" % (DAILY, HOURLY)],
+                      start=False)
+    m.logpath = os.path.join(str(tmp_path), "auto%d.log" % attempt)
+    m.start()
+    d, h = time.strftime(DAILY), time.strftime(HOURLY)
+    for _ in range(20):
+        for name in (d, h):
+            as_nobody(["stat", m.path(name)], timeout=120)
+    after = (time.strftime(DAILY), time.strftime(HOURLY))
+    return m, d, h, after
+
+
+def test_auto_names_no_loop_for_others(public_dir, mount_factory, tmp_path):
+    for attempt in range(3):
+        m, d, h, after = _auto_loop_once(mount_factory, public_dir, tmp_path, attempt)
+        if after == (d, h):
+            break
+        m.stop()   # the period rolled over during the loop: again
+    else:
+        pytest.fail("the hour rolled over in each of 3 attempts")
+    assert _created(m, d) == 1, m.log_text()
+    assert _created(m, h) == 1, m.log_text()
+    # keep=last:1 prunes, but never a name of the current period
+    assert d in store_snapshots(m.store) and h in store_snapshots(m.store), m.log_text()
+    # once made in this period, never again by a user who may not manage
+    # snapshots, even after it went ...
+    os.rmdir(m.path(d))
+    p = as_nobody(["stat", m.path(d)])
+    assert p.returncode != 0 and "No such file" in p.stderr, p.stderr
+    if time.strftime(DAILY) == d:
+        assert d not in store_snapshots(m.store)
+        assert _created(m, d) == 1
+    # ... while a manager (root) still makes it on first access
+    os.stat(m.path(time.strftime(DAILY)))
+    assert time.strftime(DAILY) in store_snapshots(m.store)
