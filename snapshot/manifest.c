@@ -920,12 +920,24 @@ ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e)
 {
 	ts_err_code rc;
 	manifest_r r = { .file = file, .e = e };
+	struct stat st;
 	int fd;
 
 	ts_manifest_init(m);
-	fd = open(file, O_RDONLY | O_CLOEXEC);
+	/* The store is checked to be root's (trust.h), yet a manifest is read
+	 * as data, never through a link or from a FIFO (which would block). */
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0 && errno == ELOOP) {
+		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: manifest is a symlink", file);
+		goto out;
+	}
 	if (fd < 0) {
 		rc = ts_err_sys(e, errno, "%s: cannot open manifest", file);
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: manifest is not a regular file", file);
+		close(fd);
 		goto out;
 	}
 	r.f = fdopen(fd, "r");

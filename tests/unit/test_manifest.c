@@ -541,6 +541,29 @@ static void test_read_good_base(void **state)
 	assert_non_null(strstr(e.msg, file));
 }
 
+/* A manifest that is a symlink (to a good one) or a FIFO is refused as
+ * damage, at once: never read through the link, never blocking on a FIFO. */
+static void test_read_not_regular(void **state)
+{
+	char other[160];
+	ts_manifest m;
+	ts_err e;
+
+	(void)state;
+	tu_fmt(other, sizeof other, "%s/elsewhere", dir);
+	tu_put_bytes(other, GOOD, strlen(GOOD), 0600);
+	unlink(file);
+	assert_int_equal(symlink(other, file), 0);
+	assert_int_equal(ts_manifest_read(file, &m, &e), TS_ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "manifest is a symlink"));
+	unlink(file);
+	assert_int_equal(mkfifo(file, 0600), 0);
+	assert_int_equal(ts_manifest_read(file, &m, &e), TS_ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "manifest is not a regular file"));
+	unlink(file);
+	unlink(other);
+}
+
 static void test_read_bad_first_line(void **state)
 {
 	(void)state;
@@ -1123,6 +1146,7 @@ int main(void)
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_write_refuses),
 		cmocka_unit_test(test_read_good_base),
+		cmocka_unit_test(test_read_not_regular),
 		cmocka_unit_test(test_read_bad_first_line),
 		cmocka_unit_test(test_read_bad_header),
 		cmocka_unit_test(test_read_bad_entries),
