@@ -1,5 +1,6 @@
 /* env.c - open and check a Trac environment directory (see env.h). */
 #include "env.h"
+#include "beneath.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -95,8 +96,9 @@ static int env_ini_handler(void *user, const char *section, const char *name,
 	return 1;
 }
 
-/* Read [trac] database from ini into *value (NULL when absent). */
-static ts_err_code env_read_ini(const char *ini, char **value, ts_err *e)
+/* Read [trac] database from conf/trac.ini below rootfd (named ini in
+ * messages) into *value (NULL when absent). */
+static ts_err_code env_read_ini(int rootfd, const char *ini, char **value, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	env_ini st = { 0 };
@@ -105,11 +107,15 @@ static ts_err_code env_read_ini(const char *ini, char **value, ts_err *e)
 
 	*value = NULL;
 	/* O_NONBLOCK: a FIFO put there must not hang us; only a regular file
-	 * is read. */
-	fd = open(ini, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	 * is read.  Never through a symlink (beneath.h): the environment's
+	 * owner must not make root read a file outside it. */
+	fd = ts_beneath_open(rootfd, "conf/trac.ini", O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			rc = ts_err_set(e, TS_ERR_CONFIG, "%s: missing", ini);
+		else if (errno == ELOOP)
+			rc = ts_err_set(e, TS_ERR_CONFIG, "%s: cannot read: a symlink (trac.ini is read "
+			                "only inside the environment)", ini);
 		else
 			rc = ts_err_set(e, TS_ERR_CONFIG, "%s: cannot read: %s", ini, strerror(errno));
 		goto out;
@@ -162,21 +168,22 @@ out:
 	return rc;
 }
 
-/* Check VERSION's first line. */
-static ts_err_code env_check_version(const char *root, ts_err *e)
+/* Check the first line of VERSION below rootfd (root: for messages). */
+static ts_err_code env_check_version(int rootfd, const char *root, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
-	char path[PATH_MAX + 16];
 	char buf[128];
 	ssize_t n = 0;
 	size_t len;
 	int fd = -1;
 
-	snprintf(path, sizeof(path), "%s/VERSION", root);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	fd = ts_beneath_open(rootfd, "VERSION", O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			rc = ts_err_set(e, TS_ERR_NOTENV, "%s: not a Trac environment (VERSION missing)", root);
+		else if (errno == ELOOP)
+			rc = ts_err_set(e, TS_ERR_NOTENV, "%s: not a Trac environment (VERSION is a symlink)",
+			                root);
 		else
 			rc = ts_err_set(e, TS_ERR_NOTENV, "%s: not a Trac environment (VERSION: %s)",
 			                root, strerror(errno));
@@ -305,6 +312,7 @@ ts_err_code ts_env_open(const char *path, ts_env *env, ts_err *e)
 	ts_err_code rc = TS_OK;
 	struct stat sb;
 	char *what = NULL;
+	int rootfd = -1;
 
 	memset(env, 0, sizeof(*env));
 	if (stat(path, &sb) < 0) {
@@ -323,14 +331,19 @@ ts_err_code ts_env_open(const char *path, ts_env *env, ts_err *e)
 		rc = ts_err_set(e, TS_ERR_NOTENV, "%s: cannot resolve: %s", path, strerror(errno));
 		goto fail;
 	}
-	rc = env_check_version(env->root, e);
+	rootfd = open(env->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0) {
+		rc = ts_err_set(e, TS_ERR_NOTENV, "%s: cannot open: %s", path, strerror(errno));
+		goto fail;
+	}
+	rc = env_check_version(rootfd, env->root, e);
 	if (rc != TS_OK)
 		goto fail;
 
 	env->ini_path = env_join(env->root, "conf/trac.ini");
 	if (!env->ini_path)
 		goto nomem;
-	rc = env_read_ini(env->ini_path, &env->db_text, e);
+	rc = env_read_ini(rootfd, env->ini_path, &env->db_text, e);
 	if (rc != TS_OK)
 		goto fail;
 	if (!env->db_text) {
@@ -355,6 +368,8 @@ nomem:
 fail:
 	ts_env_close(env);
 out:
+	if (rootfd >= 0)
+		close(rootfd);
 	free(what);
 	return rc;
 }

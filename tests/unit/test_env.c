@@ -358,6 +358,40 @@ static void test_sqlite_symlinked_dir(void **state)
 	ts_env_close(&env);
 }
 
+/* The environment's owner may not make root read a file outside it:
+ * VERSION, conf/ and trac.ini are never read through a symlink. */
+static void test_no_symlink_reads(void **state)
+{
+	fx *x = *state;
+	char p[TBUF], t[TBUF];
+
+	tu_mkdir_in(x->top, "outside", 0700);
+	tu_put_in(x->top, "outside/VERSION", "Trac Environment Version 1\n", 0600);
+	tu_put_in(x->top, "outside/trac.ini", "[trac]\ndatabase = sqlite:/root/secret.db\n", 0600);
+
+	tu_fmt(p, sizeof p, "%s/VERSION", x->env);
+	tu_fmt(t, sizeof t, "%s/outside/VERSION", x->top);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(symlink(t, p), 0);
+	open_bad(x->env, TS_ERR_NOTENV, "(VERSION is a symlink)");
+	assert_int_equal(unlink(p), 0);
+	tu_put_file(p, "Trac Environment Version 1\n");
+
+	tu_fmt(t, sizeof t, "%s/outside/trac.ini", x->top);
+	assert_int_equal(unlink(x->ini), 0);
+	assert_int_equal(symlink(t, x->ini), 0);
+	open_bad(x->env, TS_ERR_CONFIG, "trac.ini: cannot read: a symlink");
+	assert_int_equal(unlink(x->ini), 0);
+
+	/* conf/ itself a link to a directory outside holding a trac.ini */
+	tu_fmt(p, sizeof p, "%s/conf", x->env);
+	assert_int_equal(rmdir(p), 0);
+	tu_fmt(t, sizeof t, "%s/outside", x->top);
+	assert_int_equal(symlink(t, p), 0);
+	tu_put_in(x->top, "outside/trac.ini", "[trac]\ndatabase = sqlite:/root/secret.db\n", 0600);
+	open_bad(x->env, TS_ERR_CONFIG, "trac.ini: cannot read: a symlink");
+}
+
 static void test_postgres_and_mysql(void **state)
 {
 	fx *x = *state;
@@ -422,6 +456,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ini_syntax, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sqlite_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sqlite_symlinked_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_symlink_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_postgres_and_mysql, setup, teardown),
 		cmocka_unit_test(test_path_is_under),
 	};
