@@ -171,6 +171,47 @@ int ts_beneath_procpath(char *buf, size_t size, int dirfd, const char *leaf)
 	return 0;
 }
 
+void ts_beneath_cache_drop(ts_beneath_cache *c)
+{
+	int keep = errno;
+
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = c->rootfd = -1;
+	c->len = 0;
+	errno = keep;
+}
+
+int ts_beneath_cache_parent(ts_beneath_cache *c, int dirfd, const char *rel, const char **leaf)
+{
+	const char *slash = strrchr(rel, '/');
+	size_t n;
+	int fd;
+
+	if (!slash || rel[0] == '\0' || slash[1] == '\0' || beneath_bad(rel))
+		return ts_beneath_parent(dirfd, rel, leaf);   /* dirfd itself, or EINVAL */
+	n = (size_t)(slash - rel);
+	if (c->fd >= 0 && c->rootfd == dirfd && c->len == n && memcmp(c->dir, rel, n) == 0) {
+		*leaf = slash + 1;
+		return c->fd;
+	}
+	ts_beneath_cache_drop(c);
+	if (n >= sizeof c->dir) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(c->dir, rel, n);
+	c->dir[n] = '\0';
+	fd = ts_beneath_open(dirfd, c->dir, O_PATH | O_DIRECTORY, 0);
+	if (fd < 0)
+		return -1;
+	c->fd = fd;
+	c->rootfd = dirfd;
+	c->len = n;
+	*leaf = slash + 1;
+	return fd;
+}
+
 void ts_beneath_force_walk(bool on)
 {
 	atomic_store_explicit(&beneath_no_openat2, on, memory_order_relaxed);

@@ -65,6 +65,30 @@ void ts_beneath_parent_close(int dirfd, int parentfd);
  * -1 with ENAMETOOLONG when buf is too small. */
 int ts_beneath_procpath(char *buf, size_t size, int dirfd, const char *leaf);
 
+/* A directory opened by ts_beneath_cache_parent, kept for the next name in
+ * the same directory: a pass over sorted paths (consecutive entries share
+ * their parent) then opens each directory once, not once per entry.  Owned
+ * by one thread; zero it (or TS_BENEATH_CACHE_INIT) before use and
+ * ts_beneath_cache_drop() it after.  Keep one for the length of one pass
+ * only: the descriptor names the directory as it was when opened, wherever
+ * it has been moved since (never through a symlink, but maybe stale). */
+typedef struct ts_beneath_cache {
+	int rootfd;                /* the dirfd it was opened below, -1: none */
+	int fd;                    /* that directory, or -1 */
+	size_t len;                /* strlen(dir) */
+	char dir[4096];            /* its path below rootfd */
+} ts_beneath_cache;
+#define TS_BENEATH_CACHE_INIT { .rootfd = -1, .fd = -1 }
+
+/* As ts_beneath_parent, reusing c's directory when rel's parent is the one
+ * it holds (and opening it, O_PATH, in its place otherwise).  The fd
+ * returned belongs to c (or is dirfd): never close it.  -1 with errno (c
+ * then holds nothing). */
+int ts_beneath_cache_parent(ts_beneath_cache *c, int dirfd, const char *rel, const char **leaf);
+
+/* Close what c holds; keeps errno.  c can be used again afterwards. */
+void ts_beneath_cache_drop(ts_beneath_cache *c);
+
 /* For the unit tests: use the one-component-at-a-time walk as on a kernel
  * without openat2 (true), or openat2 again (false). */
 void ts_beneath_force_walk(bool on);

@@ -151,6 +151,42 @@ static void test_parent_refuses(void **state)
 	}
 }
 
+/* The cache opens a directory once for consecutive names in it, and a
+ * link on the way fails as with ts_beneath_parent. */
+static void test_cache(void **state)
+{
+	bx *x = *state;
+	ts_beneath_cache c = TS_BENEATH_CACHE_INIT;
+	const char *leaf;
+	struct stat st;
+	int fd, again;
+
+	fd = ts_beneath_cache_parent(&c, x->fd, "a", &leaf);
+	assert_int_equal(fd, x->fd);
+	assert_string_equal(leaf, "a");
+	fd = ts_beneath_cache_parent(&c, x->fd, "a/b/file", &leaf);
+	assert_true(fd >= 0 && fd != x->fd);
+	assert_string_equal(leaf, "file");
+	assert_int_equal(fstatat(fd, leaf, &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_true(S_ISREG(st.st_mode));
+	again = ts_beneath_cache_parent(&c, x->fd, "a/b/other", &leaf);
+	assert_int_equal(again, fd);   /* the same directory: not opened again */
+	assert_string_equal(leaf, "other");
+	fd = ts_beneath_cache_parent(&c, x->fd, "a/out", &leaf);
+	assert_true(fd >= 0);
+	assert_int_equal(fstatat(fd, leaf, &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	errno = 0;
+	assert_int_equal(ts_beneath_cache_parent(&c, x->fd, "a/out/secret", &leaf), -1);
+	assert_true(errno == ELOOP || errno == ENOTDIR);
+	assert_int_equal(c.fd, -1);
+	errno = 0;
+	assert_int_equal(ts_beneath_cache_parent(&c, x->fd, "link/b/file", &leaf), -1);
+	assert_true(errno == ELOOP || errno == ENOTDIR);
+	ts_beneath_cache_drop(&c);
+	assert_int_equal(c.fd, -1);
+}
+
 static void test_procpath(void **state)
 {
 	char buf[32];
@@ -168,6 +204,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_openat2, bx_setup, bx_teardown),
 		cmocka_unit_test_setup_teardown(test_fallback_walk, bx_setup, bx_teardown),
 		cmocka_unit_test_setup_teardown(test_parent_refuses, bx_setup, bx_teardown),
+		cmocka_unit_test_setup_teardown(test_cache, bx_setup, bx_teardown),
 		cmocka_unit_test(test_procpath),
 	};
 
