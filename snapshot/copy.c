@@ -1,6 +1,8 @@
 /* copy.c - copy one environment entry into a snapshot tree (see copy.h). */
 #include "copy.h"
 
+#include "beneath.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -119,12 +121,13 @@ out:
 }
 
 /* Same for a symlink, which has no fd to work on: go through the magic
- * /proc/self/fd/N path of its directory so long paths still fit. */
-static void copy_xattrs_link(int src_dirfd, int dst_dirfd, const char *rel)
+ * /proc/self/fd/N/LEAF path of its directory (beneath.h); the l* calls do
+ * not follow LEAF. */
+static void copy_xattrs_link(int src_pfd, const char *src_leaf, int dst_pfd, const char *dst_leaf)
 {
 	char sp[4200], dp[4200], names[4096], val[4096];
-	if ((size_t)snprintf(sp, sizeof sp, "/proc/self/fd/%d/%s", src_dirfd, rel) >= sizeof sp ||
-	    (size_t)snprintf(dp, sizeof dp, "/proc/self/fd/%d/%s", dst_dirfd, rel) >= sizeof dp)
+	if (ts_beneath_procpath(sp, sizeof sp, src_pfd, src_leaf) < 0 ||
+	    ts_beneath_procpath(dp, sizeof dp, dst_pfd, dst_leaf) < 0)
 		return;
 	ssize_t len = llistxattr(sp, names, sizeof names);
 	for (ssize_t off = 0; len > 0 && off < len; off += (ssize_t)strlen(names + off) + 1) {
@@ -246,6 +249,20 @@ ts_err_code ts_copy_fd(int in, int out, uint64_t *bytes, const char *src_desc, c
 	return rc == TS_ERR_UNSUPPORTED ? copy_stream(in, out, NULL, -1, bytes, src_desc, rel, e) : rc;
 }
 
+/* Remove the file rel below dirfd, never through a symlink; keeps errno. */
+static void copy_unlink(int dirfd, const char *rel)
+{
+	int keep = errno;
+	const char *leaf;
+	int pfd = ts_beneath_parent(dirfd, rel, &leaf);
+
+	if (pfd >= 0) {
+		(void)unlinkat(pfd, leaf, 0);
+		ts_beneath_parent_close(dirfd, pfd);
+	}
+	errno = keep;
+}
+
 ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned flags,
                          const char *src_desc, ts_copy_out *out, ts_err *e)
 {
@@ -258,7 +275,9 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned
 	unsigned int mdlen = 0;
 
 	memset(out, 0, sizeof *out);
-	src = openat(src_dirfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	/* Beneath both roots (beneath.h): a symlink anywhere on rel is a
+	 * change of type, never followed. */
+	src = ts_beneath_open(src_dirfd, rel, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
 	if (src < 0) {
 		if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
 			rc = ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: vanished", src_desc, rel);
@@ -275,7 +294,7 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned
 		rc = ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: no longer a regular file", src_desc, rel);
 		goto out;
 	}
-	dst = openat(dst_dirfd, rel, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	dst = ts_beneath_open(dst_dirfd, rel, O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (dst < 0) {
 		rc = ts_err_sys(e, errno, "%s/%s: cannot create the copy in the store", src_desc, rel);
 		goto out;
@@ -325,7 +344,7 @@ out:
 	if (dst >= 0)
 		close(dst);
 	if (rc != TS_OK && created)
-		unlinkat(dst_dirfd, rel, 0);
+		copy_unlink(dst_dirfd, rel);
 	return rc;
 }
 
@@ -336,10 +355,15 @@ ts_err_code ts_copy_symlink(int src_dirfd, int dst_dirfd, const char *rel,
 	char target[PATH_MAX + 1];
 	ssize_t n;
 	unsigned int mdlen = 0;
+	const char *sleaf, *dleaf;
+	int spfd, dpfd = -1;
 
 	memset(out, 0, sizeof *out);
-	if (fstatat(src_dirfd, rel, &out->st, AT_SYMLINK_NOFOLLOW) < 0) {
-		rc = (errno == ENOENT)
+	/* Both names by their directories, reached beneath the roots: the
+	 * calls below act on the leaf and never follow it. */
+	spfd = ts_beneath_parent(src_dirfd, rel, &sleaf);
+	if (spfd < 0 || fstatat(spfd, sleaf, &out->st, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
 		     ? ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: vanished", src_desc, rel)
 		     : ts_err_sys(e, errno, "%s/%s: cannot stat", src_desc, rel);
 		goto out;
@@ -348,30 +372,33 @@ ts_err_code ts_copy_symlink(int src_dirfd, int dst_dirfd, const char *rel,
 		rc = ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: no longer a symlink", src_desc, rel);
 		goto out;
 	}
-	n = readlinkat(src_dirfd, rel, target, sizeof target - 1);
+	n = readlinkat(spfd, sleaf, target, sizeof target - 1);
 	if (n < 0) {
 		rc = ts_err_sys(e, errno, "%s/%s: cannot read link", src_desc, rel);
 		goto out;
 	}
 	target[n] = '\0';
-	if (symlinkat(target, dst_dirfd, rel) < 0) {
+	dpfd = ts_beneath_parent(dst_dirfd, rel, &dleaf);
+	if (dpfd < 0 || symlinkat(target, dpfd, dleaf) < 0) {
 		rc = ts_err_sys(e, errno, "%s/%s: cannot create the link in the store", src_desc, rel);
 		goto out;
 	}
 	out->bytes = 0;
 	EVP_Digest(target, (size_t)n, out->sha256, &mdlen, EVP_sha256(), NULL);
-	if (fchownat(dst_dirfd, rel, out->st.st_uid, out->st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 &&
+	if (fchownat(dpfd, dleaf, out->st.st_uid, out->st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 &&
 	    !copy_chown_errok(errno)) {
 		rc = ts_err_sys(e, errno, "%s/%s: cannot set owner of the link", src_desc, rel);
 		goto out;
 	}
-	copy_xattrs_link(src_dirfd, dst_dirfd, rel);
+	copy_xattrs_link(spfd, sleaf, dpfd, dleaf);
 	struct timespec times[2] = { out->st.st_atim, out->st.st_mtim };
-	if (utimensat(dst_dirfd, rel, times, AT_SYMLINK_NOFOLLOW) < 0) {
+	if (utimensat(dpfd, dleaf, times, AT_SYMLINK_NOFOLLOW) < 0) {
 		rc = ts_err_sys(e, errno, "%s/%s: cannot set times of the link", src_desc, rel);
 		goto out;
 	}
 out:
+	ts_beneath_parent_close(src_dirfd, spfd);
+	ts_beneath_parent_close(dst_dirfd, dpfd);
 	return rc;
 }
 
@@ -379,8 +406,10 @@ ts_err_code ts_copy_dir_meta(int src_dirfd, int dst_dirfd, const char *rel,
                              const struct stat *st, const char *src_desc, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
-	int dst = openat(dst_dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	int src = openat(src_dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	/* Never through a symlink on either side (beneath.h): the store's
+	 * copy is a directory all the way down, or this fails. */
+	int dst = ts_beneath_open(dst_dirfd, rel, O_RDONLY | O_DIRECTORY, 0);
+	int src = ts_beneath_open(src_dirfd, rel, O_RDONLY | O_DIRECTORY, 0);
 
 	if (dst < 0) {
 		rc = ts_err_sys(e, errno, "%s/%s: cannot open the copied directory", src_desc, rel);
@@ -410,7 +439,7 @@ ts_err_code ts_copy_hash_file(int dirfd, const char *rel, bool flush, unsigned c
 	ts_err_code rc = TS_OK;
 	unsigned int mdlen = 0;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = ts_beneath_open(dirfd, rel, O_RDONLY, 0);
 
 	*size = 0;
 	if (fd < 0) {
@@ -478,16 +507,49 @@ static ts_err_code copy_empty_dir(int fd, const char *rel, ts_err *e)
 
 ts_err_code ts_copy_remove_tree(int dirfd, const char *rel, ts_err *e)
 {
-	/* ENOTDIR: a parent was replaced by a file, so rel is gone too. */
-	if (unlinkat(dirfd, rel, 0) == 0 || errno == ENOENT || errno == ENOTDIR)
-		return TS_OK;
-	if (errno != EISDIR && errno != EPERM)
-		return ts_err_sys(e, errno, "%s: cannot remove", rel);
-	int fd = openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? TS_OK : ts_err_sys(e, errno, "%s: cannot open for removal", rel);
-	ts_err_code rc = copy_empty_dir(fd, rel, e);
-	if (rc == TS_OK && unlinkat(dirfd, rel, AT_REMOVEDIR) < 0 && errno != ENOENT)
+	const char *leaf;
+	int pfd, fd;
+	ts_err_code rc = TS_OK;
+
+	if (rel[0] == '/') {
+		/* A path of the caller's own making (restore's temporary
+		 * directories): its directory as given, the rest as below. */
+		char dir[PATH_MAX];
+		const char *slash = strrchr(rel, '/');
+		size_t n = slash == rel ? 1 : (size_t)(slash - rel);
+		if (n >= sizeof dir || slash[1] == '\0')
+			return ts_err_set(e, TS_ERR_IO, "%s: cannot remove: bad path", rel);
+		memcpy(dir, rel, n);
+		dir[n] = '\0';
+		fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return errno == ENOENT ? TS_OK : ts_err_sys(e, errno, "%s: cannot remove", rel);
+		rc = ts_copy_remove_tree(fd, slash + 1, e);
+		close(fd);
+		return rc;
+	}
+	pfd = ts_beneath_parent(dirfd, rel, &leaf);
+	/* ENOTDIR or ELOOP: a parent was replaced by a file or a link, so rel
+	 * is gone too (what is beyond a link is never ours to remove). */
+	if (pfd < 0)
+		return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? TS_OK
+		       : ts_err_sys(e, errno, "%s: cannot remove", rel);
+	if (unlinkat(pfd, leaf, 0) == 0 || errno == ENOENT)
+		goto out;
+	if (errno != EISDIR && errno != EPERM) {
 		rc = ts_err_sys(e, errno, "%s: cannot remove", rel);
+		goto out;
+	}
+	fd = openat(pfd, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			rc = ts_err_sys(e, errno, "%s: cannot open for removal", rel);
+		goto out;
+	}
+	rc = copy_empty_dir(fd, rel, e);
+	if (rc == TS_OK && unlinkat(pfd, leaf, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		rc = ts_err_sys(e, errno, "%s: cannot remove", rel);
+out:
+	ts_beneath_parent_close(dirfd, pfd);
 	return rc;
 }

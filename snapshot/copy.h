@@ -62,7 +62,10 @@ ts_err_code ts_copy_hash_file(int dirfd, const char *rel, bool flush, unsigned c
                               uint64_t *size, ts_err *e);
 
 /* Remove rel below dirfd recursively (files, links, directories). Missing is
- * not an error. */
+ * not an error, nor is a symlink or file where a directory on rel's way was
+ * (rel is not there then; nothing beyond a link is removed).  rel is reached
+ * beneath dirfd (beneath.h), but for an absolute path of the caller's own,
+ * whose directory is taken as given. */
 ts_err_code ts_copy_remove_tree(int dirfd, const char *rel, ts_err *e);
 
 /* Free the calling thread's copy buffer (worker threads call it before
