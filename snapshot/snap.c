@@ -158,7 +158,7 @@ static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
 	snprintf(msg, sizeof msg, "snapshot %s: cancelled (tracsnap is stopping)", r->o->name);
 	pthread_mutex_init(&w.mu, NULL);
 	if (rc == TS_OK)
-		rc = ts_walk(r->envfd, r->env->root, snap_walk_add, &w, r->o->cancel, msg, e);
+		rc = ts_walk(r->envfd, r->env->root, snap_walk_add, &w, r->o->cancel, msg, NULL, e);
 	pthread_mutex_destroy(&w.mu);
 	if (rc == TS_OK)
 		qsort(l->v, l->n, sizeof *l->v, snap_item_cmp);

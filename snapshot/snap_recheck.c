@@ -179,7 +179,7 @@ static ts_err_code snap_relist(snap_run *r, snap_walk_ctx *w, const char *dir, t
 			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			snap_sub_ctx c = { .w = w, .prefix = rel };
 			if (sub >= 0) {
-				rc = ts_walk(sub, r->env->root, snap_sub_add, &c, r->o->cancel, msg, e);
+				rc = ts_walk(sub, r->env->root, snap_sub_add, &c, r->o->cancel, msg, NULL, e);
 				close(sub);
 			}
 		}

@@ -1,6 +1,8 @@
 /* walk.c - list a directory tree on one thread per core (see walk.h). */
 #include "walk.h"
 
+#include "beneath.h"
+
 #include <dirent.h>   /* getdents64, struct dirent64 */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +26,7 @@ typedef struct walk_state {
 	char **todo;               /* directories to list (rel, owned), a stack */
 	size_t n, cap;
 	int busy;                  /* threads listing a directory */
+	bool retyped;              /* a directory was no longer one (under mu) */
 	ts_err_code rc;            /* first failure */
 	ts_err err;
 } walk_state;
@@ -96,14 +99,22 @@ static ts_err_code walk_dir(walk_state *w, const char *rel, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	char *buf = malloc(WALK_DENTS_BUF);
-	int fd = buf ? openat(w->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+	int fd = buf ? ts_beneath_open(w->rootfd, rel, O_RDONLY | O_DIRECTORY, 0) : -1;
 
 	if (!buf)
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	if (fd < 0) {
 		free(buf);
-		/* A directory deleted while we walk is simply no longer there. */
-		if (errno == ENOENT || errno == ENOTDIR)
+		/* A directory deleted while we walk is simply no longer there;
+		 * one replaced by a link or a file (or an ancestor so replaced)
+		 * changed type: left out, and said so (walk.h). */
+		if (errno == ELOOP || errno == ENOTDIR) {
+			pthread_mutex_lock(&w->mu);
+			w->retyped = true;
+			pthread_mutex_unlock(&w->mu);
+			return TS_OK;
+		}
+		if (errno == ENOENT)
 			return TS_OK;
 		return ts_err_sys(e, errno, "%s/%s: cannot read directory", w->desc, rel);
 	}
@@ -136,10 +147,23 @@ done:
 	return rc;
 }
 
+/* The calling walk thread's caches (ts_walk_cache), on its stack. */
+static __thread ts_beneath_cache *walk_caches;
+
+ts_beneath_cache *ts_walk_cache(int i)
+{
+	return &walk_caches[i];
+}
+
 static void *walk_worker(void *arg)
 {
 	walk_state *w = arg;
 	ts_err e;
+	ts_beneath_cache caches[TS_WALK_CACHES];
+
+	for (int i = 0; i < TS_WALK_CACHES; i++)
+		caches[i] = (ts_beneath_cache)TS_BENEATH_CACHE_INIT;
+	walk_caches = caches;
 
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
@@ -164,11 +188,15 @@ static void *walk_worker(void *arg)
 	}
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->mu);
+	for (int i = 0; i < TS_WALK_CACHES; i++)
+		ts_beneath_cache_drop(&caches[i]);
+	walk_caches = NULL;
 	return NULL;
 }
 
 ts_err_code ts_walk(int rootfd, const char *desc, ts_walk_fn fn, void *arg,
-                    volatile sig_atomic_t *cancel, const char *cancel_msg, ts_err *e)
+                    volatile sig_atomic_t *cancel, const char *cancel_msg, bool *retyped,
+                    ts_err *e)
 {
 	walk_state w = { .rootfd = rootfd, .desc = desc, .fn = fn, .arg = arg,
 	                 .cancel = cancel, .cancel_msg = cancel_msg };
@@ -194,5 +222,7 @@ ts_err_code ts_walk(int rootfd, const char *desc, ts_walk_fn fn, void *arg,
 	pthread_mutex_destroy(&w.mu);
 	if (w.rc != TS_OK && e)
 		*e = w.err;
+	if (retyped && w.retyped)
+		*retyped = true;
 	return w.rc;
 }

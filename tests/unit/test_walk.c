@@ -407,7 +407,7 @@ static ts_err_code walk(fx *x, seen *s, volatile sig_atomic_t *cancel, const cha
                         ts_err *e)
 {
 	ts_err_clear(e);
-	return ts_walk(x->rootfd, x->root, walk_cb, s, cancel, cancel_msg, e);
+	return ts_walk(x->rootfd, x->root, walk_cb, s, cancel, cancel_msg, NULL, e);
 }
 
 static void walk_ok(fx *x, seen *s)
@@ -534,7 +534,7 @@ static void test_walk_error_first_entry(void **state)
 	s.fail_code = TS_ERR_IO;
 	e.code = TS_ERR_DB;
 	tu_fmt(e.msg, sizeof(e.msg), "stale");
-	assert_int_equal(ts_walk(x->rootfd, x->root, walk_cb, &s, NULL, NULL, &e), TS_ERR_IO);
+	assert_int_equal(ts_walk(x->rootfd, x->root, walk_cb, &s, NULL, NULL, NULL, &e), TS_ERR_IO);
 	assert_int_equal(s.n, 1);
 	assert_int_equal(e.code, TS_ERR_IO);
 	tu_fmt(want, sizeof(want), "test failure at %s", s.v[0].rel);
@@ -545,7 +545,7 @@ static void test_walk_error_first_entry(void **state)
 	seen_init(&s, x->root);
 	s.fail_first = true;
 	s.fail_code = TS_ERR_IO;
-	assert_int_equal(ts_walk(x->rootfd, x->root, walk_cb, &s, NULL, NULL, NULL), TS_ERR_IO);
+	assert_int_equal(ts_walk(x->rootfd, x->root, walk_cb, &s, NULL, NULL, NULL, NULL), TS_ERR_IO);
 	assert_int_equal(s.n, 1);
 	seen_free(&s);
 }
@@ -814,7 +814,7 @@ static void walk_as_nobody(fx *x, perm_out *o)
 		} else {
 			seen_init(&s, x->root);
 			ts_err_clear(&e);
-			r.rc = (int)ts_walk(x->rootfd, x->root, walk_cb, &s, NULL, NULL, &e);
+			r.rc = (int)ts_walk(x->rootfd, x->root, walk_cb, &s, NULL, NULL, NULL, &e);
 			r.n = s.n;
 			r.saw_a = (int)count_rel(&s, "nox/a");
 			r.saw_b = (int)count_rel(&s, "nox/b");
