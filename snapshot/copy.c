@@ -279,9 +279,12 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned
 	 * change of type, never followed. */
 	src = ts_beneath_open(src_dirfd, rel, O_RDONLY | O_NOCTTY | O_NONBLOCK, 0);
 	if (src < 0) {
-		if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
+		if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) {
+			int err = errno;
 			rc = ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: vanished", src_desc, rel);
-		else
+			if (e)
+				e->sys_errno = err;   /* ELOOP, ENOTDIR: changed type on its way */
+		} else
 			rc = ts_err_sys(e, errno, "%s/%s: cannot open", src_desc, rel);
 		goto out;
 	}
@@ -363,9 +366,12 @@ ts_err_code ts_copy_symlink(int src_dirfd, int dst_dirfd, const char *rel,
 	 * calls below act on the leaf and never follow it. */
 	spfd = ts_beneath_parent(src_dirfd, rel, &sleaf);
 	if (spfd < 0 || fstatat(spfd, sleaf, &out->st, AT_SYMLINK_NOFOLLOW) < 0) {
-		rc = (errno == ENOENT || errno == ELOOP || errno == ENOTDIR)
+		int err = errno;
+		rc = (err == ENOENT || err == ELOOP || err == ENOTDIR)
 		     ? ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: vanished", src_desc, rel)
-		     : ts_err_sys(e, errno, "%s/%s: cannot stat", src_desc, rel);
+		     : ts_err_sys(e, err, "%s/%s: cannot stat", src_desc, rel);
+		if (rc == TS_ERR_NOTFOUND && e)
+			e->sys_errno = err;   /* ELOOP, ENOTDIR: changed type on its way */
 		goto out;
 	}
 	if (!S_ISLNK(out->st.st_mode)) {

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "copy.h"
 #include "dbsnap.h"
 #include "pool.h"
@@ -97,6 +98,7 @@ static ts_err_code snap_cancel_err(const snap_run *r, ts_err *e)
 }
 
 static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e);
+static ts_err_code snap_put_at(snap_run *r, snap_item *it, bool in_walk, ts_err *e);
 
 /* Special files are skipped (with a warning on the first walk); journals of
  * the database and the database itself are never listed. */
@@ -158,7 +160,7 @@ static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
 	snprintf(msg, sizeof msg, "snapshot %s: cancelled (tracsnap is stopping)", r->o->name);
 	pthread_mutex_init(&w.mu, NULL);
 	if (rc == TS_OK)
-		rc = ts_walk(r->envfd, r->env->root, snap_walk_add, &w, r->o->cancel, msg, NULL, e);
+		rc = ts_walk(r->envfd, r->env->root, snap_walk_add, &w, r->o->cancel, msg, &r->retyped, e);
 	pthread_mutex_destroy(&w.mu);
 	if (rc == TS_OK)
 		qsort(l->v, l->n, sizeof *l->v, snap_item_cmp);
@@ -188,9 +190,12 @@ static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
 		return false;
 	/* The store's copy must still be what its manifest says, or damage to
 	 * it would spread into every later snapshot.  Only what stat tells is
-	 * checked here (a flipped byte needs `tracsnap verify`). */
+	 * checked here (a flipped byte needs `tracsnap verify`).  From inside
+	 * the walk (snap_place): its thread's cache 1 holds the directory. */
 	struct stat cur;
-	return fstatat(r->prevfd, it->rel, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
+	const char *leaf;
+	int pfd = ts_beneath_cache_parent(ts_walk_cache(1), r->prevfd, it->rel, &leaf);
+	return pfd >= 0 && fstatat(pfd, leaf, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
 	       ts_manifest_copy_matches(pe, &cur, r->root);
 }
 
@@ -239,8 +244,16 @@ uint64_t snap_dirty_budget(void)
  * copy there, whose hash it takes over.  False: it must be copied. */
 static bool snap_share(snap_run *r, snap_item *it)
 {
-	if (!snap_unchanged_since_prev(r, it) ||
-	    linkat(r->prevfd, it->rel, r->tmp.treefd, it->rel, 0) < 0)
+	const char *pleaf, *tleaf;
+	int pfd, tfd;
+
+	if (!snap_unchanged_since_prev(r, it))
+		return false;
+	/* Both directories beneath their trees, kept for the next entry of
+	 * the same directory (the walk lists one directory at a time). */
+	pfd = ts_beneath_cache_parent(ts_walk_cache(1), r->prevfd, it->rel, &pleaf);
+	tfd = pfd < 0 ? -1 : ts_beneath_cache_parent(ts_walk_cache(0), r->tmp.treefd, it->rel, &tleaf);
+	if (tfd < 0 || linkat(pfd, pleaf, tfd, tleaf, 0) < 0)
 		return false;
 	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
 	memcpy(it->sha256, pe->sha256, 32);
@@ -255,13 +268,33 @@ static bool snap_share(snap_run *r, snap_item *it)
  * never hashed here: ts_seal hashes the copies once the snapshot has appeared. */
 ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e)
 {
+	return snap_put_at(r, it, false, e);
+}
+
+/* in_walk: called by a walk's callback (the walk's caches serve). */
+static ts_err_code snap_put_at(snap_run *r, snap_item *it, bool in_walk, ts_err *e)
+{
 	ts_copy_out co;
 	ts_err_code rc;
 	struct timespec before;
 
 	if (it->type == 'd') {
-		if (strcmp(it->rel, ".") && mkdirat(r->tmp.treefd, it->rel, 0700) < 0 && errno != EEXIST)
-			return ts_err_sys(e, errno, "%s: cannot create in the store", it->rel);
+		/* Beneath the tree (beneath.h); from the walk, through its
+		 * thread's cache 0. */
+		const char *leaf;
+		int pfd;
+		if (!strcmp(it->rel, "."))
+			return TS_OK;
+		pfd = in_walk ? ts_beneath_cache_parent(ts_walk_cache(0), r->tmp.treefd, it->rel, &leaf)
+		              : ts_beneath_parent(r->tmp.treefd, it->rel, &leaf);
+		if (pfd < 0 || (mkdirat(pfd, leaf, 0700) < 0 && errno != EEXIST)) {
+			rc = ts_err_sys(e, errno, "%s: cannot create in the store", it->rel);
+			if (!in_walk)
+				ts_beneath_parent_close(r->tmp.treefd, pfd);
+			return rc;
+		}
+		if (!in_walk)
+			ts_beneath_parent_close(r->tmp.treefd, pfd);
 		return TS_OK;
 	}
 	clock_gettime(CLOCK_REALTIME, &before);
@@ -273,6 +306,8 @@ ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e)
 		rc = ts_copy_file(r->envfd, r->tmp.treefd, it->rel, bounded ? TS_COPY_BOUNDED : 0,
 		                  r->env->root, &co, e);
 	}
+	if (rc == TS_ERR_NOTFOUND && e && (e->sys_errno == ELOOP || e->sys_errno == ENOTDIR))
+		__atomic_store_n(&r->retyped, true, __ATOMIC_RELAXED);   /* a link on its way */
 	if (rc != TS_OK)
 		return rc;
 	it->st = co.st;
@@ -290,7 +325,7 @@ static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	if (it->type == 'd')
-		rc = snap_put(r, it, e);
+		rc = snap_put_at(r, it, true, e);
 	it->placed = rc == TS_OK && (it->type == 'd' || (it->type == 'f' && snap_share(r, it)));
 	return rc;
 }
@@ -389,14 +424,25 @@ static bool snap_dir_as_staged(const snap_run *r, const snap_item *it)
 {
 	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
 	struct stat cur;
+	const char *leaf;
+	int pfd;
+	bool ok;
 
 	if (!pe || pe->type != 'd' || pe->src_ino != (uint64_t)it->st.st_ino ||
 	    !snap_same_time(&pe->src_ctime, &it->st.st_ctim) || !snap_same_time(&pe->mtime, &it->st.st_mtim) ||
 	    snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it->st))
 		return false;
-	return fstatat(r->tmp.treefd, it->rel, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(cur.st_mode) &&
-	       snap_same_time(&cur.st_mtim, &pe->mtime) && (cur.st_mode & 07777) == pe->mode &&
-	       (!r->root || (cur.st_uid == pe->uid && cur.st_gid == pe->gid));
+	if (!strcmp(it->rel, ".")) {
+		pfd = r->tmp.treefd;
+		leaf = ".";
+	} else if ((pfd = ts_beneath_parent(r->tmp.treefd, it->rel, &leaf)) < 0) {
+		return false;
+	}
+	ok = fstatat(pfd, leaf, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(cur.st_mode) &&
+	     snap_same_time(&cur.st_mtim, &pe->mtime) && (cur.st_mode & 07777) == pe->mode &&
+	     (!r->root || (cur.st_uid == pe->uid && cur.st_gid == pe->gid));
+	ts_beneath_parent_close(r->tmp.treefd, pfd);
+	return ok;
 }
 
 /* Directories get their metadata last, once nothing more is added to them
@@ -414,6 +460,19 @@ static ts_err_code snap_dir_meta_one(void *arg, size_t i, ts_err *e)
 static ts_err_code snap_dir_meta(snap_run *r, ts_err *e)
 {
 	return ts_pool_run(r->items.n, SNAP_POOL_MIN, 0, snap_dir_meta_one, r, e);
+}
+
+/* lstat of rel in the store tree, never through a link (beneath.h). */
+static int snap_tree_stat(const snap_run *r, const char *rel, struct stat *st)
+{
+	const char *leaf;
+	int pfd = ts_beneath_parent(r->tmp.treefd, rel, &leaf), rc;
+
+	if (pfd < 0)
+		return -1;
+	rc = fstatat(pfd, leaf, st, AT_SYMLINK_NOFOLLOW);
+	ts_beneath_parent_close(r->tmp.treefd, pfd);
+	return rc;
 }
 
 ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
@@ -467,7 +526,7 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		struct stat st;
 		ts_manifest_entry *me;
 		uint64_t size = 0;
-		if (fstatat(r->tmp.treefd, db_rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (snap_tree_stat(r, db_rel, &st) < 0) {
 			rc = ts_err_sys(e, errno, "%s: database copy missing", db_rel);
 			goto out;
 		}
@@ -489,7 +548,7 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		 * dated like the copy. */
 		struct stat st;
 		ts_manifest_entry *me;
-		if (fstatat(r->tmp.treefd, db_rel, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (snap_tree_stat(r, db_rel, &st) == 0) {
 			struct timespec t[2] = { st.st_mtim, st.st_mtim };
 			(void)utimensat(r->tmp.treefd, r->db_dir, t, AT_SYMLINK_NOFOLLOW);
 		}
@@ -594,8 +653,16 @@ static ts_err_code snap_dbpre_finish(snap_dbpre *p, int treefd, const char *rel,
 		if (rc != TS_OK)
 			return rc;
 	}
-	if (renameat(p->dirfd, SNAP_DB_PRECOPY, treefd, rel) < 0 && errno != ENOENT)
-		return ts_err_sys(e, errno, "%s: cannot move the database copy into the tree", rel);
+	/* Into its directory reached beneath the tree: the environment may
+	 * have had a link where the database's directory is (beneath.h). */
+	const char *leaf;
+	int pfd = ts_beneath_parent(treefd, rel, &leaf);
+	if (pfd < 0 || (renameat(p->dirfd, SNAP_DB_PRECOPY, pfd, leaf) < 0 && errno != ENOENT)) {
+		ts_err_code rc = ts_err_sys(e, errno, "%s: cannot move the database copy into the tree", rel);
+		ts_beneath_parent_close(treefd, pfd);
+		return rc;
+	}
+	ts_beneath_parent_close(treefd, pfd);
 	return TS_OK;
 }
 

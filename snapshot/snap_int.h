@@ -71,6 +71,9 @@ typedef struct snap_run {
 	ts_manifest fresh;         /* a refreshed stage's own manifest (n == 0: none) */
 	size_t dirs_added;         /* directories snap_recheck found new (the stager watches them) */
 	int64_t listed_ns;         /* CLOCK_REALTIME when the walk that gave items began */
+	bool retyped;              /* a directory met as a link or file on a path (beneath.h):
+	                            * the next recheck pass lists every directory again */
+	bool relist_all;           /* this recheck pass lists every directory again */
 } snap_run;
 
 /* What a walk collects into (ts_walk calls snap_walk_add from several

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "copy.h"
 #include "dbsnap.h"
 #include "journal.h"
@@ -93,15 +94,28 @@ ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *
  * 416 directories before the lock goes too. */
 enum { SNAP_CHECK_SAME, SNAP_CHECK_GONE, SNAP_CHECK_CHANGED, SNAP_CHECK_RELIST };
 
-static ts_err_code snap_recheck_one(void *arg, size_t i, ts_err *e)
-{
-	snap_run *r = arg;
-	snap_item *it = &r->items.v[i];
-	struct stat st;
+/* Items are stat'ed in runs of this many, one run per pool job, each by
+ * its parent directory opened once beneath the environment for the run's
+ * consecutive entries of one directory (beneath.h): as many system calls
+ * as a stat by the whole path, and no symlink on the way is followed. */
+#define SNAP_RECHECK_RUN 32
 
-	if (fstatat(r->envfd, it->rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		if (errno != ENOENT && errno != ENOTDIR)
+static ts_err_code snap_recheck_item(snap_run *r, snap_item *it, ts_beneath_cache *c, ts_err *e)
+{
+	struct stat st;
+	const char *leaf;
+	int pfd = strcmp(it->rel, ".") ? ts_beneath_cache_parent(c, r->envfd, it->rel, &leaf)
+	                               : (leaf = ".", r->envfd);
+
+	if (pfd < 0 || fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ELOOP || errno == ENOTDIR) {
+			/* A link or a file where a directory on its way was: that
+			 * directory changed type since its own stat.  What is below
+			 * it goes; the next pass lists it again (snap_recheck). */
+			__atomic_store_n(&r->retyped, true, __ATOMIC_RELAXED);
+		} else if (errno != ENOENT) {
 			return ts_err_sys(e, errno, "%s/%s: cannot stat", r->env->root, it->rel);
+		}
 		it->check = SNAP_CHECK_GONE;   /* what the freeze sees */
 		return TS_OK;
 	}
@@ -115,13 +129,52 @@ static ts_err_code snap_recheck_one(void *arg, size_t i, ts_err *e)
 		bool same = st.st_ino == it->st.st_ino && snap_same_time(&st.st_mtim, &it->st.st_mtim) &&
 		            snap_same_time(&st.st_ctim, &it->st.st_ctim);
 		bool racy = snap_ns(&it->st.st_ctim) >= r->listed_ns - snap_racy_ns(&it->st);
-		it->check = same && !racy ? SNAP_CHECK_SAME : SNAP_CHECK_RELIST;
+		it->check = same && !racy && !r->relist_all ? SNAP_CHECK_SAME : SNAP_CHECK_RELIST;
 	} else {
 		it->check = it->racy || !ts_copy_same_stat(&it->st, &st) ? SNAP_CHECK_CHANGED
 		                                                          : SNAP_CHECK_SAME;
 	}
 	it->st = st;   /* directories: their metadata as of now */
 	return TS_OK;
+}
+
+static ts_err_code snap_recheck_run(void *arg, size_t run, ts_err *e)
+{
+	snap_run *r = arg;
+	ts_beneath_cache c = TS_BENEATH_CACHE_INIT;
+	size_t end = (run + 1) * SNAP_RECHECK_RUN < r->items.n ? (run + 1) * SNAP_RECHECK_RUN : r->items.n;
+	ts_err_code rc = TS_OK;
+
+	for (size_t i = run * SNAP_RECHECK_RUN; rc == TS_OK && i < end; i++)
+		rc = snap_recheck_item(r, &r->items.v[i], &c, e);
+	ts_beneath_cache_drop(&c);
+	return rc;
+}
+
+/* Is an ancestor of rel among gone, the sorted names of the items that went
+ * or changed type?  What was below them went with them: a stat that still
+ * found it there went through a directory that has since changed. */
+static int snap_prefix_cmp(const void *key, const void *elt)
+{
+	const char *k = key, *g = *(const char *const *)elt;
+	size_t kn = strcspn(k, "\x01");   /* key: "prefix\x01" (see snap_under_gone) */
+	int c = strncmp(k, g, kn);
+	return c ? c : g[kn] ? -1 : 0;
+}
+
+static bool snap_under_gone(const char *rel, const char **gone, size_t n)
+{
+	char key[PATH_MAX + 1];
+
+	for (const char *p = strchr(rel, '/'); p; p = strchr(p + 1, '/')) {
+		size_t len = (size_t)(p - rel);
+		memcpy(key, rel, len);
+		key[len] = '\x01';
+		key[len + 1] = '\0';
+		if (bsearch(key, gone, n, sizeof *gone, snap_prefix_cmp))
+			return true;
+	}
+	return false;
 }
 
 /* ts_walk callback for a new directory's subtree: its entries, named from
@@ -147,15 +200,20 @@ static ts_err_code snap_relist(snap_run *r, snap_walk_ctx *w, const char *dir, t
 	ts_err_code rc = TS_OK;
 	struct dirent *de;
 	char rel[PATH_MAX], msg[TS_ERR_MSG_MAX];
-	int fd = openat(r->envfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = ts_beneath_open(r->envfd, dir, O_RDONLY | O_DIRECTORY, 0);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 
 	if (!d) {
 		if (fd >= 0)
 			close(fd);
-		/* Gone or replaced since its stat: the freeze is what it was. */
-		return errno == ENOENT || errno == ENOTDIR ? TS_OK
-		       : ts_err_sys(e, errno, "%s/%s: cannot list", r->env->root, dir);
+		/* Gone since its stat: the freeze is what it was.  Replaced by a
+		 * link or a file, or an ancestor so replaced: never followed,
+		 * listed again by the next pass (snap_recheck). */
+		if (errno == ELOOP || errno == ENOTDIR) {
+			r->retyped = true;
+			return TS_OK;
+		}
+		return errno == ENOENT ? TS_OK : ts_err_sys(e, errno, "%s/%s: cannot list", r->env->root, dir);
 	}
 	snprintf(msg, sizeof msg, "snapshot %s: cancelled (tracsnap is stopping)", r->o->name);
 	while (rc == TS_OK && (de = readdir(d)) != NULL) {
@@ -179,7 +237,8 @@ static ts_err_code snap_relist(snap_run *r, snap_walk_ctx *w, const char *dir, t
 			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			snap_sub_ctx c = { .w = w, .prefix = rel };
 			if (sub >= 0) {
-				rc = ts_walk(sub, r->env->root, snap_sub_add, &c, r->o->cancel, msg, NULL, e);
+				rc = ts_walk(sub, r->env->root, snap_sub_add, &c, r->o->cancel, msg,
+				             &r->retyped, e);
 				close(sub);
 			}
 		}
@@ -245,16 +304,37 @@ static ts_err_code snap_put_unplaced(snap_run *r, bool locked, ts_err *e)
 	return rc;
 }
 
-ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e)
+static ts_err_code snap_recheck_pass(snap_run *r, bool locked, ts_err *e)
 {
 	ts_err_code rc;
 	snap_list add = { 0 };
 	snap_walk_ctx w = { .r = r, .l = &add, .place = false };
 	struct timespec now;
+	const char **gone = NULL;
+	size_t ngone = 0;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, 0, snap_recheck_one, r, e);
+	rc = ts_pool_run((r->items.n + SNAP_RECHECK_RUN - 1) / SNAP_RECHECK_RUN,
+	                 SNAP_POOL_MIN / SNAP_RECHECK_RUN, 0, snap_recheck_run, r, e);
 	r->listed_ns = snap_ns(&now);   /* what is listed below is as of now, or later */
+	r->relist_all = false;
+	/* What lies below an entry that went or changed type goes with it,
+	 * whatever its own stat said (snap_under_gone). */
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		const snap_item *it = &r->items.v[i];
+		if (it->check != SNAP_CHECK_GONE && it->check != SNAP_CHECK_CHANGED)
+			continue;
+		if (!gone && !(gone = malloc(r->items.n * sizeof *gone)))
+			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		else
+			gone[ngone++] = it->rel;
+	}
+	for (size_t i = 0; rc == TS_OK && ngone && i < r->items.n; i++) {
+		snap_item *it = &r->items.v[i];
+		if (it->check != SNAP_CHECK_GONE && snap_under_gone(it->rel, gone, ngone))
+			it->check = SNAP_CHECK_GONE;
+	}
+	free(gone);
 	/* In path order: a directory replaced by a file is removed before
 	 * anything below it is looked at. */
 	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
@@ -288,3 +368,24 @@ ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e)
 	return rc == TS_OK ? snap_put_unplaced(r, locked, e) : rc;
 }
 
+/* A pass that met a directory changed into a link or a file on some path
+ * (r->retyped: ELOOP/ENOTDIR from beneath.h, in a stat, a listing, a walk
+ * or a copy) left out what it could not reach without following; the next
+ * pass lists every directory again, which finds it where it now is.  An
+ * environment whose directories keep changing type is refused. */
+#define SNAP_RECHECK_PASSES 3
+
+ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e)
+{
+	for (int pass = 0; pass < SNAP_RECHECK_PASSES; pass++) {
+		if (r->retyped) {
+			r->relist_all = true;
+			r->retyped = false;
+		}
+		ts_err_code rc = snap_recheck_pass(r, locked, e);
+		if (rc != TS_OK || !r->retyped)
+			return rc;
+	}
+	return ts_err_set(e, TS_ERR_IO, "%s: directories keep changing into symlinks or files while "
+	                  "the snapshot reads them; snapshot %s refused", r->env->root, r->o->name);
+}
