@@ -1,4 +1,5 @@
 /* stage.c - the next snapshot's tree, made ahead of time (stage.h). */
+#include "beneath.h"
 #include "stage.h"
 
 #include <errno.h>
@@ -52,33 +53,60 @@ static bool stage_stopped(const int *stop)
 	return stop && __atomic_load_n(stop, __ATOMIC_RELAXED) != 0;
 }
 
-/* Directories and hard links, in the manifest's order (parents first). */
+/* Directories and hard links, in the manifest's order (parents first).
+ * Each name by its directory, reached beneath both trees and kept for the
+ * entries that follow in it (beneath.h): a manifest that lists an entry
+ * below a symlink (an older tracsnap could write one) fails here instead
+ * of reaching through the link. */
+static ts_err_code stage_fill_one(const ts_manifest_entry *me, int basefd, int treefd,
+                                  ts_beneath_cache *bc, ts_beneath_cache *tc, bool root, ts_err *e)
+{
+	const char *bleaf, *tleaf;
+	struct stat st;
+	int bfd, tfd;
+
+	if (!strcmp(me->path, "."))
+		return TS_OK;
+	tfd = ts_beneath_cache_parent(tc, treefd, me->path, &tleaf);
+	if (tfd < 0)
+		return ts_err_sys(e, errno, "stage: %s: cannot reach its directory", me->path);
+	if (me->type == 'd') {
+		if (mkdirat(tfd, tleaf, 0700) < 0)
+			return ts_err_sys(e, errno, "stage: %s: cannot create", me->path);
+		return TS_OK;
+	}
+	bfd = ts_beneath_cache_parent(bc, basefd, me->path, &bleaf);
+	/* All or nothing (EMLINK included): ts_snap_take trusts that the
+	 * stage has every file of the manifest, as the manifest says it
+	 * is.  So a store copy whose stat no longer matches (damaged,
+	 * say) means no stage: the snapshot then checks each file and
+	 * copies that one again, or damage would spread. */
+	if (bfd < 0 || fstatat(bfd, bleaf, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !ts_manifest_copy_matches(me, &st, root))
+		return ts_err_set(e, TS_ERR_CORRUPT, "stage: %s: the store's copy is not what the "
+		                  "manifest says", me->path);
+	if (linkat(bfd, bleaf, tfd, tleaf, 0) < 0)
+		return ts_err_sys(e, errno, "stage: %s: cannot link", me->path);
+	return TS_OK;
+}
+
 static ts_err_code stage_fill(const ts_manifest *m, int basefd, int treefd, const int *stop,
                               bool *stopped, ts_err *e)
 {
 	bool root = geteuid() == 0;   /* owners can only be kept by root */
-	for (size_t i = 0; i < m->n; i++) {
-		const ts_manifest_entry *me = &m->entries[i];
-		struct stat st;
+	ts_beneath_cache bc = TS_BENEATH_CACHE_INIT, tc = TS_BENEATH_CACHE_INIT;
+	ts_err_code rc = TS_OK;
+
+	for (size_t i = 0; rc == TS_OK && i < m->n; i++) {
 		if (stage_stopped(stop)) {
 			*stopped = true;
-			return TS_OK;
+			break;
 		}
-		if (me->type == 'd' && strcmp(me->path, ".") && mkdirat(treefd, me->path, 0700) < 0)
-			return ts_err_sys(e, errno, "stage: %s: cannot create", me->path);
-		/* All or nothing (EMLINK included): ts_snap_take trusts that the
-		 * stage has every file of the manifest, as the manifest says it
-		 * is.  So a store copy whose stat no longer matches (damaged,
-		 * say) means no stage: the snapshot then checks each file and
-		 * copies that one again, or damage would spread. */
-		if (me->type != 'd' && (fstatat(basefd, me->path, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		                        !ts_manifest_copy_matches(me, &st, root)))
-			return ts_err_set(e, TS_ERR_CORRUPT, "stage: %s: the store's copy is not what the "
-			                  "manifest says", me->path);
-		if (me->type != 'd' && linkat(basefd, me->path, treefd, me->path, 0) < 0)
-			return ts_err_sys(e, errno, "stage: %s: cannot link", me->path);
+		rc = stage_fill_one(&m->entries[i], basefd, treefd, &bc, &tc, root, e);
 	}
-	return TS_OK;
+	ts_beneath_cache_drop(&bc);
+	ts_beneath_cache_drop(&tc);
+	return rc;
 }
 
 /* Then the directories' metadata as the snapshot's tree has it (owner, mode,
@@ -89,26 +117,36 @@ static ts_err_code stage_fill(const ts_manifest *m, int basefd, int treefd, cons
 static ts_err_code stage_dir_meta(const ts_manifest *m, int basefd, int treefd, const char *desc,
                                   const int *stop, bool *stopped, ts_err *e)
 {
-	for (size_t i = 0; i < m->n; i++) {
+	ts_beneath_cache bc = TS_BENEATH_CACHE_INIT;
+	ts_err_code rc = TS_OK;
+
+	for (size_t i = 0; rc == TS_OK && i < m->n; i++) {
 		const ts_manifest_entry *me = &m->entries[i];
 		struct stat st;
 		if (me->type != 'd')
 			continue;
 		if (stage_stopped(stop)) {
 			*stopped = true;
-			return TS_OK;
+			break;
 		}
-		if (fstatat(basefd, me->path, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			return ts_err_sys(e, errno, "stage: %s/%s: cannot stat", desc, me->path);
-		if (!S_ISDIR(st.st_mode))
-			return ts_err_sys(e, ENOTDIR, "stage: %s/%s: not a directory", desc, me->path);
+		/* (By its directory beneath the tree, see stage_fill.) */
+		const char *leaf;
+		int pfd = strcmp(me->path, ".") ? ts_beneath_cache_parent(&bc, basefd, me->path, &leaf)
+		                                : (leaf = ".", basefd);
+		if (pfd < 0 || fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = ts_err_sys(e, errno, "stage: %s/%s: cannot stat", desc, me->path);
+			break;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			rc = ts_err_sys(e, ENOTDIR, "stage: %s/%s: not a directory", desc, me->path);
+			break;
+		}
 		if ((st.st_mode & (S_IWUSR | S_IXUSR)) != (S_IWUSR | S_IXUSR))
 			continue;
-		ts_err_code rc = ts_copy_dir_meta(basefd, treefd, me->path, &st, desc, e);
-		if (rc != TS_OK)
-			return rc;
+		rc = ts_copy_dir_meta(basefd, treefd, me->path, &st, desc, e);
 	}
-	return TS_OK;
+	ts_beneath_cache_drop(&bc);
+	return rc;
 }
 
 ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
@@ -134,7 +172,7 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 	if (rc != TS_OK || n == 0 || !v[n - 1].sealed)
 		goto out;
 	snprintf(path, sizeof path, "%s/tree", v[n - 1].name);
-	basefd = openat(s->dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	basefd = ts_beneath_open(s->dirfd, path, O_RDONLY | O_DIRECTORY, 0);
 	if (basefd < 0 || !stage_id(v[n - 1].name, basefd, id, sizeof id)) {
 		rc = ts_err_sys(e, errno, "stage: %s/%s: cannot open", s->root, path);
 		goto out;
@@ -201,7 +239,7 @@ bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int bas
 	}
 	/* Opened before the rename, which it follows: once the rename is done
 	 * nothing can fail any more. */
-	nfd = openat(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	nfd = ts_beneath_open(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY, 0);
 	if (nfd < 0)
 		goto unusable;
 	/* Over t's tree, still empty. */

@@ -1,5 +1,6 @@
 /* stage_refresh.c - keep the stage up to the environment (stage.h): the
  * checks a snapshot would make before Trac's lock, made ahead of it. */
+#include "beneath.h"
 #include "stage.h"
 
 #include <errno.h>
@@ -81,7 +82,7 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 		goto out;
 	if (n > 0 && v[n - 1].sealed) {
 		snprintf(path, sizeof path, "%s/tree", v[n - 1].name);
-		basefd = openat(s->dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		basefd = ts_beneath_open(s->dirfd, path, O_RDONLY | O_DIRECTORY, 0);
 	}
 	if (basefd < 0 || !ts_stage_of(s, v[n - 1].name, basefd)) {
 		out->none = true;
@@ -91,8 +92,8 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	if (rc != TS_OK)
 		goto out;
 	r.envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	r.tmp.dirfd = openat(s->dirfd, TS_STORE_STAGE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	r.tmp.treefd = openat(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r.tmp.dirfd = ts_beneath_open(s->dirfd, TS_STORE_STAGE, O_RDONLY | O_DIRECTORY, 0);
+	r.tmp.treefd = ts_beneath_open(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY, 0);
 	if (r.envfd < 0 || r.tmp.dirfd < 0 || r.tmp.treefd < 0) {
 		rc = ts_err_sys(e, errno, "stage: cannot open %s", r.envfd < 0 ? env->root : s->root);
 		goto out;
