@@ -13,6 +13,7 @@
  * file in place and would have to wait for R's shared lock anyway, so W keeps
  * the writers waiting until the copy is done and both end together.
  */
+#include "beneath.h"
 #include "dbsnap.h"
 
 #include <errno.h>
@@ -231,9 +232,15 @@ static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_
 	unsigned char hdr[20];
 	ts_err_code rc = TS_OK;
 	uint64_t bytes = 0;
-	int in = -1, out = -1;
+	int in = -1, out = -1, pfd;
 	bool made = false;
+	const char *leaf;
 
+	/* The copy's directory beneath treefd: the environment may have had a
+	 * link where the database's directory is (beneath.h). */
+	pfd = ts_beneath_parent(treefd, rel, &leaf);
+	if (pfd < 0)
+		return ts_err_sys(e, errno, "%s: cannot reach its directory in the store", rel);
 	in = open(path, O_RDONLY | O_CLOEXEC);
 	if (in < 0) {
 		rc = ts_err_sys(e, errno, "%s: cannot open", path);
@@ -242,14 +249,14 @@ static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_
 	/* Header bytes 18-19 are 2 in WAL mode, where the copy is made from the
 	 * read snapshot after the lock instead (into a new file). */
 	if (pread(in, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr && hdr[18] == 2) {
-		(void)unlinkat(treefd, rel, 0);
+		(void)unlinkat(pfd, leaf, 0);
 		goto out;
 	}
-	out = openat(treefd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	out = openat(pfd, leaf, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (out >= 0) {
 		rc = sqlite_update(in, out, path, rel, e);
 	} else {
-		out = openat(treefd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		out = openat(pfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (out < 0) {
 			rc = ts_err_sys(e, errno, "%s: cannot create the database copy", rel);
 			goto out;
@@ -267,7 +274,8 @@ out:
 	if (out >= 0)
 		close(out);
 	if (rc != TS_OK && out >= 0 && made)
-		unlinkat(treefd, rel, 0);
+		unlinkat(pfd, leaf, 0);
+	ts_beneath_parent_close(treefd, pfd);
 	return rc;
 }
 
@@ -279,7 +287,7 @@ static ts_err_code sqlite_refresh(ts_dbsnap *d, int treefd, const char *rel, ts_
 	const char *path = d->env->db_abs;
 	ts_err_code rc;
 	int in = open(path, O_RDONLY | O_CLOEXEC);
-	int out = openat(treefd, rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	int out = ts_beneath_open(treefd, rel, O_RDWR, 0);
 
 	if (in < 0 || out < 0)
 		rc = ts_err_sys(e, errno, "%s: cannot open for the copy", in < 0 ? path : rel);
@@ -301,7 +309,15 @@ static ts_err_code sqlite_capture(ts_dbsnap *d, int treefd, const char *rel, ts_
 	sqlite3_backup *bk = NULL;
 	ts_err_code rc = TS_OK;
 	int src, fd = -1;
+	const char *leaf;
+	/* Everything below by the copy's directory, beneath treefd (beneath.h). */
+	int pfd = ts_beneath_parent(treefd, rel, &leaf);
 
+	if (pfd < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot reach its directory in the store", rel);
+		sqlite_release(d);
+		return rc;
+	}
 	if (im->wal && d->held) {
 		/* R pins the state: Trac's writers may go on now. */
 		sqlite_exec(im->w, "ROLLBACK");
@@ -313,8 +329,8 @@ static ts_err_code sqlite_capture(ts_dbsnap *d, int treefd, const char *rel, ts_
 		goto out;
 	}
 	if (im->precopied)
-		unlinkat(treefd, rel, 0);   /* switched to WAL since: copy afresh */
-	if ((size_t)snprintf(dest, sizeof dest, "/proc/self/fd/%d/%s", treefd, rel) >= sizeof dest) {
+		unlinkat(pfd, leaf, 0);   /* switched to WAL since: copy afresh */
+	if (ts_beneath_procpath(dest, sizeof dest, pfd, leaf) < 0) {
 		rc = ts_err_set(e, TS_ERR_IO, "%s: path too long", rel);
 		goto out;
 	}
@@ -360,10 +376,10 @@ out:
 	if (rc == TS_OK) {
 		static const char *const sfx[] = { "-journal", "-wal", "-shm" };
 		for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
-			snprintf(side, sizeof side, "%s%s", rel, sfx[i]);
-			unlinkat(treefd, side, 0);
+			snprintf(side, sizeof side, "%s%s", leaf, sfx[i]);
+			unlinkat(pfd, side, 0);
 		}
-		fd = openat(treefd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		fd = openat(pfd, leaf, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		struct timespec times[2] = { d->db_st.st_atim, d->db_st.st_mtim };
 		if (fd < 0 || (fchown(fd, d->db_st.st_uid, d->db_st.st_gid) < 0 && geteuid() == 0) ||
 		    fchmod(fd, d->db_st.st_mode & 07777) < 0 || futimens(fd, times) < 0)
@@ -371,6 +387,7 @@ out:
 		if (fd >= 0)
 			close(fd);
 	}
+	ts_beneath_parent_close(treefd, pfd);
 	return rc;
 }
 
