@@ -596,7 +596,7 @@ static void snap_open_prev(snap_run *r)
 		goto out;
 	}
 	snprintf(path, sizeof path, "%s/tree", v[n - 1].name);
-	r->prevfd = openat(r->store->dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r->prevfd = ts_beneath_open(r->store->dirfd, path, O_RDONLY | O_DIRECTORY, 0);
 	r->staged = r->prevfd >= 0 &&
 	            ts_stage_adopt(r->store, &r->tmp, v[n - 1].name, r->prevfd, &r->fresh);
 out:

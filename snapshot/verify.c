@@ -1,4 +1,5 @@
 /* verify.c - re-check stored snapshots against their manifests (verify.h). */
+#include "beneath.h"
 #include "verify.h"
 
 #include <dirent.h>
@@ -361,6 +362,7 @@ ts_err_code ts_verify_summary_get(ts_store *s, const char *name, ts_verify_summa
 		goto out;
 	/* Without the tree the sharing is unknown: report none rather than fail. */
 	treefd = open(tpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	ts_beneath_cache c = TS_BENEATH_CACHE_INIT;
 	for (size_t i = 0; i < m.n; i++) {
 		const ts_manifest_entry *me = &m.entries[i];
 		struct stat st;
@@ -368,10 +370,14 @@ ts_err_code ts_verify_summary_get(ts_store *s, const char *name, ts_verify_summa
 		if (me->type != 'f')
 			continue;
 		out->files++;
-		if (treefd >= 0 && fstatat(treefd, me->path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		/* By its directory beneath the tree, never through a link. */
+		const char *leaf;
+		int pfd = treefd < 0 ? -1 : ts_beneath_cache_parent(&c, treefd, me->path, &leaf);
+		if (pfd >= 0 && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISREG(st.st_mode) && st.st_nlink > 1)
 			out->shared_bytes += me->size;
 	}
+	ts_beneath_cache_drop(&c);
 out:
 	if (treefd >= 0)
 		close(treefd);
