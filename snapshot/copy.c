@@ -295,6 +295,8 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned
 	if (!S_ISREG(out->st.st_mode)) {
 		/* Replaced by something else between the walk and now. */
 		rc = ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: no longer a regular file", src_desc, rel);
+		if (e)
+			e->sys_errno = ELOOP;   /* changed type: as a link on its way */
 		goto out;
 	}
 	dst = ts_beneath_open(dst_dirfd, rel, O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -376,9 +378,19 @@ ts_err_code ts_copy_symlink(int src_dirfd, int dst_dirfd, const char *rel,
 	}
 	if (!S_ISLNK(out->st.st_mode)) {
 		rc = ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: no longer a symlink", src_desc, rel);
+		if (e)
+			e->sys_errno = ELOOP;   /* changed type: as a link on its way */
 		goto out;
 	}
 	n = readlinkat(spfd, sleaf, target, sizeof target - 1);
+	if (n < 0 && (errno == EINVAL || errno == ENOENT)) {
+		/* Replaced (by a directory, say) or removed since its stat. */
+		int err = errno == EINVAL ? ELOOP : ENOENT;
+		rc = ts_err_set(e, TS_ERR_NOTFOUND, "%s/%s: no longer a symlink", src_desc, rel);
+		if (e)
+			e->sys_errno = err;
+		goto out;
+	}
 	if (n < 0) {
 		rc = ts_err_sys(e, errno, "%s/%s: cannot read link", src_desc, rel);
 		goto out;

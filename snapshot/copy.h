@@ -34,8 +34,8 @@ typedef struct ts_copy_out {
  * Without TS_COPY_HASH the kernel copies (copy_file_range) and the caller
  * hashes the copy later with ts_copy_hash_file.
  * TS_ERR_NOTFOUND when the source vanished (the caller treats that as a
- * deletion; e->sys_errno ELOOP or ENOTDIR: a directory on its way is now a
- * link or a file, see beneath.h); TS_ERR_IO/NOSPC on failure, with the destination removed.
+ * deletion; e->sys_errno ELOOP or ENOTDIR: it, or a directory on its way,
+ * changed type, see beneath.h); TS_ERR_IO/NOSPC on failure, with the destination removed.
  * src_desc is the source path for messages (e.g. the environment root). */
 ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned flags,
                          const char *src_desc, ts_copy_out *out, ts_err *e);
