@@ -7,7 +7,7 @@
  * parse and the SQLite path resolution all run.  The directory is removed
  * at exit.
  *
- * fuzz-sources: snapshot/env.c snapshot/dburi.c snapshot/err.c
+ * fuzz-sources: snapshot/env.c snapshot/beneath.c snapshot/dburi.c snapshot/err.c
  * fuzz-libs: -linih
  */
 #include <assert.h>

@@ -51,7 +51,7 @@
  * count at exit.
  * TS_FUZZ_STORE_DEBUG=1 prints what the readers found (to check a seed).
  *
- * fuzz-sources: snapshot/store.c snapshot/verify.c snapshot/seal.c snapshot/manifest.c snapshot/copy.c snapshot/env.c snapshot/dburi.c snapshot/log.c snapshot/pool.c snapshot/err.c
+ * fuzz-sources: snapshot/store.c snapshot/verify.c snapshot/seal.c snapshot/manifest.c snapshot/copy.c snapshot/env.c snapshot/dburi.c snapshot/log.c snapshot/pool.c snapshot/err.c snapshot/beneath.c snapshot/trust.c
  * fuzz-libs: -linih -lcrypto -lpthread
  */
 #include <assert.h>
