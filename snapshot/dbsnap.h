@@ -72,12 +72,16 @@ ts_err_code ts_dbsnap_pg_open(ts_dbsnap *d, ts_err *e);
  * ts_dbsnap_pg_restore_check: refuse (TS_ERR_BUSY) while other sessions use
  * the database, naming their pids, programs and addresses, and
  * (TS_ERR_EXISTS) when the schema already holds tables; force skips both.
- * ts_dbsnap_pg_load: load dump_path with `psql -v ON_ERROR_STOP=1
- * --single-transaction`, first dropping what the schema holds (its tables
- * and sequences; a schema other than public as a whole) in that same
- * transaction: on failure the database is as it was.  The password reaches
- * psql as a password file on a descriptor, never on its command line. */
+ * ts_dbsnap_pg_load: load the dump open on dump_fd (read from offset 0; the
+ * caller has checked it with ts_pgdump_check) as psql's stdin, with `psql
+ * -X -v ON_ERROR_STOP=1 --single-transaction`, first dropping what the
+ * schema holds (its tables and sequences; a schema other than public as a
+ * whole) and last checking that Trac's tables (system with its
+ * database_version, ticket, wiki, attachment) are there, all in that same
+ * transaction: on failure the database is as it was.  dump_desc names the
+ * dump in messages.  The password reaches psql as a password file on a
+ * descriptor, never on its command line. */
 ts_err_code ts_dbsnap_pg_restore_check(const ts_env *env, bool force, ts_err *e);
-ts_err_code ts_dbsnap_pg_load(const ts_env *env, const char *dump_path, ts_err *e);
+ts_err_code ts_dbsnap_pg_load(const ts_env *env, int dump_fd, const char *dump_desc, ts_err *e);
 
 #endif

@@ -389,6 +389,7 @@ typedef struct pg_child {
 	char **env;
 	int passfd;                /* memfd with the password file, or -1 */
 	int errfd;                 /* memfd collecting the child's stderr */
+	int infd;                  /* the child's stdin when > 0 (restore: the dump), else /dev/null */
 	pid_t pid;
 } pg_child;
 
@@ -466,10 +467,16 @@ static ts_err_code pg_spawn(ts_dbsnap *d, pg_child *ch, char *const argv[], int 
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, dfl;
-	int err, hout = -1;
+	int err, hout = -1, hin = -1;
 
 	if (outfd >= 0 && (hout = pg_high_fd(outfd)) < 0)
 		return ts_err_sys(e, errno, "cannot start %s", argv[0]);
+	if (ch->infd > 0 && (hin = pg_high_fd(ch->infd)) < 0) {
+		err = errno;
+		if (hout >= 0)
+			close(hout);
+		return ts_err_sys(e, err, "cannot start %s", argv[0]);
+	}
 	/* The caller may be a FUSE worker with every signal blocked and the
 	 * daemon ignores SIGPIPE: pg_dump gets the ordinary defaults. */
 	sigemptyset(&none);
@@ -484,7 +491,10 @@ static ts_err_code pg_spawn(ts_dbsnap *d, pg_child *ch, char *const argv[], int 
 	posix_spawnattr_setsigdefault(&at, &dfl);
 	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (hin >= 0)
+		posix_spawn_file_actions_adddup2(&fa, hin, 0);
+	else
+		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	if (hout >= 0)
 		posix_spawn_file_actions_adddup2(&fa, hout, 1);
 	else
@@ -501,6 +511,8 @@ static ts_err_code pg_spawn(ts_dbsnap *d, pg_child *ch, char *const argv[], int 
 	posix_spawnattr_destroy(&at);
 	if (hout >= 0)
 		close(hout);
+	if (hin >= 0)
+		close(hin);
 	if (err == ENOENT)
 		return pg_not_found(d, argv[0], e);
 	if (err) {
@@ -1272,11 +1284,44 @@ out:
 	return rc;
 }
 
-ts_err_code ts_dbsnap_pg_load(const ts_env *env, const char *dump_path, ts_err *e)
+/* Runs after the dump, in psql's single transaction: Trac's tables must be
+ * in the schema, with a database_version, or the whole load is rolled
+ * back.  NULL on out of memory or a schema name we cannot quote here. */
+static char *pg_restore_post(PGconn *c, const char *schema, const char *qschema)
+{
+	static const char *const names[] = { "system", "ticket", "wiki", "attachment" };
+	char *lit[4] = { NULL }, *slit = NULL, *post = NULL;
+	bool ok = true;
+
+	for (int i = 0; i < 4 && ok; i++) {
+		char *q = NULL;
+		ok = asprintf(&q, "%s.%s", qschema, names[i]) >= 0 &&
+		     (lit[i] = PQescapeLiteral(c, q, strlen(q))) != NULL;
+		if (ok)
+			free(q);
+	}
+	ok = ok && (slit = PQescapeLiteral(c, schema, strlen(schema))) != NULL;
+	if (ok && !strstr(qschema, "$tracsnap$") && !strstr(slit, "$tracsnap$") &&
+	    asprintf(&post,
+	             "DO $tracsnap$ BEGIN IF pg_catalog.to_regclass(%s) IS NULL OR pg_catalog.to_regclass(%s) "
+	             "IS NULL OR pg_catalog.to_regclass(%s) IS NULL OR pg_catalog.to_regclass(%s) IS NULL THEN "
+	             "RAISE EXCEPTION 'tracsnap: the dump did not create Trac''s tables (system, ticket, wiki, "
+	             "attachment) in schema %%', %s; END IF; IF NOT EXISTS (SELECT 1 FROM %s.system WHERE name "
+	             "= 'database_version') THEN RAISE EXCEPTION 'tracsnap: the dump left no database_version "
+	             "in %%.system', %s; END IF; END $tracsnap$;",
+	             lit[0], lit[1], lit[2], lit[3], slit, qschema, slit) < 0)
+		post = NULL;
+	for (int i = 0; i < 4; i++)
+		PQfreemem(lit[i]);
+	PQfreemem(slit);
+	return post;
+}
+
+ts_err_code ts_dbsnap_pg_load(const ts_env *env, int dump_fd, const char *dump_desc, ts_err *e)
 {
 	pg_restore r;
 	pg_child ch = { .passfd = -1, .errfd = -1, .pid = -1 };
-	char *tables = NULL, *seqs = NULL, *pre = NULL, *qschema = NULL;
+	char *tables = NULL, *seqs = NULL, *pre = NULL, *post = NULL, *qschema = NULL;
 	int ntables, st;
 	bool public = !strcmp(env->db.schema, "public");
 	ts_err_code rc = pg_restore_open(&r, env, e);
@@ -1289,6 +1334,12 @@ ts_err_code ts_dbsnap_pg_load(const ts_env *env, const char *dump_path, ts_err *
 	qschema = PQescapeIdentifier(r.c, env->db.schema, strlen(env->db.schema));
 	if (!qschema) {
 		rc = pg_fail(e, &r.d, r.c, NULL, "quoting the schema name");
+		goto out;
+	}
+	post = pg_restore_post(r.c, env->db.schema, qschema);
+	if (!post) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: cannot build the check of schema '%s'", r.im.display,
+		                env->db.schema);
 		goto out;
 	}
 	/* Runs inside psql's single transaction, before the dump: a failing
@@ -1313,9 +1364,17 @@ ts_err_code ts_dbsnap_pg_load(const ts_env *env, const char *dump_path, ts_err *
 	rc = pg_child_prepare(&r.d, &ch, e);
 	if (rc != TS_OK)
 		goto out;
+	/* The dump reaches psql as its stdin ("-f -"), the caller's descriptor
+	 * (checked by ts_pgdump_check), never a path another account could
+	 * change. */
+	if (lseek(dump_fd, 0, SEEK_SET) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot read", dump_desc);
+		goto out;
+	}
+	ch.infd = dump_fd;
 	{
 		char *argv[] = { "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-		                 "-c", pre, "-f", (char *)dump_path, NULL };
+		                 "-c", pre, "-f", "-", "-c", post, NULL };
 		char what[PATH_MAX + 32];
 		rc = pg_spawn(&r.d, &ch, argv, -1, e);
 		if (rc != TS_OK)
@@ -1323,7 +1382,7 @@ ts_err_code ts_dbsnap_pg_load(const ts_env *env, const char *dump_path, ts_err *
 		st = pg_wait(ch.pid, 0);
 		ch.pid = -1;
 		if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-			snprintf(what, sizeof what, "loading %s with psql", dump_path);
+			snprintf(what, sizeof what, "loading %s with psql", dump_desc);
 			rc = pg_child_failed(&r.d, &ch, st, what, TS_ERR_DB, e);
 		}
 	}
@@ -1332,6 +1391,7 @@ out:
 	free(tables);
 	free(seqs);
 	free(pre);
+	free(post);
 	PQfreemem(qschema);
 	if (rc != TS_OK && e)
 		pg_scrub(e->msg, env->db.password);

@@ -22,9 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "copy.h"
 #include "dbsnap.h"
 #include "env.h"
+#include "pgdump_check.h"
 
 /* Where a snapshot keeps a database that lives outside the environment
  * (design.md, "Snapshot names"). */
@@ -354,12 +356,12 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 	ts_env live = { 0 }, snap = { 0 };
 	ts_restore_out local;
 	char tmp[PATH_MAX], kept[PATH_MAX], ext_tmp[PATH_MAX] = "", ext_kept[PATH_MAX] = "";
-	char who[1024], dbrel_buf[PATH_MAX];
+	char who[1024], dbrel_buf[PATH_MAX], dumpdesc[PATH_MAX * 2];
 	const char *dbrel = NULL, *ext_base = NULL;
 	bool have_live = false, have_snap = false, made_tmp = false, swapped = false, ext_swapped = false;
 	bool wal = false, pg;
-	int snapfd = -1, tmpfd = -1, n;
-	struct stat st;
+	int snapfd = -1, tmpfd = -1, dumpfd = -1, n;
+	struct stat st, dbst;
 	ts_err_code rc;
 
 	if (!out)
@@ -405,6 +407,24 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 		rc = ts_err_sys(e, errno, "%s/%s: the snapshot holds no database (taken with --no-database?)",
 		                snap.root, dbrel);
 		goto out;
+	}
+	/* PostgreSQL: the dump psql will read is the snapshot's own (never the
+	 * copy in ENV, which belongs to the environment's owner), checked for
+	 * psql meta-commands before anything changes. */
+	if (pg) {
+		snprintf(dumpdesc, sizeof dumpdesc, "%s/%s", snap.root, dbrel);
+		dumpfd = ts_beneath_open(snapfd, dbrel, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0);
+		if (dumpfd < 0 || fstat(dumpfd, &dbst) < 0) {
+			rc = ts_err_sys(e, errno, "%s: cannot open", dumpdesc);
+			goto out;
+		}
+		if (!S_ISREG(dbst.st_mode)) {
+			rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: not a regular file", dumpdesc);
+			goto out;
+		}
+		rc = ts_pgdump_check(dumpfd, dumpdesc, e);
+		if (rc != TS_OK)
+			goto out;
 	}
 
 	/* Busy: the live files, the live database and where the restored one
@@ -501,9 +521,7 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 		ext_swapped = true;
 	}
 	if (pg) {
-		char dump[PATH_MAX * 2];
-		snprintf(dump, sizeof dump, "%s/%s", live.root, TS_DBSNAP_PG_DUMP_REL);
-		rc = ts_dbsnap_pg_load(&snap, dump, e);
+		rc = ts_dbsnap_pg_load(&snap, dumpfd, dumpdesc, e);
 		if (rc != TS_OK)
 			goto out;
 	}
@@ -520,6 +538,8 @@ out:
 		if (rename(live.root, tmp) == 0)
 			rename(kept, live.root);
 	}
+	if (dumpfd >= 0)
+		close(dumpfd);
 	if (tmpfd >= 0)
 		close(tmpfd);
 	if (snapfd >= 0)
