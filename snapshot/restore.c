@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "copy.h"
 #include "dbsnap.h"
 #include "env.h"
+#include "manifest.h"
 #include "pgdump_check.h"
 
 /* Where a snapshot keeps a database that lives outside the environment
@@ -158,7 +158,10 @@ static void ts_restore_count(ts_restore_copy *c, const char *rel)
 }
 
 /* Copy the directory rel ("." for the top) and everything below it; its
- * own metadata last, as adding entries changes a directory's mtime. */
+ * own metadata last, as adding entries changes a directory's mtime (but
+ * not for the top: see the end).  The destination is a directory only root
+ * can enter, so the multi-component paths below it cross nothing another
+ * account controls. */
 static ts_err_code ts_restore_copy_dir(ts_restore_copy *c, const char *rel, const struct stat *dst_st,
                                        ts_err *e)
 {
@@ -217,73 +220,200 @@ static ts_err_code ts_restore_copy_dir(ts_restore_copy *c, const char *rel, cons
 	if (rc == TS_OK && errno)
 		rc = ts_err_sys(e, errno, "%s/%s: cannot read the directory", c->desc, rel);
 	closedir(d);
-	if (rc == TS_OK)
+	/* The top's owner and mode come last of all, just before the swap
+	 * (ts_restore): until then the copy is root's alone. */
+	if (rc == TS_OK && strcmp(rel, "."))
 		rc = ts_copy_dir_meta(c->src, c->dst, rel, dst_st, c->desc, e);
 	return rc;
 }
 
+
+/* ------------------------------------------------ where restore may write
+ *
+ * Restore writes in two directories: ENV's parent (the copy, then the
+ * swap) and, for an external SQLite database, the database's directory.
+ * Both are reached from "/" one component at a time, never through a
+ * symbolic link, and every directory on the way, the last one included,
+ * must be:
+ *   - a directory (not a symlink: ELOOP from O_NOFOLLOW),
+ *   - owned by root or by `owner` (the snapshot's owner of the environment
+ *     or of the database file),
+ *   - not writable by group or others, unless it is root's and sticky
+ *     (/tmp).
+ * Anything else is refused with one line naming the directory, before
+ * anything is changed.  The descriptor returned is then used for every
+ * later step (mkdirat, renameat2, ...), so that a directory renamed or
+ * replaced on the path afterwards changes nothing of what restore does. */
+
+static ts_err_code ts_restore_dir_check(int fd, const char *path, uid_t owner, ts_err *e)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return ts_err_sys(e, errno, "%s: cannot stat", path);
+	if (!S_ISDIR(st.st_mode))
+		return ts_err_set(e, TS_ERR_PERM, "%s: not a directory; refusing to restore there", path);
+	if (st.st_uid != 0 && st.st_uid != owner)
+		return ts_err_set(e, TS_ERR_PERM, "%s: owned by uid %lu, neither root nor the snapshot's owner "
+		                  "(uid %lu); refusing to restore there", path, (unsigned long)st.st_uid,
+		                  (unsigned long)owner);
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_uid == 0 && (st.st_mode & S_ISVTX)))
+		return ts_err_set(e, TS_ERR_PERM, "%s: writable by group or others (mode %04o); refusing to "
+		                  "restore there", path, (unsigned)(st.st_mode & 07777));
+	return TS_OK;
+}
+
+/* Open the absolute directory dir as above.  -1 with *rc (and e) set. */
+static int ts_restore_walk(const char *dir, uid_t owner, ts_err_code *rc, ts_err *e)
+{
+	char path[PATH_MAX], comp[NAME_MAX + 1];
+	const char *p = dir;
+	size_t plen = 0;
+	int fd;
+
+	if (dir[0] != '/') {
+		*rc = ts_err_set(e, TS_ERR_USAGE, "%s: not an absolute path", dir);
+		return -1;
+	}
+	fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		*rc = ts_err_sys(e, errno, "/: cannot open");
+		return -1;
+	}
+	path[0] = '\0';
+	*rc = ts_restore_dir_check(fd, "/", owner, e);
+	while (*rc == TS_OK) {
+		size_t n;
+		int next;
+
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		n = strcspn(p, "/");
+		if (n > NAME_MAX || plen + 1 + n >= sizeof path) {
+			*rc = ts_err_set(e, TS_ERR_IO, "%s: path too long", dir);
+			break;
+		}
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		path[plen++] = '/';
+		memcpy(path + plen, p, n);
+		plen += n;
+		path[plen] = '\0';
+		p += n;
+		if (!strcmp(comp, ".") || !strcmp(comp, "..")) {
+			*rc = ts_err_set(e, TS_ERR_USAGE, "%s: '.' or '..' in the path; refusing to restore there",
+			                 dir);
+			break;
+		}
+		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0) {
+			struct stat lst;
+			if (errno == ELOOP || (errno == ENOTDIR && fstatat(fd, comp, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+			                       S_ISLNK(lst.st_mode)))
+				*rc = ts_err_set(e, TS_ERR_PERM, "%s: a symbolic link, not the directory the snapshot "
+				                 "names; refusing to restore through it", path);
+			else
+				*rc = ts_err_sys(e, errno, "%s: cannot open", path);
+			break;
+		}
+		close(fd);
+		fd = next;
+		*rc = ts_restore_dir_check(fd, path, owner, e);
+	}
+	if (*rc != TS_OK) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Make name in dirfd as a directory only we (root) can use, and open it:
+ * -1 with *rc set when that fails or what opens is not a directory of ours
+ * (the name was taken, or replaced between the two calls). */
+static int ts_restore_mktmp(int dirfd, const char *name, const char *desc, ts_err_code *rc, ts_err *e)
+{
+	struct stat st;
+	int fd;
+
+	if (mkdirat(dirfd, name, 0700) < 0) {
+		*rc = ts_err_sys(e, errno, "%s: cannot create the restore copy", desc);
+		return -1;
+	}
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		*rc = ts_err_sys(e, errno, "%s: cannot open", desc);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    fchmod(fd, 0700) < 0) {
+		*rc = ts_err_set(e, TS_ERR_PERM, "%s: replaced while restore made it; refusing", desc);
+		close(fd);
+		return -1;
+	}
+	*rc = TS_OK;
+	return fd;
+}
+
 /* ---------------------------------------------------------------- SQLite */
 
-/* Is the SQLite database at path in WAL mode?  Header bytes 18 and 19 (file
- * format read and write versions) are 2 in WAL mode and 1 otherwise. */
-static bool ts_restore_is_wal(const char *path)
+/* Is the SQLite database open on fd (closed here; -1: none) in WAL mode?
+ * Header bytes 18 and 19 (file format read and write versions) are 2 in
+ * WAL mode and 1 otherwise.  Callers open it without following a link and
+ * without blocking on a FIFO. */
+static bool ts_restore_is_wal(int fd)
 {
 	unsigned char h[20];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	bool wal = fd >= 0 && pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && h[18] == 2 && h[19] == 2;
+	struct stat st;
+	bool wal = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	           pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && h[18] == 2 && h[19] == 2;
 
 	if (fd >= 0)
 		close(fd);
 	return wal;
 }
 
+#define TS_RESTORE_PEEK (O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+
 /* A snapshot's database is in rollback-journal mode (spec section 3); give
- * the copy the WAL mode the live database had, as Trac's readers rely on. */
-static ts_err_code ts_restore_set_wal(const char *path, ts_err *e)
+ * the copy rel below dirfd (a directory only root can enter) the WAL mode
+ * the live database had, as Trac's readers rely on.  On a database with no
+ * journal that is exactly what `PRAGMA journal_mode=WAL` writes: header
+ * bytes 18 and 19 (file format read and write versions) set from 1 to 2.
+ * Done here on a descriptor rather than through SQLite, whose open resolves
+ * a /proc/self/fd path back into the path string (through ENV's parent,
+ * which another account may own).  The file's times stay the snapshot's. */
+static ts_err_code ts_restore_set_wal(int dirfd, const char *rel, const char *desc, ts_err *e)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
+	static const unsigned char magic[16] = "SQLite format 3";
+	static const unsigned char two[2] = { 2, 2 };
+	unsigned char h[20];
+	struct stat st;
 	ts_err_code rc = TS_OK;
-	char dir[PATH_MAX];
-	struct stat fst, dst;
-	bool have_f, have_d;
-	int r;
+	int fd = ts_beneath_open(dirfd, rel, O_RDWR | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0);
 
-	/* The -wal and -shm files SQLite makes and removes again change the
-	 * directory's mtime, and the header change the file's: put the
-	 * snapshot's times back afterwards. */
-	snprintf(dir, sizeof dir, "%s", path);
-	*strrchr(dir, '/') = '\0';
-	have_f = stat(path, &fst) == 0;
-	have_d = stat(dir, &dst) == 0;
-	r = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-
-	if (r == SQLITE_OK)
-		r = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
-	if (r == SQLITE_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *mode = (const char *)sqlite3_column_text(st, 0);
-		r = mode && !strcmp(mode, "wal") ? SQLITE_OK : SQLITE_ERROR;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return ts_err_sys(e, errno, "%s/%s: cannot open the restored database", desc, rel);
+	if (!S_ISREG(st.st_mode) || pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h ||
+	    memcmp(h, magic, sizeof magic) || h[18] < 1 || h[18] > 2 || h[19] < 1 || h[19] > 2) {
+		rc = ts_err_set(e, TS_ERR_DB, "%s/%s: cannot set journal_mode=WAL: not an SQLite database",
+		                desc, rel);
+	} else if (h[18] != 2 || h[19] != 2) {
+		struct timespec t[2] = { st.st_atim, st.st_mtim };
+		if (pwrite(fd, two, sizeof two, 18) != (ssize_t)sizeof two || fsync(fd) < 0 || futimens(fd, t) < 0)
+			rc = ts_err_sys(e, errno, "%s/%s: cannot set journal_mode=WAL", desc, rel);
 	}
-	if (r != SQLITE_OK)
-		rc = ts_err_set(e, TS_ERR_DB, "%s: cannot set journal_mode=WAL: %s", path,
-		                db ? sqlite3_errmsg(db) : "out of memory");
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	if (rc == TS_OK && have_f) {
-		struct timespec t[2] = { fst.st_atim, fst.st_mtim };
-		utimensat(AT_FDCWD, path, t, 0);
-	}
-	if (rc == TS_OK && have_d) {
-		struct timespec t[2] = { dst.st_atim, dst.st_mtim };
-		utimensat(AT_FDCWD, dir, t, 0);
-	}
+	close(fd);
 	return rc;
 }
 
 /* ------------------------------------------------------------- the steps */
 
-/* "<path>.pre-restore-<YYYYmmddTHHMMSS>[-N]" that does not exist yet. */
-static ts_err_code ts_restore_kept_name(const char *path, char *buf, size_t len, ts_err *e)
+/* "<name>.pre-restore-<YYYYmmddTHHMMSS>[-N]" that does not exist in dirfd
+ * yet (the rename that uses it refuses to replace one made meanwhile). */
+static ts_err_code ts_restore_kept_name(int dirfd, const char *name, const char *desc, char *buf,
+                                        size_t len, ts_err *e)
 {
 	char stamp[32];
 	time_t now = time(NULL);
@@ -292,62 +422,81 @@ static ts_err_code ts_restore_kept_name(const char *path, char *buf, size_t len,
 	localtime_r(&now, &tm);
 	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
 	for (int i = 0; i < 100; i++) {
-		int n = i ? snprintf(buf, len, "%s.pre-restore-%s-%d", path, stamp, i)
-		          : snprintf(buf, len, "%s.pre-restore-%s", path, stamp);
+		int n = i ? snprintf(buf, len, "%s.pre-restore-%s-%d", name, stamp, i)
+		          : snprintf(buf, len, "%s.pre-restore-%s", name, stamp);
 		struct stat st;
-		if (n < 0 || (size_t)n >= len)
-			return ts_err_set(e, TS_ERR_IO, "%s: path too long", path);
-		if (lstat(buf, &st) < 0 && errno == ENOENT)
+		if (n < 0 || (size_t)n >= len || n > NAME_MAX)
+			return ts_err_set(e, TS_ERR_IO, "%s: name too long", desc);
+		if (fstatat(dirfd, buf, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
 			return TS_OK;
 	}
-	return ts_err_set(e, TS_ERR_EXISTS, "%s: too many earlier restores this second", path);
+	return ts_err_set(e, TS_ERR_EXISTS, "%s: too many earlier restores this second", desc);
 }
 
-/* The external database: copy it into a temporary directory beside its
- * path (same filesystem, so the swap is a rename).  tmpdir gets that
- * directory. */
-static ts_err_code ts_restore_ext_copy(int snapfd, const char *snapdir, const char *db_abs,
-                                       bool wal, char *tmpdir, size_t len, ts_err *e)
+/* Lexically normalise an absolute path in place: no "", "." or ".."
+ * components (".." above "/" stays at "/"). */
+static void ts_restore_normalise(char *path)
 {
-	char parent[PATH_MAX], dbtmp[PATH_MAX + 64];
-	const char *base = strrchr(db_abs, '/') + 1;
-	int src = -1, dst = -1;
-	ts_copy_out co;
-	ts_err_code rc = TS_OK;
+	char *out = path, *p = path;
 
-	snprintf(parent, sizeof parent, "%.*s", (int)(base - db_abs - 1), db_abs);
-	if (snprintf(tmpdir, len, "%s/.tracsnap-restore-tmp-%ld", *parent ? parent : "",
-	             (long)getpid()) >= (int)len)
-		return ts_err_set(e, TS_ERR_IO, "%s: path too long", db_abs);
-	src = openat(snapfd, TS_RESTORE_EXTDB_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (src < 0) {
-		rc = ts_err_sys(e, errno, "%s/%s: cannot open the copy of the external database",
-		                snapdir, TS_RESTORE_EXTDB_DIR);
-		goto out;
+	while (*p) {
+		size_t n;
+		while (*p == '/')
+			p++;
+		n = strcspn(p, "/");
+		if (!n)
+			break;
+		if (n == 1 && p[0] == '.') {
+			/* skip */
+		} else if (n == 2 && p[0] == '.' && p[1] == '.') {
+			while (out > path && *--out != '/')
+				;
+		} else {
+			*out++ = '/';
+			memmove(out, p, n);
+			out += n;
+		}
+		p += n;
 	}
-	if (mkdir(tmpdir, 0700) < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot create", tmpdir);
-		tmpdir[0] = '\0';
-		goto out;
+	if (out == path)
+		*out++ = '/';
+	*out = '\0';
+}
+
+/* Where an external database goes back: the path the snapshot's manifest
+ * recorded (resolved when the snapshot was taken) when the snapshot is a
+ * store's NAME/tree, else the path trac.ini gives, taken lexically (a
+ * relative one below live_root), never resolved now: a symbolic link on it
+ * is then refused by ts_restore_walk. */
+static ts_err_code ts_restore_ext_path(const ts_env *snap, const char *live_root, char *buf, size_t len,
+                                       ts_err *e)
+{
+	size_t rl = strlen(snap->root);
+	const char *base;
+	int n = -1;
+
+	if (rl > 5 && !strcmp(snap->root + rl - 5, "/tree")) {
+		char mpath[PATH_MAX];
+		ts_manifest m;
+		ts_err ignore;
+
+		ts_manifest_init(&m);
+		if (snprintf(mpath, sizeof mpath, "%.*s/manifest", (int)(rl - 5), snap->root) < (int)sizeof mpath &&
+		    ts_manifest_read(mpath, &m, &ignore) == TS_OK && m.external_db && m.external_db[0] == '/')
+			n = snprintf(buf, len, "%s", m.external_db);
+		ts_manifest_free(&m);
 	}
-	dst = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dst < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot open", tmpdir);
-		goto out;
-	}
-	rc = ts_copy_file(src, dst, base, 0, snapdir, &co, e);
-	if (rc == TS_OK && wal) {
-		snprintf(dbtmp, sizeof dbtmp, "%s/%s", tmpdir, base);
-		rc = ts_restore_set_wal(dbtmp, e);
-	}
-	if (rc == TS_OK && fsync(dst) < 0)
-		rc = ts_err_sys(e, errno, "%s: cannot sync", tmpdir);
-out:
-	if (src >= 0)
-		close(src);
-	if (dst >= 0)
-		close(dst);
-	return rc;
+	if (n < 0)
+		n = snap->db.path[0] == '/' ? snprintf(buf, len, "%s", snap->db.path)
+		                            : snprintf(buf, len, "%s/%s", live_root, snap->db.path);
+	if (n < 0 || (size_t)n >= len)
+		return ts_err_set(e, TS_ERR_IO, "%s: path too long", snap->db.path);
+	ts_restore_normalise(buf);
+	base = strrchr(buf, '/') + 1;
+	if (!*base || strcmp(base, strrchr(snap->db_abs, '/') + 1))
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: the snapshot's external database is %s, its trac.ini "
+		                  "says %s", snap->root, buf, snap->db_abs);
+	return TS_OK;
 }
 
 ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
@@ -355,13 +504,15 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 {
 	ts_env live = { 0 }, snap = { 0 };
 	ts_restore_out local;
-	char tmp[PATH_MAX], kept[PATH_MAX], ext_tmp[PATH_MAX] = "", ext_kept[PATH_MAX] = "";
-	char who[1024], dbrel_buf[PATH_MAX], dumpdesc[PATH_MAX * 2];
-	const char *dbrel = NULL, *ext_base = NULL;
+	char tmp[PATH_MAX], kept[PATH_MAX], ext_path[PATH_MAX], ext_dir[PATH_MAX];
+	char tmpname[NAME_MAX + 1], keptname[NAME_MAX + 1], ext_tmpname[64], ext_keptname[NAME_MAX + 1] = "";
+	char who[1024], dbrel_buf[PATH_MAX], parent[PATH_MAX], dumpdesc[PATH_MAX * 2];
+	const char *dbrel = NULL, *ext_base = NULL, *envname = NULL;
 	bool have_live = false, have_snap = false, made_tmp = false, swapped = false, ext_swapped = false;
-	bool wal = false, pg;
-	int snapfd = -1, tmpfd = -1, dumpfd = -1, n;
-	struct stat st, dbst;
+	bool made_ext_tmp = false, wal = false, pg;
+	int snapfd = -1, tmpfd = -1, parentfd = -1, envfd = -1, ext_dirfd = -1, ext_tmpfd = -1, dumpfd = -1;
+	int n;
+	struct stat st, dbst, tst;
 	ts_err_code rc;
 
 	if (!out)
@@ -403,7 +554,7 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 		snprintf(dbrel_buf, sizeof dbrel_buf, "%s/%s", TS_RESTORE_EXTDB_DIR, ext_base);
 		dbrel = dbrel_buf;
 	}
-	if (faccessat(snapfd, dbrel, R_OK, 0) < 0) {
+	if (faccessat(snapfd, dbrel, R_OK, 0) < 0 || fstatat(snapfd, dbrel, &dbst, 0) < 0) {
 		rc = ts_err_sys(e, errno, "%s/%s: the snapshot holds no database (taken with --no-database?)",
 		                snap.root, dbrel);
 		goto out;
@@ -427,11 +578,39 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 			goto out;
 	}
 
+	/* Where restore will write: ENV's parent, and an external database's
+	 * directory, as the snapshot names them (see ts_restore_walk). */
+	envname = strrchr(live.root, '/') + 1;
+	if (!*envname) {
+		rc = ts_err_set(e, TS_ERR_USAGE, "%s: cannot restore over /", live.root);
+		goto out;
+	}
+	snprintf(parent, sizeof parent, "%.*s", (int)(envname - 1 - live.root), live.root);
+	parentfd = ts_restore_walk(*parent ? parent : "/", st.st_uid, &rc, e);
+	if (parentfd < 0)
+		goto out;
+	envfd = openat(parentfd, envname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (envfd < 0) {
+		rc = errno == ELOOP ? ts_err_set(e, TS_ERR_PERM, "%s: a symbolic link now; refusing to restore",
+		                                 live.root)
+		                    : ts_err_sys(e, errno, "%s: cannot open", live.root);
+		goto out;
+	}
+	if (ext_base) {
+		rc = ts_restore_ext_path(&snap, live.root, ext_path, sizeof ext_path, e);
+		if (rc != TS_OK)
+			goto out;
+		snprintf(ext_dir, sizeof ext_dir, "%.*s", (int)(strrchr(ext_path, '/') - ext_path), ext_path);
+		ext_dirfd = ts_restore_walk(*ext_dir ? ext_dir : "/", dbst.st_uid, &rc, e);
+		if (ext_dirfd < 0)
+			goto out;
+	}
+
 	/* Busy: the live files, the live database and where the restored one
 	 * goes (the same file unless trac.ini changed since). */
 	n = ts_restore_users(live.root, live.db_abs, who, sizeof who);
-	if (!n && snap.db_abs && !snap.db_rel)
-		n = ts_restore_users(live.root, snap.db_abs, who, sizeof who);
+	if (!n && ext_base)
+		n = ts_restore_users(live.root, ext_path, who, sizeof who);
 	if (n && !force) {
 		rc = ts_err_set(e, TS_ERR_BUSY, "%s: in use by %s; stop Trac first or use --force",
 		                live.root, who);
@@ -443,21 +622,18 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 			goto out;
 	}
 
-	/* The copy, beside ENV. */
-	if (snprintf(tmp, sizeof tmp, "%s.restore-tmp-%ld", live.root, (long)getpid()) >= (int)sizeof tmp) {
+	/* The copy, beside ENV, in a directory only root can enter until the
+	 * swap. */
+	if (snprintf(tmpname, sizeof tmpname, "%s.restore-tmp-%ld", envname, (long)getpid()) >=
+	            (int)sizeof tmpname ||
+	    snprintf(tmp, sizeof tmp, "%s.restore-tmp-%ld", live.root, (long)getpid()) >= (int)sizeof tmp) {
 		rc = ts_err_set(e, TS_ERR_IO, "%s: path too long", live.root);
 		goto out;
 	}
-	if (mkdir(tmp, 0700) < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot create the restore copy", tmp);
+	tmpfd = ts_restore_mktmp(parentfd, tmpname, tmp, &rc, e);
+	if (tmpfd < 0)
 		goto out;
-	}
 	made_tmp = true;
-	tmpfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (tmpfd < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot open", tmp);
-		goto out;
-	}
 	{
 		ts_restore_copy c = { .src = snapfd, .dst = tmpfd, .desc = snap.root,
 		                      .skip = ext_base ? TS_RESTORE_EXTDB_DIR : NULL, .out = out,
@@ -469,16 +645,38 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 		if (rc != TS_OK)
 			goto out;
 	}
-	wal = live.db_abs && ts_restore_is_wal(live.db_abs);
+	if (ext_base)
+		wal = ts_restore_is_wal(ts_beneath_open(ext_dirfd, ext_base, TS_RESTORE_PEEK, 0));
+	else if (live.db_rel)
+		wal = ts_restore_is_wal(ts_beneath_open(envfd, live.db_rel, TS_RESTORE_PEEK, 0));
+	else if (live.db_abs)
+		wal = ts_restore_is_wal(open(live.db_abs, TS_RESTORE_PEEK | O_NOFOLLOW));
 	if (!pg && !ext_base && wal) {
-		char p[PATH_MAX * 2];
-		snprintf(p, sizeof p, "%s/%s", tmp, dbrel);
-		rc = ts_restore_set_wal(p, e);
+		rc = ts_restore_set_wal(tmpfd, dbrel, tmp, e);
 		if (rc != TS_OK)
 			goto out;
 	}
 	if (ext_base) {
-		rc = ts_restore_ext_copy(snapfd, snap.root, snap.db_abs, wal, ext_tmp, sizeof ext_tmp, e);
+		ts_copy_out co;
+		int src;
+
+		snprintf(ext_tmpname, sizeof ext_tmpname, ".tracsnap-restore-tmp-%ld", (long)getpid());
+		ext_tmpfd = ts_restore_mktmp(ext_dirfd, ext_tmpname, ext_dir, &rc, e);
+		if (ext_tmpfd < 0)
+			goto out;
+		made_ext_tmp = true;
+		src = ts_beneath_open(snapfd, TS_RESTORE_EXTDB_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+		if (src < 0) {
+			rc = ts_err_sys(e, errno, "%s/%s: cannot open the copy of the external database",
+			                snap.root, TS_RESTORE_EXTDB_DIR);
+			goto out;
+		}
+		rc = ts_copy_file(src, ext_tmpfd, ext_base, 0, snap.root, &co, e);
+		close(src);
+		if (rc == TS_OK && wal)
+			rc = ts_restore_set_wal(ext_tmpfd, ext_base, ext_dir, e);
+		if (rc == TS_OK && fsync(ext_tmpfd) < 0)
+			rc = ts_err_sys(e, errno, "%s: cannot sync", ext_dir);
 		if (rc != TS_OK)
 			goto out;
 	}
@@ -489,33 +687,46 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 		goto out;
 	}
 
-	/* The swap. */
-	rc = ts_restore_kept_name(live.root, kept, sizeof kept, e);
+	/* The swap.  The copy's top gets its owner and mode only now: nothing
+	 * of it is read or written by restore after this. */
+	rc = ts_restore_kept_name(parentfd, envname, live.root, keptname, sizeof keptname, e);
 	if (rc != TS_OK)
 		goto out;
-	if (rename(live.root, kept) < 0) {
+	snprintf(kept, sizeof kept, "%.*s%s", (int)(envname - live.root), live.root, keptname);
+	rc = ts_copy_dir_meta(snapfd, tmpfd, ".", &st, snap.root, e);
+	if (rc != TS_OK)
+		goto out;
+	if (renameat2(parentfd, envname, parentfd, keptname, RENAME_NOREPLACE) < 0) {
 		rc = ts_err_sys(e, errno, "%s: cannot rename to %s", live.root, kept);
 		goto out;
 	}
-	if (rename(tmp, live.root) < 0) {
+	if (renameat2(parentfd, tmpname, parentfd, envname, RENAME_NOREPLACE) < 0) {
 		rc = ts_err_sys(e, errno, "%s: cannot rename to %s", tmp, live.root);
-		rename(kept, live.root);
+		renameat2(parentfd, keptname, parentfd, envname, RENAME_NOREPLACE);
 		goto out;
 	}
 	swapped = true;
+	/* The name moved must have been our copy: the parent may belong to
+	 * the environment's owner, who can rename in it. */
+	if (fstat(tmpfd, &tst) < 0 || fstatat(parentfd, envname, &dbst, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    tst.st_dev != dbst.st_dev || tst.st_ino != dbst.st_ino) {
+		rc = ts_err_set(e, TS_ERR_PERM, "%s: replaced during the restore; refusing", tmp);
+		goto out;
+	}
 	if (ext_base) {
-		char src[PATH_MAX * 2];
-		snprintf(src, sizeof src, "%s/%s", ext_tmp, ext_base);
-		rc = ts_restore_kept_name(snap.db_abs, ext_kept, sizeof ext_kept, e);
+		rc = ts_restore_kept_name(ext_dirfd, ext_base, ext_path, ext_keptname, sizeof ext_keptname, e);
 		if (rc != TS_OK)
 			goto out;
-		if (rename(snap.db_abs, ext_kept) < 0 && errno != ENOENT) {
-			rc = ts_err_sys(e, errno, "%s: cannot rename to %s", snap.db_abs, ext_kept);
-			ext_kept[0] = '\0';
-			goto out;
+		if (renameat2(ext_dirfd, ext_base, ext_dirfd, ext_keptname, RENAME_NOREPLACE) < 0) {
+			int err = errno;
+			ext_keptname[0] = '\0';
+			if (err != ENOENT) {
+				rc = ts_err_sys(e, err, "%s: cannot rename to its .pre-restore name", ext_path);
+				goto out;
+			}
 		}
-		if (rename(src, snap.db_abs) < 0) {
-			rc = ts_err_sys(e, errno, "%s: cannot rename to %s", src, snap.db_abs);
+		if (renameat2(ext_tmpfd, ext_base, ext_dirfd, ext_base, RENAME_NOREPLACE) < 0) {
+			rc = ts_err_sys(e, errno, "%s: cannot put the restored database there", ext_path);
 			goto out;
 		}
 		ext_swapped = true;
@@ -528,30 +739,37 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 	snprintf(out->kept, sizeof out->kept, "%s", kept);
 out:
 	if (rc != TS_OK && swapped) {
-		/* Undo in reverse order; the restored copy goes back to tmp and is
-		 * removed below with the rest. */
-		if (ext_kept[0]) {
-			if (ext_swapped)
-				unlink(snap.db_abs);
-			rename(ext_kept, snap.db_abs);
-		}
-		if (rename(live.root, tmp) == 0)
-			rename(kept, live.root);
+		/* Undo in reverse order, by the same descriptors; the restored
+		 * copy goes back to tmp and is removed below with the rest. */
+		if (ext_swapped)
+			renameat2(ext_dirfd, ext_base, ext_tmpfd, ext_base, RENAME_NOREPLACE);
+		if (ext_keptname[0])
+			renameat2(ext_dirfd, ext_keptname, ext_dirfd, ext_base, RENAME_NOREPLACE);
+		if (renameat2(parentfd, envname, parentfd, tmpname, RENAME_NOREPLACE) == 0)
+			renameat2(parentfd, keptname, parentfd, envname, RENAME_NOREPLACE);
+	}
+	if (rc != TS_OK && made_tmp) {
+		ts_err ignore;
+		ts_copy_remove_tree(parentfd, tmpname, &ignore);
+	}
+	if (made_ext_tmp) {
+		ts_err ignore;
+		ts_copy_remove_tree(ext_dirfd, ext_tmpname, &ignore);
 	}
 	if (dumpfd >= 0)
 		close(dumpfd);
+	if (ext_tmpfd >= 0)
+		close(ext_tmpfd);
+	if (ext_dirfd >= 0)
+		close(ext_dirfd);
+	if (envfd >= 0)
+		close(envfd);
+	if (parentfd >= 0)
+		close(parentfd);
 	if (tmpfd >= 0)
 		close(tmpfd);
 	if (snapfd >= 0)
 		close(snapfd);
-	if (rc != TS_OK && made_tmp) {
-		ts_err ignore;
-		ts_copy_remove_tree(AT_FDCWD, tmp, &ignore);
-	}
-	if (ext_tmp[0]) {
-		ts_err ignore;
-		ts_copy_remove_tree(AT_FDCWD, ext_tmp, &ignore);
-	}
 	if (have_snap)
 		ts_env_close(&snap);
 	if (have_live)
