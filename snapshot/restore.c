@@ -596,6 +596,19 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 		                    : ts_err_sys(e, errno, "%s: cannot open", live.root);
 		goto out;
 	}
+	/* ENV must be the snapshot owner's own: a path that now leads to
+	 * someone else's environment (root's, say) is not the one to replace
+	 * with this snapshot's files. */
+	if (fstat(envfd, &tst) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot stat", live.root);
+		goto out;
+	}
+	if (tst.st_uid != st.st_uid) {
+		rc = ts_err_set(e, TS_ERR_PERM, "%s: owned by uid %lu, the snapshot's top by uid %lu; refusing to "
+		                "restore (chown one of them first)", live.root, (unsigned long)tst.st_uid,
+		                (unsigned long)st.st_uid);
+		goto out;
+	}
 	if (ext_base) {
 		rc = ts_restore_ext_path(&snap, live.root, ext_path, sizeof ext_path, e);
 		if (rc != TS_OK)
