@@ -456,3 +456,23 @@ def test_pg_dump_without_trac_tables_is_refused(base, tmp_path, pg_cluster, pg_d
     assert fs_tree_state(env) == before
     assert sorted(os.listdir(home)) == ["trac-env-postgres"]
     assert table_digests(pg_cluster, pg_db) == changed
+
+
+def test_env_symlinked_to_roots_environment_is_refused(user, base):
+    """After the snapshot the user replaces ENV with a symlink to a Trac
+    environment of root's: restore (given the user's ENV path) must not put
+    the user's files in place of root's."""
+    home = home_for(user, base)
+    env = extract_fixture("trac-env-sqlite", home)
+    chown_tree(home, user[1], user[2])
+    tree = snapshot(env, os.path.join(base, "store"))
+    rootenvs = os.path.join(base, "rootenvs")
+    os.mkdir(rootenvs, 0o755)
+    rootenv = extract_fixture("trac-env-sqlite", rootenvs)
+    before = canary_state(rootenvs)
+    as_user_run(user, "import os, sys; os.rename(sys.argv[1], sys.argv[1] + '.real'); "
+                      "os.symlink(sys.argv[2], sys.argv[1])", env, rootenv)
+    p = tracsnap("restore", tree, env, check=False)
+    assert p.returncode != 0 and one_line(p), (p.returncode, p.stdout, p.stderr)
+    assert rootenv in p.stderr and "owned by uid 0" in p.stderr, p.stderr
+    assert canary_state(rootenvs) == before
