@@ -27,6 +27,7 @@
 #include "env.h"
 #include "manifest.h"
 #include "pgdump_check.h"
+#include "trust.h"
 
 /* Where a snapshot keeps a database that lives outside the environment
  * (design.md, "Snapshot names"). */
@@ -232,100 +233,19 @@ static ts_err_code ts_restore_copy_dir(ts_restore_copy *c, const char *rel, cons
  *
  * Restore writes in two directories: ENV's parent (the copy, then the
  * swap) and, for an external SQLite database, the database's directory.
- * Both are reached from "/" one component at a time, never through a
- * symbolic link, and every directory on the way, the last one included,
- * must be:
- *   - a directory (not a symlink: ELOOP from O_NOFOLLOW),
- *   - owned by root or by `owner` (the snapshot's owner of the environment
- *     or of the database file),
- *   - not writable by group or others, unless it is root's and sticky
- *     (/tmp).
- * Anything else is refused with one line naming the directory, before
- * anything is changed.  The descriptor returned is then used for every
- * later step (mkdirat, renameat2, ...), so that a directory renamed or
- * replaced on the path afterwards changes nothing of what restore does. */
-
-static ts_err_code ts_restore_dir_check(int fd, const char *path, uid_t owner, ts_err *e)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) < 0)
-		return ts_err_sys(e, errno, "%s: cannot stat", path);
-	if (!S_ISDIR(st.st_mode))
-		return ts_err_set(e, TS_ERR_PERM, "%s: not a directory; refusing to restore there", path);
-	if (st.st_uid != 0 && st.st_uid != owner)
-		return ts_err_set(e, TS_ERR_PERM, "%s: owned by uid %lu, neither root nor the snapshot's owner "
-		                  "(uid %lu); refusing to restore there", path, (unsigned long)st.st_uid,
-		                  (unsigned long)owner);
-	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_uid == 0 && (st.st_mode & S_ISVTX)))
-		return ts_err_set(e, TS_ERR_PERM, "%s: writable by group or others (mode %04o); refusing to "
-		                  "restore there", path, (unsigned)(st.st_mode & 07777));
-	return TS_OK;
-}
-
-/* Open the absolute directory dir as above.  -1 with *rc (and e) set. */
+ * Both are opened with ts_trust_open_path (trust.h): from "/" one component
+ * at a time, never through a symbolic link, every directory owned by root
+ * or by the snapshot's owner (of the environment or of the database file)
+ * and not writable by others.  Anything else is refused with one line
+ * naming the directory, before anything is changed.  The descriptor is then
+ * used for every later step (mkdirat, renameat2, ...), so that a directory
+ * renamed or replaced on the path afterwards changes nothing of what
+ * restore does. */
 static int ts_restore_walk(const char *dir, uid_t owner, ts_err_code *rc, ts_err *e)
 {
-	char path[PATH_MAX], comp[NAME_MAX + 1];
-	const char *p = dir;
-	size_t plen = 0;
 	int fd;
 
-	if (dir[0] != '/') {
-		*rc = ts_err_set(e, TS_ERR_USAGE, "%s: not an absolute path", dir);
-		return -1;
-	}
-	fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		*rc = ts_err_sys(e, errno, "/: cannot open");
-		return -1;
-	}
-	path[0] = '\0';
-	*rc = ts_restore_dir_check(fd, "/", owner, e);
-	while (*rc == TS_OK) {
-		size_t n;
-		int next;
-
-		while (*p == '/')
-			p++;
-		if (!*p)
-			break;
-		n = strcspn(p, "/");
-		if (n > NAME_MAX || plen + 1 + n >= sizeof path) {
-			*rc = ts_err_set(e, TS_ERR_IO, "%s: path too long", dir);
-			break;
-		}
-		memcpy(comp, p, n);
-		comp[n] = '\0';
-		path[plen++] = '/';
-		memcpy(path + plen, p, n);
-		plen += n;
-		path[plen] = '\0';
-		p += n;
-		if (!strcmp(comp, ".") || !strcmp(comp, "..")) {
-			*rc = ts_err_set(e, TS_ERR_USAGE, "%s: '.' or '..' in the path; refusing to restore there",
-			                 dir);
-			break;
-		}
-		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (next < 0) {
-			struct stat lst;
-			if (errno == ELOOP || (errno == ENOTDIR && fstatat(fd, comp, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
-			                       S_ISLNK(lst.st_mode)))
-				*rc = ts_err_set(e, TS_ERR_PERM, "%s: a symbolic link, not the directory the snapshot "
-				                 "names; refusing to restore through it", path);
-			else
-				*rc = ts_err_sys(e, errno, "%s: cannot open", path);
-			break;
-		}
-		close(fd);
-		fd = next;
-		*rc = ts_restore_dir_check(fd, path, owner, e);
-	}
-	if (*rc != TS_OK) {
-		close(fd);
-		return -1;
-	}
+	*rc = ts_trust_open_path(dir, owner, "restore refused", &fd, e);
 	return fd;
 }
 

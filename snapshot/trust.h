@@ -1,31 +1,40 @@
-/* trust.h - open a directory only root (or the caller) could have arranged.
+/* trust.h - open a directory only root (or a named account) could have arranged.
  *
- * The store holds copies of 0600 files and the next snapshot's tree; root
- * writes into it.  If any directory on its path could be changed by another
- * account, that account could swap the store (or a parent) for a symlink or
- * a directory of its own between two runs and have root write, chown or link
- * where it chooses (doc/security.md).  So the store's path is checked the way
- * sshd checks ~/.ssh: every directory from / down to it belongs to root or to
- * the caller, and none is writable by group or others unless it is a
- * root-owned sticky directory such as /tmp (where no one else can rename or
- * remove our entry).  The store itself must belong to the caller.
- *
- * Symlinks in the path as the administrator wrote it (/var/lib -> /data/lib)
- * are resolved first with realpath(3); the resolved path is then opened one
- * component at a time with O_NOFOLLOW, each checked through its descriptor,
- * so what is checked is what is used.
+ * Root writes, links and chowns in the store, and restore writes in ENV's
+ * parent and in an external database's directory.  If a directory on such a
+ * path could be changed by another account, that account could swap it (or a
+ * parent) for a symlink or a directory of its own between two of our calls
+ * and have root write where it chooses (doc/security.md).  So such paths are
+ * checked the way sshd checks ~/.ssh: from "/" down, one component at a time
+ * with O_NOFOLLOW, each checked through its own descriptor (what is checked
+ * is what is used), every directory must be
+ *   - a directory, not a symlink;
+ *   - owned by root or by the one account the caller names;
+ *   - not writable by group or others, unless it is a root-owned sticky
+ *     directory such as /tmp (where no one else can rename or remove our
+ *     entry).
  *
  * Ownership: the descriptor returned belongs to the caller.
  */
 #ifndef TS_TRUST_H
 #define TS_TRUST_H
 
+#include <sys/types.h>
+
 #include "err.h"
 
-/* Open directory path (absolute or relative to the cwd) as described above.
- * On success *fd is an O_DIRECTORY descriptor; on failure TS_ERR_PERM naming
- * the first untrusted directory and why ("owned by uid 33", "writable by
- * others", "a symlink appeared"), or the failed system call's error. */
+/* Open the absolute directory path, exactly as written (no symlink, "." or
+ * ".." on the way), each directory owned by root or owner.  On failure
+ * TS_ERR_PERM with "CTX: DIR is WHY" (ctx names the purpose, e.g. "store
+ * /x" or "restore"), TS_ERR_USAGE for a path that is not absolute or has
+ * "."/"..", or the failed system call's error.  *fd is -1 on failure. */
+ts_err_code ts_trust_open_path(const char *path, uid_t owner, const char *ctx, int *fd, ts_err *e);
+
+/* The store: path as the administrator wrote it is resolved first with
+ * realpath(3) (their /var/lib -> /data/lib is theirs to make), then opened
+ * by ts_trust_open_path with owner = the caller (geteuid()); the store
+ * itself must be the caller's and not writable by group or others at all.
+ * Messages start "store PATH: ". */
 ts_err_code ts_trust_open_dir(const char *path, int *fd, ts_err *e);
 
 #endif

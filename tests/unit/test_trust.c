@@ -94,13 +94,13 @@ static void test_untrusted_parent(void **state)
 	(void)state;
 	p_in(p, "a");
 	assert_int_equal(chmod(p, 0775), 0);
-	want_refused("a/store", "a", "writable by group or others");
+	want_refused("a/store", "a", "writable by group or others (mode 0775)");
 	assert_int_equal(chmod(p, 0755), 0);
 	assert_int_equal(chown(p, NOBODY, NOBODY), 0);
-	want_refused("a/store", "a", "owned by another user");
+	want_refused("a/store", "a", "owned by uid 65534, neither root nor uid 0");
 	/* sticky does not help a directory another account owns */
 	assert_int_equal(chmod(p, 01777), 0);
-	want_refused("a/store", "a", "owned by another user");
+	want_refused("a/store", "a", "owned by uid 65534, neither root nor uid 0");
 }
 
 static void test_untrusted_store(void **state)
@@ -110,9 +110,12 @@ static void test_untrusted_store(void **state)
 	(void)state;
 	p_in(p, "a/store");
 	assert_int_equal(chown(p, NOBODY, NOBODY), 0);
-	want_refused("a/store", "a/store", "not owned by the user running tracsnap");
+	want_refused("a/store", "a/store", "owned by uid 65534, neither root nor uid 0");
 	assert_int_equal(chown(p, 0, 0), 0);
 	assert_int_equal(chmod(p, 0770), 0);
+	want_refused("a/store", "a/store", "writable by group or others (mode 0770)");
+	/* root's sticky directory is fine on the way, not as the store */
+	assert_int_equal(chmod(p, 01777), 0);
 	want_refused("a/store", "a/store", "writable by group or others");
 	tu_put_in(top, "file", "x", 0600);
 	{
@@ -122,10 +125,40 @@ static void test_untrusted_store(void **state)
 		p_in(p, "file");
 		assert_int_equal(ts_trust_open_dir(p, &fd, &e), TS_ERR_PERM);
 		assert_non_null(strstr(e.msg, "is not a directory"));
+		assert_int_equal(fd, -1);
 		p_in(p, "missing");
 		assert_int_equal(ts_trust_open_dir(p, &fd, &e), TS_ERR_NOTFOUND);
 		assert_non_null(strstr(e.msg, "cannot resolve"));
 	}
+}
+
+/* The literal form restore uses: no symlink at all, another owner allowed. */
+static void test_open_path(void **state)
+{
+	char p[PATH_MAX], l[PATH_MAX], want[2 * PATH_MAX];
+	ts_err e;
+	int fd;
+
+	(void)state;
+	p_in(p, "a/store");
+	assert_int_equal(chown(p, NOBODY, NOBODY), 0);
+	assert_int_equal(ts_trust_open_path(p, NOBODY, "restore", &fd, &e), TS_OK);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(ts_trust_open_path(p, 1234, "restore", &fd, &e), TS_ERR_PERM);
+	tu_fmt(want, sizeof want, "restore: %s is owned by uid 65534, neither root nor uid 1234", p);
+	assert_string_equal(e.msg, want);
+	p_in(p, "a");
+	p_in(l, "link");
+	assert_int_equal(symlink(p, l), 0);
+	p_in(p, "link/store");
+	assert_int_equal(ts_trust_open_path(p, NOBODY, "restore", &fd, &e), TS_ERR_PERM);
+	tu_fmt(want, sizeof want, "restore: %s is a symbolic link", l);
+	assert_string_equal(e.msg, want);
+	assert_int_equal(fd, -1);
+	p_in(p, "a/../a/store");
+	assert_int_equal(ts_trust_open_path(p, NOBODY, "restore", &fd, &e), TS_ERR_USAGE);
+	assert_int_equal(ts_trust_open_path("rel/path", NOBODY, "restore", &fd, &e), TS_ERR_USAGE);
 }
 
 int main(void)
@@ -134,6 +167,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_trusted_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_untrusted_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_untrusted_store, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_path, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
