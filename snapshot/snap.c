@@ -758,10 +758,18 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 		goto out;
 	}
 	/* By path, each time: an environment replaced since the mount (by a
-	 * restore, say) is the one snapshotted, if it still is one. */
-	r.envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	 * restore, say) is the one snapshotted, if it still is one.  Never
+	 * through a symlink put in its place (doc/security.md): the owner
+	 * could point it at any tree of root's. */
+	r.envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (r.envfd < 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
+		struct stat lst;
+
+		/* O_DIRECTORY | O_NOFOLLOW on a link: ELOOP or ENOTDIR */
+		if (errno == ELOOP || (errno == ENOTDIR && lstat(env->root, &lst) == 0 && S_ISLNK(lst.st_mode)))
+			rc = ts_err_set(e, TS_ERR_NOTENV, "%s: now a symlink, not the environment; refused",
+			                env->root);
+		else if (errno == ENOENT || errno == ENOTDIR)
 			rc = ts_err_set(e, TS_ERR_NOTENV, "%s: the environment is gone (removed or "
 			                "renamed)", env->root);
 		else

@@ -91,7 +91,7 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	rc = stage_tree_manifest(s, v[n - 1].name, &m, e);
 	if (rc != TS_OK)
 		goto out;
-	r.envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r.envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);  /* as snap.c */
 	r.tmp.dirfd = ts_beneath_open(s->dirfd, TS_STORE_STAGE, O_RDONLY | O_DIRECTORY, 0);
 	r.tmp.treefd = ts_beneath_open(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY, 0);
 	if (r.envfd < 0 || r.tmp.dirfd < 0 || r.tmp.treefd < 0) {

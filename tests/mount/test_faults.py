@@ -391,6 +391,30 @@ def test_env_changes_during_precopy(big_env, mount_factory, tmp_path):
         assert os.path.isdir(snap_churn)
 
 
+def test_env_replaced_by_symlink_is_refused(env_sqlite, mount_factory, tmp_path):
+    """The environment's owner can rename ENV away and leave a symlink to a
+    tree of root's at its path (doc/security.md): neither a mkdir nor the
+    daemon's stage refresh follows it; the mkdir fails with EIO and a log line,
+    and nothing of the link's target reaches the store."""
+    m = mount_factory(env_sqlite)
+    os.mkdir(m.path("one"))
+    target = tmp_path / "roots"
+    shutil.copytree(env_sqlite, str(target), symlinks=True)
+    (target / "files" / "root-only").write_text("secret\n")
+    os.rename(env_sqlite, env_sqlite + ".away")
+    os.symlink(str(target), env_sqlite)
+    with pytest.raises(OSError) as ei:
+        os.mkdir(m.path("via-link"))
+    assert ei.value.errno == 5, ei.value        # EIO
+    assert "%s: now a symlink, not the environment; refused" % env_sqlite in m.log_text()
+    assert not os.path.exists(os.path.join(m.store, "via-link"))
+    for dirpath, dirnames, filenames in os.walk(m.store):
+        assert "root-only" not in filenames, dirpath
+    os.unlink(env_sqlite)
+    os.rename(env_sqlite + ".away", env_sqlite)
+    os.mkdir(m.path("back"))
+
+
 def test_env_removed_and_replaced(env_sqlite, mount_factory, tmp_path):
     """Decision: the daemon snapshots whatever Trac environment is at ENV's
     path when the snapshot starts (a restore replaces ENV by rename); no
