@@ -171,45 +171,69 @@ int ts_beneath_procpath(char *buf, size_t size, int dirfd, const char *leaf)
 	return 0;
 }
 
+/* Close c's levels from the one at index keep on. */
+static void beneath_cache_trim(ts_beneath_cache *c, int keep)
+{
+	int err = errno;
+
+	while (c->depth > keep)
+		close(c->fds[--c->depth]);
+	errno = err;
+}
+
 void ts_beneath_cache_drop(ts_beneath_cache *c)
 {
-	int keep = errno;
-
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = c->rootfd = -1;
-	c->len = 0;
-	errno = keep;
+	beneath_cache_trim(c, 0);
 }
 
 int ts_beneath_cache_parent(ts_beneath_cache *c, int dirfd, const char *rel, const char **leaf)
 {
 	const char *slash = strrchr(rel, '/');
-	size_t n;
-	int fd;
+	size_t n, p;
+	int k = 0;
 
 	if (!slash || rel[0] == '\0' || slash[1] == '\0' || beneath_bad(rel))
 		return ts_beneath_parent(dirfd, rel, leaf);   /* dirfd itself, or EINVAL */
 	n = (size_t)(slash - rel);
-	if (c->fd >= 0 && c->rootfd == dirfd && c->len == n && memcmp(c->dir, rel, n) == 0) {
-		*leaf = slash + 1;
-		return c->fd;
-	}
-	ts_beneath_cache_drop(c);
 	if (n >= sizeof c->dir) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	memcpy(c->dir, rel, n);
-	c->dir[n] = '\0';
-	fd = ts_beneath_open(dirfd, c->dir, O_PATH | O_DIRECTORY, 0);
-	if (fd < 0)
-		return -1;
-	c->fd = fd;
+	if (c->depth > 0 && c->rootfd != dirfd)
+		beneath_cache_trim(c, 0);
+	/* The levels that are a whole-component prefix of rel's parent. */
+	while (k < c->depth && c->ends[k] <= n && memcmp(c->dir, rel, c->ends[k]) == 0 &&
+	       (c->ends[k] == n || rel[c->ends[k]] == '/'))
+		k++;
+	beneath_cache_trim(c, k);
 	c->rootfd = dirfd;
-	c->len = n;
+	p = k ? c->ends[k - 1] + 1 : 0;
+	if (k)
+		c->dir[p - 1] = '/';   /* was the end of the deepest level */
+	while (k == 0 || c->ends[k - 1] < n) {
+		int base = k ? c->fds[k - 1] : dirfd, fd;
+		bool last = k == TS_BENEATH_CACHE_DEPTH - 1;
+		size_t q = p;
+
+		while (q < n && rel[q] != '/')
+			q++;
+		if (last)
+			q = n;   /* the last level takes what is left, resolved beneath */
+		memcpy(c->dir + p, rel + p, q - p);
+		c->dir[q] = '\0';
+		fd = last ? ts_beneath_open(base, c->dir + p, O_PATH | O_DIRECTORY, 0)
+		          : openat(base, c->dir + p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -1;
+		c->fds[k] = fd;
+		c->ends[k] = q;
+		c->depth = ++k;
+		if (q < n)
+			c->dir[q] = '/';
+		p = q + 1;
+	}
 	*leaf = slash + 1;
-	return fd;
+	return c->fds[k - 1];
 }
 
 void ts_beneath_force_walk(bool on)

@@ -65,25 +65,29 @@ void ts_beneath_parent_close(int dirfd, int parentfd);
  * -1 with ENAMETOOLONG when buf is too small. */
 int ts_beneath_procpath(char *buf, size_t size, int dirfd, const char *leaf);
 
-/* A directory opened by ts_beneath_cache_parent, kept for the next name in
- * the same directory: a pass over sorted paths (consecutive entries share
- * their parent) then opens each directory once, not once per entry.  Owned
- * by one thread; zero it (or TS_BENEATH_CACHE_INIT) before use and
- * ts_beneath_cache_drop() it after.  Keep one for the length of one pass
- * only: the descriptor names the directory as it was when opened, wherever
- * it has been moved since (never through a symlink, but maybe stale). */
+/* The directories on the way to the last parent ts_beneath_cache_parent
+ * opened, kept for the next names: a pass over sorted paths (consecutive
+ * entries share their parent or an ancestor) then opens each directory once,
+ * by one O_NOFOLLOW component from its parent's descriptor, instead of
+ * resolving a whole path per entry.  Owned by one thread; start it as
+ * TS_BENEATH_CACHE_INIT (or zeroed) and ts_beneath_cache_drop() it after.
+ * Keep one for the length of one pass only: a descriptor names its
+ * directory as it was when opened, wherever it has been moved since (never
+ * through a symlink, but maybe stale). */
+#define TS_BENEATH_CACHE_DEPTH 16
 typedef struct ts_beneath_cache {
-	int rootfd;                /* the dirfd it was opened below, -1: none */
-	int fd;                    /* that directory, or -1 */
-	size_t len;                /* strlen(dir) */
-	char dir[4096];            /* its path below rootfd */
+	int rootfd;                          /* the dirfd they are below (depth > 0) */
+	int depth;                           /* how many of fds[] are open */
+	int fds[TS_BENEATH_CACHE_DEPTH];     /* fds[i]: dir[0, ends[i]), O_PATH */
+	size_t ends[TS_BENEATH_CACHE_DEPTH]; /* the last level may hold several components */
+	char dir[4096];                      /* the deepest one's path below rootfd */
 } ts_beneath_cache;
-#define TS_BENEATH_CACHE_INIT { .rootfd = -1, .fd = -1 }
+#define TS_BENEATH_CACHE_INIT { .depth = 0 }
 
-/* As ts_beneath_parent, reusing c's directory when rel's parent is the one
- * it holds (and opening it, O_PATH, in its place otherwise).  The fd
- * returned belongs to c (or is dirfd): never close it.  -1 with errno (c
- * then holds nothing). */
+/* As ts_beneath_parent, reusing the directories c holds on the way to
+ * rel's parent and opening (O_PATH) the rest.  The fd returned belongs to c
+ * (or is dirfd): never close it, and it stays valid only until the next call
+ * with c.  -1 with errno (ELOOP or ENOTDIR: a link or file on the way). */
 int ts_beneath_cache_parent(ts_beneath_cache *c, int dirfd, const char *rel, const char **leaf);
 
 /* Close what c holds; keeps errno.  c can be used again afterwards. */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -179,12 +180,69 @@ static void test_cache(void **state)
 	errno = 0;
 	assert_int_equal(ts_beneath_cache_parent(&c, x->fd, "a/out/secret", &leaf), -1);
 	assert_true(errno == ELOOP || errno == ENOTDIR);
-	assert_int_equal(c.fd, -1);
 	errno = 0;
 	assert_int_equal(ts_beneath_cache_parent(&c, x->fd, "link/b/file", &leaf), -1);
 	assert_true(errno == ELOOP || errno == ENOTDIR);
 	ts_beneath_cache_drop(&c);
-	assert_int_equal(c.fd, -1);
+	assert_int_equal(c.depth, 0);
+}
+
+/* Siblings share the ancestors c holds; a path deeper than the levels c
+ * keeps still resolves, and a link deep down is still refused. */
+static void test_cache_deep(void **state)
+{
+	bx *x = *state;
+	ts_beneath_cache c = TS_BENEATH_CACHE_INIT;
+	char rel[PATH_MAX] = "", p[PATH_MAX];
+	const char *leaf;
+	struct stat st;
+	int fd, a_fd;
+
+	tu_mkdir_in(x->top, "env/a/c", 0755);
+	fd = ts_beneath_cache_parent(&c, x->fd, "a/b/file", &leaf);
+	assert_true(fd >= 0);
+	assert_int_equal(c.depth, 2);
+	a_fd = c.fds[0];
+	fd = ts_beneath_cache_parent(&c, x->fd, "a/c/y", &leaf);
+	assert_true(fd >= 0);
+	assert_int_equal(c.depth, 2);
+	assert_int_equal(c.fds[0], a_fd);   /* "a" kept, only "c" opened */
+	assert_string_equal(c.dir, "a/c");
+	/* 40 levels below env */
+	for (int i = 0; i < 40; i++) {
+		size_t n = strlen(rel);
+		snprintf(rel + n, sizeof rel - n, "%sd%d", n ? "/" : "", i);
+		tu_mkdir_in(x->top, (tu_fmt(p, sizeof p, "env/%s", rel), p), 0755);
+	}
+	tu_put_in(x->top, (tu_fmt(p, sizeof p, "env/%s/f", rel), p), "deep\n", 0644);
+	tu_fmt(p, sizeof p, "%s/f", rel);
+	fd = ts_beneath_cache_parent(&c, x->fd, p, &leaf);
+	assert_true(fd >= 0);
+	assert_int_equal(c.depth, TS_BENEATH_CACHE_DEPTH);
+	assert_int_equal(fstatat(fd, leaf, &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_true(S_ISREG(st.st_mode));
+	/* a link at level 30 */
+	{
+		char link[PATH_MAX], lrel[PATH_MAX];
+		char *cut = rel;
+
+		for (int i = 0; i < 30; i++)
+			cut = strchr(cut, '/') + 1;
+		cut[-1] = '\0';
+		tu_fmt(link, sizeof link, "%s/env/%s/d30", x->top, rel);
+		tu_fmt(lrel, sizeof lrel, "%s/env/%s/d30.real", x->top, rel);
+		assert_int_equal(rename(link, lrel), 0);
+		tu_fmt(p, sizeof p, "%s/outside", x->top);
+		assert_int_equal(symlink(p, link), 0);
+		cut[-1] = '/';
+	}
+	ts_beneath_cache_drop(&c);
+	tu_fmt(p, sizeof p, "%s/f", rel);
+	errno = 0;
+	assert_int_equal(ts_beneath_cache_parent(&c, x->fd, p, &leaf), -1);
+	assert_true(errno == ELOOP || errno == ENOTDIR);
+	ts_beneath_cache_drop(&c);
+	assert_int_equal(c.depth, 0);
 }
 
 static void test_procpath(void **state)
@@ -205,6 +263,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fallback_walk, bx_setup, bx_teardown),
 		cmocka_unit_test_setup_teardown(test_parent_refuses, bx_setup, bx_teardown),
 		cmocka_unit_test_setup_teardown(test_cache, bx_setup, bx_teardown),
+		cmocka_unit_test_setup_teardown(test_cache_deep, bx_setup, bx_teardown),
 		cmocka_unit_test(test_procpath),
 	};
 
