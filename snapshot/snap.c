@@ -414,6 +414,23 @@ static bool snap_wait_racy(const snap_run *r)
 	return any;
 }
 
+/* lstat of rel ("." for the tree itself) in the store tree, never through
+ * a link (beneath.h). */
+static int snap_tree_stat(const snap_run *r, const char *rel, struct stat *st)
+{
+	const char *leaf;
+	int pfd, rc;
+
+	if (!strcmp(rel, "."))
+		return fstat(r->tmp.treefd, st);
+	pfd = ts_beneath_parent(r->tmp.treefd, rel, &leaf);
+	if (pfd < 0)
+		return -1;
+	rc = fstatat(pfd, leaf, st, AT_SYMLINK_NOFOLLOW);
+	ts_beneath_parent_close(r->tmp.treefd, pfd);
+	return rc;
+}
+
 /* A staged directory carries the previous snapshot's metadata (stage.c).
  * It serves as is when the environment's directory is the same one, not
  * changed since (ctime: owner, mode, xattrs; mtime: entries), with a ctime
@@ -424,25 +441,14 @@ static bool snap_dir_as_staged(const snap_run *r, const snap_item *it)
 {
 	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
 	struct stat cur;
-	const char *leaf;
-	int pfd;
-	bool ok;
 
 	if (!pe || pe->type != 'd' || pe->src_ino != (uint64_t)it->st.st_ino ||
 	    !snap_same_time(&pe->src_ctime, &it->st.st_ctim) || !snap_same_time(&pe->mtime, &it->st.st_mtim) ||
 	    snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it->st))
 		return false;
-	if (!strcmp(it->rel, ".")) {
-		pfd = r->tmp.treefd;
-		leaf = ".";
-	} else if ((pfd = ts_beneath_parent(r->tmp.treefd, it->rel, &leaf)) < 0) {
-		return false;
-	}
-	ok = fstatat(pfd, leaf, &cur, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(cur.st_mode) &&
-	     snap_same_time(&cur.st_mtim, &pe->mtime) && (cur.st_mode & 07777) == pe->mode &&
-	     (!r->root || (cur.st_uid == pe->uid && cur.st_gid == pe->gid));
-	ts_beneath_parent_close(r->tmp.treefd, pfd);
-	return ok;
+	return snap_tree_stat(r, it->rel, &cur) == 0 && S_ISDIR(cur.st_mode) &&
+	       snap_same_time(&cur.st_mtim, &pe->mtime) && (cur.st_mode & 07777) == pe->mode &&
+	       (!r->root || (cur.st_uid == pe->uid && cur.st_gid == pe->gid));
 }
 
 /* Directories get their metadata last, once nothing more is added to them
@@ -460,19 +466,6 @@ static ts_err_code snap_dir_meta_one(void *arg, size_t i, ts_err *e)
 static ts_err_code snap_dir_meta(snap_run *r, ts_err *e)
 {
 	return ts_pool_run(r->items.n, SNAP_POOL_MIN, 0, snap_dir_meta_one, r, e);
-}
-
-/* lstat of rel in the store tree, never through a link (beneath.h). */
-static int snap_tree_stat(const snap_run *r, const char *rel, struct stat *st)
-{
-	const char *leaf;
-	int pfd = ts_beneath_parent(r->tmp.treefd, rel, &leaf), rc;
-
-	if (pfd < 0)
-		return -1;
-	rc = fstatat(pfd, leaf, st, AT_SYMLINK_NOFOLLOW);
-	ts_beneath_parent_close(r->tmp.treefd, pfd);
-	return rc;
 }
 
 ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)

@@ -95,9 +95,10 @@ ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *
 enum { SNAP_CHECK_SAME, SNAP_CHECK_GONE, SNAP_CHECK_CHANGED, SNAP_CHECK_RELIST };
 
 /* Items are stat'ed in runs of this many, one run per pool job, each by
- * its parent directory opened once beneath the environment for the run's
- * consecutive entries of one directory (beneath.h): as many system calls
- * as a stat by the whole path, and no symlink on the way is followed. */
+ * name from its parent directory, reached beneath the environment through
+ * the run's cache of the directories on the way (beneath.h): no symlink on
+ * the way is followed.  That costs one openat and close per directory more
+ * than a stat by the whole path did (doc/performance.md, 2026-12-05). */
 #define SNAP_RECHECK_RUN 32
 
 static ts_err_code snap_recheck_item(snap_run *r, snap_item *it, ts_beneath_cache *c, ts_err *e)
