@@ -57,7 +57,7 @@ endif
 ALL_CFLAGS  = $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
-ENGINE_SRC := $(sort $(wildcard snapshot/*.c))
+ENGINE_SRC := $(sort $(shell find snapshot -name '*.c'))
 FS_SRC     := $(sort $(wildcard fs/*.c))
 CLI_SRC    := $(sort $(wildcard cli/*.c))
 UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))

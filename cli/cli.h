@@ -4,9 +4,9 @@
 
 #include <stdio.h>
 
-#include "env.h"
-#include "err.h"
-#include "store.h"
+#include "env/env.h"
+#include "base/err.h"
+#include "store/store.h"
 
 /* Each command takes argv after the command word's position (argv[0] is the
  * command name) and returns the process exit status. */

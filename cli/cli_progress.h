@@ -6,7 +6,7 @@
 
 #include <stdbool.h>
 #include <time.h>
-#include "progress.h"
+#include "base/progress.h"
 
 typedef struct cli_progress {
 	const char *what;          /* borrowed: "snapshot NAME", "restore" */

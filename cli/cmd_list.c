@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "cli.h"
-#include "verify.h"
+#include "store/verify.h"
 
 /* Length of the valid UTF-8 sequence at s (1..4), 0 when not valid. */
 static size_t cli_utf8_len(const unsigned char *s)

@@ -1,5 +1,5 @@
 /* cmd_prune.c - tracsnap prune: remove the snapshots a retention policy does
- * not keep (restic's meaning of the words; see snapshot/prune.h). */
+ * not keep (restic's meaning of the words; see snapshot/store/prune.h). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include <sysexits.h>
 
 #include "cli.h"
-#include "prune.h"
+#include "store/prune.h"
 
 static const char cli_prune_usage[] =
 	"usage: tracsnap prune [--store DIR] [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"

@@ -6,7 +6,7 @@
 
 #include "cli.h"
 #include "cli_progress.h"
-#include "restore.h"
+#include "restore/restore.h"
 
 static const char restore_usage[] = "usage: tracsnap restore [--force] SNAPSHOT-DIR ENV\n";
 

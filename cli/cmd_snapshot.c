@@ -6,11 +6,11 @@
 #include <time.h>
 
 #include "cli.h"
-#include "log.h"
+#include "base/log.h"
 #include "cli_progress.h"
-#include "name.h"
-#include "seal.h"
-#include "snap.h"
+#include "store/name.h"
+#include "store/seal.h"
+#include "take/snap.h"
 
 static const char snapshot_usage[] =
 	"usage: tracsnap snapshot [--store DIR] [--no-database] [--lock-timeout S] ENV [NAME]\n";

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "seal.h"
-#include "sysexit.h"
-#include "verify.h"
+#include "store/seal.h"
+#include "base/sysexit.h"
+#include "store/verify.h"
 
 typedef struct cli_verify_state {
 	bool tty;              /* stderr is a terminal: show progress */

@@ -8,8 +8,8 @@
 #include <sysexits.h>
 
 #include "cli.h"
-#include "log.h"
-#include "sysexit.h"
+#include "base/log.h"
+#include "base/sysexit.h"
 
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 {

@@ -13,10 +13,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include "env.h"
-#include "err.h"
-#include "prune.h"
-#include "store.h"
+#include "env/env.h"
+#include "base/err.h"
+#include "store/prune.h"
+#include "store/store.h"
 
 #define FS_MAX_AUTO 8
 

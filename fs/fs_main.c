@@ -17,10 +17,10 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "dbsnap.h"
+#include "db/dbsnap.h"
 #include "fs.h"
-#include "log.h"
-#include "sysexit.h"
+#include "base/log.h"
+#include "base/sysexit.h"
 
 #define FS_DEFAULT_AUTO "%Y-%m-%d:%Y-%m-%dT%H"
 #define FS_DEFAULT_LOCK_TIMEOUT 30

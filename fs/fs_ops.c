@@ -21,11 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "beneath.h"
+#include "base/beneath.h"
 #include "fs.h"
-#include "log.h"
-#include "name.h"
-#include "snap.h"
+#include "base/log.h"
+#include "store/name.h"
+#include "take/snap.h"
 
 #define FS_LATEST_INO 2
 #define FS_CACHE_TIMEOUT 3600.0   /* fixed: the root is 1, store directories are never 2 */

@@ -1,13 +1,13 @@
 /* fs_seal.c - the daemon's sealer: a background thread that hashes and
- * makes durable every snapshot that has appeared (snapshot/seal.h), so that
+ * makes durable every snapshot that has appeared (snapshot/store/seal.h), so that
  * mkdir and first access return as soon as the snapshot is complete; then
  * it has the stager stage the newest one for the next snapshot (fs_stage.c). */
 #include "fs.h"
 
 #include <string.h>
 
-#include "log.h"
-#include "seal.h"
+#include "base/log.h"
+#include "store/seal.h"
 
 /* Seal everything pending until a pass finds nothing new to do.  A stop
  * does not cancel: the last pass finishes, because a snapshot left unsealed

@@ -1,5 +1,5 @@
 /* fs_stage.c - the daemon's stager: keeps the next snapshot's tree ready
- * (snapshot/stage.h).
+ * (snapshot/take/stage.h).
  *
  * After each seal the sealer kicks it (fs_stage_kick) and it stages the
  * newest snapshot.  It then watches the environment's directories with
@@ -36,10 +36,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dbsnap.h"
-#include "journal.h"
-#include "log.h"
-#include "stage.h"
+#include "db/dbsnap.h"
+#include "db/journal.h"
+#include "base/log.h"
+#include "take/stage.h"
 
 /* Longer than the racy window of a nanosecond-stamped file (snap_int.h):
  * a copy made sooner would count as racy and be made again. */

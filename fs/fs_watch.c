@@ -37,8 +37,8 @@
 #define FS_WATCH_TICK_MS 200
 
 #include "fs.h"
-#include "log.h"
-#include "name.h"
+#include "base/log.h"
+#include "store/name.h"
 
 static void fs_watch_invalidate(fs_ctx *c, const char *name)
 {

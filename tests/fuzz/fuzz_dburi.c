@@ -6,7 +6,7 @@
  * always has a path, a refused value's message is NUL-terminated in its
  * buffer.
  *
- * fuzz-sources: snapshot/dburi.c snapshot/err.c
+ * fuzz-sources: snapshot/env/dburi.c snapshot/base/err.c
  */
 #include <assert.h>
 #include <stddef.h>
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dburi.h"
+#include "env/dburi.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -7,7 +7,7 @@
  * parse and the SQLite path resolution all run.  The directory is removed
  * at exit.
  *
- * fuzz-sources: snapshot/env.c snapshot/beneath.c snapshot/dburi.c snapshot/err.c
+ * fuzz-sources: snapshot/env/env.c snapshot/base/beneath.c snapshot/env/dburi.c snapshot/base/err.c
  * fuzz-libs: -linih
  */
 #include <assert.h>
@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "env.h"
+#include "env/env.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

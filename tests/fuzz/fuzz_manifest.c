@@ -6,7 +6,7 @@
  * through ts_manifest_escape() and back through ts_manifest_unescape(), which
  * must give them back unchanged.
  *
- * fuzz-sources: snapshot/manifest.c snapshot/err.c
+ * fuzz-sources: snapshot/store/manifest.c snapshot/base/err.c
  */
 #include <assert.h>
 #include <fcntl.h>
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "manifest.h"
+#include "store/manifest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

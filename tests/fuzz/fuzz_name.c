@@ -5,7 +5,7 @@
  * no leading '.', no control byte, at most 255 bytes, not "latest".  A refused
  * name's message must be one line (control bytes escaped) that fits.
  *
- * fuzz-sources: snapshot/name.c snapshot/err.c
+ * fuzz-sources: snapshot/store/name.c snapshot/base/err.c
  */
 #include <assert.h>
 #include <stddef.h>
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "name.h"
+#include "store/name.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -51,7 +51,7 @@
  * count at exit.
  * TS_FUZZ_STORE_DEBUG=1 prints what the readers found (to check a seed).
  *
- * fuzz-sources: snapshot/store.c snapshot/verify.c snapshot/seal.c snapshot/manifest.c snapshot/copy.c snapshot/env.c snapshot/dburi.c snapshot/log.c snapshot/pool.c snapshot/err.c snapshot/beneath.c snapshot/trust.c
+ * fuzz-sources: snapshot/store/store.c snapshot/store/verify.c snapshot/store/seal.c snapshot/store/manifest.c snapshot/base/copy.c snapshot/env/env.c snapshot/env/dburi.c snapshot/base/log.c snapshot/base/pool.c snapshot/base/err.c snapshot/base/beneath.c snapshot/base/trust.c
  * fuzz-libs: -linih -lcrypto -lpthread
  */
 #include <assert.h>
@@ -73,10 +73,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "env.h"
-#include "seal.h"
-#include "store.h"
-#include "verify.h"
+#include "env/env.h"
+#include "store/seal.h"
+#include "store/store.h"
+#include "store/verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

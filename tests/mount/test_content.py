@@ -183,7 +183,7 @@ def test_env_given_through_symlink_with_trailing_slash(env_sqlite, mount_factory
 def _read_manifest(path):
     with open(path, "rb") as f:
         lines = f.read().decode("utf-8", "surrogateescape").split("\n")
-    # fields are TAB-separated (snapshot/manifest.h), header lines included
+    # fields are TAB-separated (snapshot/store/manifest.h), header lines included
     assert lines[0].split() == ["tracsnap-manifest", "1"], lines[0]
     entries = [l.split("\t") for l in lines[1:] if l.count("\t") == 9]
     counts = [l.split() for l in lines if l.split()[:1] == ["entries"]]

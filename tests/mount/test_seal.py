@@ -1,5 +1,5 @@
 """Sealing: a snapshot appears as soon as it is complete; its hashes and the
-data sync ("sealing") finish afterwards (snapshot/seal.h).
+data sync ("sealing") finish afterwards (snapshot/store/seal.h).
 
 Checked with the real daemon on a real mount, the tracsnap commands and
 ordinary tools (sha256sum, ls): what a snapshot shows right after mkdir, that

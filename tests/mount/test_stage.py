@@ -1,4 +1,4 @@
-"""The stage (snapshot/stage.h): once a snapshot is sealed, the daemon makes
+"""The stage (snapshot/take/stage.h): once a snapshot is sealed, the daemon makes
 the next snapshot's tree ahead in STORE/.stage (the newest snapshot's
 directories and hard links to its files), and the next mkdir starts from it.
 

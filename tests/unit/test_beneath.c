@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "beneath.h"
+#include "base/beneath.h"
 #include "tutil.h"
 
 typedef struct bx {

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "copy.h"
+#include "base/copy.h"
 #include "tutil.h"
 
 #define TBUF (PATH_MAX * 2)

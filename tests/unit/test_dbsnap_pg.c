@@ -12,7 +12,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "dbsnap_pg.c"
+#include "db/pg/dbsnap_pg.c"
 #include "tutil.h"
 
 #include <arpa/inet.h>

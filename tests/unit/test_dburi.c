@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dburi.h"
+#include "env/dburi.h"
 
 #define WHAT "/srv/trac/x/conf/trac.ini: [trac] database"
 

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "env.h"
+#include "env/env.h"
 #include "tutil.h"
 
 /* Room for a scratch path plus what the tests append. */

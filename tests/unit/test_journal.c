@@ -5,7 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "journal.h"
+#include "db/journal.h"
 
 static void test_database_and_side_files(void **state)
 {

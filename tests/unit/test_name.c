@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "name.h"
+#include "store/name.h"
 
 static void name_ok(const char *name)
 {

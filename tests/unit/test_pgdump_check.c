@@ -14,7 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "pgdump_check.h"
+#include "db/pg/pgdump_check.h"
 
 static int dump_fd(const void *text, size_t len)
 {

@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "err.h"
-#include "pool.h"
+#include "base/err.h"
+#include "base/pool.h"
 
 #define N_ITEMS 2000
 

@@ -16,7 +16,7 @@
 #include <limits.h>
 #include <sys/stat.h>
 
-#include "prune.h"
+#include "store/prune.h"
 #include "tutil.h"
 
 static void set_tz(const char *tz)

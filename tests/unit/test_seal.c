@@ -22,11 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "env.h"
-#include "manifest.h"
-#include "seal.h"
-#include "snap.h"
-#include "store.h"
+#include "env/env.h"
+#include "store/manifest.h"
+#include "store/seal.h"
+#include "take/snap.h"
+#include "store/store.h"
 #include "tutil.h"
 
 #define TBUF (PATH_MAX * 2)

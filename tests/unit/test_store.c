@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "store/store.h"
 #include "tutil.h"
 
 /* Room for a scratch path plus what the tests append. */

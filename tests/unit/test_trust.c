@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "trust.h"
+#include "base/trust.h"
 #include "tutil.h"
 
 #define NOBODY 65534

@@ -1,4 +1,4 @@
-/* test_walk.c - the parallel directory walk (snapshot/walk.c).
+/* test_walk.c - the parallel directory walk (snapshot/base/walk.c).
  *
  * The callback runs on several threads at once, so it never uses cmocka's
  * assert_* (they jump to the test's own stack): it records what it sees under
@@ -25,7 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "walk.h"
+#include "base/walk.h"
 #include "tutil.h"
 
 #define TBUF (PATH_MAX * 2)

@@ -1,0 +1,711 @@
+/* restore.c - copy a snapshot back in place of a Trac environment.
+ *
+ * Everything is prepared beside the live environment first (a temporary
+ * sibling on the same filesystem, synced) so that the only changes to ENV
+ * are two renames, each undone when a later step fails.  PostgreSQL's load
+ * comes last because it is the only step that cannot be undone once it has
+ * committed; it runs in one transaction, so a failing load changes nothing
+ * and the renames are undone.
+ */
+#include "restore/restore.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/beneath.h"
+#include "base/copy.h"
+#include "db/dbsnap.h"
+#include "env/env.h"
+#include "store/manifest.h"
+#include "db/pg/pgdump_check.h"
+#include "base/trust.h"
+
+/* Where a snapshot keeps a database that lives outside the environment
+ * (design.md, "Snapshot names"). */
+#define TS_RESTORE_EXTDB_DIR "tracsnap-external-db"
+
+/* ------------------------------------------------------------ busy check */
+
+/* link is db itself or one of its journals (db-wal, db-shm, db-journal). */
+static bool ts_restore_is_db(const char *link, const char *db)
+{
+	size_t n = db ? strlen(db) : 0;
+
+	return n && !strncmp(link, db, n) && (link[n] == '\0' || link[n] == '-');
+}
+
+/* Does process pid have such a file open? */
+static bool ts_restore_pid_uses(const char *pid, const char *root, const char *db)
+{
+	char dir[300], path[600], link[PATH_MAX];
+	bool hit = false;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof dir, "/proc/%s/fd", pid);
+	d = opendir(dir);
+	if (!d)
+		return false;   /* gone, or not ours to see */
+	while (!hit && (de = readdir(d)) != NULL) {
+		struct stat st;
+		ssize_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		n = readlink(path, link, sizeof link - 1);
+		if (n <= 0 || link[0] != '/')
+			continue;       /* pipes, sockets, anon inodes */
+		link[n] = '\0';
+		if (!ts_path_is_under(link, root) && !ts_restore_is_db(link, db))
+			continue;
+		/* An open directory survives the renames harmlessly. */
+		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			continue;
+		hit = true;
+	}
+	closedir(d);
+	return hit;
+}
+
+int ts_restore_users(const char *root, const char *db, char *who, size_t len)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	char self[32];
+	size_t off = 0;
+	int count = 0;
+
+	if (len)
+		who[0] = '\0';
+	if (!d)
+		return 0;
+	snprintf(self, sizeof self, "%ld", (long)getpid());
+	while ((de = readdir(d)) != NULL) {
+		char comm[64] = "?", path[300];
+		FILE *f;
+		int w;
+
+		if (!isdigit((unsigned char)de->d_name[0]) || !strcmp(de->d_name, self))
+			continue;
+		if (!ts_restore_pid_uses(de->d_name, root, db))
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/comm", de->d_name);
+		if ((f = fopen(path, "re")) != NULL) {
+			if (fgets(comm, sizeof comm, f))
+				comm[strcspn(comm, "\n")] = '\0';
+			fclose(f);
+		}
+		count++;
+		if (off < len) {
+			w = snprintf(who + off, len - off, "%spid %s (%s)", count > 1 ? ", " : "",
+			             de->d_name, comm);
+			if (w > 0)
+				off += (size_t)w;
+		}
+	}
+	closedir(d);
+	return count;
+}
+
+/* ------------------------------------------------------------------ copy */
+
+typedef struct ts_restore_copy {
+	int src;                   /* the snapshot */
+	int dst;                   /* the temporary sibling */
+	const char *desc;          /* snapshot path for messages */
+	const char *skip;          /* a top-level entry not to copy, or NULL */
+	ts_restore_out *out;
+	const ts_progress_sink *progress;
+	ts_progress pr;            /* totals counted before the copy */
+} ts_restore_copy;
+
+/* Count what a copy of rel will take, for the progress line's ETA. */
+static void ts_restore_count(ts_restore_copy *c, const char *rel)
+{
+	struct dirent *de;
+	int fd = openat(c->src, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			char sub[PATH_MAX];
+			if (snprintf(sub, sizeof sub, "%s/%s", rel, de->d_name) < (int)sizeof sub)
+				ts_restore_count(c, sub);
+		} else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
+			c->pr.files_total++;
+			c->pr.bytes_total += S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+		}
+	}
+	closedir(d);
+}
+
+/* Copy the directory rel ("." for the top) and everything below it; its
+ * own metadata last, as adding entries changes a directory's mtime (but
+ * not for the top: see the end).  The destination is a directory only root
+ * can enter, so the multi-component paths below it cross nothing another
+ * account controls. */
+static ts_err_code ts_restore_copy_dir(ts_restore_copy *c, const char *rel, const struct stat *dst_st,
+                                       ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	struct dirent *de;
+	DIR *d = NULL;
+	int fd = openat(c->src, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		rc = ts_err_sys(e, errno, "%s/%s: cannot read the directory", c->desc, rel);
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	while (rc == TS_OK && (errno = 0, de = readdir(d)) != NULL) {
+		char sub[PATH_MAX];
+		struct stat st;
+		ts_copy_out co;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (!strcmp(rel, ".") && c->skip && !strcmp(de->d_name, c->skip))
+			continue;
+		if (snprintf(sub, sizeof sub, "%s%s%s", strcmp(rel, ".") ? rel : "",
+		             strcmp(rel, ".") ? "/" : "", de->d_name) >= (int)sizeof sub) {
+			rc = ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", c->desc, rel, de->d_name);
+			break;
+		}
+		if (fstatat(c->src, sub, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = ts_err_sys(e, errno, "%s/%s: cannot stat", c->desc, sub);
+			break;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			if (mkdirat(c->dst, sub, 0700) < 0)
+				rc = ts_err_sys(e, errno, "%s/%s: cannot create the directory copy", c->desc, sub);
+			else
+				rc = ts_restore_copy_dir(c, sub, &st, e);
+		} else if (S_ISREG(st.st_mode)) {
+			rc = ts_copy_file(c->src, c->dst, sub, 0, c->desc, &co, e);
+			if (rc == TS_OK) {
+				c->out->files++;
+				c->out->bytes += co.bytes;
+			}
+		} else if (S_ISLNK(st.st_mode)) {
+			rc = ts_copy_symlink(c->src, c->dst, sub, c->desc, &co, e);
+			if (rc == TS_OK)
+				c->out->files++;
+		}
+		if (c->progress && (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))) {
+			c->pr.files_done = c->out->files;
+			c->pr.bytes_done = c->out->bytes;
+			ts_progress_report(c->progress, &c->pr);
+		}
+		/* A snapshot holds no FIFOs, sockets or devices (spec section 3). */
+	}
+	if (rc == TS_OK && errno)
+		rc = ts_err_sys(e, errno, "%s/%s: cannot read the directory", c->desc, rel);
+	closedir(d);
+	/* The top's owner and mode come last of all, just before the swap
+	 * (ts_restore): until then the copy is root's alone. */
+	if (rc == TS_OK && strcmp(rel, "."))
+		rc = ts_copy_dir_meta(c->src, c->dst, rel, dst_st, c->desc, e);
+	return rc;
+}
+
+
+/* ------------------------------------------------ where restore may write
+ *
+ * Restore writes in two directories: ENV's parent (the copy, then the
+ * swap) and, for an external SQLite database, the database's directory.
+ * Both are opened with ts_trust_open_path (trust.h): from "/" one component
+ * at a time, never through a symbolic link, every directory owned by root
+ * or by the snapshot's owner (of the environment or of the database file)
+ * and not writable by others.  Anything else is refused with one line
+ * naming the directory, before anything is changed.  The descriptor is then
+ * used for every later step (mkdirat, renameat2, ...), so that a directory
+ * renamed or replaced on the path afterwards changes nothing of what
+ * restore does. */
+static int ts_restore_walk(const char *dir, uid_t owner, ts_err_code *rc, ts_err *e)
+{
+	int fd;
+
+	*rc = ts_trust_open_path(dir, owner, "restore refused", &fd, e);
+	return fd;
+}
+
+/* Make name in dirfd as a directory only we (root) can use, and open it:
+ * -1 with *rc set when that fails or what opens is not a directory of ours
+ * (the name was taken, or replaced between the two calls). */
+static int ts_restore_mktmp(int dirfd, const char *name, const char *desc, ts_err_code *rc, ts_err *e)
+{
+	struct stat st;
+	int fd;
+
+	if (mkdirat(dirfd, name, 0700) < 0) {
+		*rc = ts_err_sys(e, errno, "%s: cannot create the restore copy", desc);
+		return -1;
+	}
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		*rc = ts_err_sys(e, errno, "%s: cannot open", desc);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    fchmod(fd, 0700) < 0) {
+		*rc = ts_err_set(e, TS_ERR_PERM, "%s: replaced while restore made it; refusing", desc);
+		close(fd);
+		return -1;
+	}
+	*rc = TS_OK;
+	return fd;
+}
+
+/* ---------------------------------------------------------------- SQLite */
+
+/* Is the SQLite database open on fd (closed here; -1: none) in WAL mode?
+ * Header bytes 18 and 19 (file format read and write versions) are 2 in
+ * WAL mode and 1 otherwise.  Callers open it without following a link and
+ * without blocking on a FIFO. */
+static bool ts_restore_is_wal(int fd)
+{
+	unsigned char h[20];
+	struct stat st;
+	bool wal = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	           pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && h[18] == 2 && h[19] == 2;
+
+	if (fd >= 0)
+		close(fd);
+	return wal;
+}
+
+#define TS_RESTORE_PEEK (O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+
+/* A snapshot's database is in rollback-journal mode (spec section 3); give
+ * the copy rel below dirfd (a directory only root can enter) the WAL mode
+ * the live database had, as Trac's readers rely on.  On a database with no
+ * journal that is exactly what `PRAGMA journal_mode=WAL` writes: header
+ * bytes 18 and 19 (file format read and write versions) set from 1 to 2.
+ * Done here on a descriptor rather than through SQLite, whose open resolves
+ * a /proc/self/fd path back into the path string (through ENV's parent,
+ * which another account may own).  The file's times stay the snapshot's. */
+static ts_err_code ts_restore_set_wal(int dirfd, const char *rel, const char *desc, ts_err *e)
+{
+	static const unsigned char magic[16] = "SQLite format 3";
+	static const unsigned char two[2] = { 2, 2 };
+	unsigned char h[20];
+	struct stat st;
+	ts_err_code rc = TS_OK;
+	int fd = ts_beneath_open(dirfd, rel, O_RDWR | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0);
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return ts_err_sys(e, errno, "%s/%s: cannot open the restored database", desc, rel);
+	if (!S_ISREG(st.st_mode) || pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h ||
+	    memcmp(h, magic, sizeof magic) || h[18] < 1 || h[18] > 2 || h[19] < 1 || h[19] > 2) {
+		rc = ts_err_set(e, TS_ERR_DB, "%s/%s: cannot set journal_mode=WAL: not an SQLite database",
+		                desc, rel);
+	} else if (h[18] != 2 || h[19] != 2) {
+		struct timespec t[2] = { st.st_atim, st.st_mtim };
+		if (pwrite(fd, two, sizeof two, 18) != (ssize_t)sizeof two || fsync(fd) < 0 || futimens(fd, t) < 0)
+			rc = ts_err_sys(e, errno, "%s/%s: cannot set journal_mode=WAL", desc, rel);
+	}
+	close(fd);
+	return rc;
+}
+
+/* ------------------------------------------------------------- the steps */
+
+/* "<name>.pre-restore-<YYYYmmddTHHMMSS>[-N]" that does not exist in dirfd
+ * yet (the rename that uses it refuses to replace one made meanwhile). */
+static ts_err_code ts_restore_kept_name(int dirfd, const char *name, const char *desc, char *buf,
+                                        size_t len, ts_err *e)
+{
+	char stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
+	for (int i = 0; i < 100; i++) {
+		int n = i ? snprintf(buf, len, "%s.pre-restore-%s-%d", name, stamp, i)
+		          : snprintf(buf, len, "%s.pre-restore-%s", name, stamp);
+		struct stat st;
+		if (n < 0 || (size_t)n >= len || n > NAME_MAX)
+			return ts_err_set(e, TS_ERR_IO, "%s: name too long", desc);
+		if (fstatat(dirfd, buf, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+			return TS_OK;
+	}
+	return ts_err_set(e, TS_ERR_EXISTS, "%s: too many earlier restores this second", desc);
+}
+
+/* Lexically normalise an absolute path in place: no "", "." or ".."
+ * components (".." above "/" stays at "/"). */
+static void ts_restore_normalise(char *path)
+{
+	char *out = path, *p = path;
+
+	while (*p) {
+		size_t n;
+		while (*p == '/')
+			p++;
+		n = strcspn(p, "/");
+		if (!n)
+			break;
+		if (n == 1 && p[0] == '.') {
+			/* skip */
+		} else if (n == 2 && p[0] == '.' && p[1] == '.') {
+			while (out > path && *--out != '/')
+				;
+		} else {
+			*out++ = '/';
+			memmove(out, p, n);
+			out += n;
+		}
+		p += n;
+	}
+	if (out == path)
+		*out++ = '/';
+	*out = '\0';
+}
+
+/* Where an external database goes back: the path the snapshot's manifest
+ * recorded (resolved when the snapshot was taken) when the snapshot is a
+ * store's NAME/tree, else the path trac.ini gives, taken lexically (a
+ * relative one below live_root), never resolved now: a symbolic link on it
+ * is then refused by ts_restore_walk. */
+static ts_err_code ts_restore_ext_path(const ts_env *snap, const char *live_root, char *buf, size_t len,
+                                       ts_err *e)
+{
+	size_t rl = strlen(snap->root);
+	const char *base;
+	int n = -1;
+
+	if (rl > 5 && !strcmp(snap->root + rl - 5, "/tree")) {
+		char mpath[PATH_MAX];
+		ts_manifest m;
+		ts_err ignore;
+
+		ts_manifest_init(&m);
+		if (snprintf(mpath, sizeof mpath, "%.*s/manifest", (int)(rl - 5), snap->root) < (int)sizeof mpath &&
+		    ts_manifest_read(mpath, &m, &ignore) == TS_OK && m.external_db && m.external_db[0] == '/')
+			n = snprintf(buf, len, "%s", m.external_db);
+		ts_manifest_free(&m);
+	}
+	if (n < 0)
+		n = snap->db.path[0] == '/' ? snprintf(buf, len, "%s", snap->db.path)
+		                            : snprintf(buf, len, "%s/%s", live_root, snap->db.path);
+	if (n < 0 || (size_t)n >= len)
+		return ts_err_set(e, TS_ERR_IO, "%s: path too long", snap->db.path);
+	ts_restore_normalise(buf);
+	base = strrchr(buf, '/') + 1;
+	if (!*base || strcmp(base, strrchr(snap->db_abs, '/') + 1))
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: the snapshot's external database is %s, its trac.ini "
+		                  "says %s", snap->root, buf, snap->db_abs);
+	return TS_OK;
+}
+
+ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
+                       const ts_progress_sink *progress, ts_restore_out *out, ts_err *e)
+{
+	ts_env live = { 0 }, snap = { 0 };
+	ts_restore_out local;
+	char tmp[PATH_MAX], kept[PATH_MAX], ext_path[PATH_MAX], ext_dir[PATH_MAX];
+	char tmpname[NAME_MAX + 1], keptname[NAME_MAX + 1], ext_tmpname[64], ext_keptname[NAME_MAX + 1] = "";
+	char who[1024], dbrel_buf[PATH_MAX], parent[PATH_MAX], dumpdesc[PATH_MAX * 2];
+	const char *dbrel = NULL, *ext_base = NULL, *envname = NULL;
+	bool have_live = false, have_snap = false, made_tmp = false, swapped = false, ext_swapped = false;
+	bool made_ext_tmp = false, wal = false, pg;
+	int snapfd = -1, tmpfd = -1, parentfd = -1, envfd = -1, ext_dirfd = -1, ext_tmpfd = -1, dumpfd = -1;
+	int n;
+	struct stat st, dbst, tst;
+	ts_err_code rc;
+
+	if (!out)
+		out = &local;
+	memset(out, 0, sizeof *out);
+	rc = ts_env_open(env_path, &live, e);
+	if (rc != TS_OK)
+		goto out;
+	have_live = true;
+	rc = ts_env_open(snapdir, &snap, e);
+	if (rc != TS_OK)
+		goto out;
+	have_snap = true;
+	snprintf(out->env, sizeof out->env, "%s", live.root);
+	if (ts_path_is_under(snap.root, live.root) || ts_path_is_under(live.root, snap.root)) {
+		rc = ts_err_set(e, TS_ERR_USAGE, "%s: the snapshot and the environment %s overlap",
+		                snapdir, live.root);
+		goto out;
+	}
+	if (snap.db.kind != TS_DB_SQLITE && snap.db.kind != TS_DB_POSTGRES) {
+		rc = ts_env_check_supported(&snap, e);
+		if (rc == TS_OK)
+			rc = ts_err_set(e, TS_ERR_UNSUPPORTED, "%s: cannot restore this database", snap.ini_path);
+		goto out;
+	}
+	pg = snap.db.kind == TS_DB_POSTGRES;
+	snapfd = open(snap.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (snapfd < 0 || fstat(snapfd, &st) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot open", snap.root);
+		goto out;
+	}
+	/* The database copy the snapshot must hold. */
+	if (pg) {
+		dbrel = TS_DBSNAP_PG_DUMP_REL;
+	} else if (snap.db_rel) {
+		dbrel = snap.db_rel;
+	} else {
+		ext_base = strrchr(snap.db_abs, '/') + 1;
+		snprintf(dbrel_buf, sizeof dbrel_buf, "%s/%s", TS_RESTORE_EXTDB_DIR, ext_base);
+		dbrel = dbrel_buf;
+	}
+	if (faccessat(snapfd, dbrel, R_OK, 0) < 0 || fstatat(snapfd, dbrel, &dbst, 0) < 0) {
+		rc = ts_err_sys(e, errno, "%s/%s: the snapshot holds no database (taken with --no-database?)",
+		                snap.root, dbrel);
+		goto out;
+	}
+	/* PostgreSQL: the dump psql will read is the snapshot's own (never the
+	 * copy in ENV, which belongs to the environment's owner), checked for
+	 * psql meta-commands before anything changes. */
+	if (pg) {
+		snprintf(dumpdesc, sizeof dumpdesc, "%s/%s", snap.root, dbrel);
+		dumpfd = ts_beneath_open(snapfd, dbrel, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0);
+		if (dumpfd < 0 || fstat(dumpfd, &dbst) < 0) {
+			rc = ts_err_sys(e, errno, "%s: cannot open", dumpdesc);
+			goto out;
+		}
+		if (!S_ISREG(dbst.st_mode)) {
+			rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: not a regular file", dumpdesc);
+			goto out;
+		}
+		rc = ts_pgdump_check(dumpfd, dumpdesc, e);
+		if (rc != TS_OK)
+			goto out;
+	}
+
+	/* Where restore will write: ENV's parent, and an external database's
+	 * directory, as the snapshot names them (see ts_restore_walk). */
+	envname = strrchr(live.root, '/') + 1;
+	if (!*envname) {
+		rc = ts_err_set(e, TS_ERR_USAGE, "%s: cannot restore over /", live.root);
+		goto out;
+	}
+	snprintf(parent, sizeof parent, "%.*s", (int)(envname - 1 - live.root), live.root);
+	parentfd = ts_restore_walk(*parent ? parent : "/", st.st_uid, &rc, e);
+	if (parentfd < 0)
+		goto out;
+	envfd = openat(parentfd, envname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (envfd < 0) {
+		rc = errno == ELOOP ? ts_err_set(e, TS_ERR_PERM, "%s: a symbolic link now; refusing to restore",
+		                                 live.root)
+		                    : ts_err_sys(e, errno, "%s: cannot open", live.root);
+		goto out;
+	}
+	/* ENV must be the snapshot owner's own: a path that now leads to
+	 * someone else's environment (root's, say) is not the one to replace
+	 * with this snapshot's files. */
+	if (fstat(envfd, &tst) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot stat", live.root);
+		goto out;
+	}
+	if (tst.st_uid != st.st_uid) {
+		rc = ts_err_set(e, TS_ERR_PERM, "%s: owned by uid %lu, the snapshot's top by uid %lu; refusing to "
+		                "restore (chown one of them first)", live.root, (unsigned long)tst.st_uid,
+		                (unsigned long)st.st_uid);
+		goto out;
+	}
+	if (ext_base) {
+		rc = ts_restore_ext_path(&snap, live.root, ext_path, sizeof ext_path, e);
+		if (rc != TS_OK)
+			goto out;
+		snprintf(ext_dir, sizeof ext_dir, "%.*s", (int)(strrchr(ext_path, '/') - ext_path), ext_path);
+		ext_dirfd = ts_restore_walk(*ext_dir ? ext_dir : "/", dbst.st_uid, &rc, e);
+		if (ext_dirfd < 0)
+			goto out;
+	}
+
+	/* Busy: the live files, the live database and where the restored one
+	 * goes (the same file unless trac.ini changed since). */
+	n = ts_restore_users(live.root, live.db_abs, who, sizeof who);
+	if (!n && ext_base)
+		n = ts_restore_users(live.root, ext_path, who, sizeof who);
+	if (n && !force) {
+		rc = ts_err_set(e, TS_ERR_BUSY, "%s: in use by %s; stop Trac first or use --force",
+		                live.root, who);
+		goto out;
+	}
+	if (pg) {
+		rc = ts_dbsnap_pg_restore_check(&snap, force, e);
+		if (rc != TS_OK)
+			goto out;
+	}
+
+	/* The copy, beside ENV, in a directory only root can enter until the
+	 * swap. */
+	if (snprintf(tmpname, sizeof tmpname, "%s.restore-tmp-%ld", envname, (long)getpid()) >=
+	            (int)sizeof tmpname ||
+	    snprintf(tmp, sizeof tmp, "%s.restore-tmp-%ld", live.root, (long)getpid()) >= (int)sizeof tmp) {
+		rc = ts_err_set(e, TS_ERR_IO, "%s: path too long", live.root);
+		goto out;
+	}
+	tmpfd = ts_restore_mktmp(parentfd, tmpname, tmp, &rc, e);
+	if (tmpfd < 0)
+		goto out;
+	made_tmp = true;
+	{
+		ts_restore_copy c = { .src = snapfd, .dst = tmpfd, .desc = snap.root,
+		                      .skip = ext_base ? TS_RESTORE_EXTDB_DIR : NULL, .out = out,
+		                      .progress = progress };
+		if (progress)
+			ts_restore_count(&c, ".");
+		rc = ts_restore_copy_dir(&c, ".", &st, e);
+		ts_copy_thread_done();
+		if (rc != TS_OK)
+			goto out;
+	}
+	if (ext_base)
+		wal = ts_restore_is_wal(ts_beneath_open(ext_dirfd, ext_base, TS_RESTORE_PEEK, 0));
+	else if (live.db_rel)
+		wal = ts_restore_is_wal(ts_beneath_open(envfd, live.db_rel, TS_RESTORE_PEEK, 0));
+	else if (live.db_abs)
+		wal = ts_restore_is_wal(open(live.db_abs, TS_RESTORE_PEEK | O_NOFOLLOW));
+	if (!pg && !ext_base && wal) {
+		rc = ts_restore_set_wal(tmpfd, dbrel, tmp, e);
+		if (rc != TS_OK)
+			goto out;
+	}
+	if (ext_base) {
+		ts_copy_out co;
+		int src;
+
+		snprintf(ext_tmpname, sizeof ext_tmpname, ".tracsnap-restore-tmp-%ld", (long)getpid());
+		ext_tmpfd = ts_restore_mktmp(ext_dirfd, ext_tmpname, ext_dir, &rc, e);
+		if (ext_tmpfd < 0)
+			goto out;
+		made_ext_tmp = true;
+		src = ts_beneath_open(snapfd, TS_RESTORE_EXTDB_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+		if (src < 0) {
+			rc = ts_err_sys(e, errno, "%s/%s: cannot open the copy of the external database",
+			                snap.root, TS_RESTORE_EXTDB_DIR);
+			goto out;
+		}
+		rc = ts_copy_file(src, ext_tmpfd, ext_base, 0, snap.root, &co, e);
+		close(src);
+		if (rc == TS_OK && wal)
+			rc = ts_restore_set_wal(ext_tmpfd, ext_base, ext_dir, e);
+		if (rc == TS_OK && fsync(ext_tmpfd) < 0)
+			rc = ts_err_sys(e, errno, "%s: cannot sync", ext_dir);
+		if (rc != TS_OK)
+			goto out;
+	}
+	/* Everything on disk before the first rename: a crash after it must
+	 * not leave a restored ENV with holes. */
+	if (syncfs(tmpfd) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot sync", tmp);
+		goto out;
+	}
+
+	/* The swap.  The copy's top gets its owner and mode only now: nothing
+	 * of it is read or written by restore after this. */
+	rc = ts_restore_kept_name(parentfd, envname, live.root, keptname, sizeof keptname, e);
+	if (rc != TS_OK)
+		goto out;
+	snprintf(kept, sizeof kept, "%.*s%s", (int)(envname - live.root), live.root, keptname);
+	rc = ts_copy_dir_meta(snapfd, tmpfd, ".", &st, snap.root, e);
+	if (rc != TS_OK)
+		goto out;
+	if (renameat2(parentfd, envname, parentfd, keptname, RENAME_NOREPLACE) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot rename to %s", live.root, kept);
+		goto out;
+	}
+	if (renameat2(parentfd, tmpname, parentfd, envname, RENAME_NOREPLACE) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot rename to %s", tmp, live.root);
+		renameat2(parentfd, keptname, parentfd, envname, RENAME_NOREPLACE);
+		goto out;
+	}
+	swapped = true;
+	/* The name moved must have been our copy: the parent may belong to
+	 * the environment's owner, who can rename in it. */
+	if (fstat(tmpfd, &tst) < 0 || fstatat(parentfd, envname, &dbst, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    tst.st_dev != dbst.st_dev || tst.st_ino != dbst.st_ino) {
+		rc = ts_err_set(e, TS_ERR_PERM, "%s: replaced during the restore; refusing", tmp);
+		goto out;
+	}
+	if (ext_base) {
+		rc = ts_restore_kept_name(ext_dirfd, ext_base, ext_path, ext_keptname, sizeof ext_keptname, e);
+		if (rc != TS_OK)
+			goto out;
+		if (renameat2(ext_dirfd, ext_base, ext_dirfd, ext_keptname, RENAME_NOREPLACE) < 0) {
+			int err = errno;
+			ext_keptname[0] = '\0';
+			if (err != ENOENT) {
+				rc = ts_err_sys(e, err, "%s: cannot rename to its .pre-restore name", ext_path);
+				goto out;
+			}
+		}
+		if (renameat2(ext_tmpfd, ext_base, ext_dirfd, ext_base, RENAME_NOREPLACE) < 0) {
+			rc = ts_err_sys(e, errno, "%s: cannot put the restored database there", ext_path);
+			goto out;
+		}
+		ext_swapped = true;
+	}
+	if (pg) {
+		rc = ts_dbsnap_pg_load(&snap, dumpfd, dumpdesc, e);
+		if (rc != TS_OK)
+			goto out;
+	}
+	snprintf(out->kept, sizeof out->kept, "%s", kept);
+out:
+	if (rc != TS_OK && swapped) {
+		/* Undo in reverse order, by the same descriptors; the restored
+		 * copy goes back to tmp and is removed below with the rest. */
+		if (ext_swapped)
+			renameat2(ext_dirfd, ext_base, ext_tmpfd, ext_base, RENAME_NOREPLACE);
+		if (ext_keptname[0])
+			renameat2(ext_dirfd, ext_keptname, ext_dirfd, ext_base, RENAME_NOREPLACE);
+		if (renameat2(parentfd, envname, parentfd, tmpname, RENAME_NOREPLACE) == 0)
+			renameat2(parentfd, keptname, parentfd, envname, RENAME_NOREPLACE);
+	}
+	if (rc != TS_OK && made_tmp) {
+		ts_err ignore;
+		ts_copy_remove_tree(parentfd, tmpname, &ignore);
+	}
+	if (made_ext_tmp) {
+		ts_err ignore;
+		ts_copy_remove_tree(ext_dirfd, ext_tmpname, &ignore);
+	}
+	if (dumpfd >= 0)
+		close(dumpfd);
+	if (ext_tmpfd >= 0)
+		close(ext_tmpfd);
+	if (ext_dirfd >= 0)
+		close(ext_dirfd);
+	if (envfd >= 0)
+		close(envfd);
+	if (parentfd >= 0)
+		close(parentfd);
+	if (tmpfd >= 0)
+		close(tmpfd);
+	if (snapfd >= 0)
+		close(snapfd);
+	if (have_snap)
+		ts_env_close(&snap);
+	if (have_live)
+		ts_env_close(&live);
+	return rc;
+}

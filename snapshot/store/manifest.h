@@ -1,0 +1,135 @@
+/* manifest.h - the per-snapshot list of entries, like PostgreSQL's backup_manifest.
+ *
+ * File format (text, one entry per line, fields separated by one TAB):
+ * (below, each space between fields stands for that TAB, in the header lines
+ *  too: "tracsnap-manifest<TAB>1", "entries<TAB>3"; every line ends with LF)
+ *
+ *   tracsnap-manifest 1
+ *   time <unix seconds>.<9-digit ns>          the snapshot instant T
+ *   env <escaped absolute path of ENV>
+ *   [external-db <escaped absolute path> <escaped relpath inside the tree>]
+ *   [no-database]
+ *   [unsealed <boot id>]
+ *   entries <count>
+ *   <type> <mode> <uid> <gid> <size> <mtime> <sha256> <src_ino> <src_ctime> <path>
+ *   ...
+ *   end
+ *
+ * type: 'd' directory, 'f' regular file, 'l' symlink.  mode: 4 octal digits
+ * (permission bits incl. suid/sgid/sticky).  mtime and src_ctime:
+ * "<sec>.<9-digit nsec>".  sha256: 64 lowercase hex digits of the content
+ * (for 'l' of the link target), "-" for directories, and "-" for a regular
+ * file whose hash is not computed yet ("pending"; allowed only in an unsealed
+ * manifest, never for 'l').  src_ino/src_ctime
+ * identify the environment file the entry was copied from (0 and 0.000000000
+ * when unknown, e.g. the database); the engine uses them to share unchanged
+ * files with the previous snapshot.  path: relative to the snapshot root, "."
+ * for the root itself, escaped (see ts_manifest_escape).  Entries are sorted
+ * by path bytes (strcmp), parents before children.
+ *
+ * Header lines in brackets are optional; when present they appear once, in
+ * the order shown.
+ *
+ * Sealing: a snapshot is "sealed" when every hash is computed and its data
+ * has been made durable (fsync'd / syncfs'd); its manifest then has no
+ * "unsealed" line and no pending entry.  A snapshot becomes visible before
+ * that: its manifest carries "unsealed<TAB><boot id>", where <boot id> is the
+ * content of /proc/sys/kernel/random/boot_id when the snapshot was taken (1
+ * to 64 bytes of [0-9a-f-], written verbatim), and some 'f' entries may be
+ * pending.  An unsealed snapshot whose boot id differs from the running
+ * kernel's may have lost data in a crash and is discarded by the engine.
+ * An unsealed manifest may have no pending entry (hashes done, not yet
+ * durable); a manifest without the line never has one.  The format version
+ * stays 1: manifests written before sealing existed simply have no
+ * "unsealed" line.
+ *
+ * Ownership: a ts_manifest owns its entries and their path strings; release
+ * with ts_manifest_free().
+ */
+#ifndef TS_MANIFEST_H
+#define TS_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include "base/err.h"
+
+typedef struct ts_manifest_entry {
+	char type;                 /* 'd', 'f', 'l' */
+	mode_t mode;               /* permission bits only (07777) */
+	uid_t uid;
+	gid_t gid;
+	uint64_t size;             /* bytes; symlink: target length; dir: 0 */
+	struct timespec mtime;
+	unsigned char sha256[32];  /* unused for 'd' and pending 'f' (zero when read) */
+	bool pending;              /* 'f' only: sha256 not computed yet (unsealed manifests only) */
+	uint64_t src_ino;
+	struct timespec src_ctime;
+	char *path;                /* owned; unescaped bytes */
+} ts_manifest_entry;
+
+typedef struct ts_manifest {
+	struct timespec time;      /* snapshot instant T */
+	char *env;                 /* owned */
+	char *external_db;         /* owned, NULL when the database is inside ENV */
+	char *external_db_rel;     /* owned, where it lies inside the tree */
+	bool no_database;
+	char *unsealed_boot;       /* owned; NULL when sealed */
+	ts_manifest_entry *entries;/* owned array */
+	size_t n, cap;
+} ts_manifest;
+
+void ts_manifest_init(ts_manifest *m);
+void ts_manifest_free(ts_manifest *m);
+
+/* True when the manifest describes a sealed snapshot: no unsealed_boot and
+ * no pending entry. */
+bool ts_manifest_sealed(const ts_manifest *m);
+
+/* Append an entry, all fields but type and path zero (pending false); the
+ * manifest copies path.  Returns the new entry (valid until the next add) or
+ * NULL on out of memory. */
+ts_manifest_entry *ts_manifest_add(ts_manifest *m, char type, const char *path);
+
+/* Sort entries by path (strcmp); call before writing or looking up. */
+void ts_manifest_sort(ts_manifest *m);
+
+/* Binary search in a sorted manifest; NULL when absent. */
+const ts_manifest_entry *ts_manifest_find(const ts_manifest *m, const char *path);
+
+/* Is the store copy whose lstat is st still what entry me records, as far
+ * as stat tells: its type and size, and for a regular file its mode, mtime
+ * and (owners: only root can keep them) uid/gid?  Damage that stat cannot
+ * see needs `tracsnap verify`. */
+bool ts_manifest_copy_matches(const ts_manifest_entry *me, const struct stat *st, bool owners);
+
+/* Write to file (created 0600, written, fsync'd when sealed; not renamed:
+ * the caller builds snapshots in a temporary directory and renames the whole
+ * of it).
+ * TS_ERR_CORRUPT, nothing written, for what the reader would refuse: e.g. a
+ * bad unsealed_boot, a pending entry that is not 'f', or a pending entry
+ * while unsealed_boot is NULL. */
+ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e);
+
+/* Read and validate; TS_ERR_CORRUPT "<file>:<line>: <what is wrong>" for a
+ * malformed file, TS_ERR_NOTFOUND when it does not exist.  Pending entries
+ * have pending set and sha256 zeroed.  Whether an unsealed snapshot is still
+ * usable (same boot id) is for the caller to decide. */
+ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e);
+
+/* Escape bytes for a manifest field: '\\' -> "\\\\", TAB -> "\\t",
+ * LF -> "\\n", CR -> "\\r", other bytes < 0x20, 0x7f and space -> "\\xHH";
+ * all other bytes (UTF-8 or not) verbatim.  Returns malloc'd string or NULL. */
+char *ts_manifest_escape(const char *raw);
+
+/* Inverse of ts_manifest_escape; NULL on a malformed escape or out of memory. */
+char *ts_manifest_unescape(const char *text);
+
+/* Hex helpers for SHA-256 digests. */
+void ts_sha256_hex(const unsigned char d[32], char out[65]);
+bool ts_sha256_unhex(const char *hex, unsigned char d[32]);
+
+#endif

@@ -1,0 +1,167 @@
+/* prune.c - retention policies (see prune.h). */
+#include "store/prune.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+bool ts_prune_policy_empty(const ts_prune_policy *p)
+{
+	return p->last <= 0 && p->hourly <= 0 && p->daily <= 0 && p->weekly <= 0 &&
+	       p->monthly <= 0;
+}
+
+ts_err_code ts_prune_policy_parse(const char *spec, ts_prune_policy *p, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	char *dup = strdup(spec ? spec : ""), *save = NULL, *word, *num, *end;
+	long v;
+	int *slot;
+
+	memset(p, 0, sizeof *p);
+	if (!dup) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (word = strtok_r(dup, ":", &save); word; word = strtok_r(NULL, ":", &save)) {
+		if (!strcmp(word, "last"))
+			slot = &p->last;
+		else if (!strcmp(word, "hourly"))
+			slot = &p->hourly;
+		else if (!strcmp(word, "daily"))
+			slot = &p->daily;
+		else if (!strcmp(word, "weekly"))
+			slot = &p->weekly;
+		else if (!strcmp(word, "monthly"))
+			slot = &p->monthly;
+		else {
+			rc = ts_err_set(e, TS_ERR_USAGE, "keep=%s: unknown word '%s' (last, hourly, "
+			                "daily, weekly or monthly)", spec, word);
+			goto out;
+		}
+		num = strtok_r(NULL, ":", &save);
+		if (!num) {
+			rc = ts_err_set(e, TS_ERR_USAGE, "keep=%s: '%s' needs a number", spec, word);
+			goto out;
+		}
+		v = strtol(num, &end, 10);
+		if (*end || end == num || v < 1 || v > 1000000) {
+			rc = ts_err_set(e, TS_ERR_USAGE, "keep=%s: %s:%s: must be a number from 1 to 1000000",
+			                spec, word, num);
+			goto out;
+		}
+		*slot = (int)v;
+	}
+	if (ts_prune_policy_empty(p))
+		rc = ts_err_set(e, TS_ERR_USAGE, "keep=%s: no rule (e.g. keep=last:7:daily:14)", spec);
+out:
+	free(dup);
+	return rc;
+}
+
+enum { PRUNE_LAST, PRUNE_HOURLY, PRUNE_DAILY, PRUNE_WEEKLY, PRUNE_MONTHLY, PRUNE_NRULES };
+
+/* The bucket a snapshot falls in for a rule; equal values = same period. */
+static int64_t prune_bucket(int rule, const struct timespec *t, size_t idx)
+{
+	struct tm tm;
+	char wk[16];
+
+	localtime_r(&t->tv_sec, &tm);
+	switch (rule) {
+	case PRUNE_HOURLY:
+		return ((int64_t)tm.tm_year * 10000 + tm.tm_mon * 100 + tm.tm_mday) * 100 + tm.tm_hour;
+	case PRUNE_DAILY:
+		return (int64_t)tm.tm_year * 10000 + tm.tm_mon * 100 + tm.tm_mday;
+	case PRUNE_WEEKLY:
+		/* ISO 8601 week-numbering year and week, as restic's ISOWeek(). */
+		strftime(wk, sizeof wk, "%G%V", &tm);
+		return strtoll(wk, NULL, 10);
+	case PRUNE_MONTHLY:
+		return (int64_t)tm.tm_year * 100 + tm.tm_mon;
+	default:
+		return (int64_t)idx;   /* last: every snapshot is its own bucket */
+	}
+}
+
+void ts_prune_select(const ts_store_snap *v, size_t n, const ts_prune_policy *p, bool *keep)
+{
+	int left[PRUNE_NRULES] = { p->last, p->hourly, p->daily, p->weekly, p->monthly };
+	int64_t last[PRUNE_NRULES];
+	bool have[PRUNE_NRULES] = { false };
+
+	/* Newest first: the first snapshot met in a new bucket is that bucket's
+	 * newest, and buckets come most recent first. */
+	for (size_t k = n; k-- > 0;) {
+		keep[k] = false;
+		for (int r = 0; r < PRUNE_NRULES; r++) {
+			int64_t b;
+			if (left[r] <= 0)
+				continue;
+			b = prune_bucket(r, &v[k].time, k);
+			if (have[r] && b == last[r])
+				continue;
+			have[r] = true;
+			last[r] = b;
+			left[r]--;
+			keep[k] = true;
+		}
+	}
+}
+
+ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, bool dry_run,
+                           int lock_timeout_s, ts_prune_fn fn, void *arg, ts_err *e)
+{
+	return ts_prune_store_except(s, p, NULL, 0, dry_run, lock_timeout_s, fn, arg, e);
+}
+
+ts_err_code ts_prune_store_except(ts_store *s, const ts_prune_policy *p,
+                                  const char *const *protect, size_t nprotect, bool dry_run,
+                                  int lock_timeout_s, ts_prune_fn fn, void *arg, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	ts_store_snap *v = NULL;
+	size_t n = 0;
+	bool *keep = NULL, locked_here = false;
+
+	if (ts_prune_policy_empty(p)) {
+		rc = ts_err_set(e, TS_ERR_USAGE, "no keep rule given: refusing to remove every snapshot");
+		goto out;
+	}
+	/* A dry run changes nothing and needs no lock (readers never lock). */
+	if (!dry_run && !s->locked) {
+		rc = ts_store_lock(s, lock_timeout_s, e);
+		if (rc != TS_OK)
+			goto out;
+		locked_here = true;
+	}
+	rc = ts_store_list(s, &v, &n, e);
+	if (rc != TS_OK)
+		goto out;
+	keep = calloc(n ? n : 1, sizeof *keep);
+	if (!keep) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	ts_prune_select(v, n, p, keep);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < nprotect && !keep[i]; j++)
+			if (protect[j] && !strcmp(v[i].name, protect[j]))
+				keep[i] = true;
+	for (size_t i = 0; i < n; i++) {
+		if (!keep[i] && !dry_run) {
+			rc = ts_store_remove(s, v[i].name, e);
+			if (rc != TS_OK)
+				goto out;
+		}
+		if (fn)
+			fn(arg, v[i].name, keep[i]);
+	}
+out:
+	if (locked_here)
+		ts_store_unlock(s);
+	free(keep);
+	ts_store_list_free(v, n);
+	return rc;
+}

@@ -1,0 +1,246 @@
+/* seal.c - hash what is pending and make a snapshot durable (see seal.h). */
+#include "store/seal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/copy.h"
+#include "base/log.h"
+#include "store/manifest.h"
+#include "base/pool.h"
+
+static double seal_ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Hash every pending file of the tree into m on the pool's threads (pool.h),
+ * flushing each to the disk as it goes: each thread keeps two chunks in
+ * flight at most (copy.c), so that Trac's own fsyncs never queue behind more
+ * than a few megabytes of ours. */
+typedef struct seal_ctx {
+	const char *name;
+	int treefd;
+	ts_manifest *m;
+	volatile sig_atomic_t *cancel;
+	uint64_t files, bytes;     /* atomic */
+} seal_ctx;
+
+static ts_err_code seal_one(void *arg, size_t i, ts_err *e)
+{
+	seal_ctx *c = arg;
+	ts_manifest_entry *me = &c->m->entries[i];
+	uint64_t size = 0;
+	ts_err_code rc;
+
+	if (me->type != 'f' || !me->pending)
+		return TS_OK;
+	if (c->cancel && *c->cancel)
+		return ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: sealing cancelled "
+		                  "(tracsnap is stopping)", c->name);
+	rc = ts_copy_hash_file(c->treefd, me->path, true, me->sha256, &size, e);
+	if (rc == TS_ERR_NOTFOUND)
+		return ts_err_set(e, TS_ERR_NOTFOUND, "%s", me->path);   /* ts_seal tells why */
+	if (rc == TS_OK && size != me->size)
+		return ts_err_set(e, TS_ERR_CORRUPT, "snapshot %s: %s: changed in the store before "
+		                  "it was sealed (%llu bytes, %llu recorded)", c->name, me->path,
+		                  (unsigned long long)size, (unsigned long long)me->size);
+	if (rc == TS_OK) {
+		me->pending = false;
+		__atomic_fetch_add(&c->files, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&c->bytes, size, __ATOMIC_RELAXED);
+	}
+	return rc;
+}
+
+static ts_err_code seal_hash(const char *name, int treefd, ts_manifest *m,
+                             volatile sig_atomic_t *cancel, ts_seal_stats *st, ts_err *e)
+{
+	seal_ctx c = { .name = name, .treefd = treefd, .m = m, .cancel = cancel };
+	ts_err_code rc = ts_pool_run(m->n, 1, TS_POOL_IDLE_IO | TS_POOL_IDLE_CPU, seal_one, &c, e);
+
+	st->files_hashed = c.files;
+	st->bytes_hashed = c.bytes;
+	return rc;
+}
+
+/* A sealer killed while it wrote its new manifest left "manifest.seal-PID-TID":
+ * remove those of processes that are gone (a live one may be sealing too). */
+#define SEAL_TMP_PREFIX "manifest.seal-"
+
+static void seal_remove_stale(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, SEAL_TMP_PREFIX, strlen(SEAL_TMP_PREFIX)))
+			continue;
+		long pid = strtol(de->d_name + strlen(SEAL_TMP_PREFIX), NULL, 10);
+		if (pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+			(void)unlinkat(dirfd, de->d_name, 0);
+	}
+	closedir(d);
+}
+
+/* Replace the manifest by the sealed one, then drop the marker.  The new
+ * manifest has the snapshot instant as its mtime before it takes the old
+ * one's place (store.h: that is what orders snapshots); the directory's
+ * mtime, which the swap moves for a moment, is set back for people. */
+static ts_err_code seal_swap_manifest(const char *name, int dirfd, ts_manifest *m, ts_err *e)
+{
+	ts_err_code rc;
+	char tmp[64], path[128];
+	struct timespec times[2] = { m->time, m->time };
+
+	free(m->unsealed_boot);
+	m->unsealed_boot = NULL;
+	seal_remove_stale(dirfd);
+	snprintf(tmp, sizeof tmp, SEAL_TMP_PREFIX "%ld-%ld", (long)getpid(), (long)syscall(SYS_gettid));
+	snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dirfd, tmp);
+	rc = ts_manifest_write(m, path, e);
+	if (rc == TS_OK && utimensat(dirfd, tmp, times, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = ts_err_sys(e, errno, "snapshot %s: cannot set the manifest's time", name);
+	if (rc == TS_OK && renameat(dirfd, tmp, dirfd, "manifest") < 0)
+		rc = ts_err_sys(e, errno, "snapshot %s: cannot replace the manifest", name);
+	if (rc != TS_OK) {
+		(void)unlinkat(dirfd, tmp, 0);
+		return rc;
+	}
+	if (unlinkat(dirfd, TS_STORE_UNSEALED, 0) < 0 && errno != ENOENT)
+		return ts_err_sys(e, errno, "snapshot %s: cannot remove %s", name, TS_STORE_UNSEALED);
+	if (futimens(dirfd, times) < 0 || fsync(dirfd) < 0)
+		return ts_err_sys(e, errno, "snapshot %s: cannot finish sealing", name);
+	return TS_OK;
+}
+
+/* Is the snapshot open on dirfd still in the store under its name?  (A file
+ * missing from a snapshot that is still there is damage, not a deletion.) */
+static bool seal_still_there(ts_store *s, const char *name, int dirfd)
+{
+	struct stat held, now;
+	return fstat(dirfd, &held) == 0 && fstatat(s->dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       held.st_dev == now.st_dev && held.st_ino == now.st_ino;
+}
+
+ts_err_code ts_seal(ts_store *s, const char *name, volatile sig_atomic_t *cancel,
+                    ts_seal_stats *stats, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	ts_seal_stats st = { 0 };
+	ts_manifest m;
+	char path[64];
+	int dirfd = -1, treefd = -1;
+	struct timespec t0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ts_manifest_init(&m);
+	/* Only a snapshot's own name (never ".", "..", or a .tmp- one being
+	 * made), and never one lost in a restart: its data may be incomplete,
+	 * and sealing would vouch for it. */
+	if (!ts_store_exists(s, name)) {
+		rc = ts_err_set(e, TS_ERR_NOTFOUND, "snapshot %s: no such snapshot", name);
+		goto out;
+	}
+	dirfd = openat(s->dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (dirfd < 0) {
+		rc = (errno == ENOENT || errno == ENOTDIR)
+		     ? ts_err_set(e, TS_ERR_NOTFOUND, "snapshot %s: no such snapshot", name)
+		     : ts_err_sys(e, errno, "snapshot %s: cannot open", name);
+		goto out;
+	}
+	if (faccessat(dirfd, TS_STORE_UNSEALED, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+		goto out;   /* sealed already */
+	snprintf(path, sizeof path, "/proc/self/fd/%d/manifest", dirfd);
+	rc = ts_manifest_read(path, &m, e);
+	if (rc != TS_OK)
+		goto out;
+	treefd = openat(dirfd, "tree", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (treefd < 0) {
+		rc = errno == ENOENT ? ts_err_set(e, TS_ERR_NOTFOUND, "snapshot %s: gone while it was "
+		                                  "sealed", name)
+		                     : ts_err_sys(e, errno, "snapshot %s: cannot open its tree", name);
+		goto out;
+	}
+	rc = seal_hash(name, treefd, &m, cancel, &st, e);
+	if (rc == TS_ERR_NOTFOUND) {
+		char what[TS_ERR_MSG_MAX];
+		snprintf(what, sizeof what, "%s", e ? e->msg : "?");
+		if (seal_still_there(s, name, dirfd))
+			rc = ts_err_set(e, TS_ERR_CORRUPT, "snapshot %s: %s: missing from the store "
+			                "before it was sealed", name, what);
+		else
+			rc = ts_err_set(e, TS_ERR_NOTFOUND, "snapshot %s: gone while it was sealed", name);
+	}
+	if (rc != TS_OK)
+		goto out;
+	/* What seal_hash flushed is on the disk; this catches the rest (links,
+	 * directories, files hashed while they were copied, the manifest). */
+	if (syncfs(dirfd) < 0) {
+		rc = ts_err_sys(e, errno, "store %s: sync failed", s->root);
+		goto out;
+	}
+	rc = seal_swap_manifest(name, dirfd, &m, e);
+out:
+	if (treefd >= 0)
+		close(treefd);
+	if (dirfd >= 0)
+		close(dirfd);
+	ts_manifest_free(&m);
+	st.ms = seal_ms_since(&t0);
+	if (stats)
+		*stats = st;
+	return rc;
+}
+
+ts_err_code ts_seal_all(ts_store *s, volatile sig_atomic_t *cancel, unsigned *sealed, ts_err *e)
+{
+	ts_err_code rc, first = TS_OK;
+	ts_store_snap *v = NULL;
+	size_t n = 0;
+	ts_err one;
+
+	if (sealed)
+		*sealed = 0;
+	rc = ts_store_list(s, &v, &n, e);
+	if (rc != TS_OK)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		ts_seal_stats st;
+		if (v[i].sealed)
+			continue;
+		ts_err_clear(&one);
+		rc = ts_seal(s, v[i].name, cancel, &st, &one);
+		if (rc == TS_OK) {
+			if (sealed)
+				(*sealed)++;
+			ts_log(LOG_INFO, "snapshot %s: sealed: %llu files hashed, durable, %.0f ms",
+			       v[i].name, (unsigned long long)st.files_hashed, st.ms);
+		} else if (rc != TS_ERR_NOTFOUND && first == TS_OK) {
+			first = rc;
+			if (e)
+				*e = one;
+		}
+		if (rc == TS_ERR_CANCELLED)
+			break;
+	}
+	ts_store_list_free(v, n);
+	return first;
+}

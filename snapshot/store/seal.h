@@ -1,0 +1,44 @@
+/* seal.h - finish a snapshot after it has appeared: hash what is pending and
+ * make it durable.
+ *
+ * A snapshot appears (ts_snap_take) as soon as its tree is complete and
+ * consistent, with the content hashes of what was copied still pending and
+ * its data possibly only in the page cache, like a file that `cp -a` has just
+ * written.  Sealing then hashes the pending files from the store, writes
+ * them back to the disk with bounded writeback (Trac's fsyncs keep going
+ * first), runs one syncfs, replaces the manifest with the complete one and
+ * removes the unsealed marker (store.h).  Until then the snapshot is whole
+ * for anyone who reads it in this boot; after a crash it is discarded.
+ *
+ * Sealing needs no lock: it only reads the tree and swaps the manifest by
+ * rename, so a snapshot made, deleted or renamed meanwhile does not disturb
+ * it, and two sealers of one snapshot write the same manifest.
+ */
+#ifndef TS_SEAL_H
+#define TS_SEAL_H
+
+#include <signal.h>
+#include <stdint.h>
+#include "base/err.h"
+#include "store/store.h"
+
+typedef struct ts_seal_stats {
+	uint64_t files_hashed;
+	uint64_t bytes_hashed;
+	double ms;
+} ts_seal_stats;
+
+/* Seal snapshot NAME of the store.  TS_OK at once when it is sealed already;
+ * TS_ERR_NOTFOUND when it is gone (deleted or renamed meanwhile);
+ * TS_ERR_CORRUPT when a stored file no longer has its recorded size;
+ * TS_ERR_CANCELLED when *cancel was set (it stays unsealed).  stats may be
+ * NULL. */
+ts_err_code ts_seal(ts_store *s, const char *name, volatile sig_atomic_t *cancel,
+                    ts_seal_stats *stats, ts_err *e);
+
+/* Seal every snapshot of this boot that is not sealed, oldest first.
+ * Snapshots that vanish meanwhile are skipped; the first other failure is
+ * returned after trying the rest.  *sealed (may be NULL) counts the sealed. */
+ts_err_code ts_seal_all(ts_store *s, volatile sig_atomic_t *cancel, unsigned *sealed, ts_err *e);
+
+#endif

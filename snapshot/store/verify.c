@@ -1,0 +1,388 @@
+/* verify.c - re-check stored snapshots against their manifests (verify.h). */
+#include "base/beneath.h"
+#include "store/verify.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/copy.h"
+#include "store/manifest.h"
+
+/* What the walk knows of each manifest entry. */
+enum { VERIFY_UNSEEN, VERIFY_SEEN, VERIFY_LISTED };
+
+typedef struct verify_ctx {
+	const char *snap;
+	ts_manifest m;
+	unsigned char *state;          /* per manifest entry, VERIFY_* */
+	ts_verify_problem_fn problem;
+	ts_verify_progress_fn progress;
+	void *arg;
+	size_t nproblems;
+	size_t npending;               /* 'f' entries whose hash is pending */
+	size_t files_done, files_total;
+	uint64_t bytes_done, bytes_total;
+} verify_ctx;
+
+const char *ts_verify_kind_name(ts_verify_kind k)
+{
+	switch (k) {
+	case TS_VERIFY_MISSING:    return "missing";
+	case TS_VERIFY_EXTRA:      return "extra";
+	case TS_VERIFY_TYPE:       return "type";
+	case TS_VERIFY_MODE:       return "mode";
+	case TS_VERIFY_OWNER:      return "owner";
+	case TS_VERIFY_SIZE:       return "size";
+	case TS_VERIFY_MTIME:      return "mtime";
+	case TS_VERIFY_CONTENT:    return "content";
+	case TS_VERIFY_TARGET:     return "target";
+	case TS_VERIFY_UNREADABLE: return "unreadable";
+	}
+	return "?";
+}
+
+__attribute__((format(printf, 4, 5)))
+static void verify_report(verify_ctx *v, const char *path, ts_verify_kind kind,
+                          const char *fmt, ...)
+{
+	char what[TS_ERR_MSG_MAX];
+	ts_verify_problem p = { .path = path, .kind = kind, .what = what };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	v->nproblems++;
+	if (v->problem)
+		v->problem(v->arg, v->snap, &p);
+}
+
+static const char *verify_type_word(char t)
+{
+	return t == 'd' ? "a directory" : t == 'f' ? "a regular file" :
+	       t == 'l' ? "a symlink" : "a special file";
+}
+
+static char verify_type_of(mode_t m)
+{
+	return S_ISDIR(m) ? 'd' : S_ISREG(m) ? 'f' : S_ISLNK(m) ? 'l' : '?';
+}
+
+static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, ts_err *e);
+
+/* Compare one tree entry (dirfd/name, stat st) with the manifest. */
+static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, const char *rel,
+                                const struct stat *st, ts_err *e)
+{
+	const ts_manifest_entry *me = ts_manifest_find(&v->m, rel);
+	char t = verify_type_of(st->st_mode), hex[65];
+	unsigned char sha[32];
+	ts_err herr;
+
+	if (!me) {
+		/* Only the top of an extra subtree: its contents say nothing more. */
+		verify_report(v, rel, TS_VERIFY_EXTRA, "extra: %s not in the manifest", verify_type_word(t));
+		return TS_OK;
+	}
+	v->state[me - v->m.entries] = VERIFY_SEEN;
+	if (t != me->type) {
+		verify_report(v, rel, TS_VERIFY_TYPE, "type: %s, manifest says %s", verify_type_word(t),
+		              verify_type_word(me->type));
+		return TS_OK;
+	}
+	/* A symlink's own mode is always 0777 on Linux and not recorded. */
+	if (t != 'l' && (st->st_mode & 07777) != me->mode)
+		verify_report(v, rel, TS_VERIFY_MODE, "mode %04o, manifest says %04o",
+		              (unsigned)(st->st_mode & 07777), (unsigned)me->mode);
+	if (st->st_uid != me->uid || st->st_gid != me->gid)
+		verify_report(v, rel, TS_VERIFY_OWNER, "owner %lu:%lu, manifest says %lu:%lu",
+		              (unsigned long)st->st_uid, (unsigned long)st->st_gid,
+		              (unsigned long)me->uid, (unsigned long)me->gid);
+	if (t != 'd' && (uint64_t)st->st_size != me->size)
+		verify_report(v, rel, TS_VERIFY_SIZE, "size %llu, manifest says %llu",
+		              (unsigned long long)st->st_size, (unsigned long long)me->size);
+	if (st->st_mtim.tv_sec != me->mtime.tv_sec || st->st_mtim.tv_nsec != me->mtime.tv_nsec)
+		verify_report(v, rel, TS_VERIFY_MTIME, "mtime %lld.%09ld, manifest says %lld.%09ld",
+		              (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+		              (long long)me->mtime.tv_sec, me->mtime.tv_nsec);
+
+	if (t == 'f') {
+		uint64_t got = 0;
+		ts_err_clear(&herr);
+		if (me->pending) {
+			/* Unsealed: no hash to compare the bytes with yet.  Everything
+			 * else was checked above; the caller learns how many. */
+			v->npending++;
+		} else if (ts_copy_hash_file(dirfd, name, false, sha, &got, &herr) != TS_OK) {
+			verify_report(v, rel, TS_VERIFY_UNREADABLE, "unreadable: %s", herr.msg);
+		} else if (got == me->size && memcmp(sha, me->sha256, 32)) {
+			/* A size difference is reported above; equal sizes with another
+			 * digest means the bytes themselves changed. */
+			ts_sha256_hex(sha, hex);
+			verify_report(v, rel, TS_VERIFY_CONTENT, "content differs (sha256 %.16s...)", hex);
+		}
+		v->files_done++;
+		v->bytes_done += me->size;
+		if (v->progress)
+			v->progress(v->arg, v->snap, v->files_done, v->files_total, v->bytes_done,
+			            v->bytes_total);
+	} else if (t == 'l') {
+		char *target = malloc((size_t)st->st_size + 2);
+		ssize_t n = target ? readlinkat(dirfd, name, target, (size_t)st->st_size + 1) : -1;
+		if (!target)
+			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		if (n < 0) {
+			verify_report(v, rel, TS_VERIFY_UNREADABLE, "unreadable: cannot read the link: %s",
+			              strerror(errno));
+		} else if (!EVP_Digest(target, (size_t)n, sha, NULL, EVP_sha256(), NULL)) {
+			free(target);
+			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		} else if (memcmp(sha, me->sha256, 32)) {
+			verify_report(v, rel, TS_VERIFY_TARGET, "symlink target differs");
+		}
+		free(target);
+	} else {
+		int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		ts_err_code rc;
+		if (fd < 0) {
+			verify_report(v, rel, TS_VERIFY_UNREADABLE, "unreadable: cannot open the directory: %s",
+			              strerror(errno));
+			return TS_OK;
+		}
+		v->state[me - v->m.entries] = VERIFY_LISTED;
+		rc = verify_dir(v, fd, rel, e);
+		close(fd);
+		return rc;
+	}
+	return TS_OK;
+}
+
+static int verify_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Check every entry of the open directory fd (rel in the snapshot), in name
+ * order so that reports come out the same on every run. */
+static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	int dfd = dup(fd);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+	char **names = NULL, *child = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		verify_report(v, rel, TS_VERIFY_UNREADABLE, "unreadable: cannot list the directory: %s",
+		              strerror(errno));
+		goto out;
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (n == cap) {
+			char **nv = realloc(names, (cap = cap ? cap * 2 : 32) * sizeof *names);
+			if (!nv) {
+				rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+				goto out;
+			}
+			names = nv;
+		}
+		if (!(names[n] = strdup(de->d_name))) {
+			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		n++;
+	}
+	if (n > 1)   /* names is NULL for an empty directory */
+		qsort(names, n, sizeof *names, verify_name_cmp);
+	for (size_t i = 0; i < n && rc == TS_OK; i++) {
+		struct stat st;
+		free(child);
+		child = NULL;
+		if (asprintf(&child, "%s%s%s", strcmp(rel, ".") ? rel : "", strcmp(rel, ".") ? "/" : "",
+		             names[i]) < 0) {
+			child = NULL;
+			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+			break;
+		}
+		if (fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			/* Gone since readdir: the missing pass reports it. */
+			if (errno != ENOENT)
+				verify_report(v, child, TS_VERIFY_UNREADABLE, "unreadable: cannot stat: %s",
+				              strerror(errno));
+			continue;
+		}
+		rc = verify_entry(v, fd, names[i], child, &st, e);
+	}
+out:
+	free(child);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	if (d)
+		closedir(d);
+	return rc;
+}
+
+/* Is path's parent directory one that the walk listed?  When it is not, the
+ * parent itself was reported (missing, wrong type, unreadable). */
+static bool verify_parent_listed(const verify_ctx *v, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	const ts_manifest_entry *pe;
+	char *parent;
+
+	if (!strcmp(path, "."))
+		return true;
+	parent = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+	if (!parent)
+		return true;
+	pe = ts_manifest_find(&v->m, parent);
+	free(parent);
+	return !pe || v->state[pe - v->m.entries] == VERIFY_LISTED;
+}
+
+static char *verify_snap_path(ts_store *s, const char *name, const char *leaf)
+{
+	char *p = NULL;
+	return asprintf(&p, "%s/%s/%s", s->root, name, leaf) < 0 ? NULL : p;
+}
+
+ts_err_code ts_verify_snapshot(ts_store *s, const char *name, ts_verify_problem_fn problem,
+                               ts_verify_progress_fn progress, void *arg,
+                               size_t *nproblems, size_t *npending, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	verify_ctx v = { .snap = name, .problem = problem, .progress = progress, .arg = arg };
+	char *mpath = NULL, *tpath = NULL;
+	int treefd = -1;
+	struct stat st;
+
+	ts_manifest_init(&v.m);
+	/* (A snapshot lost in a restart does not exist: see store.h.) */
+	if (!ts_store_exists(s, name)) {
+		rc = ts_err_set(e, TS_ERR_NOTFOUND, "snapshot %s: no such snapshot", name);
+		goto out;
+	}
+	mpath = verify_snap_path(s, name, "manifest");
+	tpath = verify_snap_path(s, name, "tree");
+	if (!mpath || !tpath) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	rc = ts_manifest_read(mpath, &v.m, e);
+	if (rc != TS_OK)
+		goto out;
+	ts_manifest_sort(&v.m);
+	v.state = calloc(v.m.n ? v.m.n : 1, 1);
+	if (!v.state) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < v.m.n; i++)
+		if (v.m.entries[i].type == 'f') {
+			v.files_total++;
+			v.bytes_total += v.m.entries[i].size;
+		}
+	treefd = open(tpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (treefd < 0 || fstat(treefd, &st) < 0) {
+		if (errno == ENOENT) {
+			verify_report(&v, ".", TS_VERIFY_MISSING, "missing: the snapshot has no tree");
+			goto out;
+		}
+		rc = ts_err_sys(e, errno, "%s", tpath);
+		goto out;
+	}
+	/* The root is checked like any directory; verify_entry re-opens it by
+	 * name relative to the snapshot directory. */
+	{
+		char *snapdir = verify_snap_path(s, name, ".");
+		int sfd = snapdir ? open(snapdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+		free(snapdir);
+		if (sfd < 0) {
+			rc = ts_err_sys(e, errno, "snapshot %s: cannot open", name);
+			goto out;
+		}
+		rc = verify_entry(&v, sfd, "tree", ".", &st, e);
+		close(sfd);
+		if (rc != TS_OK)
+			goto out;
+	}
+	for (size_t i = 0; i < v.m.n; i++) {
+		const ts_manifest_entry *me = &v.m.entries[i];
+		if (v.state[i] != VERIFY_UNSEEN || !verify_parent_listed(&v, me->path))
+			continue;
+		verify_report(&v, me->path, TS_VERIFY_MISSING, "missing: %s in the manifest is not in the tree",
+		              verify_type_word(me->type));
+	}
+out:
+	if (nproblems)
+		*nproblems = v.nproblems;
+	if (npending)
+		*npending = v.npending;
+	if (treefd >= 0)
+		close(treefd);
+	free(v.state);
+	ts_manifest_free(&v.m);
+	free(mpath);
+	free(tpath);
+	return rc;
+}
+
+ts_err_code ts_verify_summary_get(ts_store *s, const char *name, ts_verify_summary *out,
+                                  ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	ts_manifest m;
+	char *mpath = verify_snap_path(s, name, "manifest");
+	char *tpath = verify_snap_path(s, name, "tree");
+	int treefd = -1;
+
+	memset(out, 0, sizeof *out);
+	ts_manifest_init(&m);
+	if (!mpath || !tpath) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	rc = ts_manifest_read(mpath, &m, e);
+	if (rc != TS_OK)
+		goto out;
+	/* Without the tree the sharing is unknown: report none rather than fail. */
+	treefd = open(tpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	ts_beneath_cache c = TS_BENEATH_CACHE_INIT;
+	for (size_t i = 0; i < m.n; i++) {
+		const ts_manifest_entry *me = &m.entries[i];
+		struct stat st;
+		out->size += me->size;
+		if (me->type != 'f')
+			continue;
+		out->files++;
+		/* By its directory beneath the tree, never through a link. */
+		const char *leaf;
+		int pfd = treefd < 0 ? -1 : ts_beneath_cache_parent(&c, treefd, me->path, &leaf);
+		if (pfd >= 0 && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_nlink > 1)
+			out->shared_bytes += me->size;
+	}
+	ts_beneath_cache_drop(&c);
+out:
+	if (treefd >= 0)
+		close(treefd);
+	ts_manifest_free(&m);
+	free(mpath);
+	free(tpath);
+	return rc;
+}

@@ -1,0 +1,80 @@
+/* verify.h - re-check a stored snapshot against its manifest, and summarize it.
+ *
+ * ts_verify_snapshot walks STORE/NAME/tree and compares every entry with
+ * STORE/NAME/manifest: an entry missing from the tree or not in the manifest,
+ * a different type, mode, owner, size or mtime, and the content (every regular
+ * file is re-read and hashed; a symlink's target is hashed).  Each difference
+ * goes to a callback; the function fails only when it cannot do the check at
+ * all (no store, unreadable or malformed manifest).
+ *
+ * Unsealed snapshots (seal.h): a regular file whose hash is still pending in
+ * the manifest gets every check but the content one, which is not a problem
+ * either; the count of such files is returned apart, so that the caller can
+ * say what was not checked (or seal first: ts_seal).  A snapshot lost in a
+ * restart (TS_STORE_UNSEALED_LOST) is TS_ERR_NOTFOUND, as ts_store_list hides
+ * it.
+ *
+ * Readers need no store lock (see store.h): a snapshot removed meanwhile shows
+ * as TS_ERR_NOTFOUND.
+ */
+#ifndef TS_VERIFY_H
+#define TS_VERIFY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "base/err.h"
+#include "store/store.h"
+
+typedef enum ts_verify_kind {
+	TS_VERIFY_MISSING,     /* in the manifest, not in the tree */
+	TS_VERIFY_EXTRA,       /* in the tree, not in the manifest */
+	TS_VERIFY_TYPE,
+	TS_VERIFY_MODE,
+	TS_VERIFY_OWNER,       /* uid or gid */
+	TS_VERIFY_SIZE,
+	TS_VERIFY_MTIME,
+	TS_VERIFY_CONTENT,     /* sha256 of a file's bytes */
+	TS_VERIFY_TARGET,      /* sha256 of a symlink's target */
+	TS_VERIFY_UNREADABLE,  /* could not be read to be checked */
+} ts_verify_kind;
+
+typedef struct ts_verify_problem {
+	const char *path;      /* relative to the snapshot root, "." for it */
+	ts_verify_kind kind;
+	const char *what;      /* one phrase that starts with the kind's name:
+	                        * "mode 0600, manifest says 0644" */
+} ts_verify_problem;
+
+typedef void (*ts_verify_problem_fn)(void *arg, const char *snap, const ts_verify_problem *p);
+
+/* After each regular file: files and bytes checked so far (hashed, unless
+ * pending), of the totals the manifest gives. */
+typedef void (*ts_verify_progress_fn)(void *arg, const char *snap, size_t files_done,
+                                      size_t files_total, uint64_t bytes_done,
+                                      uint64_t bytes_total);
+
+/* Verify snapshot name of s.  problem/progress may be NULL.  *nproblems (may
+ * be NULL) gets the number of problems reported; *npending (may be NULL) the
+ * number of regular files whose content was not checked because their hash
+ * is pending (0 for a sealed snapshot).  TS_OK when the check ran, whatever
+ * it found. */
+ts_err_code ts_verify_snapshot(ts_store *s, const char *name, ts_verify_problem_fn problem,
+                               ts_verify_progress_fn progress, void *arg,
+                               size_t *nproblems, size_t *npending, ts_err *e);
+
+/* Short stable name of a kind ("missing", "mode", ...). */
+const char *ts_verify_kind_name(ts_verify_kind k);
+
+/* What `tracsnap list` shows of a snapshot, from its manifest (sealed or not:
+ * it needs no hash). */
+typedef struct ts_verify_summary {
+	uint64_t size;          /* sum of the manifest's sizes (files and symlinks) */
+	uint64_t files;         /* regular files */
+	uint64_t shared_bytes;  /* bytes of regular files whose store inode has
+	                         * other links (shared with another snapshot) */
+} ts_verify_summary;
+
+ts_err_code ts_verify_summary_get(ts_store *s, const char *name, ts_verify_summary *out,
+                                  ts_err *e);
+
+#endif

@@ -1,0 +1,132 @@
+/* snap_int.h - what the snapshot protocol's files share: snap.c (the
+ * protocol: walk, pre-copy, lock, capture, manifest, commit) and
+ * snap_recheck.c (checking the tree against the environment by stat).
+ * Private to snapshot/; see snap.h for the interface.
+ *
+ * Ownership: a snap_list owns its items' rel strings; a snap_run is owned by
+ * ts_snap_take, which releases everything in it in one place.
+ */
+#ifndef TS_SNAP_INT_H
+#define TS_SNAP_INT_H
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "env/env.h"
+#include "base/err.h"
+#include "store/manifest.h"
+#include "base/progress.h"
+#include "take/snap.h"
+#include "store/store.h"
+
+/* A file whose ctime is this close to the moment we copied it may change
+ * again without its ctime moving (timestamps come from a coarse clock): it is
+ * "racy" and copied again once the window has passed, or under the lock.
+ * Filesystems with nanosecond timestamps tick with the kernel's coarse clock
+ * (a few ms); ones with whole seconds need two. */
+#define SNAP_RACY_FINE_NS (20LL * 1000000LL)
+#define SNAP_RACY_COARSE_NS (2LL * 1000000000LL)
+
+/* Fewer items than this are not worth threads (pool.h). */
+#define SNAP_POOL_MIN 64
+
+typedef struct snap_item {
+	char *rel;                 /* "." for the root */
+	char type;                 /* 'd', 'f', 'l' */
+	struct stat st;            /* the source when it was copied */
+	unsigned char sha256[32];
+	bool racy;                 /* copy again: it may have changed unseen */
+	bool unhashed;             /* 'f': sha256 pending, computed by ts_seal */
+	bool placed;               /* in the tree already (made or shared during the walk) */
+	bool shared;               /* 'f': the previous snapshot's copy, not copied again */
+	char check;                /* snap_recheck's verdict (SNAP_CHECK_*) */
+} snap_item;
+
+typedef struct snap_list {
+	snap_item *v;
+	size_t n, cap;
+} snap_list;
+
+/* Everything one snapshot run holds; released in one place. */
+typedef struct snap_run {
+	const ts_env *env;
+	const ts_snap_opts *o;
+	ts_store *store;
+	ts_store_tmp tmp;
+	bool tmp_open;
+	int envfd;
+	int prevfd;                /* tree of the previous snapshot, or -1 */
+	ts_manifest prev;          /* its manifest (may be empty) */
+	snap_list items;
+	ts_snap_stats *stats;
+	bool warn;                 /* log skipped special files (first walk only) */
+	uint64_t dirty;            /* bytes copied so far (atomic) */
+	uint64_t dirty_budget;     /* beyond it, copies bound their writeback */
+	const char *db_dir;        /* directory snap_db_dest made for the database copy */
+	bool root;                 /* geteuid() == 0: owners in the store are checked */
+	bool staged;               /* the tree began as the previous one's stage (stage.h) */
+	ts_manifest fresh;         /* a refreshed stage's own manifest (n == 0: none) */
+	size_t dirs_added;         /* directories snap_recheck found new (the stager watches them) */
+	int64_t listed_ns;         /* CLOCK_REALTIME when the walk that gave items began */
+	bool retyped;              /* a directory met as a link or file on a path (beneath.h):
+	                            * the next recheck pass lists every directory again */
+	bool relist_all;           /* this recheck pass lists every directory again */
+} snap_run;
+
+/* What a walk collects into (ts_walk calls snap_walk_add from several
+ * threads, hence mu). */
+typedef struct snap_walk_ctx {
+	snap_run *r;
+	snap_list *l;
+	bool place;                /* the pre-copy's walk: make directories, share files */
+	pthread_mutex_t mu;
+} snap_walk_ctx;
+
+typedef struct snap_precopy_ctx {
+	snap_run *r;
+	pthread_t caller;
+	ts_progress done;          /* files_done/bytes_done are updated atomically */
+} snap_precopy_ctx;
+
+int64_t snap_ns(const struct timespec *t);
+static inline bool snap_same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+/* How close to a copy a ctime may be and still hide a change (above). */
+int64_t snap_racy_ns(const struct stat *st);
+/* By rel (strcmp), for qsort and bsearch: parents sort before children. */
+int snap_item_cmp(const void *a, const void *b);
+/* Appends *it; the list owns it->rel from then on, the caller still on
+ * failure. */
+ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e);
+/* Drop the items that went (type 0). */
+void snap_list_compact(snap_list *l);
+/* ts_walk callback (walk.h) adding an environment entry to the walk's list,
+ * leaving out what a snapshot never holds (special files, the database and
+ * its journals). */
+ts_err_code snap_walk_add(void *arg, const char *rel, const struct stat *st, ts_err *e);
+/* Put one entry into the tree: make the directory, or copy.  TS_ERR_NOTFOUND
+ * when the source vanished meanwhile. */
+ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e);
+/* ts_pool_run callback: put items.v[i] unless placed (arg: snap_precopy_ctx). */
+ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e);
+
+void snap_list_free(snap_list *l);
+/* How much may be copied before copies bound their writeback (snap.c). */
+uint64_t snap_dirty_budget(void);
+/* Write r's items (and the database copy at db_rel, if any) as the manifest
+ * in r->tmp.dirfd, dated r->stats->instant. */
+ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e);
+
+/* snap_recheck.c */
+/* A staged tree's items: the entries of m, the manifest that describes the
+ * tree (the previous snapshot's, or the stage's own once refreshed). */
+ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *e);
+/* Bring the tree to the environment as it is now (see snap_recheck.c);
+ * locked: under Trac's lock (copies at normal I/O priority). */
+ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e);
+#endif

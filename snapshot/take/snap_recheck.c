@@ -1,0 +1,392 @@
+/* snap_recheck.c - checking a snapshot's tree against the environment by
+ * stat, listing again only directories that changed (snap_int.h). */
+#include "take/snap_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/beneath.h"
+#include "base/copy.h"
+#include "db/dbsnap.h"
+#include "db/journal.h"
+#include "base/pool.h"
+#include "base/walk.h"
+
+static bool snap_known(const snap_list *l, const char *rel)
+{
+	snap_item key = { .rel = (char *)rel };
+	return bsearch(&key, l->v, l->n, sizeof *l->v, snap_item_cmp) != NULL;
+}
+
+/* A staged tree holds the entries of its manifest m (the previous
+ * snapshot's, or the stage's own once the daemon refreshed it), with the
+ * environment's stat as m recorded it, but for the database copy (the walk
+ * never lists the database), which goes.  An entry changed so shortly before
+ * m's time that a later change could carry the same ctime counts as changed.
+ * Files m records unhashed were copied by a refresh, not shared. */
+ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	struct stat root;
+
+	if (fstat(r->envfd, &root) < 0)
+		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
+	for (size_t i = 0; rc == TS_OK && i < m->n; i++) {
+		const ts_manifest_entry *pe = &m->entries[i];
+		if (strcmp(pe->path, ".") && ts_journal_excluded(pe->path, ts_dbsnap_tree_rel(r->env))) {
+			rc = ts_copy_remove_tree(r->tmp.treefd, pe->path, e);
+			continue;
+		}
+		snap_item it = { .rel = strdup(pe->path), .type = pe->type, .placed = true,
+		                 .shared = pe->type == 'f' && !pe->pending, .unhashed = pe->pending };
+		if (!it.rel)
+			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		memcpy(it.sha256, pe->sha256, 32);
+		it.st.st_dev = root.st_dev;
+		it.st.st_ino = (ino_t)pe->src_ino;
+		it.st.st_mode = (pe->type == 'd' ? S_IFDIR : pe->type == 'l' ? S_IFLNK : S_IFREG) | pe->mode;
+		it.st.st_uid = pe->uid;
+		it.st.st_gid = pe->gid;
+		it.st.st_size = (off_t)pe->size;
+		it.st.st_mtim = pe->mtime;
+		it.st.st_ctim = pe->src_ctime;
+		it.racy = pe->type != 'd' &&
+		          snap_ns(&pe->src_ctime) >= snap_ns(&m->time) - snap_racy_ns(&it.st);
+		if (pe->type == 'f' && pe->pending)
+			r->stats->bytes_copied += pe->size;
+		rc = snap_list_push(&r->items, &it, e);
+		if (rc != TS_OK)
+			free(it.rel);
+	}
+	/* Without the root, nothing new at the top would be found. */
+	if (rc == TS_OK && !snap_known(&r->items, ".")) {
+		snap_item it = { .rel = strdup("."), .type = 'd', .placed = true };
+		rc = it.rel ? snap_list_push(&r->items, &it, e) : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		if (rc == TS_OK)
+			qsort(r->items.v, r->items.n, sizeof *r->items.v, snap_item_cmp);
+		else
+			free(it.rel);
+	}
+	/* Each directory's entries as of m's time. */
+	r->listed_ns = snap_ns(&m->time);
+	return rc;
+}
+
+/* Bring the tree to the environment's state from stat alone where stat
+ * tells (snap_recheck): under Trac's lock; before it, to catch up with what
+ * changed during a long pre-copy; and as the whole pre-copy of a staged
+ * tree, whose items are the previous snapshot's.  Every known entry is
+ * stat'ed (on every core); a file or symlink whose stat changed, or that was
+ * racy, is copied again; a directory is listed again only if its own stat
+ * changed since the pass that listed it, or changed so shortly before that
+ * pass that a later change could carry the same timestamp (adding, removing
+ * or renaming an entry always updates its directory's mtime and ctime).
+ * Entries found in such a directory that were not known are walked and put.
+ * A full walk under the lock held Trac's writers 10-12 ms for the 831
+ * entries of a 2 GB environment, this 6-8 ms; for 100,000 files ~0.41 s,
+ * this ~0.35 s (the stat of every file remains).  From a stage, the walk of
+ * 416 directories before the lock goes too. */
+enum { SNAP_CHECK_SAME, SNAP_CHECK_GONE, SNAP_CHECK_CHANGED, SNAP_CHECK_RELIST };
+
+/* Items are stat'ed in runs of this many, one run per pool job, each by
+ * name from its parent directory, reached beneath the environment through
+ * the run's cache of the directories on the way (beneath.h): no symlink on
+ * the way is followed.  That costs one openat and close per directory more
+ * than a stat by the whole path did (doc/performance.md, 2026-12-05). */
+#define SNAP_RECHECK_RUN 32
+
+static ts_err_code snap_recheck_item(snap_run *r, snap_item *it, ts_beneath_cache *c, ts_err *e)
+{
+	struct stat st;
+	const char *leaf;
+	int pfd = strcmp(it->rel, ".") ? ts_beneath_cache_parent(c, r->envfd, it->rel, &leaf)
+	                               : (leaf = ".", r->envfd);
+
+	if (pfd < 0 || fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ELOOP || errno == ENOTDIR) {
+			/* A link or a file where a directory on its way was: that
+			 * directory changed type since its own stat.  What is below
+			 * it goes; the next pass lists it again (snap_recheck). */
+			__atomic_store_n(&r->retyped, true, __ATOMIC_RELAXED);
+		} else if (errno != ENOENT) {
+			return ts_err_sys(e, errno, "%s/%s: cannot stat", r->env->root, it->rel);
+		}
+		it->check = SNAP_CHECK_GONE;   /* what the freeze sees */
+		return TS_OK;
+	}
+	char type = S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' : S_ISLNK(st.st_mode) ? 'l' : 0;
+	if (!type) {
+		it->check = SNAP_CHECK_GONE;   /* now a special file: never copied */
+	} else if (type != it->type) {
+		it->check = SNAP_CHECK_CHANGED;
+		it->type = type;
+	} else if (type == 'd') {
+		bool same = st.st_ino == it->st.st_ino && snap_same_time(&st.st_mtim, &it->st.st_mtim) &&
+		            snap_same_time(&st.st_ctim, &it->st.st_ctim);
+		bool racy = snap_ns(&it->st.st_ctim) >= r->listed_ns - snap_racy_ns(&it->st);
+		it->check = same && !racy && !r->relist_all ? SNAP_CHECK_SAME : SNAP_CHECK_RELIST;
+	} else {
+		it->check = it->racy || !ts_copy_same_stat(&it->st, &st) ? SNAP_CHECK_CHANGED
+		                                                          : SNAP_CHECK_SAME;
+	}
+	it->st = st;   /* directories: their metadata as of now */
+	return TS_OK;
+}
+
+static ts_err_code snap_recheck_run(void *arg, size_t run, ts_err *e)
+{
+	snap_run *r = arg;
+	ts_beneath_cache c = TS_BENEATH_CACHE_INIT;
+	size_t end = (run + 1) * SNAP_RECHECK_RUN < r->items.n ? (run + 1) * SNAP_RECHECK_RUN : r->items.n;
+	ts_err_code rc = TS_OK;
+
+	for (size_t i = run * SNAP_RECHECK_RUN; rc == TS_OK && i < end; i++)
+		rc = snap_recheck_item(r, &r->items.v[i], &c, e);
+	ts_beneath_cache_drop(&c);
+	return rc;
+}
+
+/* Is an ancestor of rel among gone, the sorted names of the items that went
+ * or changed type?  What was below them went with them: a stat that still
+ * found it there went through a directory that has since changed. */
+static int snap_prefix_cmp(const void *key, const void *elt)
+{
+	const char *k = key, *g = *(const char *const *)elt;
+	size_t kn = strcspn(k, "\x01");   /* key: "prefix\x01" (see snap_under_gone) */
+	int c = strncmp(k, g, kn);
+	return c ? c : g[kn] ? -1 : 0;
+}
+
+static bool snap_under_gone(const char *rel, const char **gone, size_t n)
+{
+	char key[PATH_MAX + 1];
+
+	for (const char *p = strchr(rel, '/'); p; p = strchr(p + 1, '/')) {
+		size_t len = (size_t)(p - rel);
+		memcpy(key, rel, len);
+		key[len] = '\x01';
+		key[len + 1] = '\0';
+		if (bsearch(key, gone, n, sizeof *gone, snap_prefix_cmp))
+			return true;
+	}
+	return false;
+}
+
+/* ts_walk callback for a new directory's subtree: its entries, named from
+ * the environment's root. */
+typedef struct snap_sub_ctx {
+	snap_walk_ctx *w;
+	const char *prefix;
+} snap_sub_ctx;
+
+static ts_err_code snap_sub_add(void *arg, const char *rel, const struct stat *st, ts_err *e)
+{
+	snap_sub_ctx *c = arg;
+	char full[PATH_MAX];
+	if ((size_t)snprintf(full, sizeof full, "%s/%s", c->prefix, rel) >= sizeof full)
+		return ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", c->w->r->env->root, c->prefix, rel);
+	return snap_walk_add(c->w, full, st, e);
+}
+
+/* Entries of directory dir (known, listed again) that items lacks, with
+ * everything below those that are directories, into w's list. */
+static ts_err_code snap_relist(snap_run *r, snap_walk_ctx *w, const char *dir, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	struct dirent *de;
+	char rel[PATH_MAX], msg[TS_ERR_MSG_MAX];
+	int fd = ts_beneath_open(r->envfd, dir, O_RDONLY | O_DIRECTORY, 0);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		/* Gone since its stat: the freeze is what it was.  Replaced by a
+		 * link or a file, or an ancestor so replaced: never followed,
+		 * listed again by the next pass (snap_recheck). */
+		if (errno == ELOOP || errno == ENOTDIR) {
+			r->retyped = true;
+			return TS_OK;
+		}
+		return errno == ENOENT ? TS_OK : ts_err_sys(e, errno, "%s/%s: cannot list", r->env->root, dir);
+	}
+	snprintf(msg, sizeof msg, "snapshot %s: cancelled (tracsnap is stopping)", r->o->name);
+	while (rc == TS_OK && (de = readdir(d)) != NULL) {
+		struct stat st;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if ((size_t)snprintf(rel, sizeof rel, "%s%s%s", strcmp(dir, ".") ? dir : "",
+		                     strcmp(dir, ".") ? "/" : "", de->d_name) >= sizeof rel) {
+			rc = ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", r->env->root, dir, de->d_name);
+			break;
+		}
+		if (snap_known(&r->items, rel) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		size_t before = w->l->n;
+		rc = snap_walk_add(w, rel, &st, e);
+		if (rc == TS_ERR_NOTFOUND) {
+			rc = TS_OK;   /* left out, like the walk leaves it out */
+			continue;
+		}
+		if (rc == TS_OK && w->l->n > before && S_ISDIR(st.st_mode)) {
+			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			snap_sub_ctx c = { .w = w, .prefix = rel };
+			if (sub >= 0) {
+				rc = ts_walk(sub, r->env->root, snap_sub_add, &c, r->o->cancel, msg,
+				             &r->retyped, e);
+				close(sub);
+			}
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Merge sorted add into sorted items (both owned by the caller until
+ * then), dropping entries that went (type 0). */
+static ts_err_code snap_merge(snap_list *items, snap_list *add, ts_err *e)
+{
+	snap_list out = { 0 };
+	size_t i = 0, j = 0;
+	ts_err_code rc = TS_OK;
+
+	while (rc == TS_OK && (i < items->n || j < add->n)) {
+		snap_item *it = j >= add->n || (i < items->n && strcmp(items->v[i].rel, add->v[j].rel) < 0)
+		                ? &items->v[i++] : &add->v[j++];
+		if (!it->type) {
+			free(it->rel);
+			continue;
+		}
+		rc = snap_list_push(&out, it, e);
+		if (rc != TS_OK)
+			free(it->rel);
+	}
+	while (i < items->n)
+		free(items->v[i++].rel);
+	while (j < add->n)
+		free(add->v[j++].rel);
+	free(items->v);
+	free(add->v);
+	memset(add, 0, sizeof *add);
+	*items = out;
+	return rc;
+}
+
+/* The items not placed yet (changed or new), put: directories first, in
+ * path order (parents first), then the rest on the pool's threads.  Items
+ * that vanished meanwhile go. */
+static ts_err_code snap_put_unplaced(snap_run *r, bool locked, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
+
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		snap_item *it = &r->items.v[i];
+		if (it->placed || !it->type)
+			continue;
+		if (it->type == 'd') {
+			rc = snap_put(r, it, e);
+			it->placed = rc == TS_OK;
+		} else {
+			c.done.files_total++;
+			c.done.bytes_total += (uint64_t)it->st.st_size;
+		}
+	}
+	if (rc == TS_OK && c.done.files_total)
+		rc = ts_pool_run(r->items.n, SNAP_POOL_MIN, locked ? 0 : TS_POOL_IDLE_IO, snap_precopy_one,
+		                 &c, e);
+	snap_list_compact(&r->items);
+	return rc;
+}
+
+static ts_err_code snap_recheck_pass(snap_run *r, bool locked, ts_err *e)
+{
+	ts_err_code rc;
+	snap_list add = { 0 };
+	snap_walk_ctx w = { .r = r, .l = &add, .place = false };
+	struct timespec now;
+	const char **gone = NULL;
+	size_t ngone = 0;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	rc = ts_pool_run((r->items.n + SNAP_RECHECK_RUN - 1) / SNAP_RECHECK_RUN,
+	                 SNAP_POOL_MIN / SNAP_RECHECK_RUN, 0, snap_recheck_run, r, e);
+	r->listed_ns = snap_ns(&now);   /* what is listed below is as of now, or later */
+	r->relist_all = false;
+	/* What lies below an entry that went or changed type goes with it,
+	 * whatever its own stat said (snap_under_gone). */
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		const snap_item *it = &r->items.v[i];
+		if (it->check != SNAP_CHECK_GONE && it->check != SNAP_CHECK_CHANGED)
+			continue;
+		if (!gone && !(gone = malloc(r->items.n * sizeof *gone)))
+			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		else
+			gone[ngone++] = it->rel;
+	}
+	for (size_t i = 0; rc == TS_OK && ngone && i < r->items.n; i++) {
+		snap_item *it = &r->items.v[i];
+		if (it->check != SNAP_CHECK_GONE && snap_under_gone(it->rel, gone, ngone))
+			it->check = SNAP_CHECK_GONE;
+	}
+	free(gone);
+	/* In path order: a directory replaced by a file is removed before
+	 * anything below it is looked at. */
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		snap_item *it = &r->items.v[i];
+		if (it->check == SNAP_CHECK_GONE || it->check == SNAP_CHECK_CHANGED)
+			rc = ts_copy_remove_tree(r->tmp.treefd, it->rel, e);
+		if (it->check == SNAP_CHECK_GONE)
+			it->type = 0;
+		it->placed = it->check != SNAP_CHECK_CHANGED;
+		if (it->check == SNAP_CHECK_CHANGED) {
+			it->racy = false;
+			it->shared = false;
+		}
+	}
+	/* Directories whose entries may have changed, and files become
+	 * directories (all they hold is new). */
+	pthread_mutex_init(&w.mu, NULL);
+	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
+		const snap_item *it = &r->items.v[i];
+		if (it->type == 'd' && (it->check == SNAP_CHECK_RELIST || it->check == SNAP_CHECK_CHANGED))
+			rc = snap_relist(r, &w, it->rel, e);
+	}
+	pthread_mutex_destroy(&w.mu);
+	for (size_t i = 0; i < add.n; i++)
+		r->dirs_added += add.v[i].type == 'd';
+	if (add.n > 1)
+		qsort(add.v, add.n, sizeof *add.v, snap_item_cmp);
+	ts_err_code mrc = snap_merge(&r->items, &add, e);   /* sorted again; gone entries dropped */
+	if (rc == TS_OK)
+		rc = mrc;
+	return rc == TS_OK ? snap_put_unplaced(r, locked, e) : rc;
+}
+
+/* A pass that met a directory changed into a link or a file on some path
+ * (r->retyped: ELOOP/ENOTDIR from beneath.h, in a stat, a listing, a walk
+ * or a copy) left out what it could not reach without following; the next
+ * pass lists every directory again, which finds it where it now is.  An
+ * environment whose directories keep changing type is refused. */
+#define SNAP_RECHECK_PASSES 3
+
+ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e)
+{
+	for (int pass = 0; pass < SNAP_RECHECK_PASSES; pass++) {
+		if (r->retyped) {
+			r->relist_all = true;
+			r->retyped = false;
+		}
+		ts_err_code rc = snap_recheck_pass(r, locked, e);
+		if (rc != TS_OK || !r->retyped)
+			return rc;
+	}
+	return ts_err_set(e, TS_ERR_IO, "%s: directories keep changing into symlinks or files while "
+	                  "the snapshot reads them; snapshot %s refused", r->env->root, r->o->name);
+}

@@ -1,0 +1,264 @@
+/* stage.c - the next snapshot's tree, made ahead of time (stage.h). */
+#include "base/beneath.h"
+#include "take/stage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/copy.h"
+#include "store/manifest.h"
+
+#define STAGE_ID_MAX (NAME_MAX + 64 + TS_STORE_BOOT_ID_MAX)
+
+/* "NAME\nDEV:INO\nBOOT\n" of a snapshot whose tree is open on treefd: the
+ * name alone could be a later snapshot made under a reused name; the boot
+ * id keeps a stage a crash may have damaged (nothing in it is synced) from
+ * being adopted after the reboot. */
+static bool stage_id(const char *name, int treefd, char *buf, size_t len)
+{
+	struct stat st;
+	char boot[TS_STORE_BOOT_ID_MAX];
+	if (fstat(treefd, &st) < 0)
+		return false;
+	ts_store_boot_id(boot);
+	int n = snprintf(buf, len, "%s\n%llu:%llu\n%s\n", name, (unsigned long long)st.st_dev,
+	                 (unsigned long long)st.st_ino, boot);
+	return n > 0 && (size_t)n < len;
+}
+
+/* Is the stage (base file at dirfd/rel) made from the snapshot with id? */
+static bool stage_is(int dirfd, const char *rel, const char *id)
+{
+	char buf[STAGE_ID_MAX];
+	int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf);
+	if (fd >= 0)
+		close(fd);
+	return n == (ssize_t)strlen(id) && !memcmp(buf, id, (size_t)n);
+}
+
+bool ts_stage_of(ts_store *s, const char *name, int treefd)
+{
+	char id[STAGE_ID_MAX];
+	return stage_id(name, treefd, id, sizeof id) && stage_is(s->dirfd, TS_STORE_STAGE_BASE, id);
+}
+
+static bool stage_stopped(const int *stop)
+{
+	return stop && __atomic_load_n(stop, __ATOMIC_RELAXED) != 0;
+}
+
+/* Directories and hard links, in the manifest's order (parents first).
+ * Each name by its directory, reached beneath both trees and kept for the
+ * entries that follow in it (beneath.h): a manifest that lists an entry
+ * below a symlink (an older tracsnap could write one) fails here instead
+ * of reaching through the link. */
+static ts_err_code stage_fill_one(const ts_manifest_entry *me, int basefd, int treefd,
+                                  ts_beneath_cache *bc, ts_beneath_cache *tc, bool root, ts_err *e)
+{
+	const char *bleaf, *tleaf;
+	struct stat st;
+	int bfd, tfd;
+
+	if (!strcmp(me->path, "."))
+		return TS_OK;
+	tfd = ts_beneath_cache_parent(tc, treefd, me->path, &tleaf);
+	if (tfd < 0)
+		return ts_err_sys(e, errno, "stage: %s: cannot reach its directory", me->path);
+	if (me->type == 'd') {
+		if (mkdirat(tfd, tleaf, 0700) < 0)
+			return ts_err_sys(e, errno, "stage: %s: cannot create", me->path);
+		return TS_OK;
+	}
+	bfd = ts_beneath_cache_parent(bc, basefd, me->path, &bleaf);
+	/* All or nothing (EMLINK included): ts_snap_take trusts that the
+	 * stage has every file of the manifest, as the manifest says it
+	 * is.  So a store copy whose stat no longer matches (damaged,
+	 * say) means no stage: the snapshot then checks each file and
+	 * copies that one again, or damage would spread. */
+	if (bfd < 0 || fstatat(bfd, bleaf, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !ts_manifest_copy_matches(me, &st, root))
+		return ts_err_set(e, TS_ERR_CORRUPT, "stage: %s: the store's copy is not what the "
+		                  "manifest says", me->path);
+	if (linkat(bfd, bleaf, tfd, tleaf, 0) < 0)
+		return ts_err_sys(e, errno, "stage: %s: cannot link", me->path);
+	return TS_OK;
+}
+
+static ts_err_code stage_fill(const ts_manifest *m, int basefd, int treefd, const int *stop,
+                              bool *stopped, ts_err *e)
+{
+	bool root = geteuid() == 0;   /* owners can only be kept by root */
+	ts_beneath_cache bc = TS_BENEATH_CACHE_INIT, tc = TS_BENEATH_CACHE_INIT;
+	ts_err_code rc = TS_OK;
+
+	for (size_t i = 0; rc == TS_OK && i < m->n; i++) {
+		if (stage_stopped(stop)) {
+			*stopped = true;
+			break;
+		}
+		rc = stage_fill_one(&m->entries[i], basefd, treefd, &bc, &tc, root, e);
+	}
+	ts_beneath_cache_drop(&bc);
+	ts_beneath_cache_drop(&tc);
+	return rc;
+}
+
+/* Then the directories' metadata as the snapshot's tree has it (owner, mode,
+ * xattrs, times), so that the next snapshot need not set it again where
+ * nothing changed (snap.c).  Not for a directory its owner could not write
+ * into: a writer that is not root must still add and remove entries there,
+ * so the snapshot sets that one itself, at the end. */
+static ts_err_code stage_dir_meta(const ts_manifest *m, int basefd, int treefd, const char *desc,
+                                  const int *stop, bool *stopped, ts_err *e)
+{
+	ts_beneath_cache bc = TS_BENEATH_CACHE_INIT;
+	ts_err_code rc = TS_OK;
+
+	for (size_t i = 0; rc == TS_OK && i < m->n; i++) {
+		const ts_manifest_entry *me = &m->entries[i];
+		struct stat st;
+		if (me->type != 'd')
+			continue;
+		if (stage_stopped(stop)) {
+			*stopped = true;
+			break;
+		}
+		/* (By its directory beneath the tree, see stage_fill.) */
+		const char *leaf;
+		int pfd = strcmp(me->path, ".") ? ts_beneath_cache_parent(&bc, basefd, me->path, &leaf)
+		                                : (leaf = ".", basefd);
+		if (pfd < 0 || fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = ts_err_sys(e, errno, "stage: %s/%s: cannot stat", desc, me->path);
+			break;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			rc = ts_err_sys(e, ENOTDIR, "stage: %s/%s: not a directory", desc, me->path);
+			break;
+		}
+		if ((st.st_mode & (S_IWUSR | S_IXUSR)) != (S_IWUSR | S_IXUSR))
+			continue;
+		rc = ts_copy_dir_meta(basefd, treefd, me->path, &st, desc, e);
+	}
+	ts_beneath_cache_drop(&bc);
+	return rc;
+}
+
+ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
+{
+	ts_err_code rc;
+	ts_store_snap *v = NULL;
+	size_t n = 0;
+	ts_manifest m;
+	ts_store_tmp t = { .dirfd = -1, .treefd = -1 };
+	bool tmp_open = false, stopped = false;
+	int basefd = -1, fd;
+	char id[STAGE_ID_MAX], path[PATH_MAX];
+
+	ts_manifest_init(&m);
+	rc = ts_store_lock(s, 0, e);
+	if (rc == TS_ERR_BUSY) {
+		ts_err_clear(e);   /* another writer: the next seal tries again */
+		return TS_OK;
+	}
+	if (rc != TS_OK)
+		return rc;
+	rc = ts_store_list(s, &v, &n, e);
+	if (rc != TS_OK || n == 0 || !v[n - 1].sealed)
+		goto out;
+	snprintf(path, sizeof path, "%s/tree", v[n - 1].name);
+	basefd = ts_beneath_open(s->dirfd, path, O_RDONLY | O_DIRECTORY, 0);
+	if (basefd < 0 || !stage_id(v[n - 1].name, basefd, id, sizeof id)) {
+		rc = ts_err_sys(e, errno, "stage: %s/%s: cannot open", s->root, path);
+		goto out;
+	}
+	if (stage_is(s->dirfd, TS_STORE_STAGE_BASE, id))
+		goto out;
+	snprintf(path, sizeof path, "/proc/self/fd/%d/%s/manifest", s->dirfd, v[n - 1].name);
+	rc = ts_manifest_read(path, &m, e);
+	if (rc != TS_OK)
+		goto out;
+	rc = ts_store_stage_begin(s, &t, e);
+	if (rc != TS_OK)
+		goto out;
+	tmp_open = true;
+	rc = stage_fill(&m, basefd, t.treefd, stop, &stopped, e);
+	if (rc == TS_OK && !stopped)
+		rc = stage_dir_meta(&m, basefd, t.treefd, s->root, stop, &stopped, e);
+	if (rc != TS_OK || stopped)
+		goto out;
+	fd = openat(t.dirfd, "base", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, id, strlen(id)) != (ssize_t)strlen(id)) {
+		rc = ts_err_sys(e, errno, "stage: %s/%s/base: cannot write", s->root, t.dir);
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	close(fd);
+	tmp_open = false;   /* consumed, success or not */
+	rc = ts_store_stage_commit(s, &t, e);
+out:
+	if (tmp_open)
+		ts_store_abort(s, &t);
+	if (basefd >= 0)
+		close(basefd);
+	ts_manifest_free(&m);
+	ts_store_list_free(v, n);
+	ts_store_unlock(s);
+	return rc;
+}
+
+ts_err_code ts_stage_manifest(ts_store *s, ts_manifest *m, ts_err *e)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/fd/%d/%s", s->dirfd, TS_STORE_STAGE_MANIFEST);
+	return ts_manifest_read(path, m, e);
+}
+
+bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *fresh)
+{
+	int nfd;
+
+	if (!ts_stage_of(s, base_name, basefd))
+		return false;
+	/* Refreshed: its own manifest says what the tree holds now. */
+	switch (ts_stage_manifest(s, fresh, NULL)) {
+	case TS_OK:
+		if (fresh->n == 0)
+			goto unusable;
+		break;
+	case TS_ERR_NOTFOUND:
+		break;
+	default:
+		goto unusable;
+	}
+	/* Opened before the rename, which it follows: once the rename is done
+	 * nothing can fail any more. */
+	nfd = ts_beneath_open(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY, 0);
+	if (nfd < 0)
+		goto unusable;
+	/* Over t's tree, still empty. */
+	if (renameat(s->dirfd, TS_STORE_STAGE_TREE, t->dirfd, "tree") < 0) {
+		close(nfd);
+		goto unusable;
+	}
+	close(t->treefd);
+	t->treefd = nfd;
+	/* The database's copy may be missing; the pre-copy makes one then. */
+	(void)renameat(s->dirfd, TS_STORE_STAGE_DB, t->dirfd, TS_STAGE_DB_PRECOPY);
+	/* What is left: the manifest and the base file.  (Failing, the next
+	 * build drops them.) */
+	(void)unlinkat(s->dirfd, TS_STORE_STAGE_MANIFEST, 0);
+	if (unlinkat(s->dirfd, TS_STORE_STAGE_BASE, 0) == 0)
+		(void)unlinkat(s->dirfd, TS_STORE_STAGE, AT_REMOVEDIR);
+	return true;
+unusable:
+	ts_manifest_free(fresh);
+	ts_manifest_init(fresh);
+	return false;
+}

@@ -1,0 +1,87 @@
+/* stage.h - the next snapshot's tree, made ahead of time.
+ *
+ * An incremental snapshot shares most files with the newest one, and making
+ * its directories and hard links (a system call per entry, each allocating
+ * in the store's filesystem) was most of its time: 20-40 ms of 50-130 ms for
+ * the 831 entries of a 2 GB environment.  So after each seal the daemon
+ * stages a copy of the newest sealed snapshot's tree: STORE/.stage/tree holds
+ * its directories (with their metadata) and hard links to its files and
+ * symlinks, STORE/.stage/base says which snapshot it came from.  The next
+ * ts_snap_take adopts it when it compares with that same snapshot, and then
+ * finds and fixes only what changed (snap.c: no walk, no link, no mkdir for
+ * what did not).  A stage is only ever a speed-up: without one, or with one
+ * made from another snapshot, a snapshot is made exactly as before.
+ *
+ * The daemon also keeps the stage current (ts_stage_refresh): when files of
+ * the environment change it brings the staged tree up to them, as a
+ * snapshot's pre-copy would, and records what the tree then holds in the
+ * stage's own manifest; for SQLite it keeps a raw copy of the database
+ * there too.  Copying new attachments, and the fresh page cache that costs,
+ * is then done before anybody asks for a snapshot, and the snapshot mostly
+ * checks (snap.c).  The price: the store holds copies of what changed since
+ * the newest snapshot, and a file changed often is copied more than once
+ * (refreshes are spaced, see fs_stage.c).
+ *
+ * All functions run with the store's writers' lock; see each.
+ */
+#ifndef TS_STAGE_H
+#define TS_STAGE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "base/err.h"
+#include "store/manifest.h"
+#include "take/snap.h"
+#include "store/store.h"
+
+/* The name of the raw database copy in a snapshot's temporary directory
+ * (snap.c), and in the stage. */
+#define TS_STAGE_DB_PRECOPY "db.precopy"
+
+/* Stage the newest snapshot, unless it is not sealed yet (sealing kicks
+ * again), or is staged already.  Takes the writers' lock without waiting:
+ * when another writer holds it, nothing is done (TS_OK).  Gives up, with
+ * nothing left behind and TS_OK, as soon as *stop is non-zero (read
+ * atomically; stop may be NULL): a snapshot wants the store. */
+ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e);
+
+/* Is the stage (its base file) made from the snapshot name whose tree is
+ * open on treefd, in this boot? */
+bool ts_stage_of(ts_store *s, const char *name, int treefd);
+
+/* Read the stage's own manifest, written by a refresh, into m (initialised
+ * by the caller, freed by it); TS_ERR_NOTFOUND when the stage was not
+ * refreshed. */
+ts_err_code ts_stage_manifest(ts_store *s, ts_manifest *m, ts_err *e);
+
+/* For a writer holding the lock, with t just begun: if the stage was made
+ * from the snapshot base_name whose tree is open on basefd, move its tree in
+ * as t's (t->treefd then refers to it), and its database copy as
+ * t->dir/TS_STAGE_DB_PRECOPY, and return true; *fresh (initialised by the
+ * caller, freed by it) is then the stage's own manifest if it was
+ * refreshed, left empty if the tree is still the base's.  Otherwise leave
+ * everything as it was and return false.  Never fails: a stage that cannot
+ * be adopted is only a speed-up lost. */
+bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *fresh);
+
+/* What a refresh did. */
+typedef struct ts_stage_refresh_out {
+	bool busy;            /* another writer held the store: nothing done, try later */
+	bool none;            /* no stage of the newest snapshot to refresh: build first */
+	uint64_t bytes_copied;
+} ts_stage_refresh_out;
+
+/* Called for each directory of the refreshed tree (rel to the environment's
+ * root, "." for it) when all_dirs is set or the refresh found new ones: the
+ * daemon watches them. */
+typedef void (*ts_stage_dir_fn)(void *arg, const char *rel);
+
+/* Bring the stage up to env as it is now (see the top).  o->name is only
+ * for messages; o->no_database leaves the database out; o->cancel stops it
+ * (TS_ERR_CANCELLED, the stage left unadoptable for the next build to
+ * replace).  Takes the writers' lock without waiting (out->busy when held).
+ * On failure the stage is dropped: a snapshot is then made without it. */
+ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts *o, bool all_dirs,
+                             ts_stage_dir_fn dir_fn, void *arg, ts_stage_refresh_out *out, ts_err *e);
+
+#endif

@@ -1,0 +1,151 @@
+/* stage_refresh.c - keep the stage up to the environment (stage.h): the
+ * checks a snapshot would make before Trac's lock, made ahead of it. */
+#include "base/beneath.h"
+#include "take/stage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db/dbsnap.h"
+#include "take/snap_int.h"
+
+/* The manifest that says what the staged tree holds: its own once
+ * refreshed (ts_stage_manifest), the base snapshot's before. */
+static ts_err_code stage_tree_manifest(ts_store *s, const char *base_name, ts_manifest *m, ts_err *e)
+{
+	char path[PATH_MAX + 64];
+	ts_err_code rc = ts_stage_manifest(s, m, e);
+	if (rc != TS_ERR_NOTFOUND)
+		return rc;
+	ts_err_clear(e);
+	snprintf(path, sizeof path, "/proc/self/fd/%d/%s/manifest", s->dirfd, base_name);
+	return ts_manifest_read(path, m, e);
+}
+
+/* A raw copy of an SQLite database beside the tree, brought up to date
+ * (dbsnap_sqlite.c), so that the snapshot's pre-copy rewrites only the
+ * pages that changed since.  PostgreSQL has no pre-copy. */
+static ts_err_code stage_db(const ts_env *env, int stagefd, ts_err *e)
+{
+	ts_dbsnap *db = NULL;
+	ts_err_code rc;
+
+	if (env->db.kind != TS_DB_SQLITE)
+		return TS_OK;   /* not even a connection to PostgreSQL */
+	rc = ts_dbsnap_open(env, 1, &db, e);
+	if (rc == TS_OK && db->ops->precopy)
+		rc = db->ops->precopy(db, stagefd, TS_STAGE_DB_PRECOPY, e);
+	if (db)
+		ts_dbsnap_close(db);
+	return rc;
+}
+
+ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts *o, bool all_dirs,
+                             ts_stage_dir_fn dir_fn, void *arg, ts_stage_refresh_out *out, ts_err *e)
+{
+	ts_err_code rc;
+	ts_store_snap *v = NULL;
+	size_t n = 0;
+	ts_manifest m;
+	ts_snap_stats stats;
+	snap_run r;
+	bool busy = false;
+	int basefd = -1;
+	char path[PATH_MAX];
+	struct timespec start;
+
+	memset(out, 0, sizeof *out);
+	memset(&stats, 0, sizeof stats);
+	memset(&r, 0, sizeof r);
+	r.env = env;
+	r.o = o;
+	r.store = s;
+	r.stats = &stats;
+	r.envfd = r.prevfd = r.tmp.dirfd = r.tmp.treefd = -1;
+	r.root = geteuid() == 0;
+	ts_manifest_init(&m);
+
+	rc = ts_store_lock(s, 0, e);
+	if (rc == TS_ERR_BUSY) {
+		ts_err_clear(e);
+		out->busy = true;
+		return TS_OK;
+	}
+	if (rc != TS_OK)
+		return rc;
+	rc = ts_store_list(s, &v, &n, e);
+	if (rc != TS_OK)
+		goto out;
+	if (n > 0 && v[n - 1].sealed) {
+		snprintf(path, sizeof path, "%s/tree", v[n - 1].name);
+		basefd = ts_beneath_open(s->dirfd, path, O_RDONLY | O_DIRECTORY, 0);
+	}
+	if (basefd < 0 || !ts_stage_of(s, v[n - 1].name, basefd)) {
+		out->none = true;
+		goto out;
+	}
+	rc = stage_tree_manifest(s, v[n - 1].name, &m, e);
+	if (rc != TS_OK)
+		goto out;
+	r.envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);  /* as snap.c */
+	r.tmp.dirfd = ts_beneath_open(s->dirfd, TS_STORE_STAGE, O_RDONLY | O_DIRECTORY, 0);
+	r.tmp.treefd = ts_beneath_open(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY, 0);
+	if (r.envfd < 0 || r.tmp.dirfd < 0 || r.tmp.treefd < 0) {
+		rc = ts_err_sys(e, errno, "stage: cannot open %s", r.envfd < 0 ? env->root : s->root);
+		goto out;
+	}
+	/* From here on the tree is neither what m says nor yet what the new
+	 * manifest will: not adoptable until done. */
+	if (renameat(s->dirfd, TS_STORE_STAGE_BASE, s->dirfd, TS_STORE_STAGE_BUSY) < 0) {
+		rc = ts_err_sys(e, errno, "stage: %s/%s: cannot rename", s->root, TS_STORE_STAGE_BASE);
+		goto out;
+	}
+	busy = true;
+	r.dirty_budget = snap_dirty_budget();
+	rc = snap_items_from_manifest(&r, &m, e);
+	stats.bytes_copied = 0;   /* what earlier refreshes copied is not ours */
+	/* The new manifest's time: before anything is looked at, so that
+	 * whatever changes from here on is racy or newer (snap_recheck.c). */
+	clock_gettime(CLOCK_REALTIME, &start);
+	if (rc == TS_OK)
+		rc = snap_recheck(&r, false, e);
+	if (rc == TS_OK && !o->no_database)
+		rc = stage_db(env, r.tmp.dirfd, e);
+	if (rc == TS_OK && o->cancel && *o->cancel)
+		rc = ts_err_set(e, TS_ERR_CANCELLED, "stage: cancelled (tracsnap is stopping)");
+	if (rc != TS_OK)
+		goto out;
+	stats.instant = start;
+	rc = snap_manifest(&r, NULL, e);
+	if (rc == TS_OK && renameat(s->dirfd, TS_STORE_STAGE_BUSY, s->dirfd, TS_STORE_STAGE_BASE) < 0)
+		rc = ts_err_sys(e, errno, "stage: %s/%s: cannot rename", s->root, TS_STORE_STAGE_BUSY);
+	if (rc != TS_OK)
+		goto out;
+	busy = false;
+	out->bytes_copied = stats.bytes_copied;
+	for (size_t i = 0; dir_fn && (all_dirs || r.dirs_added) && i < r.items.n; i++)
+		if (r.items.v[i].type == 'd')
+			dir_fn(arg, r.items.v[i].rel);
+out:
+	/* A stage half refreshed goes (a stop leaves it to the next build:
+	 * removing a large tree would hold up the unmount). */
+	if (busy && rc != TS_ERR_CANCELLED)
+		ts_store_stage_drop(s);
+	if (r.envfd >= 0)
+		close(r.envfd);
+	if (r.tmp.dirfd >= 0)
+		close(r.tmp.dirfd);
+	if (r.tmp.treefd >= 0)
+		close(r.tmp.treefd);
+	if (basefd >= 0)
+		close(basefd);
+	snap_list_free(&r.items);
+	ts_manifest_free(&m);
+	ts_store_list_free(v, n);
+	ts_store_unlock(s);
+	return rc;
+}
