@@ -317,7 +317,8 @@ class PgCluster:
 
     def load_sql(self, dbname, path=None, text=None, user=TRAC_USER, password=TRAC_PASSWORD):
         """psql -v ON_ERROR_STOP=1 -U user -d dbname -f path (or the text on
-        stdin), as the spec's restore does; raises with psql's output."""
+        stdin), as tracsnap restore does (doc/contract.md section 6); raises
+        with psql's output."""
         cmd = [self.psql_bin(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", dbname]
         cmd += ["-f", path] if path else ["-f", "-"]
         p = _run(cmd, check=False, input=text, env=self.psql_env(user, password), timeout=300)
@@ -327,8 +328,8 @@ class PgCluster:
         return p
 
     def create_trac_db(self, dbname, user=TRAC_USER, password=TRAC_PASSWORD):
-        """A fresh database owned by user, holding the fixture (spec: load the
-        plain dump into an empty database with psql)."""
+        """A fresh database owned by user, holding the fixture (doc/contract.md section 3:
+        load the plain dump into an empty database with psql)."""
         self.ensure_role(user, password)
         self.drop_db(dbname)
         self.create_db(dbname, owner=user)

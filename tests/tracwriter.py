@@ -2,7 +2,7 @@
 """An emulation of a running Trac that writes to an SQLite environment.
 
 Used by the mount tests to check that snapshots taken while Trac writes are
-consistent (spec section 4), and usable on its own:
+consistent (doc/contract.md section 4), and usable on its own:
 
     /usr/bin/python3 tests/tracwriter.py ENV --seconds N --ack-log FILE
 

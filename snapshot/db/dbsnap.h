@@ -52,7 +52,7 @@ void ts_dbsnap_close(ts_dbsnap *d);
 /* Milliseconds the writers were held (until now if still held). */
 double ts_dbsnap_hold_ms(const ts_dbsnap *d);
 
-/* Where a PostgreSQL environment's dump goes in a snapshot (spec section 3):
+/* Where a PostgreSQL environment's dump goes in a snapshot (doc/contract.md section 3):
  * plain SQL, mode 0600, loadable with `psql -U USER -d DATABASE -f FILE`. */
 #define TS_DBSNAP_PG_DUMP_REL "db/postgres-db-backup.sql"
 

@@ -216,7 +216,7 @@ static ts_err_code ts_restore_copy_dir(ts_restore_copy *c, const char *rel, cons
 			c->pr.bytes_done = c->out->bytes;
 			ts_progress_report(c->progress, &c->pr);
 		}
-		/* A snapshot holds no FIFOs, sockets or devices (spec section 3). */
+		/* A snapshot holds no FIFOs, sockets or devices (doc/contract.md section 3). */
 	}
 	if (rc == TS_OK && errno)
 		rc = ts_err_sys(e, errno, "%s/%s: cannot read the directory", c->desc, rel);
@@ -296,7 +296,7 @@ static bool ts_restore_is_wal(int fd)
 
 #define TS_RESTORE_PEEK (O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
 
-/* A snapshot's database is in rollback-journal mode (spec section 3); give
+/* A snapshot's database is in rollback-journal mode (doc/contract.md section 3); give
  * the copy rel below dirfd (a directory only root can enter) the WAL mode
  * the live database had, as Trac's readers rely on.  On a database with no
  * journal that is exactly what `PRAGMA journal_mode=WAL` writes: header

@@ -1,5 +1,5 @@
-/* restore.h - put a snapshot back in place of a Trac environment (spec
- * section 6).
+/* restore.h - put a snapshot back in place of a Trac environment
+ * (doc/contract.md section 6).
  *
  * SNAPSHOT-DIR is one snapshot as the mount shows it (MNT/NAME) or as the
  * store keeps it (STORE/NAME/tree); ENV is the live environment, which must

@@ -1,4 +1,4 @@
-/* name.h - which snapshot names are allowed (spec section 2). */
+/* name.h - which snapshot names are allowed (doc/contract.md section 2). */
 #ifndef TS_NAME_H
 #define TS_NAME_H
 

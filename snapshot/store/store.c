@@ -249,8 +249,8 @@ ts_err_code ts_store_mark_unsealed(ts_store_tmp *t, ts_err *e)
 static ts_err_code store_remove(ts_store *s, const char *name, bool lost, ts_err *e);
 
 /* A snapshot that was not yet durable when the machine went down may have
- * lost data: it never was (spec: a crash leaves no snapshot or a complete
- * one). */
+ * lost data: it never was (doc/contract.md section 5: a crash leaves no
+ * snapshot or a complete one). */
 static void store_remove_lost(ts_store *s, const char *name)
 {
 	ts_err e;

@@ -10,8 +10,9 @@
   the test.
 - `pg_env(db, tcp=True, ...)`: the fixture environment
   (tests/fixtures/trac-env-postgres.tar.gz) pointed at a database.
-- helpers to load a snapshot's dump into a scratch database the way the spec
-  says (`psql -U USER -d DATABASE -f db/postgres-db-backup.sql`) and to compare
+- helpers to load a snapshot's dump into a scratch database the way
+  doc/contract.md section 3 says (`psql -U USER -d DATABASE -f
+  db/postgres-db-backup.sql`) and to compare
   tables by row count and a checksum of their ordered contents.
 """
 import itertools
@@ -97,8 +98,9 @@ def pg_env(tmp_path, pg_cluster):
 
 
 def load_dump(cluster, dump, dbname=None):
-    """Load a snapshot's dump into a new empty database as the spec's restore
-    does (plus ON_ERROR_STOP, so that any failing statement fails the test);
+    """Load a snapshot's dump into a new empty database as tracsnap restore
+    does (doc/contract.md section 6), plus ON_ERROR_STOP, so that any failing
+    statement fails the test;
     returns the database's name."""
     dbname = dbname or scratch_db(cluster)
     cluster.load_sql(dbname, path=dump)

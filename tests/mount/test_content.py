@@ -1,5 +1,5 @@
-"""What a snapshot contains (spec section 3) and how the store keeps it
-(spec section 5), checked through the mount and in the store."""
+"""What a snapshot contains (doc/contract.md section 3) and how the store keeps it
+(doc/contract.md section 5), checked through the mount and in the store."""
 import hashlib
 import os
 import shutil

@@ -1,4 +1,4 @@
-"""Refusals at mount time and of `tracsnap snapshot` (spec sections 1, 5, 7):
+"""Refusals at mount time and of `tracsnap snapshot` (doc/contract.md sections 1, 5, 7):
 non-zero exit within seconds, exactly one `tracsnap: ` line naming the path
 or setting, nothing mounted, no store created, no secret printed."""
 import os

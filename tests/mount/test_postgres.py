@@ -1,4 +1,4 @@
-"""PostgreSQL environments (spec sections 3, 4, 6, 7) at the mount level.
+"""PostgreSQL environments (doc/contract.md sections 3, 4, 6, 7) at the mount level.
 
 The session's throwaway cluster (conftest_pg.py) holds the fixture database;
 the fixture environment points at it over TCP with a password, or over the

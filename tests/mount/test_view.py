@@ -1,4 +1,4 @@
-"""The view at the root of the mount (spec section 2): listing, `latest`,
+"""The view at the root of the mount (doc/contract.md section 2): listing, `latest`,
 mkdir/rmdir/rename of snapshots, first-access auto names, permission of
 managing snapshots, and what the view shows of a snapshot's entries
 (read-only, metadata, symlinks, xattrs, inode numbers)."""

@@ -1,5 +1,5 @@
 /* dbsnap_pg.c - hold Trac's PostgreSQL attachment writers and dump the
- * database at the snapshot instant (spec section 4).
+ * database at the snapshot instant (doc/contract.md section 4).
  *
  * Two libpq connections:
  *   A  BEGIN; LOCK TABLE <schema>.attachment IN SHARE MODE
@@ -443,8 +443,9 @@ static ts_err_code pg_child_prepare(ts_dbsnap *d, pg_child *ch, ts_err *e)
 				close(fd);
 			}
 		}
-		/* No memfd (or a line break in the password): the spec allows
-		 * the environment, which only the same user can read. */
+		/* No memfd (or a line break in the password): doc/contract.md
+		 * section 4 allows the environment, which only the same user
+		 * can read. */
 		pwenv = ch->passfd < 0;
 	}
 	ch->env = pg_child_env(u, environ, ch->passfd >= 0 ? passfile : NULL, pwenv);
