@@ -64,7 +64,7 @@ const char *ts_dbsnap_tree_rel(const ts_env *env);
 
 /* Backend constructors. */
 ts_err_code ts_dbsnap_sqlite_open(ts_dbsnap *d, ts_err *e);
-/* PostgreSQL through libpq (dbsnap_pg.c): connects, checks the schema and
+/* PostgreSQL through libpq (snapshot/db/pg/): connects, checks the schema and
  * its attachment table and that pg_dump can dump this server. */
 ts_err_code ts_dbsnap_pg_open(ts_dbsnap *d, ts_err *e);
 

@@ -3,22 +3,28 @@
  * and version check, and the dump header fix.  pg_dump is played by a shell
  * script put first in PATH; it records what it was given.
  *
- * The backend's helpers are static: the file is compiled into this test
- * (its ts_dbsnap_pg_open then satisfies the engine library, whose copy is
- * never linked in). */
+ * The backend's helpers are the ones its files share through their private
+ * header, db/pg/pg_int.h. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "db/pg/dbsnap_pg.c"
+#include "db/pg/pg_int.h"
 #include "tutil.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* A password with everything a passfile or URI must escape. */
 #define PW "p@ss:w\\rd s3cr3t"
