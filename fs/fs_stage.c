@@ -185,7 +185,7 @@ static void fs_stage_event(fs_ctx *c, fs_stage_state *st, const struct inotify_e
 	    (dir = c->stage_dirs[ev->wd])) {
 		snprintf(rel, sizeof rel, "%s%s%s", strcmp(dir, ".") ? dir : "", strcmp(dir, ".") ? "/" : "",
 		         ev->name);
-		if (ts_journal_excluded(rel, ts_dbsnap_tree_rel(&c->env)))
+		if (ts_db_excluded(&c->env, rel))
 			return;
 		if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) && (ev->mask & IN_ISDIR))
 			fs_stage_new_dir(c, st, rel, 0);

@@ -2,10 +2,14 @@
  *
  * Everything is prepared beside the live environment first (a temporary
  * sibling on the same filesystem, synced) so that the only changes to ENV
- * are two renames, each undone when a later step fails.  PostgreSQL's load
- * comes last because it is the only step that cannot be undone once it has
- * committed; it runs in one transaction, so a failing load changes nothing
- * and the renames are undone.
+ * are two renames, each undone when a later step fails.  The database is
+ * the backend's part (dbsnap.h, ts_db_restore): it says where the snapshot
+ * holds it and where it goes back, checks it, fixes the copy (SQLite's
+ * journal mode) and loads it (PostgreSQL).  The load comes last because it
+ * is the only step that cannot be undone once it has committed; it runs in
+ * one transaction, so a failing load changes nothing and the renames are
+ * undone.  The file work (copies, renames, their undoing) is done here for
+ * every backend alike, through checked descriptors.
  */
 #include "restore/restore.h"
 
@@ -23,15 +27,10 @@
 
 #include "base/beneath.h"
 #include "base/copy.h"
+#include "base/trust.h"
 #include "db/dbsnap.h"
 #include "env/env.h"
 #include "store/manifest.h"
-#include "db/pg/pgdump_check.h"
-#include "base/trust.h"
-
-/* Where a snapshot keeps a database that lives outside the environment
- * (design.md, "Snapshot names"). */
-#define TS_RESTORE_EXTDB_DIR "tracsnap-external-db"
 
 /* ------------------------------------------------------------ busy check */
 
@@ -216,7 +215,7 @@ static ts_err_code ts_restore_copy_dir(ts_restore_copy *c, const char *rel, cons
 			c->pr.bytes_done = c->out->bytes;
 			ts_progress_report(c->progress, &c->pr);
 		}
-		/* A snapshot holds no FIFOs, sockets or devices (doc/contract.md section 3). */
+		/* A snapshot holds no FIFOs, sockets or devices (spec section 3). */
 	}
 	if (rc == TS_OK && errno)
 		rc = ts_err_sys(e, errno, "%s/%s: cannot read the directory", c->desc, rel);
@@ -276,58 +275,6 @@ static int ts_restore_mktmp(int dirfd, const char *name, const char *desc, ts_er
 	return fd;
 }
 
-/* ---------------------------------------------------------------- SQLite */
-
-/* Is the SQLite database open on fd (closed here; -1: none) in WAL mode?
- * Header bytes 18 and 19 (file format read and write versions) are 2 in
- * WAL mode and 1 otherwise.  Callers open it without following a link and
- * without blocking on a FIFO. */
-static bool ts_restore_is_wal(int fd)
-{
-	unsigned char h[20];
-	struct stat st;
-	bool wal = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-	           pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && h[18] == 2 && h[19] == 2;
-
-	if (fd >= 0)
-		close(fd);
-	return wal;
-}
-
-#define TS_RESTORE_PEEK (O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
-
-/* A snapshot's database is in rollback-journal mode (doc/contract.md section 3); give
- * the copy rel below dirfd (a directory only root can enter) the WAL mode
- * the live database had, as Trac's readers rely on.  On a database with no
- * journal that is exactly what `PRAGMA journal_mode=WAL` writes: header
- * bytes 18 and 19 (file format read and write versions) set from 1 to 2.
- * Done here on a descriptor rather than through SQLite, whose open resolves
- * a /proc/self/fd path back into the path string (through ENV's parent,
- * which another account may own).  The file's times stay the snapshot's. */
-static ts_err_code ts_restore_set_wal(int dirfd, const char *rel, const char *desc, ts_err *e)
-{
-	static const unsigned char magic[16] = "SQLite format 3";
-	static const unsigned char two[2] = { 2, 2 };
-	unsigned char h[20];
-	struct stat st;
-	ts_err_code rc = TS_OK;
-	int fd = ts_beneath_open(dirfd, rel, O_RDWR | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0);
-
-	if (fd < 0 || fstat(fd, &st) < 0)
-		return ts_err_sys(e, errno, "%s/%s: cannot open the restored database", desc, rel);
-	if (!S_ISREG(st.st_mode) || pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h ||
-	    memcmp(h, magic, sizeof magic) || h[18] < 1 || h[18] > 2 || h[19] < 1 || h[19] > 2) {
-		rc = ts_err_set(e, TS_ERR_DB, "%s/%s: cannot set journal_mode=WAL: not an SQLite database",
-		                desc, rel);
-	} else if (h[18] != 2 || h[19] != 2) {
-		struct timespec t[2] = { st.st_atim, st.st_mtim };
-		if (pwrite(fd, two, sizeof two, 18) != (ssize_t)sizeof two || fsync(fd) < 0 || futimens(fd, t) < 0)
-			rc = ts_err_sys(e, errno, "%s/%s: cannot set journal_mode=WAL", desc, rel);
-	}
-	close(fd);
-	return rc;
-}
-
 /* ------------------------------------------------------------- the steps */
 
 /* "<name>.pre-restore-<YYYYmmddTHHMMSS>[-N]" that does not exist in dirfd
@@ -353,86 +300,42 @@ static ts_err_code ts_restore_kept_name(int dirfd, const char *name, const char 
 	return ts_err_set(e, TS_ERR_EXISTS, "%s: too many earlier restores this second", desc);
 }
 
-/* Lexically normalise an absolute path in place: no "", "." or ".."
- * components (".." above "/" stays at "/"). */
-static void ts_restore_normalise(char *path)
-{
-	char *out = path, *p = path;
-
-	while (*p) {
-		size_t n;
-		while (*p == '/')
-			p++;
-		n = strcspn(p, "/");
-		if (!n)
-			break;
-		if (n == 1 && p[0] == '.') {
-			/* skip */
-		} else if (n == 2 && p[0] == '.' && p[1] == '.') {
-			while (out > path && *--out != '/')
-				;
-		} else {
-			*out++ = '/';
-			memmove(out, p, n);
-			out += n;
-		}
-		p += n;
-	}
-	if (out == path)
-		*out++ = '/';
-	*out = '\0';
-}
-
-/* Where an external database goes back: the path the snapshot's manifest
- * recorded (resolved when the snapshot was taken) when the snapshot is a
- * store's NAME/tree, else the path trac.ini gives, taken lexically (a
- * relative one below live_root), never resolved now: a symbolic link on it
- * is then refused by ts_restore_walk. */
-static ts_err_code ts_restore_ext_path(const ts_env *snap, const char *live_root, char *buf, size_t len,
-                                       ts_err *e)
+/* A store's NAME/tree: the manifest beside it records where an external
+ * database was, resolved when the snapshot was taken (malloc'd; NULL when
+ * there is none, or it cannot be read). */
+static char *ts_restore_recorded(const ts_env *snap)
 {
 	size_t rl = strlen(snap->root);
-	const char *base;
-	int n = -1;
+	char mpath[PATH_MAX], *path = NULL;
+	ts_manifest m;
+	ts_err ignore;
 
-	if (rl > 5 && !strcmp(snap->root + rl - 5, "/tree")) {
-		char mpath[PATH_MAX];
-		ts_manifest m;
-		ts_err ignore;
-
-		ts_manifest_init(&m);
-		if (snprintf(mpath, sizeof mpath, "%.*s/manifest", (int)(rl - 5), snap->root) < (int)sizeof mpath &&
-		    ts_manifest_read(mpath, &m, &ignore) == TS_OK && m.external_db && m.external_db[0] == '/')
-			n = snprintf(buf, len, "%s", m.external_db);
-		ts_manifest_free(&m);
-	}
-	if (n < 0)
-		n = snap->db.path[0] == '/' ? snprintf(buf, len, "%s", snap->db.path)
-		                            : snprintf(buf, len, "%s/%s", live_root, snap->db.path);
-	if (n < 0 || (size_t)n >= len)
-		return ts_err_set(e, TS_ERR_IO, "%s: path too long", snap->db.path);
-	ts_restore_normalise(buf);
-	base = strrchr(buf, '/') + 1;
-	if (!*base || strcmp(base, strrchr(snap->db_abs, '/') + 1))
-		return ts_err_set(e, TS_ERR_CORRUPT, "%s: the snapshot's external database is %s, its trac.ini "
-		                  "says %s", snap->root, buf, snap->db_abs);
-	return TS_OK;
+	if (rl <= 5 || strcmp(snap->root + rl - 5, "/tree"))
+		return NULL;
+	ts_manifest_init(&m);
+	if (snprintf(mpath, sizeof mpath, "%.*s/manifest", (int)(rl - 5), snap->root) < (int)sizeof mpath &&
+	    ts_manifest_read(mpath, &m, &ignore) == TS_OK && m.external_db && m.external_db[0] == '/')
+		path = strdup(m.external_db);
+	ts_manifest_free(&m);
+	return path;
 }
 
 ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
                        const ts_progress_sink *progress, ts_restore_out *out, ts_err *e)
 {
 	ts_env live = { 0 }, snap = { 0 };
+	ts_db_restore db;
 	ts_restore_out local;
-	char tmp[PATH_MAX], kept[PATH_MAX], ext_path[PATH_MAX], ext_dir[PATH_MAX];
+	char tmp[PATH_MAX], kept[PATH_MAX], ext_dir[PATH_MAX], src_dir[PATH_MAX];
 	char tmpname[NAME_MAX + 1], keptname[NAME_MAX + 1], ext_tmpname[64], ext_keptname[NAME_MAX + 1] = "";
-	char who[1024], dbrel_buf[PATH_MAX], parent[PATH_MAX], dumpdesc[PATH_MAX * 2];
-	const char *dbrel = NULL, *ext_base = NULL, *envname = NULL;
-	bool have_live = false, have_snap = false, made_tmp = false, swapped = false, ext_swapped = false;
-	bool made_ext_tmp = false, wal = false, pg;
-	int snapfd = -1, tmpfd = -1, parentfd = -1, envfd = -1, ext_dirfd = -1, ext_tmpfd = -1, dumpfd = -1;
+	char who[1024], parent[PATH_MAX];
+	char *recorded = NULL;
+	const char *ext_base = NULL, *envname = NULL;
+	bool have_live = false, have_snap = false, have_db = false, made_tmp = false, swapped = false;
+	bool ext_swapped = false, made_ext_tmp = false;
+	int snapfd = -1, tmpfd = -1, parentfd = -1, envfd = -1, ext_dirfd = -1, ext_tmpfd = -1;
 	int n;
-	struct stat st, dbst, tst;
+	struct stat st, tst, nst;
 	ts_err_code rc;
 
 	if (!out)
@@ -452,51 +355,20 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 		                snapdir, live.root);
 		goto out;
 	}
-	if (snap.db.kind != TS_DB_SQLITE && snap.db.kind != TS_DB_POSTGRES) {
-		rc = ts_env_check_supported(&snap, e);
-		if (rc == TS_OK)
-			rc = ts_err_set(e, TS_ERR_UNSUPPORTED, "%s: cannot restore this database", snap.ini_path);
-		goto out;
-	}
-	pg = snap.db.kind == TS_DB_POSTGRES;
 	snapfd = open(snap.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (snapfd < 0 || fstat(snapfd, &st) < 0) {
 		rc = ts_err_sys(e, errno, "%s: cannot open", snap.root);
 		goto out;
 	}
-	/* The database copy the snapshot must hold. */
-	if (pg) {
-		dbrel = TS_DBSNAP_PG_DUMP_REL;
-	} else if (snap.db_rel) {
-		dbrel = snap.db_rel;
-	} else {
-		ext_base = strrchr(snap.db_abs, '/') + 1;
-		snprintf(dbrel_buf, sizeof dbrel_buf, "%s/%s", TS_RESTORE_EXTDB_DIR, ext_base);
-		dbrel = dbrel_buf;
-	}
-	if (faccessat(snapfd, dbrel, R_OK, 0) < 0 || fstatat(snapfd, dbrel, &dbst, 0) < 0) {
-		rc = ts_err_sys(e, errno, "%s/%s: the snapshot holds no database (taken with --no-database?)",
-		                snap.root, dbrel);
+	/* The database copy the snapshot must hold, checked, and where it goes
+	 * back: the backend's to say (dbsnap.h). */
+	recorded = ts_restore_recorded(&snap);
+	rc = ts_db_restore_open(&db, &snap, &live, snapfd, recorded, e);
+	if (rc != TS_OK)
 		goto out;
-	}
-	/* PostgreSQL: the dump psql will read is the snapshot's own (never the
-	 * copy in ENV, which belongs to the environment's owner), checked for
-	 * psql meta-commands before anything changes. */
-	if (pg) {
-		snprintf(dumpdesc, sizeof dumpdesc, "%s/%s", snap.root, dbrel);
-		dumpfd = ts_beneath_open(snapfd, dbrel, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0);
-		if (dumpfd < 0 || fstat(dumpfd, &dbst) < 0) {
-			rc = ts_err_sys(e, errno, "%s: cannot open", dumpdesc);
-			goto out;
-		}
-		if (!S_ISREG(dbst.st_mode)) {
-			rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: not a regular file", dumpdesc);
-			goto out;
-		}
-		rc = ts_pgdump_check(dumpfd, dumpdesc, e);
-		if (rc != TS_OK)
-			goto out;
-	}
+	have_db = true;
+	if (db.external[0])
+		ext_base = strrchr(db.external, '/') + 1;
 
 	/* Where restore will write: ENV's parent, and an external database's
 	 * directory, as the snapshot names them (see ts_restore_walk). */
@@ -530,30 +402,26 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 		goto out;
 	}
 	if (ext_base) {
-		rc = ts_restore_ext_path(&snap, live.root, ext_path, sizeof ext_path, e);
-		if (rc != TS_OK)
-			goto out;
-		snprintf(ext_dir, sizeof ext_dir, "%.*s", (int)(strrchr(ext_path, '/') - ext_path), ext_path);
-		ext_dirfd = ts_restore_walk(*ext_dir ? ext_dir : "/", dbst.st_uid, &rc, e);
+		snprintf(ext_dir, sizeof ext_dir, "%.*s", (int)(ext_base - 1 - db.external), db.external);
+		ext_dirfd = ts_restore_walk(*ext_dir ? ext_dir : "/", db.copy_st.st_uid, &rc, e);
 		if (ext_dirfd < 0)
 			goto out;
 	}
 
 	/* Busy: the live files, the live database and where the restored one
-	 * goes (the same file unless trac.ini changed since). */
-	n = ts_restore_users(live.root, live.db_abs, who, sizeof who);
+	 * goes (the same file unless trac.ini changed since); then whatever
+	 * the backend knows of (other sessions on a server). */
+	n = ts_restore_users(live.root, db.busy_file, who, sizeof who);
 	if (!n && ext_base)
-		n = ts_restore_users(live.root, ext_path, who, sizeof who);
+		n = ts_restore_users(live.root, db.external, who, sizeof who);
 	if (n && !force) {
 		rc = ts_err_set(e, TS_ERR_BUSY, "%s: in use by %s; stop Trac first or use --force",
 		                live.root, who);
 		goto out;
 	}
-	if (pg) {
-		rc = ts_dbsnap_pg_restore_check(&snap, force, e);
-		if (rc != TS_OK)
-			goto out;
-	}
+	rc = ts_db_restore_check(&db, force, e);
+	if (rc != TS_OK)
+		goto out;
 
 	/* The copy, beside ENV, in a directory only root can enter until the
 	 * swap. */
@@ -568,9 +436,8 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 		goto out;
 	made_tmp = true;
 	{
-		ts_restore_copy c = { .src = snapfd, .dst = tmpfd, .desc = snap.root,
-		                      .skip = ext_base ? TS_RESTORE_EXTDB_DIR : NULL, .out = out,
-		                      .progress = progress };
+		ts_restore_copy c = { .src = snapfd, .dst = tmpfd, .desc = snap.root, .skip = db.skip,
+		                      .out = out, .progress = progress };
 		if (progress)
 			ts_restore_count(&c, ".");
 		rc = ts_restore_copy_dir(&c, ".", &st, e);
@@ -578,36 +445,34 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 		if (rc != TS_OK)
 			goto out;
 	}
-	if (ext_base)
-		wal = ts_restore_is_wal(ts_beneath_open(ext_dirfd, ext_base, TS_RESTORE_PEEK, 0));
-	else if (live.db_rel)
-		wal = ts_restore_is_wal(ts_beneath_open(envfd, live.db_rel, TS_RESTORE_PEEK, 0));
-	else if (live.db_abs)
-		wal = ts_restore_is_wal(open(live.db_abs, TS_RESTORE_PEEK | O_NOFOLLOW));
-	if (!pg && !ext_base && wal) {
-		rc = ts_restore_set_wal(tmpfd, dbrel, tmp, e);
+	if (!ext_base) {
+		rc = ts_db_restore_fix(&db, envfd, -1, tmpfd, db.copy_rel, tmp, e);
 		if (rc != TS_OK)
 			goto out;
-	}
-	if (ext_base) {
+	} else {
+		/* The database's own file goes back to its own directory, staged
+		 * there the same way: the copy's name is the database's. */
 		ts_copy_out co;
+		const char *slash = strrchr(db.copy_rel, '/');
 		int src;
 
+		snprintf(src_dir, sizeof src_dir, "%.*s", slash ? (int)(slash - db.copy_rel) : 1,
+		         slash ? db.copy_rel : ".");
 		snprintf(ext_tmpname, sizeof ext_tmpname, ".tracsnap-restore-tmp-%ld", (long)getpid());
 		ext_tmpfd = ts_restore_mktmp(ext_dirfd, ext_tmpname, ext_dir, &rc, e);
 		if (ext_tmpfd < 0)
 			goto out;
 		made_ext_tmp = true;
-		src = ts_beneath_open(snapfd, TS_RESTORE_EXTDB_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+		src = ts_beneath_open(snapfd, src_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 		if (src < 0) {
 			rc = ts_err_sys(e, errno, "%s/%s: cannot open the copy of the external database",
-			                snap.root, TS_RESTORE_EXTDB_DIR);
+			                snap.root, src_dir);
 			goto out;
 		}
 		rc = ts_copy_file(src, ext_tmpfd, ext_base, 0, snap.root, &co, e);
 		close(src);
-		if (rc == TS_OK && wal)
-			rc = ts_restore_set_wal(ext_tmpfd, ext_base, ext_dir, e);
+		if (rc == TS_OK)
+			rc = ts_db_restore_fix(&db, envfd, ext_dirfd, ext_tmpfd, ext_base, ext_dir, e);
 		if (rc == TS_OK && fsync(ext_tmpfd) < 0)
 			rc = ts_err_sys(e, errno, "%s: cannot sync", ext_dir);
 		if (rc != TS_OK)
@@ -641,34 +506,34 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 	swapped = true;
 	/* The name moved must have been our copy: the parent may belong to
 	 * the environment's owner, who can rename in it. */
-	if (fstat(tmpfd, &tst) < 0 || fstatat(parentfd, envname, &dbst, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    tst.st_dev != dbst.st_dev || tst.st_ino != dbst.st_ino) {
+	if (fstat(tmpfd, &tst) < 0 || fstatat(parentfd, envname, &nst, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    tst.st_dev != nst.st_dev || tst.st_ino != nst.st_ino) {
 		rc = ts_err_set(e, TS_ERR_PERM, "%s: replaced during the restore; refusing", tmp);
 		goto out;
 	}
 	if (ext_base) {
-		rc = ts_restore_kept_name(ext_dirfd, ext_base, ext_path, ext_keptname, sizeof ext_keptname, e);
+		rc = ts_restore_kept_name(ext_dirfd, ext_base, db.external, ext_keptname, sizeof ext_keptname, e);
 		if (rc != TS_OK)
 			goto out;
 		if (renameat2(ext_dirfd, ext_base, ext_dirfd, ext_keptname, RENAME_NOREPLACE) < 0) {
 			int err = errno;
 			ext_keptname[0] = '\0';
 			if (err != ENOENT) {
-				rc = ts_err_sys(e, err, "%s: cannot rename to its .pre-restore name", ext_path);
+				rc = ts_err_sys(e, err, "%s: cannot rename to its .pre-restore name", db.external);
 				goto out;
 			}
 		}
 		if (renameat2(ext_tmpfd, ext_base, ext_dirfd, ext_base, RENAME_NOREPLACE) < 0) {
-			rc = ts_err_sys(e, errno, "%s: cannot put the restored database there", ext_path);
+			rc = ts_err_sys(e, errno, "%s: cannot put the restored database there", db.external);
 			goto out;
 		}
 		ext_swapped = true;
 	}
-	if (pg) {
-		rc = ts_dbsnap_pg_load(&snap, dumpfd, dumpdesc, e);
-		if (rc != TS_OK)
-			goto out;
-	}
+	/* Last: a load cannot be undone once committed (a failing one changes
+	 * nothing, and the renames are undone below). */
+	rc = ts_db_restore_load(&db, e);
+	if (rc != TS_OK)
+		goto out;
 	snprintf(out->kept, sizeof out->kept, "%s", kept);
 out:
 	if (rc != TS_OK && swapped) {
@@ -689,8 +554,9 @@ out:
 		ts_err ignore;
 		ts_copy_remove_tree(ext_dirfd, ext_tmpname, &ignore);
 	}
-	if (dumpfd >= 0)
-		close(dumpfd);
+	if (have_db)
+		ts_db_restore_close(&db);
+	free(recorded);
 	if (ext_tmpfd >= 0)
 		close(ext_tmpfd);
 	if (ext_dirfd >= 0)

@@ -109,7 +109,7 @@ ts_err_code snap_walk_add(void *arg, const char *rel, const struct stat *st, ts_
 	char type = S_ISDIR(st->st_mode) ? 'd' : S_ISREG(st->st_mode) ? 'f' : S_ISLNK(st->st_mode) ? 'l' : 0;
 	ts_err_code rc;
 
-	if (ts_journal_excluded(rel, ts_dbsnap_tree_rel(r->env)))
+	if (ts_db_excluded(r->env, rel))
 		return TS_ERR_NOTFOUND;
 	if (!type) {
 		if (r->warn) {
@@ -659,62 +659,6 @@ static ts_err_code snap_dbpre_finish(snap_dbpre *p, int treefd, const char *rel,
 	return TS_OK;
 }
 
-/* PostgreSQL: the dump goes to db/postgres-db-backup.sql.  Trac makes no
- * db/ for PostgreSQL: when the environment has none, the tree gets one,
- * 0755 and owned like the environment's root (dated like the dump). */
-static ts_err_code snap_pg_dest(snap_run *r, char **rel, ts_err *e)
-{
-	struct stat st, root;
-	const char *dir = "db";
-
-	if (fstatat(r->tmp.treefd, dir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		if (!S_ISDIR(st.st_mode))
-			return ts_err_set(e, TS_ERR_CONFIG, "%s/%s: not a directory; it is where tracsnap "
-			                  "puts the PostgreSQL dump", r->env->root, dir);
-	} else if (errno != ENOENT) {
-		return ts_err_sys(e, errno, "%s: cannot stat in the store", dir);
-	} else {
-		if (mkdirat(r->tmp.treefd, dir, 0755) < 0 || fchmodat(r->tmp.treefd, dir, 0755, 0) < 0)
-			return ts_err_sys(e, errno, "%s: cannot create in the store", dir);
-		if (fstat(r->envfd, &root) == 0 &&
-		    fchownat(r->tmp.treefd, dir, root.st_uid, root.st_gid, AT_SYMLINK_NOFOLLOW) < 0 &&
-		    geteuid() == 0)
-			return ts_err_sys(e, errno, "%s: cannot set the owner in the store", dir);
-		r->db_dir = dir;
-	}
-	*rel = strdup(TS_DBSNAP_PG_DUMP_REL);
-	return *rel ? TS_OK : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-}
-
-/* Where the database copy goes in the tree: its own place inside the
- * environment, or the documented directory for an external one. */
-static ts_err_code snap_db_dest(snap_run *r, char **rel, ts_err *e)
-{
-	const char *base;
-	*rel = NULL;
-	if (r->env->db.kind == TS_DB_POSTGRES)
-		return snap_pg_dest(r, rel, e);
-	if (r->env->db_rel) {
-		*rel = strdup(r->env->db_rel);
-		return *rel ? TS_OK : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-	}
-	base = strrchr(r->env->db_abs, '/');
-	base = base ? base + 1 : r->env->db_abs;
-	if (mkdirat(r->tmp.treefd, TS_SNAP_EXTERNAL_DB_DIR, 0755) < 0) {
-		if (errno == EEXIST)
-			return ts_err_set(e, TS_ERR_CONFIG, "%s/%s: exists in the environment; it is where "
-			                  "tracsnap puts the external database %s", r->env->root,
-			                  TS_SNAP_EXTERNAL_DB_DIR, r->env->db_abs);
-		return ts_err_sys(e, errno, "%s: cannot create in the store", TS_SNAP_EXTERNAL_DB_DIR);
-	}
-	r->db_dir = TS_SNAP_EXTERNAL_DB_DIR;
-	if (asprintf(rel, "%s/%s", TS_SNAP_EXTERNAL_DB_DIR, base) < 0) {
-		*rel = NULL;
-		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-	}
-	return TS_OK;
-}
-
 ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts *o,
                          ts_snap_stats *stats, ts_err *e)
 {
@@ -803,7 +747,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	if (!o->no_database) {
 		/* A backend that can copy the database ahead does, so that under
 		 * the lock only what changed since is copied. */
-		rc = snap_db_dest(&r, &db_rel, e);
+		rc = ts_db_place(env, r.tmp.treefd, r.envfd, &db_rel, &r.db_dir, e);
 		if (rc == TS_OK)
 			rc = snap_dbpre_finish(&dbpre, r.tmp.treefd, db_rel, e);
 		if (rc != TS_OK)

@@ -17,9 +17,6 @@
 #include "base/progress.h"
 #include "store/store.h"
 
-/* Where a database that lives outside the environment goes in a snapshot. */
-#define TS_SNAP_EXTERNAL_DB_DIR "tracsnap-external-db"
-
 typedef struct ts_snap_opts {
 	const char *name;                 /* validated by ts_snap_take */
 	int lock_timeout_s;               /* Trac's write lock and the store lock */

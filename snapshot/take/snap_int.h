@@ -65,7 +65,7 @@ typedef struct snap_run {
 	bool warn;                 /* log skipped special files (first walk only) */
 	uint64_t dirty;            /* bytes copied so far (atomic) */
 	uint64_t dirty_budget;     /* beyond it, copies bound their writeback */
-	const char *db_dir;        /* directory snap_db_dest made for the database copy */
+	const char *db_dir;        /* directory ts_db_place made for the database copy */
 	bool root;                 /* geteuid() == 0: owners in the store are checked */
 	bool staged;               /* the tree began as the previous one's stage (stage.h) */
 	ts_manifest fresh;         /* a refreshed stage's own manifest (n == 0: none) */

@@ -39,7 +39,7 @@ ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *
 		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
 	for (size_t i = 0; rc == TS_OK && i < m->n; i++) {
 		const ts_manifest_entry *pe = &m->entries[i];
-		if (strcmp(pe->path, ".") && ts_journal_excluded(pe->path, ts_dbsnap_tree_rel(r->env))) {
+		if (strcmp(pe->path, ".") && ts_db_excluded(r->env, pe->path)) {
 			rc = ts_copy_remove_tree(r->tmp.treefd, pe->path, e);
 			continue;
 		}

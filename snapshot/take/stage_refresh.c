@@ -34,10 +34,10 @@ static ts_err_code stage_db(const ts_env *env, int stagefd, ts_err *e)
 	ts_dbsnap *db = NULL;
 	ts_err_code rc;
 
-	if (env->db.kind != TS_DB_SQLITE)
-		return TS_OK;   /* not even a connection to PostgreSQL */
+	if (!ts_db_can_precopy(env))
+		return TS_OK;   /* not even a connection (PostgreSQL) */
 	rc = ts_dbsnap_open(env, 1, &db, e);
-	if (rc == TS_OK && db->ops->precopy)
+	if (rc == TS_OK)
 		rc = db->ops->precopy(db, stagefd, TS_STAGE_DB_PRECOPY, e);
 	if (db)
 		ts_dbsnap_close(db);

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "db/dbsnap.h"
 #include "env/env.h"
 #include "store/manifest.h"
 #include "store/seal.h"
@@ -353,7 +354,7 @@ static void compare_tree(fx *x, const char *name)
 		tu_fmt(ep, sizeof(ep), "%s/%s", x->env, rel);
 		if (x->e.db_rel && !strcmp(rel, x->e.db_rel))
 			continue;
-		if (!x->e.db_rel && !strncmp(rel, TS_SNAP_EXTERNAL_DB_DIR, strlen(TS_SNAP_EXTERNAL_DB_DIR)))
+		if (!x->e.db_rel && !strncmp(rel, TS_DBSNAP_EXTERNAL_DIR, strlen(TS_DBSNAP_EXTERNAL_DIR)))
 			continue;
 		if (!tu_exists(ep))
 			fail_msg("%s: in snapshot %s, not in the environment", rel, name);
@@ -1180,14 +1181,14 @@ static void test_snap_external_db(void **state)
 	assert_null(x->e.db_rel);
 
 	take_ok(x, "ext", &st);
-	check_db(x, "ext", TS_SNAP_EXTERNAL_DB_DIR "/x.db", 3, "first,second,third");
+	check_db(x, "ext", TS_DBSNAP_EXTERNAL_DIR "/x.db", 3, "first,second,third");
 	assert_false(snap_has(x, "ext", "db/trac.db"));
 	compare_tree(x, "ext");
 	check_manifest(x, "ext", &st, &m);
 	assert_non_null(m.external_db);
 	assert_string_equal(m.external_db, dbp);
-	assert_string_equal(m.external_db_rel, TS_SNAP_EXTERNAL_DB_DIR "/x.db");
-	me = ts_manifest_find(&m, TS_SNAP_EXTERNAL_DB_DIR "/x.db");
+	assert_string_equal(m.external_db_rel, TS_DBSNAP_EXTERNAL_DIR "/x.db");
+	me = ts_manifest_find(&m, TS_DBSNAP_EXTERNAL_DIR "/x.db");
 	assert_non_null(me);
 	assert_int_equal(me->type, 'f');
 	ts_manifest_free(&m);
@@ -1203,7 +1204,7 @@ static void test_snap_external_db(void **state)
 		assert_false(out.none);
 		take_ok(x, "ext2", &st2);
 		assert_false(stage_exists(x));
-		check_db(x, "ext2", TS_SNAP_EXTERNAL_DB_DIR "/x.db", 3, "first,second,third");
+		check_db(x, "ext2", TS_DBSNAP_EXTERNAL_DIR "/x.db", 3, "first,second,third");
 		compare_tree(x, "ext2");
 		check_manifest(x, "ext2", &st2, &m);
 		assert_string_equal(m.external_db, dbp);

@@ -6,6 +6,7 @@
  *   pg_dumprun.c  pg_dump's version check and the dump run
  *   pg_dumphdr.c  the dump header rewrite for the public schema
  *   pg_lock.c     the snapshot lock protocol: the backend's session ops
+ *   pg_tree.c     where the dump goes in a snapshot's tree
  *   pg_restore.c  restore: the busy check and the dump load
  *
  * Ownership: a pg_impl belongs to its ts_dbsnap (pg_free); a pg_child to
@@ -116,6 +117,14 @@ int pg_write_all(int fd, const char *buf, size_t len);
  * public schema. */
 ts_err_code pg_stream(ts_dbsnap *d, int pipefd, int fd, const char *rel, ts_err *e);
 
-/* pg_restore.c: ts_dbsnap_pg_restore_check and ts_dbsnap_pg_load (dbsnap.h) */
+/* pg_tree.c */
+bool pg_excluded(const ts_env *env, const char *rel);
+ts_err_code pg_place(const ts_env *env, int treefd, int envfd, char **rel, const char **dir, ts_err *e);
+
+/* pg_restore.c: the ts_db_restore operations (dbsnap.h) */
+ts_err_code pg_restore_open(ts_db_restore *r, ts_err *e);
+ts_err_code pg_restore_check(ts_db_restore *r, bool force, ts_err *e);
+ts_err_code pg_restore_load(ts_db_restore *r, ts_err *e);
+void pg_restore_close(ts_db_restore *r);
 
 #endif

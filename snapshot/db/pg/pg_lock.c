@@ -21,8 +21,8 @@
  * the same.  The dump is plain SQL, mode 0600, of the Trac schema only,
  * streamed through this process (pg_dumphdr.c).
  *
- * This file is the backend's session operations: open, lock, capture,
- * release.
+ * This file is the backend's table (ts_db_postgres, dbsnap.h) and its
+ * session operations: open, lock, capture, release.
  */
 #include "db/pg/pg_int.h"
 
@@ -242,22 +242,13 @@ out:
 }
 
 
-static const ts_dbsnap_ops pg_ops = {
-	.name = "postgres",
-	.lock = pg_lock,
-	.capture = pg_capture,
-	.release = pg_release,
-	.free = pg_free,
-};
-
-ts_err_code ts_dbsnap_pg_open(ts_dbsnap *d, ts_err *e)
+static ts_err_code pg_open(ts_dbsnap *d, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	const ts_dburi *u = &d->env->db;
 	pg_impl *im = calloc(1, sizeof *im);
 
 	d->impl = im;
-	d->ops = &pg_ops;
 	if (!im)
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	im->display = pg_display(u);
@@ -295,3 +286,19 @@ out:
 		pg_free(d);
 	return rc;
 }
+
+
+const ts_db_backend ts_db_postgres = {
+	.name = "postgres",
+	.excluded = pg_excluded,
+	.place = pg_place,
+	.open = pg_open,
+	.lock = pg_lock,
+	.capture = pg_capture,
+	.release = pg_release,
+	.free = pg_free,
+	.restore_open = pg_restore_open,
+	.restore_check = pg_restore_check,
+	.restore_load = pg_restore_load,
+	.restore_close = pg_restore_close,
+};

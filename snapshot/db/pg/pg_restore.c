@@ -1,18 +1,24 @@
 /* pg_restore.c - the PostgreSQL backend's part of restore (dbsnap.h,
- * doc/contract.md section 6): the busy check (other sessions, tables in
- * the schema) and the load.  It reuses the connection, message and psql
+ * ts_db_restore, doc/contract.md section 6): the snapshot's own dump checked
+ * before anything changes, the busy check (other sessions, tables in the
+ * schema) and the load.  It reuses the connection, message and psql
  * plumbing of the other files through a handle that only has a connection:
  * no lock, no exported snapshot.
  */
 #include "db/pg/pg_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "base/beneath.h"
+#include "db/pg/pgdump_check.h"
 
 typedef struct pg_session {
 	ts_dbsnap d;
@@ -130,7 +136,7 @@ out:
 /* Refuse (TS_ERR_BUSY) while other sessions use the database, naming
  * their pids, programs and addresses, and (TS_ERR_EXISTS) when the schema
  * already holds tables; force skips both. */
-ts_err_code ts_dbsnap_pg_restore_check(const ts_env *env, bool force, ts_err *e)
+static ts_err_code pg_busy(const ts_env *env, bool force, ts_err *e)
 {
 	pg_session r;
 	char who[1024];
@@ -206,7 +212,7 @@ static char *pg_load_post(PGconn *c, const char *schema, const char *qschema)
  * database is as it was.  dump_desc names the dump in messages.  The
  * password reaches psql as a password file on a descriptor (pg_proc.c),
  * never on its command line. */
-ts_err_code ts_dbsnap_pg_load(const ts_env *env, int dump_fd, const char *dump_desc, ts_err *e)
+static ts_err_code pg_load(const ts_env *env, int dump_fd, const char *dump_desc, ts_err *e)
 {
 	pg_session r;
 	pg_child ch = { .passfd = -1, .errfd = -1, .pid = -1 };
@@ -286,4 +292,59 @@ out:
 		pg_scrub(e->msg, env->db.password);
 	pg_session_close(&r);
 	return rc;
+}
+
+
+/* ------------------------------------------------- the ts_db_restore ops */
+
+typedef struct pg_rs {
+	int dumpfd;                /* the snapshot's dump, checked */
+	char desc[PATH_MAX * 2];   /* <snapshot>/<dump> for messages */
+} pg_rs;
+
+/* The dump psql will read is the snapshot's own (never the copy in ENV,
+ * which belongs to the environment's owner), checked for psql
+ * meta-commands before anything changes. */
+ts_err_code pg_restore_open(ts_db_restore *r, ts_err *e)
+{
+	pg_rs *p = calloc(1, sizeof *p);
+	ts_err_code rc;
+
+	if (!p)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	p->dumpfd = -1;
+	r->impl = p;
+	rc = ts_db_restore_has_copy(r, TS_DBSNAP_PG_DUMP_REL, e);
+	if (rc != TS_OK)
+		return rc;
+	snprintf(p->desc, sizeof p->desc, "%s/%s", r->snap->root, r->copy_rel);
+	p->dumpfd = ts_beneath_open(r->snapfd, r->copy_rel, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0);
+	if (p->dumpfd < 0 || fstat(p->dumpfd, &r->copy_st) < 0)
+		return ts_err_sys(e, errno, "%s: cannot open", p->desc);
+	if (!S_ISREG(r->copy_st.st_mode))
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: not a regular file", p->desc);
+	return ts_pgdump_check(p->dumpfd, p->desc, e);
+}
+
+ts_err_code pg_restore_check(ts_db_restore *r, bool force, ts_err *e)
+{
+	return pg_busy(r->snap, force, e);
+}
+
+ts_err_code pg_restore_load(ts_db_restore *r, ts_err *e)
+{
+	pg_rs *p = r->impl;
+	return pg_load(r->snap, p->dumpfd, p->desc, e);
+}
+
+void pg_restore_close(ts_db_restore *r)
+{
+	pg_rs *p = r->impl;
+
+	if (!p)
+		return;
+	if (p->dumpfd >= 0)
+		close(p->dumpfd);
+	free(p);
+	r->impl = NULL;
 }

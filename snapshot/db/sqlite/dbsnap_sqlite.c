@@ -14,7 +14,7 @@
  * the writers waiting until the copy is done and both end together.
  */
 #include "base/beneath.h"
-#include "db/dbsnap.h"
+#include "db/sqlite/sqlite_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +36,7 @@ typedef struct sqlite_impl {
 	bool r_open;     /* R's read transaction is open */
 	bool wal;
 	bool precopied;  /* a raw copy of the file is in place at the destination */
+	struct stat db_st; /* the database file at lock time: the copy's metadata */
 } sqlite_impl;
 
 #define SQLITE_BLOCK (64 * 1024)
@@ -148,7 +149,7 @@ static ts_err_code sqlite_lock(ts_dbsnap *d, ts_err *e)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &d->locked_at);
 	d->held = true;
-	if (stat(path, &d->db_st) < 0) {
+	if (stat(path, &im->db_st) < 0) {
 		rc = ts_err_sys(e, errno, "%s: cannot stat", path);
 		goto out;
 	}
@@ -380,9 +381,9 @@ out:
 			unlinkat(pfd, side, 0);
 		}
 		fd = openat(pfd, leaf, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		struct timespec times[2] = { d->db_st.st_atim, d->db_st.st_mtim };
-		if (fd < 0 || (fchown(fd, d->db_st.st_uid, d->db_st.st_gid) < 0 && geteuid() == 0) ||
-		    fchmod(fd, d->db_st.st_mode & 07777) < 0 || futimens(fd, times) < 0)
+		struct timespec times[2] = { im->db_st.st_atim, im->db_st.st_mtim };
+		if (fd < 0 || (fchown(fd, im->db_st.st_uid, im->db_st.st_gid) < 0 && geteuid() == 0) ||
+		    fchmod(fd, im->db_st.st_mode & 07777) < 0 || futimens(fd, times) < 0)
 			rc = ts_err_sys(e, errno, "%s: cannot set metadata of the database copy", rel);
 		if (fd >= 0)
 			close(fd);
@@ -391,16 +392,7 @@ out:
 	return rc;
 }
 
-static const ts_dbsnap_ops sqlite_ops = {
-	.name = "sqlite",
-	.precopy = sqlite_precopy,
-	.lock = sqlite_lock,
-	.capture = sqlite_capture,
-	.release = sqlite_release,
-	.free = sqlite_free,
-};
-
-ts_err_code ts_dbsnap_sqlite_open(ts_dbsnap *d, ts_err *e)
+static ts_err_code sqlite_open(ts_dbsnap *d, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	const char *path = d->env->db_abs;
@@ -408,7 +400,6 @@ ts_err_code ts_dbsnap_sqlite_open(ts_dbsnap *d, ts_err *e)
 	struct stat st;
 	int src;
 
-	d->ops = &sqlite_ops;
 	d->impl = im;
 	if (!im)
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
@@ -449,3 +440,17 @@ out:
 	}
 	return rc;
 }
+
+const ts_db_backend ts_db_sqlite = {
+	.name = "sqlite",
+	.excluded = sqlite_excluded,
+	.place = sqlite_place,
+	.open = sqlite_open,
+	.precopy = sqlite_precopy,
+	.lock = sqlite_lock,
+	.capture = sqlite_capture,
+	.release = sqlite_release,
+	.free = sqlite_free,
+	.restore_open = sqlite_restore_open,
+	.restore_fix = sqlite_restore_fix,
+};
