@@ -13,7 +13,6 @@
  */
 #include "restore/restore.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,90 +30,6 @@
 #include "db/dbsnap.h"
 #include "env/env.h"
 #include "store/manifest.h"
-
-/* ------------------------------------------------------------ busy check */
-
-/* link is db itself or one of its journals (db-wal, db-shm, db-journal). */
-static bool ts_restore_is_db(const char *link, const char *db)
-{
-	size_t n = db ? strlen(db) : 0;
-
-	return n && !strncmp(link, db, n) && (link[n] == '\0' || link[n] == '-');
-}
-
-/* Does process pid have such a file open? */
-static bool ts_restore_pid_uses(const char *pid, const char *root, const char *db)
-{
-	char dir[300], path[600], link[PATH_MAX];
-	bool hit = false;
-	struct dirent *de;
-	DIR *d;
-
-	snprintf(dir, sizeof dir, "/proc/%s/fd", pid);
-	d = opendir(dir);
-	if (!d)
-		return false;   /* gone, or not ours to see */
-	while (!hit && (de = readdir(d)) != NULL) {
-		struct stat st;
-		ssize_t n;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-		n = readlink(path, link, sizeof link - 1);
-		if (n <= 0 || link[0] != '/')
-			continue;       /* pipes, sockets, anon inodes */
-		link[n] = '\0';
-		if (!ts_path_is_under(link, root) && !ts_restore_is_db(link, db))
-			continue;
-		/* An open directory survives the renames harmlessly. */
-		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-			continue;
-		hit = true;
-	}
-	closedir(d);
-	return hit;
-}
-
-int ts_restore_users(const char *root, const char *db, char *who, size_t len)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *de;
-	char self[32];
-	size_t off = 0;
-	int count = 0;
-
-	if (len)
-		who[0] = '\0';
-	if (!d)
-		return 0;
-	snprintf(self, sizeof self, "%ld", (long)getpid());
-	while ((de = readdir(d)) != NULL) {
-		char comm[64] = "?", path[300];
-		FILE *f;
-		int w;
-
-		if (!isdigit((unsigned char)de->d_name[0]) || !strcmp(de->d_name, self))
-			continue;
-		if (!ts_restore_pid_uses(de->d_name, root, db))
-			continue;
-		snprintf(path, sizeof path, "/proc/%s/comm", de->d_name);
-		if ((f = fopen(path, "re")) != NULL) {
-			if (fgets(comm, sizeof comm, f))
-				comm[strcspn(comm, "\n")] = '\0';
-			fclose(f);
-		}
-		count++;
-		if (off < len) {
-			w = snprintf(who + off, len - off, "%spid %s (%s)", count > 1 ? ", " : "",
-			             de->d_name, comm);
-			if (w > 0)
-				off += (size_t)w;
-		}
-	}
-	closedir(d);
-	return count;
-}
 
 /* ------------------------------------------------------------------ copy */
 
