@@ -13,7 +13,6 @@
  */
 #include "restore/restore.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,119 +28,8 @@
 #include "base/trust.h"
 #include "db/dbsnap.h"
 #include "env/env.h"
+#include "restore/restore_int.h"
 #include "store/manifest.h"
-
-/* ------------------------------------------------------------------ copy */
-
-typedef struct ts_restore_copy {
-	int src;                   /* the snapshot */
-	int dst;                   /* the temporary sibling */
-	const char *desc;          /* snapshot path for messages */
-	const char *skip;          /* a top-level entry not to copy, or NULL */
-	ts_restore_out *out;
-	const ts_progress_sink *progress;
-	ts_progress pr;            /* totals counted before the copy */
-} ts_restore_copy;
-
-/* Count what a copy of rel will take, for the progress line's ETA. */
-static void ts_restore_count(ts_restore_copy *c, const char *rel)
-{
-	struct dirent *de;
-	int fd = openat(c->src, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		struct stat st;
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode)) {
-			char sub[PATH_MAX];
-			if (snprintf(sub, sizeof sub, "%s/%s", rel, de->d_name) < (int)sizeof sub)
-				ts_restore_count(c, sub);
-		} else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
-			c->pr.files_total++;
-			c->pr.bytes_total += S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
-		}
-	}
-	closedir(d);
-}
-
-/* Copy the directory rel ("." for the top) and everything below it; its
- * own metadata last, as adding entries changes a directory's mtime (but
- * not for the top: see the end).  The destination is a directory only root
- * can enter, so the multi-component paths below it cross nothing another
- * account controls. */
-static ts_err_code ts_restore_copy_dir(ts_restore_copy *c, const char *rel, const struct stat *dst_st,
-                                       ts_err *e)
-{
-	ts_err_code rc = TS_OK;
-	struct dirent *de;
-	DIR *d = NULL;
-	int fd = openat(c->src, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		rc = ts_err_sys(e, errno, "%s/%s: cannot read the directory", c->desc, rel);
-		if (fd >= 0)
-			close(fd);
-		return rc;
-	}
-	while (rc == TS_OK && (errno = 0, de = readdir(d)) != NULL) {
-		char sub[PATH_MAX];
-		struct stat st;
-		ts_copy_out co;
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (!strcmp(rel, ".") && c->skip && !strcmp(de->d_name, c->skip))
-			continue;
-		if (snprintf(sub, sizeof sub, "%s%s%s", strcmp(rel, ".") ? rel : "",
-		             strcmp(rel, ".") ? "/" : "", de->d_name) >= (int)sizeof sub) {
-			rc = ts_err_set(e, TS_ERR_IO, "%s/%s/%s: path too long", c->desc, rel, de->d_name);
-			break;
-		}
-		if (fstatat(c->src, sub, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			rc = ts_err_sys(e, errno, "%s/%s: cannot stat", c->desc, sub);
-			break;
-		}
-		if (S_ISDIR(st.st_mode)) {
-			if (mkdirat(c->dst, sub, 0700) < 0)
-				rc = ts_err_sys(e, errno, "%s/%s: cannot create the directory copy", c->desc, sub);
-			else
-				rc = ts_restore_copy_dir(c, sub, &st, e);
-		} else if (S_ISREG(st.st_mode)) {
-			rc = ts_copy_file(c->src, c->dst, sub, 0, c->desc, &co, e);
-			if (rc == TS_OK) {
-				c->out->files++;
-				c->out->bytes += co.bytes;
-			}
-		} else if (S_ISLNK(st.st_mode)) {
-			rc = ts_copy_symlink(c->src, c->dst, sub, c->desc, &co, e);
-			if (rc == TS_OK)
-				c->out->files++;
-		}
-		if (c->progress && (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))) {
-			c->pr.files_done = c->out->files;
-			c->pr.bytes_done = c->out->bytes;
-			ts_progress_report(c->progress, &c->pr);
-		}
-		/* A snapshot holds no FIFOs, sockets or devices (spec section 3). */
-	}
-	if (rc == TS_OK && errno)
-		rc = ts_err_sys(e, errno, "%s/%s: cannot read the directory", c->desc, rel);
-	closedir(d);
-	/* The top's owner and mode come last of all, just before the swap
-	 * (ts_restore): until then the copy is root's alone. */
-	if (rc == TS_OK && strcmp(rel, "."))
-		rc = ts_copy_dir_meta(c->src, c->dst, rel, dst_st, c->desc, e);
-	return rc;
-}
-
 
 /* ------------------------------------------------ where restore may write
  *
@@ -350,16 +238,10 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 	if (tmpfd < 0)
 		goto out;
 	made_tmp = true;
-	{
-		ts_restore_copy c = { .src = snapfd, .dst = tmpfd, .desc = snap.root, .skip = db.skip,
-		                      .out = out, .progress = progress };
-		if (progress)
-			ts_restore_count(&c, ".");
-		rc = ts_restore_copy_dir(&c, ".", &st, e);
-		ts_copy_thread_done();
-		if (rc != TS_OK)
-			goto out;
-	}
+	rc = restore_copy_tree(snapfd, tmpfd, snap.root, db.skip, progress, out, e);
+	ts_copy_thread_done();
+	if (rc != TS_OK)
+		goto out;
 	if (!ext_base) {
 		rc = ts_db_restore_fix(&db, envfd, -1, tmpfd, db.copy_rel, tmp, e);
 		if (rc != TS_OK)
