@@ -147,7 +147,8 @@ struct ts_db_restore {
 	const ts_env *live;          /* ENV (borrowed) */
 	int snapfd;                  /* the snapshot's top (borrowed) */
 	const char *recorded;        /* the external database's path the snapshot's
-	                              * manifest recorded, or NULL (borrowed) */
+	                              * manifest recorded, or NULL (borrowed; for
+	                              * restore_open only) */
 	/* Filled by restore_open: */
 	char copy_rel[PATH_MAX];     /* the database copy in the snapshot */
 	struct stat copy_st;         /* ... its stat */

@@ -33,8 +33,8 @@
 
 /* ------------------------------------------------ where restore may write
  *
- * Restore writes in two directories: ENV's parent (the copy, then the
- * swap) and, for an external SQLite database, the database's directory.
+ * Restore writes in two directories: ENV's parent (the copy, then the swap)
+ * and, for a database outside ENV (SQLite's external one), its directory.
  * Both are opened with ts_trust_open_path (trust.h): from "/" one component
  * at a time, never through a symbolic link, every directory owned by root
  * or by the snapshot's owner (of the environment or of the database file)
