@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "cli_progress.h"
 #include "store/name.h"
@@ -63,7 +64,7 @@ int cli_snapshot(int argc, char **argv)
 			return cli_fail(&e);
 	} else {
 		/* No ':' in default names: tar and rsync read "a:b" as host:path. */
-		time_t now = time(NULL);
+		time_t now = ts_clock_name_time();
 		struct tm tm;
 		localtime_r(&now, &tm);
 		strftime(name, sizeof name, "%Y-%m-%dT%H%M%S", &tm);

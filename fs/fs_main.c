@@ -17,6 +17,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "db/dbsnap.h"
 #include "fs.h"
 #include "base/log.h"
@@ -149,6 +150,9 @@ int fs_main(int argc, char **argv)
 	pthread_mutex_init(&c.plus_mu, NULL);
 	ts_err_clear(&e);
 	ts_log_init(TS_LOG_STDERR, LOG_INFO);
+	/* The test clock is read now, so that a bad value is said on stderr
+	 * rather than in syslog after the daemon has detached. */
+	(void)ts_clock_name_time();
 
 	if (fuse_opt_parse(&args, &cl, fs_opt_spec, fs_opt_proc) < 0)
 		goto out;

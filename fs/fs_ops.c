@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "base/beneath.h"
+#include "base/clock.h"
 #include "fs.h"
 #include "base/log.h"
 #include "store/name.h"
@@ -125,7 +126,7 @@ void fs_writer_unlock(fs_ctx *c)
 /* Which auto formats give name for the current time: bit i for format i. */
 static unsigned fs_auto_mask(const fs_ctx *c, const char *name)
 {
-	time_t now = time(NULL);
+	time_t now = ts_clock_name_time();
 	struct tm tm;
 	char buf[NAME_MAX + 1];
 	unsigned mask = 0;
@@ -143,7 +144,7 @@ static unsigned fs_auto_mask(const fs_ctx *c, const char *name)
  * Returns how many. */
 static size_t fs_auto_now(const fs_ctx *c, char buf[][NAME_MAX + 1], const char **ptrs)
 {
-	time_t now = time(NULL);
+	time_t now = ts_clock_name_time();
 	struct tm tm;
 	size_t k = 0;
 
