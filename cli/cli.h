@@ -33,8 +33,9 @@ int cli_bad_option(const char *cmd, const char *usage, int argc, char **argv);
 int cli_check_args(const char *cmd, const char *usage, int argc, char **argv,
                    int min, int max, const char *missing);
 
-/* Parse a whole decimal number in [lo, hi]; false for "", "5x", overflow. */
-bool cli_parse_int(const char *s, long lo, long hi, int *out);
+/* --lock-timeout S of snapshot and prune (base/parse.h has the bounds):
+ * 0 with *out set, or the message printed and EX_USAGE. */
+int cli_parse_lock_timeout(const char *arg, int *out);
 
 /* Print "tracsnap: <msg>" and return the sysexits status for e. */
 int cli_fail(const ts_err *e);

@@ -1,12 +1,12 @@
 /* cmd_prune.c - tracsnap prune: remove the snapshots a retention policy does
  * not keep (restic's meaning of the words; see snapshot/store/prune.h). */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sysexits.h>
 
 #include "cli.h"
+#include "base/parse.h"
 #include "store/prune.h"
 
 static const char cli_prune_usage[] =
@@ -35,7 +35,7 @@ int cli_prune(int argc, char **argv)
 	const char *store_path = NULL;
 	ts_prune_policy p = { 0 };
 	bool dry_run = false;
-	int lock_timeout = 30;
+	int lock_timeout = TS_LOCK_TIMEOUT_DEFAULT;
 	ts_env env;
 	ts_store store;
 	ts_err e;
@@ -44,8 +44,6 @@ int cli_prune(int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
 		int *slot = NULL;
-		char *end;
-		long val;
 		switch (c) {
 		case 's': store_path = optarg; continue;
 		case 'n': dry_run = true; continue;
@@ -54,18 +52,19 @@ int cli_prune(int argc, char **argv)
 		case 'D': slot = &p.daily; break;
 		case 'W': slot = &p.weekly; break;
 		case 'M': slot = &p.monthly; break;
-		case 't': slot = &lock_timeout; break;
+		case 't':
+			status = cli_parse_lock_timeout(optarg, &lock_timeout);
+			if (status)
+				return status;
+			continue;
 		default:
 			return cli_bad_option("prune", cli_prune_usage, argc, argv);
 		}
-		errno = 0;
-		val = strtol(optarg, &end, 10);
-		if (end == optarg || *end || errno || val < (c == 't' ? 1 : 0) || val > 1000000) {
-			fprintf(stderr, "tracsnap: --%s %s: must be a number from %d to 1000000\n",
-			        longopts[idx].name, optarg, c == 't' ? 1 : 0);
+		if (!ts_parse_int(optarg, 0, 1000000, slot)) {
+			fprintf(stderr, "tracsnap: --%s %s: must be a number from 0 to 1000000\n",
+			        longopts[idx].name, optarg);
 			return EX_USAGE;
 		}
-		*slot = (int)val;
 	}
 	status = cli_check_args("prune", cli_prune_usage, argc, argv, 1, 1, "ENV");
 	if (status)

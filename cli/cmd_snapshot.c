@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/parse.h"
 #include "cli_progress.h"
 #include "store/name.h"
 #include "store/seal.h"
@@ -25,7 +26,7 @@ int cli_snapshot(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *store_path = NULL;
-	ts_snap_opts o = { .lock_timeout_s = 30 };
+	ts_snap_opts o = { .lock_timeout_s = TS_LOCK_TIMEOUT_DEFAULT };
 	ts_snap_stats st;
 	ts_env env;
 	ts_store store;
@@ -44,10 +45,9 @@ int cli_snapshot(int argc, char **argv)
 			o.no_database = true;
 			break;
 		case 't':
-			if (!cli_parse_int(optarg, 1, 86400, &o.lock_timeout_s)) {
-				fprintf(stderr, "tracsnap: --lock-timeout %s: must be a number of seconds from 1 to 86400\n", optarg);
-				return EX_USAGE;
-			}
+			status = cli_parse_lock_timeout(optarg, &o.lock_timeout_s);
+			if (status)
+				return status;
 			break;
 		default:
 			return cli_bad_option("snapshot", snapshot_usage, argc, argv);

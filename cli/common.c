@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "base/log.h"
+#include "base/parse.h"
 #include "base/sysexit.h"
 
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
@@ -53,17 +54,17 @@ int cli_check_args(const char *cmd, const char *usage, int argc, char **argv,
 	return 0;
 }
 
-bool cli_parse_int(const char *s, long lo, long hi, int *out)
+int cli_parse_lock_timeout(const char *arg, int *out)
 {
-	char *end;
-	long v;
+	ts_err e;
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (end == s || *end || errno || v < lo || v > hi)
-		return false;
-	*out = (int)v;
-	return true;
+	ts_err_clear(&e);
+	if (ts_parse_lock_timeout(arg, out, &e) == TS_OK)
+		return 0;
+	/* The command line's own wording (the mount option says "whole"). */
+	fprintf(stderr, "tracsnap: --lock-timeout %s: must be a number of seconds from %d to %d\n",
+	        arg, TS_LOCK_TIMEOUT_MIN, TS_LOCK_TIMEOUT_MAX);
+	return EX_USAGE;
 }
 
 int cli_fail(const ts_err *e)

@@ -21,10 +21,10 @@
 #include "db/dbsnap.h"
 #include "fs.h"
 #include "base/log.h"
+#include "base/parse.h"
 #include "base/sysexit.h"
 
 #define FS_DEFAULT_AUTO "%Y-%m-%d:%Y-%m-%dT%H"
-#define FS_DEFAULT_LOCK_TIMEOUT 30
 
 typedef struct fs_cmdline {
 	char *env;
@@ -126,7 +126,7 @@ int fs_main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts fo;
-	fs_cmdline cl = { .lock_timeout = FS_DEFAULT_LOCK_TIMEOUT };
+	fs_cmdline cl = { .lock_timeout = TS_LOCK_TIMEOUT_DEFAULT };
 	fs_ctx c;
 	ts_err e;
 	ts_dbsnap *db = NULL;
@@ -165,16 +165,10 @@ int fs_main(int argc, char **argv)
 		        "ENV MOUNTPOINT; tracsnap --help)\n", !cl.env ? "ENV" : "MOUNTPOINT");
 		goto out;
 	}
-	if (cl.lock_timeout_text) {
-		char *end;
-		errno = 0;
-		long v = strtol(cl.lock_timeout_text, &end, 10);
-		if (errno || end == cl.lock_timeout_text || *end || v < 1 || v > 86400) {
-			fprintf(stderr, "tracsnap: lock_timeout=%s: must be a whole number of seconds "
-			        "from 1 to 86400\n", cl.lock_timeout_text);
-			goto out;
-		}
-		cl.lock_timeout = (int)v;
+	if (cl.lock_timeout_text &&
+	    ts_parse_lock_timeout(cl.lock_timeout_text, &cl.lock_timeout, &e) != TS_OK) {
+		fprintf(stderr, "tracsnap: lock_timeout=%s: %s\n", cl.lock_timeout_text, e.msg);
+		goto out;
 	}
 	c.lock_timeout_s = cl.lock_timeout;
 	c.no_database = cl.no_database;
