@@ -24,7 +24,6 @@
 #include "base/parse.h"
 #include "base/sysexit.h"
 
-#define FS_DEFAULT_AUTO "%Y-%m-%d:%Y-%m-%dT%H"
 
 typedef struct fs_cmdline {
 	char *env;
@@ -72,37 +71,11 @@ static int fs_opt_proc(void *data, const char *arg, int key, struct fuse_args *o
 	return -1;
 }
 
-static int fs_split_auto(fs_ctx *c, const char *spec)
-{
-	char *dup = strdup(spec), *save = NULL, *tok;
-	if (!dup)
-		return -1;
-	for (tok = strtok_r(dup, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
-		if (c->nauto == FS_MAX_AUTO) {
-			fprintf(stderr, "tracsnap: auto=%s: at most %d formats\n", spec, FS_MAX_AUTO);
-			free(dup);
-			return -1;
-		}
-		c->auto_fmts[c->nauto++] = strdup(tok);
-	}
-	free(dup);
-	return 0;
-}
-
 static void fs_ctx_free(fs_ctx *c)
 {
 	fs_watch_stop(c);
-	fs_stage_stop(c);
-	fs_seal_stop(c);
-	fs_stage_close(c);
-	ts_store_close(&c->store);
-	ts_env_close(&c->env);
+	dmn_free(&c->d);
 	free(c->mnt);
-	for (int i = 0; i < c->nauto; i++)
-		free(c->auto_fmts[i]);
-	pthread_mutex_destroy(&c->snap_mu);
-	fs_plus_free(c);
-	pthread_mutex_destroy(&c->plus_mu);
 }
 
 static bool fs_has_opt(const struct fuse_args *a, const char *opt)
@@ -136,8 +109,8 @@ int fs_main(int argc, char **argv)
 	bool store_created = false;
 
 	memset(&c, 0, sizeof c);
+	dmn_init(&c.d);
 	c.watch_fd = c.watch_stop = -1;
-	c.stage_ino = c.stage_wake = -1;
 	/* Every FUSE worker thread would get its own malloc arena that keeps
 	 * what a large snapshot freed; two arenas bound the daemon's size. */
 	mallopt(M_ARENA_MAX, 2);
@@ -146,8 +119,6 @@ int fs_main(int argc, char **argv)
 	 * faults.  Serve them from the heap instead. */
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	memset(&fo, 0, sizeof fo);
-	pthread_mutex_init(&c.snap_mu, NULL);
-	pthread_mutex_init(&c.plus_mu, NULL);
 	ts_err_clear(&e);
 	ts_log_init(TS_LOG_STDERR, LOG_INFO);
 	/* The test clock is read now, so that a bad value is said on stderr
@@ -170,33 +141,33 @@ int fs_main(int argc, char **argv)
 		fprintf(stderr, "tracsnap: lock_timeout=%s: %s\n", cl.lock_timeout_text, e.msg);
 		goto out;
 	}
-	c.lock_timeout_s = cl.lock_timeout;
-	c.no_database = cl.no_database;
-	c.owner = getuid();
-	c.owner_gid = getgid();
-	if (fs_split_auto(&c, cl.auto_fmts ? cl.auto_fmts : FS_DEFAULT_AUTO) < 0)
-		goto out;
+	c.d.lock_timeout_s = cl.lock_timeout;
+	c.d.no_database = cl.no_database;
+	c.d.who.owner = getuid();
+	c.d.who.owner_gid = getgid();
+	if (dmn_auto_parse(&c.d.autos, cl.auto_fmts ? cl.auto_fmts : DMN_AUTO_DEFAULT, &e) != TS_OK)
+		goto fail_msg;
 	if (cl.manage_group) {
 		struct group *g = getgrnam(cl.manage_group);
 		char *end;
 		unsigned long gid = strtoul(cl.manage_group, &end, 10);
 		if (g) {
-			c.manage_gid = g->gr_gid;
+			c.d.who.group = g->gr_gid;
 		} else if (*cl.manage_group && !*end) {
-			c.manage_gid = (gid_t)gid;
+			c.d.who.group = (gid_t)gid;
 		} else {
 			fprintf(stderr, "tracsnap: manage_group=%s: no such group\n", cl.manage_group);
 			goto out;
 		}
-		c.has_manage_gid = true;
+		c.d.who.has_group = true;
 	}
 	if (cl.keep) {
-		if (ts_prune_policy_parse(cl.keep, &c.keep, &e) != TS_OK)
+		if (ts_prune_policy_parse(cl.keep, &c.d.keep, &e) != TS_OK)
 			goto fail_msg;
-		c.has_keep = true;
+		c.d.has_keep = true;
 	}
 
-	if (ts_env_open(cl.env, &c.env, &e) != TS_OK || ts_env_check_supported(&c.env, &e) != TS_OK) {
+	if (ts_env_open(cl.env, &c.d.env, &e) != TS_OK || ts_env_check_supported(&c.d.env, &e) != TS_OK) {
 		status = ts_sysexit(e.code);
 		goto fail_msg;
 	}
@@ -220,23 +191,23 @@ int fs_main(int argc, char **argv)
 	mnt_abs = realpath(cl.mnt, NULL);
 	c.mnt = mnt_abs;
 	mnt_abs = NULL;
-	store = cl.store ? strdup(cl.store) : ts_store_default_path(c.env.root);
+	store = cl.store ? strdup(cl.store) : ts_store_default_path(c.d.env.root);
 	if (!store || !c.mnt) {
 		ts_err_set(&e, TS_ERR_NOMEM, "out of memory");
 		goto fail_msg;
 	}
-	if (ts_store_check_placement(store, c.env.root, c.mnt, &e) != TS_OK)
+	if (ts_store_check_placement(store, c.d.env.root, c.mnt, &e) != TS_OK)
 		goto fail_msg;
 	/* The database must at least be there; it is opened for real at each snapshot. */
-	if (!c.no_database) {
-		if (ts_dbsnap_open(&c.env, c.lock_timeout_s, &db, &e) != TS_OK) {
+	if (!c.d.no_database) {
+		if (ts_dbsnap_open(&c.d.env, c.d.lock_timeout_s, &db, &e) != TS_OK) {
 			status = ts_sysexit(e.code);
 			goto fail_msg;
 		}
 		ts_dbsnap_close(db);
 	}
 	store_created = access(store, F_OK) != 0;
-	if (ts_store_open(store, true, &c.store, &e) != TS_OK) {
+	if (ts_store_open(store, true, &c.d.store, &e) != TS_OK) {
 		status = EX_CANTCREAT;
 		goto fail_msg;
 	}
@@ -245,8 +216,8 @@ int fs_main(int argc, char **argv)
 	{
 		ts_err le;
 		ts_err_clear(&le);
-		if (ts_store_lock(&c.store, 0, &le) == TS_OK)
-			ts_store_unlock(&c.store);
+		if (ts_store_lock(&c.d.store, 0, &le) == TS_OK)
+			ts_store_unlock(&c.d.store);
 	}
 
 	/* What every tracsnap mount needs: the kernel enforces the snapshot's
@@ -259,7 +230,7 @@ int fs_main(int argc, char **argv)
 	fuse_opt_add_arg(&args, "-osubtype=tracsnap");
 	{
 		char *fsname = NULL;
-		if (fuse_opt_add_opt_escaped(&fsname, c.env.root) == 0) {
+		if (fuse_opt_add_opt_escaped(&fsname, c.d.env.root) == 0) {
 			char *o = NULL;
 			if (asprintf(&o, "-ofsname=%s", fsname) >= 0) {
 				fuse_opt_add_arg(&args, o);

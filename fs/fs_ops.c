@@ -11,22 +11,18 @@
 #include <fcntl.h>
 #include <fuse.h>
 #include <limits.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "base/beneath.h"
-#include "base/clock.h"
 #include "fs.h"
 #include "base/log.h"
 #include "store/name.h"
-#include "take/snap.h"
 
 #define FS_LATEST_INO 2
 #define FS_CACHE_TIMEOUT 3600.0   /* fixed: the root is 1, store directories are never 2 */
@@ -79,162 +75,23 @@ static int fs_tree_fd(fs_ctx *c, const char *name)
 	if (name[0] == '.')
 		return -ENOENT;
 	snprintf(rel, sizeof rel, "%s/tree", name);
-	fd = openat(c->store.dirfd, rel, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	fd = openat(c->d.store.dirfd, rel, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }
 
-/* Only root, the mounting user and members of manage_group may manage
- * snapshots. */
-static int fs_may_manage(const fs_ctx *c)
+/* Who asks may manage snapshots (daemon.h: root, the mounting user, the
+ * manage group); the supplementary groups are fetched only when they
+ * matter. */
+static bool fs_may_manage(const fs_ctx *c)
 {
 	const struct fuse_context *fc = fuse_get_context();
 	gid_t groups[64];
 	int n;
 
-	if (fc->uid == 0 || fc->uid == c->owner)
-		return 1;
-	if (!c->has_manage_gid)
-		return 0;
-	if (fc->gid == c->manage_gid)
-		return 1;
+	if (!dmn_may_manage_needs_groups(&c->d.who, fc->uid, fc->gid))
+		return dmn_may_manage(&c->d.who, fc->uid, fc->gid, NULL, 0);
 	n = fuse_getgroups(64, groups);
-	for (int i = 0; i < n && i < 64; i++)
-		if (groups[i] == c->manage_gid)
-			return 1;
-	return 0;
-}
-
-static void fs_log_pruned(void *arg, const char *name, bool keep)
-{
-	(void)arg;
-	if (!keep)
-		ts_log(LOG_INFO, "pruned %s", name);
-}
-
-void fs_writer_lock(fs_ctx *c)
-{
-	__atomic_add_fetch(&c->stage_stop, 1, __ATOMIC_RELAXED);
-	pthread_mutex_lock(&c->snap_mu);
-	__atomic_sub_fetch(&c->stage_stop, 1, __ATOMIC_RELAXED);
-}
-
-void fs_writer_unlock(fs_ctx *c)
-{
-	pthread_mutex_unlock(&c->snap_mu);
-}
-
-/* Which auto formats give name for the current time: bit i for format i. */
-static unsigned fs_auto_mask(const fs_ctx *c, const char *name)
-{
-	time_t now = ts_clock_name_time();
-	struct tm tm;
-	char buf[NAME_MAX + 1];
-	unsigned mask = 0;
-
-	localtime_r(&now, &tm);
-	for (int i = 0; i < c->nauto; i++) {
-		size_t n = strftime(buf, sizeof buf, c->auto_fmts[i], &tm);
-		if (n > 0 && !strcmp(buf, name))
-			mask |= 1u << i;
-	}
-	return mask;
-}
-
-/* The names the auto formats give now, into buf; ptrs[k] points at each.
- * Returns how many. */
-static size_t fs_auto_now(const fs_ctx *c, char buf[][NAME_MAX + 1], const char **ptrs)
-{
-	time_t now = ts_clock_name_time();
-	struct tm tm;
-	size_t k = 0;
-
-	localtime_r(&now, &tm);
-	for (int i = 0; i < c->nauto; i++)
-		if (strftime(buf[k], NAME_MAX + 1, c->auto_fmts[i], &tm) > 0) {
-			ptrs[k] = buf[k];
-			k++;
-		}
-	return k;
-}
-
-/* Under snap_mu: was a snapshot already made in this period under name by
- * one of the formats in mask? */
-static bool fs_auto_spent(const fs_ctx *c, const char *name, unsigned mask)
-{
-	for (int i = 0; i < c->nauto; i++)
-		if ((mask & (1u << i)) && !strcmp(c->auto_made[i], name))
-			return true;
-	return false;
-}
-
-/* Take a snapshot now; serialised with every other snapshot of this daemon.
- * auto_mask: the auto formats that give name for the current period (0 if
- * none).  limited: the caller may not manage snapshots (a first access by
- * another user): it makes at most one snapshot per format and period, so
- * that looking names up cannot make the daemon snapshot and prune in a
- * loop.  Managers (mkdir, their first accesses) are not limited. */
-static int fs_take(fs_ctx *c, const char *name, const char *why, unsigned auto_mask,
-                   bool limited)
-{
-	ts_snap_opts o = { .name = name, .lock_timeout_s = c->lock_timeout_s,
-	                   .no_database = c->no_database, .cancel = &c->cancel };
-	ts_snap_stats st;
-	ts_err e;
-	char line[512];
-	int rc;
-
-	ts_err_clear(&e);
-	fs_writer_lock(c);
-	if (ts_store_exists(&c->store, name) && strcmp(why, "mkdir")) {
-		fs_writer_unlock(c);
-		return 0; /* another first access made it while we waited */
-	}
-	if (limited && fs_auto_spent(c, name, auto_mask)) {
-		fs_writer_unlock(c);
-		return -ENOENT;   /* made once in this period already (since deleted) */
-	}
-	rc = ts_snap_take(&c->store, &c->env, &o, &st, &e);
-	if (rc == TS_OK) {
-		ts_snap_format_stats(name, &st, line, sizeof line);
-		ts_log(LOG_INFO, "%s (%s)", line, why);
-		for (int i = 0; i < c->nauto; i++)
-			if (auto_mask & (1u << i))
-				snprintf(c->auto_made[i], sizeof c->auto_made[i], "%s", name);
-		/* Under the snapshot mutex, so that no snapshot of ours is half
-		 * made while we choose; a failed prune keeps the new snapshot.
-		 * The names of the current period of every auto format are kept
-		 * whatever keep= says: otherwise a first access of one (the hour)
-		 * would prune another's (the day), whose next first access would
-		 * snapshot and prune the first, and so on. */
-		if (c->has_keep) {
-			char now[FS_MAX_AUTO][NAME_MAX + 1];
-			const char *protect[FS_MAX_AUTO];
-			size_t nprotect = fs_auto_now(c, now, protect);
-			ts_err pe;
-			ts_err_clear(&pe);
-			if (ts_prune_store_except(&c->store, &c->keep, protect, nprotect, false,
-			                          c->lock_timeout_s, fs_log_pruned, NULL, &pe) != TS_OK)
-				ts_log(LOG_ERR, "prune after snapshot %s failed: %s", name, pe.msg);
-		}
-	}
-	/* A snapshot of a large tree allocates a lot briefly: give it back, so
-	 * that the daemon's size does not follow the number of snapshots.  The
-	 * stager does, after it has staged the next snapshot (fs_stage.c), off
-	 * mkdir's way; without a stager, here. */
-	if (!c->staging)
-		malloc_trim(0);
-	fs_writer_unlock(c);
-	if (rc == TS_OK) {
-		fs_seal_kick(c);
-		return 0;
-	}
-	if (rc == TS_ERR_NOSPC)
-		ts_log(LOG_ERR, "snapshot %s (%s) failed: store %s: no space left (%s); nothing "
-		       "was kept", name, why, c->store.root, e.msg);
-	else
-		ts_log(rc == TS_ERR_EXISTS || rc == TS_ERR_NAME ? LOG_INFO : LOG_ERR,
-		       "snapshot %s (%s) failed: %s", name, why, e.msg);
-	return -fs_errno(&e);
+	return dmn_may_manage(&c->d.who, fc->uid, fc->gid, groups, n < 0 ? 0 : n > 64 ? 64 : n);
 }
 
 static int fs_newest(fs_ctx *c, char *out, size_t len)
@@ -242,7 +99,7 @@ static int fs_newest(fs_ctx *c, char *out, size_t len)
 	ts_store_snap *v = NULL;
 	size_t n = 0;
 	ts_err e;
-	if (ts_store_list(&c->store, &v, &n, &e) != TS_OK)
+	if (ts_store_list(&c->d.store, &v, &n, &e) != TS_OK)
 		return -fs_errno(&e);
 	if (n == 0) {
 		ts_store_list_free(v, n);
@@ -264,7 +121,7 @@ static void fs_fix_stat(struct stat *st)
 }
 
 /* A lookup inside a snapshot: the kernel no longer holds this entry, so its
- * directory's next listing must carry attributes again (fs_plus.c). */
+ * directory's next listing must carry attributes again (daemon/daemon_plus.c). */
 static void fs_getattr_forget_parent(fs_ctx *c, int treefd, const char *rest)
 {
 	char parent[PATH_MAX];
@@ -276,7 +133,7 @@ static void fs_getattr_forget_parent(fs_ctx *c, int treefd, const char *rest)
 	else
 		snprintf(parent, sizeof parent, "%.*s", (int)(slash - rest), rest);
 	if (fstatat(treefd, parent, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		fs_plus_forget(c, st.st_dev, st.st_ino);
+		dmn_plus_forget(&c->d.plus, st.st_dev, st.st_ino);
 }
 
 static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
@@ -285,6 +142,7 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	fs_path p;
 	char newest[NAME_MAX + 1];
 	unsigned mask;
+	ts_err e;
 	int rc, fd = -1;
 
 	if (fi && fi->fh) {
@@ -300,36 +158,36 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	memset(st, 0, sizeof *st);
 	switch (p.kind) {
 	case FS_ROOT:
-		if (fstat(c->store.dirfd, st) < 0)
+		if (fstat(c->d.store.dirfd, st) < 0)
 			return -errno;
 		st->st_ino = 1;
 		/* The kernel checks this before mkdir/rmdir/rename reach us. */
-		st->st_mode = S_IFDIR | (c->has_manage_gid ? 0775 : 0755);
-		st->st_uid = c->owner;
-		st->st_gid = c->has_manage_gid ? c->manage_gid : c->owner_gid;
+		st->st_mode = S_IFDIR | (c->d.who.has_group ? 0775 : 0755);
+		st->st_uid = c->d.who.owner;
+		st->st_gid = c->d.who.has_group ? c->d.who.group : c->d.who.owner_gid;
 		st->st_nlink = 2;
 		return 0;
 	case FS_LATEST:
 		rc = fs_newest(c, newest, sizeof newest);
 		if (rc)
 			return rc;
-		if (fstat(c->store.dirfd, st) < 0)
+		if (fstat(c->d.store.dirfd, st) < 0)
 			return -errno;
 		st->st_ino = FS_LATEST_INO;
 		st->st_mode = S_IFLNK | 0777;
-		st->st_uid = c->owner;
-		st->st_gid = c->owner_gid;
+		st->st_uid = c->d.who.owner;
+		st->st_gid = c->d.who.owner_gid;
 		st->st_nlink = 1;
 		st->st_size = (off_t)strlen(newest);
 		st->st_blocks = 0;
 		return 0;
 	case FS_SNAP:
 		fd = fs_tree_fd(c, p.name);
-		if (fd == -ENOENT && !strcmp(p.rest, ".") && (mask = fs_auto_mask(c, p.name)) &&
+		if (fd == -ENOENT && !strcmp(p.rest, ".") && (mask = dmn_auto_mask_now(&c->d, p.name)) &&
 		    ts_name_check(p.name, NULL) == TS_OK) {
-			rc = fs_take(c, p.name, "first access", mask, !fs_may_manage(c));
-			if (rc)
-				return rc;
+			if (dmn_take(&c->d, p.name, DMN_WHY_FIRST_ACCESS, mask, !fs_may_manage(c),
+			             &e) != TS_OK)
+				return -fs_errno(&e);
 			fd = fs_tree_fd(c, p.name);
 		}
 		if (fd < 0)
@@ -406,7 +264,7 @@ static int fs_opendir(const char *path, struct fuse_file_info *fi)
 			return rc;
 		}
 		/* (libfuse 3.14's high-level API drops both from opendir's reply;
-		 * fs_plus.c makes up for the missing directory cache.) */
+		 * daemon/daemon_plus.c makes up for the missing directory cache.) */
 		fi->keep_cache = 1;
 		fi->cache_readdir = 1;
 	} else if (p.kind != FS_ROOT) {
@@ -430,7 +288,7 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 		ts_store_snap *v = NULL;
 		size_t n = 0;
 		ts_err e;
-		if (ts_store_list(&c->store, &v, &n, &e) != TS_OK)
+		if (ts_store_list(&c->d.store, &v, &n, &e) != TS_OK)
 			return -fs_errno(&e);
 		fill(buf, ".", NULL, 0, 0);
 		fill(buf, "..", NULL, 0, 0);
@@ -440,7 +298,7 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 			struct stat st;
 			snprintf(rel, sizeof rel, "%s/tree", v[i].name);
 			if (!strcmp(v[i].name, TS_NAME_LATEST) ||
-			    fstatat(c->store.dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			    fstatat(c->d.store.dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
 				continue;
 			fill(buf, v[i].name, &st, 0, 0);
 		}
@@ -452,10 +310,10 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 		return 0;
 	}
 	/* readdirplus: attributes with the names, so find and ls -l need no
-	 * lookup per entry; once per directory (fs_plus.c). */
+	 * lookup per entry; once per directory (daemon/daemon_plus.c). */
 	struct stat dst;
 	bool plus = (flags & FUSE_READDIR_PLUS) && fstat(dirfd(d->d), &dst) == 0 &&
-	            !fs_plus_seen(c, dst.st_dev, dst.st_ino);
+	            !dmn_plus_seen(&c->d.plus, dst.st_dev, dst.st_ino);
 	int rc = 0;
 	rewinddir(d->d);
 	while ((errno = 0, de = readdir(d->d)) != NULL) {
@@ -471,7 +329,7 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 	}
 	rc = errno ? -errno : 0;
 	if (plus && !rc)
-		fs_plus_mark(c, dst.st_dev, dst.st_ino);
+		dmn_plus_mark(&c->d.plus, dst.st_dev, dst.st_ino);
 	return rc;
 }
 
@@ -544,7 +402,7 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 static int fs_statfs(const char *path, struct statvfs *sv)
 {
 	(void)path;
-	return fstatvfs(fs_get()->store.dirfd, sv) < 0 ? -errno : 0;
+	return fstatvfs(fs_get()->d.store.dirfd, sv) < 0 ? -errno : 0;
 }
 
 /* xattrs of entries inside a snapshot.  There is no *at form of lgetxattr
@@ -723,7 +581,10 @@ static int fs_mkdir(const char *path, mode_t mode)
 		ts_log(LOG_INFO, "mkdir %s refused: %s", path, e.msg);
 		return -EINVAL;
 	}
-	return fs_take(c, p.name, "mkdir", fs_auto_mask(c, p.name), false);
+	if (dmn_take(&c->d, p.name, DMN_WHY_MKDIR, dmn_auto_mask_now(&c->d, p.name), false,
+	             &e) != TS_OK)
+		return -fs_errno(&e);
+	return 0;
 }
 
 static int fs_rmdir(const char *path)
@@ -743,20 +604,8 @@ static int fs_rmdir(const char *path)
 		return -EROFS;
 	if (!fs_may_manage(c))
 		return -EACCES;
-	ts_err_clear(&e);
-	fs_writer_lock(c);
-	rc = ts_store_lock(&c->store, c->lock_timeout_s, &e);
-	if (rc == TS_OK) {
-		rc = ts_store_remove(&c->store, p.name, &e);
-		ts_store_unlock(&c->store);
-	}
-	fs_writer_unlock(c);
-	if (rc != TS_OK) {
-		ts_log(LOG_ERR, "rmdir %s failed: %s", p.name, e.msg);
+	if (dmn_delete(&c->d, p.name, &e) != TS_OK)
 		return -fs_errno(&e);
-	}
-	ts_log(LOG_INFO, "snapshot %s deleted", p.name);
-	fs_seal_kick(c);   /* the stage may have gone with it: stage the newest again */
 	return 0;
 }
 
@@ -781,20 +630,8 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 		return -EACCES;
 	if (ts_name_check(b.name, &e) != TS_OK)
 		return -EINVAL;
-	ts_err_clear(&e);
-	fs_writer_lock(c);
-	rc = ts_store_lock(&c->store, c->lock_timeout_s, &e);
-	if (rc == TS_OK) {
-		rc = ts_store_rename(&c->store, a.name, b.name, &e);
-		ts_store_unlock(&c->store);
-	}
-	fs_writer_unlock(c);
-	if (rc != TS_OK) {
-		ts_log(LOG_INFO, "rename %s -> %s failed: %s", a.name, b.name, e.msg);
+	if (dmn_rename(&c->d, a.name, b.name, &e) != TS_OK)
 		return -fs_errno(&e);
-	}
-	ts_log(LOG_INFO, "snapshot %s renamed to %s", a.name, b.name);
-	fs_seal_kick(c);   /* a pass already running may have missed it under its new name */
 	return 0;
 }
 
@@ -907,17 +744,16 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 		ts_log(LOG_WARNING, "the kernel cannot enforce POSIX ACLs on FUSE: files with an "
 		       "ACL are checked by their mode bits only");
 	fs_watch_start(c, fuse_get_context()->fuse);
-	fs_stage_start(c);
-	fs_seal_start(c);
-	ts_log(LOG_INFO, "serving %s on %s (store %s)", c->env.root, c->mnt, c->store.root);
+	dmn_start(&c->d);
+	ts_log(LOG_INFO, "serving %s on %s (store %s)", c->d.env.root, c->mnt, c->d.store.root);
 	return c;
 }
 
 static void fs_destroy(void *data)
 {
-	fs_watch_stop(data);
-	fs_stage_stop(data);
-	fs_seal_stop(data);
+	fs_ctx *c = data;
+	fs_watch_stop(c);
+	dmn_stop(&c->d);
 }
 
 static const struct fuse_operations fs_ops = {

@@ -93,20 +93,16 @@ static void *fs_watch_main(void *arg)
 		/* The session ends on SIGTERM/SIGINT/SIGHUP and on unmount, but a
 		 * worker busy with a snapshot would finish it first: tell it to
 		 * stop (it removes its partial work). */
-		if (!stop_seen && (c->cancel || fuse_session_exited(fuse_get_session(c->fuse)))) {
+		if (!stop_seen && (c->d.cancel || fuse_session_exited(fuse_get_session(c->fuse)))) {
 			stop_seen = true;
-			c->cancel = 1;
-			__atomic_add_fetch(&c->stage_stop, 1, __ATOMIC_RELAXED);   /* for good */
-			if (pthread_mutex_trylock(&c->snap_mu) == 0)
-				pthread_mutex_unlock(&c->snap_mu);
-			else
+			if (dmn_cancel(&c->d))
 				ts_log(LOG_INFO, "stopping: the snapshot in progress is cancelled");
 		}
 		/* (inotify says IN_DELETE_SELF only once our own fd on it closes) */
-		if (!gone_logged && ts_store_gone(&c->store)) {
+		if (!gone_logged && ts_store_gone(&c->d.store)) {
 			gone_logged = true;
 			ts_log(LOG_ERR, "store %s: removed or moved away while mounted; no snapshot "
-			       "can be taken or deleted until tracsnap is remounted", c->store.root);
+			       "can be taken or deleted until tracsnap is remounted", c->d.store.root);
 		}
 		int pr = poll(pf, 2, FS_WATCH_TICK_MS);
 		if (pr < 0) {
@@ -142,7 +138,7 @@ static void fs_stop_handler(int sig, siginfo_t *info, void *uctx)
 	for (int i = 0; i < 3; i++) {
 		if (fs_stop_signals[i] != sig)
 			continue;
-		fs_stop_ctx->cancel = 1;
+		fs_stop_ctx->d.cancel = 1;
 		if (fs_stop_old[i].sa_flags & SA_SIGINFO)
 			fs_stop_old[i].sa_sigaction(sig, info, uctx);
 		else if (fs_stop_old[i].sa_handler != SIG_IGN && fs_stop_old[i].sa_handler != SIG_DFL)
@@ -175,10 +171,10 @@ int fs_watch_start(fs_ctx *c, struct fuse *f)
 	c->watch_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	c->watch_stop = eventfd(0, EFD_CLOEXEC);
 	if (c->watch_fd < 0 ||
-	    inotify_add_watch(c->watch_fd, c->store.root,
+	    inotify_add_watch(c->watch_fd, c->d.store.root,
 	                      IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ONLYDIR) < 0) {
 		ts_log(LOG_WARNING, "store %s: cannot watch for changes (%s); the view may lag "
-		       "behind snapshots made elsewhere", c->store.root, strerror(errno));
+		       "behind snapshots made elsewhere", c->d.store.root, strerror(errno));
 		if (c->watch_fd >= 0)
 			close(c->watch_fd);
 		c->watch_fd = -1;   /* poll ignores it; the thread still watches for a stop */

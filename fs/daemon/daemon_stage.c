@@ -1,27 +1,31 @@
-/* fs_stage.c - the daemon's stager: keeps the next snapshot's tree ready
+/* daemon_stage.c - the daemon's stager: keeps the next snapshot's tree ready
  * (snapshot/take/stage.h).
  *
- * After each seal the sealer kicks it (fs_stage_kick) and it stages the
+ * After each seal the sealer kicks it (dmn_stage_kick) and it stages the
  * newest snapshot.  It then watches the environment's directories with
  * inotify and refreshes the stage once a change has settled: new and
  * changed files are copied there, and the SQLite database's raw copy
  * brought up to date, so that a snapshot taken later mostly checks.
  *
- * When is a change settled?  No event for FS_STAGE_QUIET_MS, and every file
- * created since the last refresh closed again (an attachment is created,
- * written, closed: copied once, complete), or FS_STAGE_MAX_WAIT_MS after the
- * first event whatever goes on.  Writes alone are no event: Trac's log is
- * written all the time and copied when something else changed.  Neither
- * are the database and its journals (the snapshot catches up with those).
- *
- * Refreshes are spaced: FS_STAGE_GAP_X times as long apart as the last one
- * took, at least FS_STAGE_GAP_MS, so that files changed often (or an
- * environment being filled) cost a bounded share of one core and disk.
+ * When a change has settled, and how far apart refreshes are, is
+ * daemon_settle.h.  Writes alone are no event: Trac's log is written all
+ * the time and copied when something else changed.  Neither are the
+ * database and its journals (the snapshot catches up with those).
  *
  * A snapshot wanting the store waits for a refresh in progress (what it
- * copies, the snapshot would copy) but stops a build (fs_writer_lock).
+ * copies, the snapshot would copy) but stops a build (dmn_writer_lock).
+ * The stager holds snap_mu while it builds or refreshes, and the engine
+ * takes the store's flock under it (daemon.h, lock order).
+ *
+ * New directories are walked here by hand (fs_stage_new_dir), not with
+ * base/walk.h: that walk runs its callback on several threads, stats every
+ * entry and stops at nothing, where this one must add an inotify watch to
+ * each directory before listing it (so that nothing made meanwhile is
+ * missed), follow the files it finds in the stager's own state, and stay
+ * shallow (8 levels) and on the stager thread.
  */
-#include "fs.h"
+#include "daemon.h"
+#include "daemon_settle.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -41,22 +45,14 @@
 #include "base/log.h"
 #include "take/stage.h"
 
-/* Longer than the racy window of a nanosecond-stamped file (snap_int.h):
- * a copy made sooner would count as racy and be made again. */
-#define FS_STAGE_QUIET_MS 30
-#define FS_STAGE_MAX_WAIT_MS 2000
-#define FS_STAGE_GAP_MS 100
-#define FS_STAGE_GAP_X 10
 #define FS_STAGE_OPEN_MAX 64     /* new files followed until they are closed */
 #define FS_STAGE_EVENTS (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB)
 
 /* The stager's state between events (its thread's own). */
 typedef struct fs_stage_state {
 	bool build;                    /* kicked: stage the newest snapshot */
-	bool dirty;                    /* the environment changed since the last refresh */
 	bool all_dirs;                 /* watch every directory again (after a build) */
-	int64_t first, last;           /* ms: the first and last event since the last refresh */
-	int64_t next_ok;               /* ms: no refresh before */
+	dmn_settle settle;             /* ms: when to refresh (daemon_settle.h) */
 	struct { int wd; char *name; } open[FS_STAGE_OPEN_MAX];
 	size_t nopen;                  /* files created, not closed yet */
 } fs_stage_state;
@@ -70,33 +66,33 @@ static int64_t fs_stage_now_ms(void)
 
 /* Watch one directory of the environment (rel to it); its descriptor, or
  * -1. */
-static int fs_stage_add_watch(fs_ctx *c, const char *rel)
+static int fs_stage_add_watch(dmn_daemon *c, const char *rel)
 {
 	char path[PATH_MAX];
 
-	if (c->stage_full ||
+	if (c->stage.full ||
 	    (size_t)snprintf(path, sizeof path, "%s/%s", c->env.root, rel) >= sizeof path)
 		return -1;
-	int wd = inotify_add_watch(c->stage_ino, path, FS_STAGE_EVENTS | IN_ONLYDIR | IN_DONT_FOLLOW);
+	int wd = inotify_add_watch(c->stage.ino, path, FS_STAGE_EVENTS | IN_ONLYDIR | IN_DONT_FOLLOW);
 	if (wd < 0) {
 		if (errno == ENOSPC) {
-			c->stage_full = true;
+			c->stage.full = true;
 			ts_log(LOG_INFO, "%s: too many directories to watch (fs.inotify.max_user_watches); "
 			       "changes below some are staged only with the next change elsewhere", c->env.root);
 		}
 		return -1;
 	}
-	if ((size_t)wd >= c->stage_ndirs) {
+	if ((size_t)wd >= c->stage.ndirs) {
 		size_t n = (size_t)wd * 2 + 16;
-		char **v = realloc(c->stage_dirs, n * sizeof *v);
+		char **v = realloc(c->stage.dirs, n * sizeof *v);
 		if (!v)
 			return wd;
-		memset(v + c->stage_ndirs, 0, (n - c->stage_ndirs) * sizeof *v);
-		c->stage_dirs = v;
-		c->stage_ndirs = n;
+		memset(v + c->stage.ndirs, 0, (n - c->stage.ndirs) * sizeof *v);
+		c->stage.dirs = v;
+		c->stage.ndirs = n;
 	}
-	free(c->stage_dirs[wd]);
-	c->stage_dirs[wd] = strdup(rel);
+	free(c->stage.dirs[wd]);
+	c->stage.dirs[wd] = strdup(rel);
 	return wd;
 }
 
@@ -144,8 +140,8 @@ static void fs_stage_follow(fs_stage_state *st, const struct inotify_event *ev)
  * refresh: Trac makes a ticket's attachment directory and creates the file
  * in it right away.  What was made in it before the watch took (deeper
  * directories, files) is taken as new too; a file found there may be closed
- * already, and only waits until FS_STAGE_MAX_WAIT_MS then. */
-static void fs_stage_new_dir(fs_ctx *c, fs_stage_state *st, const char *rel, int depth)
+ * already, and only waits until DMN_SETTLE_MAX_WAIT_MS then. */
+static void fs_stage_new_dir(dmn_daemon *c, fs_stage_state *st, const char *rel, int depth)
 {
 	char path[PATH_MAX], sub[PATH_MAX];
 	struct dirent *de;
@@ -169,20 +165,20 @@ static void fs_stage_new_dir(fs_ctx *c, fs_stage_state *st, const char *rel, int
 
 /* One event: the database and its journals are none of ours; anything else
  * is a change, and new files are followed until they are closed. */
-static void fs_stage_event(fs_ctx *c, fs_stage_state *st, const struct inotify_event *ev)
+static void fs_stage_event(dmn_daemon *c, fs_stage_state *st, const struct inotify_event *ev)
 {
 	char rel[PATH_MAX];
 	const char *dir;
 
 	if (ev->mask & IN_IGNORED) {   /* the directory went: so does its watch */
-		if ((size_t)ev->wd < c->stage_ndirs) {
-			free(c->stage_dirs[ev->wd]);
-			c->stage_dirs[ev->wd] = NULL;
+		if ((size_t)ev->wd < c->stage.ndirs) {
+			free(c->stage.dirs[ev->wd]);
+			c->stage.dirs[ev->wd] = NULL;
 		}
 		return;
 	}
-	if (!(ev->mask & IN_Q_OVERFLOW) && ev->len && ev->wd >= 0 && (size_t)ev->wd < c->stage_ndirs &&
-	    (dir = c->stage_dirs[ev->wd])) {
+	if (!(ev->mask & IN_Q_OVERFLOW) && ev->len && ev->wd >= 0 && (size_t)ev->wd < c->stage.ndirs &&
+	    (dir = c->stage.dirs[ev->wd])) {
 		snprintf(rel, sizeof rel, "%s%s%s", strcmp(dir, ".") ? dir : "", strcmp(dir, ".") ? "/" : "",
 		         ev->name);
 		if (ts_db_excluded(&c->env, rel))
@@ -192,25 +188,16 @@ static void fs_stage_event(fs_ctx *c, fs_stage_state *st, const struct inotify_e
 	}
 	if (ev->len)
 		fs_stage_follow(st, ev);
-	st->last = fs_stage_now_ms();
-	if (!st->dirty)
-		st->first = st->last;
-	st->dirty = true;
+	dmn_settle_event(&st->settle, fs_stage_now_ms());
 }
 
 /* When the next refresh is due (ms), or -1: none is wanted. */
 static int64_t fs_stage_due(const fs_stage_state *st)
 {
-	int64_t due;
-	if (!st->dirty)
-		return -1;
-	due = st->nopen ? st->first + FS_STAGE_MAX_WAIT_MS : st->last + FS_STAGE_QUIET_MS;
-	if (due > st->first + FS_STAGE_MAX_WAIT_MS)
-		due = st->first + FS_STAGE_MAX_WAIT_MS;
-	return due < st->next_ok ? st->next_ok : due;
+	return dmn_settle_due(&st->settle, st->nopen);
 }
 
-static void fs_stage_build(fs_ctx *c)
+static void fs_stage_build(dmn_daemon *c)
 {
 	ts_err e;
 	ts_err_clear(&e);
@@ -218,12 +205,12 @@ static void fs_stage_build(fs_ctx *c)
 	if (ts_stage_build(&c->store, &c->stage_stop, &e) != TS_OK)
 		ts_log(LOG_WARNING, "staging the next snapshot failed: %s (it is made without)", e.msg);
 	pthread_mutex_unlock(&c->snap_mu);
-	malloc_trim(0);   /* the manifest it read: give it back, as fs_take does */
+	malloc_trim(0);   /* the manifest it read: give it back, as dmn_take does */
 }
 
 /* Returns how long it took (ms; not counting the wait for a snapshot in
  * progress), or -1 to try again later (the store was busy). */
-static int64_t fs_stage_refresh(fs_ctx *c, bool all_dirs, bool *none)
+static int64_t fs_stage_refresh(dmn_daemon *c, bool all_dirs, bool *none)
 {
 	ts_snap_opts o = { .name = TS_STORE_STAGE, .no_database = c->no_database, .cancel = &c->cancel };
 	ts_stage_refresh_out out;
@@ -248,40 +235,39 @@ static int64_t fs_stage_refresh(fs_ctx *c, bool all_dirs, bool *none)
 
 static void *fs_stage_main(void *arg)
 {
-	fs_ctx *c = arg;
+	dmn_daemon *c = arg;
 	char buf[64 * (sizeof(struct inotify_event) + NAME_MAX + 1)]
 		__attribute__((aligned(__alignof__(struct inotify_event))));
-	struct pollfd pf[2] = { { c->stage_ino, POLLIN, 0 }, { c->stage_wake, POLLIN, 0 } };
+	struct pollfd pf[2] = { { c->stage.ino, POLLIN, 0 }, { c->stage.wake, POLLIN, 0 } };
 	fs_stage_state st = { .build = true, .all_dirs = true };
 
-	while (!c->stage_quit) {
+	while (!c->stage.quit) {
 		int64_t now = fs_stage_now_ms(), due = st.build ? now : fs_stage_due(&st);
 		int timeout = due < 0 ? -1 : due <= now ? 0 : (int)(due - now);
 		if (poll(pf, 2, timeout) < 0 && errno != EINTR)
 			break;
 		if (pf[1].revents & POLLIN) {
 			uint64_t v;
-			if (read(c->stage_wake, &v, sizeof v) == (ssize_t)sizeof v)
+			if (read(c->stage.wake, &v, sizeof v) == (ssize_t)sizeof v)
 				st.build = true;
 		}
 		if (pf[0].revents & POLLIN) {
-			ssize_t n = read(c->stage_ino, buf, sizeof buf);
+			ssize_t n = read(c->stage.ino, buf, sizeof buf);
 			for (char *p = buf; n > 0 && p < buf + n;) {
 				struct inotify_event *ev = (struct inotify_event *)p;
 				fs_stage_event(c, &st, ev);
 				p += sizeof *ev + ev->len;
 			}
 		}
-		if (c->stage_quit)
+		if (c->stage.quit)
 			break;
 		if (st.build) {
 			st.build = false;
 			fs_stage_build(c);
 			/* Then bring it up to the environment, and watch it (all
 			 * of it again: a restore may have replaced it). */
-			st.dirty = true;
+			dmn_settle_rebuilt(&st.settle);
 			st.all_dirs = true;
-			st.first = st.last = 0;
 			fs_stage_forget_all(&st);
 		}
 		due = fs_stage_due(&st);
@@ -291,62 +277,62 @@ static void *fs_stage_main(void *arg)
 		int64_t took = fs_stage_refresh(c, st.all_dirs, &none);
 		now = fs_stage_now_ms();
 		if (took < 0) {
-			st.next_ok = now + 1000;   /* another writer: again later */
+			dmn_settle_busy(&st.settle, now);   /* another writer: again later */
 			continue;
 		}
-		st.dirty = false;
+		dmn_settle_refreshed(&st.settle, now, took);
 		fs_stage_forget_all(&st);   /* still open: copied as they were, again once closed */
 		st.all_dirs = none;   /* nothing staged yet: watch all once there is */
-		st.next_ok = now + (took * FS_STAGE_GAP_X > FS_STAGE_GAP_MS ? took * FS_STAGE_GAP_X : FS_STAGE_GAP_MS);
 	}
 	fs_stage_forget_all(&st);
 	return NULL;
 }
-int fs_stage_start(fs_ctx *c)
+
+int dmn_stage_start(dmn_daemon *c)
 {
-	c->stage_ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-	c->stage_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	c->stage_quit = 0;
-	if (c->stage_ino < 0 || c->stage_wake < 0 ||
-	    pthread_create(&c->stage_thread, NULL, fs_stage_main, c) != 0) {
+	c->stage.ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	c->stage.wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	c->stage.quit = 0;
+	if (c->stage.ino < 0 || c->stage.wake < 0 ||
+	    pthread_create(&c->stage.thread, NULL, fs_stage_main, c) != 0) {
 		ts_log(LOG_WARNING, "cannot start the staging thread (%s): snapshots are made "
 		       "without a stage", strerror(errno));
-		fs_stage_close(c);
+		dmn_stage_close(c);
 		return -1;
 	}
-	c->staging = true;
+	c->stage.running = true;
 	return 0;
 }
 
-void fs_stage_kick(fs_ctx *c)
+void dmn_stage_kick(dmn_daemon *c)
 {
 	uint64_t one = 1;
-	if (c->stage_wake >= 0)
-		(void)!write(c->stage_wake, &one, sizeof one);
+	if (c->stage.wake >= 0)
+		(void)!write(c->stage.wake, &one, sizeof one);
 }
 
-void fs_stage_stop(fs_ctx *c)
+void dmn_stage_stop(dmn_daemon *c)
 {
-	if (!c->staging)
+	if (!c->stage.running)
 		return;
-	c->stage_quit = 1;
+	c->stage.quit = 1;
 	c->cancel = 1;   /* a refresh in progress gives up */
-	fs_stage_kick(c);
-	pthread_join(c->stage_thread, NULL);
-	c->staging = false;
+	dmn_stage_kick(c);
+	pthread_join(c->stage.thread, NULL);
+	c->stage.running = false;
 }
 
-void fs_stage_close(fs_ctx *c)
+void dmn_stage_close(dmn_daemon *c)
 {
-	fs_stage_stop(c);
-	if (c->stage_ino >= 0)
-		close(c->stage_ino);
-	if (c->stage_wake >= 0)
-		close(c->stage_wake);
-	c->stage_ino = c->stage_wake = -1;
-	for (size_t i = 0; i < c->stage_ndirs; i++)
-		free(c->stage_dirs[i]);
-	free(c->stage_dirs);
-	c->stage_dirs = NULL;
-	c->stage_ndirs = 0;
+	dmn_stage_stop(c);
+	if (c->stage.ino >= 0)
+		close(c->stage.ino);
+	if (c->stage.wake >= 0)
+		close(c->stage.wake);
+	c->stage.ino = c->stage.wake = -1;
+	for (size_t i = 0; i < c->stage.ndirs; i++)
+		free(c->stage.dirs[i]);
+	free(c->stage.dirs);
+	c->stage.dirs = NULL;
+	c->stage.ndirs = 0;
 }
