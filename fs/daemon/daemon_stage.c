@@ -17,7 +17,7 @@
  * The stager holds snap_mu while it builds or refreshes, and the engine
  * takes the store's flock under it (daemon.h, lock order).
  *
- * New directories are walked here by hand (fs_stage_new_dir), not with
+ * New directories are walked here by hand (dmn_stage_new_dir), not with
  * base/walk.h: that walk runs its callback on several threads, stats every
  * entry and stops at nothing, where this one must add an inotify watch to
  * each directory before listing it (so that nothing made meanwhile is
@@ -45,19 +45,19 @@
 #include "base/log.h"
 #include "take/stage.h"
 
-#define FS_STAGE_OPEN_MAX 64     /* new files followed until they are closed */
-#define FS_STAGE_EVENTS (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB)
+#define DMN_STAGE_OPEN_MAX 64     /* new files followed until they are closed */
+#define DMN_STAGE_EVENTS (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB)
 
 /* The stager's state between events (its thread's own). */
-typedef struct fs_stage_state {
+typedef struct dmn_stage_state {
 	bool build;                    /* kicked: stage the newest snapshot */
 	bool all_dirs;                 /* watch every directory again (after a build) */
 	dmn_settle settle;             /* ms: when to refresh (daemon_settle.h) */
-	struct { int wd; char *name; } open[FS_STAGE_OPEN_MAX];
+	struct { int wd; char *name; } open[DMN_STAGE_OPEN_MAX];
 	size_t nopen;                  /* files created, not closed yet */
-} fs_stage_state;
+} dmn_stage_state;
 
-static int64_t fs_stage_now_ms(void)
+static int64_t dmn_stage_now_ms(void)
 {
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
@@ -66,14 +66,14 @@ static int64_t fs_stage_now_ms(void)
 
 /* Watch one directory of the environment (rel to it); its descriptor, or
  * -1. */
-static int fs_stage_add_watch(dmn_daemon *c, const char *rel)
+static int dmn_stage_add_watch(dmn_daemon *c, const char *rel)
 {
 	char path[PATH_MAX];
 
 	if (c->stage.full ||
 	    (size_t)snprintf(path, sizeof path, "%s/%s", c->env.root, rel) >= sizeof path)
 		return -1;
-	int wd = inotify_add_watch(c->stage.ino, path, FS_STAGE_EVENTS | IN_ONLYDIR | IN_DONT_FOLLOW);
+	int wd = inotify_add_watch(c->stage.ino, path, DMN_STAGE_EVENTS | IN_ONLYDIR | IN_DONT_FOLLOW);
 	if (wd < 0) {
 		if (errno == ENOSPC) {
 			c->stage.full = true;
@@ -97,43 +97,43 @@ static int fs_stage_add_watch(dmn_daemon *c, const char *rel)
 }
 
 /* ts_stage_dir_fn */
-static void fs_stage_watch(void *arg, const char *rel)
+static void dmn_stage_watch(void *arg, const char *rel)
 {
-	(void)fs_stage_add_watch(arg, rel);
+	(void)dmn_stage_add_watch(arg, rel);
 }
 
-static void fs_stage_forget(fs_stage_state *st, size_t i)
+static void dmn_stage_forget(dmn_stage_state *st, size_t i)
 {
 	free(st->open[i].name);
 	st->open[i] = st->open[--st->nopen];
 }
 
-static void fs_stage_forget_all(fs_stage_state *st)
+static void dmn_stage_forget_all(dmn_stage_state *st)
 {
 	while (st->nopen)
-		fs_stage_forget(st, 0);
+		dmn_stage_forget(st, 0);
 }
 
-static void fs_stage_follow_new(fs_stage_state *st, int wd, const char *name)
+static void dmn_stage_follow_new(dmn_stage_state *st, int wd, const char *name)
 {
-	if (st->nopen < FS_STAGE_OPEN_MAX && (st->open[st->nopen].name = strdup(name))) {
+	if (st->nopen < DMN_STAGE_OPEN_MAX && (st->open[st->nopen].name = strdup(name))) {
 		st->open[st->nopen].wd = wd;
 		st->nopen++;
 	}
 }
 
 /* Follow a new file until it is closed (or goes). */
-static void fs_stage_follow(fs_stage_state *st, const struct inotify_event *ev)
+static void dmn_stage_follow(dmn_stage_state *st, const struct inotify_event *ev)
 {
 	for (size_t i = 0; i < st->nopen; i++) {
 		if (st->open[i].wd == ev->wd && !strcmp(st->open[i].name, ev->name)) {
 			if (!(ev->mask & IN_CREATE))
-				fs_stage_forget(st, i);
+				dmn_stage_forget(st, i);
 			return;
 		}
 	}
 	if ((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR))
-		fs_stage_follow_new(st, ev->wd, ev->name);
+		dmn_stage_follow_new(st, ev->wd, ev->name);
 }
 
 /* A directory new in the environment is watched at once, not at the next
@@ -141,11 +141,11 @@ static void fs_stage_follow(fs_stage_state *st, const struct inotify_event *ev)
  * in it right away.  What was made in it before the watch took (deeper
  * directories, files) is taken as new too; a file found there may be closed
  * already, and only waits until DMN_SETTLE_MAX_WAIT_MS then. */
-static void fs_stage_new_dir(dmn_daemon *c, fs_stage_state *st, const char *rel, int depth)
+static void dmn_stage_new_dir(dmn_daemon *c, dmn_stage_state *st, const char *rel, int depth)
 {
 	char path[PATH_MAX], sub[PATH_MAX];
 	struct dirent *de;
-	int wd = fs_stage_add_watch(c, rel);
+	int wd = dmn_stage_add_watch(c, rel);
 	DIR *d;
 
 	if (wd < 0 || (size_t)snprintf(path, sizeof path, "%s/%s", c->env.root, rel) >= sizeof path ||
@@ -155,17 +155,17 @@ static void fs_stage_new_dir(dmn_daemon *c, fs_stage_state *st, const char *rel,
 		if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
 			continue;
 		if (de->d_type == DT_REG)
-			fs_stage_follow_new(st, wd, de->d_name);
+			dmn_stage_follow_new(st, wd, de->d_name);
 		else if (de->d_type == DT_DIR && depth < 8 &&
 		         (size_t)snprintf(sub, sizeof sub, "%s/%s", rel, de->d_name) < sizeof sub)
-			fs_stage_new_dir(c, st, sub, depth + 1);
+			dmn_stage_new_dir(c, st, sub, depth + 1);
 	}
 	closedir(d);
 }
 
 /* One event: the database and its journals are none of ours; anything else
  * is a change, and new files are followed until they are closed. */
-static void fs_stage_event(dmn_daemon *c, fs_stage_state *st, const struct inotify_event *ev)
+static void dmn_stage_event(dmn_daemon *c, dmn_stage_state *st, const struct inotify_event *ev)
 {
 	char rel[PATH_MAX];
 	const char *dir;
@@ -184,20 +184,20 @@ static void fs_stage_event(dmn_daemon *c, fs_stage_state *st, const struct inoti
 		if (ts_db_excluded(&c->env, rel))
 			return;
 		if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) && (ev->mask & IN_ISDIR))
-			fs_stage_new_dir(c, st, rel, 0);
+			dmn_stage_new_dir(c, st, rel, 0);
 	}
 	if (ev->len)
-		fs_stage_follow(st, ev);
-	dmn_settle_event(&st->settle, fs_stage_now_ms());
+		dmn_stage_follow(st, ev);
+	dmn_settle_event(&st->settle, dmn_stage_now_ms());
 }
 
 /* When the next refresh is due (ms), or -1: none is wanted. */
-static int64_t fs_stage_due(const fs_stage_state *st)
+static int64_t dmn_stage_due(const dmn_stage_state *st)
 {
 	return dmn_settle_due(&st->settle, st->nopen);
 }
 
-static void fs_stage_build(dmn_daemon *c)
+static void dmn_stage_build(dmn_daemon *c)
 {
 	ts_err e;
 	ts_err_clear(&e);
@@ -210,7 +210,7 @@ static void fs_stage_build(dmn_daemon *c)
 
 /* Returns how long it took (ms; not counting the wait for a snapshot in
  * progress), or -1 to try again later (the store was busy). */
-static int64_t fs_stage_refresh(dmn_daemon *c, bool all_dirs, bool *none)
+static int64_t dmn_stage_refresh(dmn_daemon *c, bool all_dirs, bool *none)
 {
 	ts_snap_opts o = { .name = TS_STORE_STAGE, .no_database = c->no_database, .cancel = &c->cancel };
 	ts_stage_refresh_out out;
@@ -218,9 +218,9 @@ static int64_t fs_stage_refresh(dmn_daemon *c, bool all_dirs, bool *none)
 
 	ts_err_clear(&e);
 	pthread_mutex_lock(&c->snap_mu);
-	int64_t t0 = fs_stage_now_ms();
-	ts_err_code rc = ts_stage_refresh(&c->store, &c->env, &o, all_dirs, fs_stage_watch, c, &out, &e);
-	int64_t took = fs_stage_now_ms() - t0;
+	int64_t t0 = dmn_stage_now_ms();
+	ts_err_code rc = ts_stage_refresh(&c->store, &c->env, &o, all_dirs, dmn_stage_watch, c, &out, &e);
+	int64_t took = dmn_stage_now_ms() - t0;
 	pthread_mutex_unlock(&c->snap_mu);
 	malloc_trim(0);
 	*none = out.none;
@@ -233,16 +233,16 @@ static int64_t fs_stage_refresh(dmn_daemon *c, bool all_dirs, bool *none)
 	return out.busy ? -1 : took;
 }
 
-static void *fs_stage_main(void *arg)
+static void *dmn_stage_main(void *arg)
 {
 	dmn_daemon *c = arg;
 	char buf[64 * (sizeof(struct inotify_event) + NAME_MAX + 1)]
 		__attribute__((aligned(__alignof__(struct inotify_event))));
 	struct pollfd pf[2] = { { c->stage.ino, POLLIN, 0 }, { c->stage.wake, POLLIN, 0 } };
-	fs_stage_state st = { .build = true, .all_dirs = true };
+	dmn_stage_state st = { .build = true, .all_dirs = true };
 
 	while (!c->stage.quit) {
-		int64_t now = fs_stage_now_ms(), due = st.build ? now : fs_stage_due(&st);
+		int64_t now = dmn_stage_now_ms(), due = st.build ? now : dmn_stage_due(&st);
 		int timeout = due < 0 ? -1 : due <= now ? 0 : (int)(due - now);
 		if (poll(pf, 2, timeout) < 0 && errno != EINTR)
 			break;
@@ -255,7 +255,7 @@ static void *fs_stage_main(void *arg)
 			ssize_t n = read(c->stage.ino, buf, sizeof buf);
 			for (char *p = buf; n > 0 && p < buf + n;) {
 				struct inotify_event *ev = (struct inotify_event *)p;
-				fs_stage_event(c, &st, ev);
+				dmn_stage_event(c, &st, ev);
 				p += sizeof *ev + ev->len;
 			}
 		}
@@ -263,28 +263,28 @@ static void *fs_stage_main(void *arg)
 			break;
 		if (st.build) {
 			st.build = false;
-			fs_stage_build(c);
+			dmn_stage_build(c);
 			/* Then bring it up to the environment, and watch it (all
 			 * of it again: a restore may have replaced it). */
 			dmn_settle_rebuilt(&st.settle);
 			st.all_dirs = true;
-			fs_stage_forget_all(&st);
+			dmn_stage_forget_all(&st);
 		}
-		due = fs_stage_due(&st);
-		if (due < 0 || fs_stage_now_ms() < due)
+		due = dmn_stage_due(&st);
+		if (due < 0 || dmn_stage_now_ms() < due)
 			continue;
 		bool none = false;
-		int64_t took = fs_stage_refresh(c, st.all_dirs, &none);
-		now = fs_stage_now_ms();
+		int64_t took = dmn_stage_refresh(c, st.all_dirs, &none);
+		now = dmn_stage_now_ms();
 		if (took < 0) {
 			dmn_settle_busy(&st.settle, now);   /* another writer: again later */
 			continue;
 		}
 		dmn_settle_refreshed(&st.settle, now, took);
-		fs_stage_forget_all(&st);   /* still open: copied as they were, again once closed */
+		dmn_stage_forget_all(&st);   /* still open: copied as they were, again once closed */
 		st.all_dirs = none;   /* nothing staged yet: watch all once there is */
 	}
-	fs_stage_forget_all(&st);
+	dmn_stage_forget_all(&st);
 	return NULL;
 }
 
@@ -294,7 +294,7 @@ int dmn_stage_start(dmn_daemon *c)
 	c->stage.wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	c->stage.quit = 0;
 	if (c->stage.ino < 0 || c->stage.wake < 0 ||
-	    pthread_create(&c->stage.thread, NULL, fs_stage_main, c) != 0) {
+	    pthread_create(&c->stage.thread, NULL, dmn_stage_main, c) != 0) {
 		ts_log(LOG_WARNING, "cannot start the staging thread (%s): snapshots are made "
 		       "without a stage", strerror(errno));
 		dmn_stage_close(c);
