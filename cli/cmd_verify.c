@@ -12,7 +12,6 @@
 
 #include "cli.h"
 #include "store/seal.h"
-#include "base/sysexit.h"
 #include "store/verify.h"
 
 typedef struct cli_verify_state {

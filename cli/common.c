@@ -10,7 +10,7 @@
 #include "cli.h"
 #include "base/log.h"
 #include "base/parse.h"
-#include "base/sysexit.h"
+#include "sysexit.h"
 
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 {
@@ -70,7 +70,7 @@ int cli_parse_lock_timeout(const char *arg, int *out)
 int cli_fail(const ts_err *e)
 {
 	fprintf(stderr, "tracsnap: %s\n", e->msg);
-	return ts_sysexit(e->code);
+	return cli_sysexit(e->code);
 }
 
 /* A store that contains ENV would list ENV as a snapshot, and prune or

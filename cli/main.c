@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "fs.h"
+#include "sysexit.h"
 
 static const char usage[] =
 	"usage: tracsnap [-f] [-d] [-s] [-o OPT[,OPT...]] ENV MOUNTPOINT\n"
@@ -41,5 +42,11 @@ int main(int argc, char **argv)
 		return cli_prune(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "restore"))
 		return cli_restore(argc - 1, argv + 1);
-	return fs_main(argc, argv);
+	ts_err_code code;
+	int status = fs_main(argc, argv, &code);
+	if (status == FS_MAIN_NO_STORE)
+		return EX_CANTCREAT;
+	if (status == FS_MAIN_FAILED)
+		return cli_sysexit(code);
+	return status;
 }

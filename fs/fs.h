@@ -34,9 +34,13 @@ typedef struct fs_ctx {
 } fs_ctx;
 
 /* Mount ENV on MOUNTPOINT as described by argv (the tracsnap command line
- * without a subcommand).  Returns the process exit status; a problem found
- * before mounting is printed as one line. */
-int fs_main(int argc, char **argv);
+ * without a subcommand).  Once fuse_main ran, returns its status (0: mounted,
+ * served, unmounted).  A problem found before mounting is printed as one
+ * line and returned as FS_MAIN_FAILED with *code the engine's error
+ * (TS_ERR_USAGE for the command line), or as FS_MAIN_NO_STORE: the store
+ * could not be opened or made.  Exit statuses are cli/'s (cli/main.c). */
+enum { FS_MAIN_FAILED = -1, FS_MAIN_NO_STORE = -2 };
+int fs_main(int argc, char **argv, ts_err_code *code);
 
 /* The operation table (fs_ops.c). */
 struct fuse_operations;

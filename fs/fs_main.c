@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sysexits.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -22,8 +21,6 @@
 #include "fs.h"
 #include "base/log.h"
 #include "base/parse.h"
-#include "base/sysexit.h"
-
 
 typedef struct fs_cmdline {
 	char *env;
@@ -95,7 +92,7 @@ static bool fs_wants_help(const struct fuse_args *a)
 	return false;
 }
 
-int fs_main(int argc, char **argv)
+int fs_main(int argc, char **argv, ts_err_code *code)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts fo;
@@ -105,7 +102,8 @@ int fs_main(int argc, char **argv)
 	ts_dbsnap *db = NULL;
 	struct stat st;
 	char *store = NULL, *mnt_abs = NULL;
-	int status = EX_USAGE;
+	int status = FS_MAIN_FAILED;   /* TS_ERR_USAGE unless fail_msg says */
+	ts_err_code fail = TS_ERR_USAGE;
 	bool store_created = false;
 
 	memset(&c, 0, sizeof c);
@@ -168,7 +166,6 @@ int fs_main(int argc, char **argv)
 	}
 
 	if (ts_env_open(cl.env, &c.d.env, &e) != TS_OK || ts_env_check_supported(&c.d.env, &e) != TS_OK) {
-		status = ts_sysexit(e.code);
 		goto fail_msg;
 	}
 	if (stat(cl.mnt, &st) < 0 || !S_ISDIR(st.st_mode)) {
@@ -201,14 +198,13 @@ int fs_main(int argc, char **argv)
 	/* The database must at least be there; it is opened for real at each snapshot. */
 	if (!c.d.no_database) {
 		if (ts_dbsnap_open(&c.d.env, c.d.lock_timeout_s, &db, &e) != TS_OK) {
-			status = ts_sysexit(e.code);
 			goto fail_msg;
 		}
 		ts_dbsnap_close(db);
 	}
 	store_created = access(store, F_OK) != 0;
 	if (ts_store_open(store, true, &c.d.store, &e) != TS_OK) {
-		status = EX_CANTCREAT;
+		status = FS_MAIN_NO_STORE;
 		goto fail_msg;
 	}
 	/* Leftovers of a writer that died (kill -9, a crash) go now, when no
@@ -246,9 +242,9 @@ int fs_main(int argc, char **argv)
 
 fail_msg:
 	fprintf(stderr, "tracsnap: %s\n", e.msg);
-	if (status == EX_USAGE && e.code != TS_ERR_USAGE)
-		status = ts_sysexit(e.code);
+	fail = e.code;
 out:
+	*code = status == FS_MAIN_FAILED ? fail : TS_OK;
 	free(store);
 	free(mnt_abs);
 	free(cl.env);

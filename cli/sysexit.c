@@ -1,9 +1,9 @@
 /* sysexit.c - engine error -> sysexits(3) status (see sysexit.h). */
-#include "base/sysexit.h"
+#include "sysexit.h"
 
 #include <sysexits.h>
 
-int ts_sysexit(ts_err_code code)
+int cli_sysexit(ts_err_code code)
 {
 	switch (code) {
 	case TS_OK:              return EX_OK;
