@@ -1,4 +1,5 @@
-/* fs_ops.c - the view: mount root, `latest`, and read-only snapshot trees.
+/* fs_ops.c - the view: mount root, `latest`, and read-only snapshot trees;
+ * the operation table (management is fs_manage.c, xattrs fs_xattr.c).
  *
  * Paths arrive from libfuse's high-level API.  "/NAME/rest" is served from
  * STORE/NAME/tree/rest through a directory fd, so a rest near PATH_MAX still
@@ -16,83 +17,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
-#include "base/beneath.h"
-#include "fs.h"
 #include "base/log.h"
+#include "fs_int.h"
 #include "store/name.h"
 
 #define FS_LATEST_INO 2
 #define FS_CACHE_TIMEOUT 3600.0   /* fixed: the root is 1, store directories are never 2 */
-
-typedef enum { FS_ROOT, FS_LATEST, FS_SNAP } fs_kind;
-
-typedef struct fs_path {
-	fs_kind kind;
-	char name[NAME_MAX + 1];   /* snapshot name (FS_SNAP) */
-	const char *rest;          /* inside the tree: "." or "a/b" */
-} fs_path;
-
-static fs_ctx *fs_get(void)
-{
-	return fuse_get_context()->private_data;
-}
-
-/* Split "/NAME/rest"; -ENOENT for names the view never has. */
-static int fs_split(const char *path, fs_path *p)
-{
-	const char *s = path + 1, *slash;
-	size_t n;
-
-	memset(p, 0, sizeof *p);
-	if (!*s) {
-		p->kind = FS_ROOT;
-		return 0;
-	}
-	slash = strchr(s, '/');
-	n = slash ? (size_t)(slash - s) : strlen(s);
-	if (n > NAME_MAX)
-		return -ENAMETOOLONG;
-	memcpy(p->name, s, n);
-	p->name[n] = '\0';
-	if (!strcmp(p->name, TS_NAME_LATEST)) {
-		p->kind = FS_LATEST;
-		return slash ? -ENOTDIR : 0;
-	}
-	p->kind = FS_SNAP;
-	p->rest = (slash && slash[1]) ? slash + 1 : ".";
-	return 0;
-}
-
-/* Open STORE/NAME/tree; -ENOENT when there is no such snapshot (names
- * starting with '.' are the store's own files and never shown). */
-static int fs_tree_fd(fs_ctx *c, const char *name)
-{
-	char rel[NAME_MAX + 8];
-	int fd;
-	if (name[0] == '.')
-		return -ENOENT;
-	snprintf(rel, sizeof rel, "%s/tree", name);
-	fd = openat(c->d.store.dirfd, rel, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
-}
-
-/* Who asks may manage snapshots (daemon.h: root, the mounting user, the
- * manage group); the supplementary groups are fetched only when they
- * matter. */
-static bool fs_may_manage(const fs_ctx *c)
-{
-	const struct fuse_context *fc = fuse_get_context();
-	gid_t groups[64];
-	int n;
-
-	if (!dmn_may_manage_needs_groups(&c->d.who, fc->uid, fc->gid))
-		return dmn_may_manage(&c->d.who, fc->uid, fc->gid, NULL, 0);
-	n = fuse_getgroups(64, groups);
-	return dmn_may_manage(&c->d.who, fc->uid, fc->gid, groups, n < 0 ? 0 : n > 64 ? 64 : n);
-}
 
 static int fs_newest(fs_ctx *c, char *out, size_t len)
 {
@@ -405,151 +337,6 @@ static int fs_statfs(const char *path, struct statvfs *sv)
 	return fstatvfs(fs_get()->d.store.dirfd, sv) < 0 ? -errno : 0;
 }
 
-/* xattrs of entries inside a snapshot.  There is no *at form of lgetxattr
- * or llistxattr (before getxattrat, Linux 6.13), so they go through
- * /proc/self/fd/N/LEAF, N the directory that holds the entry, reached below
- * the tree with ts_beneath_parent: no symlink on the way is followed, and
- * the l* calls do not follow LEAF either.  The tree itself is "N/.". */
-typedef struct fs_xattr_at {
-	int tfd, pfd;   /* the tree; the entry's directory (maybe tfd) */
-	char path[64 + NAME_MAX];
-} fs_xattr_at;
-
-static int fs_xattr_open(const char *path, fs_xattr_at *x)
-{
-	fs_path p;
-	const char *leaf = ".";
-	int rc = fs_split(path, &p);
-
-	x->tfd = x->pfd = -1;
-	if (rc)
-		return rc;
-	if (p.kind != FS_SNAP)
-		return -ENODATA;
-	x->tfd = fs_tree_fd(fs_get(), p.name);
-	if (x->tfd < 0)
-		return x->tfd;
-	if (strcmp(p.rest, ".")) {
-		x->pfd = ts_beneath_parent(x->tfd, p.rest, &leaf);
-		if (x->pfd < 0)
-			return errno == ELOOP ? -ENOENT : -errno;
-	} else {
-		x->pfd = x->tfd;
-	}
-	if (ts_beneath_procpath(x->path, sizeof x->path, x->pfd, leaf) < 0)
-		return -errno;
-	return 0;
-}
-
-static void fs_xattr_close(fs_xattr_at *x)
-{
-	if (x->tfd < 0)
-		return;
-	if (x->pfd >= 0)
-		ts_beneath_parent_close(x->tfd, x->pfd);
-	close(x->tfd);
-}
-
-/* May the caller see the xattr called name?  The daemon reads as root, so it
- * must do what the real filesystem does for the caller:
- *   - trusted.*: only for CAP_SYS_ADMIN (the VFS refuses getxattr with
- *     ENODATA, and ext4, xfs, btrfs and tmpfs leave them out of listxattr).
- *     The daemon cannot see the caller's capabilities, only its uid: uid 0.
- *   - security.*, system.* (the ACLs): every filesystem lists them to anyone
- *     who can reach the entry, and the VFS leaves reading them to the
- *     filesystem and the LSM; the mount enforces reaching the entry
- *     (default_permissions), so they are shown as they are.  An LSM's own
- *     refusals are not repeated here.
- *   - user.*: the kernel already asks for read permission on the entry
- *     before it sends the request (xattr_permission). */
-static bool fs_xattr_visible(const char *name)
-{
-	if (!strncmp(name, "trusted.", 8))
-		return fuse_get_context()->uid == 0;
-	return true;
-}
-
-static int fs_getxattr(const char *path, const char *name, char *value, size_t size)
-{
-	fs_xattr_at x;
-	int rc;
-
-	if (!fs_xattr_visible(name))
-		return -ENODATA;
-	rc = fs_xattr_open(path, &x);
-	if (!rc) {
-		ssize_t n = lgetxattr(x.path, name, value, size);
-		rc = n < 0 ? -errno : (int)n;
-	}
-	fs_xattr_close(&x);
-	return rc;
-}
-
-/* The whole name list of x, malloc'd, in *out; its length or -errno. */
-static ssize_t fs_listxattr_all(const fs_xattr_at *x, char **out)
-{
-	for (int tries = 0; tries < 8; tries++) {
-		ssize_t n = llistxattr(x->path, NULL, 0), m;
-		char *buf;
-		if (n <= 0)
-			return n < 0 ? -errno : 0;
-		buf = malloc((size_t)n);
-		if (!buf)
-			return -ENOMEM;
-		m = llistxattr(x->path, buf, (size_t)n);
-		if (m >= 0) {
-			*out = buf;
-			return m;
-		}
-		free(buf);
-		if (errno != ERANGE)
-			return -errno;   /* ERANGE: it grew meanwhile, ask again */
-	}
-	return -ERANGE;
-}
-
-static int fs_listxattr(const char *path, char *list, size_t size)
-{
-	fs_xattr_at x;
-	char *all = NULL;
-	ssize_t n;
-	size_t len = 0;
-	int rc = fs_xattr_open(path, &x);
-
-	if (rc == -ENODATA) {
-		fs_xattr_close(&x);
-		return 0;   /* the root and `latest` have none */
-	}
-	if (rc) {
-		fs_xattr_close(&x);
-		return rc;
-	}
-	if (fuse_get_context()->uid == 0) {
-		/* Root sees every name: no need to filter. */
-		n = llistxattr(x.path, list, size);
-		fs_xattr_close(&x);
-		return n < 0 ? -errno : (int)n;
-	}
-	n = fs_listxattr_all(&x, &all);
-	fs_xattr_close(&x);
-	if (n < 0)
-		return (int)n;
-	for (size_t off = 0; off < (size_t)n;) {
-		const char *name = all + off;
-		size_t l = strnlen(name, (size_t)n - off) + 1;
-		if (fs_xattr_visible(name)) {
-			if (size && len + l <= size)
-				memcpy(list + len, name, l);
-			len += l;
-		}
-		off += l;
-	}
-	free(all);
-	if (size && len > size)
-		return -ERANGE;
-	return (int)len;
-}
-
 /* Every change inside a snapshot is refused; at the root only snapshot
  * management (mkdir, rmdir, rename) is allowed. */
 static int fs_refuse(const char *path)
@@ -559,80 +346,6 @@ static int fs_refuse(const char *path)
 	if (rc && rc != -ENOTDIR)
 		return rc;
 	return p.kind == FS_SNAP ? -EROFS : -EPERM;
-}
-
-static int fs_mkdir(const char *path, mode_t mode)
-{
-	fs_ctx *c = fs_get();
-	fs_path p;
-	ts_err e;
-	int rc = fs_split(path, &p);
-	(void)mode;
-
-	if (rc)
-		return rc == -ENOTDIR ? -EEXIST : rc;
-	if (p.kind == FS_LATEST)
-		return -EINVAL;     /* reserved for the symlink */
-	if (p.kind != FS_SNAP || strcmp(p.rest, "."))
-		return -EROFS;
-	if (!fs_may_manage(c))
-		return -EACCES;
-	if (ts_name_check(p.name, &e) != TS_OK) {
-		ts_log(LOG_INFO, "mkdir %s refused: %s", path, e.msg);
-		return -EINVAL;
-	}
-	if (dmn_take(&c->d, p.name, DMN_WHY_MKDIR, dmn_auto_mask_now(&c->d, p.name), false,
-	             &e) != TS_OK)
-		return -fs_errno(&e);
-	return 0;
-}
-
-static int fs_rmdir(const char *path)
-{
-	fs_ctx *c = fs_get();
-	fs_path p;
-	ts_err e;
-	int rc = fs_split(path, &p);
-
-	if (rc)
-		return rc;
-	if (p.kind == FS_LATEST)
-		return -ENOTDIR;
-	if (p.kind != FS_SNAP)
-		return -EBUSY;
-	if (strcmp(p.rest, "."))
-		return -EROFS;
-	if (!fs_may_manage(c))
-		return -EACCES;
-	if (dmn_delete(&c->d, p.name, &e) != TS_OK)
-		return -fs_errno(&e);
-	return 0;
-}
-
-static int fs_rename(const char *from, const char *to, unsigned int flags)
-{
-	fs_ctx *c = fs_get();
-	fs_path a, b;
-	ts_err e;
-	int rc;
-
-	if ((rc = fs_split(from, &a)) || (rc = fs_split(to, &b)))
-		return rc == -ENOTDIR ? -EINVAL : rc;
-	if (a.kind == FS_LATEST || b.kind == FS_LATEST)
-		return -EINVAL;
-	if (a.kind != FS_SNAP || b.kind != FS_SNAP)
-		return -EINVAL;
-	if (strcmp(a.rest, ".") || strcmp(b.rest, "."))
-		return -EROFS;
-	if (flags & RENAME_EXCHANGE)
-		return -EINVAL;
-	if (!fs_may_manage(c))
-		return -EACCES;
-	if (ts_name_check(b.name, &e) != TS_OK)
-		return -EINVAL;
-	if (dmn_rename(&c->d, a.name, b.name, &e) != TS_OK)
-		return -fs_errno(&e);
-	return 0;
 }
 
 static int fs_unlink(const char *path)
