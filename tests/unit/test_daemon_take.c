@@ -1,0 +1,203 @@
+/* test_daemon_take.c - the daemon's writes to a real store
+ * (fs/daemon/daemon_take.c): mkdir and first-access snapshots, the
+ * per-period limit on users who may not manage, prune after keep= keeping
+ * the current auto names, delete, rename, cancel.  No threads are started
+ * (no sealer, no stager), as before the mount's init.
+ *
+ * The name clock is put 5 s past an hour (TRACSNAP_TEST_CLOCK_OFFSET, set
+ * before its first reading) so that no test straddles a period. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "daemon/daemon.h"
+#include "tutil.h"
+
+#define TBUF (PATH_MAX * 2)
+
+typedef struct fx {
+	char top[PATH_MAX];
+	char env[TBUF];
+	char store[TBUF];
+	dmn_daemon d;
+	char day[NAME_MAX + 1], hour[NAME_MAX + 1];   /* the auto names now */
+} fx;
+
+static int setup(void **state)
+{
+	fx *x = calloc(1, sizeof *x);
+	char path[TBUF];
+	ts_err e;
+
+	assert_non_null(x);
+	tu_tmpdir("dmntake", x->top);
+	tu_fmt(x->env, sizeof x->env, "%s/env", x->top);
+	tu_fmt(x->store, sizeof x->store, "%s/store", x->top);
+	assert_int_equal(mkdir(x->env, 0755), 0);
+	tu_put_in(x->env, "VERSION", "Trac Environment Version 1\n", 0644);
+	tu_mkdir_in(x->env, "conf", 0755);
+	tu_put_in(x->env, "conf/trac.ini", "[trac]\ndatabase = sqlite:db/trac.db\n", 0600);
+	tu_mkdir_in(x->env, "db", 0755);
+	tu_fmt(path, sizeof path, "%s/db/trac.db", x->env);
+	tu_make_db(path, false);
+	tu_mkdir_in(x->env, "htdocs", 0755);
+	tu_put_in(x->env, "htdocs/a.txt", "hello\n", 0644);
+
+	dmn_init(&x->d);
+	x->d.lock_timeout_s = 5;
+	x->d.who.owner = 1000;
+	ts_err_clear(&e);
+	if (ts_env_open(x->env, &x->d.env, &e) != TS_OK ||
+	    ts_store_open(x->store, true, &x->d.store, &e) != TS_OK ||
+	    dmn_auto_parse(&x->d.autos, DMN_AUTO_DEFAULT, &e) != TS_OK)
+		fail_msg("setup: %s", e.msg);
+
+	time_t now = ts_clock_name_time();
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(x->day, sizeof x->day, "%Y-%m-%d", &tm);
+	strftime(x->hour, sizeof x->hour, "%Y-%m-%dT%H", &tm);
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fx *x = *state;
+
+	dmn_free(&x->d);
+	tu_rm_rf(x->top);
+	free(x);
+	return 0;
+}
+
+static ts_err_code take(fx *x, const char *name, dmn_why why, bool limited)
+{
+	ts_err e;
+	ts_err_code rc = dmn_take(&x->d, name, why, dmn_auto_mask_now(&x->d, name), limited, &e);
+	if (rc != TS_OK)
+		assert_int_equal(rc, e.code);
+	return rc;
+}
+
+static void test_mkdir(void **state)
+{
+	fx *x = *state;
+
+	assert_int_equal(take(x, "a", DMN_WHY_MKDIR, false), TS_OK);
+	assert_true(ts_store_exists(&x->d.store, "a"));
+	/* mkdir of a taken name: EEXIST at the edge. */
+	assert_int_equal(take(x, "a", DMN_WHY_MKDIR, false), TS_ERR_EXISTS);
+	/* A first access finding it there (another made it meanwhile): fine. */
+	assert_int_equal(take(x, "a", DMN_WHY_FIRST_ACCESS, true), TS_OK);
+	assert_false(x->d.store.locked);
+}
+
+/* Auto names: the hour's and the day's are first-access names now;
+ * someone who may not manage makes each once per period, even after it
+ * was deleted; a manager is not limited. */
+static void test_first_access_limit(void **state)
+{
+	fx *x = *state;
+	ts_err e;
+
+	assert_int_equal(dmn_auto_mask_now(&x->d, x->hour), 2u);
+	assert_int_equal(dmn_auto_mask_now(&x->d, x->day), 1u);
+	assert_int_equal(dmn_auto_mask_now(&x->d, "a"), 0u);
+
+	assert_int_equal(take(x, x->hour, DMN_WHY_FIRST_ACCESS, true), TS_OK);
+	assert_true(ts_store_exists(&x->d.store, x->hour));
+	assert_int_equal(dmn_delete(&x->d, x->hour, &e), TS_OK);
+	assert_false(ts_store_exists(&x->d.store, x->hour));
+	assert_int_equal(take(x, x->hour, DMN_WHY_FIRST_ACCESS, true), TS_ERR_NOTFOUND);
+	assert_false(ts_store_exists(&x->d.store, x->hour));
+	/* The day's name is another format's period: not spent. */
+	assert_int_equal(take(x, x->day, DMN_WHY_FIRST_ACCESS, true), TS_OK);
+	/* A manager's first access is not limited. */
+	assert_int_equal(take(x, x->hour, DMN_WHY_FIRST_ACCESS, false), TS_OK);
+	assert_true(ts_store_exists(&x->d.store, x->hour));
+}
+
+/* keep=last:1 prunes after each snapshot, but never the current period's
+ * auto names. */
+static void test_prune_keeps_current_auto_names(void **state)
+{
+	fx *x = *state;
+	ts_err e;
+
+	ts_err_clear(&e);
+	assert_int_equal(ts_prune_policy_parse("last:1", &x->d.keep, &e), TS_OK);
+	assert_int_equal(take(x, x->day, DMN_WHY_FIRST_ACCESS, true), TS_OK);
+	assert_int_equal(take(x, x->hour, DMN_WHY_FIRST_ACCESS, true), TS_OK);
+	x->d.has_keep = true;
+	assert_int_equal(take(x, "m1", DMN_WHY_MKDIR, false), TS_OK);
+	assert_int_equal(take(x, "m2", DMN_WHY_MKDIR, false), TS_OK);
+	assert_false(ts_store_exists(&x->d.store, "m1"));
+	assert_true(ts_store_exists(&x->d.store, "m2"));
+	assert_true(ts_store_exists(&x->d.store, x->day));
+	assert_true(ts_store_exists(&x->d.store, x->hour));
+}
+
+static void test_delete_rename(void **state)
+{
+	fx *x = *state;
+	ts_err e;
+
+	assert_int_equal(take(x, "a", DMN_WHY_MKDIR, false), TS_OK);
+	assert_int_equal(take(x, "b", DMN_WHY_MKDIR, false), TS_OK);
+	assert_int_equal(dmn_rename(&x->d, "a", "c", &e), TS_OK);
+	assert_false(ts_store_exists(&x->d.store, "a"));
+	assert_true(ts_store_exists(&x->d.store, "c"));
+	assert_int_not_equal(dmn_rename(&x->d, "c", "b", &e), TS_OK);   /* taken */
+	assert_true(ts_store_exists(&x->d.store, "c"));
+	assert_int_equal(dmn_delete(&x->d, "nonesuch", &e), TS_ERR_NOTFOUND);
+	assert_int_equal(dmn_delete(&x->d, "c", &e), TS_OK);
+	assert_false(ts_store_exists(&x->d.store, "c"));
+	assert_false(x->d.store.locked);
+}
+
+/* Stopping: nothing ran (false), and from then on snapshots give up. */
+static void test_cancel(void **state)
+{
+	fx *x = *state;
+
+	assert_false(dmn_cancel(&x->d));
+	assert_int_equal(x->d.cancel, 1);
+	assert_int_equal(x->d.stage_stop, 1);
+	pthread_mutex_lock(&x->d.snap_mu);
+	assert_true(dmn_cancel(&x->d));
+	pthread_mutex_unlock(&x->d.snap_mu);
+	assert_int_equal(take(x, "late", DMN_WHY_MKDIR, false), TS_ERR_CANCELLED);
+	assert_false(ts_store_exists(&x->d.store, "late"));
+}
+
+int main(void)
+{
+	/* 5 s past the current hour: periods last an hour at least. */
+	time_t now = time(NULL);
+	char off[32];
+	snprintf(off, sizeof off, "%lld", (long long)(5 - now % 3600));
+	setenv(TS_CLOCK_OFFSET_ENV, off, 1);
+	ts_log_init(TS_LOG_STDERR, LOG_WARNING);   /* the snapshots' figures are no news */
+
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_mkdir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_first_access_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prune_keeps_current_auto_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_rename, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
