@@ -266,13 +266,11 @@ static void copy_unlink(int dirfd, const char *rel)
 ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned flags,
                          const char *src_desc, ts_copy_out *out, ts_err *e)
 {
-	bool hash = flags & TS_COPY_HASH, bounded = flags & TS_COPY_BOUNDED;
+	bool bounded = flags & TS_COPY_BOUNDED;
 	ts_err_code rc = TS_OK;
 	int src = -1, dst = -1;
 	bool created = false;
 	struct stat after;
-	EVP_MD_CTX *md = NULL;
-	unsigned int mdlen = 0;
 
 	memset(out, 0, sizeof *out);
 	/* Beneath both roots (beneath.h): a symlink anywhere on rel is a
@@ -305,32 +303,18 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned
 		goto out;
 	}
 	created = true;
-	if (hash) {
-		md = EVP_MD_CTX_new();
-		if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-			goto out;
-		}
-	}
 	if (ioctl(dst, FICLONE, src) == 0) {
-		/* Shared extents.  Hash the source, whose pages are usually cached
-		 * (the clone's are not): if it did not change between the fstat
-		 * above and the one below, it is what the clone holds. */
+		/* Shared extents: nothing was written, nothing to write back. */
 		out->reflinked = true;
-		if (md)
-			rc = copy_stream(src, -1, md, -1, &out->bytes, src_desc, rel, e);
-		else
-			out->bytes = (uint64_t)out->st.st_size;
+		out->bytes = (uint64_t)out->st.st_size;
 	} else {
 		(void)posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
-		rc = md ? TS_ERR_UNSUPPORTED : copy_kernel(src, dst, bounded, &out->bytes, src_desc, rel, e);
+		rc = copy_kernel(src, dst, bounded, &out->bytes, src_desc, rel, e);
 		if (rc == TS_ERR_UNSUPPORTED)
-			rc = copy_stream(src, dst, md, bounded ? dst : -1, &out->bytes, src_desc, rel, e);
+			rc = copy_stream(src, dst, NULL, bounded ? dst : -1, &out->bytes, src_desc, rel, e);
 	}
 	if (rc != TS_OK)
 		goto out;
-	if (md)
-		EVP_DigestFinal_ex(md, out->sha256, &mdlen);
 	if (fstat(src, &after) < 0) {
 		rc = ts_err_sys(e, errno, "%s/%s: cannot stat", src_desc, rel);
 		goto out;
@@ -343,7 +327,6 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned
 		dst = -1;
 	}
 out:
-	EVP_MD_CTX_free(md);
 	if (src >= 0)
 		close(src);
 	if (dst >= 0)

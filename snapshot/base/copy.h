@@ -5,7 +5,7 @@
  * owner (when permitted), mtime and extended attributes; symlinks are copied as
  * links and never followed.  Regular files are cloned (FICLONE) when source and
  * destination share a filesystem that supports reflinks, else copied; the
- * SHA-256 of the content is computed on the way or afterwards.
+ * SHA-256 of a file's content is computed afterwards (ts_copy_hash_file).
  */
 #ifndef TS_COPY_H
 #define TS_COPY_H
@@ -18,21 +18,19 @@
 typedef struct ts_copy_out {
 	struct stat st;            /* the source as it was when the copy began */
 	bool changed;              /* the source changed while it was copied */
-	unsigned char sha256[32];
+	unsigned char sha256[32];  /* a symlink's target's; zero for a file */
 	uint64_t bytes;            /* bytes of content copied */
 	bool reflinked;
 } ts_copy_out;
 
 /* ts_copy_file flags. */
-#define TS_COPY_HASH    1u  /* compute out->sha256 on the way (needs the bytes in
-                             * our buffers: a slower copy than the kernel's) */
 #define TS_COPY_BOUNDED 2u  /* keep at most two chunks or files of this thread in
                              * writeback (see copy.c): for copies next to a live
                              * database on the same filesystem */
 
 /* Copy regular file rel from src_dirfd to dst_dirfd (which must not have it).
- * Without TS_COPY_HASH the kernel copies (copy_file_range) and the caller
- * hashes the copy later with ts_copy_hash_file.
+ * The kernel copies (copy_file_range, or a clone) and the caller hashes the
+ * copy later with ts_copy_hash_file: out->sha256 is left zero for a file.
  * TS_ERR_NOTFOUND when the source vanished (the caller treats that as a
  * deletion; e->sys_errno ELOOP or ENOTDIR: it, or a directory on its way,
  * changed type, see beneath.h); TS_ERR_IO/NOSPC on failure, with the destination removed.

@@ -98,13 +98,27 @@ static void same_file(fx *x, const char *rel)
 	free(cb);
 }
 
-static void copy_ok(fx *x, const char *rel, bool hash, ts_copy_out *out)
+static void copy_ok(fx *x, const char *rel, unsigned flags, ts_copy_out *out)
 {
 	ts_err e;
 
 	ts_err_clear(&e);
-	if (ts_copy_file(x->sfd, x->dfd, rel, hash, x->src, out, &e) != TS_OK)
+	if (ts_copy_file(x->sfd, x->dfd, rel, flags, x->src, out, &e) != TS_OK)
 		fail_msg("ts_copy_file %s: %s", rel, e.msg);
+}
+
+/* The copy of rel hashes to want (the snapshot hashes copies afterwards,
+ * ts_copy_hash_file, never on the way). */
+static void copy_hashes_to(fx *x, const char *rel, const unsigned char want[32])
+{
+	unsigned char got[32];
+	uint64_t size;
+	ts_err e;
+
+	ts_err_clear(&e);
+	if (ts_copy_hash_file(x->dfd, rel, false, got, &size, &e) != TS_OK)
+		fail_msg("ts_copy_hash_file %s: %s", rel, e.msg);
+	assert_memory_equal(got, want, 32);
 }
 
 
@@ -159,13 +173,13 @@ static void test_copy_file(void **state)
 	assert_int_equal(stat(sp, &st), 0);
 
 	memset(&out, 0x5a, sizeof(out));
-	copy_ok(x, "f", true, &out);
+	copy_ok(x, "f", 0, &out);
 	same_file(x, "f");
 	has_xattr(dp, "user.a", "hello", 5);
 	has_xattr(dp, "user.bin", bin, sizeof(bin));
 	has_xattr(dp, "user.empty", "", 0);
 	sha_of(data, len, want);
-	assert_memory_equal(out.sha256, want, 32);
+	copy_hashes_to(x, "f", want);
 	assert_true(out.bytes == len);
 	assert_false(out.changed);
 	assert_int_equal(out.st.st_ino, st.st_ino);
@@ -190,10 +204,10 @@ static void test_copy_file(void **state)
 	assert_int_equal(mkdirat(x->dfd, "a", 0755), 0);
 	assert_int_equal(mkdirat(x->dfd, "a/b c", 0755), 0);
 	tu_put_bytes_at(x->sfd, "a/b c/\xc3\xa9t\xe9 \t.txt", "nested\n", 7, 0644);
-	copy_ok(x, "a/b c/\xc3\xa9t\xe9 \t.txt", true, &out);
+	copy_ok(x, "a/b c/\xc3\xa9t\xe9 \t.txt", 0, &out);
 	same_file(x, "a/b c/\xc3\xa9t\xe9 \t.txt");
 	sha_of("nested\n", 7, want);
-	assert_memory_equal(out.sha256, want, 32);
+	copy_hashes_to(x, "a/b c/\xc3\xa9t\xe9 \t.txt", want);
 	assert_true(out.bytes == 7);
 }
 
@@ -212,13 +226,13 @@ static void test_copy_file_modes(void **state)
 		assert_int_equal(fchownat(x->sfd, rel, 1234, 5678, 0), 0);
 		assert_int_equal(fchmodat(x->sfd, rel, modes[i], 0), 0);
 		set_mtime(x->sfd, rel, 1500000000 + (time_t)i, (long)i * 1000 + 1, 0);
-		copy_ok(x, rel, true, &out);
+		copy_ok(x, rel, 0, &out);
 		same_file(x, rel);
 		assert_int_equal(out.st.st_mode & 07777, modes[i]);
 	}
 	/* Owned by root, setuid. */
 	tu_put_bytes_at(x->sfd, "rootsuid", "x", 1, 04755);
-	copy_ok(x, "rootsuid", false, &out);
+	copy_ok(x, "rootsuid", 0, &out);
 	same_file(x, "rootsuid");
 }
 
@@ -235,7 +249,7 @@ static void test_copy_file_dest_exists(void **state)
 	tu_put_bytes_at(x->sfd, "f", "new content", 11, 0644);
 	tu_put_bytes_at(x->dfd, "f", "old", 3, 0600);
 	ts_err_clear(&e);
-	rc = ts_copy_file(x->sfd, x->dfd, "f", true, x->src, &out, &e);
+	rc = ts_copy_file(x->sfd, x->dfd, "f", 0, x->src, &out, &e);
 	assert_int_not_equal(rc, TS_OK);
 	assert_int_equal(e.code, rc);
 	assert_true(e.msg[0] != '\0');
@@ -249,7 +263,7 @@ static void test_copy_file_dest_exists(void **state)
 	assert_int_equal(symlinkat("victim", x->dfd, "g"), 0);
 	tu_put_bytes_at(x->sfd, "g", "new content", 11, 0644);
 	ts_err_clear(&e);
-	assert_int_not_equal(ts_copy_file(x->sfd, x->dfd, "g", true, x->src, &out, &e), TS_OK);
+	assert_int_not_equal(ts_copy_file(x->sfd, x->dfd, "g", 0, x->src, &out, &e), TS_OK);
 	c = tu_slurp_at(x->dfd, "victim", &len);
 	assert_int_equal(len, 6);
 	assert_memory_equal(c, "victim", 6);
@@ -263,7 +277,7 @@ static void copy_notfound(fx *x, const char *rel)
 	ts_err_code rc;
 
 	ts_err_clear(&e);
-	rc = ts_copy_file(x->sfd, x->dfd, rel, true, x->src, &out, &e);
+	rc = ts_copy_file(x->sfd, x->dfd, rel, 0, x->src, &out, &e);
 	if (rc != TS_ERR_NOTFOUND)
 		fail_msg("%s: got %s '%s', want notfound", rel, ts_err_name(rc), e.msg);
 	assert_int_equal(e.code, TS_ERR_NOTFOUND);
@@ -300,13 +314,13 @@ static void test_copy_file_notfound(void **state)
 	assert_int_equal(mkfifoat(x->sfd, "fifo", 0644), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ts_err_clear(&e);
-	assert_int_not_equal(ts_copy_file(x->sfd, x->dfd, "fifo", true, x->src, &out, &e), TS_OK);
+	assert_int_not_equal(ts_copy_file(x->sfd, x->dfd, "fifo", 0, x->src, &out, &e), TS_OK);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	assert_true(t1.tv_sec - t0.tv_sec < 2);
 	assert_false(tu_exists_at(x->dfd, "fifo"));
 	assert_int_equal(mkdirat(x->sfd, "dir", 0755), 0);
 	ts_err_clear(&e);
-	assert_int_not_equal(ts_copy_file(x->sfd, x->dfd, "dir", true, x->src, &out, &e), TS_OK);
+	assert_int_not_equal(ts_copy_file(x->sfd, x->dfd, "dir", 0, x->src, &out, &e), TS_OK);
 	assert_false(tu_exists_at(x->dfd, "dir"));
 }
 
@@ -317,21 +331,22 @@ static void test_copy_file_quiet_empty(void **state)
 	unsigned char want[32];
 
 	tu_put_bytes_at(x->sfd, "empty", "", 0, 0644);
-	copy_ok(x, "empty", true, &out);
+	copy_ok(x, "empty", 0, &out);
 	same_file(x, "empty");
 	assert_true(out.bytes == 0);
 	assert_false(out.changed);
 	sha_of("", 0, want);
-	assert_memory_equal(out.sha256, want, 32);
+	copy_hashes_to(x, "empty", want);
 
 	tu_put_bytes_at(x->sfd, "quiet", "quiet file\n", 11, 0644);
 	set_mtime(x->sfd, "quiet", 1400000000, 0, 0);
-	copy_ok(x, "quiet", true, &out);
+	copy_ok(x, "quiet", 0, &out);
 	assert_false(out.changed);
 	assert_true(out.bytes == 11);
 }
 
-static void test_copy_file_nohash(void **state)
+/* Owner, mode, xattrs and mtime of a file bigger than one buffer. */
+static void test_copy_file_meta(void **state)
 {
 	fx *x = *state;
 	size_t len = 600 * 1024 + 3;
@@ -345,7 +360,7 @@ static void test_copy_file_nohash(void **state)
 	dpath(x, "f", dp, sizeof(dp));
 	assert_int_equal(setxattr(sp, "user.k", "v", 1, 0), 0);
 	set_mtime(x->sfd, "f", 1600000000, 999999999, 0);
-	copy_ok(x, "f", false, &out);
+	copy_ok(x, "f", 0, &out);
 	same_file(x, "f");
 	has_xattr(dp, "user.k", "v", 1);
 	assert_true(out.bytes == len);
@@ -692,7 +707,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_copy_file_dest_exists, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_file_notfound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_file_quiet_empty, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_copy_file_nohash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_file_meta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_symlink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_dir_meta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hash_file, setup, teardown),
