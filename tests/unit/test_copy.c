@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -368,6 +369,74 @@ static void test_copy_file_meta(void **state)
 	free(data);
 }
 
+/* How many of this process's descriptors are open on the file whose stat
+ * is st. */
+static int fds_on(const struct stat *st)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		struct stat fst;
+		int fd = atoi(de->d_name);
+		if (de->d_name[0] == '.' || fd == dirfd(d) || fstat(fd, &fst) < 0)
+			continue;
+		n += fst.st_dev == st->st_dev && fst.st_ino == st->st_ino;
+	}
+	closedir(d);
+	return n;
+}
+
+/* TS_COPY_BOUNDED (copies beyond the dirty budget, next to a live database):
+ * a file of several 2 MiB chunks comes out whole, with its metadata, and the
+ * path really ran: its last step, the copy's writeback left pending on this
+ * thread (an open descriptor on the copy) until the next bounded copy or
+ * ts_copy_thread_done; an unbounded copy leaves nothing open. */
+static void test_copy_file_bounded(void **state)
+{
+	fx *x = *state;
+	size_t len = 3 * (2u << 20) + 4321;   /* more than copy.c's COPY_CHUNK, not a multiple */
+	unsigned char *data = tu_pattern(len, 11), want[32];
+	ts_copy_out out;
+	struct stat big, small, plain;
+
+	tu_put_bytes_at(x->sfd, "big", data, len, 0640);
+	assert_int_equal(fchownat(x->sfd, "big", 1234, 5678, 0), 0);
+	assert_int_equal(fchmodat(x->sfd, "big", 02640, 0), 0);
+	set_mtime(x->sfd, "big", 1600000000, 5, 0);
+	copy_ok(x, "big", TS_COPY_BOUNDED, &out);
+	same_file(x, "big");
+	sha_of(data, len, want);
+	copy_hashes_to(x, "big", want);
+	assert_true(out.bytes == len);
+	assert_false(out.changed);
+	assert_int_equal(out.st.st_mode & 07777, 02640);
+	assert_int_equal(fstatat(x->dfd, "big", &big, AT_SYMLINK_NOFOLLOW), 0);
+	if (out.reflinked)
+		skip();   /* a clone writes nothing: no writeback to bound */
+	assert_int_equal(fds_on(&big), 1);
+
+	/* The next bounded copy waits for the previous one's writeback. */
+	tu_put_bytes_at(x->sfd, "small", "small", 5, 0600);
+	copy_ok(x, "small", TS_COPY_BOUNDED, &out);
+	same_file(x, "small");
+	assert_int_equal(fstatat(x->dfd, "small", &small, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(fds_on(&big), 0);
+	assert_int_equal(fds_on(&small), 1);
+	ts_copy_thread_done();
+	assert_int_equal(fds_on(&small), 0);
+
+	/* Unbounded: nothing is left in flight. */
+	tu_put_bytes_at(x->sfd, "plain", data, len, 0644);
+	copy_ok(x, "plain", 0, &out);
+	same_file(x, "plain");
+	assert_int_equal(fstatat(x->dfd, "plain", &plain, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(fds_on(&plain), 0);
+	free(data);
+}
+
 /* ---- ts_copy_symlink --------------------------------------------------------- */
 
 static void test_copy_symlink(void **state)
@@ -708,6 +777,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_copy_file_notfound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_file_quiet_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_file_meta, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_file_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_symlink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_dir_meta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hash_file, setup, teardown),
