@@ -33,23 +33,6 @@ typedef struct verify_ctx {
 	uint64_t bytes_done, bytes_total;
 } verify_ctx;
 
-const char *ts_verify_kind_name(ts_verify_kind k)
-{
-	switch (k) {
-	case TS_VERIFY_MISSING:    return "missing";
-	case TS_VERIFY_EXTRA:      return "extra";
-	case TS_VERIFY_TYPE:       return "type";
-	case TS_VERIFY_MODE:       return "mode";
-	case TS_VERIFY_OWNER:      return "owner";
-	case TS_VERIFY_SIZE:       return "size";
-	case TS_VERIFY_MTIME:      return "mtime";
-	case TS_VERIFY_CONTENT:    return "content";
-	case TS_VERIFY_TARGET:     return "target";
-	case TS_VERIFY_UNREADABLE: return "unreadable";
-	}
-	return "?";
-}
-
 __attribute__((format(printf, 4, 5)))
 static void verify_report(verify_ctx *v, const char *path, ts_verify_kind kind,
                           const char *fmt, ...)

@@ -62,9 +62,6 @@ ts_err_code ts_verify_snapshot(ts_store *s, const char *name, ts_verify_problem_
                                ts_verify_progress_fn progress, void *arg,
                                size_t *nproblems, size_t *npending, ts_err *e);
 
-/* Short stable name of a kind ("missing", "mode", ...). */
-const char *ts_verify_kind_name(ts_verify_kind k);
-
 /* What `tracsnap list` shows of a snapshot, from its manifest (sealed or not:
  * it needs no hash). */
 typedef struct ts_verify_summary {
