@@ -60,9 +60,12 @@ int ts_beneath_parent(int dirfd, const char *rel, const char **leaf);
 void ts_beneath_parent_close(int dirfd, int parentfd);
 
 /* "/proc/self/fd/N/LEAF" for the path-only calls that have no *at form
- * (lgetxattr, llistxattr, lsetxattr, sqlite3_open): N is a directory fd from
- * ts_beneath_parent, LEAF its leaf; the l* calls do not follow LEAF.  0, or
- * -1 with ENAMETOOLONG when buf is too small. */
+ * (lgetxattr, llistxattr, lsetxattr, sqlite3_open, fopen): N is a directory
+ * fd from ts_beneath_parent, LEAF its leaf; the l* calls do not follow LEAF.
+ * The one place such paths are made.  LEAF may have several components only
+ * below a directory of tracsnap's own (the store's manifests,
+ * ts_manifest_read_at): the kernel follows links on the way.  0, or -1 with
+ * ENAMETOOLONG when buf is too small. */
 int ts_beneath_procpath(char *buf, size_t size, int dirfd, const char *leaf);
 
 /* The directories on the way to the last parent ts_beneath_cache_parent

@@ -9,12 +9,14 @@
  * It checks every field completely and refuses paths that could leave the
  * snapshot tree ("..", absolute paths), since restore follows them.
  */
+#include "base/beneath.h"
 #include "base/hex.h"
 #include "store/manifest.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -954,4 +956,24 @@ out:
 		fclose(r.f);
 	free(r.line);
 	return rc;
+}
+
+ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_err *e)
+{
+	char path[PATH_MAX + 64];
+
+	if (ts_beneath_procpath(path, sizeof path, dirfd, rel) < 0) {
+		ts_manifest_init(m);
+		return ts_err_sys(e, errno, "%s: cannot read manifest", rel);
+	}
+	return ts_manifest_read(path, m, e);
+}
+
+ts_err_code ts_manifest_write_at(const ts_manifest *m, int dirfd, const char *rel, ts_err *e)
+{
+	char path[PATH_MAX + 64];
+
+	if (ts_beneath_procpath(path, sizeof path, dirfd, rel) < 0)
+		return ts_err_sys(e, errno, "%s: cannot write manifest", rel);
+	return ts_manifest_write(m, path, e);
 }

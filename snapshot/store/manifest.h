@@ -120,6 +120,14 @@ ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e)
  * usable (same boot id) is for the caller to decide. */
 ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e);
 
+/* ts_manifest_read and ts_manifest_write of rel below directory dirfd,
+ * by its /proc/self/fd path (ts_beneath_procpath).  rel may have several
+ * components ("NAME/manifest" below the store): the store is root's and
+ * checked to be (trust.h), nothing there is another account's to turn into
+ * a link. */
+ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_err *e);
+ts_err_code ts_manifest_write_at(const ts_manifest *m, int dirfd, const char *rel, ts_err *e);
+
 /* Escape bytes for a manifest field: '\\' -> "\\\\", TAB -> "\\t",
  * LF -> "\\n", CR -> "\\r", other bytes < 0x20, 0x7f and space -> "\\xHH";
  * all other bytes (UTF-8 or not) verbatim.  Returns malloc'd string or NULL. */

@@ -107,15 +107,14 @@ static void seal_remove_stale(int dirfd)
 static ts_err_code seal_swap_manifest(const char *name, int dirfd, ts_manifest *m, ts_err *e)
 {
 	ts_err_code rc;
-	char tmp[64], path[128];
+	char tmp[64];
 	struct timespec times[2] = { m->time, m->time };
 
 	free(m->unsealed_boot);
 	m->unsealed_boot = NULL;
 	seal_remove_stale(dirfd);
 	snprintf(tmp, sizeof tmp, SEAL_TMP_PREFIX "%ld-%ld", (long)getpid(), (long)syscall(SYS_gettid));
-	snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dirfd, tmp);
-	rc = ts_manifest_write(m, path, e);
+	rc = ts_manifest_write_at(m, dirfd, tmp, e);
 	if (rc == TS_OK && utimensat(dirfd, tmp, times, AT_SYMLINK_NOFOLLOW) < 0)
 		rc = ts_err_sys(e, errno, "snapshot %s: cannot set the manifest's time", name);
 	if (rc == TS_OK && renameat(dirfd, tmp, dirfd, "manifest") < 0)
@@ -146,7 +145,6 @@ ts_err_code ts_seal(ts_store *s, const char *name, volatile sig_atomic_t *cancel
 	ts_err_code rc = TS_OK;
 	ts_seal_stats st = { 0 };
 	ts_manifest m;
-	char path[64];
 	int dirfd = -1, treefd = -1;
 	struct timespec t0;
 
@@ -168,8 +166,7 @@ ts_err_code ts_seal(ts_store *s, const char *name, volatile sig_atomic_t *cancel
 	}
 	if (faccessat(dirfd, TS_STORE_UNSEALED, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
 		goto out;   /* sealed already */
-	snprintf(path, sizeof path, "/proc/self/fd/%d/manifest", dirfd);
-	rc = ts_manifest_read(path, &m, e);
+	rc = ts_manifest_read_at(dirfd, "manifest", &m, e);
 	if (rc != TS_OK)
 		goto out;
 	treefd = openat(dirfd, "tree", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);

@@ -472,7 +472,6 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	ts_manifest m;
-	char path[64];
 
 	ts_manifest_init(&m);
 	m.time = r->stats->instant;
@@ -556,8 +555,7 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		}
 	}
 	ts_manifest_sort(&m);
-	snprintf(path, sizeof path, "/proc/self/fd/%d/manifest", r->tmp.dirfd);
-	rc = ts_manifest_write(&m, path, e);
+	rc = ts_manifest_write_at(&m, r->tmp.dirfd, "manifest", e);
 	/* The manifest's mtime is the snapshot instant: what lists snapshots in
 	 * order (store.h), and unlike the directory's it never moves. */
 	struct timespec times[2] = { m.time, m.time };
@@ -581,9 +579,7 @@ static void snap_open_prev(snap_run *r)
 	if (ts_store_list(r->store, &v, &n, NULL) != TS_OK || n == 0)
 		goto out;
 	snprintf(path, sizeof path, "%s/manifest", v[n - 1].name);
-	char full[PATH_MAX + 64];
-	snprintf(full, sizeof full, "/proc/self/fd/%d/%s", r->store->dirfd, path);
-	if (ts_manifest_read(full, &r->prev, NULL) != TS_OK) {
+	if (ts_manifest_read_at(r->store->dirfd, path, &r->prev, NULL) != TS_OK) {
 		ts_manifest_free(&r->prev);
 		ts_manifest_init(&r->prev);
 		goto out;

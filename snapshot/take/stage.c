@@ -179,8 +179,8 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 	}
 	if (stage_is(s->dirfd, TS_STORE_STAGE_BASE, id))
 		goto out;
-	snprintf(path, sizeof path, "/proc/self/fd/%d/%s/manifest", s->dirfd, v[n - 1].name);
-	rc = ts_manifest_read(path, &m, e);
+	snprintf(path, sizeof path, "%s/manifest", v[n - 1].name);
+	rc = ts_manifest_read_at(s->dirfd, path, &m, e);
 	if (rc != TS_OK)
 		goto out;
 	rc = ts_store_stage_begin(s, &t, e);
@@ -215,9 +215,7 @@ out:
 
 ts_err_code ts_stage_manifest(ts_store *s, ts_manifest *m, ts_err *e)
 {
-	char path[64];
-	snprintf(path, sizeof path, "/proc/self/fd/%d/%s", s->dirfd, TS_STORE_STAGE_MANIFEST);
-	return ts_manifest_read(path, m, e);
+	return ts_manifest_read_at(s->dirfd, TS_STORE_STAGE_MANIFEST, m, e);
 }
 
 bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *fresh)

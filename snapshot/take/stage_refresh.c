@@ -22,8 +22,8 @@ static ts_err_code stage_tree_manifest(ts_store *s, const char *base_name, ts_ma
 	if (rc != TS_ERR_NOTFOUND)
 		return rc;
 	ts_err_clear(e);
-	snprintf(path, sizeof path, "/proc/self/fd/%d/%s/manifest", s->dirfd, base_name);
-	return ts_manifest_read(path, m, e);
+	snprintf(path, sizeof path, "%s/manifest", base_name);
+	return ts_manifest_read_at(s->dirfd, path, m, e);
 }
 
 /* A raw copy of an SQLite database beside the tree, brought up to date
