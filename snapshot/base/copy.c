@@ -466,43 +466,58 @@ out:
 	return rc;
 }
 
-/* Empty an open directory, then let the caller remove it.  Directories of a
- * snapshot may be read-only (0555): make them writable before emptying. */
-static ts_err_code copy_empty_dir(int fd, const char *rel, ts_err *e)
+/* The path of what copy_remove_at is at, for messages only (cut short when
+ * longer than the buffer). */
+typedef struct copy_rm_path {
+	char buf[PATH_MAX];
+	size_t len;
+} copy_rm_path;
+
+/* Remove leaf below directory pfd, whatever it is: unlinked, or when it is
+ * a directory (never a link to one: O_NOFOLLOW), emptied by this same
+ * function, depth first, then removed.  Missing is not an error.
+ * The one recursive walk of removal, not walk.c: removal goes post-order
+ * and needs no stat (unlink first, open only what refuses as a directory),
+ * where ts_walk lists pre-order on several threads and stats every entry. */
+static ts_err_code copy_remove_at(int pfd, const char *leaf, copy_rm_path *p, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	DIR *d;
 	struct dirent *de;
+	int fd;
 
+	if (unlinkat(pfd, leaf, 0) == 0 || errno == ENOENT)
+		return TS_OK;
+	if (errno != EISDIR && errno != EPERM)
+		return ts_err_sys(e, errno, "%s: cannot remove", p->buf);
+	fd = openat(pfd, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? TS_OK : ts_err_sys(e, errno, "%s: cannot open for removal", p->buf);
+	/* Directories of a snapshot may be read-only (0555): make them
+	 * writable before emptying. */
 	(void)fchmod(fd, 0700);
 	d = fdopendir(fd);
 	if (!d) {
+		rc = ts_err_sys(e, errno, "%s: cannot list for removal", p->buf);
 		close(fd);
-		return ts_err_sys(e, errno, "%s: cannot list for removal", rel);
+		return rc;
 	}
-	while ((de = readdir(d)) != NULL) {
+	while (rc == TS_OK && (de = readdir(d)) != NULL) {
+		size_t len = p->len, n = strlen(de->d_name);
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (unlinkat(dirfd(d), de->d_name, 0) == 0 || errno == ENOENT)
-			continue;
-		if (errno != EISDIR && errno != EPERM) {
-			rc = ts_err_sys(e, errno, "%s/%s: cannot remove", rel, de->d_name);
-			break;
+		if (len + 1 + n < sizeof p->buf) {
+			p->buf[len] = '/';
+			memcpy(p->buf + len + 1, de->d_name, n + 1);
+			p->len = len + 1 + n;
 		}
-		int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sub < 0) {
-			rc = ts_err_sys(e, errno, "%s/%s: cannot open for removal", rel, de->d_name);
-			break;
-		}
-		rc = copy_empty_dir(sub, de->d_name, e);
-		if (rc != TS_OK)
-			break;
-		if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
-			rc = ts_err_sys(e, errno, "%s/%s: cannot remove", rel, de->d_name);
-			break;
-		}
+		rc = copy_remove_at(dirfd(d), de->d_name, p, e);
+		p->len = len;
+		p->buf[len] = '\0';
 	}
 	closedir(d);
+	if (rc == TS_OK && unlinkat(pfd, leaf, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		rc = ts_err_sys(e, errno, "%s: cannot remove", p->buf);
 	return rc;
 }
 
@@ -535,22 +550,15 @@ ts_err_code ts_copy_remove_tree(int dirfd, const char *rel, ts_err *e)
 	if (pfd < 0)
 		return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? TS_OK
 		       : ts_err_sys(e, errno, "%s: cannot remove", rel);
-	if (unlinkat(pfd, leaf, 0) == 0 || errno == ENOENT)
-		goto out;
-	if (errno != EISDIR && errno != EPERM) {
-		rc = ts_err_sys(e, errno, "%s: cannot remove", rel);
-		goto out;
-	}
-	fd = openat(pfd, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno != ENOENT)
-			rc = ts_err_sys(e, errno, "%s: cannot open for removal", rel);
-		goto out;
-	}
-	rc = copy_empty_dir(fd, rel, e);
-	if (rc == TS_OK && unlinkat(pfd, leaf, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		rc = ts_err_sys(e, errno, "%s: cannot remove", rel);
-out:
+	copy_rm_path *p = malloc(sizeof *p);
+	if (p) {
+		p->len = strnlen(rel, sizeof p->buf - 1);
+		memcpy(p->buf, rel, p->len);
+		p->buf[p->len] = '\0';
+		rc = copy_remove_at(pfd, leaf, p, e);
+		free(p);
+	} else
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	ts_beneath_parent_close(dirfd, pfd);
 	return rc;
 }
