@@ -110,17 +110,6 @@ void ts_manifest_sort(ts_manifest *m)
 		qsort(m->entries, m->n, sizeof(m->entries[0]), manifest_cmp);
 }
 
-bool ts_manifest_copy_matches(const ts_manifest_entry *me, const struct stat *st, bool owners)
-{
-	if ((uint64_t)st->st_size != me->size)
-		return false;
-	if (me->type == 'l')   /* a symlink's size is its target's length */
-		return S_ISLNK(st->st_mode);
-	return me->type == 'f' && S_ISREG(st->st_mode) && (st->st_mode & 07777) == me->mode &&
-	       (!owners || (st->st_uid == me->uid && st->st_gid == me->gid)) &&
-	       st->st_mtim.tv_sec == me->mtime.tv_sec && st->st_mtim.tv_nsec == me->mtime.tv_nsec;
-}
-
 const ts_manifest_entry *ts_manifest_find(const ts_manifest *m, const char *path)
 {
 	size_t lo = 0, hi = m->n;

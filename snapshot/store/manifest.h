@@ -100,11 +100,8 @@ void ts_manifest_sort(ts_manifest *m);
 /* Binary search in a sorted manifest; NULL when absent. */
 const ts_manifest_entry *ts_manifest_find(const ts_manifest *m, const char *path);
 
-/* Is the store copy whose lstat is st still what entry me records, as far
- * as stat tells: its type and size, and for a regular file its mode, mtime
- * and (owners: only root can keep them) uid/gid?  Damage that stat cannot
- * see needs `tracsnap verify`. */
-bool ts_manifest_copy_matches(const ts_manifest_entry *me, const struct stat *st, bool owners);
+/* An entry against a struct stat (conversions, comparisons):
+ * store/manifest_stat.h. */
 
 /* Write to file (created 0600, written, fsync'd when sealed; not renamed:
  * the caller builds snapshots in a temporary directory and renames the whole

@@ -16,6 +16,7 @@
 
 #include "base/copy.h"
 #include "store/manifest.h"
+#include "store/manifest_stat.h"
 
 /* What the walk knows of each manifest entry. */
 enum { VERIFY_UNSEEN, VERIFY_SEEN, VERIFY_LISTED };
@@ -55,11 +56,6 @@ static const char *verify_type_word(char t)
 	       t == 'l' ? "a symlink" : "a special file";
 }
 
-static char verify_type_of(mode_t m)
-{
-	return S_ISDIR(m) ? 'd' : S_ISREG(m) ? 'f' : S_ISLNK(m) ? 'l' : '?';
-}
-
 static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, ts_err *e);
 
 /* Compare one tree entry (dirfd/name, stat st) with the manifest. */
@@ -67,8 +63,9 @@ static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, cons
                                 const struct stat *st, ts_err *e)
 {
 	const ts_manifest_entry *me = ts_manifest_find(&v->m, rel);
-	char t = verify_type_of(st->st_mode), hex[65];
+	char t = ts_manifest_type_of(st->st_mode), hex[65];
 	unsigned char sha[32];
+	unsigned diff;
 	ts_err herr;
 
 	if (!me) {
@@ -77,23 +74,23 @@ static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, cons
 		return TS_OK;
 	}
 	v->state[me - v->m.entries] = VERIFY_SEEN;
-	if (t != me->type) {
+	diff = ts_manifest_entry_diff(me, st);
+	if (diff & TS_MDIFF_TYPE) {
 		verify_report(v, rel, TS_VERIFY_TYPE, "type: %s, manifest says %s", verify_type_word(t),
 		              verify_type_word(me->type));
 		return TS_OK;
 	}
-	/* A symlink's own mode is always 0777 on Linux and not recorded. */
-	if (t != 'l' && (st->st_mode & 07777) != me->mode)
+	if (diff & TS_MDIFF_MODE)
 		verify_report(v, rel, TS_VERIFY_MODE, "mode %04o, manifest says %04o",
 		              (unsigned)(st->st_mode & 07777), (unsigned)me->mode);
-	if (st->st_uid != me->uid || st->st_gid != me->gid)
+	if (diff & TS_MDIFF_OWNER)
 		verify_report(v, rel, TS_VERIFY_OWNER, "owner %lu:%lu, manifest says %lu:%lu",
 		              (unsigned long)st->st_uid, (unsigned long)st->st_gid,
 		              (unsigned long)me->uid, (unsigned long)me->gid);
-	if (t != 'd' && (uint64_t)st->st_size != me->size)
+	if (diff & TS_MDIFF_SIZE)
 		verify_report(v, rel, TS_VERIFY_SIZE, "size %llu, manifest says %llu",
 		              (unsigned long long)st->st_size, (unsigned long long)me->size);
-	if (st->st_mtim.tv_sec != me->mtime.tv_sec || st->st_mtim.tv_nsec != me->mtime.tv_nsec)
+	if (diff & TS_MDIFF_MTIME)
 		verify_report(v, rel, TS_VERIFY_MTIME, "mtime %lld.%09ld, manifest says %lld.%09ld",
 		              (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
 		              (long long)me->mtime.tv_sec, me->mtime.tv_nsec);

@@ -24,6 +24,7 @@
 #include "take/stage.h"
 #include "base/log.h"
 #include "store/manifest.h"
+#include "store/manifest_stat.h"
 #include "store/name.h"
 #include "base/progress.h"
 #include "base/walk.h"
@@ -106,7 +107,7 @@ ts_err_code snap_walk_add(void *arg, const char *rel, const struct stat *st, ts_
 {
 	snap_walk_ctx *w = arg;
 	snap_run *r = w->r;
-	char type = S_ISDIR(st->st_mode) ? 'd' : S_ISREG(st->st_mode) ? 'f' : S_ISLNK(st->st_mode) ? 'l' : 0;
+	char type = ts_manifest_type_of(st->st_mode);
 	ts_err_code rc;
 
 	if (ts_db_excluded(r->env, rel))
@@ -179,14 +180,7 @@ static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
 	if (r->prevfd < 0 || it->type != 'f')
 		return false;
 	pe = ts_manifest_find(&r->prev, it->rel);
-	if (!(pe && pe->type == 'f' && pe->size == (uint64_t)it->st.st_size &&
-	      pe->src_ino == (uint64_t)it->st.st_ino &&
-	      pe->src_ctime.tv_sec == it->st.st_ctim.tv_sec &&
-	      pe->src_ctime.tv_nsec == it->st.st_ctim.tv_nsec &&
-	      pe->mtime.tv_sec == it->st.st_mtim.tv_sec &&
-	      pe->mtime.tv_nsec == it->st.st_mtim.tv_nsec &&
-	      pe->mode == (it->st.st_mode & 07777) && pe->uid == it->st.st_uid &&
-	      pe->gid == it->st.st_gid))
+	if (!pe || pe->type != 'f' || !ts_manifest_same_source(pe, &it->st))
 		return false;
 	/* The store's copy must still be what its manifest says, or damage to
 	 * it would spread into every later snapshot.  Only what stat tells is
@@ -442,13 +436,10 @@ static bool snap_dir_as_staged(const snap_run *r, const snap_item *it)
 	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
 	struct stat cur;
 
-	if (!pe || pe->type != 'd' || pe->src_ino != (uint64_t)it->st.st_ino ||
-	    !snap_same_time(&pe->src_ctime, &it->st.st_ctim) || !snap_same_time(&pe->mtime, &it->st.st_mtim) ||
+	if (!pe || pe->type != 'd' || !ts_manifest_same_source(pe, &it->st) ||
 	    snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it->st))
 		return false;
-	return snap_tree_stat(r, it->rel, &cur) == 0 && S_ISDIR(cur.st_mode) &&
-	       snap_same_time(&cur.st_mtim, &pe->mtime) && (cur.st_mode & 07777) == pe->mode &&
-	       (!r->root || (cur.st_uid == pe->uid && cur.st_gid == pe->gid));
+	return snap_tree_stat(r, it->rel, &cur) == 0 && ts_manifest_copy_matches(pe, &cur, r->root);
 }
 
 /* Directories get their metadata last, once nothing more is added to them
@@ -497,16 +488,11 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		me = ts_manifest_add(&m, it->type, it->rel);
 		if (!me)
 			goto nomem;
-		me->mode = it->st.st_mode & 07777;
-		me->uid = it->st.st_uid;
-		me->gid = it->st.st_gid;
-		me->size = it->type == 'd' ? 0 : (uint64_t)it->st.st_size;
-		me->mtime = it->st.st_mtim;
+		ts_manifest_entry_set_meta(me, &it->st);
 		memcpy(me->sha256, it->sha256, 32);
 		me->pending = it->type == 'f' && it->unhashed;
 		/* Directories too: a stage's directory may serve as is (snap_dir_as_staged). */
-		me->src_ino = it->st.st_ino;
-		me->src_ctime = it->st.st_ctim;
+		ts_manifest_entry_set_source(me, &it->st);
 		if (it->type == 'f')
 			r->stats->files++;
 		if (it->type == 'f' && it->shared) {
@@ -527,11 +513,7 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 			goto nomem;
 		size = (uint64_t)st.st_size;
 		me->pending = true;
-		me->mode = st.st_mode & 07777;
-		me->uid = st.st_uid;
-		me->gid = st.st_gid;
-		me->size = size;
-		me->mtime = st.st_mtim;
+		ts_manifest_entry_set_meta(me, &st);
 		r->stats->files++;
 		r->stats->bytes_copied += size;
 	}
@@ -548,10 +530,7 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 			me = ts_manifest_add(&m, 'd', r->db_dir);
 			if (!me)
 				goto nomem;
-			me->mode = st.st_mode & 07777;
-			me->uid = st.st_uid;
-			me->gid = st.st_gid;
-			me->mtime = st.st_mtim;
+			ts_manifest_entry_set_meta(me, &st);
 		}
 	}
 	ts_manifest_sort(&m);

@@ -17,6 +17,7 @@
 #include "db/journal.h"
 #include "base/pool.h"
 #include "base/walk.h"
+#include "store/manifest_stat.h"
 
 static bool snap_known(const snap_list *l, const char *rel)
 {
@@ -48,14 +49,8 @@ ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *
 		if (!it.rel)
 			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		memcpy(it.sha256, pe->sha256, 32);
-		it.st.st_dev = root.st_dev;
-		it.st.st_ino = (ino_t)pe->src_ino;
-		it.st.st_mode = (pe->type == 'd' ? S_IFDIR : pe->type == 'l' ? S_IFLNK : S_IFREG) | pe->mode;
-		it.st.st_uid = pe->uid;
-		it.st.st_gid = pe->gid;
-		it.st.st_size = (off_t)pe->size;
-		it.st.st_mtim = pe->mtime;
-		it.st.st_ctim = pe->src_ctime;
+		ts_manifest_entry_to_stat(pe, &it.st);
+		it.st.st_dev = root.st_dev;   /* as ts_copy_same_stat compares it */
 		it.racy = pe->type != 'd' &&
 		          snap_ns(&pe->src_ctime) >= snap_ns(&m->time) - snap_racy_ns(&it.st);
 		if (pe->type == 'f' && pe->pending)
@@ -120,13 +115,15 @@ static ts_err_code snap_recheck_item(snap_run *r, snap_item *it, ts_beneath_cach
 		it->check = SNAP_CHECK_GONE;   /* what the freeze sees */
 		return TS_OK;
 	}
-	char type = S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' : S_ISLNK(st.st_mode) ? 'l' : 0;
+	char type = ts_manifest_type_of(st.st_mode);
 	if (!type) {
 		it->check = SNAP_CHECK_GONE;   /* now a special file: never copied */
 	} else if (type != it->type) {
 		it->check = SNAP_CHECK_CHANGED;
 		it->type = type;
 	} else if (type == 'd') {
+		/* Not ts_copy_same_stat: whether its entries may have changed,
+		 * which its inode and times tell (its size is the filesystem's). */
 		bool same = st.st_ino == it->st.st_ino && snap_same_time(&st.st_mtim, &it->st.st_mtim) &&
 		            snap_same_time(&st.st_ctim, &it->st.st_ctim);
 		bool racy = snap_ns(&it->st.st_ctim) >= r->listed_ns - snap_racy_ns(&it->st);

@@ -12,6 +12,7 @@
 
 #include "base/copy.h"
 #include "store/manifest.h"
+#include "store/manifest_stat.h"
 
 #define STAGE_ID_MAX (NAME_MAX + 64 + TS_STORE_BOOT_ID_MAX)
 
