@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include "tutil.h"
@@ -226,4 +228,24 @@ void tu_make_db(const char *path, bool attachments)
 		tu_sql(db, "CREATE TABLE ticket(id integer primary key, summary text);"
 		           "INSERT INTO ticket VALUES (1, 'first'), (2, 'second'), (3, 'third');");
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+int tu_as_nobody(int (*fn)(void *arg), void *arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (geteuid() == 0 && (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+		                       setresuid(65534, 65534, 65534) < 0))
+			_exit(100);
+		_exit(fn(arg));
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status))
+		fail_msg("tu_as_nobody: child did not exit (status %#x)", status);
+	if (WEXITSTATUS(status) == 100)
+		fail_msg("tu_as_nobody: could not become uid/gid 65534");
+	return WEXITSTATUS(status);
 }

@@ -84,4 +84,14 @@ sqlite3 *tu_db_open(const char *path, int flags);
  * ticket 1's big.bin (307217 bytes) and small.txt (6 bytes). */
 void tu_make_db(const char *path, bool attachments);
 
+/* Run fn(arg) in a child process as uid and gid 65534 (nobody, nogroup),
+ * with no supplementary groups, for checks that root would pass by its
+ * privileges alone (the tests run as root).  Not root: fn runs in the child
+ * as the caller.  Returns fn's return value, the child's exit status
+ * (keep it in 0..99); fails the test when the child could not drop its
+ * privileges or did not exit.  fn runs outside cmocka: it must not
+ * assert, only return (a failed assert in the child would run the rest of
+ * the tests there). */
+int tu_as_nobody(int (*fn)(void *arg), void *arg);
+
 #endif
