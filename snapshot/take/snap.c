@@ -1,8 +1,6 @@
 /* snap.c - the snapshot protocol (see snap.h and doc/design.md). */
 #include "take/snap.h"
 
-#include <dirent.h>
-#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -11,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +20,7 @@
 #include "take/snap_int.h"
 #include "take/stage.h"
 #include "base/log.h"
+#include "base/meminfo.h"
 #include "store/manifest.h"
 #include "store/manifest_stat.h"
 #include "store/name.h"
@@ -45,48 +43,6 @@ static double snap_ms_since(const struct timespec *t0)
 	return (double)(snap_ns(&now) - snap_ns(t0)) / 1e6;
 }
 
-void snap_list_free(snap_list *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i].rel);
-	free(l->v);
-	memset(l, 0, sizeof *l);
-}
-
-int snap_item_cmp(const void *a, const void *b)
-{
-	return strcmp(((const snap_item *)a)->rel, ((const snap_item *)b)->rel);
-}
-
-/* Appends *it; the list owns it->rel from then on, the caller still on
- * failure. */
-ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e)
-{
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 256;
-		snap_item *nv = realloc(l->v, ncap * sizeof *nv);
-		if (!nv)
-			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-		l->v = nv;
-		l->cap = ncap;
-	}
-	l->v[l->n++] = *it;
-	return TS_OK;
-}
-
-/* Drop the items that went (type 0): the list is then what the tree holds. */
-void snap_list_compact(snap_list *l)
-{
-	size_t k = 0;
-	for (size_t i = 0; i < l->n; i++) {
-		if (l->v[i].type)
-			l->v[k++] = l->v[i];
-		else
-			free(l->v[i].rel);
-	}
-	l->n = k;
-}
-
 static bool snap_cancelled(const snap_run *r)
 {
 	return r->o->cancel && *r->o->cancel;
@@ -97,9 +53,6 @@ static ts_err_code snap_cancel_err(const snap_run *r, ts_err *e)
 	return ts_err_set(e, TS_ERR_CANCELLED, "snapshot %s: cancelled (tracsnap is stopping)",
 	                  r->o->name);
 }
-
-static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e);
-static ts_err_code snap_put_at(snap_run *r, snap_item *it, bool in_walk, ts_err *e);
 
 /* Special files are skipped (with a warning on the first walk); journals of
  * the database and the database itself are never listed. */
@@ -165,162 +118,6 @@ static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
 	pthread_mutex_destroy(&w.mu);
 	if (rc == TS_OK)
 		qsort(l->v, l->n, sizeof *l->v, snap_item_cmp);
-	return rc;
-}
-
-int64_t snap_racy_ns(const struct stat *st)
-{
-	return st->st_ctim.tv_nsec ? SNAP_RACY_FINE_NS : SNAP_RACY_COARSE_NS;
-}
-
-/* Can the previous snapshot's copy of it serve unchanged? */
-static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
-{
-	const ts_manifest_entry *pe;
-	if (r->prevfd < 0 || it->type != 'f')
-		return false;
-	pe = ts_manifest_find(&r->prev, it->rel);
-	if (!pe || pe->type != 'f' || !ts_manifest_same_source(pe, &it->st))
-		return false;
-	/* The store's copy must still be what its manifest says, or damage to
-	 * it would spread into every later snapshot.  Only what stat tells is
-	 * checked here (a flipped byte needs `tracsnap verify`).  From inside
-	 * the walk (snap_place): its thread's cache 1 holds the directory. */
-	struct stat cur;
-	const char *leaf;
-	int pfd = ts_beneath_cache_parent(ts_walk_cache(1), r->prevfd, it->rel, &leaf);
-	return pfd >= 0 && fstatat(pfd, leaf, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
-	       ts_manifest_copy_matches(pe, &cur, r->root);
-}
-
-/* How much a snapshot may copy into the page cache without bounding its
- * writeback: 90% of what the kernel lets be dirty before its flusher starts
- * (dirty_background_bytes, or dirty_background_ratio of available memory),
- * less what is dirty already.  Below that threshold our pages stay
- * unallocated in the page cache (delayed allocation), so Trac's fsyncs never
- * wait for them; the seal writes them back at a bounded pace.  Beyond it the
- * flusher would write them back in bulk, so copies bound their own. */
-static uint64_t snap_meminfo_kib(const char *buf, const char *key)
-{
-	const char *p = strstr(buf, key);
-	return p ? strtoull(p + strlen(key), NULL, 10) : 0;
-}
-
-uint64_t snap_dirty_budget(void)
-{
-	char buf[8192];
-	uint64_t bg_bytes = 0, ratio = 10, avail, dirty, limit;
-	FILE *f;
-
-	if ((f = fopen("/proc/sys/vm/dirty_background_bytes", "re"))) {
-		if (fscanf(f, "%" SCNu64, &bg_bytes) != 1)
-			bg_bytes = 0;
-		fclose(f);
-	}
-	if ((f = fopen("/proc/sys/vm/dirty_background_ratio", "re"))) {
-		if (fscanf(f, "%" SCNu64, &ratio) != 1)
-			ratio = 10;
-		fclose(f);
-	}
-	if (!(f = fopen("/proc/meminfo", "re")))
-		return 0;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	avail = snap_meminfo_kib(buf, "MemAvailable:") * 1024;
-	dirty = (snap_meminfo_kib(buf, "Dirty:") + snap_meminfo_kib(buf, "Writeback:")) * 1024;
-	limit = bg_bytes ? bg_bytes : avail / 100 * ratio;
-	limit = limit / 10 * 9;
-	return limit > dirty ? limit - dirty : 0;
-}
-
-/* Share a file unchanged since the previous snapshot: a hard link to its
- * copy there, whose hash it takes over.  False: it must be copied. */
-static bool snap_share(snap_run *r, snap_item *it)
-{
-	const char *pleaf, *tleaf;
-	int pfd, tfd;
-
-	if (!snap_unchanged_since_prev(r, it))
-		return false;
-	/* Both directories beneath their trees, kept for the next entry of
-	 * the same directory (the walk lists one directory at a time). */
-	pfd = ts_beneath_cache_parent(ts_walk_cache(1), r->prevfd, it->rel, &pleaf);
-	tfd = pfd < 0 ? -1 : ts_beneath_cache_parent(ts_walk_cache(0), r->tmp.treefd, it->rel, &tleaf);
-	if (tfd < 0 || linkat(pfd, pleaf, tfd, tleaf, 0) < 0)
-		return false;
-	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
-	memcpy(it->sha256, pe->sha256, 32);
-	it->unhashed = pe->pending;
-	it->shared = true;
-	return true;
-}
-
-/* Put one walked entry into the tree: make the directory, or copy (sharing
- * is snap_place's, during the pre-copy's walk).  Returns TS_ERR_NOTFOUND when
- * the source vanished meanwhile (the caller drops the item).  Content is
- * never hashed here: ts_seal hashes the copies once the snapshot has appeared. */
-ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e)
-{
-	return snap_put_at(r, it, false, e);
-}
-
-/* in_walk: called by a walk's callback (the walk's caches serve). */
-static ts_err_code snap_put_at(snap_run *r, snap_item *it, bool in_walk, ts_err *e)
-{
-	ts_copy_out co;
-	ts_err_code rc;
-	struct timespec before;
-
-	if (it->type == 'd') {
-		/* Beneath the tree (beneath.h); from the walk, through its
-		 * thread's cache 0. */
-		const char *leaf;
-		int pfd;
-		if (!strcmp(it->rel, "."))
-			return TS_OK;
-		pfd = in_walk ? ts_beneath_cache_parent(ts_walk_cache(0), r->tmp.treefd, it->rel, &leaf)
-		              : ts_beneath_parent(r->tmp.treefd, it->rel, &leaf);
-		if (pfd < 0 || (mkdirat(pfd, leaf, 0700) < 0 && errno != EEXIST)) {
-			rc = ts_err_sys(e, errno, "%s: cannot create in the store", it->rel);
-			if (!in_walk)
-				ts_beneath_parent_close(r->tmp.treefd, pfd);
-			return rc;
-		}
-		if (!in_walk)
-			ts_beneath_parent_close(r->tmp.treefd, pfd);
-		return TS_OK;
-	}
-	clock_gettime(CLOCK_REALTIME, &before);
-	if (it->type == 'l')
-		rc = ts_copy_symlink(r->envfd, r->tmp.treefd, it->rel, r->env->root, &co, e);
-	else {
-		uint64_t sz = (uint64_t)it->st.st_size;
-		bool bounded = __atomic_add_fetch(&r->dirty, sz, __ATOMIC_RELAXED) > r->dirty_budget;
-		rc = ts_copy_file(r->envfd, r->tmp.treefd, it->rel, bounded ? TS_COPY_BOUNDED : 0,
-		                  r->env->root, &co, e);
-	}
-	if (rc == TS_ERR_NOTFOUND && e && (e->sys_errno == ELOOP || e->sys_errno == ENOTDIR))
-		__atomic_store_n(&r->retyped, true, __ATOMIC_RELAXED);   /* a link on its way */
-	if (rc != TS_OK)
-		return rc;
-	it->st = co.st;
-	memcpy(it->sha256, co.sha256, 32);
-	it->racy = co.changed || snap_ns(&co.st.st_ctim) >= snap_ns(&before) - snap_racy_ns(&co.st);
-	it->unhashed = it->type == 'f';
-	__atomic_fetch_add(&r->stats->bytes_copied, co.bytes, __ATOMIC_RELAXED);
-	return TS_OK;
-}
-
-/* During the pre-copy's walk: make a directory (its parent was made when
- * the walk reached it, before listing it), or share an unchanged file.
- * Copies wait for the pool, which knows the totals for progress. */
-static ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e)
-{
-	ts_err_code rc = TS_OK;
-	if (it->type == 'd')
-		rc = snap_put_at(r, it, true, e);
-	it->placed = rc == TS_OK && (it->type == 'd' || (it->type == 'f' && snap_share(r, it)));
 	return rc;
 }
 
@@ -406,146 +203,6 @@ static bool snap_wait_racy(const snap_run *r)
 		nanosleep(&nap, NULL);
 	}
 	return any;
-}
-
-/* lstat of rel ("." for the tree itself) in the store tree, never through
- * a link (beneath.h). */
-static int snap_tree_stat(const snap_run *r, const char *rel, struct stat *st)
-{
-	const char *leaf;
-	int pfd, rc;
-
-	if (!strcmp(rel, "."))
-		return fstat(r->tmp.treefd, st);
-	pfd = ts_beneath_parent(r->tmp.treefd, rel, &leaf);
-	if (pfd < 0)
-		return -1;
-	rc = fstatat(pfd, leaf, st, AT_SYMLINK_NOFOLLOW);
-	ts_beneath_parent_close(r->tmp.treefd, pfd);
-	return rc;
-}
-
-/* A staged directory carries the previous snapshot's metadata (stage.c).
- * It serves as is when the environment's directory is the same one, not
- * changed since (ctime: owner, mode, xattrs; mtime: entries), with a ctime
- * old enough at the previous snapshot that a later change would have moved
- * it, and when nothing was added to or removed from the staged copy (its
- * mtime is still the one the stage gave it). */
-static bool snap_dir_as_staged(const snap_run *r, const snap_item *it)
-{
-	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
-	struct stat cur;
-
-	if (!pe || pe->type != 'd' || !ts_manifest_same_source(pe, &it->st) ||
-	    snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it->st))
-		return false;
-	return snap_tree_stat(r, it->rel, &cur) == 0 && ts_manifest_copy_matches(pe, &cur, r->root);
-}
-
-/* Directories get their metadata last, once nothing more is added to them
- * (an entry added changes its directory's mtime; metadata set on an entry
- * does not), so in any order, on the pool's threads. */
-static ts_err_code snap_dir_meta_one(void *arg, size_t i, ts_err *e)
-{
-	snap_run *r = arg;
-	const snap_item *it = &r->items.v[i];
-	if (it->type != 'd' || (r->staged && snap_dir_as_staged(r, it)))
-		return TS_OK;
-	return ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &it->st, r->env->root, e);
-}
-
-static ts_err_code snap_dir_meta(snap_run *r, ts_err *e)
-{
-	return ts_pool_run(r->items.n, SNAP_POOL_MIN, 0, snap_dir_meta_one, r, e);
-}
-
-ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
-{
-	ts_err_code rc = TS_OK;
-	ts_manifest m;
-
-	ts_manifest_init(&m);
-	m.time = r->stats->instant;
-	m.no_database = r->o->no_database;
-	m.env = strdup(r->env->root);
-	char boot[TS_STORE_BOOT_ID_MAX];
-	ts_store_boot_id(boot);
-	m.unsealed_boot = strdup(boot);
-	if (!m.env || !m.unsealed_boot)
-		goto nomem;
-	/* (A stage's manifest, written without the database: no db_rel.) */
-	if (db_rel && !r->env->db_rel && r->env->db_abs && !r->o->no_database) {
-		m.external_db = strdup(r->env->db_abs);
-		m.external_db_rel = strdup(db_rel);
-		if (!m.external_db || !m.external_db_rel)
-			goto nomem;
-	}
-	for (size_t k = 0; k < r->items.n; k++) {
-		const snap_item *it = &r->items.v[k];
-		ts_manifest_entry *me;
-		if (!it->type)
-			continue;
-		me = ts_manifest_add(&m, it->type, it->rel);
-		if (!me)
-			goto nomem;
-		ts_manifest_entry_set_meta(me, &it->st);
-		memcpy(me->sha256, it->sha256, 32);
-		me->pending = it->type == 'f' && it->unhashed;
-		/* Directories too: a stage's directory may serve as is (snap_dir_as_staged). */
-		ts_manifest_entry_set_source(me, &it->st);
-		if (it->type == 'f')
-			r->stats->files++;
-		if (it->type == 'f' && it->shared) {
-			r->stats->files_shared++;
-			r->stats->bytes_shared += (uint64_t)it->st.st_size;
-		}
-	}
-	if (db_rel) {
-		struct stat st;
-		ts_manifest_entry *me;
-		uint64_t size = 0;
-		if (snap_tree_stat(r, db_rel, &st) < 0) {
-			rc = ts_err_sys(e, errno, "%s: database copy missing", db_rel);
-			goto out;
-		}
-		me = ts_manifest_add(&m, 'f', db_rel);
-		if (!me)
-			goto nomem;
-		size = (uint64_t)st.st_size;
-		me->pending = true;
-		ts_manifest_entry_set_meta(me, &st);
-		r->stats->files++;
-		r->stats->bytes_copied += size;
-	}
-	if (r->db_dir && db_rel) {
-		/* The directory made for the database copy, as the tree has it,
-		 * dated like the copy. */
-		struct stat st;
-		ts_manifest_entry *me;
-		if (snap_tree_stat(r, db_rel, &st) == 0) {
-			struct timespec t[2] = { st.st_mtim, st.st_mtim };
-			(void)utimensat(r->tmp.treefd, r->db_dir, t, AT_SYMLINK_NOFOLLOW);
-		}
-		if (fstatat(r->tmp.treefd, r->db_dir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			me = ts_manifest_add(&m, 'd', r->db_dir);
-			if (!me)
-				goto nomem;
-			ts_manifest_entry_set_meta(me, &st);
-		}
-	}
-	ts_manifest_sort(&m);
-	rc = ts_manifest_write_at(&m, r->tmp.dirfd, "manifest", e);
-	/* The manifest's mtime is the snapshot instant: what lists snapshots in
-	 * order (store.h), and unlike the directory's it never moves. */
-	struct timespec times[2] = { m.time, m.time };
-	if (rc == TS_OK && utimensat(r->tmp.dirfd, "manifest", times, AT_SYMLINK_NOFOLLOW) < 0)
-		rc = ts_err_sys(e, errno, "%s/manifest: cannot set its time", r->tmp.dir);
-	goto out;
-nomem:
-	rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-out:
-	ts_manifest_free(&m);
-	return rc;
 }
 
 /* The newest snapshot, to share unchanged files with. */
@@ -701,7 +358,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 		goto out;
 	r.tmp_open = true;
 	snap_open_prev(&r);
-	r.dirty_budget = snap_dirty_budget();
+	r.dirty_budget = ts_dirty_budget();
 
 	clock_gettime(CLOCK_MONOTONIC, &t_pre);
 	if (!o->no_database)

@@ -1,7 +1,10 @@
 /* snap_int.h - what the snapshot protocol's files share: snap.c (the
- * protocol: walk, pre-copy, lock, capture, manifest, commit) and
- * snap_recheck.c (checking the tree against the environment by stat).
- * Private to snapshot/; see snap.h for the interface.
+ * protocol: walk, pre-copy, lock, capture, manifest, commit), snap_list.c
+ * (the sorted list of items), snap_put.c (putting an entry into the tree:
+ * make, share or copy; directories' metadata), snap_recheck.c (checking
+ * the tree against the environment by stat) and snap_manifest.c (writing
+ * the manifest).  Also used by stage_refresh.c.  Private to snapshot/take;
+ * see snap.h for the interface.
  *
  * Ownership: a snap_list owns its items' rel strings; a snap_run is owned by
  * ts_snap_take, which releases everything in it in one place.
@@ -109,15 +112,28 @@ void snap_list_compact(snap_list *l);
  * leaving out what a snapshot never holds (special files, the database and
  * its journals). */
 ts_err_code snap_walk_add(void *arg, const char *rel, const struct stat *st, ts_err *e);
-/* Put one entry into the tree: make the directory, or copy.  TS_ERR_NOTFOUND
- * when the source vanished meanwhile. */
-ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e);
 /* ts_pool_run callback: put items.v[i] unless placed (arg: snap_precopy_ctx). */
 ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e);
 
+/* snap_list.c (and snap_item_cmp, snap_list_push, snap_list_compact above) */
 void snap_list_free(snap_list *l);
-/* How much may be copied before copies bound their writeback (snap.c). */
-uint64_t snap_dirty_budget(void);
+
+/* snap_put.c */
+/* Put one entry into the tree: make the directory, or copy.  TS_ERR_NOTFOUND
+ * when the source vanished meanwhile. */
+ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e);
+/* From the pre-copy's walk (snap_walk_add), on its threads: make a
+ * directory, or share a file unchanged since the previous snapshot; sets
+ * it->placed.  Copies wait for the pool. */
+ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e);
+/* lstat of rel ("." for the tree itself) in the store tree, never through
+ * a link; as fstatat. */
+int snap_tree_stat(const snap_run *r, const char *rel, struct stat *st);
+/* Give the tree's directories their metadata, once nothing more is added
+ * to them (a staged directory that serves as is keeps its own). */
+ts_err_code snap_dir_meta(snap_run *r, ts_err *e);
+
+/* snap_manifest.c */
 /* Write r's items (and the database copy at db_rel, if any) as the manifest
  * in r->tmp.dirfd, dated r->stats->instant. */
 ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e);

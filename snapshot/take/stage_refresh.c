@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/meminfo.h"
 #include "db/dbsnap.h"
 #include "take/snap_int.h"
 
@@ -105,7 +106,7 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 		goto out;
 	}
 	busy = true;
-	r.dirty_budget = snap_dirty_budget();
+	r.dirty_budget = ts_dirty_budget();
 	rc = snap_items_from_manifest(&r, &m, e);
 	stats.bytes_copied = 0;   /* what earlier refreshes copied is not ours */
 	/* The new manifest's time: before anything is looked at, so that

@@ -1,0 +1,47 @@
+/* snap_list.c - the sorted list of a snapshot's items (snap_int.h). */
+#include "take/snap_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void snap_list_free(snap_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].rel);
+	free(l->v);
+	memset(l, 0, sizeof *l);
+}
+
+int snap_item_cmp(const void *a, const void *b)
+{
+	return strcmp(((const snap_item *)a)->rel, ((const snap_item *)b)->rel);
+}
+
+/* Appends *it; the list owns it->rel from then on, the caller still on
+ * failure. */
+ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e)
+{
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 256;
+		snap_item *nv = realloc(l->v, ncap * sizeof *nv);
+		if (!nv)
+			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		l->v = nv;
+		l->cap = ncap;
+	}
+	l->v[l->n++] = *it;
+	return TS_OK;
+}
+
+/* Drop the items that went (type 0): the list is then what the tree holds. */
+void snap_list_compact(snap_list *l)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->v[i].type)
+			l->v[k++] = l->v[i];
+		else
+			free(l->v[i].rel);
+	}
+	l->n = k;
+}

@@ -1,0 +1,186 @@
+/* snap_put.c - putting the environment's entries into the snapshot's tree
+ * (snap_int.h): make a directory, share an unchanged file with the
+ * previous snapshot, or copy; directories' metadata last. */
+#include "take/snap_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/beneath.h"
+#include "base/copy.h"
+#include "base/pool.h"
+#include "base/walk.h"
+#include "store/manifest_stat.h"
+
+int64_t snap_racy_ns(const struct stat *st)
+{
+	return st->st_ctim.tv_nsec ? SNAP_RACY_FINE_NS : SNAP_RACY_COARSE_NS;
+}
+
+/* Can the previous snapshot's copy of it serve unchanged? */
+static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
+{
+	const ts_manifest_entry *pe;
+	if (r->prevfd < 0 || it->type != 'f')
+		return false;
+	pe = ts_manifest_find(&r->prev, it->rel);
+	if (!pe || pe->type != 'f' || !ts_manifest_same_source(pe, &it->st))
+		return false;
+	/* The store's copy must still be what its manifest says, or damage to
+	 * it would spread into every later snapshot.  Only what stat tells is
+	 * checked here (a flipped byte needs `tracsnap verify`).  From inside
+	 * the walk (snap_place): its thread's cache 1 holds the directory. */
+	struct stat cur;
+	const char *leaf;
+	int pfd = ts_beneath_cache_parent(ts_walk_cache(1), r->prevfd, it->rel, &leaf);
+	return pfd >= 0 && fstatat(pfd, leaf, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       ts_manifest_copy_matches(pe, &cur, r->root);
+}
+
+/* Share a file unchanged since the previous snapshot: a hard link to its
+ * copy there, whose hash it takes over.  False: it must be copied. */
+static bool snap_share(snap_run *r, snap_item *it)
+{
+	const char *pleaf, *tleaf;
+	int pfd, tfd;
+
+	if (!snap_unchanged_since_prev(r, it))
+		return false;
+	/* Both directories beneath their trees, kept for the next entry of
+	 * the same directory (the walk lists one directory at a time). */
+	pfd = ts_beneath_cache_parent(ts_walk_cache(1), r->prevfd, it->rel, &pleaf);
+	tfd = pfd < 0 ? -1 : ts_beneath_cache_parent(ts_walk_cache(0), r->tmp.treefd, it->rel, &tleaf);
+	if (tfd < 0 || linkat(pfd, pleaf, tfd, tleaf, 0) < 0)
+		return false;
+	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
+	memcpy(it->sha256, pe->sha256, 32);
+	it->unhashed = pe->pending;
+	it->shared = true;
+	return true;
+}
+
+static ts_err_code snap_put_at(snap_run *r, snap_item *it, bool in_walk, ts_err *e);
+
+/* Put one walked entry into the tree: make the directory, or copy (sharing
+ * is snap_place's, during the pre-copy's walk).  Returns TS_ERR_NOTFOUND when
+ * the source vanished meanwhile (the caller drops the item).  Content is
+ * never hashed here: ts_seal hashes the copies once the snapshot has appeared. */
+ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e)
+{
+	return snap_put_at(r, it, false, e);
+}
+
+/* in_walk: called by a walk's callback (the walk's caches serve). */
+static ts_err_code snap_put_at(snap_run *r, snap_item *it, bool in_walk, ts_err *e)
+{
+	ts_copy_out co;
+	ts_err_code rc;
+	struct timespec before;
+
+	if (it->type == 'd') {
+		/* Beneath the tree (beneath.h); from the walk, through its
+		 * thread's cache 0. */
+		const char *leaf;
+		int pfd;
+		if (!strcmp(it->rel, "."))
+			return TS_OK;
+		pfd = in_walk ? ts_beneath_cache_parent(ts_walk_cache(0), r->tmp.treefd, it->rel, &leaf)
+		              : ts_beneath_parent(r->tmp.treefd, it->rel, &leaf);
+		if (pfd < 0 || (mkdirat(pfd, leaf, 0700) < 0 && errno != EEXIST)) {
+			rc = ts_err_sys(e, errno, "%s: cannot create in the store", it->rel);
+			if (!in_walk)
+				ts_beneath_parent_close(r->tmp.treefd, pfd);
+			return rc;
+		}
+		if (!in_walk)
+			ts_beneath_parent_close(r->tmp.treefd, pfd);
+		return TS_OK;
+	}
+	clock_gettime(CLOCK_REALTIME, &before);
+	if (it->type == 'l')
+		rc = ts_copy_symlink(r->envfd, r->tmp.treefd, it->rel, r->env->root, &co, e);
+	else {
+		uint64_t sz = (uint64_t)it->st.st_size;
+		bool bounded = __atomic_add_fetch(&r->dirty, sz, __ATOMIC_RELAXED) > r->dirty_budget;
+		rc = ts_copy_file(r->envfd, r->tmp.treefd, it->rel, bounded ? TS_COPY_BOUNDED : 0,
+		                  r->env->root, &co, e);
+	}
+	if (rc == TS_ERR_NOTFOUND && e && (e->sys_errno == ELOOP || e->sys_errno == ENOTDIR))
+		__atomic_store_n(&r->retyped, true, __ATOMIC_RELAXED);   /* a link on its way */
+	if (rc != TS_OK)
+		return rc;
+	it->st = co.st;
+	memcpy(it->sha256, co.sha256, 32);
+	it->racy = co.changed || snap_ns(&co.st.st_ctim) >= snap_ns(&before) - snap_racy_ns(&co.st);
+	it->unhashed = it->type == 'f';
+	__atomic_fetch_add(&r->stats->bytes_copied, co.bytes, __ATOMIC_RELAXED);
+	return TS_OK;
+}
+
+/* During the pre-copy's walk: make a directory (its parent was made when
+ * the walk reached it, before listing it), or share an unchanged file.
+ * Copies wait for the pool, which knows the totals for progress. */
+ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	if (it->type == 'd')
+		rc = snap_put_at(r, it, true, e);
+	it->placed = rc == TS_OK && (it->type == 'd' || (it->type == 'f' && snap_share(r, it)));
+	return rc;
+}
+
+/* lstat of rel ("." for the tree itself) in the store tree, never through
+ * a link (beneath.h). */
+int snap_tree_stat(const snap_run *r, const char *rel, struct stat *st)
+{
+	const char *leaf;
+	int pfd, rc;
+
+	if (!strcmp(rel, "."))
+		return fstat(r->tmp.treefd, st);
+	pfd = ts_beneath_parent(r->tmp.treefd, rel, &leaf);
+	if (pfd < 0)
+		return -1;
+	rc = fstatat(pfd, leaf, st, AT_SYMLINK_NOFOLLOW);
+	ts_beneath_parent_close(r->tmp.treefd, pfd);
+	return rc;
+}
+
+/* A staged directory carries the previous snapshot's metadata (stage.c).
+ * It serves as is when the environment's directory is the same one, not
+ * changed since (ctime: owner, mode, xattrs; mtime: entries), with a ctime
+ * old enough at the previous snapshot that a later change would have moved
+ * it, and when nothing was added to or removed from the staged copy (its
+ * mtime is still the one the stage gave it). */
+static bool snap_dir_as_staged(const snap_run *r, const snap_item *it)
+{
+	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
+	struct stat cur;
+
+	if (!pe || pe->type != 'd' || !ts_manifest_same_source(pe, &it->st) ||
+	    snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it->st))
+		return false;
+	return snap_tree_stat(r, it->rel, &cur) == 0 && ts_manifest_copy_matches(pe, &cur, r->root);
+}
+
+/* Directories get their metadata last, once nothing more is added to them
+ * (an entry added changes its directory's mtime; metadata set on an entry
+ * does not), so in any order, on the pool's threads. */
+static ts_err_code snap_dir_meta_one(void *arg, size_t i, ts_err *e)
+{
+	snap_run *r = arg;
+	const snap_item *it = &r->items.v[i];
+	if (it->type != 'd' || (r->staged && snap_dir_as_staged(r, it)))
+		return TS_OK;
+	return ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &it->st, r->env->root, e);
+}
+
+ts_err_code snap_dir_meta(snap_run *r, ts_err *e)
+{
+	return ts_pool_run(r->items.n, SNAP_POOL_MIN, 0, snap_dir_meta_one, r, e);
+}
+
