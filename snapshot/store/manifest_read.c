@@ -1,0 +1,443 @@
+/* manifest_read.c - read and validate a manifest file (manifest.h).
+ *
+ * The reader trusts nothing: the file may be truncated, edited or hostile.
+ * It checks every field completely and refuses paths that could leave the
+ * snapshot tree ("..", absolute paths), since restore follows them.
+ */
+#include "base/beneath.h"
+#include "store/manifest.h"
+#include "store/manifest_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- reading ----------------------------------------------------------- */
+
+typedef struct manifest_r {
+	const char *file;
+	FILE *f;
+	char *line;
+	size_t cap;
+	size_t len;       /* of line, without the LF */
+	unsigned long lineno;
+	ts_err *e;
+} manifest_r;
+
+__attribute__((format(printf, 2, 3)))
+static ts_err_code mr_bad(manifest_r *r, const char *fmt, ...)
+{
+	char what[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return ts_err_set(r->e, TS_ERR_CORRUPT, "%s:%lu: %s", r->file, r->lineno, what);
+}
+
+/* Read the next line into r->line without its LF.  TS_OK with *eof set at the
+ * end of the file. */
+static ts_err_code mr_next(manifest_r *r, bool *eof)
+{
+	ssize_t n;
+
+	*eof = false;
+	errno = 0;
+	n = getline(&r->line, &r->cap, r->f);
+	if (n < 0) {
+		if (ferror(r->f))
+			return ts_err_sys(r->e, errno ? errno : EIO, "%s: cannot read", r->file);
+		*eof = true;
+		return TS_OK;
+	}
+	r->lineno++;
+	r->len = (size_t)n;
+	if (r->len == 0 || r->line[r->len - 1] != '\n')
+		return mr_bad(r, "line not terminated (file truncated?)");
+	r->line[--r->len] = '\0';
+	if (memchr(r->line, '\0', r->len))
+		return mr_bad(r, "NUL byte in line");
+	return TS_OK;
+}
+
+/* Split r->line at TABs into f[0..max-1]; returns the number of fields, or
+ * max + 1 when there are more. */
+static size_t mr_split(manifest_r *r, char **f, size_t max)
+{
+	char *p = r->line;
+	size_t n = 0;
+
+	for (;;) {
+		char *tab = strchr(p, '\t');
+
+		if (n == max)
+			return max + 1;
+		f[n++] = p;
+		if (!tab)
+			return n;
+		*tab = '\0';
+		p = tab + 1;
+	}
+}
+
+/* Decimal digits only (no sign, no space: strtoull would take both), at most
+ * max. */
+static bool mr_u64(const char *s, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end != '\0' || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* "<sec>.<9 digits>", sec optionally negative. */
+static bool mr_time(const char *s, struct timespec *t)
+{
+	const char *dot = strchr(s, '.');
+	const char *d = s[0] == '-' ? s + 1 : s;
+	char *end;
+	long long sec;
+	long nsec = 0;
+	int i;
+
+	if (!dot || *d < '0' || *d > '9' || strlen(dot + 1) != 9)
+		return false;
+	errno = 0;
+	sec = strtoll(s, &end, 10);
+	if (errno || end != dot)
+		return false;
+	for (i = 1; i <= 9; i++) {
+		if (dot[i] < '0' || dot[i] > '9')
+			return false;
+		nsec = nsec * 10 + (dot[i] - '0');
+	}
+	if ((long long)(time_t)sec != sec)
+		return false;
+	t->tv_sec = (time_t)sec;
+	t->tv_nsec = nsec;
+	return true;
+}
+
+/* A header line "<keyword>" or "<keyword>\t<fields>": fields after the keyword
+ * in f[], their count checked against want. */
+static ts_err_code mr_header(manifest_r *r, const char *keyword, char **f, size_t want)
+{
+	char *all[4];
+	size_t n = mr_split(r, all, 4);
+	size_t i;
+
+	if (strcmp(all[0], keyword) != 0)
+		return mr_bad(r, "expected '%s'", keyword);
+	if (n != want + 1)
+		return mr_bad(r, "'%s' line needs %zu field%s", keyword, want, want == 1 ? "" : "s");
+	for (i = 0; i < want; i++)
+		f[i] = all[i + 1];
+	return TS_OK;
+}
+
+/* Unescape field into *out; refuses bad escapes and, when path, paths that
+ * leave the tree. */
+static ts_err_code mr_path(manifest_r *r, const char *field, bool path, char **out,
+                           const char *what)
+{
+	ts_err_code rc = TS_OK;
+	char *s = NULL;
+	int st = manifest_unescape_to(field, &s);
+
+	if (st == -2)
+		rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+	else if (st != 0)
+		rc = mr_bad(r, "bad escape in %s", what);
+	else if (path ? !manifest_path_ok(s) : s[0] == '\0')
+		rc = mr_bad(r, "bad %s", what);
+	if (rc != TS_OK) {
+		free(s);
+		s = NULL;
+	}
+	*out = s;
+	return rc;
+}
+
+static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
+{
+	char *f[MANIFEST_FIELDS];
+	char *path = NULL;
+	ts_manifest_entry *ent;
+	ts_err_code rc = TS_OK;
+	uint64_t uid, gid, size, ino;
+	struct timespec mtime, ctime;
+	unsigned char sha[32] = { 0 };
+	unsigned mode = 0;
+	bool pending = false;
+	char type;
+	int i;
+
+	if (mr_split(r, f, MANIFEST_FIELDS) != MANIFEST_FIELDS) {
+		rc = mr_bad(r, "entry needs %d fields", MANIFEST_FIELDS);
+		goto out;
+	}
+	if (strlen(f[0]) != 1 || (f[0][0] != 'd' && f[0][0] != 'f' && f[0][0] != 'l')) {
+		rc = mr_bad(r, "bad type");
+		goto out;
+	}
+	type = f[0][0];
+	if (strlen(f[1]) != 4) {
+		rc = mr_bad(r, "bad mode");
+		goto out;
+	}
+	for (i = 0; i < 4; i++) {
+		if (f[1][i] < '0' || f[1][i] > '7') {
+			rc = mr_bad(r, "bad mode");
+			goto out;
+		}
+		mode = mode * 8 + (unsigned)(f[1][i] - '0');
+	}
+	if (!mr_u64(f[2], (uid_t)-1, &uid) || !mr_u64(f[3], (gid_t)-1, &gid)) {
+		rc = mr_bad(r, "bad owner");
+		goto out;
+	}
+	if (!mr_u64(f[4], UINT64_MAX, &size)) {
+		rc = mr_bad(r, "bad size");
+		goto out;
+	}
+	if (!mr_time(f[5], &mtime)) {
+		rc = mr_bad(r, "bad mtime");
+		goto out;
+	}
+	/* "-": a directory, or a file not hashed yet, which only an unsealed
+	 * manifest may have (sha stays zero). */
+	if (type == 'f' && m->unsealed_boot && strcmp(f[6], "-") == 0)
+		pending = true;
+	else if (type == 'd' ? strcmp(f[6], "-") != 0 : !ts_sha256_unhex(f[6], sha)) {
+		rc = mr_bad(r, "bad sha256");
+		goto out;
+	}
+	if (!mr_u64(f[7], UINT64_MAX, &ino)) {
+		rc = mr_bad(r, "bad source inode");
+		goto out;
+	}
+	if (!mr_time(f[8], &ctime)) {
+		rc = mr_bad(r, "bad source ctime");
+		goto out;
+	}
+	rc = mr_path(r, f[9], true, &path, "path");
+	if (rc != TS_OK)
+		goto out;
+	if (m->n > 0) {
+		int c = strcmp(m->entries[m->n - 1].path, path);
+
+		if (c >= 0) {
+			rc = mr_bad(r, c == 0 ? "duplicate path" : "entries not sorted");
+			goto out;
+		}
+	}
+	ent = manifest_push(m, type, path);
+	path = NULL; /* taken, even on failure */
+	if (!ent) {
+		rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+		goto out;
+	}
+	ent->mode = (mode_t)mode;
+	ent->uid = (uid_t)uid;
+	ent->gid = (gid_t)gid;
+	ent->size = size;
+	ent->mtime = mtime;
+	memcpy(ent->sha256, sha, sizeof(sha));
+	ent->pending = pending;
+	ent->src_ino = ino;
+	ent->src_ctime = ctime;
+out:
+	free(path);
+	return rc;
+}
+
+/* The next line, which must exist: what names it for the message. */
+static ts_err_code mr_need(manifest_r *r, const char *what)
+{
+	bool eof;
+	ts_err_code rc = mr_next(r, &eof);
+
+	if (rc == TS_OK && eof)
+		rc = ts_err_set(r->e, TS_ERR_CORRUPT, "%s:%lu: missing %s", r->file,
+		                r->lineno + 1, what);
+	return rc;
+}
+
+static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
+{
+	ts_err_code rc;
+	char *f[2];
+	uint64_t count, k = 0;
+	bool eof;
+
+	/* Line 1: what and which version. */
+	rc = mr_next(r, &eof);
+	if (rc == TS_OK && eof)
+		rc = ts_err_set(r->e, TS_ERR_CORRUPT, "%s:1: empty file, not a tracsnap manifest", r->file);
+	if (rc != TS_OK)
+		goto out;
+	if (strcmp(r->line, MANIFEST_MAGIC "\t" MANIFEST_VERSION) != 0) {
+		rc = strncmp(r->line, MANIFEST_MAGIC "\t", strlen(MANIFEST_MAGIC) + 1) == 0
+		     ? mr_bad(r, "unsupported manifest version")
+		     : mr_bad(r, "not a tracsnap manifest");
+		goto out;
+	}
+
+	rc = mr_need(r, "'time' line");
+	if (rc != TS_OK)
+		goto out;
+	rc = mr_header(r, "time", f, 1);
+	if (rc != TS_OK)
+		goto out;
+	if (!mr_time(f[0], &m->time)) {
+		rc = mr_bad(r, "bad time");
+		goto out;
+	}
+
+	rc = mr_need(r, "'env' line");
+	if (rc != TS_OK)
+		goto out;
+	rc = mr_header(r, "env", f, 1);
+	if (rc == TS_OK)
+		rc = mr_path(r, f[0], false, &m->env, "environment path");
+	if (rc != TS_OK)
+		goto out;
+
+	rc = mr_need(r, "'entries' line");
+	if (rc != TS_OK)
+		goto out;
+	if (strncmp(r->line, "external-db", 11) == 0 && (r->line[11] == '\t' || !r->line[11])) {
+		rc = mr_header(r, "external-db", f, 2);
+		if (rc == TS_OK)
+			rc = mr_path(r, f[0], false, &m->external_db, "external database path");
+		if (rc == TS_OK)
+			rc = mr_path(r, f[1], true, &m->external_db_rel, "external database place");
+		if (rc != TS_OK)
+			goto out;
+		rc = mr_need(r, "'entries' line");
+		if (rc != TS_OK)
+			goto out;
+	}
+	if (strcmp(r->line, "no-database") == 0) {
+		m->no_database = true;
+		rc = mr_need(r, "'entries' line");
+		if (rc != TS_OK)
+			goto out;
+	}
+	if (strncmp(r->line, "unsealed", 8) == 0 && (r->line[8] == '\t' || !r->line[8])) {
+		rc = mr_header(r, "unsealed", f, 1);
+		if (rc != TS_OK)
+			goto out;
+		if (!manifest_boot_ok(f[0])) {
+			rc = mr_bad(r, "bad boot id");
+			goto out;
+		}
+		m->unsealed_boot = strdup(f[0]);
+		if (!m->unsealed_boot) {
+			rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+			goto out;
+		}
+		rc = mr_need(r, "'entries' line");
+		if (rc != TS_OK)
+			goto out;
+	}
+	rc = mr_header(r, "entries", f, 1);
+	if (rc != TS_OK)
+		goto out;
+	if (!mr_u64(f[0], SIZE_MAX, &count)) {
+		rc = mr_bad(r, "bad entry count");
+		goto out;
+	}
+
+	/* Never allocate by count: a hostile file could claim 2^60 entries. */
+	for (;;) {
+		rc = mr_need(r, "'end' line (file truncated?)");
+		if (rc != TS_OK)
+			goto out;
+		if (strcmp(r->line, "end") == 0)
+			break;
+		if (k == count) {
+			rc = mr_bad(r, "more entries than the %" PRIu64 " announced", count);
+			goto out;
+		}
+		rc = mr_entry(r, m);
+		if (rc != TS_OK)
+			goto out;
+		k++;
+	}
+	if (k != count) {
+		rc = mr_bad(r, "%" PRIu64 " entries announced, %" PRIu64 " found", count, k);
+		goto out;
+	}
+	rc = mr_next(r, &eof);
+	if (rc == TS_ERR_CORRUPT || (rc == TS_OK && !eof))
+		rc = mr_bad(r, "data after 'end'");
+out:
+	return rc;
+}
+
+ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e)
+{
+	ts_err_code rc;
+	manifest_r r = { .file = file, .e = e };
+	struct stat st;
+	int fd;
+
+	ts_manifest_init(m);
+	/* The store is checked to be root's (trust.h), yet a manifest is read
+	 * as data, never through a link or from a FIFO (which would block). */
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0 && errno == ELOOP) {
+		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: manifest is a symlink", file);
+		goto out;
+	}
+	if (fd < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot open manifest", file);
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: manifest is not a regular file", file);
+		close(fd);
+		goto out;
+	}
+	r.f = fdopen(fd, "r");
+	if (!r.f) {
+		rc = ts_err_sys(e, errno, "%s: cannot open manifest", file);
+		close(fd);
+		goto out;
+	}
+	rc = mr_parse(&r, m);
+out:
+	if (rc != TS_OK)
+		ts_manifest_free(m);
+	if (r.f)
+		fclose(r.f);
+	free(r.line);
+	return rc;
+}
+
+ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_err *e)
+{
+	char path[PATH_MAX + 64];
+
+	if (ts_beneath_procpath(path, sizeof path, dirfd, rel) < 0) {
+		ts_manifest_init(m);
+		return ts_err_sys(e, errno, "%s: cannot read manifest", rel);
+	}
+	return ts_manifest_read(path, m, e);
+}

@@ -1,0 +1,238 @@
+/* manifest_write.c - write a manifest file (manifest.h): checked first,
+ * then buffered, fsync'd when sealed. */
+#include "base/beneath.h"
+#include "store/manifest.h"
+#include "store/manifest_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MANIFEST_WBUF (64 * 1024)
+
+/* ---- writing ----------------------------------------------------------- */
+
+typedef struct manifest_w {
+	int fd;
+	int err;     /* errno of the first failure, else 0 */
+	size_t n;
+	char buf[MANIFEST_WBUF];
+} manifest_w;
+
+static void mw_flush(manifest_w *w)
+{
+	size_t off = 0;
+
+	while (!w->err && off < w->n) {
+		ssize_t k = write(w->fd, w->buf + off, w->n - off);
+
+		if (k < 0) {
+			if (errno != EINTR)
+				w->err = errno;
+			continue;
+		}
+		off += (size_t)k;
+	}
+	w->n = 0;
+}
+
+static void mw_put(manifest_w *w, const char *s, size_t len)
+{
+	while (!w->err && len > 0) {
+		size_t k = sizeof(w->buf) - w->n;
+
+		if (k > len)
+			k = len;
+		memcpy(w->buf + w->n, s, k);
+		w->n += k;
+		s += k;
+		len -= k;
+		if (w->n == sizeof(w->buf))
+			mw_flush(w);
+	}
+}
+
+static void mw_str(manifest_w *w, const char *s)
+{
+	mw_put(w, s, strlen(s));
+}
+
+/* Numbers only: they always fit. */
+__attribute__((format(printf, 2, 3)))
+static void mw_printf(manifest_w *w, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int k;
+
+	va_start(ap, fmt);
+	k = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (k > 0)
+		mw_put(w, tmp, (size_t)k < sizeof(tmp) ? (size_t)k : sizeof(tmp) - 1);
+}
+
+/* An escaped field; false on out of memory. */
+static bool mw_escaped(manifest_w *w, const char *raw)
+{
+	char *s = ts_manifest_escape(raw);
+
+	if (!s)
+		return false;
+	mw_str(w, s);
+	free(s);
+	return true;
+}
+
+/* Refuse to write what the reader would refuse to read. */
+static ts_err_code manifest_check(const ts_manifest *m, const char *file, ts_err *e)
+{
+	size_t i;
+
+	if (!m->env || !m->env[0])
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: manifest has no environment path", file);
+	if (!manifest_ts_ok(&m->time))
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: bad snapshot time", file);
+	if (!m->external_db != !m->external_db_rel || (m->external_db && !m->external_db[0]) ||
+	    (m->external_db_rel && !manifest_path_ok(m->external_db_rel)))
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: bad external database paths", file);
+	if (m->unsealed_boot && !manifest_boot_ok(m->unsealed_boot))
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: bad boot id", file);
+	for (i = 0; i < m->n; i++) {
+		const ts_manifest_entry *ent = &m->entries[i];
+
+		if (!manifest_path_ok(ent->path))
+			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad path", file, i);
+		if (ent->type != 'd' && ent->type != 'f' && ent->type != 'l')
+			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad type", file, i);
+		if (!manifest_ts_ok(&ent->mtime) || !manifest_ts_ok(&ent->src_ctime))
+			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad time", file, i);
+		if (ent->pending && ent->type != 'f')
+			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: pending but not a file",
+			                  file, i);
+		if (ent->pending && !m->unsealed_boot)
+			return ts_err_set(e, TS_ERR_CORRUPT,
+			                  "%s: entry %zu: pending in a sealed manifest", file, i);
+		if (i > 0 && strcmp(m->entries[i - 1].path, ent->path) >= 0)
+			return ts_err_set(e, TS_ERR_CORRUPT,
+			                  "%s: entries not sorted or duplicated at entry %zu "
+			                  "(call ts_manifest_sort)", file, i);
+	}
+	return TS_OK;
+}
+
+ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e)
+{
+	ts_err_code rc;
+	manifest_w *w = NULL;
+	bool created = false;
+	char hex[65];
+	size_t i;
+
+	rc = manifest_check(m, file, e);
+	if (rc != TS_OK)
+		goto out;
+	w = malloc(sizeof(*w));
+	if (!w) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
+		goto out;
+	}
+	w->n = 0;
+	w->err = 0;
+	w->fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (w->fd < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot create manifest", file);
+		goto out;
+	}
+	created = true;
+	/* The umask may have taken bits away, an old file may have had more. */
+	if (fchmod(w->fd, 0600) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot set mode", file);
+		goto out;
+	}
+
+	mw_str(w, MANIFEST_MAGIC "\t" MANIFEST_VERSION "\n");
+	mw_printf(w, "time\t%lld.%09ld\n", (long long)m->time.tv_sec, (long)m->time.tv_nsec);
+	mw_str(w, "env\t");
+	if (!mw_escaped(w, m->env))
+		goto nomem;
+	mw_str(w, "\n");
+	if (m->external_db) {
+		mw_str(w, "external-db\t");
+		if (!mw_escaped(w, m->external_db))
+			goto nomem;
+		mw_str(w, "\t");
+		if (!mw_escaped(w, m->external_db_rel))
+			goto nomem;
+		mw_str(w, "\n");
+	}
+	if (m->no_database)
+		mw_str(w, "no-database\n");
+	if (m->unsealed_boot) {
+		mw_str(w, "unsealed\t");
+		mw_str(w, m->unsealed_boot); /* checked: nothing to escape */
+		mw_str(w, "\n");
+	}
+	mw_printf(w, "entries\t%zu\n", m->n);
+	for (i = 0; i < m->n && !w->err; i++) {
+		const ts_manifest_entry *ent = &m->entries[i];
+
+		if (ent->type == 'd' || ent->pending)
+			memcpy(hex, "-", 2);
+		else
+			ts_sha256_hex(ent->sha256, hex);
+		mw_printf(w, "%c\t%04o\t%lu\t%lu\t%" PRIu64 "\t%lld.%09ld\t",
+		          ent->type, (unsigned)(ent->mode & 07777),
+		          (unsigned long)ent->uid, (unsigned long)ent->gid, ent->size,
+		          (long long)ent->mtime.tv_sec, (long)ent->mtime.tv_nsec);
+		mw_str(w, hex);
+		mw_printf(w, "\t%" PRIu64 "\t%lld.%09ld\t", ent->src_ino,
+		          (long long)ent->src_ctime.tv_sec, (long)ent->src_ctime.tv_nsec);
+		if (!mw_escaped(w, ent->path))
+			goto nomem;
+		mw_str(w, "\n");
+	}
+	mw_str(w, "end\n");
+	mw_flush(w);
+	/* An unsealed manifest needs no fsync: after a crash its snapshot is
+	 * discarded whatever the file holds (see store.h). */
+	if (!w->err && !m->unsealed_boot && fsync(w->fd) < 0)
+		w->err = errno;
+	if (w->err) {
+		rc = ts_err_sys(e, w->err, "%s: cannot write manifest", file);
+		goto out;
+	}
+	if (close(w->fd) < 0) {
+		w->fd = -1;
+		rc = ts_err_sys(e, errno, "%s: cannot write manifest", file);
+		goto out;
+	}
+	w->fd = -1;
+	goto out;
+nomem:
+	rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
+out:
+	if (w && w->fd >= 0)
+		close(w->fd);
+	/* Leave no half-written manifest behind. */
+	if (rc != TS_OK && created)
+		unlink(file);
+	free(w);
+	return rc;
+}
+
+ts_err_code ts_manifest_write_at(const ts_manifest *m, int dirfd, const char *rel, ts_err *e)
+{
+	char path[PATH_MAX + 64];
+
+	if (ts_beneath_procpath(path, sizeof path, dirfd, rel) < 0)
+		return ts_err_sys(e, errno, "%s: cannot write manifest", rel);
+	return ts_manifest_write(m, path, e);
+}
