@@ -41,7 +41,6 @@
 #include <unistd.h>
 
 #include "db/dbsnap.h"
-#include "db/journal.h"
 #include "base/log.h"
 #include "take/stage.h"
 

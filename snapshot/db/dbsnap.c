@@ -63,6 +63,12 @@ bool ts_db_can_precopy(const ts_env *env)
 	return b && b->precopy;
 }
 
+const char *ts_db_external(const ts_env *env)
+{
+	const ts_db_backend *b = ts_db_backend_of(env);
+	return b && b->external ? b->external(env) : NULL;
+}
+
 /* ------------------------------------------------------ taking a snapshot */
 
 ts_err_code ts_dbsnap_open(const ts_env *env, int timeout_s, ts_dbsnap **out, ts_err *e)

@@ -68,6 +68,10 @@ typedef struct ts_db_backend {
 	 * else is refused (TS_ERR_CONFIG). */
 	ts_err_code (*place)(const ts_env *env, int treefd, int envfd, char **rel, const char **dir,
 	                     ts_err *e);
+	/* Optional (NULL: never): the database file's absolute path when it
+	 * lives outside the environment, else NULL.  The manifest records it
+	 * so that restore can put the copy back there. */
+	const char *(*external)(const ts_env *env);
 
 	/* --- taking a snapshot (ts_dbsnap) --- */
 	/* Connect and check; fills d->impl. */
@@ -113,6 +117,7 @@ bool ts_db_excluded(const ts_env *env, const char *rel);
 ts_err_code ts_db_place(const ts_env *env, int treefd, int envfd, char **rel, const char **dir,
                         ts_err *e);
 bool ts_db_can_precopy(const ts_env *env);
+const char *ts_db_external(const ts_env *env);
 
 /* ------------------------------------------------------ taking a snapshot */
 

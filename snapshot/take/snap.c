@@ -16,7 +16,6 @@
 #include "base/copy.h"
 #include "db/dbsnap.h"
 #include "base/pool.h"
-#include "db/journal.h"
 #include "take/snap_int.h"
 #include "take/stage.h"
 #include "base/log.h"

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "db/dbsnap.h"
 #include "store/manifest_stat.h"
 
 ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
@@ -25,8 +26,8 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 	if (!m.env || !m.unsealed_boot)
 		goto nomem;
 	/* (A stage's manifest, written without the database: no db_rel.) */
-	if (db_rel && !r->env->db_rel && r->env->db_abs && !r->o->no_database) {
-		m.external_db = strdup(r->env->db_abs);
+	if (db_rel && ts_db_external(r->env) && !r->o->no_database) {
+		m.external_db = strdup(ts_db_external(r->env));
 		m.external_db_rel = strdup(db_rel);
 		if (!m.external_db || !m.external_db_rel)
 			goto nomem;

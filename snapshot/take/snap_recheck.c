@@ -14,7 +14,6 @@
 #include "base/beneath.h"
 #include "base/copy.h"
 #include "db/dbsnap.h"
-#include "db/journal.h"
 #include "base/pool.h"
 #include "base/walk.h"
 #include "store/manifest_stat.h"

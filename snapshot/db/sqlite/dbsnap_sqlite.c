@@ -445,6 +445,7 @@ const ts_db_backend ts_db_sqlite = {
 	.name = "sqlite",
 	.excluded = sqlite_excluded,
 	.place = sqlite_place,
+	.external = sqlite_external_path,
 	.open = sqlite_open,
 	.precopy = sqlite_precopy,
 	.lock = sqlite_lock,

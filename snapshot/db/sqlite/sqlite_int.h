@@ -11,6 +11,7 @@
 
 /* sqlite_tree.c */
 bool sqlite_excluded(const ts_env *env, const char *rel);
+const char *sqlite_external_path(const ts_env *env);
 ts_err_code sqlite_place(const ts_env *env, int treefd, int envfd, char **rel, const char **dir,
                          ts_err *e);
 

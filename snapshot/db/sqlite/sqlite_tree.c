@@ -17,6 +17,11 @@ bool sqlite_excluded(const ts_env *env, const char *rel)
 	return ts_journal_excluded(rel, env->db_rel);
 }
 
+const char *sqlite_external_path(const ts_env *env)
+{
+	return env->db_rel ? NULL : env->db_abs;
+}
+
 ts_err_code sqlite_place(const ts_env *env, int treefd, int envfd, char **rel, const char **dir,
                          ts_err *e)
 {
