@@ -1,6 +1,6 @@
 /* dburi.h - parse Trac's [trac] database value.
  *
- * Accepted forms (trac-facts.md):
+ * Accepted forms (those Trac's own database backends accept):
  *   sqlite:db/trac.db            relative to the environment
  *   sqlite:/abs/path/trac.db     absolute
  *   sqlite:PATH?timeout=30&journal_mode=WAL&synchronous=NORMAL&cursor=...

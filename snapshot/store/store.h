@@ -1,6 +1,6 @@
 /* store.h - where snapshots live (layout in doc/design.md).
  *
- *   STORE/.lock  STORE/.tmp-NAME.XXXXXX/  STORE/.del-NAME.XXXXXX/  STORE/NAME/{tree,manifest}
+ *   STORE/.lock  STORE/.tmp-PID-NS-N/  STORE/.del-PID-NS-N/  STORE/NAME/{tree,manifest}
  *   STORE/.stage/{base,tree,manifest,db.precopy}   (stage.h: the next snapshot's tree, made ahead)
  *   STORE/.stage-new/ .stage-old/   (a stage being built, and being removed)
  *
@@ -54,7 +54,7 @@ ts_store_seal_state ts_store_seal_state_of(ts_store *s, const char *name);
 /* A snapshot being built. */
 typedef struct ts_store_tmp {
 	char *name;     /* final name */
-	char *dir;      /* ".tmp-NAME.XXXXXX", relative to the store */
+	char *dir;      /* ".tmp-PID-NS-N", relative to the store */
 	int dirfd;      /* open on it */
 	int treefd;     /* open on dir/tree */
 } ts_store_tmp;

@@ -20,7 +20,7 @@
  * is then done before anybody asks for a snapshot, and the snapshot mostly
  * checks (snap.c).  The price: the store holds copies of what changed since
  * the newest snapshot, and a file changed often is copied more than once
- * (refreshes are spaced, see fs_stage.c).
+ * (refreshes are spaced, see fs/daemon/daemon_settle.c).
  *
  * All functions run with the store's writers' lock; see each.
  */
