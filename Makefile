@@ -3,6 +3,8 @@
 #   make                      build ./tracsnap (into $(O)/, linked to ./tracsnap)
 #   make check                unit tests (cmocka) and mount-level tests (pytest, root)
 #   make unit                 unit tests only
+#   make layers               prove that libfuse is included only in fs/*.c
+#   make docmap               doc/design.md's module table names every source file
 #   make SANITIZER=address    (or undefined) instrumented build in build-address/
 #   make valgrind             unit tests under valgrind memcheck
 #   make valgrind-daemon      a daemon session (mount, snapshot, read, unmount) under memcheck
@@ -91,7 +93,7 @@ TEST_FLAGS     := $(NOFUSE) -Isnapshot -Ifs $(ENGINE_PKG_CFLAGS) $(shell pkg-con
 POISON_HDRS    := fuse.h fuse_lowlevel.h fuse_common.h fuse_opt.h \
                   fuse3/fuse.h fuse3/fuse_lowlevel.h fuse3/fuse_common.h fuse3/fuse_opt.h
 
-.PHONY: all check unit layers mount-tests valgrind valgrind-daemon fuzz install uninstall clean
+.PHONY: all check unit layers docmap mount-tests valgrind valgrind-daemon fuzz install uninstall clean
 all: $(O)/tracsnap tracsnap
 
 # ./tracsnap always points at the last build so tests find one binary.
@@ -152,6 +154,10 @@ $(O)/tests/%: tests/unit/%.c $(TUTIL_OBJ) $(O)/libtsdaemon.a $(O)/libtsengine.a
 	$(CC) $(CPPFLAGS) $(TEST_FLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(TUTIL_OBJ) \
 	  $(O)/libtsdaemon.a $(O)/libtsengine.a $(ENGINE_PKG_LIBS) $(shell pkg-config --libs cmocka) -lpthread
 
+# doc/design.md's module table names every source file, and only those.
+docmap:
+	$(PYTHON) scripts/check-docmap
+
 # The layer rule itself is tested: a FUSE include must fail in every FUSE-free
 # layer and compile in fs/.
 layers: $(POISON)/.stamp
@@ -172,7 +178,7 @@ mount-tests: $(O)/tracsnap
 	TRACSNAP_BIN=$(CURDIR)/$(O)/tracsnap TRACSNAP_SANITIZER=$(SANITIZER) \
 	  $(PYTHON) -m pytest -p no:cacheprovider tests/mount $(PYTEST_ARGS)
 
-check: layers unit mount-tests
+check: layers docmap unit mount-tests
 
 valgrind: $(UNIT_BIN) all
 	@set -e; for t in $(UNIT_BIN); do \
