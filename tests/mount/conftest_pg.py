@@ -22,7 +22,7 @@ import tempfile
 
 import pytest
 
-from conftest import TOP, extract_fixture, set_trac_database
+from tshelpers import TOP, extract_fixture, set_trac_database
 
 sys.path.insert(0, os.path.join(TOP, "tests"))
 import pgcluster  # noqa: E402

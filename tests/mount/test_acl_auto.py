@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import NOBODY, as_nobody, extract_fixture, run, start_public_mount, store_snapshots
+from tshelpers import NOBODY, as_nobody, extract_fixture, run, start_public_mount, store_snapshots
 
 TIMEOUT = 20
 USER, GROUP = "tsh3acl", "tsh3grp"

@@ -4,7 +4,7 @@ never a crash or a hang, and nothing is written where it must not be.
 Each refusal asserts: non-zero exit (a sysexits(3) code), exactly one
 `tracsnap: ` line naming the path or setting and the cause, an answer within
 a timeout, no store created (or no snapshot left in an existing one),
-nothing mounted, and the environment unchanged (fs_tree_state before/after).
+nothing mounted, and the environment unchanged (tree_state before/after).
 
 Cases already covered elsewhere and not repeated here (they count toward the
 issue's 30): test_errors.py (env missing, env is a file, VERSION missing,
@@ -25,72 +25,40 @@ import time
 
 import pytest
 
-from conftest import (fs_tree_state, set_trac_database, snapshot_names, store_entries,
-                      store_snapshots, tracsnap_bin)
+from tshelpers import (FATAL_LOG_MARKERS, run_refused_mount, set_trac_database, snapshot_names,
+                       rewrite_trac_ini, store_entries, store_snapshots, trac_ini, tracsnap, tracsnap_lines,
+                       tree_state)
 
 TIMEOUT = 20          # no case may take longer than this: a hang is a failure
 MOUNT_TIMEOUT = 10
 
 
-def lines_of(out):
-    return [l for l in out.splitlines() if l.startswith("tracsnap: ")]
-
-
 def run_cli(args, timeout=TIMEOUT):
     """Run `tracsnap ARGS`; return (rc, stdout, stderr).  A hang fails."""
-    p = subprocess.run([tracsnap_bin()] + [os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                       timeout=timeout, text=True, errors="surrogateescape")
-    for marker in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
+    p = tracsnap(*args, check=False, timeout=timeout, stdin=subprocess.DEVNULL,
+                 errors="surrogateescape")
+    for marker in FATAL_LOG_MARKERS:
         assert marker not in p.stderr, p.stderr
     assert p.returncode >= 0, "killed by signal %d:\n%s" % (-p.returncode, p.stderr)
     return p.returncode, p.stdout, p.stderr
 
 
 def run_mount(env, mnt, store, opts=()):
-    """Start the daemon in the foreground, expecting a refusal; return
-    (rc, output).  Still running after MOUNT_TIMEOUT (it mounted): fail."""
-    o = ",".join(["store=" + str(store)] + list(opts))
-    cmd = [tracsnap_bin(), "-f", "-o", o, str(env), str(mnt)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, text=True, errors="replace")
-    try:
-        out, _ = p.communicate(timeout=MOUNT_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        if os.path.isdir(str(mnt)) and os.path.ismount(str(mnt)):
-            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], stderr=subprocess.DEVNULL)
-        try:
-            out, _ = p.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, _ = p.communicate()
-        raise AssertionError("daemon still running after %ds instead of refusing %s:\n%s"
-                             % (MOUNT_TIMEOUT, cmd, out))
-    assert p.returncode >= 0, "daemon killed by signal %d:\n%s" % (-p.returncode, out)
-    return p.returncode, out
+    """Start the daemon expecting a refusal; return (rc, output).  Still
+    running after MOUNT_TIMEOUT (it mounted): fail."""
+    rc, out, _ = run_refused_mount(env, mnt, store, opts, timeout=MOUNT_TIMEOUT)
+    return rc, out
 
 
 def check_one_line(rc, out, must_name, sysexits=True):
     assert rc != 0, "exit 0:\n" + out
     if sysexits:
         assert 64 <= rc <= 78, "exit %d is not a sysexits(3) code:\n%s" % (rc, out)
-    lines = lines_of(out)
+    lines = tracsnap_lines(out)
     assert len(lines) == 1, "expected exactly one 'tracsnap: ' line, got:\n" + out
     for text in must_name:
         assert text in lines[0], "%r not in %r" % (text, lines[0])
     return lines[0]
-
-
-def ini_path(env):
-    return os.path.join(env, "conf", "trac.ini")
-
-
-def rewrite_ini(env, fn):
-    with open(ini_path(env), "rb") as f:
-        data = f.read()
-    with open(ini_path(env), "r+b") as f:
-        f.write(fn(data))
-        f.truncate()
 
 
 def db_path(env):
@@ -131,30 +99,30 @@ def _version_version2(env):
 
 def _ini_unreadable_dir(env):
     # trac.ini is a directory: unreadable whoever we are (root reads 0000 files)
-    os.unlink(ini_path(env))
-    os.mkdir(ini_path(env))
+    os.unlink(trac_ini(env))
+    os.mkdir(trac_ini(env))
     return ["trac.ini"]
 
 
 def _ini_dangling_symlink(env):
-    os.unlink(ini_path(env))
-    os.symlink("nowhere.ini", ini_path(env))
+    os.unlink(trac_ini(env))
+    os.symlink("nowhere.ini", trac_ini(env))
     return ["trac.ini"]
 
 
 def _ini_not_utf8(env):
     # The [trac] section name itself is mangled by invalid bytes.
-    rewrite_ini(env, lambda d: d.replace(b"[trac]\n", b"[tr\xffac]\n"))
+    rewrite_trac_ini(env, lambda d: d.replace(b"[trac]\n", b"[tr\xffac]\n"))
     return ["trac.ini"]
 
 
 def _ini_empty(env):
-    rewrite_ini(env, lambda d: b"")
+    rewrite_trac_ini(env, lambda d: b"")
     return ["trac.ini"]
 
 
 def _ini_binary(env):
-    rewrite_ini(env, lambda d: bytes(range(256)) * 64)
+    rewrite_trac_ini(env, lambda d: bytes(range(256)) * 64)
     return ["trac.ini"]
 
 
@@ -244,7 +212,7 @@ def _case_id(fn):
 @pytest.mark.parametrize("setup", BAD_ENVS, ids=_case_id)
 def test_bad_env_refused_by_daemon(env_sqlite, tmp_path, setup):
     must = setup(env_sqlite)
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     mnt, store = tmp_path / "mnt", tmp_path / "store"
     mnt.mkdir()
     t0 = time.time()
@@ -253,13 +221,13 @@ def test_bad_env_refused_by_daemon(env_sqlite, tmp_path, setup):
     check_one_line(rc, out, must)
     assert not os.path.ismount(str(mnt))
     assert not os.path.exists(str(store)), "store created: %s" % store_entries(str(store))
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 @pytest.mark.parametrize("setup", NOT_SQLITE, ids=_case_id)
 def test_not_sqlite_db_daemon(env_sqlite, tmp_path, mount_factory, setup):
     must = setup(env_sqlite)
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     m = mount_factory(env_sqlite, start=False)
     m.start(wait=False)
     deadline = time.time() + MOUNT_TIMEOUT
@@ -277,21 +245,21 @@ def test_not_sqlite_db_daemon(env_sqlite, tmp_path, mount_factory, setup):
         assert snapshot_names(m.mnt) == []
         assert store_snapshots(m.store) == []
         assert not [n for n in store_entries(m.store) if n.startswith(".tmp-")]
-        bad = [l for l in lines_of(m.log_text()) if "trac.db" in l]
+        bad = [l for l in tracsnap_lines(m.log_text()) if "trac.db" in l]
         assert len(bad) == 1, m.log_text()
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 @pytest.mark.parametrize("setup", BAD_ENVS + NOT_SQLITE, ids=_case_id)
 def test_bad_env_refused_by_snapshot_command(env_sqlite, tmp_path, setup):
     must = setup(env_sqlite)
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out, err = run_cli(["snapshot", "--store", store, env_sqlite, "s1"])
     check_one_line(rc, out + err, must)
     assert not os.path.exists(str(store)) or store_snapshots(str(store)) == [], store_entries(str(store))
     assert not [n for n in store_entries(str(store)) if n.startswith(".tmp-")]
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 @pytest.mark.parametrize("cmd", ["list", "verify", "prune"])
@@ -299,13 +267,13 @@ def test_bad_env_refused_by_snapshot_command(env_sqlite, tmp_path, setup):
                          ids=_case_id)
 def test_bad_env_refused_by_other_commands(env_sqlite, tmp_path, setup, cmd):
     must = setup(env_sqlite)
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     extra = ["--keep-last", "1"] if cmd == "prune" else []
     rc, out, err = run_cli([cmd, "--store", store] + extra + [env_sqlite])
     check_one_line(rc, out + err, must)
     assert not os.path.exists(str(store))
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_db_corrupt_pages(env_sqlite, tmp_path):
@@ -320,7 +288,7 @@ def test_db_corrupt_pages(env_sqlite, tmp_path):
     data[mid:mid + 3 * 4096] = os.urandom(3 * 4096)
     with open(db_path(env_sqlite), "wb") as f:
         f.write(data)
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out, err = run_cli(["snapshot", "--store", store, env_sqlite, "c"])
     if rc == 0:
@@ -336,7 +304,7 @@ def test_db_corrupt_pages(env_sqlite, tmp_path):
         check_one_line(rc, out + err, ["trac.db"])
         assert store_snapshots(str(store)) == []
         assert not [n for n in store_entries(str(store)) if n.startswith(".tmp-")]
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_db_truncated_half(env_sqlite, tmp_path):
@@ -346,7 +314,7 @@ def test_db_truncated_half(env_sqlite, tmp_path):
     data = fixture_db_bytes(env_sqlite)
     with open(db_path(env_sqlite), "r+b") as f:
         f.truncate(len(data) // 2)
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out, err = run_cli(["snapshot", "--store", store, env_sqlite, "t"])
     if rc == 0:
@@ -355,7 +323,7 @@ def test_db_truncated_half(env_sqlite, tmp_path):
         check_one_line(rc, out + err, ["trac.db"])
         assert store_snapshots(str(store)) == []
         assert not [n for n in store_entries(str(store)) if n.startswith(".tmp-")]
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +346,7 @@ def test_store_inside_env_via_symlink(env_sqlite, tmp_path):
     os.mkdir(os.path.join(env_sqlite, "snaps"))
     link = str(tmp_path / "storelink")
     os.symlink(os.path.join(env_sqlite, "snaps"), link)
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     rc, out = run_mount(env_sqlite, mnt, link)
@@ -386,7 +354,7 @@ def test_store_inside_env_via_symlink(env_sqlite, tmp_path):
     assert not os.path.ismount(str(mnt))
     rc, out, err = run_cli(["snapshot", "--store", link, env_sqlite, "s"])
     check_one_line(rc, out + err, ["store"])
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_store_contains_env_cli(tmp_path, env_sqlite):
@@ -395,7 +363,7 @@ def test_store_contains_env_cli(tmp_path, env_sqlite):
     did: `prune --keep-last 1` printed "remove trac-env-sqlite" and removed
     it).  Refused in one line, nothing written."""
     parent = os.path.dirname(env_sqlite)
-    before = fs_tree_state(parent)
+    before = tree_state(parent)
     for store in (parent, parent + "/", "/"):
         for args in (["snapshot", "--store", store, env_sqlite, "s"],
                      ["prune", "--keep-last", "1", "--store", store, env_sqlite],
@@ -403,7 +371,7 @@ def test_store_contains_env_cli(tmp_path, env_sqlite):
                      ["verify", "--store", store, env_sqlite]):
             rc, out, err = run_cli(args)
             check_one_line(rc, out + err, [store, "store"])
-    assert fs_tree_state(parent) == before
+    assert tree_state(parent) == before
     assert os.path.isfile(os.path.join(env_sqlite, "VERSION"))
 
 
@@ -411,19 +379,19 @@ def test_store_contains_env_daemon(tmp_path, env_sqlite):
     """The same for the daemon: mounting with store= an ancestor of ENV must
     be refused, or `rmdir MNT/<env name>` and keep= would delete ENV."""
     parent = os.path.dirname(env_sqlite)
-    before = fs_tree_state(parent)
+    before = tree_state(parent)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     rc, out = run_mount(env_sqlite, mnt, parent, opts=["keep=last:1"])
     check_one_line(rc, out, [parent])
     assert not os.path.ismount(str(mnt))
-    assert fs_tree_state(parent) == before
+    assert tree_state(parent) == before
 
 
 def test_store_is_a_file(env_sqlite, tmp_path):
     store = tmp_path / "storefile"
     store.write_text("x")
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     rc, out = run_mount(env_sqlite, mnt, store)
@@ -432,19 +400,19 @@ def test_store_is_a_file(env_sqlite, tmp_path):
     rc, out, err = run_cli(["snapshot", "--store", store, env_sqlite, "s"])
     check_one_line(rc, out + err, [str(store)])
     assert store.read_text() == "x"
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_mount_point_is_a_file(env_sqlite, tmp_path):
     mnt = tmp_path / "mntfile"
     mnt.write_text("x")
     store = tmp_path / "store"
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     rc, out = run_mount(env_sqlite, mnt, store)
     check_one_line(rc, out, [str(mnt)])
     assert mnt.read_text() == "x"
     assert not os.path.exists(str(store))
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_mount_point_inside_env(env_sqlite, tmp_path):
@@ -452,22 +420,22 @@ def test_mount_point_inside_env(env_sqlite, tmp_path):
     mount: refused."""
     mnt = os.path.join(env_sqlite, "view")
     os.mkdir(mnt)
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out = run_mount(env_sqlite, mnt, store)
     check_one_line(rc, out, [mnt])
     assert not os.path.ismount(mnt)
     assert not os.path.exists(str(store))
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_mount_point_is_env(env_sqlite, tmp_path):
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out = run_mount(env_sqlite, env_sqlite, store)
     check_one_line(rc, out, [env_sqlite])
     assert not os.path.ismount(env_sqlite)
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_symlink_traps_copied_as_links(env_sqlite, tmp_path, mount_factory):
@@ -480,7 +448,7 @@ def test_symlink_traps_copied_as_links(env_sqlite, tmp_path, mount_factory):
              "selfloop": "selfloop"}
     for rel, target in links.items():
         os.symlink(target, os.path.join(env_sqlite, rel))
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out, err = run_cli(["snapshot", "--store", store, env_sqlite, "s"])
     assert rc == 0, out + err
@@ -500,7 +468,7 @@ def test_symlink_traps_copied_as_links(env_sqlite, tmp_path, mount_factory):
         assert stat.S_ISLNK(os.lstat(p).st_mode), rel
         assert os.readlink(p) == target
         assert os.lstat(p).st_size == len(target)
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_odd_file_names(env_sqlite, tmp_path, mount_factory):
@@ -517,7 +485,7 @@ def test_odd_file_names(env_sqlite, tmp_path, mount_factory):
     with open(os.path.join(d, names[-1], b"in\xffside"), "wb") as f:
         f.write(b"x")
     os.symlink(b"tar\nget\xff", os.path.join(d, b"link\nname"))
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out, err = run_cli(["snapshot", "--store", store, env_sqlite, "s"])
     assert rc == 0, out + err
@@ -535,7 +503,7 @@ def test_odd_file_names(env_sqlite, tmp_path, mount_factory):
     assert os.readlink(os.path.join(vd, b"link\nname")) == b"tar\nget\xff"
     with open(os.path.join(vd, names[-1], b"in\xffside"), "rb") as f:
         assert f.read() == b"x"
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_path_near_path_max(env_sqlite, tmp_path, mount_factory):
@@ -623,7 +591,7 @@ def _set_version(text):
 
 def _sed_ini(old, new):
     def setup(env):
-        rewrite_ini(env, lambda d: d.replace(old, new, 1))
+        rewrite_trac_ini(env, lambda d: d.replace(old, new, 1))
     setup.__name__ = "ini %r->%r" % (old, new)
     return setup
 
@@ -655,16 +623,16 @@ ODD_BUT_VALID = [
 @pytest.mark.parametrize("setup", ODD_BUT_VALID, ids=_case_id)
 def test_odd_but_valid_env_accepted(env_sqlite, tmp_path, setup):
     setup(env_sqlite)
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out, err = run_cli(["snapshot", "--store", store, env_sqlite, "s"])
     assert rc == 0, out + err
     assert store_snapshots(str(store)) == ["s"]
-    assert not lines_of(out + err), out + err
+    assert not tracsnap_lines(out + err), out + err
     c = sqlite3.connect("file:%s?mode=ro" % os.path.join(str(store), "s", "tree", "db", "trac.db"), uri=True)
     assert c.execute("select count(*) from ticket").fetchone()[0] == 30
     c.close()
-    state = fs_tree_state(env_sqlite)
+    state = tree_state(env_sqlite)
     if setup is not _db_params:        # WAL mode set by the URI may change db/
         assert state == before
 
@@ -673,8 +641,8 @@ def test_trac_ini_huge(env_sqlite, tmp_path):
     """A 10 MB trac.ini (a huge comment block before the real content) is
     handled: either read and snapshotted, or refused in one line naming it.
     Never a crash or a hang."""
-    rewrite_ini(env_sqlite, lambda d: (b"# " + b"x" * 1000 + b"\n") * 10000 + d)
-    before = fs_tree_state(env_sqlite)
+    rewrite_trac_ini(env_sqlite, lambda d: (b"# " + b"x" * 1000 + b"\n") * 10000 + d)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out, err = run_cli(["snapshot", "--store", store, env_sqlite, "s"], timeout=60)
     if rc == 0:
@@ -683,20 +651,20 @@ def test_trac_ini_huge(env_sqlite, tmp_path):
     else:
         check_one_line(rc, out + err, ["trac.ini"])
         assert not os.path.exists(str(store)) or store_snapshots(str(store)) == []
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_trac_ini_very_long_line(env_sqlite, tmp_path):
     """A database value of 100 kB on one line: refused in one line (it names
     no file that exists), the message stays short."""
     set_trac_database(env_sqlite, "sqlite:db/" + "y" * 100_000 + ".db")
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out, err = run_cli(["snapshot", "--store", store, env_sqlite, "s"])
     line = check_one_line(rc, out + err, ["yyyy"])
     assert len(line) < 8192, len(line)
     assert not os.path.exists(str(store)) or store_snapshots(str(store)) == []
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 @pytest.mark.parametrize("setup", [_db_no_trac_tables, _db_empty_file], ids=_case_id)
@@ -706,7 +674,7 @@ def test_db_valid_sqlite_not_trac(env_sqlite, tmp_path, setup):
     (it is a database, and hotcopy would too) or refuse in one line naming
     it.  Decision observed: copied as it is."""
     setup(env_sqlite)
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out, err = run_cli(["snapshot", "--store", store, env_sqlite, "s"])
     if rc == 0:
@@ -717,7 +685,7 @@ def test_db_valid_sqlite_not_trac(env_sqlite, tmp_path, setup):
         c.close()
     else:
         check_one_line(rc, out + err, ["trac.db"])
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 # ---------------------------------------------------------------------------
@@ -729,7 +697,7 @@ BAD_NAMES = ["", ".", "..", ".hidden", "latest", "x" * 256, "a\nb", "a\tb", "a\x
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
 def test_snapshot_command_bad_name(env_sqlite, tmp_path, name):
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = tmp_path / "store"
     rc, out, err = run_cli(["snapshot", "--store", store, env_sqlite, name])
     assert rc == 64, (rc, out + err)
@@ -737,7 +705,7 @@ def test_snapshot_command_bad_name(env_sqlite, tmp_path, name):
     # the refused name never reaches the terminal raw
     assert "\x1b" not in line and "\r" not in line
     assert not os.path.exists(str(store)), "store created for a refused name: %s" % store_entries(str(store))
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_mkdir_bad_names_on_mount(mnt):
@@ -751,7 +719,7 @@ def test_mkdir_bad_names_on_mount(mnt):
         "a\rb": (errno.EINVAL,),
         "x" * 300: (errno.ENAMETOOLONG, errno.EINVAL),
     }
-    before = fs_tree_state(mnt.env)
+    before = tree_state(mnt.env)
     for name, allowed in cases.items():
         try:
             os.mkdir(os.path.join(mnt.mnt, name))
@@ -768,7 +736,7 @@ def test_mkdir_bad_names_on_mount(mnt):
         raise AssertionError("mkdir nosuch/sub succeeded")
     assert os.listdir(mnt.mnt) == []
     assert store_entries(mnt.store) == [] or not [n for n in store_entries(mnt.store) if n != ".lock"]
-    assert fs_tree_state(mnt.env) == before
+    assert tree_state(mnt.env) == before
 
 
 # ---------------------------------------------------------------------------
@@ -810,24 +778,24 @@ def test_cli_usage_errors(env_sqlite, tmp_path, args):
     args = [env_sqlite if a == "ENV" else str(snapdir) if a == "SNAPDIR" else a for a in args]
     if args[0] != "restore" and "--store" not in args:
         args = [args[0], "--store", str(store)] + args[1:]
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     rc, out, err = run_cli(args)
     assert rc == 64, (rc, out, err)
     check_one_line(rc, out + err, [])
     assert not os.path.exists(str(store))
     assert not os.path.exists(str(snapdir))
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_list_verify_prune_missing_store(env_sqlite, tmp_path):
     """Reading commands never create a store."""
     store = tmp_path / "nostore"
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     for args in (["list"], ["verify"], ["prune", "--keep-last", "1"]):
         rc, out, err = run_cli([args[0], "--store", store] + args[1:] + [env_sqlite])
         check_one_line(rc, out + err, [str(store)])
         assert not os.path.exists(str(store))
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_verify_unknown_snapshot(env_sqlite, tmp_path):
@@ -839,7 +807,7 @@ def test_verify_unknown_snapshot(env_sqlite, tmp_path):
     check_one_line(rc, out + err, ["nosuch"])
     rc, out, err = run_cli(["verify", "--store", store, env_sqlite, "../s"])
     assert rc != 0
-    assert len(lines_of(out + err)) == 1, out + err
+    assert len(tracsnap_lines(out + err)) == 1, out + err
     assert store_entries(str(store)) == before
 
 
@@ -856,8 +824,8 @@ def test_restore_bad_snapshot_dirs(env_sqlite, tmp_path):
     notenv = tmp_path / "notenv"
     notenv.mkdir()
     (notenv / "keep").write_text("precious")
-    before_env = fs_tree_state(env_sqlite)
-    before_notenv = fs_tree_state(str(notenv))
+    before_env = tree_state(env_sqlite)
+    before_notenv = tree_state(str(notenv))
     cases = [
         ([str(tmp_path / "nosuch"), env_sqlite], str(tmp_path / "nosuch")),
         ([str(plain), env_sqlite], str(plain)),
@@ -869,8 +837,8 @@ def test_restore_bad_snapshot_dirs(env_sqlite, tmp_path):
     for args, name in cases:
         rc, out, err = run_cli(["restore"] + args)
         check_one_line(rc, out + err, [name])
-    assert fs_tree_state(env_sqlite) == before_env
-    assert fs_tree_state(str(notenv)) == before_notenv
+    assert tree_state(env_sqlite) == before_env
+    assert tree_state(str(notenv)) == before_notenv
     assert not os.path.exists(str(tmp_path / "noenv"))
     left = sorted(n for n in os.listdir(str(tmp_path))
                   if ".pre-restore-" in n or ".restore-tmp-" in n)
@@ -894,9 +862,9 @@ def test_bad_mount_options(env_sqlite, tmp_path, opt, name):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     store = tmp_path / "store"
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     rc, out = run_mount(env_sqlite, mnt, store, opts=[opt])
     check_one_line(rc, out, [name])
     assert not os.path.ismount(str(mnt))
     assert not os.path.exists(str(store))
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from conftest import TOP
+from tshelpers import TOP
 
 sys.path.insert(0, os.path.join(TOP, "tests"))
 import tracwriter  # noqa: E402

@@ -7,8 +7,8 @@ import socket
 import stat
 import subprocess
 
-from conftest import (fs_tree_state, wait_sealed, run, set_trac_database, snapshot_names, sqlite_ro, tracsnap,
-                      store_entries, store_snapshots, tree_entries)
+from tshelpers import (assert_same_files, run, set_trac_database, snapshot_names, sqlite_ro,
+                       store_entries, store_snapshots, tracsnap, tree_entries, tree_state, wait_sealed)
 
 JOURNAL_SUFFIXES = ("-journal", "-wal", "-shm", "-stmtjrnl", "-mj")
 
@@ -31,25 +31,6 @@ def rows(db, table, order):
         return c.execute("SELECT * FROM %s ORDER BY %s" % (table, order)).fetchall()
     finally:
         c.close()
-
-
-def assert_same_files(env, snap, skip=("db/trac.db",)):
-    """Same set of entries; same bytes for files, same targets for links."""
-    envt = {k: v for k, v in tree_entries(env).items() if k not in skip}
-    snapt = {k: v for k, v in tree_entries(snap).items() if k not in skip}
-    missing = sorted(set(envt) - set(snapt))
-    extra = sorted(set(snapt) - set(envt))
-    assert not missing and not extra, "missing %s, extra %s" % (missing, extra)
-    for rel, st in envt.items():
-        e, s = os.path.join(env, rel), os.path.join(snap, rel)
-        if stat.S_ISLNK(st.st_mode):
-            assert os.readlink(s) == os.readlink(e), rel
-        elif stat.S_ISREG(st.st_mode):
-            assert stat.S_ISREG(snapt[rel].st_mode), rel
-            with open(e, "rb") as f1, open(s, "rb") as f2:
-                assert f1.read() == f2.read(), rel
-        else:
-            assert stat.S_ISDIR(snapt[rel].st_mode), rel
 
 
 def assert_db_good(db, tickets=30):
@@ -130,8 +111,8 @@ def test_special_files_skipped_with_warning(env_sqlite, mount_factory):
         os.chdir(cwd)
     try:
         m = mount_factory(env_sqlite)
-        os.mkdir(m.path("s"))
         specials = ("htdocs/pipe", "plugins/nulldev", "plugins/sock")
+        os.mkdir(m.path("s"))
         for rel in specials:
             assert not os.path.lexists(m.path("s", rel)), rel
         assert_same_files(env_sqlite, m.path("s"), skip=("db/trac.db",) + specials)
@@ -238,7 +219,7 @@ def test_leftover_tmp_dir_hidden_and_removed(env_sqlite, mount_factory, tmp_path
 
 def test_live_environment_unchanged(env_sqlite, mount_factory):
     db = os.path.join(env_sqlite, "db", "trac.db")
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     db_sum = sha256_file(db)
     m = mount_factory(env_sqlite)
     os.mkdir(m.path("a"))
@@ -246,7 +227,7 @@ def test_live_environment_unchanged(env_sqlite, mount_factory):
     os.rename(m.path("a"), m.path("c"))
     os.rmdir(m.path("b"))
     m.stop()
-    after = fs_tree_state(env_sqlite)
+    after = tree_state(env_sqlite)
     assert sha256_file(db) == db_sum
     for state in (before, after):
         state.pop("db/trac.db")

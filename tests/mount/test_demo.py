@@ -3,7 +3,7 @@ TRACSNAP_DEMO_DIR, and never deletes a directory or a mount it did not make."""
 import os
 import subprocess
 
-from conftest import TOP, run
+from tshelpers import TOP, run
 
 
 def demo(demo_dir, *args):

@@ -7,45 +7,11 @@ import time
 
 import pytest
 
-from conftest import (set_trac_database, snapshot_names, store_snapshots, tracsnap,
-                      tracsnap_bin)
-
-MOUNT_TIMEOUT = 10
-
-
-def run_mount(env, mnt, store, opts=()):
-    """Start the daemon in the foreground; return (returncode, output) when it
-    exits.  If it is still running after MOUNT_TIMEOUT (it mounted instead of
-    refusing), unmount, stop it and fail."""
-    o = ",".join(["store=" + str(store)] + list(opts))
-    cmd = [tracsnap_bin(), "-f", "-o", o, str(env), str(mnt)]
-    t0 = time.time()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, text=True, errors="replace")
-    try:
-        out, _ = p.communicate(timeout=MOUNT_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        if os.path.ismount(str(mnt)):
-            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], stderr=subprocess.DEVNULL)
-        try:
-            out, _ = p.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, _ = p.communicate()
-        raise AssertionError("daemon still running after %ds instead of refusing %s:\n%s"
-                             % (MOUNT_TIMEOUT, cmd, out))
-    finally:
-        if os.path.isdir(str(mnt)) and os.path.ismount(str(mnt)):
-            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], stderr=subprocess.DEVNULL)
-    return p.returncode, out, time.time() - t0
-
-
-def tracsnap_lines(out):
-    return [l for l in out.splitlines() if l.startswith("tracsnap: ")]
-
+from tshelpers import (rewrite_trac_ini, run_refused_mount, set_trac_database, snapshot_names,
+                       store_snapshots, trac_ini, tracsnap, tracsnap_lines)
 
 def assert_refused(env, mnt, store, must_name, opts=(), forbidden=()):
-    rc, out, elapsed = run_mount(env, mnt, store, opts)
+    rc, out, elapsed = run_refused_mount(env, mnt, store, opts)
     assert rc != 0, "exit 0:\n" + out
     assert 64 <= rc <= 78, "exit %d is not a sysexits(3) code:\n%s" % (rc, out)
     assert elapsed < 5, "took %.1f s to refuse" % elapsed
@@ -65,18 +31,6 @@ def paths(tmp_path):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     return mnt, tmp_path / "store"
-
-
-def _ini(env):
-    return os.path.join(env, "conf", "trac.ini")
-
-
-def _rewrite_ini(env, fn):
-    with open(_ini(env)) as f:
-        text = f.read()
-    with open(_ini(env), "r+") as f:
-        f.write(fn(text))
-        f.truncate()
 
 
 # ---------------------------------------------------------------- the environment
@@ -104,17 +58,17 @@ def test_version_wrong_first_line(env_sqlite, paths):
 
 
 def test_trac_ini_missing(env_sqlite, paths):
-    os.unlink(_ini(env_sqlite))
+    os.unlink(trac_ini(env_sqlite))
     assert_refused(env_sqlite, *paths, must_name=["trac.ini"])
 
 
 def test_no_trac_section(env_sqlite, paths):
-    _rewrite_ini(env_sqlite, lambda t: t.replace("[trac]\n", "[nottrac]\n"))
+    rewrite_trac_ini(env_sqlite, lambda t: t.replace(b"[trac]\n", b"[nottrac]\n"))
     assert_refused(env_sqlite, *paths, must_name=["trac.ini"])
 
 
 def test_no_database_key(env_sqlite, paths):
-    _rewrite_ini(env_sqlite, lambda t: t.replace("database = sqlite:db/trac.db\n", ""))
+    rewrite_trac_ini(env_sqlite, lambda t: t.replace(b"database = sqlite:db/trac.db\n", b""))
     assert_refused(env_sqlite, *paths, must_name=["trac.ini", "database"])
 
 
@@ -172,7 +126,7 @@ def test_store_inside_env(env_sqlite, paths):
 def test_store_is_env_itself_subdir_via_dotdot(env_sqlite, paths):
     mnt, _ = paths
     store = os.path.join(env_sqlite, "htdocs", "..", "snaps")
-    rc, out, _ = run_mount(env_sqlite, mnt, store)
+    rc, out, _ = run_refused_mount(env_sqlite, mnt, store)
     assert rc != 0, out
     assert len(tracsnap_lines(out)) == 1, out
     assert not os.path.exists(os.path.join(env_sqlite, "snaps"))
@@ -187,7 +141,7 @@ def test_store_under_mount_point(env_sqlite, paths):
 def test_mount_point_missing(env_sqlite, tmp_path):
     mnt = tmp_path / "no-such-mnt"
     store = tmp_path / "store"
-    rc, out, elapsed = run_mount(env_sqlite, mnt, store)
+    rc, out, elapsed = run_refused_mount(env_sqlite, mnt, store)
     assert rc != 0, out
     assert elapsed < 5
     assert not os.path.exists(str(store))

@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from conftest import Mount, extract_fixture, tracsnap, tracsnap_bin  # noqa: F401
+from tshelpers import Mount, extract_fixture, tracsnap, tracsnap_bin, tree_state  # noqa: F401
 
 USER = "tsh1flip%d" % (os.getpid() % 100000)
 ATTEMPTS = 200            # at least, across all paths
@@ -55,21 +55,7 @@ while True:
 
 def _state(top):
     """Owner, mode, times, content and link of every entry below top (and top)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        for n in [""] + dirnames + filenames:
-            p = os.path.join(dirpath, n) if n else dirpath
-            st = os.lstat(p)
-            rel = os.path.relpath(p, top)
-            data = None
-            if stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    data = f.read()
-            elif stat.S_ISLNK(st.st_mode):
-                data = os.readlink(p)
-            out[rel] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
-                        st.st_ctime_ns, data)
-    return out
+    return tree_state(top, owners=True, ctime=True, dir_size=True, top=True)
 
 
 def _read_manifest(path):

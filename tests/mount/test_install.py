@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import TOP, run
+from tshelpers import TOP, run
 
 HELPER = "/sbin/mount.fuse.tracsnap"
 DEFAULT_PREFIX = "/usr/local"

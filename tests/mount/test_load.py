@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from conftest import TOP, snapshot_names, store_entries, tracsnap
+from tshelpers import TOP, snapshot_names, store_entries, tracsnap
 
 sys.path.insert(0, os.path.join(TOP, "tests"))
 import tracwriter  # noqa: E402

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import snapshot_names, store_snapshots, tracsnap
+from tshelpers import cli_snapshot, snapshot_names, store_snapshots, tracsnap
 
 EX_USAGE = 64
 EX_DATAERR = 65
@@ -25,11 +25,6 @@ EX_DATAERR = 65
 @pytest.fixture
 def store(tmp_path):
     return str(tmp_path / "store")
-
-
-def snap(env, store, name):
-    tracsnap("snapshot", "--store", store, env, name)
-    return os.path.join(store, name, "tree")
 
 
 def privatize(path):
@@ -72,8 +67,8 @@ def regular_files(tree):
 
 
 def test_verify_clean_store(env_sqlite, store):
-    snap(env_sqlite, store, "a")
-    snap(env_sqlite, store, "b")
+    cli_snapshot(env_sqlite, store, "a")
+    cli_snapshot(env_sqlite, store, "b")
     p = verify(env_sqlite, store)
     assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
     p = verify(env_sqlite, store, "b")
@@ -81,8 +76,8 @@ def test_verify_clean_store(env_sqlite, store):
 
 
 def test_verify_flipped_byte(env_sqlite, store):
-    snap(env_sqlite, store, "a")
-    tree = snap(env_sqlite, store, "b")
+    cli_snapshot(env_sqlite, store, "a")
+    tree = cli_snapshot(env_sqlite, store, "b").tree
     rel = "VERSION"
     path = os.path.join(tree, rel)
     privatize(path)
@@ -104,7 +99,7 @@ def test_verify_flipped_byte(env_sqlite, store):
 
 
 def test_verify_missing_extra_mode_owner(env_sqlite, store):
-    tree = snap(env_sqlite, store, "only")
+    tree = cli_snapshot(env_sqlite, store, "only").tree
     files = regular_files(tree)
     gone, moded, owned = files[0], files[1], files[2]
     with keep_dir_mtime(os.path.join(tree, gone)):
@@ -136,7 +131,7 @@ def test_verify_each_damage_alone(env_sqlite, store):
     kinds = {}
     # All snapshots first: a new snapshot shares unchanged files with the
     # previous one's store copy, so damage done earlier would be inherited.
-    trees = {k: snap(env_sqlite, store, k) for k in ("flip", "missing", "extra", "mode", "owner")}
+    trees = {k: cli_snapshot(env_sqlite, store, k).tree for k in ("flip", "missing", "extra", "mode", "owner")}
     for kind, tree in trees.items():
         rel = "conf/trac.ini"
         path = os.path.join(tree, rel)
@@ -178,14 +173,14 @@ def test_verify_each_damage_alone(env_sqlite, store):
 
 
 def test_verify_unknown_snapshot(env_sqlite, store):
-    snap(env_sqlite, store, "a")
+    cli_snapshot(env_sqlite, store, "a")
     p = verify(env_sqlite, store, "nope")
     assert p.returncode == 66
     assert p.stderr == "tracsnap: snapshot nope: no such snapshot\n"
 
 
 def test_verify_no_progress_without_tty(env_sqlite, store):
-    snap(env_sqlite, store, "a")
+    cli_snapshot(env_sqlite, store, "a")
     p = verify(env_sqlite, store)
     assert "\r" not in p.stderr and "verify" not in p.stderr
 
@@ -202,7 +197,7 @@ def make_history(env, store, times):
     names = []
     for i, t in enumerate(times):
         n = "s%02d" % i
-        snap(env, store, n)
+        cli_snapshot(env, store, n)
         os.utime(os.path.join(store, n), (t, t))
         names.append(n)
     return names
@@ -213,7 +208,7 @@ def prune(env, store, *args):
 
 
 def test_prune_refuses_without_keep(env_sqlite, store):
-    snap(env_sqlite, store, "a")
+    cli_snapshot(env_sqlite, store, "a")
     p = prune(env_sqlite, store)
     assert p.returncode == EX_USAGE
     assert len(p.stderr.splitlines()) == 1 and "no --keep-" in p.stderr
@@ -276,8 +271,8 @@ def test_prune_history(env_sqlite, store, monkeypatch):
 # --- list -------------------------------------------------------------------
 
 def test_list_json_and_columns(env_sqlite, store):
-    snap(env_sqlite, store, "a")
-    snap(env_sqlite, store, "b")
+    cli_snapshot(env_sqlite, store, "a")
+    cli_snapshot(env_sqlite, store, "b")
     p = tracsnap("list", "--store", store, "--json", env_sqlite)
     data = json.loads(p.stdout)
     assert [d["name"] for d in data] == ["a", "b"]
@@ -300,10 +295,10 @@ def test_list_json_and_columns(env_sqlite, store):
 def test_list_json_escapes_names(env_sqlite, store):
     names = ['q"uote', "back\\slash", "caf\u00e9", "tab\there"[:3] + "x"]
     for n in names:
-        snap(env_sqlite, store, n)
+        cli_snapshot(env_sqlite, store, n)
     # A name with a non-UTF-8 byte comes out as \u00XX of that byte.
     bad = os.path.join(store.encode(), b"lat\xe9")
-    snap(env_sqlite, store, "tmp")
+    cli_snapshot(env_sqlite, store, "tmp")
     os.rename(os.path.join(store, "tmp"), bad)
     p = tracsnap("list", "--store", store, "--json", env_sqlite)
     got = sorted(d["name"] for d in json.loads(p.stdout))

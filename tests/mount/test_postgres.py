@@ -20,11 +20,10 @@ import time
 
 import pytest
 
-from conftest import snapshot_names, store_entries, store_snapshots, tracsnap
+from tshelpers import assert_same_files, snapshot_names, store_entries, store_snapshots, tracsnap
 from conftest_pg import (DUMP_REL, TRAC_PASSWORD, TRAC_USER, assert_no_secret, fake_bin,  # noqa: F401
                          load_dump, pg_cluster, pg_db, pg_env, query, real_pg_dump,
                          set_fake_pg_dump, table_digests, trac_connect)
-from test_content import assert_same_files
 from test_errors import assert_refused
 
 

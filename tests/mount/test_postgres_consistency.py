@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 
-from conftest import TOP
+from tshelpers import TOP
 from conftest_pg import (DUMP_REL, load_dump, pg_cluster, pg_db, pg_env,  # noqa: F401
                          trac_connect)
 from test_consistency import take_snapshots

@@ -2,7 +2,7 @@
 import os
 import shlex
 
-from conftest import run, tracsnap, tracsnap_bin
+from tshelpers import run, tracsnap, tracsnap_bin
 
 
 def _on_tty(cmd, tmp_path):

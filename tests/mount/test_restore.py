@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import run, tracsnap
+from tshelpers import cli_snapshot, run, tracsnap, tree_state
 from conftest_pg import (DUMP_REL, assert_no_secret, pg_cluster, pg_db, pg_env,  # noqa: F401
                          table_digests, trac_connect)
 
@@ -27,23 +27,10 @@ EX_NOINPUT, EX_CANTCREAT, EX_DATAERR, EX_TEMPFAIL = 66, 73, 65, 75
 
 
 def state(path):
-    """relpath -> everything a restore must bring back, owners included."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(path):
-        for n in dirnames + filenames:
-            p = os.path.join(dirpath, n)
-            st = os.lstat(p)
-            meta = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)
-            rel = os.path.relpath(p, path)
-            if os.path.islink(p):
-                out[rel] = ("l", os.readlink(p), st.st_uid)
-            elif os.path.isdir(p):
-                out[rel] = ("d",) + meta
-            else:
-                with open(p, "rb") as f:
-                    out[rel] = ("f",) + meta + (f.read(),)
-    st = os.lstat(path)
-    out["."] = (st.st_mode, st.st_uid, st.st_gid)
+    """relpath -> everything a restore must bring back, owners included; of
+    ENV itself its mode and owners (a restore puts a new directory there)."""
+    out = tree_state(path, owners=True, top=True)
+    del out["."]["mtime_ns"]
     return out
 
 
@@ -79,11 +66,6 @@ def change(env):
     os.unlink(os.path.join(env, "templates", "site_footer.html.sample"))
 
 
-def snapshot(env, store, name):
-    tracsnap("snapshot", "--store", store, env, name)
-    return os.path.join(store, name, "tree")
-
-
 def assert_restored(env, want_state, want_rows):
     got = state(env)
     for k in sorted(set(got) | set(want_state)):
@@ -104,7 +86,7 @@ def kept_dir(env):
 def test_sqlite_roundtrip_from_store_tree(env_sqlite, tmp_path):
     env = env_sqlite
     prepare(env)
-    tree = snapshot(env, str(tmp_path / "store"), "one")
+    tree = cli_snapshot(env, str(tmp_path / "store"), "one").tree
     want_state, want_rows = state(tree), rows(os.path.join(tree, "db", "trac.db"))
     change(env)
     changed_rows = rows(os.path.join(env, "db", "trac.db"))
@@ -149,7 +131,7 @@ def test_sqlite_roundtrip_from_mount_keeps_wal(env_sqlite, mount_factory):
 @pytest.mark.parametrize("holder", ["sleep", "python"])
 def test_refused_while_a_process_holds_the_env(env_sqlite, tmp_path, holder):
     env = env_sqlite
-    tree = snapshot(env, str(tmp_path / "store"), "one")
+    tree = cli_snapshot(env, str(tmp_path / "store"), "one").tree
     want_rows = rows(os.path.join(tree, "db", "trac.db"))
     change(env)
     if holder == "sleep":
@@ -215,7 +197,7 @@ def test_disk_full_midway_leaves_env_alone(env_sqlite, tmp_path):
     big = os.path.join(env, "files", "big.bin")
     with open(big, "wb") as f:
         f.write(os.urandom(3 << 20))
-    tree = snapshot(env, str(tmp_path / "store"), "big")
+    tree = cli_snapshot(env, str(tmp_path / "store"), "big").tree
     os.unlink(big)
     small = tmp_path / "small"
     small.mkdir()
@@ -247,7 +229,7 @@ def pg_change(cluster, db):
 
 def test_postgres_roundtrip(pg_cluster, pg_db, pg_env, tmp_path):
     env = pg_env(pg_db)
-    tree = snapshot(env, str(tmp_path / "store"), "one")
+    tree = cli_snapshot(env, str(tmp_path / "store"), "one").tree
     want = table_digests(pg_cluster, pg_db)
     want_state = state(tree)
     pg_change(pg_cluster, pg_db)
@@ -271,7 +253,7 @@ def test_postgres_roundtrip(pg_cluster, pg_db, pg_env, tmp_path):
 
 def test_postgres_refused_while_another_session(pg_cluster, pg_db, pg_env, tmp_path):
     env = pg_env(pg_db)
-    tree = snapshot(env, str(tmp_path / "store"), "one")
+    tree = cli_snapshot(env, str(tmp_path / "store"), "one").tree
     pg_change(pg_cluster, pg_db)
     changed = table_digests(pg_cluster, pg_db)
     cnx = trac_connect(pg_cluster, pg_db)
@@ -290,7 +272,7 @@ def test_postgres_refused_while_another_session(pg_cluster, pg_db, pg_env, tmp_p
 
 def test_postgres_failed_load_undoes_everything(pg_cluster, pg_db, pg_env, tmp_path):
     env = pg_env(pg_db)
-    tree = snapshot(env, str(tmp_path / "store"), "one")
+    tree = cli_snapshot(env, str(tmp_path / "store"), "one").tree
     bad = str(tmp_path / "bad")
     run(["cp", "-a", tree, bad])
     with open(os.path.join(bad, DUMP_REL), "a") as f:
@@ -307,14 +289,14 @@ def test_postgres_failed_load_undoes_everything(pg_cluster, pg_db, pg_env, tmp_p
 
 
 def test_external_sqlite_database_goes_back_to_its_path(env_sqlite, tmp_path):
-    from conftest import set_trac_database
+    from tshelpers import set_trac_database
     env = env_sqlite
     ext = tmp_path / "ext"
     ext.mkdir()
     db = str(ext / "trac.db")
     shutil.move(os.path.join(env, "db", "trac.db"), db)
     set_trac_database(env, "sqlite:" + db)
-    tree = snapshot(env, str(tmp_path / "store"), "one")
+    tree = cli_snapshot(env, str(tmp_path / "store"), "one").tree
     want_rows = rows(db)
     c = sqlite3.connect(db)
     with c:

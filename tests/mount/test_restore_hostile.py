@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import extract_fixture, fs_tree_state, run, set_trac_database, tracsnap
+from tshelpers import cli_snapshot, extract_fixture, run, set_trac_database, tracsnap, tree_state
 from conftest_pg import (DUMP_REL, pg_cluster, pg_db, table_digests,  # noqa: F401
                          trac_connect)
 
@@ -89,18 +89,9 @@ def make_canary(base):
 
 
 def canary_state(root):
-    """Everything about the canary tree: entries, owners, modes, contents."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in ["."] + dirnames + filenames:
-            p = os.path.normpath(os.path.join(dirpath, n))
-            st = os.lstat(p)
-            data = None
-            if os.path.isfile(p) and not os.path.islink(p):
-                with open(p, "rb") as f:
-                    data = f.read()
-            out[os.path.relpath(p, root)] = (st.st_mode, st.st_uid, st.st_gid, st.st_ino, data)
-    return out
+    """Everything about the canary tree: entries, owners, modes, inodes,
+    contents (not times: the test itself reaches into its directories)."""
+    return tree_state(root, owners=True, inode=True, mtime=False, top=True)
 
 
 def as_user(user, script, **kw):
@@ -116,11 +107,6 @@ def as_user_run(user, script, *args):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     return out
-
-
-def snapshot(env, store, name="one"):
-    tracsnap("snapshot", "--store", store, env, name)
-    return os.path.join(store, name, "tree")
 
 
 def home_for(user, base):
@@ -168,15 +154,15 @@ def test_external_db_dir_swapped_for_symlink_is_refused(user, base):
     canary = make_canary(base)
     home, env, dbs, db = external_env(user, base)
     store = os.path.join(base, "store")
-    tree = snapshot(env, store)
+    tree = cli_snapshot(env, store, "one").tree
     as_user_run(user, "import os, sys; os.rename(sys.argv[1], sys.argv[1] + '.real'); "
                       "os.symlink(sys.argv[2], sys.argv[1])", dbs, canary)
-    before_canary, before_env = canary_state(canary), fs_tree_state(env)
+    before_canary, before_env = canary_state(canary), tree_state(env)
     p = tracsnap("restore", tree, env, check=False)
     assert p.returncode != 0, "restore through the symlink succeeded: " + p.stdout
     assert one_line(p) and dbs in p.stderr and "symbolic link" in p.stderr, p.stderr
     assert canary_state(canary) == before_canary
-    assert fs_tree_state(env) == before_env
+    assert tree_state(env) == before_env
     assert sorted(os.listdir(home)) == sorted(["trac-env-sqlite", "dbs", "dbs.real"])
     assert no_root_files(home) == []
 
@@ -184,19 +170,19 @@ def test_external_db_dir_swapped_for_symlink_is_refused(user, base):
 def test_external_db_dir_writable_by_others_is_refused(user, base):
     """A database directory others may write is no place for root to write."""
     home, env, dbs, db = external_env(user, base)
-    tree = snapshot(env, os.path.join(base, "store"))
+    tree = cli_snapshot(env, os.path.join(base, "store"), "one").tree
     os.chmod(dbs, 0o777)
-    before = fs_tree_state(home)
+    before = tree_state(home)
     p = tracsnap("restore", tree, env, check=False)
     assert p.returncode != 0 and one_line(p), p.stderr
     assert dbs in p.stderr and "writable by group or others" in p.stderr, p.stderr
-    assert fs_tree_state(home) == before
+    assert tree_state(home) == before
 
 
 def test_external_db_restored_for_the_user(user, base):
     """Nothing hostile: the user's database comes back, still the user's."""
     home, env, dbs, db = external_env(user, base)
-    tree = snapshot(env, os.path.join(base, "store"))
+    tree = cli_snapshot(env, os.path.join(base, "store"), "one").tree
     c = sqlite3.connect(db)
     with c:
         c.execute("INSERT INTO ticket (id, summary) VALUES (9001, 'after')")
@@ -258,7 +244,7 @@ def test_flipper_during_copy_swap_and_wal(user, base):
         with open(os.path.join(env, "htdocs", "bulk%03d.bin" % i), "wb") as f:
             f.write(os.urandom(16384))
     chown_tree(home, user[1], user[2])
-    tree = snapshot(env, os.path.join(base, "store"))
+    tree = cli_snapshot(env, os.path.join(base, "store"), "one").tree
     before = canary_state(canary)
     stop = os.path.join(base, "stop")
     results = []
@@ -316,8 +302,8 @@ def test_copy_replaced_in_parent_is_refused(user, base):
         with open(os.path.join(env, "htdocs", "bulk%03d.bin" % i), "wb") as f:
             f.write(os.urandom(16384))
     chown_tree(home, user[1], user[2])
-    tree = snapshot(env, os.path.join(base, "store"))
-    before, before_env = canary_state(canary), fs_tree_state(env)
+    tree = cli_snapshot(env, os.path.join(base, "store"), "one").tree
+    before, before_env = canary_state(canary), tree_state(env)
     stop = os.path.join(base, "stop")
     flipper = as_user(user, FLIP_PARENT, args=[home, os.path.basename(env), canary, stop])
     try:
@@ -331,7 +317,7 @@ def test_copy_replaced_in_parent_is_refused(user, base):
     assert not os.path.islink(env)
     if int(out.strip() or 0) > 0:
         assert p.returncode != 0 and one_line(p), (p.returncode, p.stderr)
-        assert fs_tree_state(env) == before_env
+        assert tree_state(env) == before_env
     else:
         assert p.returncode == 0, p.stderr
 
@@ -391,7 +377,7 @@ def test_pg_dump_rewritten_during_restore_is_not_run(user, base, pg_cluster, pg_
     reach (ENV's, the copy's) to `\\! id > CANARY` while restore runs: psql
     must never run it, and the tables come back."""
     home, env = pg_home_env(user, base, pg_cluster, pg_db)
-    tree = snapshot(env, os.path.join(base, "store"))
+    tree = cli_snapshot(env, os.path.join(base, "store"), "one").tree
     want = table_digests(pg_cluster, pg_db)
     pg_change(pg_cluster, pg_db)
     pwned = os.path.join(base, "pwned")
@@ -418,7 +404,7 @@ def test_pg_dump_with_meta_command_in_snapshot_is_refused(base, tmp_path, pg_clu
     os.mkdir(home, 0o755)
     env = extract_fixture("trac-env-postgres", home)
     set_trac_database(env, pg_cluster.uri(pg_db, tcp=True))
-    tree = snapshot(env, os.path.join(base, "store"))
+    tree = cli_snapshot(env, os.path.join(base, "store"), "one").tree
     bad = str(tmp_path / "bad")
     run(["cp", "-a", tree, bad])
     pwned = os.path.join(base, "pwned")
@@ -426,12 +412,12 @@ def test_pg_dump_with_meta_command_in_snapshot_is_refused(base, tmp_path, pg_clu
         f.write("\n\\! id > %s\n" % pwned)
     pg_change(pg_cluster, pg_db)
     changed = table_digests(pg_cluster, pg_db)
-    before = fs_tree_state(env)
+    before = tree_state(env)
     p = tracsnap("restore", "--force", bad, env, check=False)
     assert not os.path.exists(pwned), "psql ran the dump's command"
     assert p.returncode != 0 and one_line(p), p.stderr
     assert "meta-command \\!" in p.stderr and DUMP_REL in p.stderr, p.stderr
-    assert fs_tree_state(env) == before
+    assert tree_state(env) == before
     assert sorted(os.listdir(home)) == ["trac-env-postgres"]
     assert table_digests(pg_cluster, pg_db) == changed
 
@@ -443,17 +429,17 @@ def test_pg_dump_without_trac_tables_is_refused(base, tmp_path, pg_cluster, pg_d
     os.mkdir(home, 0o755)
     env = extract_fixture("trac-env-postgres", home)
     set_trac_database(env, pg_cluster.uri(pg_db, tcp=True))
-    tree = snapshot(env, os.path.join(base, "store"))
+    tree = cli_snapshot(env, os.path.join(base, "store"), "one").tree
     bad = str(tmp_path / "bad")
     run(["cp", "-a", tree, bad])
     with open(os.path.join(bad, DUMP_REL), "w") as f:
         f.write("SELECT 1;\n")
     changed = table_digests(pg_cluster, pg_db)
-    before = fs_tree_state(env)
+    before = tree_state(env)
     p = tracsnap("restore", "--force", bad, env, check=False)
     assert p.returncode != 0 and one_line(p), p.stderr
     assert "Trac's tables" in p.stderr and "restored" not in p.stdout, p.stderr
-    assert fs_tree_state(env) == before
+    assert tree_state(env) == before
     assert sorted(os.listdir(home)) == ["trac-env-postgres"]
     assert table_digests(pg_cluster, pg_db) == changed
 
@@ -465,7 +451,7 @@ def test_env_symlinked_to_roots_environment_is_refused(user, base):
     home = home_for(user, base)
     env = extract_fixture("trac-env-sqlite", home)
     chown_tree(home, user[1], user[2])
-    tree = snapshot(env, os.path.join(base, "store"))
+    tree = cli_snapshot(env, os.path.join(base, "store"), "one").tree
     rootenvs = os.path.join(base, "rootenvs")
     os.mkdir(rootenvs, 0o755)
     rootenv = extract_fixture("trac-env-sqlite", rootenvs)

@@ -1,7 +1,6 @@
 """Spec section 2: tar, cp -a, rsync -a, find, du and diff -r behave on a
 snapshot as on a plain directory, and what they produce is a working copy of
 the environment."""
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -11,7 +10,7 @@ import threading
 
 import pytest
 
-from conftest import TOP, db_path_in, run, sqlite_ro
+from tshelpers import TOP, db_path_in, run, sqlite_ro, tree_entries, tree_state
 
 sys.path.insert(0, os.path.join(TOP, "tests"))
 from tracwriter import attachment_relpath  # noqa: E402
@@ -46,31 +45,9 @@ def enlarge(env):
 
 
 def tree(path, content=True):
-    """rel -> metadata (and sha1 of regular files) of every entry, root included."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(path):
-        entries = [(dirpath, None)] if dirpath == path else []
-        entries += [(dirpath, n) for n in dirnames + filenames]
-        for d, n in entries:
-            p = d if n is None else os.path.join(d, n)
-            rel = os.path.relpath(p, path)
-            st = os.lstat(p)
-            rec = {"type": stat.S_IFMT(st.st_mode), "mode": stat.S_IMODE(st.st_mode),
-                   "uid": st.st_uid, "gid": st.st_gid}
-            if stat.S_ISLNK(st.st_mode):
-                rec["link"] = os.readlink(p)
-            else:
-                rec["mtime_ns"] = st.st_mtime_ns
-            if stat.S_ISREG(st.st_mode):
-                rec["size"] = st.st_size
-                if content:
-                    h = hashlib.sha1()
-                    with open(p, "rb") as f:
-                        for b in iter(lambda: f.read(1 << 20), b""):
-                            h.update(b)
-                    rec["sha1"] = h.hexdigest()
-            out[rel] = rec
-    return out
+    """rel -> metadata, owners (and sha1 of regular files) of every entry,
+    root included."""
+    return tree_state(path, content="sha1" if content else None, owners=True, top=True)
 
 
 def diff_trees(a, b, ignore=()):
@@ -89,14 +66,8 @@ def diff_trees(a, b, ignore=()):
 
 def view_meta(path):
     """What tar looks at to decide a file "changed as we read it", and more."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(path):
-        for n in [""] + dirnames + filenames:
-            p = os.path.join(dirpath, n) if n else dirpath
-            st = os.lstat(p)
-            out[os.path.relpath(p, path)] = (st.st_ino, st.st_nlink, st.st_ctime_ns, st.st_mtime_ns,
-                                             st.st_size, st.st_mode)
-    return out
+    return {rel: (st.st_ino, st.st_nlink, st.st_ctime_ns, st.st_mtime_ns, st.st_size, st.st_mode)
+            for rel, st in tree_entries(path).items()}
 
 
 def check_snapshot_equals_env(env, snap):

@@ -19,10 +19,10 @@ the marker STORE/NAME/unsealed holding the boot id; the mtime of STORE/NAME
 import json
 import os
 import re
-import stat
 import time
 
-from conftest import run, snapshot_names, store_snapshots, tracsnap, tree_entries
+from tshelpers import (assert_same_files, cli_snapshot, run, snapshot_names, store_snapshots, tracsnap,
+                       wait_sealed)
 
 EX_DATAERR = 65
 EX_NOINPUT = 66
@@ -98,11 +98,6 @@ def sha256sum(tree, paths):
     return out
 
 
-def snap_cli(env, store, name):
-    p = tracsnap("snapshot", "--store", store, env, name)
-    return p
-
-
 def fake_unsealed(store, name, bid, pending="all"):
     """Turn sealed snapshot NAME into an unsealed one of boot bid, as the
     engine leaves it before sealing.  pending: "all", "some" (every other
@@ -155,16 +150,6 @@ def assert_sealed(store, name, want=None):
     assert sorted(os.listdir(d)) == ["manifest", "tree"]
 
 
-def wait_sealed(store, name, timeout=SEAL_TIMEOUT):
-    marker = os.path.join(store, name, "unsealed")
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not os.path.lexists(marker) and not Manifest(store, name).header("unsealed"):
-            return
-        time.sleep(0.05)
-    raise AssertionError("snapshot %s not sealed within %ds" % (name, timeout))
-
-
 def wait_log(m, text, timeout=SEAL_TIMEOUT):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -172,23 +157,6 @@ def wait_log(m, text, timeout=SEAL_TIMEOUT):
             return
         time.sleep(0.05)
     raise AssertionError("%r not in the daemon log within %ds:\n%s" % (text, timeout, m.log_text()))
-
-
-def assert_same_files(env, snap, skip=("db/trac.db",)):
-    """Same entries; same bytes for regular files, same targets for links.
-    The database is copied through SQLite, not byte for byte."""
-    envt = {k: v for k, v in tree_entries(env).items() if k not in skip}
-    snapt = {k: v for k, v in tree_entries(snap).items() if k not in skip}
-    assert sorted(envt) == sorted(snapt)
-    for rel, st in envt.items():
-        e, s = os.path.join(env, rel), os.path.join(snap, rel)
-        if stat.S_ISLNK(st.st_mode):
-            assert os.readlink(s) == os.readlink(e), rel
-        elif stat.S_ISREG(st.st_mode):
-            with open(e, "rb") as f1, open(s, "rb") as f2:
-                assert f1.read() == f2.read(), rel
-        else:
-            assert stat.S_ISDIR(snapt[rel].st_mode), rel
 
 
 def list_text(env, store):
@@ -225,7 +193,7 @@ def test_mkdir_visible_then_sealed(env_sqlite, mount_factory):
 
 def test_daemon_seals_leftover_of_this_boot(env_sqlite, tmp_path, mount_factory):
     store = str(tmp_path / "store")
-    snap_cli(env_sqlite, store, "left")
+    cli_snapshot(env_sqlite, store, "left")
     before = Manifest(store, "left").files()
     made = fake_unsealed(store, "left", boot_id(), pending="some")
     assert made and len(made) < len(before)
@@ -242,8 +210,8 @@ def test_daemon_seals_leftover_of_this_boot(env_sqlite, tmp_path, mount_factory)
 
 def test_daemon_start_discards_lost_snapshot(env_sqlite, tmp_path, mount_factory):
     store = str(tmp_path / "store")
-    snap_cli(env_sqlite, store, "s1")
-    snap_cli(env_sqlite, store, "s2")
+    cli_snapshot(env_sqlite, store, "s1")
+    cli_snapshot(env_sqlite, store, "s2")
     fake_unsealed(store, "s2", FAKE_BOOT_ID, pending="some")
 
     m = mount_factory(env_sqlite, store=store)
@@ -269,11 +237,11 @@ def test_daemon_start_discards_lost_snapshot(env_sqlite, tmp_path, mount_factory
 
 def test_cli_snapshot_returns_sealed(env_sqlite, tmp_path):
     store = str(tmp_path / "store")
-    p = snap_cli(env_sqlite, store, "c1")
+    p = cli_snapshot(env_sqlite, store, "c1")
     assert re.search(r", total \d+ ms \(visible after \d+ ms\)$", p.stdout.rstrip("\n")), p.stdout
     assert len(p.stdout.splitlines()) == 1
     assert_sealed(store, "c1")
-    p = snap_cli(env_sqlite, store, "c2")
+    p = cli_snapshot(env_sqlite, store, "c2")
     assert p.stdout.rstrip("\n").endswith("ms)") and "(visible after " in p.stdout
     assert_sealed(store, "c2")
     assert list_text(env_sqlite, store) == {"c1": "sealed", "c2": "sealed"}
@@ -281,18 +249,18 @@ def test_cli_snapshot_returns_sealed(env_sqlite, tmp_path):
 
 def test_cli_snapshot_seals_other_of_this_boot(env_sqlite, tmp_path):
     store = str(tmp_path / "store")
-    snap_cli(env_sqlite, store, "old")
+    cli_snapshot(env_sqlite, store, "old")
     before = Manifest(store, "old").files()
     fake_unsealed(store, "old", boot_id(), pending="all")
-    snap_cli(env_sqlite, store, "new")
+    cli_snapshot(env_sqlite, store, "new")
     assert_sealed(store, "old", want=before)
     assert_sealed(store, "new")
 
 
 def test_lost_snapshot_hidden_then_discarded_by_cli(env_sqlite, tmp_path):
     store = str(tmp_path / "store")
-    snap_cli(env_sqlite, store, "S1")
-    snap_cli(env_sqlite, store, "S2")
+    cli_snapshot(env_sqlite, store, "S1")
+    cli_snapshot(env_sqlite, store, "S2")
     fake_unsealed(store, "S2", FAKE_BOOT_ID, pending="some")
 
     # Readers hide it at once, and leave it where it is.
@@ -307,7 +275,7 @@ def test_lost_snapshot_hidden_then_discarded_by_cli(env_sqlite, tmp_path):
     assert os.path.exists(os.path.join(store, "S2", "unsealed"))
 
     # The next writer removes it, with a warning.
-    p = snap_cli(env_sqlite, store, "S3")
+    p = cli_snapshot(env_sqlite, store, "S3")
     assert "snapshot S2: discarded" in p.stderr, p.stderr
     assert "S1: discarded" not in p.stderr
     assert store_snapshots(store) == ["S1", "S3"]
@@ -321,9 +289,9 @@ def test_lost_snapshot_hidden_then_discarded_by_cli(env_sqlite, tmp_path):
 
 def test_list_state_column_and_json(env_sqlite, tmp_path):
     store = str(tmp_path / "store")
-    snap_cli(env_sqlite, store, "a")
-    snap_cli(env_sqlite, store, "b")
-    snap_cli(env_sqlite, store, "c")
+    cli_snapshot(env_sqlite, store, "a")
+    cli_snapshot(env_sqlite, store, "b")
+    cli_snapshot(env_sqlite, store, "c")
     fake_unsealed(store, "b", boot_id(), pending="some")
     assert list_text(env_sqlite, store) == {"a": "sealed", "b": "sealing", "c": "sealed"}
     p = tracsnap("list", "--store", store, env_sqlite)
@@ -349,8 +317,8 @@ def test_list_state_column_and_json(env_sqlite, tmp_path):
 
 def test_verify_seals_unsealed_of_this_boot(env_sqlite, tmp_path):
     store = str(tmp_path / "store")
-    snap_cli(env_sqlite, store, "v1")
-    snap_cli(env_sqlite, store, "v2")
+    cli_snapshot(env_sqlite, store, "v1")
+    cli_snapshot(env_sqlite, store, "v2")
     before = Manifest(store, "v2").files()
     fake_unsealed(store, "v2", boot_id(), pending="all")
     p = tracsnap("verify", "--store", store, env_sqlite, check=False)
@@ -363,7 +331,7 @@ def test_verify_named_unsealed_then_damage_is_found(env_sqlite, tmp_path):
     """Sealed by verify, the hashes are real: a byte flipped afterwards in
     the store shows as a content difference."""
     store = str(tmp_path / "store")
-    snap_cli(env_sqlite, store, "only")
+    cli_snapshot(env_sqlite, store, "only")
     fake_unsealed(store, "only", boot_id(), pending="all")
     p = tracsnap("verify", "--store", store, env_sqlite, "only", check=False)
     assert (p.returncode, p.stderr) == (0, "")
@@ -381,8 +349,8 @@ def test_verify_named_unsealed_then_damage_is_found(env_sqlite, tmp_path):
 
 def test_verify_unsealed_with_truncated_file(env_sqlite, tmp_path):
     store = str(tmp_path / "store")
-    snap_cli(env_sqlite, store, "good")
-    snap_cli(env_sqlite, store, "bad")
+    cli_snapshot(env_sqlite, store, "good")
+    cli_snapshot(env_sqlite, store, "bad")
     fake_unsealed(store, "bad", boot_id(), pending="all")
     rel = "conf/trac.ini"
     path = os.path.join(store, "bad", "tree", rel)
@@ -424,7 +392,7 @@ def test_verify_pending_hashes_without_marker(env_sqlite, tmp_path):
     leaves; e.g. the marker removed by hand): nothing to seal by, so verify
     checks all but the content of those files and says so in one line."""
     store = str(tmp_path / "store")
-    snap_cli(env_sqlite, store, "p")
+    cli_snapshot(env_sqlite, store, "p")
     made = fake_unsealed(store, "p", boot_id(), pending="some")
     d = os.path.join(store, "p")
     st = os.lstat(d)

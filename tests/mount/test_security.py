@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from conftest import (NOBODY, as_nobody, extract_fixture, fs_tree_state, set_trac_database,
-                      snapshot_names, start_public_mount, store_snapshots, tracsnap_bin)
+from tshelpers import (as_nobody, extract_fixture, run_refused_mount, set_trac_database, start_public_mount,
+                       store_snapshots, tracsnap_bin, tree_state)
 
 TIMEOUT = 20
 
@@ -98,7 +98,7 @@ def test_nobody_cannot_change_anything(public_dir, mount_factory, tmp_path):
     env = _public_env(public_dir)
     m = start_public_mount(mount_factory, public_dir, tmp_path, env)
     os.mkdir(m.path("s"))
-    before_env = fs_tree_state(env)
+    before_env = tree_state(env)
     tries = [
         ["rm", "-f", m.path("latest")],
         ["ln", "-sfn", "s", m.path("latest")],
@@ -118,7 +118,7 @@ def test_nobody_cannot_change_anything(public_dir, mount_factory, tmp_path):
     assert os.readlink(m.path("latest")) == "s"
     assert store_snapshots(m.store) == ["s"]
     assert open(m.path("s", "htdocs", "public.txt")).read() == "public data\n"
-    assert fs_tree_state(env) == before_env
+    assert tree_state(env) == before_env
 
 
 def test_nobody_cannot_use_commands_on_the_store(public_dir, mount_factory, tmp_path):
@@ -274,17 +274,15 @@ class CmdlineWatcher:
 @pytest.mark.parametrize("uri", SECRET_URIS)
 def test_password_never_shown(env_sqlite, tmp_path, uri):
     set_trac_database(env_sqlite, uri)
-    before = fs_tree_state(env_sqlite)
+    before = tree_state(env_sqlite)
     store = str(tmp_path / "store")
     mnt = str(tmp_path / "mnt")
     os.mkdir(mnt)
     outputs = {}
     with CmdlineWatcher(SECRET) as w:
         # the daemon in the foreground: its output is its log
-        p = subprocess.run([tracsnap_bin(), "-f", "-o", "store=" + store, env_sqlite, mnt],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                           text=True, errors="replace", timeout=TIMEOUT)
-        outputs["mount -f"] = (p.returncode, p.stdout)
+        rc, out, _ = run_refused_mount(env_sqlite, mnt, store, timeout=TIMEOUT)
+        outputs["mount -f"] = (rc, out)
         # the daemon in the background (its early errors still go to stderr)
         p = subprocess.run([tracsnap_bin(), "-o", "store=" + store, env_sqlite, mnt],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -319,7 +317,7 @@ def test_password_never_shown(env_sqlite, tmp_path, uri):
     # database, so an empty 0700 store may be left; never a snapshot.
     assert not os.path.exists(store) or store_snapshots(store) == []
     assert not os.path.exists(store) or stat.S_IMODE(os.stat(store).st_mode) == 0o700
-    assert fs_tree_state(env_sqlite) == before
+    assert tree_state(env_sqlite) == before
 
 
 def test_password_not_in_snapshot_view_of_others(public_dir, mount_factory, tmp_path):

@@ -22,8 +22,7 @@ import sqlite3
 import subprocess
 import time
 
-from conftest import snapshot_names, tracsnap, wait_sealed
-from test_seal import assert_same_files
+from tshelpers import assert_same_files, snapshot_names, tracsnap, wait_sealed
 
 STAGE_TIMEOUT = 30
 

@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from conftest import Mount, extract_fixture, run, tracsnap_bin
+from tshelpers import Mount, extract_fixture, run
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("TRACSNAP_SANITIZER")) or shutil.which("valgrind") is None,
@@ -34,26 +34,6 @@ VALGRIND = ["valgrind", "--tool=memcheck", "--sim-hints=fuse-compatible", "--lea
 WATCHDOG_S = 300
 
 
-class ValgrindMount(Mount):
-    """A Mount whose daemon runs under memcheck, its report in vglog."""
-
-    def __init__(self, *a, vglog, **kw):
-        super().__init__(*a, **kw)
-        self.vglog = vglog
-
-    def start(self, wait=True):
-        os.makedirs(self.mnt, exist_ok=True)
-        o = ["store=" + self.store] + self.opts
-        cmd = VALGRIND + ["--log-file=" + self.vglog, tracsnap_bin(), "-f"] + self.args + \
-            ["-o", ",".join(o), self.env, self.mnt]
-        self.log = open(self.logpath, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        if wait:
-            self.wait_mounted(timeout=60)
-        return self
-
-
 def lost_bytes(report, kind):
     """Bytes memcheck's LEAK SUMMARY gives for kind ('definitely', ...); 0 when
     the summary does not list it."""
@@ -64,7 +44,8 @@ def lost_bytes(report, kind):
 def test_daemon_session_is_clean_under_memcheck(tmp_path):
     env = extract_fixture("trac-env-sqlite", str(tmp_path / "envs"))
     vglog = str(tmp_path / "valgrind.log")
-    m = ValgrindMount(env, str(tmp_path / "mnt"), str(tmp_path / "store"), vglog=vglog)
+    m = Mount(env, str(tmp_path / "mnt"), str(tmp_path / "store"),
+              prefix=VALGRIND + ["--log-file=" + vglog], mount_timeout=60)
     watchdog = None
     rc = None
     try:

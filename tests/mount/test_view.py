@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from conftest import (run, tracsnap_bin, as_nobody, snapshot_names, start_public_mount, store_entries,
-                      store_snapshots, tracsnap, tree_entries)
+from tshelpers import (as_nobody, run, run_refused_mount, snapshot_names, start_public_mount,
+                       store_entries, store_snapshots, tracsnap, tree_entries)
 
 
 def _errno_of(fn, *args, **kw):
@@ -570,10 +570,10 @@ def test_manage_group_grants_snapshot_management(public_dir, mount_factory, env_
 def test_manage_group_unknown_is_refused(env_sqlite, tmp_path):
     mnt = tmp_path / "m"
     mnt.mkdir()
-    p = run([tracsnap_bin(), "-f", "-o", "store=%s,manage_group=no-such-group-xyz" % (tmp_path / "s"),
-             env_sqlite, str(mnt)], check=False, timeout=20)
-    assert p.returncode != 0
-    assert p.stderr.strip() == "tracsnap: manage_group=no-such-group-xyz: no such group"
+    rc, out, _ = run_refused_mount(env_sqlite, mnt, tmp_path / "s", opts=["manage_group=no-such-group-xyz"],
+                                   timeout=20)
+    assert rc != 0
+    assert out.strip() == "tracsnap: manage_group=no-such-group-xyz: no such group"
     assert not os.path.ismount(str(mnt)) and not (tmp_path / "s").exists()
 
 

@@ -6,7 +6,6 @@ itself is one self-contained file in rollback-journal mode, without -wal/-shm,
 so that `sqlite3 -readonly` works on the read-only mount.
 """
 import os
-import re
 import shutil
 import sqlite3
 import stat
@@ -14,21 +13,10 @@ import time
 
 import pytest
 
-from conftest import db_path_in, run, sqlite_ro
+from tshelpers import db_path_in, run, set_trac_database, sqlite_ro
 from test_consistency import Writer, take_snapshots, verify_all
 
 MARK = "wal-only row %d"
-
-
-def set_trac_ini_database(env, value):
-    """Rewrite `database =` of [trac] in place, keeping the file's mode."""
-    p = os.path.join(env, "conf", "trac.ini")
-    with open(p) as f:
-        text = f.read()
-    text, n = re.subn(r"(?m)^database\s*=.*$", "database = " + value, text, count=1)
-    assert n == 1, "no database line in %s" % p
-    with open(p, "w") as f:
-        f.write(text)
 
 
 def to_wal(env):
@@ -63,7 +51,7 @@ def assert_self_contained(snapdir):
 
 @pytest.mark.parametrize("uri", ["sqlite:db/trac.db", "sqlite:db/trac.db?journal_mode=WAL"])
 def test_wal_rows_only_in_wal_are_in_snapshot(env_sqlite, mount_factory, tmp_path, uri):
-    set_trac_ini_database(env_sqlite, uri)
+    set_trac_database(env_sqlite, uri)
     to_wal(env_sqlite)
     live = os.path.join(env_sqlite, "db", "trac.db")
     # A Trac process that committed rows which are only in the -wal file.
@@ -142,7 +130,7 @@ def test_wal_rows_only_in_wal_are_in_snapshot(env_sqlite, mount_factory, tmp_pat
 def test_wal_snapshots_consistent_while_trac_writes(env_sqlite, mount_factory, tmp_path, uri):
     """6 snapshots of a WAL database while the writer runs: I1-I3, integrity,
     rollback-journal mode, no -wal/-shm, no "database is locked"."""
-    set_trac_ini_database(env_sqlite, uri)
+    set_trac_database(env_sqlite, uri)
     to_wal(env_sqlite)
     m = mount_factory(env_sqlite, opts=["auto=%Y-%m-%dT%H%M%S"])
     w = Writer(env_sqlite, str(tmp_path / "ack.log"), seconds=60, seed=21)
