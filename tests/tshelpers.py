@@ -9,6 +9,7 @@ tests/mount/conftest.py.
 """
 import configparser
 import os
+import re
 import signal
 import sqlite3
 import stat
@@ -25,6 +26,23 @@ TRACWRITER = os.path.join(TESTS, "tracwriter.py")
 # output fails the test.
 FATAL_LOG_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "Segmentation fault")
 CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, signal.SIGFPE)
+
+# A line of a daemon's log that says something went wrong.  The daemon logs
+# through ts_log (snapshot/base/log.c): warnings carry "tracsnap: warning: ";
+# errors (LOG_ERR) carry no level of their own, but every one of them says
+# "failed" or that the store went away (fs/fs_ops.c, fs/fs_seal.c,
+# fs/fs_watch.c).  Any line that is not tracsnap's own (libfuse, the C
+# library) is unexpected too.  Tests that provoke such a line declare it with
+# Mount.expect_log.
+UNEXPECTED_LOG_LINE = re.compile(r"^tracsnap: warning: "
+                                 r"|^tracsnap: .*\bfailed\b"
+                                 r"|^tracsnap: store .*: removed or moved away"
+                                 r"|^(?!tracsnap: )")
+# "failed" also ends the lines the daemon logs at LOG_INFO when it refuses a
+# request of the user's own (fs/fs_ops.c): a snapshot name in use or invalid,
+# a rename refused.  They are answers, not faults.
+USER_REFUSAL_LOG_LINE = re.compile(r"^tracsnap: snapshot .* failed: snapshot (.*: exists already|name ')"
+                                   r"|^tracsnap: rename .* -> .* failed: ")
 
 MOUNT_TIMEOUT = 10      # a daemon that must refuse has done so by then
 
@@ -118,8 +136,16 @@ def run_refused_mount(env, mnt, store, opts=(), timeout=MOUNT_TIMEOUT):
 
 class Mount:
     """One tracsnap daemon in the foreground on one mount point, its output
-    (stdout and stderr) appended to logpath.  prefix: a command to run the
-    daemon under (valgrind ...)."""
+    (stdout and stderr) appended to logpath.
+
+    Strict by default: check() fails when any daemon run of this Mount ended
+    with a status other than 0, or when its log holds an unexpected line
+    (UNEXPECTED_LOG_LINE) or a sanitizer report.  A test that stops the
+    daemon on purpose says so: kill(sig) sends a signal and accepts the
+    death by it; expect_exit(code) accepts another status.  A test that
+    provokes a warning or error line declares it with expect_log(regex).
+
+    prefix: a command to run the daemon under (valgrind ...)."""
 
     def __init__(self, env, mnt, store, opts=(), args=(), logpath=None, prefix=(), mount_timeout=15):
         self.env, self.mnt, self.store = str(env), str(mnt), str(store)
@@ -130,6 +156,30 @@ class Mount:
         self.mount_timeout = mount_timeout
         self.proc = None
         self.log = None
+        self.procs = []                 # every daemon run, for check()
+        self.ok_status = {0}
+        self.ok_log = []
+        self.forced = []                # runs stop() had to kill
+
+    # -- expectations
+
+    def expect_exit(self, *codes):
+        """Accept these exit statuses (negative: death by that signal)."""
+        self.ok_status.update(codes)
+        return self
+
+    def expect_log(self, *regexes):
+        """Accept log lines matching any of these regexes (re.search)."""
+        self.ok_log.extend(re.compile(r) for r in regexes)
+        return self
+
+    def kill(self, sig=signal.SIGKILL, wait=True):
+        """Send sig to the daemon on purpose: its death by sig is expected."""
+        self.ok_status.add(-int(sig))
+        self.proc.send_signal(sig)
+        if wait:
+            self.proc.wait(timeout=10)
+        return self
 
     # -- life
 
@@ -141,6 +191,7 @@ class Mount:
         self.log = open(self.logpath, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
+        self.procs.append(self.proc)
         if wait:
             self.wait_mounted()
         return self
@@ -168,7 +219,7 @@ class Mount:
         return os.path.join(self.mnt, *parts)
 
     def stop(self):
-        """Unmount and end the daemon; never raises."""
+        """Unmount and end the daemon; never raises (check() judges)."""
         if os.path.ismount(self.mnt):
             subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.DEVNULL)
             deadline = time.time() + 10
@@ -180,6 +231,7 @@ class Mount:
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
+                self.forced.append(self.proc)
                 self.proc.send_signal(signal.SIGKILL)
                 self.proc.wait(timeout=10)
         if os.path.ismount(self.mnt):
@@ -188,15 +240,40 @@ class Mount:
             self.log.close()
             self.log = None
 
-    def check_log_clean(self):
+    # -- the verdict
+
+    def unexpected_log_lines(self):
+        """Lines of the log that say something went wrong and that the test
+        did not declare."""
+        out = []
+        for line in self.log_text().splitlines():
+            if not line.strip():
+                continue
+            if any(m in line for m in FATAL_LOG_MARKERS):
+                out.append(line)
+            elif UNEXPECTED_LOG_LINE.search(line) and not USER_REFUSAL_LOG_LINE.search(line) \
+                    and not any(r.search(line) for r in self.ok_log):
+                out.append(line)
+        return out
+
+    def check(self):
+        """Fail unless every daemon run ended as expected and the log holds
+        no unexpected line.  Call after stop()."""
         text = self.log_text()
-        for m in FATAL_LOG_MARKERS:
-            assert m not in text, "daemon log contains %r:\n%s" % (m, text)
-        # A crash after the test's own checks (in a background thread, say)
-        # writes nothing to the log without a sanitizer: its exit tells.
-        rc = self.proc.returncode if self.proc is not None else None
-        assert rc is None or -rc not in CRASH_SIGNALS, \
-            "daemon died of signal %d:\n%s" % (-rc, text)
+        for p in self.procs:
+            rc = p.poll()
+            assert p not in self.forced, \
+                "daemon (pid %d) did not exit within 10 s of its unmount:\n%s" % (p.pid, text)
+            assert rc is None or -rc not in CRASH_SIGNALS or rc in self.ok_status, \
+                "daemon died of signal %d:\n%s" % (-rc, text)
+            assert rc is None or rc in self.ok_status, \
+                "daemon (pid %d) exited with status %d (expected %s):\n%s" \
+                % (p.pid, rc, sorted(self.ok_status), text)
+        bad = self.unexpected_log_lines()
+        assert not bad, "unexpected lines in the daemon log %s:\n%s\n--- whole log:\n%s" \
+            % (self.logpath, "\n".join(bad), text)
+
+    check_log_clean = check
 
 
 def wait_sealed(store, name, timeout=60):

@@ -29,7 +29,7 @@ def env_sqlite(tmp_path):
 def mount_factory(tmp_path):
     """mount_factory(env, store=None, opts=(), args=(), mnt=None, start=True,
     **Mount keywords) -> Mount (started unless start=False).  All mounts are
-    stopped at teardown, also after failures."""
+    stopped at teardown, also after failures, and then checked strictly."""
     mounts = []
 
     def make(env, store=None, opts=(), args=(), mnt=None, start=True, **kw):
@@ -44,8 +44,10 @@ def mount_factory(tmp_path):
     yield make
     for m in mounts:
         m.stop()
+    # Strict: a daemon that exited badly or logged an undeclared warning or
+    # error fails the test (Mount.check).
     for m in mounts:
-        m.check_log_clean()
+        m.check()
 
 
 @pytest.fixture

@@ -235,9 +235,11 @@ def test_not_sqlite_db_daemon(env_sqlite, tmp_path, mount_factory, setup):
         time.sleep(0.05)
     if m.proc.poll() is not None:
         check_one_line(m.proc.returncode, m.log_text(), must)
+        m.expect_exit(m.proc.returncode)          # a sysexits code: checked above
         assert not os.path.exists(m.store)
     else:
         assert os.path.ismount(m.mnt)
+        m.expect_log(r"^tracsnap: snapshot s \(mkdir\) failed: .*trac\.db")
         t0 = time.time()
         with pytest.raises(OSError):
             os.mkdir(m.path("s"))

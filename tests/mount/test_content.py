@@ -112,6 +112,7 @@ def test_special_files_skipped_with_warning(env_sqlite, mount_factory):
     try:
         m = mount_factory(env_sqlite)
         specials = ("htdocs/pipe", "plugins/nulldev", "plugins/sock")
+        m.expect_log(*[r"^tracsnap: warning: .*/%s: skipped " % rel for rel in specials])
         os.mkdir(m.path("s"))
         for rel in specials:
             assert not os.path.lexists(m.path("s", rel)), rel

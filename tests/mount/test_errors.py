@@ -101,11 +101,13 @@ def test_database_file_missing(env_sqlite, mount_factory):
         time.sleep(0.05)
     if m.proc.poll() is not None:
         assert m.proc.returncode != 0
+        m.expect_exit(m.proc.returncode)
         lines = tracsnap_lines(m.log_text())
         assert len(lines) == 1 and "nothere.db" in lines[0], m.log_text()
         assert not os.path.exists(m.store)
         return
     assert os.path.ismount(m.mnt)
+    m.expect_log(r"nothere\.db")
     with pytest.raises(OSError):
         os.mkdir(m.path("s"))
     assert snapshot_names(m.mnt) == []

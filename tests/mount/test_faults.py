@@ -9,6 +9,7 @@ the live environment unchanged where the test did not change it.
 import fcntl
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -142,6 +143,10 @@ def small_tmpfs(tmp_path):
 def test_store_full(env_sqlite, mount_factory, small_tmpfs):
     store = os.path.join(small_tmpfs, "store")
     m = mount_factory(env_sqlite, store=store)
+    # The stage, refreshed after the filler appears, does not fit either.
+    m.expect_log(r"snapshot second \(mkdir\) failed: store .*: no space left",
+                 r"^tracsnap: warning: (refreshing the stage|staging the next snapshot) failed: "
+                 r".*filler\.bin: write to the store failed: No space left on device")
     os.mkdir(m.path("first"))                  # the fixture fits
     # a file that does not fit in what is left
     filler = os.path.join(env_sqlite, "files", "filler.bin")
@@ -184,8 +189,7 @@ def test_kill9_during_snapshots(big_env, mount_factory, tmp_path):
         name = "k%02d" % i
         p = mkdir_bg(m.path(name))
         time.sleep(rnd.uniform(0, dur * 0.8))
-        m.proc.send_signal(signal.SIGKILL)
-        m.proc.wait(timeout=10)
+        m.kill(signal.SIGKILL)
         p.wait(timeout=30)
         subprocess.run(["fusermount3", "-u", "-z", m.mnt], stderr=subprocess.DEVNULL)
         if p.returncode == 0:
@@ -251,6 +255,9 @@ def test_signal_during_snapshot(big_env, mount_factory, tmp_path, sig):
     for n in os.listdir(os.path.join(big_env, "files", "big")):
         os.utime(os.path.join(big_env, "files", "big", n))
     before = fs_tree_state_light(big_env)
+    # libfuse's fuse_main returns 8 after a signal (its handler records it)
+    m.expect_exit(8)
+    m.expect_log(r"snapshot cut \(mkdir\) failed: snapshot cut: cancelled \(tracsnap is stopping\)")
     p = mkdir_bg(m.path("cut"))
     wait_tmp_appears(store)          # copying has begun: the signal lands mid-copy
     m.proc.send_signal(sig)
@@ -259,7 +266,6 @@ def test_signal_during_snapshot(big_env, mount_factory, tmp_path, sig):
     log = m.log_text()
     assert p.returncode != 0, log
     assert "cancelled (tracsnap is stopping)" in log, log
-    # libfuse's fuse_main returns 8 after a signal (its handler records it)
     assert m.proc.returncode in (0, 8), log
     assert leftovers(store) == [], (store_entries(store), log)   # removed by the daemon itself
     print("stopped %.2f s after the signal" % took)
@@ -274,6 +280,8 @@ def test_unmount_during_snapshot(big_env, mount_factory, tmp_path):
     accepted, and then the daemon cancels the snapshot and exits cleanly."""
     store = str(tmp_path / "store")
     m = mount_factory(big_env, store=store)
+    # Whether the lazy unmount catches b's copy depends on the copy's pace.
+    m.expect_log(r"^tracsnap: snapshot b \(mkdir\) failed: snapshot b: cancelled \(tracsnap is stopping\)")
     p = mkdir_bg(m.path("a"))
     wait_tmp_appears(store)
     r = subprocess.run(["fusermount3", "-u", m.mnt], stderr=subprocess.PIPE, text=True)
@@ -305,6 +313,7 @@ def test_unmount_during_snapshot(big_env, mount_factory, tmp_path):
 def test_trac_lock_held(env_sqlite, mount_factory):
     before_snap = None
     m = mount_factory(env_sqlite, opts=["lock_timeout=2"])
+    m.expect_log(r"snapshot blocked \(mkdir\) failed: could not take the write lock on .* within 2 s")
     os.mkdir(m.path("ok"))
     before_snap = tree_state(env_sqlite)
     holder = sqlite3.connect(os.path.join(env_sqlite, "db", "trac.db"), isolation_level=None)
@@ -391,6 +400,7 @@ def test_env_replaced_by_symlink_is_refused(env_sqlite, mount_factory, tmp_path)
     daemon's stage refresh follows it; the mkdir fails with EIO and a log line,
     and nothing of the link's target reaches the store."""
     m = mount_factory(env_sqlite)
+    m.expect_log(r"%s: now a symlink, not the environment; refused" % re.escape(env_sqlite))
     os.mkdir(m.path("one"))
     target = tmp_path / "roots"
     shutil.copytree(env_sqlite, str(target), symlinks=True)
@@ -414,6 +424,8 @@ def test_env_removed_and_replaced(env_sqlite, mount_factory, tmp_path):
     path when the snapshot starts (a restore replaces ENV by rename); no
     environment there is EIO with a log line naming it."""
     m = mount_factory(env_sqlite)
+    m.expect_log(r"%s: the environment is gone" % re.escape(env_sqlite),
+                 r"%s: not a Trac environment \(VERSION missing\)" % re.escape(env_sqlite))
     os.mkdir(m.path("one"))
     moved = env_sqlite + ".away"
     os.rename(env_sqlite, moved)
@@ -443,6 +455,10 @@ def test_store_removed_while_mounted(env_sqlite, mount_factory, tmp_path):
     store = str(tmp_path / "store")
     before = tree_state(env_sqlite)
     m = mount_factory(env_sqlite, store=store)
+    # The store gone, the daemon says so once, then refuses every change
+    # (the stage's refresh included) with the same words.
+    m.expect_log(r"store %s: removed or moved away while mounted" % re.escape(os.path.realpath(store)),
+                 r"failed: store %s: removed or moved away while in use" % re.escape(os.path.realpath(store)))
     os.mkdir(m.path("one"))
     shutil.rmtree(store)
     time.sleep(0.5)

@@ -207,6 +207,10 @@ def test_swapping_directory_never_followed(hostile, tmp_path):
         # stage refresh (inotify sees every swap) in between.
         mstore = str(tmp_path / "store-mnt")
         m = Mount(env, str(tmp_path / "mnt"), mstore, opts=["auto=h%Y%m%dT%H%M%S"])
+        # Refusals under attack are what this test wants (not run by the
+        # helper that made the teardown strict: extend if a run shows more).
+        m.expect_log(r"^tracsnap: snapshot \S+ \(.*\) failed: ",
+                     r"^tracsnap: warning: (refreshing the stage|staging the next snapshot) failed: ")
         m.start()
         deadline = time.monotonic() + MOUNT_SECONDS
         i, last_auto = 0, None
@@ -241,7 +245,7 @@ def test_swapping_directory_never_followed(hostile, tmp_path):
         flip.stop()
         if m is not None:
             m.stop()
-    m.check_log_clean()
+    m.check()
     assert _state(canary) == before
     total = sum(done.values())
     print("attempts:", total, done)

@@ -321,7 +321,7 @@ def test_mount_keep_last(env_sqlite, mount_factory):
 
 @pytest.mark.parametrize("opt", ["keep=last", "keep=yearly:3", "keep=last:x", "keep=daily:0"])
 def test_mount_keep_invalid(env_sqlite, mount_factory, opt):
-    m = mount_factory(env_sqlite, opts=[opt], start=False)
+    m = mount_factory(env_sqlite, opts=[opt], start=False).expect_exit(EX_USAGE)
     m.start(wait=False)
     rc = m.proc.wait(timeout=15)
     assert rc == EX_USAGE

@@ -14,6 +14,7 @@ older snapshots.
 """
 import errno
 import os
+import re
 import stat
 import threading
 import time
@@ -323,6 +324,7 @@ def serving_mount(pg_cluster, pg_db, pg_env, mount_factory, tmp_path, monkeypatc
 def assert_failed_cleanly(m, name, want_errno, must):
     """mkdir name fails with want_errno, one log line says why, nothing is
     left in the store, and the good snapshot is still served."""
+    m.expect_log(r"^tracsnap: snapshot %s \(mkdir\) failed: " % re.escape(name))
     before = len(log_lines(m))
     assert mkdir_errno(m.path(name)) == want_errno
     assert snapshot_names(m.mnt) == ["good"]

@@ -215,6 +215,7 @@ def test_daemon_start_discards_lost_snapshot(env_sqlite, tmp_path, mount_factory
     fake_unsealed(store, "s2", FAKE_BOOT_ID, pending="some")
 
     m = mount_factory(env_sqlite, store=store)
+    m.expect_log(r"^tracsnap: warning: snapshot s2: discarded: the machine restarted")
     assert snapshot_names(m.mnt) == ["s1"]
     assert not os.path.lexists(m.path("s2"))
     assert os.readlink(m.path("latest")).rstrip("/").split("/")[-1] == "s1"

@@ -77,4 +77,4 @@ def test_daemon_session_is_clean_under_memcheck(tmp_path):
     assert "ERROR SUMMARY: 0 errors" in report, where
     assert lost_bytes(report, "definitely") == 0, where
     assert lost_bytes(report, "indirectly") == 0, where
-    m.check_log_clean()
+    m.check()

@@ -163,6 +163,7 @@ def test_mkdir_latest_refused_when_snapshots_exist(mnt):
 
 def test_mkdir_ebusy_while_trac_holds_write_lock(env_sqlite, mount_factory):
     m = mount_factory(env_sqlite, opts=["lock_timeout=1"])
+    m.expect_log(r"^tracsnap: snapshot busy \(mkdir\) failed: could not take the write lock on .* within 1 s")
     db = sqlite3.connect(os.path.join(env_sqlite, "db", "trac.db"), isolation_level=None)
     try:
         db.execute("BEGIN IMMEDIATE")
