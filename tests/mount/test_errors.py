@@ -91,8 +91,9 @@ def test_postgres_unreachable_without_password(env_sqlite, paths):
 
 
 def test_database_file_missing(env_sqlite, mount_factory):
-    """Refused at mount time (one line naming the file, no store), or the
-    mount is accepted and mkdir fails leaving nothing."""
+    """Refused at mount time (a sysexits code, one line naming the file, no
+    store, nothing mounted), or the mount is accepted and mkdir fails leaving
+    nothing.  Either way the daemon does not create the missing database."""
     set_trac_database(env_sqlite, "sqlite:db/nothere.db")
     m = mount_factory(env_sqlite, start=False)
     m.start(wait=False)
@@ -100,21 +101,23 @@ def test_database_file_missing(env_sqlite, mount_factory):
     while time.time() < deadline and not os.path.ismount(m.mnt) and m.proc.poll() is None:
         time.sleep(0.05)
     if m.proc.poll() is not None:
-        assert m.proc.returncode != 0
-        m.expect_exit(m.proc.returncode)
+        rc = m.proc.returncode
+        assert 64 <= rc <= 78, "exit %d is not a sysexits(3) code:\n%s" % (rc, m.log_text())
+        m.expect_exit(rc)
         lines = tracsnap_lines(m.log_text())
         assert len(lines) == 1 and "nothere.db" in lines[0], m.log_text()
+        assert not os.path.ismount(m.mnt)
         assert not os.path.exists(m.store)
-        return
-    assert os.path.ismount(m.mnt)
-    m.expect_log(r"nothere\.db")
-    with pytest.raises(OSError):
-        os.mkdir(m.path("s"))
-    assert snapshot_names(m.mnt) == []
-    assert store_snapshots(m.store) == []
+    else:
+        assert os.path.ismount(m.mnt), "neither refused nor mounted within 10 s:\n" + m.log_text()
+        m.expect_log(r"nothere\.db")
+        with pytest.raises(OSError):
+            os.mkdir(m.path("s"))
+        assert snapshot_names(m.mnt) == []
+        assert store_snapshots(m.store) == []
+        assert "nothere.db" in m.log_text()
     assert not os.path.exists(os.path.join(env_sqlite, "db", "nothere.db")), \
         "the daemon created the missing database in the environment"
-    assert "nothere.db" in m.log_text()
 
 
 # ---------------------------------------------------------------- store and mount point
