@@ -184,12 +184,19 @@ def test_kill9_during_snapshots(big_env, mount_factory, tmp_path):
     os.rmdir(m.path("base"))                   # so that each later one copies all again
     print("full snapshot, sealed, takes %.2f s" % dur)
     assert dur > 0.3, "environment too small to kill mid-snapshot (%.2f s)" % dur
-    complete = []
+    complete, mid_copy = [], 0
     for i in range(20):
         name = "k%02d" % i
         p = mkdir_bg(m.path(name))
-        time.sleep(rnd.uniform(0, dur * 0.8))
+        if i == 0:
+            wait_tmp_appears(store)        # one kill surely lands while copying
+        else:
+            time.sleep(rnd.uniform(0, dur * 0.8))
         m.kill(signal.SIGKILL)
+        # A dead daemon renames nothing: a copy left in the store proves that
+        # this kill landed while a snapshot was copied.
+        if any(n.startswith(".tmp-") for n in store_entries(store)):
+            mid_copy += 1
         p.wait(timeout=30)
         subprocess.run(["fusermount3", "-u", "-z", m.mnt], stderr=subprocess.DEVNULL)
         if p.returncode == 0:
@@ -216,7 +223,8 @@ def test_kill9_during_snapshots(big_env, mount_factory, tmp_path):
         for n in listed:
             os.rmdir(m.path(n))
         assert leftovers(store) == [], (i, store_entries(store))
-    print("complete before the kill: %d of 20" % len(complete))
+    print("complete before the kill: %d of 20, killed while copying: %d" % (len(complete), mid_copy))
+    assert mid_copy >= 1, "no kill landed while a snapshot was copied"
     os.mkdir(m.path("after"))
     assert leftovers(store) == []
     assert_sound(big_env, store, m, expect=["after"])
