@@ -104,6 +104,15 @@ def daemon_cmd(env, mnt, store, opts=(), args=(), prefix=()):
     return list(prefix) + [tracsnap_bin(), "-f"] + list(args) + ["-o", ",".join(o), str(env), str(mnt)]
 
 
+def daemon_env(clock_offset=None):
+    """The daemon's environment; clock_offset (seconds, signed) shifts the
+    clock it names auto snapshots by (TRACSNAP_TEST_CLOCK_OFFSET)."""
+    e = dict(os.environ)
+    if clock_offset is not None:
+        e["TRACSNAP_TEST_CLOCK_OFFSET"] = str(int(clock_offset))
+    return e
+
+
 def run_refused_mount(env, mnt, store, opts=(), timeout=MOUNT_TIMEOUT):
     """Start the daemon in the foreground, expecting it to refuse: return
     (returncode, output, seconds) once it exits.  Still running after
@@ -145,13 +154,17 @@ class Mount:
     death by it; expect_exit(code) accepts another status.  A test that
     provokes a warning or error line declares it with expect_log(regex).
 
-    prefix: a command to run the daemon under (valgrind ...)."""
+    clock_offset: seconds added to the clock the daemon names auto snapshots
+    by (TRACSNAP_TEST_CLOCK_OFFSET); prefix: a command to run the daemon
+    under (valgrind ...)."""
 
-    def __init__(self, env, mnt, store, opts=(), args=(), logpath=None, prefix=(), mount_timeout=15):
+    def __init__(self, env, mnt, store, opts=(), args=(), logpath=None, clock_offset=None,
+                 prefix=(), mount_timeout=15):
         self.env, self.mnt, self.store = str(env), str(mnt), str(store)
         self.opts = list(opts)
         self.args = list(args)
         self.logpath = logpath or (self.mnt.rstrip("/") + ".log")
+        self.clock_offset = clock_offset
         self.prefix = list(prefix)
         self.mount_timeout = mount_timeout
         self.proc = None
@@ -190,7 +203,7 @@ class Mount:
         cmd = daemon_cmd(self.env, self.mnt, self.store, self.opts, self.args, self.prefix)
         self.log = open(self.logpath, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=daemon_env(self.clock_offset))
         self.procs.append(self.proc)
         if wait:
             self.wait_mounted()
@@ -217,6 +230,11 @@ class Mount:
 
     def path(self, *parts):
         return os.path.join(self.mnt, *parts)
+
+    def strftime(self, fmt, delta=0):
+        """fmt of the daemon's local time (its clock_offset applied), delta
+        seconds from now: the auto names it makes."""
+        return time.strftime(fmt, time.localtime(time.time() + (self.clock_offset or 0) + delta))
 
     def stop(self):
         """Unmount and end the daemon; never raises (check() judges)."""
@@ -274,6 +292,16 @@ class Mount:
             % (self.logpath, "\n".join(bad), text)
 
     check_log_clean = check
+
+
+def clock_offset_to_hour_start(into=10):
+    """A clock_offset that puts the daemon's clock `into` seconds past the
+    start of the current local hour: the auto names it makes (strftime of
+    its local time) then stay the same for the next hour less `into`
+    seconds, wherever the wall clock stands in its hour."""
+    now = time.time()
+    lt = time.localtime(now)
+    return int(round(into - (lt.tm_min * 60 + lt.tm_sec + now % 1)))
 
 
 def wait_sealed(store, name, timeout=60):

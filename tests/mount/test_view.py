@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from tshelpers import (as_nobody, run, run_refused_mount, snapshot_names, start_public_mount,
-                       store_entries, store_snapshots, tracsnap, tree_entries)
+from tshelpers import (as_nobody, clock_offset_to_hour_start, run, run_refused_mount, snapshot_names,
+                       start_public_mount, store_entries, store_snapshots, tracsnap, tree_entries)
 
 
 def _errno_of(fn, *args, **kw):
@@ -32,13 +32,13 @@ def _errno_of_or_ok(fn, *args):
     return "success"
 
 
-def _skip_near_boundary():
-    """Auto names depend on the local hour/day: avoid racing a boundary."""
-    now = time.time()
-    lt = time.localtime(now)
-    into_hour = lt.tm_min * 60 + lt.tm_sec
-    if into_hour < 5 or 3600 - into_hour < 60:
-        pytest.skip("too close to an hour boundary for auto-name tests")
+@pytest.fixture
+def clocked(env_sqlite, mount_factory):
+    """The fixture environment mounted by a daemon whose clock stands 10 s
+    past the start of the current hour (Mount.clock_offset): the auto names
+    of this hour and day stay the same for the whole test.  Expected names
+    come from m.strftime, the same shifted clock."""
+    return mount_factory(env_sqlite, clock_offset=clock_offset_to_hour_start())
 
 
 # ---------------------------------------------------------------- the root
@@ -210,9 +210,9 @@ def test_non_owner_cannot_manage_snapshots(public_dir, mount_factory, env_sqlite
 
 # ---------------------------------------------------------------- first access
 
-def test_auto_name_today_on_first_access(mnt):
-    _skip_near_boundary()
-    today = time.strftime("%Y-%m-%d")
+def test_auto_name_today_on_first_access(clocked):
+    mnt = clocked
+    today = mnt.strftime("%Y-%m-%d")
     st = os.stat(mnt.path(today))
     assert stat.S_ISDIR(st.st_mode)
     assert snapshot_names(mnt.mnt) == [today]
@@ -224,26 +224,25 @@ def test_auto_name_today_on_first_access(mnt):
     assert store_snapshots(mnt.store) == [today]
 
 
-def test_auto_name_hour_on_first_access(mnt):
-    _skip_near_boundary()
-    hour = time.strftime("%Y-%m-%dT%H")
+def test_auto_name_hour_on_first_access(clocked):
+    mnt = clocked
+    hour = mnt.strftime("%Y-%m-%dT%H")
     assert os.path.isdir(mnt.path(hour))
     assert snapshot_names(mnt.mnt) == [hour]
     assert store_snapshots(mnt.store) == [hour]
 
 
-def test_other_missing_names_are_enoent(mnt):
-    _skip_near_boundary()
-    for name in ("2001-01-01", "2001-01-01T00", "nosuch",
-                 time.strftime("%Y-%m-%d", time.localtime(time.time() - 86400 * 2))):
+def test_other_missing_names_are_enoent(clocked):
+    mnt = clocked
+    for name in ("2001-01-01", "2001-01-01T00", "nosuch", mnt.strftime("%Y-%m-%d", -86400 * 2)):
         assert _errno_of(os.stat, mnt.path(name)) == errno.ENOENT, name
     assert os.listdir(mnt.mnt) == []
     assert store_snapshots(mnt.store) == []
 
 
-def test_concurrent_first_access_makes_one_snapshot(mnt):
-    _skip_near_boundary()
-    today = time.strftime("%Y-%m-%d")
+def test_concurrent_first_access_makes_one_snapshot(clocked):
+    mnt = clocked
+    today = mnt.strftime("%Y-%m-%d")
     n = 8
     barrier = threading.Barrier(n)
     results = [None] * n
@@ -266,11 +265,10 @@ def test_concurrent_first_access_makes_one_snapshot(mnt):
 
 
 def test_auto_option_selects_formats(env_sqlite, mount_factory):
-    _skip_near_boundary()
-    m = mount_factory(env_sqlite, opts=["auto=%Y"])
-    assert _errno_of(os.stat, m.path(time.strftime("%Y-%m-%d"))) == errno.ENOENT
-    assert _errno_of(os.stat, m.path(time.strftime("%Y-%m-%dT%H"))) == errno.ENOENT
-    year = time.strftime("%Y")
+    m = mount_factory(env_sqlite, opts=["auto=%Y"], clock_offset=clock_offset_to_hour_start())
+    assert _errno_of(os.stat, m.path(m.strftime("%Y-%m-%d"))) == errno.ENOENT
+    assert _errno_of(os.stat, m.path(m.strftime("%Y-%m-%dT%H"))) == errno.ENOENT
+    year = m.strftime("%Y")
     assert os.path.isdir(m.path(year))
     assert snapshot_names(m.mnt) == [year]
     assert store_snapshots(m.store) == [year]
