@@ -10,6 +10,7 @@ tests/mount/conftest.py.
 import configparser
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import stat
@@ -98,10 +99,19 @@ def extract_fixture(name, dest):
     return os.path.join(dest, name)
 
 
+# A shell starts a background job with SIGINT ignored, and a daemon started
+# from it would inherit that: libfuse sets its handler only over the default
+# action, so SIGINT would not stop it.  env(1) gives the daemon the default
+# action back, as when the tests run from a terminal (it execs: same pid).
+# Found now: some tests run the daemon with a PATH of their own.
+DEFAULT_SIGNALS = [shutil.which("env") or "/usr/bin/env", "--default-signal=INT"]
+
+
 def daemon_cmd(env, mnt, store, opts=(), args=(), prefix=()):
     """The command line of a foreground daemon (its log goes to stderr)."""
     o = ["store=" + str(store)] + list(opts)
-    return list(prefix) + [tracsnap_bin(), "-f"] + list(args) + ["-o", ",".join(o), str(env), str(mnt)]
+    return DEFAULT_SIGNALS + list(prefix) + [tracsnap_bin(), "-f"] + list(args) + \
+        ["-o", ",".join(o), str(env), str(mnt)]
 
 
 def daemon_env(clock_offset=None):
