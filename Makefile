@@ -76,8 +76,10 @@ DAEMON_OBJ := $(DAEMON_SRC:%.c=$(O)/%.o)
 FS_OBJ     := $(FS_SRC:%.c=$(O)/%.o)
 CLI_OBJ    := $(CLI_SRC:%.c=$(O)/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
-# Helpers shared by the unit tests (not a test: UNIT_SRC takes test_*.c only).
-TUTIL_OBJ  := $(O)/tests/tutil.o
+# Helpers shared by the unit tests: every tests/unit/*.c that is not a test
+# (UNIT_SRC takes test_*.c only), each linked into every test.
+TUTIL_SRC  := $(sort $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c)))
+TUTIL_OBJ  := $(TUTIL_SRC:tests/unit/%.c=$(O)/tests/%.o)
 
 # Per-layer include paths and flags.  The engine sees only itself; the daemon
 # only the engine (its own headers sit beside its sources); fs/ the engine, the
@@ -144,7 +146,7 @@ $(O)/cli/%.o: cli/%.c $(POISON)/.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CLI_FLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
-$(TUTIL_OBJ): tests/unit/tutil.c $(POISON)/.stamp
+$(TUTIL_OBJ): $(O)/tests/%.o: tests/unit/%.c $(POISON)/.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(TEST_FLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
