@@ -1,0 +1,324 @@
+/* test_stage.c - the stage (take/stage.h): built from the newest sealed
+ * snapshot, refreshed from the environment ahead of a snapshot, adopted by
+ * the next snapshot, which is the environment exactly all the same.  The
+ * environment and the checks are snapfx.h's. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "env/env.h"
+#include "store/manifest.h"
+#include "store/store.h"
+#include "take/snap.h"
+#include "take/stage.h"
+#include "tutil.h"
+
+#include "snapfx.h"
+
+/* A write to the environment's database, as Trac makes one. */
+static void add_fourth_ticket(fx *x)
+{
+	char p[TBUF];
+	sqlite3 *w;
+
+	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	w = tu_db_open(p, SQLITE_OPEN_READWRITE);
+	tu_sql(w, "INSERT INTO ticket VALUES (4, 'fourth')");
+	assert_int_equal(sqlite3_close(w), SQLITE_OK);
+}
+
+/* A snapshot made from a stage is the environment exactly, whatever
+ * changed: files changed, removed and added, a directory removed with its
+ * files, a file become a directory and a directory a file, symlinks new,
+ * removed and retargeted, and the database.  Unchanged files keep the
+ * previous snapshot's inode; nothing of the previous snapshot changes. */
+static void test_snap_staged(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1, s2;
+	ts_manifest m;
+	struct stat a, b;
+	char p[TBUF];
+
+	/* Older than the racy window at s1: unchanged directories keep the
+	 * metadata the stage gave them (snap_dir_as_staged). */
+	{
+		struct timespec nap = { 0, 60 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	}
+	sfx_take_ok(x, "s1", &s1);
+	sfx_stage_ok(x, NULL);
+	assert_true(sfx_stage_from(x, "s1"));
+	sfx_snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	assert_int_equal(a.st_nlink, 2);   /* s1's and the stage's */
+	tu_fmt(p, sizeof(p), "%s/conf", x->env);
+	assert_int_equal(chmod(p, 0700), 0);   /* only its ctime and mode tell */
+
+	tu_put_in(x->env, "htdocs/a.txt", "changed, and longer than before\n", 0644);
+	tu_fmt(p, sizeof(p), "%s/files/attachments/ticket/1/small.txt", x->env);
+	assert_int_equal(unlink(p), 0);
+	tu_put_in(x->env, "files/attachments/ticket/1/new.txt", "new\n", 0644);
+	tu_fmt(p, sizeof(p), "%s/plugins", x->env);
+	tu_rm_rf(p);                                     /* a directory with files goes */
+	tu_put_in(x->env, "plugins", "now a file\n", 0644);   /* ... and a file takes its name */
+	tu_fmt(p, sizeof(p), "%s/README", x->env);
+	assert_int_equal(unlink(p), 0);                  /* a file goes ... */
+	tu_mkdir_in(x->env, "README", 0755);             /* ... and a directory takes its name */
+	tu_put_in(x->env, "README/inside.txt", "inside\n", 0644);
+	tu_fmt(p, sizeof(p), "%s/link-a", x->env);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(symlink("htdocs/site.css", p), 0);   /* retargeted */
+	tu_fmt(p, sizeof(p), "%s/abs-link", x->env);
+	assert_int_equal(unlink(p), 0);
+	tu_fmt(p, sizeof(p), "%s/htdocs/new-link", x->env);
+	assert_int_equal(symlink("a.txt", p), 0);
+	tu_mkdir_in(x->env, "newtop", 0700);
+	tu_mkdir_in(x->env, "newtop/sub", 0750);
+	tu_put_in(x->env, "newtop/sub/x.txt", "x\n", 0600);
+	add_fourth_ticket(x);
+
+	sfx_take_ok(x, "s2", &s2);
+	assert_false(sfx_stage_exists(x));   /* adopted: it became s2's tree */
+	sfx_compare_tree(x, "s2");
+	sfx_check_db(x, "s2", "db/trac.db", 4, "first,second,third,fourth");
+	sfx_check_manifest(x, "s2", &s2, &m);
+	assert_null(ts_manifest_find(&m, "files/attachments/ticket/1/small.txt"));
+	assert_null(ts_manifest_find(&m, "plugins/secret.egg"));
+	assert_null(ts_manifest_find(&m, "abs-link"));
+	assert_non_null(ts_manifest_find(&m, "README/inside.txt"));
+	ts_manifest_free(&m);
+	sfx_snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	sfx_snap_file(x, "s2", "files/attachments/ticket/1/big.bin", &b);
+	assert_int_equal(a.st_ino, b.st_ino);
+	assert_int_equal(b.st_nlink, 2);   /* s1's and s2's: the stage's link became s2's */
+	assert_true(s2.files_shared >= 5);
+	sfx_snap_text_is(x, "s2", "htdocs/a.txt", "changed, and longer than before\n");
+	sfx_snap_text_is(x, "s1", "htdocs/a.txt", "hello\n");
+	/* The first snapshot still matches its own manifest, byte for byte. */
+	sfx_check_manifest(x, "s1", &s1, &m);
+	ts_manifest_free(&m);
+	sfx_store_clean_and_unlocked(x);
+}
+
+/* A stage is made from the newest sealed snapshot only, once; a stop makes
+ * the builder give up leaving nothing; a stage made from another snapshot
+ * than the newest is not used (the snapshot is still right); deleting the
+ * snapshot a stage was made from deletes the stage. */
+static void test_stage_lifecycle(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1, s2, s3;
+	struct stat a, b;
+	int stop = 1;
+	ts_err e;
+
+	sfx_stage_ok(x, NULL);   /* an empty store: nothing to stage */
+	assert_false(sfx_stage_exists(x));
+	sfx_take_ok(x, "s1", &s1);
+	sfx_stage_ok(x, &stop);
+	assert_false(sfx_stage_exists(x));
+	assert_int_equal(tu_count_prefix(x->store, ".stage-new"), 0);
+	sfx_stage_ok(x, NULL);
+	assert_true(sfx_stage_from(x, "s1"));
+	sfx_stage_ok(x, NULL);   /* staged already: kept as it is */
+	assert_true(sfx_stage_from(x, "s1"));
+
+	/* Made from s1, but s2 is the newest when s3 is taken. */
+	sfx_take_ok(x, "s2", &s2);
+	assert_false(sfx_stage_exists(x));
+	sfx_stage_ok(x, NULL);
+	assert_true(sfx_stage_from(x, "s2"));
+	ts_err_clear(&e);
+	assert_int_equal(ts_store_rename(&x->s, "s2", "renamed", &e), TS_OK);
+	tu_put_in(x->env, "htdocs/a.txt", "third version\n", 0644);
+	sfx_take_ok(x, "s3", &s3);
+	assert_true(sfx_stage_from(x, "s2"));   /* not adopted: "renamed" was the newest */
+	sfx_compare_tree(x, "s3");
+	sfx_snap_file(x, "renamed", "files/attachments/ticket/1/big.bin", &a);
+	sfx_snap_file(x, "s3", "files/attachments/ticket/1/big.bin", &b);
+	assert_int_equal(a.st_ino, b.st_ino);   /* shared all the same */
+
+	/* The stage of s3 goes with s3. */
+	sfx_stage_ok(x, NULL);
+	assert_true(sfx_stage_from(x, "s3"));
+	ts_err_clear(&e);
+	assert_int_equal(ts_store_lock(&x->s, 5, &e), TS_OK);
+	assert_int_equal(ts_store_remove(&x->s, "s3", &e), TS_OK);
+	ts_store_unlock(&x->s);
+	assert_false(sfx_stage_exists(x));
+	sfx_snap_file(x, "renamed", "files/attachments/ticket/1/big.bin", &a);
+	assert_int_equal(a.st_nlink, 2);   /* s1's and renamed's: none left behind */
+
+	/* A store copy no longer as its manifest says: no stage at all (a
+	 * staged snapshot trusts every staged link), nothing left behind, and
+	 * the next snapshot copies that file again instead of sharing it. */
+	{
+		char p[TBUF];
+		ts_snap_stats s4;
+		tu_tree_path(x->store, "renamed", "htdocs/site.css", p, sizeof(p));
+		assert_int_equal(chmod(p, 0600), 0);
+		ts_err_clear(&e);
+		assert_int_equal(ts_stage_build(&x->s, NULL, &e), TS_ERR_CORRUPT);
+		assert_non_null(strstr(e.msg, "htdocs/site.css"));
+		assert_false(sfx_stage_exists(x));
+		assert_false(x->s.locked);
+		sfx_take_ok(x, "s4", &s4);
+		sfx_snap_file(x, "renamed", "htdocs/site.css", &a);
+		sfx_snap_file(x, "s4", "htdocs/site.css", &b);
+		assert_int_not_equal(a.st_ino, b.st_ino);
+		assert_int_equal(b.st_mode & 07777, 0644);
+	}
+	sfx_store_clean_and_unlocked(x);
+}
+
+static void nap_ms(long ms)
+{
+	struct timespec t = { 0, ms * 1000 * 1000 };
+	nanosleep(&t, NULL);
+}
+
+/* What changed in the environment is copied into the stage ahead of the
+ * snapshot; the snapshot adopts those copies (same inode: not copied
+ * again), still catches what changed after the refresh, shares what did not
+ * change, and is the environment exactly.  A refresh that did not finish is
+ * never adopted; one that finds the store busy does nothing. */
+static void test_stage_refresh(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1, s2, s3, s4;
+	ts_stage_refresh_out out;
+	ts_manifest m;
+	struct stat a, b, staged;
+	size_t dirs;
+	char p[TBUF], q[TBUF];
+	const char *att = "new attachment, copied by the refresh\n";
+
+	nap_ms(60);   /* out of the racy window at s1 */
+	sfx_take_ok(x, "s1", &s1);
+	assert_int_equal(sfx_refresh(x, true, &dirs, &out, NULL), TS_OK);
+	assert_true(out.none);   /* nothing staged yet */
+	assert_int_equal(dirs, 0);
+	sfx_stage_ok(x, NULL);
+	assert_int_equal(sfx_refresh(x, true, &dirs, &out, NULL), TS_OK);
+	assert_false(out.none);
+	assert_false(out.busy);
+	assert_int_equal(out.bytes_copied, 0);   /* nothing changed */
+	assert_true(dirs >= 5);                  /* every directory, to be watched */
+	assert_true(sfx_stage_from(x, "s1"));
+
+	tu_put_in(x->env, "htdocs/a.txt", "changed after s1\n", 0644);
+	tu_put_in(x->env, "files/attachments/ticket/1/new.txt", att, 0644);
+	tu_mkdir_in(x->env, "files/attachments/ticket/9", 0755);
+	tu_put_in(x->env, "files/attachments/ticket/9/late.txt", "in a new directory\n", 0644);
+	tu_fmt(p, sizeof(p), "%s/files/attachments/ticket/1/small.txt", x->env);
+	assert_int_equal(unlink(p), 0);
+	nap_ms(60);   /* the refresh's copies are not racy */
+	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+	assert_int_equal(out.bytes_copied, strlen("changed after s1\n") + strlen(att) +
+	                 strlen("in a new directory\n"));
+	assert_true(dirs >= 5);   /* a new directory: all are watched again */
+	assert_true(sfx_stage_from(x, "s1"));
+	tu_fmt(p, sizeof(p), "%s/%s/files/attachments/ticket/1/new.txt", x->store, TS_STORE_STAGE_TREE);
+	assert_int_equal(lstat(p, &staged), 0);
+	tu_fmt(p, sizeof(p), "%s/%s/files/attachments/ticket/1/small.txt", x->store, TS_STORE_STAGE_TREE);
+	assert_false(tu_exists(p));
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_DB);
+	assert_true(tu_exists(p));
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_MANIFEST);
+	assert_true(tu_exists(p));
+
+	/* Changed after the refresh: the snapshot still sees it. */
+	tu_put_in(x->env, "htdocs/site.css", "changed after the refresh\n", 0644);
+	add_fourth_ticket(x);
+	sfx_take_ok(x, "s2", &s2);
+	assert_false(sfx_stage_exists(x));   /* adopted */
+	sfx_compare_tree(x, "s2");
+	sfx_check_db(x, "s2", "db/trac.db", 4, "first,second,third,fourth");
+	sfx_snap_text_is(x, "s2", "htdocs/site.css", "changed after the refresh\n");
+	sfx_snap_text_is(x, "s2", "files/attachments/ticket/1/new.txt", att);
+	sfx_snap_file(x, "s2", "files/attachments/ticket/1/new.txt", &b);
+	assert_int_equal(b.st_ino, staged.st_ino);   /* the refresh's copy */
+	sfx_snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	sfx_snap_file(x, "s2", "files/attachments/ticket/1/big.bin", &b);
+	assert_int_equal(a.st_ino, b.st_ino);        /* shared */
+	assert_true(s2.bytes_copied >= strlen(att));  /* the refresh's copies count as copied */
+	sfx_check_manifest(x, "s2", &s2, &m);
+	ts_manifest_free(&m);
+
+	/* A refresh that died half way leaves the stage busy: never adopted,
+	 * and replaced by the next build. */
+	sfx_stage_ok(x, NULL);
+	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_BASE);
+	tu_fmt(q, sizeof(q), "%s/%s", x->store, TS_STORE_STAGE_BUSY);
+	assert_int_equal(rename(p, q), 0);
+	tu_put_in(x->env, "htdocs/a.txt", "third version\n", 0644);
+	sfx_take_ok(x, "s3", &s3);
+	assert_true(sfx_stage_exists(x));   /* not adopted */
+	sfx_compare_tree(x, "s3");
+	sfx_stage_ok(x, NULL);
+	assert_true(sfx_stage_from(x, "s3"));
+
+	/* Another writer holds the store: nothing done. */
+	{
+		ts_store other;
+		ts_err e;
+		ts_err_clear(&e);
+		assert_int_equal(ts_store_open(x->store, false, &other, &e), TS_OK);
+		assert_int_equal(ts_store_lock(&other, 0, &e), TS_OK);
+		tu_put_in(x->env, "htdocs/a.txt", "fourth version\n", 0644);
+		assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+		assert_true(out.busy);
+		ts_store_close(&other);
+	}
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_MANIFEST);
+	assert_false(tu_exists(p));   /* not refreshed */
+
+	/* Stopped: the stage is left unadoptable, the snapshot still right. */
+	{
+		volatile sig_atomic_t cancel = 1;
+		ts_err_code rc = sfx_refresh(x, false, &dirs, &out, &cancel);
+		assert_int_equal(rc, TS_ERR_CANCELLED);
+	}
+	assert_false(sfx_stage_from(x, "s3"));
+	sfx_take_ok(x, "s4", &s4);
+	sfx_compare_tree(x, "s4");
+	sfx_snap_text_is(x, "s4", "htdocs/a.txt", "fourth version\n");
+
+	/* A snapshot without the database leaves the stage's database copy
+	 * nowhere (sfx_store_clean_and_unlocked: nothing else in a snapshot). */
+	sfx_stage_ok(x, NULL);
+	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_DB);
+	assert_true(tu_exists(p));
+	{
+		ts_snap_stats s5;
+		ts_err e;
+		assert_int_equal(sfx_take(x, "s5", true, 5, &s5, &e), TS_OK);
+	}
+	assert_false(sfx_stage_exists(x));
+	assert_false(sfx_snap_has(x, "s5", "db/trac.db"));
+	sfx_store_clean_and_unlocked(x);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_snap_staged, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_stage_lifecycle, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_stage_refresh, sfx_setup, sfx_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
