@@ -1,0 +1,437 @@
+/* test_manifest_read.c - reading a manifest (store/manifest.h,
+ * manifest_read.c): a good file, and every kind of damage refused at its
+ * line, sealed and unsealed, truncated and mutated. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/manifest.h"
+#include "tutil.h"
+
+#include "manifestfx.h"
+
+#define HEX_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+/* ---- reading: rejections ------------------------------------------------- */
+
+#define L1 "tracsnap-manifest\t1\n"
+#define L2 "time\t1700000000.000000001\n"
+#define L3 "env\t/srv/trac/x\n"
+#define L4 "entries\t3\n"
+#define E1 "d\t0755\t0\t0\t0\t1700000000.000000000\t-\t0\t0.000000000\t.\n"
+#define E2 "d\t0755\t33\t33\t0\t1700000000.000000000\t-\t12\t1700000000.500000000\tconf\n"
+#define E3 "f\t0600\t33\t33\t6061\t1700000000.000000000\t" HEX_A "\t13\t1700000000.500000000\tconf/trac.ini\n"
+#define END "end\n"
+#define GOOD L1 L2 L3 L4 E1 E2 E3 END
+
+static ts_err_code read_text(const char *text, size_t len, ts_manifest *m, ts_err *e)
+{
+	tu_put_bytes(mfx_file, text, len, 0600);
+	ts_err_clear(e);
+	return ts_manifest_read(mfx_file, m, e);
+}
+
+/* text must be refused as corrupt at line; the manifest is left empty. */
+static void bad_at(const char *text, unsigned line, const char *why)
+{
+	char prefix[200];
+	ts_manifest m;
+	ts_err e;
+
+	if (read_text(text, strlen(text), &m, &e) == TS_OK) {
+		ts_manifest_free(&m);
+		fail_msg("accepted:\n%s", text);
+	}
+	if (e.code != TS_ERR_CORRUPT)
+		fail_msg("code %s (%s) for:\n%s", ts_err_name(e.code), e.msg, text);
+	snprintf(prefix, sizeof(prefix), "%s:%u: ", mfx_file, line);
+	if (strncmp(e.msg, prefix, strlen(prefix)) != 0 || !strstr(e.msg, why))
+		fail_msg("message '%s', want '%s...%s'", e.msg, prefix, why);
+	assert_int_equal(m.n, 0);
+	assert_null(m.entries);
+	assert_null(m.env);
+	assert_null(m.unsealed_boot);
+}
+
+static void test_read_good_base(void **state)
+{
+	ts_manifest m;
+	ts_err e;
+
+	(void)state;
+	assert_int_equal(read_text(GOOD, strlen(GOOD), &m, &e), TS_OK);
+	assert_int_equal(m.n, 3);
+	assert_string_equal(m.entries[2].path, "conf/trac.ini");
+	assert_int_equal(m.entries[2].mode, 0600);
+	assert_int_equal(m.entries[2].size, 6061);
+	assert_int_equal(m.entries[2].src_ctime.tv_nsec, 500000000);
+	assert_int_equal(m.entries[2].sha256[0], 0x01);
+	assert_int_equal(m.entries[2].sha256[31], 0xef);
+	ts_manifest_free(&m);
+
+	/* Missing file. */
+	unlink(mfx_file);
+	assert_int_equal(ts_manifest_read(mfx_file, &m, &e), TS_ERR_NOTFOUND);
+	assert_non_null(strstr(e.msg, mfx_file));
+}
+
+/* A manifest that is a symlink (to a good one) or a FIFO is refused as
+ * damage, at once: never read through the link, never blocking on a FIFO. */
+static void test_read_not_regular(void **state)
+{
+	char other[160];
+	ts_manifest m;
+	ts_err e;
+
+	(void)state;
+	tu_fmt(other, sizeof other, "%s/elsewhere", mfx_dir);
+	tu_put_bytes(other, GOOD, strlen(GOOD), 0600);
+	unlink(mfx_file);
+	assert_int_equal(symlink(other, mfx_file), 0);
+	assert_int_equal(ts_manifest_read(mfx_file, &m, &e), TS_ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "manifest is a symlink"));
+	unlink(mfx_file);
+	assert_int_equal(mkfifo(mfx_file, 0600), 0);
+	assert_int_equal(ts_manifest_read(mfx_file, &m, &e), TS_ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "manifest is not a regular file"));
+	unlink(mfx_file);
+	unlink(other);
+}
+
+static void test_read_bad_first_line(void **state)
+{
+	(void)state;
+	bad_at("", 1, "empty");
+	bad_at("tracsnap-manifest\t2\n" L2 L3 L4 E1 E2 E3 END, 1, "version");
+	bad_at("tracsnap-manifest 1\n" L2 L3 L4 E1 E2 E3 END, 1, "not a tracsnap manifest");
+	bad_at("hello\n" L2 L3 L4 E1 E2 E3 END, 1, "not a tracsnap manifest");
+	bad_at("tracsnap-manifest\t1\t\n" L2 L3 L4 E1 E2 E3 END, 1, "");
+	bad_at("tracsnap-manifest\t1", 1, "not terminated");
+}
+
+static void test_read_bad_header(void **state)
+{
+	(void)state;
+	bad_at(L1, 2, "missing 'time'");
+	bad_at(L1 L3 L4 E1 E2 E3 END, 2, "expected 'time'");
+	bad_at(L1 "time\t1700000000\n" L3 L4 E1 E2 E3 END, 2, "bad time");
+	bad_at(L1 "time\t1.12345678\n" L3 L4 E1 E2 E3 END, 2, "bad time");
+	bad_at(L1 "time\t1.1234567890\n" L3 L4 E1 E2 E3 END, 2, "bad time");
+	bad_at(L1 "time\tx.000000000\n" L3 L4 E1 E2 E3 END, 2, "bad time");
+	bad_at(L1 "time\t1.00000000x\n" L3 L4 E1 E2 E3 END, 2, "bad time");
+	bad_at(L1 "time\t+1.000000000\n" L3 L4 E1 E2 E3 END, 2, "bad time");
+	bad_at(L1 "time\t99999999999999999999.000000000\n" L3 L4 E1 E2 E3 END, 2, "bad time");
+	bad_at(L1 "time\t1.000000000\tx\n" L3 L4 E1 E2 E3 END, 2, "field");
+	bad_at(L1 "time 1.000000000\n" L3 L4 E1 E2 E3 END, 2, "expected 'time'");
+	bad_at(L1 L2, 3, "missing 'env'");
+	bad_at(L1 L2 "env\t\n" L4 E1 E2 E3 END, 3, "bad environment path");
+	bad_at(L1 L2 "env\t/a b\n" L4 E1 E2 E3 END, 3, "bad escape");
+	bad_at(L1 L2 "env\n" L4 E1 E2 E3 END, 3, "field");
+	bad_at(L1 L2 L3, 4, "missing 'entries'");
+	bad_at(L1 L2 L3 E1 E2 E3 END, 4, "expected 'entries'");
+	bad_at(L1 L2 L3 "entries\tabc\n" E1 E2 E3 END, 4, "bad entry count");
+	bad_at(L1 L2 L3 "entries\t-1\n" E1 E2 E3 END, 4, "bad entry count");
+	bad_at(L1 L2 L3 "entries\t\n" E1 E2 E3 END, 4, "bad entry count");
+	bad_at(L1 L2 L3 "entries\t99999999999999999999999\n" E1 E2 E3 END, 4, "bad entry count");
+	bad_at(L1 L2 L3 "external-db\t/x.db\n" L4 E1 E2 E3 END, 4, "field");
+	bad_at(L1 L2 L3 "external-db\t/x.db\t../x.db\n" L4 E1 E2 E3 END, 4, "bad external");
+	/* Fixed order: no-database after external-db, each once. */
+	bad_at(L1 L2 L3 "no-database\nexternal-db\t/x.db\tx.db\n" L4 E1 E2 E3 END, 5, "expected 'entries'");
+	bad_at(L1 L2 L3 "no-database\nno-database\n" L4 E1 E2 E3 END, 5, "expected 'entries'");
+	bad_at(L1 L2 L3 "no-database\tyes\n" L4 E1 E2 E3 END, 4, "expected 'entries'");
+}
+
+static void test_read_bad_entries(void **state)
+{
+	(void)state;
+	/* Field count. */
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\tconf/trac.ini\n" END,
+	       7, "fields");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/x\textra\n" END,
+	       7, "fields");
+	bad_at(L1 L2 L3 L4 E1 E2 "\n" END, 7, "fields");
+	/* Type. */
+	bad_at(L1 L2 L3 L4 E1 E2 "x\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/trac.ini\n" END, 7, "bad type");
+	bad_at(L1 L2 L3 L4 E1 E2 "ff\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/trac.ini\n" END, 7, "bad type");
+	/* Octal mode. */
+	bad_at(L1 L2 L3 L4 "d\t0855\t0\t0\t0\t1.000000000\t-\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad mode");
+	bad_at(L1 L2 L3 L4 "d\t755\t0\t0\t0\t1.000000000\t-\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad mode");
+	bad_at(L1 L2 L3 L4 "d\t07555\t0\t0\t0\t1.000000000\t-\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad mode");
+	bad_at(L1 L2 L3 L4 "d\t-755\t0\t0\t0\t1.000000000\t-\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad mode");
+	/* Decimal numbers. */
+	bad_at(L1 L2 L3 L4 "d\t0755\t-1\t0\t0\t1.000000000\t-\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad owner");
+	bad_at(L1 L2 L3 L4 "d\t0755\t4294967296\t0\t0\t1.000000000\t-\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad owner");
+	bad_at(L1 L2 L3 L4 "d\t0755\t0\t\t0\t1.000000000\t-\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad owner");
+	bad_at(L1 L2 L3 L4 "d\t0755\t0\t0\t+0\t1.000000000\t-\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad size");
+	bad_at(L1 L2 L3 L4 "d\t0755\t0\t0\t18446744073709551616\t1.000000000\t-\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad size");
+	bad_at(L1 L2 L3 L4 "d\t0755\t0\t0\t1e3\t1.000000000\t-\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad size");
+	bad_at(L1 L2 L3 L4 "d\t0755\t0\t0\t0\t1.0\t-\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad mtime");
+	bad_at(L1 L2 L3 L4 "d\t0755\t0\t0\t0\t1.000000000\t-\t0x1\t0.000000000\t.\n" E2 E3 END, 5, "bad source inode");
+	bad_at(L1 L2 L3 L4 "d\t0755\t0\t0\t0\t1.000000000\t-\t0\t0.-00000000\t.\n" E2 E3 END, 5, "bad source ctime");
+	/* Hex. */
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" "ABCDEF" HEX_A "\t13\t1.000000000\tconf/trac.ini\n" END, 7, "bad sha256");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t-\t13\t1.000000000\tconf/trac.ini\n" END, 7, "bad sha256");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t"
+	       "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef\t13\t1.000000000\tconf/trac.ini\n" END, 7, "bad sha256");
+	bad_at(L1 L2 L3 L4 "d\t0755\t0\t0\t0\t1.000000000\t" HEX_A "\t0\t0.000000000\t.\n" E2 E3 END, 5, "bad sha256");
+	/* Escapes and paths. */
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/tr\\qac.ini\n" END, 7, "bad escape");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/x\\x0g\n" END, 7, "bad escape");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/x\\\n" END, 7, "bad escape");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/x\\x00\n" END, 7, "bad escape");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/a b\n" END, 7, "bad escape");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/../../x\n" END, 7, "bad path");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf//x\n" END, 7, "bad path");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/x/\n" END, 7, "bad path");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/./x\n" END, 7, "bad path");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\t\n" END, 7, "bad path");
+	bad_at(L1 L2 L3 L4 "d\t0755\t0\t0\t0\t1.000000000\t-\t0\t0.000000000\t/\n" E2 E3 END, 5, "bad path");
+	bad_at(L1 L2 L3 L4 "d\t0755\t0\t0\t0\t1.000000000\t-\t0\t0.000000000\t..\n" E2 E3 END, 5, "bad path");
+}
+
+static void test_read_bad_structure(void **state)
+{
+	static const char nul[] = L1 L2 L3 L4 E1 "d\t0755\t33\t33\t0\t1.000000000\t-\t12\t1.000000000\tco\0nf\n" E3 END;
+	ts_manifest m;
+	ts_err e;
+
+	(void)state;
+	/* Count differs from the 'entries' line. */
+	bad_at(L1 L2 L3 "entries\t4\n" E1 E2 E3 END, 8, "4 entries announced, 3 found");
+	bad_at(L1 L2 L3 "entries\t2\n" E1 E2 E3 END, 7, "more entries than");
+	bad_at(L1 L2 L3 "entries\t0\n" E1 END, 5, "more entries than");
+	/* Missing or damaged 'end'. */
+	bad_at(L1 L2 L3 L4 E1 E2 E3, 8, "missing 'end'");
+	bad_at(L1 L2 L3 L4 E1 E2 E3 "end", 8, "not terminated");
+	bad_at(L1 L2 L3 L4 E1 E2 E3 "END\n", 8, "more entries than");
+	bad_at(L1 L2 L3 L4 E1 E2 E3 "end\t\n", 8, "more entries than");
+	/* Trailing garbage. */
+	bad_at(GOOD "x\n", 9, "data after 'end'");
+	bad_at(GOOD "\n", 9, "data after 'end'");
+	bad_at(GOOD "x", 9, "data after 'end'");
+	bad_at(GOOD GOOD, 9, "data after 'end'");
+	/* Order. */
+	bad_at(L1 L2 L3 L4 E1 E3 E2 END, 7, "not sorted");
+	bad_at(L1 L2 L3 L4 E2 E1 E3 END, 6, "not sorted");
+	bad_at(L1 L2 L3 L4 E1 E2 E2 END, 7, "duplicate path");
+	/* CR LF line ends, NUL bytes. */
+	bad_at("tracsnap-manifest\t1\r\n" L2 L3 L4 E1 E2 E3 END, 1, "");
+	bad_at(L1 L2 L3 L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t" HEX_A "\t13\t1.000000000\tconf/trac.ini\r\n" END,
+	       7, "bad escape");
+	assert_int_equal(read_text(nul, sizeof(nul) - 1, &m, &e), TS_ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, ":6: NUL"));
+	assert_int_equal(m.n, 0);
+
+	/* A directory is not a manifest. */
+	ts_err_clear(&e);
+	assert_int_not_equal(ts_manifest_read(mfx_dir, &m, &e), TS_OK);
+	assert_int_equal(m.n, 0);
+}
+
+/* ---- unsealed manifests ---------------------------------------------------- */
+
+#define LU "unsealed\t" BOOT "\n"
+/* E3 with its hash not computed yet. */
+#define E3P "f\t0600\t33\t33\t6061\t1700000000.000000000\t-\t13\t1700000000.500000000\tconf/trac.ini\n"
+#define E4L "l\t0777\t33\t33\t8\t1700000000.000000000\t" HEX_A "\t14\t1700000000.500000000\tconf/x\n"
+#define E4LP "l\t0777\t33\t33\t8\t1700000000.000000000\t-\t14\t1700000000.500000000\tconf/x\n"
+
+static void test_read_unsealed_good(void **state)
+{
+	static const unsigned char zero[32];
+	static const char *const good_boot[] = {
+		"-", "0", "f", BOOT, "14fb3176495d41a485467a479d8a9546",
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", /* 64 */
+	};
+	char text[1024];
+	ts_manifest m;
+	ts_err e;
+	size_t i;
+
+	(void)state;
+	/* A pending file. */
+	assert_int_equal(read_text(L1 L2 L3 LU L4 E1 E2 E3P END,
+	                           strlen(L1 L2 L3 LU L4 E1 E2 E3P END), &m, &e), TS_OK);
+	assert_string_equal(m.unsealed_boot, BOOT);
+	assert_int_equal(m.n, 3);
+	assert_false(m.entries[0].pending);
+	assert_false(m.entries[1].pending);
+	assert_true(m.entries[2].pending);
+	assert_memory_equal(m.entries[2].sha256, zero, 32);
+	assert_int_equal(m.entries[2].size, 6061);
+	assert_false(ts_manifest_sealed(&m));
+	mfx_sane_sealing(&m);
+	ts_manifest_free(&m);
+
+	/* No pending entry: valid, still unsealed. */
+	assert_int_equal(read_text(L1 L2 L3 LU L4 E1 E2 E3 END,
+	                           strlen(L1 L2 L3 LU L4 E1 E2 E3 END), &m, &e), TS_OK);
+	assert_string_equal(m.unsealed_boot, BOOT);
+	for (i = 0; i < m.n; i++)
+		assert_false(m.entries[i].pending);
+	assert_int_equal(m.entries[2].sha256[0], 0x01);
+	assert_false(ts_manifest_sealed(&m));
+	ts_manifest_free(&m);
+
+	/* After both other optional lines; no entries at all. */
+	assert_int_equal(read_text(L1 L2 L3 "external-db\t/d/x.db\tx/x.db\n" "no-database\n" LU
+	                           "entries\t0\n" END,
+	                           strlen(L1 L2 L3 "external-db\t/d/x.db\tx/x.db\n" "no-database\n" LU
+	                                  "entries\t0\n" END), &m, &e), TS_OK);
+	assert_true(m.no_database);
+	assert_non_null(m.external_db);
+	assert_string_equal(m.unsealed_boot, BOOT);
+	assert_int_equal(m.n, 0);
+	assert_false(ts_manifest_sealed(&m));
+	ts_manifest_free(&m);
+
+	/* An old (sealed) manifest: no line, nothing pending. */
+	assert_int_equal(read_text(GOOD, strlen(GOOD), &m, &e), TS_OK);
+	assert_null(m.unsealed_boot);
+	for (i = 0; i < m.n; i++)
+		assert_false(m.entries[i].pending);
+	assert_true(ts_manifest_sealed(&m));
+	ts_manifest_free(&m);
+
+	/* Boot ids: 1 to 64 bytes of [0-9a-f-]. */
+	for (i = 0; i < sizeof(good_boot) / sizeof(good_boot[0]); i++) {
+		snprintf(text, sizeof(text), L1 L2 L3 "unsealed\t%s\n" L4 E1 E2 E3P END, good_boot[i]);
+		if (read_text(text, strlen(text), &m, &e) != TS_OK)
+			fail_msg("boot id '%s' refused: %s", good_boot[i], e.msg);
+		assert_string_equal(m.unsealed_boot, good_boot[i]);
+		assert_true(m.entries[2].pending);
+		ts_manifest_free(&m);
+	}
+}
+
+static void test_read_bad_unsealed(void **state)
+{
+	static const char *const bad_boot[] = {
+		"", "14FB3176-495D-41A4-8546-7A479D8A9546", "A", "14fb3176 495d", " 14fb", "14fb ",
+		"14fb/3176", "/", "..", "14fb\\x20", "g", "14fb_3176", "+1",
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0", /* 65 */
+		"\xc3\xa9",
+	};
+	char text[1024];
+	size_t i;
+
+	(void)state;
+	/* A pending file needs the unsealed line; other types never pend. */
+	bad_at(L1 L2 L3 L4 E1 E2 E3P END, 7, "bad sha256");
+	bad_at(L1 L2 L3 "no-database\n" L4 E1 E2 E3P END, 8, "bad sha256");
+	bad_at(L1 L2 L3 LU "entries\t4\n" E1 E2 E3P E4LP END, 9, "bad sha256");
+	bad_at(L1 L2 L3 "entries\t4\n" E1 E2 E3 E4LP END, 8, "bad sha256");
+	bad_at(L1 L2 L3 LU "entries\t4\n" E1 E2 E3 E4L END "x", 11, "data after"); /* E4L is fine */
+	bad_at(L1 L2 L3 LU L4 "d\t0755\t0\t0\t0\t1.000000000\t" HEX_A "\t0\t0.000000000\t.\n" E2 E3P END,
+	       6, "bad sha256");
+	/* Nothing else than "-" or a full hash, even when unsealed. */
+	bad_at(L1 L2 L3 LU L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t--\t13\t1.000000000\tconf/trac.ini\n" END,
+	       8, "bad sha256");
+	bad_at(L1 L2 L3 LU L4 E1 E2 "f\t0600\t33\t33\t6061\t1.000000000\t\t13\t1.000000000\tconf/trac.ini\n" END,
+	       8, "bad sha256");
+
+	/* Bad boot ids. */
+	for (i = 0; i < sizeof(bad_boot) / sizeof(bad_boot[0]); i++) {
+		snprintf(text, sizeof(text), L1 L2 L3 "unsealed\t%s\n" L4 E1 E2 E3P END, bad_boot[i]);
+		bad_at(text, 4, "bad boot id");
+	}
+	bad_at(L1 L2 L3 "unsealed\n" L4 E1 E2 E3 END, 4, "field");
+	bad_at(L1 L2 L3 "unsealed\t" BOOT "\tx\n" L4 E1 E2 E3 END, 4, "field");
+	bad_at(L1 L2 L3 "unsealed\t" BOOT "\t\n" L4 E1 E2 E3 END, 4, "field");
+	bad_at(L1 L2 L3 "unsealed " BOOT "\n" L4 E1 E2 E3 END, 4, "expected 'entries'");
+	bad_at(L1 L2 L3 "Unsealed\t" BOOT "\n" L4 E1 E2 E3 END, 4, "expected 'entries'");
+	bad_at(L1 L2 L3 "unsealedx\t" BOOT "\n" L4 E1 E2 E3 END, 4, "expected 'entries'");
+	bad_at(L1 L2 L3 LU, 5, "missing 'entries'");
+
+	/* Wrong place: once, after no-database, before entries. */
+	bad_at(L1 L2 L3 LU LU L4 E1 E2 E3P END, 5, "expected 'entries'");
+	bad_at(L1 L2 L3 LU "no-database\n" L4 E1 E2 E3 END, 5, "expected 'entries'");
+	bad_at(L1 L2 L3 LU "external-db\t/x.db\tx.db\n" L4 E1 E2 E3 END, 5, "expected 'entries'");
+	bad_at(L1 L2 LU L3 L4 E1 E2 E3 END, 3, "expected 'env'");
+	bad_at(L1 LU L2 L3 L4 E1 E2 E3 END, 2, "expected 'time'");
+	bad_at(L1 L2 L3 L4 LU E1 E2 E3 END, 5, "fields");
+	bad_at(L1 L2 L3 L4 LU E1 E2 E3P END, 5, "fields");
+	bad_at(L1 L2 L3 L4 E1 LU E2 E3 END, 6, "fields");
+	bad_at(L1 L2 L3 LU L4 E1 E2 E3P LU END, 9, "more entries than");
+	bad_at(L1 L2 L3 L4 E1 E2 E3 END LU, 9, "data after 'end'");
+}
+
+/* Every proper prefix of a valid file is refused; damaged bytes never crash
+ * (the sanitizer and valgrind runs make this a small fuzz test). */
+static void truncate_and_mutate(const char *good, size_t len, size_t n)
+{
+	char *buf = malloc(len);
+	size_t i;
+	unsigned seed = 12345;
+	ts_manifest m;
+	ts_err e;
+	int k;
+
+	assert_non_null(buf);
+	assert_int_equal(read_text(good, len, &m, &e), TS_OK);
+	assert_int_equal(m.n, n);
+	ts_manifest_free(&m);
+	for (i = 0; i < len; i++) {
+		if (read_text(good, i, &m, &e) == TS_OK)
+			fail_msg("prefix of %zu bytes accepted", i);
+		assert_int_equal(m.n, 0);
+	}
+	for (k = 0; k < 1500; k++) {
+		memcpy(buf, good, len);
+		for (i = 0; i < 1 + (size_t)(k % 3); i++) {
+			seed = seed * 1103515245u + 12345u;
+			size_t pos = (seed >> 8) % len;
+			seed = seed * 1103515245u + 12345u;
+			buf[pos] = (char)(seed >> 16);
+		}
+		if (read_text(buf, len, &m, &e) == TS_OK) {
+			/* Only a harmless change may pass: still sorted, sane. */
+			for (i = 1; i < m.n; i++)
+				assert_true(strcmp(m.entries[i - 1].path, m.entries[i].path) < 0);
+			mfx_sane_sealing(&m);
+			ts_manifest_free(&m);
+		} else {
+			assert_int_equal(m.n, 0);
+			assert_null(m.unsealed_boot);
+		}
+	}
+	free(buf);
+}
+
+static void test_read_truncated_and_mutated(void **state)
+{
+	static const char good[] = L1 L2 "env\t/srv/a\\x20b\n" "external-db\t/d/x.db\tx/x.db\n" "no-database\n"
+	                           L4 E1 E2 E3 END;
+	static const char unsealed[] = L1 L2 "env\t/srv/a\\x20b\n" "external-db\t/d/x.db\tx/x.db\n"
+	                               "no-database\n" LU "entries\t4\n" E1 E2 E3P E4L END;
+
+	(void)state;
+	truncate_and_mutate(good, sizeof(good) - 1, 3);
+	truncate_and_mutate(unsealed, sizeof(unsealed) - 1, 4);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_read_good_base),
+		cmocka_unit_test(test_read_not_regular),
+		cmocka_unit_test(test_read_bad_first_line),
+		cmocka_unit_test(test_read_bad_header),
+		cmocka_unit_test(test_read_bad_entries),
+		cmocka_unit_test(test_read_bad_structure),
+		cmocka_unit_test(test_read_unsealed_good),
+		cmocka_unit_test(test_read_bad_unsealed),
+		cmocka_unit_test(test_read_truncated_and_mutated),
+	};
+
+	return cmocka_run_group_tests(tests, mfx_setup, mfx_teardown);
+}
