@@ -583,7 +583,7 @@ def _find_listing(root):
 
 def test_repeated_listings_and_dropped_caches_match_the_store(mnt):
     """Each directory's entries reach the kernel with attributes once
-    (fs_plus.c); later listings send names only.  Whatever the kernel has
+    (fs/daemon/daemon_plus.c); later listings send names only.  Whatever the kernel has
     kept or dropped meanwhile, every listing must report what the store
     holds: warm, after its dentry cache is dropped, and warm again."""
     os.mkdir(mnt.path("s"))
