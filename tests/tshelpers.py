@@ -166,10 +166,12 @@ class Mount:
 
     clock_offset: seconds added to the clock the daemon names auto snapshots
     by (TRACSNAP_TEST_CLOCK_OFFSET); prefix: a command to run the daemon
-    under (valgrind ...)."""
+    under (valgrind ...); stop_timeout: seconds stop() lets the daemon
+    finish after its unmount before it kills it (scripts/bench allows 15:
+    its daemons may still be sealing)."""
 
     def __init__(self, env, mnt, store, opts=(), args=(), logpath=None, clock_offset=None,
-                 prefix=(), mount_timeout=15):
+                 prefix=(), mount_timeout=15, stop_timeout=10):
         self.env, self.mnt, self.store = str(env), str(mnt), str(store)
         self.opts = list(opts)
         self.args = list(args)
@@ -177,6 +179,7 @@ class Mount:
         self.clock_offset = clock_offset
         self.prefix = list(prefix)
         self.mount_timeout = mount_timeout
+        self.stop_timeout = stop_timeout
         self.proc = None
         self.log = None
         self.procs = []                 # every daemon run, for check()
@@ -257,7 +260,7 @@ class Mount:
                 subprocess.run(["fusermount3", "-u", "-z", self.mnt], stderr=subprocess.DEVNULL)
         if self.proc is not None and self.proc.poll() is None:
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 self.forced.append(self.proc)
                 self.proc.send_signal(signal.SIGKILL)
@@ -291,7 +294,8 @@ class Mount:
         for p in self.procs:
             rc = p.poll()
             assert p not in self.forced, \
-                "daemon (pid %d) did not exit within 10 s of its unmount:\n%s" % (p.pid, text)
+                "daemon (pid %d) did not exit within %d s of its unmount:\n%s" \
+                % (p.pid, self.stop_timeout, text)
             assert rc is None or -rc not in CRASH_SIGNALS or rc in self.ok_status, \
                 "daemon died of signal %d:\n%s" % (-rc, text)
             assert rc is None or rc in self.ok_status, \
@@ -314,20 +318,27 @@ def clock_offset_to_hour_start(into=10):
     return int(round(into - (lt.tm_min * 60 + lt.tm_sec + now % 1)))
 
 
-def wait_sealed(store, name, timeout=60):
+def wait_sealed(store, name, timeout=60, poll=0.02, daemon=None):
     """Wait until the daemon has sealed snapshot NAME: its `unsealed` marker
     is gone and its manifest has no `unsealed` line; only then does the
-    manifest carry every hash."""
+    manifest carry every hash.  Returns time.monotonic() of the look that
+    found the marker gone: scripts/bench times the seal with it, looking
+    every 5 ms (poll).  daemon: the Mount that seals; its daemon exiting
+    first fails at once (a bench waits up to an hour), with its log."""
     marker = os.path.join(str(store), name, "unsealed")
     manifest = os.path.join(str(store), name, "manifest")
     deadline = time.monotonic() + timeout
     while True:
         if not os.path.lexists(marker):
+            now = time.monotonic()
             with open(manifest) as f:
                 if not any(l.startswith("unsealed\t") for l in f):
-                    return
+                    return now
+        if daemon is not None and daemon.proc.poll() is not None:
+            raise AssertionError("daemon exited %d before snapshot %s was sealed:\n%s"
+                                 % (daemon.proc.returncode, name, daemon.log_text()))
         assert time.monotonic() < deadline, "snapshot %s not sealed within %d s" % (name, timeout)
-        time.sleep(0.02)
+        time.sleep(poll)
 
 
 def tree_entries(root):
