@@ -17,11 +17,13 @@
 #include "base/copy.h"
 #include "store/manifest.h"
 #include "store/manifest_stat.h"
+#include "store/verify_int.h"
 
 /* What the walk knows of each manifest entry. */
 enum { VERIFY_UNSEEN, VERIFY_SEEN, VERIFY_LISTED };
 
 typedef struct verify_ctx {
+	ts_verify_run *run;
 	const char *snap;
 	ts_manifest m;
 	unsigned char *state;          /* per manifest entry, VERIFY_* */
@@ -32,11 +34,68 @@ typedef struct verify_ctx {
 	size_t npending;               /* 'f' entries whose hash is pending */
 	size_t files_done, files_total;
 	uint64_t bytes_done, bytes_total;
+	bool nomem;                    /* a damage record could not be kept */
 } verify_ctx;
 
-__attribute__((format(printf, 4, 5)))
-static void verify_report(verify_ctx *v, const char *path, ts_verify_kind kind,
-                          const char *fmt, ...)
+/* Keep the problem for ts_verify_repair: one record per path, the problems
+ * of one path being reported one after the other. */
+static void verify_note(verify_ctx *v, const char *path, const ts_manifest_entry *me,
+                        const struct stat *st, ts_verify_kind kind)
+{
+	ts_verify_run *r = v->run;
+	verify_damage *d = r->ndmg ? &r->dmg[r->ndmg - 1] : NULL;
+
+	if (!r->keep_damage)
+		return;
+	if (!d || strcmp(d->snap, v->snap) || strcmp(d->me.path, path)) {
+		if (r->ndmg == r->capdmg) {
+			size_t cap = r->capdmg ? r->capdmg * 2 : 16;
+			verify_damage *nv = realloc(r->dmg, cap * sizeof *nv);
+			if (!nv) {
+				v->nomem = true;
+				return;
+			}
+			r->dmg = nv;
+			r->capdmg = cap;
+		}
+		d = &r->dmg[r->ndmg];
+		memset(d, 0, sizeof *d);
+		if (me)
+			d->me = *me;
+		d->in_manifest = me != NULL;
+		d->snap = strdup(v->snap);
+		d->me.path = strdup(path);
+		if (!d->snap || !d->me.path) {
+			free(d->snap);
+			free(d->me.path);
+			v->nomem = true;
+			return;
+		}
+		if (st) {
+			d->have_stat = true;
+			d->dev = st->st_dev;
+			d->ino = st->st_ino;
+		}
+		r->ndmg++;
+	}
+	d->kinds |= VERIFY_BIT(kind);
+	d->nproblems++;
+}
+
+/* The record verify_note keeps for path in this snapshot, if any. */
+static verify_damage *verify_noted(verify_ctx *v, const char *path)
+{
+	ts_verify_run *r = v->run;
+	verify_damage *d = r->ndmg ? &r->dmg[r->ndmg - 1] : NULL;
+
+	return d && !strcmp(d->snap, v->snap) && !strcmp(d->me.path, path) ? d : NULL;
+}
+
+/* Report one problem of path (me: its manifest entry, st: its stat; NULL
+ * when there is none). */
+__attribute__((format(printf, 6, 7)))
+static void verify_report(verify_ctx *v, const char *path, const ts_manifest_entry *me,
+                          const struct stat *st, ts_verify_kind kind, const char *fmt, ...)
 {
 	char what[TS_ERR_MSG_MAX];
 	ts_verify_problem p = { .path = path, .kind = kind, .what = what };
@@ -46,6 +105,7 @@ static void verify_report(verify_ctx *v, const char *path, ts_verify_kind kind,
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
 	v->nproblems++;
+	verify_note(v, path, me, st, kind);
 	if (v->problem)
 		v->problem(v->arg, v->snap, &p);
 }
@@ -57,6 +117,35 @@ static const char *verify_type_word(char t)
 }
 
 static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, ts_err *e);
+
+/* The SHA-256 of regular file dirfd/name (stat st): remembered from earlier
+ * in the run when its inode was hashed already and has not changed since,
+ * else read (and remembered when other links may lead to it again).
+ * *size: the bytes hashed (st's size when remembered).  TS_ERR_IO (herr)
+ * when unreadable; TS_ERR_NOMEM (e) when the table cannot grow. */
+static ts_err_code verify_hash(verify_ctx *v, int dirfd, const char *name, const struct stat *st,
+                               unsigned char sha[32], uint64_t *size, ts_err *herr, ts_err *e)
+{
+	ts_verify_run *r = v->run;
+	const unsigned char *known = ts_verify_inodes_get(&r->inodes, st);
+	ts_err_code rc;
+
+	if (known) {
+		memcpy(sha, known, 32);
+		*size = (uint64_t)st->st_size;
+		return TS_OK;
+	}
+	rc = ts_copy_hash_file(dirfd, name, false, sha, size, herr);
+	if (rc != TS_OK)
+		return rc;
+	r->tot.files_read++;
+	r->tot.bytes_read += *size;
+	/* Remembered as st showed the inode before the read: if it changed
+	 * meanwhile its ctime moved, and the next lookup reads it again. */
+	if (st->st_nlink > 1 && *size == (uint64_t)st->st_size)
+		return ts_verify_inodes_put(&r->inodes, st, sha, e);
+	return TS_OK;
+}
 
 /* Compare one tree entry (dirfd/name, stat st) with the manifest. */
 static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, const char *rel,
@@ -70,45 +159,56 @@ static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, cons
 
 	if (!me) {
 		/* Only the top of an extra subtree: its contents say nothing more. */
-		verify_report(v, rel, TS_VERIFY_EXTRA, "extra: %s not in the manifest", verify_type_word(t));
+		verify_report(v, rel, NULL, st, TS_VERIFY_EXTRA, "extra: %s not in the manifest",
+		              verify_type_word(t));
 		return TS_OK;
 	}
 	v->state[me - v->m.entries] = VERIFY_SEEN;
 	diff = ts_manifest_entry_diff(me, st);
 	if (diff & TS_MDIFF_TYPE) {
-		verify_report(v, rel, TS_VERIFY_TYPE, "type: %s, manifest says %s", verify_type_word(t),
-		              verify_type_word(me->type));
+		verify_report(v, rel, me, st, TS_VERIFY_TYPE, "type: %s, manifest says %s",
+		              verify_type_word(t), verify_type_word(me->type));
 		return TS_OK;
 	}
 	if (diff & TS_MDIFF_MODE)
-		verify_report(v, rel, TS_VERIFY_MODE, "mode %04o, manifest says %04o",
+		verify_report(v, rel, me, st, TS_VERIFY_MODE, "mode %04o, manifest says %04o",
 		              (unsigned)(st->st_mode & 07777), (unsigned)me->mode);
 	if (diff & TS_MDIFF_OWNER)
-		verify_report(v, rel, TS_VERIFY_OWNER, "owner %lu:%lu, manifest says %lu:%lu",
+		verify_report(v, rel, me, st, TS_VERIFY_OWNER, "owner %lu:%lu, manifest says %lu:%lu",
 		              (unsigned long)st->st_uid, (unsigned long)st->st_gid,
 		              (unsigned long)me->uid, (unsigned long)me->gid);
 	if (diff & TS_MDIFF_SIZE)
-		verify_report(v, rel, TS_VERIFY_SIZE, "size %llu, manifest says %llu",
+		verify_report(v, rel, me, st, TS_VERIFY_SIZE, "size %llu, manifest says %llu",
 		              (unsigned long long)st->st_size, (unsigned long long)me->size);
 	if (diff & TS_MDIFF_MTIME)
-		verify_report(v, rel, TS_VERIFY_MTIME, "mtime %lld.%09ld, manifest says %lld.%09ld",
+		verify_report(v, rel, me, st, TS_VERIFY_MTIME, "mtime %lld.%09ld, manifest says %lld.%09ld",
 		              (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
 		              (long long)me->mtime.tv_sec, me->mtime.tv_nsec);
 
 	if (t == 'f') {
 		uint64_t got = 0;
+		ts_err_code rc;
 		ts_err_clear(&herr);
 		if (me->pending) {
 			/* Unsealed: no hash to compare the bytes with yet.  Everything
 			 * else was checked above; the caller learns how many. */
 			v->npending++;
-		} else if (ts_copy_hash_file(dirfd, name, false, sha, &got, &herr) != TS_OK) {
-			verify_report(v, rel, TS_VERIFY_UNREADABLE, "unreadable: %s", herr.msg);
+		} else if ((rc = verify_hash(v, dirfd, name, st, sha, &got, &herr, e)) != TS_OK) {
+			if (rc == TS_ERR_NOMEM)
+				return rc;
+			verify_report(v, rel, me, st, TS_VERIFY_UNREADABLE, "unreadable: %s", herr.msg);
 		} else if (got == me->size && memcmp(sha, me->sha256, 32)) {
 			/* A size difference is reported above; equal sizes with another
 			 * digest means the bytes themselves changed. */
 			ts_sha256_hex(sha, hex);
-			verify_report(v, rel, TS_VERIFY_CONTENT, "content differs (sha256 %.16s...)", hex);
+			verify_report(v, rel, me, st, TS_VERIFY_CONTENT, "content differs (sha256 %.16s...)",
+			              hex);
+		} else if (got == me->size) {
+			/* Only the metadata differs (if anything): a repair need
+			 * not look for another copy. */
+			verify_damage *d = verify_noted(v, rel);
+			if (d)
+				d->content_ok = true;
 		}
 		v->files_done++;
 		v->bytes_done += me->size;
@@ -121,21 +221,21 @@ static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, cons
 		if (!target)
 			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		if (n < 0) {
-			verify_report(v, rel, TS_VERIFY_UNREADABLE, "unreadable: cannot read the link: %s",
-			              strerror(errno));
+			verify_report(v, rel, me, st, TS_VERIFY_UNREADABLE,
+			              "unreadable: cannot read the link: %s", strerror(errno));
 		} else if (!EVP_Digest(target, (size_t)n, sha, NULL, EVP_sha256(), NULL)) {
 			free(target);
 			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		} else if (memcmp(sha, me->sha256, 32)) {
-			verify_report(v, rel, TS_VERIFY_TARGET, "symlink target differs");
+			verify_report(v, rel, me, st, TS_VERIFY_TARGET, "symlink target differs");
 		}
 		free(target);
 	} else {
 		int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		ts_err_code rc;
 		if (fd < 0) {
-			verify_report(v, rel, TS_VERIFY_UNREADABLE, "unreadable: cannot open the directory: %s",
-			              strerror(errno));
+			verify_report(v, rel, me, st, TS_VERIFY_UNREADABLE,
+			              "unreadable: cannot open the directory: %s", strerror(errno));
 			return TS_OK;
 		}
 		v->state[me - v->m.entries] = VERIFY_LISTED;
@@ -165,7 +265,8 @@ static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, ts_err *e)
 	if (!d) {
 		if (dfd >= 0)
 			close(dfd);
-		verify_report(v, rel, TS_VERIFY_UNREADABLE, "unreadable: cannot list the directory: %s",
+		verify_report(v, rel, ts_manifest_find(&v->m, rel), NULL, TS_VERIFY_UNREADABLE,
+		              "unreadable: cannot list the directory: %s",
 		              strerror(errno));
 		goto out;
 	}
@@ -201,7 +302,8 @@ static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, ts_err *e)
 		if (fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			/* Gone since readdir: the missing pass reports it. */
 			if (errno != ENOENT)
-				verify_report(v, child, TS_VERIFY_UNREADABLE, "unreadable: cannot stat: %s",
+				verify_report(v, child, ts_manifest_find(&v->m, child), NULL,
+				              TS_VERIFY_UNREADABLE, "unreadable: cannot stat: %s",
 				              strerror(errno));
 			continue;
 		}
@@ -241,12 +343,59 @@ static char *verify_snap_path(ts_store *s, const char *name, const char *leaf)
 	return asprintf(&p, "%s/%s/%s", s->root, name, leaf) < 0 ? NULL : p;
 }
 
+ts_verify_run *ts_verify_run_new(bool keep_damage)
+{
+	ts_verify_run *r = calloc(1, sizeof *r);
+
+	if (r)
+		r->keep_damage = keep_damage;
+	return r;
+}
+
+void ts_verify_run_free(ts_verify_run *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->ndmg; i++) {
+		free(r->dmg[i].snap);
+		free(r->dmg[i].me.path);
+	}
+	free(r->dmg);
+	ts_verify_inodes_free(&r->inodes);
+	free(r);
+}
+
+void ts_verify_run_totals(const ts_verify_run *r, ts_verify_totals *out)
+{
+	*out = r->tot;
+}
+
 ts_err_code ts_verify_snapshot(ts_store *s, const char *name, ts_verify_problem_fn problem,
                                ts_verify_progress_fn progress, void *arg,
                                size_t *nproblems, size_t *npending, ts_err *e)
 {
+	ts_verify_run *r = ts_verify_run_new(false);
+	ts_err_code rc;
+
+	if (!r) {
+		if (nproblems)
+			*nproblems = 0;
+		if (npending)
+			*npending = 0;
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	}
+	rc = ts_verify_run_snapshot(r, s, name, problem, progress, arg, nproblems, npending, e);
+	ts_verify_run_free(r);
+	return rc;
+}
+
+ts_err_code ts_verify_run_snapshot(ts_verify_run *r, ts_store *s, const char *name,
+                                   ts_verify_problem_fn problem, ts_verify_progress_fn progress,
+                                   void *arg, size_t *nproblems, size_t *npending, ts_err *e)
+{
 	ts_err_code rc = TS_OK;
-	verify_ctx v = { .snap = name, .problem = problem, .progress = progress, .arg = arg };
+	verify_ctx v = { .run = r, .snap = name, .problem = problem, .progress = progress,
+	                 .arg = arg };
 	char *mpath = NULL, *tpath = NULL;
 	int treefd = -1;
 	struct stat st;
@@ -280,7 +429,8 @@ ts_err_code ts_verify_snapshot(ts_store *s, const char *name, ts_verify_problem_
 	treefd = open(tpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (treefd < 0 || fstat(treefd, &st) < 0) {
 		if (errno == ENOENT) {
-			verify_report(&v, ".", TS_VERIFY_MISSING, "missing: the snapshot has no tree");
+			verify_report(&v, ".", ts_manifest_find(&v.m, "."), NULL, TS_VERIFY_MISSING,
+			              "missing: the snapshot has no tree");
 			goto out;
 		}
 		rc = ts_err_sys(e, errno, "%s", tpath);
@@ -305,10 +455,19 @@ ts_err_code ts_verify_snapshot(ts_store *s, const char *name, ts_verify_problem_
 		const ts_manifest_entry *me = &v.m.entries[i];
 		if (v.state[i] != VERIFY_UNSEEN || !verify_parent_listed(&v, me->path))
 			continue;
-		verify_report(&v, me->path, TS_VERIFY_MISSING, "missing: %s in the manifest is not in the tree",
+		verify_report(&v, me->path, me, NULL, TS_VERIFY_MISSING,
+		              "missing: %s in the manifest is not in the tree",
 		              verify_type_word(me->type));
 	}
 out:
+	if (rc == TS_OK && v.nomem)
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	if (rc == TS_OK)
+		r->tot.snapshots++;
+	r->tot.files += v.files_done;
+	r->tot.bytes += v.bytes_done;
+	r->tot.problems += v.nproblems;
+	r->tot.pending += v.npending;
 	if (nproblems)
 		*nproblems = v.nproblems;
 	if (npending)

@@ -16,10 +16,23 @@
  *
  * Readers need no store lock (see store.h): a snapshot removed meanwhile shows
  * as TS_ERR_NOTFOUND.
+ *
+ * Several snapshots in one run (ts_verify_run): a store inode shared by
+ * several snapshots (hard links, doc/contract.md section 5) is read and
+ * hashed once per run, its hash remembered (verify_inodes.h has the memory
+ * it costs) and compared with each snapshot's manifest: damage to it shows
+ * in every snapshot that shares it, and the run's cost is the unique data,
+ * not data x snapshots.  A run made with keep_damage also keeps what it
+ * found, path by path, for a repair.
+ *
+ * Ownership: a ts_verify_run is the caller's (ts_verify_run_new,
+ * ts_verify_run_free); the strings passed to the callbacks live only for
+ * the call.
  */
 #ifndef TS_VERIFY_H
 #define TS_VERIFY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
@@ -61,6 +74,34 @@ typedef void (*ts_verify_progress_fn)(void *arg, const char *snap, size_t files_
 ts_err_code ts_verify_snapshot(ts_store *s, const char *name, ts_verify_problem_fn problem,
                                ts_verify_progress_fn progress, void *arg,
                                size_t *nproblems, size_t *npending, ts_err *e);
+
+/* One run over several snapshots: the inodes hashed so far and the totals. */
+typedef struct ts_verify_run ts_verify_run;
+
+typedef struct ts_verify_totals {
+	size_t snapshots;      /* checked (ts_verify_run_snapshot returned TS_OK) */
+	uint64_t files;        /* regular files checked (hashed or remembered) */
+	uint64_t bytes;        /* their sizes as the manifests give them: the data
+	                        * in the snapshots, shared copies counted in each */
+	uint64_t bytes_read;   /* bytes actually read and hashed */
+	uint64_t files_read;   /* files actually read and hashed */
+	size_t problems;       /* reported */
+	size_t pending;        /* regular files not checked for content (pending) */
+} ts_verify_totals;
+
+/* A new run; keep_damage: also keep every problem found, for
+ * ts_verify_repair.  NULL on out of memory. */
+ts_verify_run *ts_verify_run_new(bool keep_damage);
+void ts_verify_run_free(ts_verify_run *r);
+
+/* ts_verify_snapshot within run r: a regular file whose store inode r
+ * hashed already (and whose stat has not changed since) is not read again.
+ * Adds to r's totals. */
+ts_err_code ts_verify_run_snapshot(ts_verify_run *r, ts_store *s, const char *name,
+                                   ts_verify_problem_fn problem, ts_verify_progress_fn progress,
+                                   void *arg, size_t *nproblems, size_t *npending, ts_err *e);
+
+void ts_verify_run_totals(const ts_verify_run *r, ts_verify_totals *out);
 
 /* What `tracsnap list` shows of a snapshot, from its manifest (sealed or not:
  * it needs no hash). */
