@@ -23,7 +23,9 @@
  * it costs) and compared with each snapshot's manifest: damage to it shows
  * in every snapshot that shares it, and the run's cost is the unique data,
  * not data x snapshots.  A run made with keep_damage also keeps what it
- * found, path by path, for a repair.
+ * found, path by path, for ts_verify_repair (verify_repair.c), which
+ * rewrites damaged store inodes in place from a copy whose content hashes
+ * to the manifest's SHA-256.
  *
  * Ownership: a ts_verify_run is the caller's (ts_verify_run_new,
  * ts_verify_run_free); the strings passed to the callbacks live only for
@@ -102,6 +104,49 @@ ts_err_code ts_verify_run_snapshot(ts_verify_run *r, ts_store *s, const char *na
                                    void *arg, size_t *nproblems, size_t *npending, ts_err *e);
 
 void ts_verify_run_totals(const ts_verify_run *r, ts_verify_totals *out);
+
+/* What ts_verify_repair did about one damaged store entry: the inode of
+ * NAME/PATH and of every other snapshot path that shares it (shared of
+ * them in all, counting NAME/PATH). */
+typedef enum ts_verify_repair_how {
+	TS_VERIFY_REPAIRED_ENV,    /* content rewritten from the live file */
+	TS_VERIFY_REPAIRED_COPY,   /* content rewritten from another stored copy */
+	TS_VERIFY_REPAIRED_META,   /* content was right: mode, owner or mtime reset */
+	TS_VERIFY_NOT_REPAIRED,    /* why says why */
+} ts_verify_repair_how;
+
+typedef struct ts_verify_repair_note {
+	const char *snap, *path;
+	size_t shared;
+	ts_verify_repair_how how;
+	const char *from_snap, *from_path;  /* TS_VERIFY_REPAIRED_COPY */
+	const char *why;                    /* TS_VERIFY_NOT_REPAIRED: one phrase,
+	                                     * "no good copy (live file changed
+	                                     * since the snapshot)" */
+} ts_verify_repair_note;
+
+typedef void (*ts_verify_repair_fn)(void *arg, const ts_verify_repair_note *n);
+
+/* Repair what run r (made with keep_damage) found, holding the store's
+ * writers' lock (waited for up to lock_timeout_s seconds).  For a regular
+ * file whose content, size or mtime differs from its manifest entry, a good
+ * source is looked for: the live file envfd/PATH when it is still the one
+ * the snapshot copied (the manifest's src_ino and src_ctime; envfd -1: no
+ * environment), else another stored copy, in any snapshot of s, whose
+ * manifest gives the same SHA-256; either is copied into an unnamed file of
+ * root's in the store while hashed, and used only when that hash is the
+ * manifest's.  The damaged inode is then rewritten in place (written,
+ * truncated to size, fsync'd, mtime, owner and mode set from the manifest),
+ * so every snapshot that links it is healed.  Wrong mode, owner or mtime
+ * alone are set from the manifest.  Missing and extra entries, changed
+ * types, symlink targets and unreadable entries are not repaired.  Every
+ * repaired entry is checked again: what still differs goes to problem.
+ * One note per damaged inode goes to fn.  *nrepaired: problems (as
+ * reported by the run) now gone; *nleft: problems that remain.  Fails only
+ * when it could not try at all (lock, out of memory). */
+ts_err_code ts_verify_repair(ts_verify_run *r, ts_store *s, int envfd, int lock_timeout_s,
+                             ts_verify_repair_fn fn, ts_verify_problem_fn problem, void *arg,
+                             size_t *nrepaired, size_t *nleft, ts_err *e);
 
 /* What `tracsnap list` shows of a snapshot, from its manifest (sealed or not:
  * it needs no hash). */
