@@ -11,7 +11,7 @@ static const char usage[] =
 	"usage: tracsnap [-f] [-d] [-s] [-o OPT[,OPT...]] ENV MOUNTPOINT\n"
 	"       tracsnap snapshot [--store DIR] [--no-database] [--lock-timeout S] ENV [NAME]\n"
 	"       tracsnap list     [--store DIR] [--json] ENV\n"
-	"       tracsnap verify   [--store DIR] ENV [NAME...]\n"
+	"       tracsnap verify   [--store DIR] [--repair] ENV [NAME...]\n"
 	"       tracsnap prune    [--store DIR] [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"
 	"                         [--keep-weekly N] [--keep-monthly N] [--dry-run] ENV\n"
 	"       tracsnap restore  [--force] SNAPSHOT-DIR ENV\n"

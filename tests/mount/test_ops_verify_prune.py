@@ -3,7 +3,7 @@
 verify: each kind of damage to a stored snapshot (a flipped byte, a missing
 file, an extra file, a changed mode, a changed owner) is reported on one line
 naming the snapshot, the path and the kind, with exit status 65 (EX_DATAERR);
-an undamaged store verifies silently with status 0.
+an undamaged store verifies with status 0 and one summary line on stdout.
 
 prune: snapshots get a synthetic history by setting the mtime of STORE/NAME
 (the snapshot instant, doc/design.md), and the exact set that remains is
@@ -11,6 +11,7 @@ checked for --dry-run and a real run.
 """
 import json
 import os
+import re
 import shutil
 import time
 
@@ -70,9 +71,11 @@ def test_verify_clean_store(env_sqlite, store):
     cli_snapshot(env_sqlite, store, "a")
     cli_snapshot(env_sqlite, store, "b")
     p = verify(env_sqlite, store)
-    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+    assert (p.returncode, p.stderr) == (0, "")
+    assert re.fullmatch(r"verified 2 snapshots: .*, no problem\n", p.stdout), p.stdout
     p = verify(env_sqlite, store, "b")
-    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+    assert (p.returncode, p.stderr) == (0, "")
+    assert re.fullmatch(r"verified 1 snapshot: .*, no problem\n", p.stdout), p.stdout
 
 
 def test_verify_flipped_byte(env_sqlite, store):
@@ -93,7 +96,7 @@ def test_verify_flipped_byte(env_sqlite, store):
     assert p.returncode == EX_DATAERR, p.stderr
     lines = p.stderr.splitlines()
     assert lines == ["tracsnap: b/VERSION: content differs" + lines[0].split("content differs", 1)[1]]
-    assert p.stdout == ""
+    assert re.fullmatch(r"verified 2 snapshots: .*, 1 problem in b\n", p.stdout), p.stdout
     # The other snapshot, which shared the file before, is still clean.
     assert verify(env_sqlite, store, "a").returncode == 0
 
