@@ -1,4 +1,5 @@
-/* cmd_restore.c - tracsnap restore [--force] SNAPSHOT-DIR ENV */
+/* cmd_restore.c - tracsnap restore [--force] [--store DIR] [--lock-timeout S]
+ * SNAPSHOT ENV (doc/contract.md section 6). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -8,37 +9,66 @@
 #include "cli_progress.h"
 #include "restore/restore.h"
 
-static const char restore_usage[] = "usage: tracsnap restore [--force] SNAPSHOT-DIR ENV\n";
+static const char restore_usage[] =
+	"usage: tracsnap restore [--force] [--store DIR] [--lock-timeout S] SNAPSHOT ENV\n";
 
 int cli_restore(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "force", no_argument, NULL, 'f' },
+		{ "store", required_argument, NULL, 's' },
+		{ "lock-timeout", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool force = false;
+	ts_restore_opts o = { .force = false };
 	ts_restore_out out;
 	ts_err e;
 	int c, status;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		if (c != 'f')
+		switch (c) {
+		case 'f':
+			o.force = true;
+			break;
+		case 's':
+			o.store = optarg;
+			break;
+		case 't':
+			status = cli_parse_lock_timeout(optarg, &o.lock_timeout_s);
+			if (status)
+				return status;
+			break;
+		default:
 			return cli_bad_option("restore", restore_usage, argc, argv);
-		force = true;
+		}
 	}
 	status = cli_check_args("restore", restore_usage, argc, argv, 2, 2,
-	                        argc - optind == 1 ? "ENV" : "SNAPSHOT-DIR and ENV");
+	                        argc - optind == 1 ? "ENV" : "SNAPSHOT and ENV");
 	if (status)
 		return status;
 	ts_err_clear(&e);
 	cli_progress pr;
 	ts_progress_sink sink = cli_progress_start(&pr, "restore");
-	ts_err_code rc = ts_restore(argv[optind], argv[optind + 1], force, &sink, &out, &e);
+	o.progress = &sink;
+	ts_err_code rc = ts_restore(argv[optind], argv[optind + 1], &o, &out, &e);
 	cli_progress_end(&pr);
-	if (rc != TS_OK)
+	/* What an interrupted restore left was settled even when this one
+	 * then fails: say so first. */
+	if (out.recovered[0])
+		printf("%s\n", out.recovered);
+	if (rc != TS_OK) {
+		fflush(stdout);
 		return cli_fail(&e);
-	printf("restored %s into %s (previous kept as %s; %" PRIu64 " files, %" PRIu64 " bytes)\n",
-	       argv[optind], out.env, out.kept, out.files, out.bytes);
+	}
+	if (out.ndamaged)
+		fprintf(stderr, "tracsnap: warning: %s (restored anyway: --force; %" PRIu64 " damaged in all)\n",
+		        out.damaged, out.ndamaged);
+	if (out.kept[0])
+		printf("restored %s into %s (previous state kept as snapshot %s; %" PRIu64 " files, %" PRIu64
+		       " bytes)\n", out.name, out.env, out.kept, out.files, out.bytes);
+	else
+		printf("restored %s into %s (previous state not kept: %s; %" PRIu64 " files, %" PRIu64
+		       " bytes)\n", out.name, out.env, out.not_kept, out.files, out.bytes);
 	return EX_OK;
 }

@@ -1,15 +1,19 @@
-/* restore.c - copy a snapshot back in place of a Trac environment.
+/* restore.c - copy a snapshot back in place of a Trac environment: the
+ * steps of restore.h, in order.
  *
  * Everything is prepared beside the live environment first (a temporary
- * sibling on the same filesystem, synced) so that the only changes to ENV
- * are two renames, each undone when a later step fails.  The database is
- * the backend's part (dbsnap.h, ts_db_restore): it says where the snapshot
- * holds it and where it goes back, checks it, fixes the copy (SQLite's
- * journal mode) and loads it (PostgreSQL).  The load comes last because it
- * is the only step that cannot be undone once it has committed; it runs in
- * one transaction, so a failing load changes nothing and the renames are
- * undone.  The file work (copies, renames, their undoing) is done here for
- * every backend alike, through checked descriptors.
+ * sibling on the same filesystem, checked against the manifest, synced),
+ * the state of ENV is kept as a snapshot, and then the only change to ENV
+ * is one exchange of names, undone by the same call when a later step
+ * fails.  The database is the backend's part (dbsnap.h, ts_db_restore): it
+ * says where the snapshot holds it and where it goes back, checks it,
+ * fixes the copy (SQLite's journal mode) and loads it (PostgreSQL).  The
+ * load comes last because it is the only step that cannot be undone once
+ * it has committed; it runs in one transaction, so a failing load changes
+ * nothing and the exchange is undone.  The file work (copies, exchanges,
+ * their undoing) is done here for every backend alike, through checked
+ * descriptors; a journal of root's (restore_journal.c) lets the next
+ * restore settle what a killed one left.
  */
 #include "restore/restore.h"
 
@@ -80,101 +84,134 @@ static int ts_restore_mktmp(int dirfd, const char *name, const char *desc, ts_er
 
 /* ------------------------------------------------------------- the steps */
 
-/* "<name>.pre-restore-<YYYYmmddTHHMMSS>[-N]" that does not exist in dirfd
- * yet (the rename that uses it refuses to replace one made meanwhile). */
-static ts_err_code ts_restore_kept_name(int dirfd, const char *name, const char *desc, char *buf,
-                                        size_t len, ts_err *e)
-{
-	char stamp[32];
-	time_t now = time(NULL);
-	struct tm tm;
 
-	localtime_r(&now, &tm);
-	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
-	for (int i = 0; i < 100; i++) {
-		int n = i ? snprintf(buf, len, "%s.pre-restore-%s-%d", name, stamp, i)
-		          : snprintf(buf, len, "%s.pre-restore-%s", name, stamp);
-		struct stat st;
-		if (n < 0 || (size_t)n >= len || n > NAME_MAX)
-			return ts_err_set(e, TS_ERR_IO, "%s: name too long", desc);
-		if (fstatat(dirfd, buf, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
-			return TS_OK;
+/* Busy: the live files, the live database and where the restored one goes
+ * (the same file unless trac.ini changed since); then whatever the backend
+ * knows of (other sessions on a server).  Made before the copy and again
+ * just before the exchange: a process that started using ENV meanwhile
+ * (Trac's log, an SQLite connection) would write into the old tree. */
+static ts_err_code ts_restore_busy(const ts_env *live, ts_db_restore *db, bool force, ts_err *e)
+{
+	char who[1024];
+	int n = ts_restore_users(live->root, db->busy_file, who, sizeof who);
+
+	if (!n && db->external[0])
+		n = ts_restore_users(live->root, db->external, who, sizeof who);
+	if (n && !force)
+		return ts_err_set(e, TS_ERR_BUSY, "%s: in use by %s; stop Trac first or use --force",
+		                  live->root, who);
+	return ts_db_restore_check(db, force, e);
+}
+
+/* The external database's own file, staged in its own directory (extdirfd,
+ * ext_dir) in a root-only directory made there (its name into tmpname,
+ * open on *tmpfd), checked against the manifest and fixed; *filefd open on
+ * the staged file for the exchange.  *made: the directory exists. */
+static ts_err_code ts_restore_stage_external(ts_db_restore *db, restore_check *check, int snapfd,
+                                             const char *snapdesc, int envfd, int extdirfd,
+                                             const char *ext_dir, const char *ext_base, char *tmpname,
+                                             size_t len, int *tmpfd, int *filefd, bool *made,
+                                             ts_err *e)
+{
+	char src_dir[PATH_MAX];
+	const char *slash = strrchr(db->copy_rel, '/');
+	ts_copy_out co;
+	ts_err_code rc;
+	int src;
+
+	snprintf(src_dir, sizeof src_dir, "%.*s", slash ? (int)(slash - db->copy_rel) : 1,
+	         slash ? db->copy_rel : ".");
+	snprintf(tmpname, len, ".tracsnap-restore-tmp-%ld", (long)getpid());
+	*tmpfd = ts_restore_mktmp(extdirfd, tmpname, ext_dir, &rc, e);
+	if (*tmpfd < 0)
+		return rc;
+	*made = true;
+	src = ts_beneath_open(snapfd, src_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (src < 0)
+		return ts_err_sys(e, errno, "%s/%s: cannot open the copy of the external database",
+		                  snapdesc, src_dir);
+	rc = ts_copy_file(src, *tmpfd, ext_base, 0, snapdesc, &co, e);
+	close(src);
+	if (rc == TS_OK)
+		rc = restore_check_entry(check, db->copy_rel, &co.st, *tmpfd, ext_base, NULL, e);
+	if (rc == TS_OK)
+		rc = ts_db_restore_fix(db, envfd, extdirfd, *tmpfd, ext_base, ext_dir, e);
+	if (rc == TS_OK && fsync(*tmpfd) < 0)
+		rc = ts_err_sys(e, errno, "%s: cannot sync", ext_dir);
+	if (rc == TS_OK) {
+		*filefd = openat(*tmpfd, ext_base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (*filefd < 0)
+			rc = ts_err_sys(e, errno, "%s/%s: cannot open", ext_dir, ext_base);
 	}
-	return ts_err_set(e, TS_ERR_EXISTS, "%s: too many earlier restores this second", desc);
+	return rc;
 }
 
-/* A store's NAME/tree: the manifest beside it records where an external
- * database was, resolved when the snapshot was taken (malloc'd; NULL when
- * there is none, or it cannot be read). */
-static char *ts_restore_recorded(const ts_env *snap)
-{
-	size_t rl = strlen(snap->root);
-	char mpath[PATH_MAX], *path = NULL;
-	ts_manifest m;
-	ts_err ignore;
-
-	if (rl <= 5 || strcmp(snap->root + rl - 5, "/tree"))
-		return NULL;
-	ts_manifest_init(&m);
-	if (snprintf(mpath, sizeof mpath, "%.*s/manifest", (int)(rl - 5), snap->root) < (int)sizeof mpath &&
-	    ts_manifest_read(mpath, &m, &ignore) == TS_OK && m.external_db && m.external_db[0] == '/')
-		path = strdup(m.external_db);
-	ts_manifest_free(&m);
-	return path;
-}
-
-ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
-                       const ts_progress_sink *progress, ts_restore_out *out, ts_err *e)
+ts_err_code ts_restore(const char *snapshot, const char *env_path, const ts_restore_opts *o,
+                       ts_restore_out *out, ts_err *e)
 {
 	ts_env live = { 0 }, snap = { 0 };
 	ts_db_restore db;
 	ts_restore_out local;
-	char tmp[PATH_MAX], kept[PATH_MAX], ext_dir[PATH_MAX], src_dir[PATH_MAX];
-	char tmpname[NAME_MAX + 1], keptname[NAME_MAX + 1], ext_tmpname[64], ext_keptname[NAME_MAX + 1] = "";
-	char who[1024], parent[PATH_MAX];
-	char *recorded = NULL;
+	restore_src src;
+	restore_check check = { 0 };
+	restore_journal journal = { .dirfd = -1 };
+	char tmp[PATH_MAX], ext_dir[PATH_MAX], parent[PATH_MAX];
+	char tmpname[NAME_MAX + 1], ext_tmpname[64];
 	const char *ext_base = NULL, *envname = NULL;
 	bool have_live = false, have_snap = false, have_db = false, made_tmp = false, swapped = false;
-	bool ext_swapped = false, made_ext_tmp = false;
+	bool ext_swapped = false, ext_moved = false, made_ext_tmp = false, force = o->force;
 	int snapfd = -1, tmpfd = -1, parentfd = -1, envfd = -1, ext_dirfd = -1, ext_tmpfd = -1;
-	int n;
-	struct stat st, tst, nst;
+	int ext_filefd = -1;
+	struct stat st, tst;
 	ts_err_code rc;
 
 	if (!out)
 		out = &local;
 	memset(out, 0, sizeof *out);
+	memset(&src, 0, sizeof src);
+	ts_manifest_init(&src.m);
 	rc = ts_env_open(env_path, &live, e);
 	if (rc != TS_OK)
 		goto out;
 	have_live = true;
-	rc = ts_env_open(snapdir, &snap, e);
+	snprintf(out->env, sizeof out->env, "%s", live.root);
+
+	/* Step 1: the snapshot, and what its store says of it. */
+	rc = restore_src_find(&src, snapshot, o->store, live.root, e);
+	if (rc != TS_OK)
+		goto out;
+	snprintf(out->name, sizeof out->name, "%s", src.name);
+	rc = ts_env_open(src.path, &snap, e);
 	if (rc != TS_OK)
 		goto out;
 	have_snap = true;
-	snprintf(out->env, sizeof out->env, "%s", live.root);
 	if (ts_path_is_under(snap.root, live.root) || ts_path_is_under(live.root, snap.root)) {
 		rc = ts_err_set(e, TS_ERR_USAGE, "%s: the snapshot and the environment %s overlap",
-		                snapdir, live.root);
+		                snapshot, live.root);
 		goto out;
 	}
-	snapfd = open(snap.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	rc = restore_src_check(&src, live.root, force, e);
+	if (rc != TS_OK)
+		goto out;
+	snapfd = restore_src_open_tree(&src);
 	if (snapfd < 0 || fstat(snapfd, &st) < 0) {
 		rc = ts_err_sys(e, errno, "%s: cannot open", snap.root);
 		goto out;
 	}
 	/* The database copy the snapshot must hold, checked, and where it goes
 	 * back: the backend's to say (dbsnap.h). */
-	recorded = ts_restore_recorded(&snap);
-	rc = ts_db_restore_open(&db, &snap, &live, snapfd, recorded, e);
+	rc = ts_db_restore_open(&db, &snap, &live, snapfd,
+	                        src.have_manifest && src.m.external_db && src.m.external_db[0] == '/'
+	                        ? src.m.external_db : NULL, e);
 	if (rc != TS_OK)
 		goto out;
 	have_db = true;
 	if (db.external[0])
 		ext_base = strrchr(db.external, '/') + 1;
 
-	/* Where restore will write: ENV's parent, and an external database's
-	 * directory, as the snapshot names them (see ts_restore_walk). */
+	/* Step 3: where restore will write: ENV's parent, and an external
+	 * database's directory, as the snapshot names them (see
+	 * ts_restore_walk). */
 	envname = strrchr(live.root, '/') + 1;
 	if (!*envname) {
 		rc = ts_err_set(e, TS_ERR_USAGE, "%s: cannot restore over /", live.root);
@@ -183,6 +220,11 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 	snprintf(parent, sizeof parent, "%.*s", (int)(envname - 1 - live.root), live.root);
 	parentfd = ts_restore_walk(*parent ? parent : "/", st.st_uid, &rc, e);
 	if (parentfd < 0)
+		goto out;
+	/* Step 0, now that ENV's parent is checked: what a killed restore of
+	 * ENV left is settled before ENV is looked at. */
+	rc = restore_journal_open(&journal, live.root, parentfd, envname, out, e);
+	if (rc != TS_OK)
 		goto out;
 	envfd = openat(parentfd, envname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (envfd < 0) {
@@ -211,149 +253,131 @@ ts_err_code ts_restore(const char *snapdir, const char *env_path, bool force,
 			goto out;
 	}
 
-	/* Busy: the live files, the live database and where the restored one
-	 * goes (the same file unless trac.ini changed since); then whatever
-	 * the backend knows of (other sessions on a server). */
-	n = ts_restore_users(live.root, db.busy_file, who, sizeof who);
-	if (!n && ext_base)
-		n = ts_restore_users(live.root, db.external, who, sizeof who);
-	if (n && !force) {
-		rc = ts_err_set(e, TS_ERR_BUSY, "%s: in use by %s; stop Trac first or use --force",
-		                live.root, who);
-		goto out;
-	}
-	rc = ts_db_restore_check(&db, force, e);
+	/* Step 2. */
+	rc = ts_restore_busy(&live, &db, force, e);
 	if (rc != TS_OK)
 		goto out;
 
-	/* The copy, beside ENV, in a directory only root can enter until the
-	 * swap. */
+	/* Step 4: the copy, beside ENV, in a directory only root can enter
+	 * until the exchange, checked against the manifest as it is made. */
 	if (snprintf(tmpname, sizeof tmpname, "%s.restore-tmp-%ld", envname, (long)getpid()) >=
 	            (int)sizeof tmpname ||
 	    snprintf(tmp, sizeof tmp, "%s.restore-tmp-%ld", live.root, (long)getpid()) >= (int)sizeof tmp) {
 		rc = ts_err_set(e, TS_ERR_IO, "%s: path too long", live.root);
 		goto out;
 	}
+	rc = restore_check_init(&check, src.have_manifest ? &src.m : NULL, src.name, force, out, e);
+	if (rc != TS_OK)
+		goto out;
 	tmpfd = ts_restore_mktmp(parentfd, tmpname, tmp, &rc, e);
 	if (tmpfd < 0)
 		goto out;
 	made_tmp = true;
-	rc = restore_copy_tree(snapfd, tmpfd, snap.root, db.skip, progress, out, e);
+	rc = restore_journal_write(&journal, RESTORE_COPYING, tmpname, tmpfd, envfd,
+	                           db.ops->restore_load != NULL, e);
+	if (rc != TS_OK)
+		goto out;
+	rc = restore_copy_tree(snapfd, tmpfd, snap.root, db.skip, &check, o->progress, out, e);
 	ts_copy_thread_done();
 	if (rc != TS_OK)
 		goto out;
 	if (!ext_base) {
 		rc = ts_db_restore_fix(&db, envfd, -1, tmpfd, db.copy_rel, tmp, e);
-		if (rc != TS_OK)
-			goto out;
 	} else {
-		/* The database's own file goes back to its own directory, staged
-		 * there the same way: the copy's name is the database's. */
-		ts_copy_out co;
-		const char *slash = strrchr(db.copy_rel, '/');
-		int src;
-
-		snprintf(src_dir, sizeof src_dir, "%.*s", slash ? (int)(slash - db.copy_rel) : 1,
-		         slash ? db.copy_rel : ".");
-		snprintf(ext_tmpname, sizeof ext_tmpname, ".tracsnap-restore-tmp-%ld", (long)getpid());
-		ext_tmpfd = ts_restore_mktmp(ext_dirfd, ext_tmpname, ext_dir, &rc, e);
-		if (ext_tmpfd < 0)
-			goto out;
-		made_ext_tmp = true;
-		src = ts_beneath_open(snapfd, src_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-		if (src < 0) {
-			rc = ts_err_sys(e, errno, "%s/%s: cannot open the copy of the external database",
-			                snap.root, src_dir);
-			goto out;
-		}
-		rc = ts_copy_file(src, ext_tmpfd, ext_base, 0, snap.root, &co, e);
-		close(src);
-		if (rc == TS_OK)
-			rc = ts_db_restore_fix(&db, envfd, ext_dirfd, ext_tmpfd, ext_base, ext_dir, e);
-		if (rc == TS_OK && fsync(ext_tmpfd) < 0)
-			rc = ts_err_sys(e, errno, "%s: cannot sync", ext_dir);
-		if (rc != TS_OK)
-			goto out;
+		rc = ts_restore_stage_external(&db, &check, snapfd, snap.root, envfd, ext_dirfd, ext_dir,
+		                               ext_base, ext_tmpname, sizeof ext_tmpname, &ext_tmpfd,
+		                               &ext_filefd, &made_ext_tmp, e);
 	}
-	/* Everything on disk before the first rename: a crash after it must
-	 * not leave a restored ENV with holes. */
+	if (rc == TS_OK)
+		rc = restore_check_missing(&check, db.skip, e);
+	if (rc != TS_OK)
+		goto out;
+	/* Everything on disk before the exchange: a crash after it must not
+	 * leave a restored ENV with holes. */
 	if (syncfs(tmpfd) < 0) {
 		rc = ts_err_sys(e, errno, "%s: cannot sync", tmp);
 		goto out;
 	}
 
-	/* The swap.  The copy's top gets its owner and mode only now: nothing
-	 * of it is read or written by restore after this. */
-	rc = ts_restore_kept_name(parentfd, envname, live.root, keptname, sizeof keptname, e);
+	/* Step 5: the state of ENV, kept as a snapshot. */
+	rc = restore_keep(&src, &live, o->store, o->lock_timeout_s, out, e);
+	if (rc != TS_OK) {
+		if (!force) {
+			char why[TS_ERR_MSG_MAX];
+			snprintf(why, sizeof why, "%s", e->msg);
+			rc = ts_err_set(e, rc == TS_ERR_BUSY ? TS_ERR_BUSY : TS_ERR_IO, "%s: cannot keep its "
+			                "present state as a snapshot (%s); --force restores without keeping it",
+			                live.root, why);
+			goto out;
+		}
+		snprintf(out->not_kept, sizeof out->not_kept, "%s", e->msg);
+		ts_err_clear(e);
+	}
+
+	/* Step 6: busy again, then the exchange.  The copy's top gets its
+	 * owner and mode only now: nothing of it is read or written by restore
+	 * after this. */
+	rc = ts_restore_busy(&live, &db, force, e);
 	if (rc != TS_OK)
 		goto out;
-	snprintf(kept, sizeof kept, "%.*s%s", (int)(envname - live.root), live.root, keptname);
 	rc = ts_copy_dir_meta(snapfd, tmpfd, ".", &st, snap.root, e);
 	if (rc != TS_OK)
 		goto out;
-	if (renameat2(parentfd, envname, parentfd, keptname, RENAME_NOREPLACE) < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot rename to %s", live.root, kept);
+	rc = restore_exchange(parentfd, envname, parentfd, tmpname, tmpfd, tmp, e);
+	if (rc != TS_OK)
 		goto out;
-	}
-	if (renameat2(parentfd, tmpname, parentfd, envname, RENAME_NOREPLACE) < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot rename to %s", tmp, live.root);
-		renameat2(parentfd, keptname, parentfd, envname, RENAME_NOREPLACE);
-		goto out;
-	}
 	swapped = true;
-	/* The name moved must have been our copy: the parent may belong to
-	 * the environment's owner, who can rename in it. */
-	if (fstat(tmpfd, &tst) < 0 || fstatat(parentfd, envname, &nst, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    tst.st_dev != nst.st_dev || tst.st_ino != nst.st_ino) {
-		rc = ts_err_set(e, TS_ERR_PERM, "%s: replaced during the restore; refusing", tmp);
-		goto out;
-	}
 	if (ext_base) {
-		rc = ts_restore_kept_name(ext_dirfd, ext_base, db.external, ext_keptname, sizeof ext_keptname, e);
-		if (rc != TS_OK)
-			goto out;
-		if (renameat2(ext_dirfd, ext_base, ext_dirfd, ext_keptname, RENAME_NOREPLACE) < 0) {
-			int err = errno;
-			ext_keptname[0] = '\0';
-			if (err != ENOENT) {
-				rc = ts_err_sys(e, err, "%s: cannot rename to its .pre-restore name", db.external);
+		char desc[PATH_MAX + 80];
+		snprintf(desc, sizeof desc, "%s/%s", ext_dir, ext_tmpname);
+		if (faccessat(ext_dirfd, ext_base, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+			/* No live database there: the restored one simply moves in. */
+			if (renameat2(ext_tmpfd, ext_base, ext_dirfd, ext_base, RENAME_NOREPLACE) < 0) {
+				rc = ts_err_sys(e, errno, "%s: cannot put the restored database there", db.external);
 				goto out;
 			}
+			ext_moved = true;
+		} else {
+			rc = restore_exchange(ext_dirfd, ext_base, ext_tmpfd, ext_base, ext_filefd, desc, e);
+			if (rc != TS_OK)
+				goto out;
+			ext_swapped = true;
 		}
-		if (renameat2(ext_tmpfd, ext_base, ext_dirfd, ext_base, RENAME_NOREPLACE) < 0) {
-			rc = ts_err_sys(e, errno, "%s: cannot put the restored database there", db.external);
-			goto out;
-		}
-		ext_swapped = true;
 	}
-	/* Last: a load cannot be undone once committed (a failing one changes
-	 * nothing, and the renames are undone below). */
+	/* Step 7, last: a load cannot be undone once committed (a failing one
+	 * changes nothing, and the exchanges are undone below). */
 	rc = ts_db_restore_load(&db, e);
 	if (rc != TS_OK)
 		goto out;
-	snprintf(out->kept, sizeof out->kept, "%s", kept);
+	/* Done: the old tree (at the copy's name now) goes, through its own
+	 * descriptor. */
+	(void)restore_journal_write(&journal, RESTORE_SWAPPED, tmpname, tmpfd, envfd,
+	                            db.ops->restore_load != NULL, NULL);
+	restore_remove_dir(parentfd, tmpname, envfd);
+	made_tmp = false;
 out:
 	if (rc != TS_OK && swapped) {
 		/* Undo in reverse order, by the same descriptors; the restored
 		 * copy goes back to tmp and is removed below with the rest. */
-		if (ext_swapped)
-			renameat2(ext_dirfd, ext_base, ext_tmpfd, ext_base, RENAME_NOREPLACE);
-		if (ext_keptname[0])
-			renameat2(ext_dirfd, ext_keptname, ext_dirfd, ext_base, RENAME_NOREPLACE);
-		if (renameat2(parentfd, envname, parentfd, tmpname, RENAME_NOREPLACE) == 0)
-			renameat2(parentfd, keptname, parentfd, envname, RENAME_NOREPLACE);
-	}
-	if (rc != TS_OK && made_tmp) {
 		ts_err ignore;
-		ts_copy_remove_tree(parentfd, tmpname, &ignore);
+		if (ext_swapped)
+			(void)restore_exchange(ext_dirfd, ext_base, ext_tmpfd, ext_base, ext_filefd, "", &ignore);
+		if (ext_moved)
+			(void)renameat2(ext_dirfd, ext_base, ext_tmpfd, ext_base, RENAME_NOREPLACE);
+		(void)restore_exchange(parentfd, envname, parentfd, tmpname, envfd, "", &ignore);
 	}
+	if (rc != TS_OK && made_tmp)
+		restore_remove_dir(parentfd, tmpname, tmpfd);
 	if (made_ext_tmp) {
 		ts_err ignore;
 		ts_copy_remove_tree(ext_dirfd, ext_tmpname, &ignore);
 	}
+	restore_journal_close(&journal);
+	restore_check_free(&check);
 	if (have_db)
 		ts_db_restore_close(&db);
-	free(recorded);
+	if (ext_filefd >= 0)
+		close(ext_filefd);
 	if (ext_tmpfd >= 0)
 		close(ext_tmpfd);
 	if (ext_dirfd >= 0)
@@ -366,6 +390,7 @@ out:
 		close(tmpfd);
 	if (snapfd >= 0)
 		close(snapfd);
+	restore_src_close(&src);
 	if (have_snap)
 		ts_env_close(&snap);
 	if (have_live)

@@ -75,7 +75,8 @@ static int restore_entry_cmp(const void *a, const void *b)
 }
 
 ts_err_code restore_copy_tree(int src, int dst, const char *desc, const char *skip,
-                              const ts_progress_sink *progress, ts_restore_out *out, ts_err *e)
+                              restore_check *check, const ts_progress_sink *progress,
+                              ts_restore_out *out, ts_err *e)
 {
 	restore_list l = { .skip = skip };
 	ts_progress pr = { 0 };
@@ -99,18 +100,25 @@ ts_err_code restore_copy_tree(int src, int dst, const char *desc, const char *sk
 		if (S_ISDIR(it->st.st_mode)) {
 			if (mkdirat(dst, it->rel, 0700) < 0)
 				rc = ts_err_sys(e, errno, "%s/%s: cannot create the directory copy", desc, it->rel);
+			else
+				rc = restore_check_entry(check, it->rel, &it->st, dst, it->rel, NULL, e);
 			continue;
 		}
+		/* Checked as it lands (restore_check.c): the copy is what goes
+		 * into ENV, its pages still in the cache. */
 		if (S_ISREG(it->st.st_mode)) {
 			rc = ts_copy_file(src, dst, it->rel, 0, desc, &co, e);
 			if (rc == TS_OK) {
 				out->files++;
 				out->bytes += co.bytes;
+				rc = restore_check_entry(check, it->rel, &co.st, dst, it->rel, NULL, e);
 			}
 		} else {
 			rc = ts_copy_symlink(src, dst, it->rel, desc, &co, e);
-			if (rc == TS_OK)
+			if (rc == TS_OK) {
 				out->files++;
+				rc = restore_check_entry(check, it->rel, &co.st, dst, it->rel, co.sha256, e);
+			}
 		}
 		if (rc == TS_OK && progress) {
 			pr.files_done = out->files;
