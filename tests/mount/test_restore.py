@@ -1,8 +1,8 @@
-"""Spec section 6: `tracsnap restore [--force] SNAPSHOT-DIR ENV`.
+"""Spec section 6: `tracsnap restore [--force] SNAPSHOT ENV`.
 
 A restore gives back exactly the snapshot (files with their modes, owners and
-mtimes, database rows), keeps the previous environment as
-ENV.pre-restore-<timestamp>, restores WAL mode when the environment had it,
+mtimes, database rows), keeps the previous environment as the snapshot
+pre-restore-<time> of the store (never beside ENV), restores WAL mode when the environment had it,
 refuses while a process holds a file of ENV or its database (naming the pid)
 and, for PostgreSQL, while another session uses the database; --force
 overrides.  Every failure leaves ENV as it was and no temporary sibling.
@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from tshelpers import cli_snapshot, run, tracsnap, tree_state
+from tshelpers import cli_snapshot, run, tracsnap, tree_state, wait_sealed
 from conftest_pg import (DUMP_REL, assert_no_secret, pg_cluster, pg_db, pg_env,  # noqa: F401
                          table_digests, trac_connect)
 
@@ -77,10 +77,13 @@ def assert_restored(env, want_state, want_rows):
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 1234, 0o640)
 
 
-def kept_dir(env):
-    kept = [s for s in siblings(env) if s.startswith(os.path.basename(env) + ".pre-restore-")]
-    assert len(kept) == 1, siblings(env)
-    return os.path.join(os.path.dirname(env), kept[0])
+def kept_dir(env, store):
+    """The tree of the one pre-restore snapshot in store; nothing beside ENV."""
+    assert siblings(env) == []
+    kept = [s for s in os.listdir(store) if s.startswith("pre-restore-")]
+    assert len(kept) == 1, os.listdir(store)
+    assert not os.path.exists(os.path.join(store, kept[0], "unsealed"))
+    return os.path.join(store, kept[0], "tree")
 
 
 def test_sqlite_roundtrip_from_store_tree(env_sqlite, tmp_path):
@@ -93,10 +96,11 @@ def test_sqlite_roundtrip_from_store_tree(env_sqlite, tmp_path):
     p = tracsnap("restore", tree, env)
     assert p.stderr == ""
     lines = p.stdout.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("restored %s into %s (previous kept as %s.pre-restore-"
-                                                   % (tree, env, env)), p.stdout
+    assert len(lines) == 1 and lines[0].startswith("restored one into %s (previous state kept as snapshot "
+                                                   "pre-restore-" % env), p.stdout
     assert_restored(env, want_state, want_rows)
-    kept = kept_dir(env)
+    kept = kept_dir(env, str(tmp_path / "store"))
+    assert os.path.basename(os.path.dirname(kept)) in lines[0]
     assert os.path.exists(os.path.join(kept, "htdocs-new.txt"))
     assert not os.path.exists(os.path.join(kept, "templates", "site_footer.html.sample"))
     assert rows(os.path.join(kept, "db", "trac.db")) == changed_rows
@@ -116,6 +120,7 @@ def test_sqlite_roundtrip_from_mount_keeps_wal(env_sqlite, mount_factory):
     m = mount_factory(env)
     os.mkdir(m.path("one"))
     snap = m.path("one")
+    wait_sealed(m.store, "one")
     want_state, want_rows = state(snap), rows(os.path.join(snap, "db", "trac.db"))
     change(env)
     p = tracsnap("restore", snap, env, check=False)
@@ -125,7 +130,11 @@ def test_sqlite_roundtrip_from_mount_keeps_wal(env_sqlite, mount_factory):
     assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     c.close()
-    assert os.path.exists(os.path.join(kept_dir(env), "htdocs-new.txt"))
+    kept = kept_dir(env, m.store)
+    assert os.path.exists(os.path.join(kept, "htdocs-new.txt"))
+    # An ordinary snapshot: the mount shows it.
+    name = os.path.basename(os.path.dirname(kept))
+    assert os.path.exists(m.path(name, "htdocs-new.txt"))
 
 
 @pytest.mark.parametrize("holder", ["sleep", "python"])
@@ -163,7 +172,7 @@ def test_refused_while_a_process_holds_the_env(env_sqlite, tmp_path, holder):
         p = tracsnap("restore", "--force", tree, env, check=False)
         assert p.returncode == 0, p.stderr
         assert rows(os.path.join(env, "db", "trac.db")) == want_rows
-        assert len(siblings(env)) == 1
+        assert siblings(env) == []
     finally:
         proc.kill()
         proc.wait()
@@ -206,7 +215,8 @@ def test_disk_full_midway_leaves_env_alone(env_sqlite, tmp_path):
         live = str(small / "env")
         run(["cp", "-a", env, live])
         before = state(live)
-        p = tracsnap("restore", tree, live, check=False)
+        # A snapshot of env, not of live: --force (and a store of its own).
+        p = tracsnap("restore", "--force", "--store", tmp_path / "store2", tree, live, check=False)
         assert p.returncode == EX_CANTCREAT, (p.returncode, p.stderr)
         assert len(p.stderr.splitlines()) == 1 and "No space left on device" in p.stderr, p.stderr
         assert state(live) == before
@@ -248,7 +258,7 @@ def test_postgres_roundtrip(pg_cluster, pg_db, pg_env, tmp_path):
     assert_no_secret(p.stdout + p.stderr, "restore's output")
     assert table_digests(pg_cluster, pg_db) == want
     assert state(env) == want_state
-    assert os.path.isdir(kept_dir(env))
+    assert os.path.isdir(kept_dir(env, str(tmp_path / "store")))
 
 
 def test_postgres_refused_while_another_session(pg_cluster, pg_db, pg_env, tmp_path):
@@ -280,7 +290,7 @@ def test_postgres_failed_load_undoes_everything(pg_cluster, pg_db, pg_env, tmp_p
     pg_change(pg_cluster, pg_db)
     changed = table_digests(pg_cluster, pg_db)
     before = state(env)
-    p = tracsnap("restore", "--force", bad, env, check=False)
+    p = tracsnap("restore", "--force", "--store", tmp_path / "store", bad, env, check=False)
     assert p.returncode == EX_DATAERR, p.stderr
     assert "no_such_table_here" in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
     assert_no_secret(p.stderr, "the failure")
@@ -306,6 +316,7 @@ def test_external_sqlite_database_goes_back_to_its_path(env_sqlite, tmp_path):
     assert p.returncode == 0, p.stderr
     assert rows(db) == want_rows
     assert not os.path.exists(os.path.join(env, "tracsnap-external-db"))
-    kept = [f for f in os.listdir(str(ext)) if f.startswith("trac.db.pre-restore-")]
-    assert len(kept) == 1 and len(rows(str(ext / kept[0]))) == len(want_rows) + 1
-    assert sorted(os.listdir(str(ext))) == sorted(["trac.db"] + kept)
+    # The previous database is in the pre-restore snapshot, not beside.
+    assert sorted(os.listdir(str(ext))) == ["trac.db"]
+    kept = kept_dir(env, str(tmp_path / "store"))
+    assert len(rows(os.path.join(kept, "tracsnap-external-db", "trac.db"))) == len(want_rows) + 1
