@@ -460,5 +460,11 @@ def test_env_symlinked_to_roots_environment_is_refused(user, base):
                       "os.symlink(sys.argv[2], sys.argv[1])", env, rootenv)
     p = tracsnap("restore", tree, env, check=False)
     assert p.returncode != 0 and one_line(p), (p.returncode, p.stdout, p.stderr)
+    # The path now leads to another environment than the snapshot's...
+    assert "not of %s" % rootenv in p.stderr and "--force" in p.stderr, p.stderr
+    assert canary_state(rootenvs) == before
+    # ... and even --force does not put the user's files in place of root's.
+    p = tracsnap("restore", "--force", "--store", os.path.join(base, "store2"), tree, env, check=False)
+    assert p.returncode != 0 and one_line(p), (p.returncode, p.stdout, p.stderr)
     assert rootenv in p.stderr and "owned by uid 0" in p.stderr, p.stderr
     assert canary_state(rootenvs) == before
