@@ -413,7 +413,7 @@ def test_pg_dump_with_meta_command_in_snapshot_is_refused(base, tmp_path, pg_clu
     pg_change(pg_cluster, pg_db)
     changed = table_digests(pg_cluster, pg_db)
     before = tree_state(env)
-    p = tracsnap("restore", "--force", bad, env, check=False)
+    p = tracsnap("restore", "--force", "--store", os.path.join(base, "store2"), bad, env, check=False)
     assert not os.path.exists(pwned), "psql ran the dump's command"
     assert p.returncode != 0 and one_line(p), p.stderr
     assert "meta-command \\!" in p.stderr and DUMP_REL in p.stderr, p.stderr
@@ -436,7 +436,7 @@ def test_pg_dump_without_trac_tables_is_refused(base, tmp_path, pg_cluster, pg_d
         f.write("SELECT 1;\n")
     changed = table_digests(pg_cluster, pg_db)
     before = tree_state(env)
-    p = tracsnap("restore", "--force", bad, env, check=False)
+    p = tracsnap("restore", "--force", "--store", os.path.join(base, "store2"), bad, env, check=False)
     assert p.returncode != 0 and one_line(p), p.stderr
     assert "Trac's tables" in p.stderr and "restored" not in p.stdout, p.stderr
     assert tree_state(env) == before
