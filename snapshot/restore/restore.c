@@ -159,7 +159,7 @@ ts_err_code ts_restore(const char *snapshot, const char *env_path, const ts_rest
 	char tmpname[NAME_MAX + 1], ext_tmpname[64];
 	const char *ext_base = NULL, *envname = NULL;
 	bool have_live = false, have_snap = false, have_db = false, made_tmp = false, swapped = false;
-	bool ext_swapped = false, ext_moved = false, made_ext_tmp = false, force = o->force;
+	bool ext_swapped = false, ext_moved = false, made_ext_tmp = false, force = o->force, more;
 	int snapfd = -1, tmpfd = -1, parentfd = -1, envfd = -1, ext_dirfd = -1, ext_tmpfd = -1;
 	int ext_filefd = -1;
 	struct stat st, tst;
@@ -273,8 +273,10 @@ ts_err_code ts_restore(const char *snapshot, const char *env_path, const ts_rest
 	if (tmpfd < 0)
 		goto out;
 	made_tmp = true;
-	rc = restore_journal_write(&journal, RESTORE_COPYING, tmpname, tmpfd, envfd,
-	                           db.ops->restore_load != NULL, e);
+	/* More than the exchange of ENV makes the restore (a load, an
+	 * external database): a killed one is rolled back, not finished. */
+	more = db.ops->restore_load != NULL || ext_base != NULL;
+	rc = restore_journal_write(&journal, RESTORE_COPYING, tmpname, tmpfd, envfd, more, e);
 	if (rc != TS_OK)
 		goto out;
 	rc = restore_copy_tree(snapfd, tmpfd, snap.root, db.skip, &check, o->progress, out, e);
@@ -351,8 +353,7 @@ ts_err_code ts_restore(const char *snapshot, const char *env_path, const ts_rest
 		goto out;
 	/* Done: the old tree (at the copy's name now) goes, through its own
 	 * descriptor. */
-	(void)restore_journal_write(&journal, RESTORE_SWAPPED, tmpname, tmpfd, envfd,
-	                            db.ops->restore_load != NULL, NULL);
+	(void)restore_journal_write(&journal, RESTORE_SWAPPED, tmpname, tmpfd, envfd, more, NULL);
 	restore_remove_dir(parentfd, tmpname, envfd);
 	made_tmp = false;
 out:
