@@ -14,7 +14,7 @@ static const char usage[] =
 	"       tracsnap verify   [--store DIR] [--repair] ENV [NAME...]\n"
 	"       tracsnap prune    [--store DIR] [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"
 	"                         [--keep-weekly N] [--keep-monthly N] [--dry-run] ENV\n"
-	"       tracsnap restore  [--force] SNAPSHOT-DIR ENV\n"
+	"       tracsnap restore  [--force] [--store DIR] [--lock-timeout S] SNAPSHOT ENV\n"
 	"       tracsnap --help | --version\n"
 	"\n"
 	"Mount options: store=DIR, auto=FMT[:FMT...] (default %Y-%m-%d:%Y-%m-%dT%H),\n"
