@@ -154,7 +154,7 @@ ts_err_code ts_restore(const char *snapshot, const char *env_path, const ts_rest
 	ts_restore_out local;
 	restore_src src;
 	restore_check check = { 0 };
-	restore_journal journal = { .dirfd = -1 };
+	restore_journal journal = { .dirfd = -1, .lockfd = -1 };
 	char tmp[PATH_MAX], ext_dir[PATH_MAX], parent[PATH_MAX];
 	char tmpname[NAME_MAX + 1], ext_tmpname[64];
 	const char *ext_base = NULL, *envname = NULL;

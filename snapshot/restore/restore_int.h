@@ -124,15 +124,18 @@ typedef struct restore_journal {
 	char name[NAME_MAX + 1];   /* the journal file, in dirfd */
 	char env[PATH_MAX];        /* ENV, resolved */
 	int dirfd;                 /* its directory, -1 when none */
+	int lockfd;                /* lockname, held (flock) while restore runs */
+	char lockname[NAME_MAX + 1];
 	bool written;
 } restore_journal;
 
 enum { RESTORE_COPYING = 1, RESTORE_SWAPPED = 2 };
 
-/* Open the journal directory and settle what an interrupted restore of
- * env left (parentfd: ENV's parent, checked; envname: ENV's name there):
- * TS_ERR_BUSY when that restore's process still runs.  What was done goes
- * to out->recovered. */
+/* Open the journal directory, lock ENV's journal and settle what an
+ * interrupted restore of env left (parentfd: ENV's parent, checked;
+ * envname: ENV's name there): TS_ERR_BUSY "<ENV>: another restore of it
+ * is running (pid N)" when another restore holds the lock.  What was done
+ * goes to out->recovered.  restore_journal_close in any case. */
 ts_err_code restore_journal_open(restore_journal *j, const char *env, int parentfd,
                                  const char *envname, ts_restore_out *out, ts_err *e);
 /* Record phase for the copy tmpname (open on tmpfd) beside ENV (envfd);

@@ -9,8 +9,11 @@
  * exchange.  It lives in a directory of root's, RESTORE_JOURNAL_DIR (0700,
  * files 0600, each written to a new file and renamed over the old one),
  * never beside ENV, whose parent ENV's owner may control.  One file per
- * ENV, named by its resolved path.  Restores by another account than root
- * keep no journal (they could not write there).
+ * ENV, named by its resolved path, and beside it NAME.lock, which the
+ * restore holds (flock) from before it looks at the journal until the
+ * journal is gone, and then removes: one restore of ENV at a time, and a
+ * killed one's lock goes with it.  Restores by another account than root keep no journal
+ * (they could not write there).
  *
  * File: lines "tracsnap-restore 1", "pid PID STARTTIME", "env ESCAPED",
  * "tmp ESCAPED", "copy DEV INO", "old DEV INO", "load 0|1", "phase
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,7 +91,7 @@ static void restore_journal_name(const char *env, char *out)
 			o += (size_t)snprintf(buf + o, sizeof buf - o, "%%%02X", *p);
 	}
 	buf[o] = '\0';
-	if (o > 0 && o <= NAME_MAX) {
+	if (o > 0 && o <= NAME_MAX - 5) {   /* room for ".lock" */
 		memcpy(out, buf, o + 1);
 		return;
 	}
@@ -212,16 +216,51 @@ static void restore_settle(const restore_jfile *f, const char *env, int parentfd
 	         env, f->tmp);
 }
 
+/* Lock lockname in j->dirfd (made when missing) into j->lockfd.  A lock
+ * file is removed, while held, when its restore ends: one locked after that
+ * is no longer at the name, and the name is tried again. */
+static ts_err_code restore_journal_lock(restore_journal *j, const char *lockname, const char *env,
+                                        ts_err *e)
+{
+	struct stat a, b;
+
+	for (int tries = 0; tries < 8; tries++) {
+		j->lockfd = openat(j->dirfd, lockname, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (j->lockfd < 0)
+			return ts_err_sys(e, errno, "%s/%s: cannot open", RESTORE_JOURNAL_DIR, lockname);
+		if (flock(j->lockfd, LOCK_EX | LOCK_NB) < 0) {
+			int err = errno;
+			char pid[32] = "";
+			ssize_t got;
+			if (err != EWOULDBLOCK)
+				return ts_err_sys(e, err, "%s/%s: cannot lock", RESTORE_JOURNAL_DIR, lockname);
+			got = pread(j->lockfd, pid, sizeof pid - 1, 0);
+			pid[got > 0 ? got : 0] = '\0';
+			pid[strcspn(pid, "\n")] = '\0';
+			return ts_err_set(e, TS_ERR_BUSY, "%s: another restore of it is running (pid %s)", env,
+			                  pid[0] ? pid : "?");
+		}
+		if (fstat(j->lockfd, &a) == 0 && fstatat(j->dirfd, lockname, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+			snprintf(j->lockname, sizeof j->lockname, "%s", lockname);
+			return TS_OK;
+		}
+		close(j->lockfd);
+		j->lockfd = -1;
+	}
+	return ts_err_set(e, TS_ERR_BUSY, "%s: another restore of it is starting", env);
+}
+
 ts_err_code restore_journal_open(restore_journal *j, const char *env, int parentfd,
                                  const char *envname, ts_restore_out *out, ts_err *e)
 {
-	char name[NAME_MAX + 1];
+	char name[NAME_MAX + 1], lockname[NAME_MAX + 1], mypid[32];
 	restore_jfile f;
 	ts_err_code rc = TS_OK;
-	int r;
+	int r, n;
 
 	memset(j, 0, sizeof *j);
-	j->dirfd = -1;
+	j->dirfd = j->lockfd = -1;
 	if (geteuid() != 0)
 		return TS_OK;
 	if ((mkdir(RESTORE_JOURNAL_PARENT, 0700) < 0 && errno != EEXIST) ||
@@ -233,15 +272,21 @@ ts_err_code restore_journal_open(restore_journal *j, const char *env, int parent
 	restore_journal_name(env, name);
 	snprintf(j->name, sizeof j->name, "%s", name);
 	snprintf(j->env, sizeof j->env, "%s", env);
+	/* One restore of ENV at a time: the lock is the kernel's, so a killed
+	 * restorer's goes with it and its journal is then ours to settle.
+	 * The lock file holds the holder's pid, for the message. */
+	snprintf(lockname, sizeof lockname, "%.*s.lock", NAME_MAX - 5, name);
+	rc = restore_journal_lock(j, lockname, env, e);
+	if (rc != TS_OK)
+		return rc;
+	n = snprintf(mypid, sizeof mypid, "%ld\n", (long)getpid());
+	if (ftruncate(j->lockfd, 0) < 0 || pwrite(j->lockfd, mypid, (size_t)n, 0) != n)
+		return ts_err_sys(e, errno, "%s/%s: cannot write", RESTORE_JOURNAL_DIR, lockname);
 	r = restore_jfile_read(j->dirfd, name, &f);
 	if (r < 0)
 		return ts_err_sys(e, errno, "%s/%s: cannot read", RESTORE_JOURNAL_DIR, name);
 	if (r == 0 || strcmp(f.env, env))
 		goto out;
-	if (f.pid != getpid() && f.start && restore_starttime(f.pid) == f.start) {
-		rc = ts_err_set(e, TS_ERR_BUSY, "%s: another restore of it is running (pid %ld)", env, f.pid);
-		goto out;
-	}
 	restore_settle(&f, env, parentfd, envname, out);
 	(void)unlinkat(j->dirfd, name, 0);
 out:
@@ -296,12 +341,16 @@ out:
 
 void restore_journal_close(restore_journal *j)
 {
-	if (j->dirfd < 0)
-		return;
-	if (j->written) {
+	if (j->dirfd >= 0 && j->written) {
 		(void)unlinkat(j->dirfd, j->name, 0);
 		(void)fsync(j->dirfd);
 	}
-	close(j->dirfd);
-	j->dirfd = -1;
+	if (j->lockfd >= 0 && j->lockname[0])
+		(void)unlinkat(j->dirfd, j->lockname, 0);
+	/* The lock last: the next restore must not find our journal. */
+	if (j->lockfd >= 0)
+		close(j->lockfd);
+	if (j->dirfd >= 0)
+		close(j->dirfd);
+	j->lockfd = j->dirfd = -1;
 }
