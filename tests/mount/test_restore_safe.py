@@ -29,6 +29,13 @@ import pytest
 from tshelpers import cli_snapshot, extract_fixture, run, tracsnap, tree_state
 
 EX_USAGE, EX_DATAERR, EX_TEMPFAIL = 64, 65, 75
+JOURNALS = "/var/lib/tracsnap/restore"
+
+
+def journal_name(env):
+    """The journal's file name for env (doc/design.md, Restore)."""
+    keep = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    return "".join(chr(c) if c in keep else "%%%02X" % c for c in os.fsencode(env))
 
 
 def state(path):
@@ -335,3 +342,36 @@ def test_interrupted_restore_is_settled_by_the_next(setup, where):
     assert lines[1].startswith("restored one into %s" % env)
     assert siblings(env) == []
     assert not os.path.exists(os.path.join(env, "htdocs", "new.txt"))
+    # The journal (and its lock) are gone once a restore has ended.
+    assert [n for n in os.listdir(JOURNALS) if n.startswith(journal_name(env))] == []
+
+
+def test_restore_while_another_restore_of_env_runs_is_refused(setup):
+    """The journal names a restorer that still runs: the second restore
+    refuses (and leaves the first one's copy alone)."""
+    env, store, _ = setup
+    with open(os.path.join(env, "htdocs", "big.bin"), "wb") as f:
+        for _ in range(64):
+            f.write(os.urandom(1 << 20))
+    tree = cli_snapshot(env, store, "big").tree
+    parent, name = os.path.split(env)
+    first = subprocess.Popen([os.environ.get("TRACSNAP_BIN", "tracsnap"), "restore", tree, env],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stopped = False
+    try:
+        deadline = time.monotonic() + 60
+        while not any(n.startswith(name + ".restore-tmp-") for n in os.listdir(parent)):
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.0005)
+        os.kill(first.pid, 19)   # SIGSTOP: a restore still running
+        stopped = True
+        p = tracsnap("restore", tree, env, check=False)
+        assert p.returncode == EX_TEMPFAIL, (p.returncode, p.stdout, p.stderr)
+        assert p.stderr == "tracsnap: %s: another restore of it is running (pid %d)\n" % (env, first.pid)
+        assert os.path.isdir(os.path.join(parent, "%s.restore-tmp-%d" % (name, first.pid)))
+    finally:
+        if stopped:
+            os.kill(first.pid, 18)   # SIGCONT
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert siblings(env) == []
