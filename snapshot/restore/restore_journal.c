@@ -254,7 +254,7 @@ static ts_err_code restore_journal_lock(restore_journal *j, const char *lockname
 ts_err_code restore_journal_open(restore_journal *j, const char *env, int parentfd,
                                  const char *envname, ts_restore_out *out, ts_err *e)
 {
-	char name[NAME_MAX + 1], lockname[NAME_MAX + 1], mypid[32];
+	char name[NAME_MAX + 1], lockname[NAME_MAX + 1], mypid[32], *real;
 	restore_jfile f;
 	ts_err_code rc = TS_OK;
 	int r, n;
@@ -266,7 +266,13 @@ ts_err_code restore_journal_open(restore_journal *j, const char *env, int parent
 	if ((mkdir(RESTORE_JOURNAL_PARENT, 0700) < 0 && errno != EEXIST) ||
 	    (mkdir(RESTORE_JOURNAL_DIR, 0700) < 0 && errno != EEXIST))
 		return ts_err_sys(e, errno, "%s: cannot create", RESTORE_JOURNAL_DIR);
-	rc = ts_trust_open_path(RESTORE_JOURNAL_DIR, 0, "restore journal", &j->dirfd, e);
+	/* Resolved first, as the store's path is (trust.h): the
+	 * administrator's own links (/var/lib -> /data/lib) are theirs. */
+	real = realpath(RESTORE_JOURNAL_DIR, NULL);
+	if (!real)
+		return ts_err_sys(e, errno, "%s: cannot resolve", RESTORE_JOURNAL_DIR);
+	rc = ts_trust_open_path(real, 0, "restore journal", &j->dirfd, e);
+	free(real);
 	if (rc != TS_OK)
 		return rc;
 	restore_journal_name(env, name);
