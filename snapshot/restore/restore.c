@@ -289,6 +289,15 @@ ts_err_code ts_restore(const char *snapshot, const char *env_path, const ts_rest
 		rc = ts_restore_stage_external(&db, &check, snapfd, snap.root, envfd, ext_dirfd, ext_dir,
 		                               ext_base, ext_tmpname, sizeof ext_tmpname, &ext_tmpfd,
 		                               &ext_filefd, &made_ext_tmp, e);
+		if (made_ext_tmp && ext_tmpfd >= 0 && ext_filefd >= 0) {
+			ts_err_code jrc;
+			restore_journal_set_ext(&journal, *ext_dir ? ext_dir : "/", ext_base, ext_tmpname,
+			                        ext_tmpfd, ext_filefd, db.copy_st.st_uid);
+			jrc = restore_journal_write(&journal, RESTORE_COPYING, tmpname, tmpfd, envfd, more,
+			                            rc == TS_OK ? e : NULL);
+			if (rc == TS_OK)
+				rc = jrc;
+		}
 	}
 	if (rc == TS_OK)
 		rc = restore_check_missing(&check, db.skip, e);

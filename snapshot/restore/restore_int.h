@@ -127,6 +127,10 @@ typedef struct restore_journal {
 	int lockfd;                /* lockname, held (flock) while restore runs */
 	char lockname[NAME_MAX + 1];
 	bool written;
+	/* An external database staged in its own directory (when ext_dir[0]). */
+	char ext_dir[PATH_MAX], ext_base[NAME_MAX + 1], ext_tmp[NAME_MAX + 1];
+	uid_t ext_uid;
+	struct stat ext_tmp_st, ext_copy_st;
 } restore_journal;
 
 enum { RESTORE_COPYING = 1, RESTORE_SWAPPED = 2 };
@@ -143,6 +147,12 @@ ts_err_code restore_journal_open(restore_journal *j, const char *env, int parent
  * restore until RESTORE_SWAPPED is written). */
 ts_err_code restore_journal_write(restore_journal *j, int phase, const char *tmpname, int tmpfd,
                                   int envfd, bool load, ts_err *e);
+/* Record the external database's staging: directory dir (opened with
+ * owner uid), the database's name base there, the staging directory tmp
+ * (open on tmpfd) and the staged file (open on filefd); the next
+ * restore_journal_write writes it. */
+void restore_journal_set_ext(restore_journal *j, const char *dir, const char *base, const char *tmp,
+                             int tmpfd, int filefd, uid_t uid);
 /* Remove the journal: the restore is over, one way or the other. */
 void restore_journal_close(restore_journal *j);
 

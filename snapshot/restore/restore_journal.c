@@ -44,6 +44,10 @@ typedef struct restore_jfile {
 	char *env, *tmp;
 	unsigned long long copy_dev, copy_ino, old_dev, old_ino;
 	int load, phase;
+	/* The external database's staging, or ext_dir NULL. */
+	char *ext_dir, *ext_base, *ext_tmp;
+	unsigned ext_uid;
+	unsigned long long et_dev, et_ino, ec_dev, ec_ino;
 } restore_jfile;
 
 /* The start time of process pid (field 22 of /proc/PID/stat), 0 when it
@@ -105,6 +109,9 @@ static void restore_jfile_free(restore_jfile *f)
 {
 	free(f->env);
 	free(f->tmp);
+	free(f->ext_dir);
+	free(f->ext_base);
+	free(f->ext_tmp);
 }
 
 /* Read and parse the journal name in dirfd: 1 read, 0 none (or not a
@@ -140,8 +147,24 @@ static int restore_jfile_read(int dirfd, const char *name, restore_jfile *f)
 			got |= (sscanf(arg, "%llu %llu", &f->old_dev, &f->old_ino) == 2) << 4;
 		else if (!strncmp(line, "load ", 5))
 			got |= (sscanf(arg, "%d", &f->load) == 1) << 5;
+		else if (!strncmp(line, "ext ", 4) && !f->ext_dir && sscanf(arg, "%u", &f->ext_uid) == 1 &&
+		         strchr(arg, ' '))
+			f->ext_dir = ts_manifest_unescape(strchr(arg, ' ') + 1);
+		else if (!strncmp(line, "extbase ", 8) && !f->ext_base)
+			f->ext_base = ts_manifest_unescape(arg);
+		else if (!strncmp(line, "exttmp ", 7) && !f->ext_tmp && strchr(arg, ' ') &&
+		         sscanf(strchr(arg, ' ') + 1, "%llu %llu", &f->et_dev, &f->et_ino) == 2) {
+			*strchr((char *)arg, ' ') = '\0';
+			f->ext_tmp = ts_manifest_unescape(arg);
+		} else if (!strncmp(line, "extcopy ", 8))
+			(void)sscanf(arg, "%llu %llu", &f->ec_dev, &f->ec_ino);
 		else if (!strncmp(line, "phase ", 6) && sscanf(arg, "%15s", word) == 1)
 			got |= ((f->phase = !strcmp(word, "swapped") ? RESTORE_SWAPPED : RESTORE_COPYING)) ? 1 << 6 : 0;
+	}
+	if (f->ext_dir && (f->ext_dir[0] != '/' || !f->ext_base || !f->ext_tmp || strchr(f->ext_base, '/') ||
+	                   strchr(f->ext_tmp, '/') || !*f->ext_base || !*f->ext_tmp)) {
+		free(f->ext_dir);
+		f->ext_dir = NULL;   /* not trusted with a path: left alone */
 	}
 	if (got != 0x7f || strchr(f->tmp, '/') || !*f->tmp) {
 		restore_jfile_free(f);
@@ -169,6 +192,36 @@ static int restore_open_if(int parentfd, const char *name, unsigned long long de
 	return fd;
 }
 
+/* The external database's part of settling f: its staging directory
+ * removed, and with rollback the live name given back the old file when
+ * it holds the staged one.  Through its directory opened as restore opened
+ * it (trust.h, the database file's owner). */
+static void restore_settle_ext(const restore_jfile *f, bool rollback)
+{
+	int dfd = -1, tfd = -1, oldfd = -1;
+	struct stat st;
+	ts_err ignore;
+
+	if (!f->ext_dir || ts_trust_open_path(f->ext_dir, (uid_t)f->ext_uid, "restore", &dfd, &ignore) != TS_OK)
+		return;
+	tfd = restore_open_if(dfd, f->ext_tmp, f->et_dev, f->et_ino);
+	if (tfd >= 0 && rollback && fstatat(dfd, f->ext_base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    restore_same(&st, f->ec_dev, f->ec_ino)) {
+		oldfd = openat(tfd, f->ext_base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (oldfd >= 0)
+			(void)restore_exchange(dfd, f->ext_base, tfd, f->ext_base, oldfd, f->ext_dir, &ignore);
+		else if (errno == ENOENT)   /* there was none: the staged one moved in */
+			(void)renameat2(dfd, f->ext_base, tfd, f->ext_base, RENAME_NOREPLACE);
+	}
+	if (tfd >= 0)
+		restore_remove_dir(dfd, f->ext_tmp, tfd);
+	if (oldfd >= 0)
+		close(oldfd);
+	if (tfd >= 0)
+		close(tfd);
+	close(dfd);
+}
+
 /* Settle what f's restore left in parentfd (ENV's name envname). */
 static void restore_settle(const restore_jfile *f, const char *env, int parentfd, const char *envname,
                            ts_restore_out *out)
@@ -186,6 +239,7 @@ static void restore_settle(const restore_jfile *f, const char *env, int parentfd
 			restore_remove_dir(parentfd, f->tmp, oldfd);
 			close(oldfd);
 		}
+		restore_settle_ext(f, false);
 		snprintf(out->recovered, sizeof out->recovered, "finished an interrupted restore of %s: removed "
 		         "the previous tree (%s)", env, f->tmp);
 		return;
@@ -202,8 +256,9 @@ static void restore_settle(const restore_jfile *f, const char *env, int parentfd
 			close(oldfd);
 		if (copyfd >= 0)
 			close(copyfd);
+		restore_settle_ext(f, true);
 		snprintf(out->recovered, sizeof out->recovered, "rolled back an interrupted restore of %s: "
-		         "put the previous tree back (the database load had not finished), removed %s",
+		         "put the previous tree back (the restore had not finished), removed %s",
 		         env, f->tmp);
 		return;
 	}
@@ -212,6 +267,7 @@ static void restore_settle(const restore_jfile *f, const char *env, int parentfd
 		restore_remove_dir(parentfd, f->tmp, copyfd);
 		close(copyfd);
 	}
+	restore_settle_ext(f, true);
 	snprintf(out->recovered, sizeof out->recovered, "rolled back an interrupted restore of %s: removed %s",
 	         env, f->tmp);
 }
@@ -328,6 +384,18 @@ ts_err_code restore_journal_write(restore_journal *j, int phase, const char *tmp
 	        (unsigned long long)cst.st_dev, (unsigned long long)cst.st_ino,
 	        (unsigned long long)ost.st_dev, (unsigned long long)ost.st_ino, load ? 1 : 0,
 	        phase == RESTORE_SWAPPED ? "swapped" : "copying");
+	if (j->ext_dir[0]) {
+		char *d = ts_manifest_escape(j->ext_dir), *b = ts_manifest_escape(j->ext_base),
+		     *t = ts_manifest_escape(j->ext_tmp);
+		if (d && b && t)
+			fprintf(f, "ext %u %s\nextbase %s\nexttmp %s %llu %llu\nextcopy %llu %llu\n",
+			        (unsigned)j->ext_uid, d, b, t, (unsigned long long)j->ext_tmp_st.st_dev,
+			        (unsigned long long)j->ext_tmp_st.st_ino, (unsigned long long)j->ext_copy_st.st_dev,
+			        (unsigned long long)j->ext_copy_st.st_ino);
+		free(d);
+		free(b);
+		free(t);
+	}
 	if (fflush(f) != 0 || fsync(fileno(f)) < 0 || renameat(j->dirfd, tmp, j->dirfd, j->name) < 0 ||
 	    fsync(j->dirfd) < 0)
 		rc = ts_err_sys(e, errno, "%s: cannot write the journal", RESTORE_JOURNAL_DIR);
@@ -343,6 +411,17 @@ out:
 	free(eenv);
 	free(etmp);
 	return rc;
+}
+
+void restore_journal_set_ext(restore_journal *j, const char *dir, const char *base, const char *tmp,
+                             int tmpfd, int filefd, uid_t uid)
+{
+	if (fstat(tmpfd, &j->ext_tmp_st) < 0 || fstat(filefd, &j->ext_copy_st) < 0)
+		return;   /* not journaled: the next restore leaves it alone */
+	snprintf(j->ext_dir, sizeof j->ext_dir, "%s", dir);
+	snprintf(j->ext_base, sizeof j->ext_base, "%s", base);
+	snprintf(j->ext_tmp, sizeof j->ext_tmp, "%s", tmp);
+	j->ext_uid = uid;
 }
 
 void restore_journal_close(restore_journal *j)
