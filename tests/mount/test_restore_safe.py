@@ -375,3 +375,64 @@ def test_restore_while_another_restore_of_env_runs_is_refused(setup):
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert siblings(env) == []
+
+
+@pytest.mark.parametrize("where", ["before-db-exchange", "after-db-exchange"])
+def test_interrupted_restore_with_external_database_is_rolled_back(env_sqlite, tmp_path, where):
+    """ENV's files alone are not the restore when the database lives
+    outside ENV: killed between or after the two exchanges, the next
+    restore puts the previous tree and database back (nothing staged left
+    beside the database), then restores both."""
+    from tshelpers import set_trac_database
+    env = env_sqlite
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    db = str(ext / "trac.db")
+    shutil.move(os.path.join(env, "db", "trac.db"), db)
+    set_trac_database(env, "sqlite:" + db)
+    store = str(tmp_path / "store")
+    tree = cli_snapshot(env, store, "one").tree
+    want_rows = rows(db)
+    # Where the exchanges come: a first restore under strace.
+    log = str(tmp_path / "strace.log")
+    run(["strace", "-f", "-o", log, "-e", "trace=renameat,renameat2",
+         os.environ.get("TRACSNAP_BIN", "tracsnap"), "restore", tree, env])
+    calls = [l for l in open(log) if re.match(r"\d+\s+renameat2?\(", l)]
+    n2 = nat = 0
+    exchanges, after = [], None
+    for l in calls:
+        if " renameat2(" in l:
+            n2 += 1
+            if "RENAME_EXCHANGE" in l:
+                exchanges.append(n2)
+        else:
+            nat += 1
+            if len(exchanges) == 2 and after is None:
+                after = nat
+    assert len(exchanges) == 2 and after, "".join(calls)
+    c = sqlite3.connect(db)
+    with c:
+        c.execute("INSERT INTO ticket (id, summary) VALUES (9001, 'after the snapshot')")
+    c.close()
+    change_file = os.path.join(env, "htdocs", "new.txt")
+    with open(change_file, "w") as f:
+        f.write("new\n")
+    old_rows = rows(db)
+    inject = ("renameat2:when=%d" % exchanges[1] if where == "before-db-exchange"
+              else "renameat:when=%d" % after)
+    killed_restore(env, tree, inject)
+    assert os.path.isdir(env)
+    p = tracsnap("restore", tree, env, check=False)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(
+        "rolled back an interrupted restore of %s: put the previous tree back" % env), p.stdout
+    # The settled state was the previous one: the restore then kept it.
+    name = re.search(r"kept as snapshot (\S+);", lines[1]).group(1)
+    kept_tree = os.path.join(store, name, "tree")
+    assert os.path.exists(os.path.join(kept_tree, "htdocs", "new.txt"))
+    assert rows(os.path.join(kept_tree, "tracsnap-external-db", "trac.db")) == old_rows
+    # And now both are the snapshot's; nothing staged left anywhere.
+    assert rows(db) == want_rows and not os.path.exists(change_file)
+    assert sorted(os.listdir(str(ext))) == ["trac.db"]
+    assert siblings(env) == []
