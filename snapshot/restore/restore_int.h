@@ -111,9 +111,9 @@ ts_err_code restore_keep(restore_src *s, const ts_env *live, const char *store_o
 ts_err_code restore_exchange(int adir, const char *a, int bdir, const char *b, int want_a,
                              const char *desc, ts_err *e);
 
-/* Remove the directory tree open on fd, which is name in dirfd: its
- * contents through fd, then name only if it is still that directory.
- * Never fails (what cannot be removed stays). */
+/* Remove the directory tree open on fd, which is name in dirfd: nothing
+ * unless name holds it, then its contents through fd, then name if it is
+ * still that directory.  Never fails (what cannot be removed stays). */
 void restore_remove_dir(int dirfd, const char *name, int fd);
 
 /* ---------------------------------------------------- restore_journal.c */

@@ -51,8 +51,12 @@ void restore_remove_dir(int dirfd, const char *name, int fd)
 	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
 	struct dirent *de;
 
-	if (!d) {
-		if (dfd >= 0)
+	/* Only while the name holds it: an fd that has moved (to ENV's name,
+	 * say, by its owner's rename) is not the tree to empty. */
+	if (!d || !restore_is(dirfd, name, fd)) {
+		if (d)
+			closedir(d);
+		else if (dfd >= 0)
 			close(dfd);
 		return;
 	}
