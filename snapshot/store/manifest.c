@@ -26,10 +26,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MANIFEST_MAGIC "tracsnap-manifest"
-#define MANIFEST_VERSION "1"
-#define MANIFEST_FIELDS 10
-
 void ts_manifest_init(ts_manifest *m)
 {
 	memset(m, 0, sizeof(*m));

@@ -4,14 +4,15 @@
  * (below, each space between fields stands for that TAB, in the header lines
  *  too: "tracsnap-manifest<TAB>1", "entries<TAB>3"; every line ends with LF)
  *
- *   tracsnap-manifest 1
+ *   tracsnap-manifest 2
  *   time <unix seconds>.<9-digit ns>          the snapshot instant T
  *   env <escaped absolute path of ENV>
  *   [external-db <escaped absolute path> <escaped relpath inside the tree>]
  *   [no-database]
  *   [unsealed <boot id>]
  *   entries <count>
- *   <type> <mode> <uid> <gid> <size> <mtime> <sha256> <src_ino> <src_ctime> <path>
+ *   <type> <mode> <uid> <gid> <size> <mtime> <sha256> <src_ino> <src_ctime>
+ *          <store_ino> <store_ctime> <path>         (one line)
  *   ...
  *   end
  *
@@ -23,7 +24,13 @@
  * manifest, never for 'l').  src_ino/src_ctime
  * identify the environment file the entry was copied from (0 and 0.000000000
  * when unknown, e.g. the database); the engine uses them to share unchanged
- * files with the previous snapshot.  path: relative to the snapshot root, "."
+ * files with the previous snapshot.  store_ino/store_ctime identify the
+ * store's own copy of an 'f' entry as it was placed in the snapshot's tree
+ * (an fstatat right after the copy or the hard link that put it there; 0
+ * and 0.000000000 for other types and when unknown): before a stored copy
+ * is shared into a new snapshot the engine compares it with them, so that a
+ * copy damaged in the store is never shared (doc/contract.md section 5;
+ * take/share_check.h).  path: relative to the snapshot root, "."
  * for the root itself, escaped (see ts_manifest_escape).  Entries are sorted
  * by path bytes (strcmp), parents before children.
  *
@@ -39,9 +46,12 @@
  * pending.  An unsealed snapshot whose boot id differs from the running
  * kernel's may have lost data in a crash and is discarded by the engine.
  * An unsealed manifest may have no pending entry (hashes done, not yet
- * durable); a manifest without the line never has one.  The format version
- * stays 1: manifests written before sealing existed simply have no
- * "unsealed" line.
+ * durable); a manifest without the line never has one.  Manifests written
+ * before sealing existed simply have no "unsealed" line.
+ *
+ * Versions: the writer writes 2.  The reader also reads version 1, whose
+ * entries lack the two store fields (10 fields, not 12): they read as 0
+ * and 0.000000000, the identity unknown.
  *
  * Ownership: a ts_manifest owns its entries and their path strings; release
  * with ts_manifest_free().
@@ -68,6 +78,8 @@ typedef struct ts_manifest_entry {
 	bool pending;              /* 'f' only: sha256 not computed yet (unsealed manifests only) */
 	uint64_t src_ino;
 	struct timespec src_ctime;
+	uint64_t store_ino;        /* 'f': the store copy's inode when placed (0: unknown) */
+	struct timespec store_ctime; /* 'f': and its ctime then */
 	char *path;                /* owned; unescaped bytes */
 } ts_manifest_entry;
 

@@ -11,8 +11,9 @@
 #include "store/manifest.h"
 
 #define MANIFEST_MAGIC "tracsnap-manifest"
-#define MANIFEST_VERSION "1"
-#define MANIFEST_FIELDS 10
+#define MANIFEST_VERSION "2"
+#define MANIFEST_FIELDS 12
+#define MANIFEST_FIELDS_V1 10   /* version 1: no store_ino, store_ctime */
 
 /* Append an entry that takes ownership of path (freed on failure too);
  * NULL on out of memory. */

@@ -28,6 +28,7 @@ typedef struct manifest_r {
 	size_t cap;
 	size_t len;       /* of line, without the LF */
 	unsigned long lineno;
+	size_t fields;    /* of an entry line: MANIFEST_FIELDS, or _V1 for version 1 */
 	ts_err *e;
 } manifest_r;
 
@@ -179,16 +180,16 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 	char *path = NULL;
 	ts_manifest_entry *ent;
 	ts_err_code rc = TS_OK;
-	uint64_t uid, gid, size, ino;
-	struct timespec mtime, ctime;
+	uint64_t uid, gid, size, ino, store_ino = 0;
+	struct timespec mtime, ctime, store_ctime = { 0, 0 };
 	unsigned char sha[32] = { 0 };
 	unsigned mode = 0;
 	bool pending = false;
 	char type;
 	int i;
 
-	if (mr_split(r, f, MANIFEST_FIELDS) != MANIFEST_FIELDS) {
-		rc = mr_bad(r, "entry needs %d fields", MANIFEST_FIELDS);
+	if (mr_split(r, f, r->fields) != r->fields) {
+		rc = mr_bad(r, "entry needs %zu fields", r->fields);
 		goto out;
 	}
 	if (strlen(f[0]) != 1 || (f[0][0] != 'd' && f[0][0] != 'f' && f[0][0] != 'l')) {
@@ -235,7 +236,16 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 		rc = mr_bad(r, "bad source ctime");
 		goto out;
 	}
-	rc = mr_path(r, f[9], true, &path, "path");
+	/* Version 2: the store copy's identity (version 1: unknown, 0). */
+	if (r->fields == MANIFEST_FIELDS && !mr_u64(f[9], UINT64_MAX, &store_ino)) {
+		rc = mr_bad(r, "bad store inode");
+		goto out;
+	}
+	if (r->fields == MANIFEST_FIELDS && !mr_time(f[10], &store_ctime)) {
+		rc = mr_bad(r, "bad store ctime");
+		goto out;
+	}
+	rc = mr_path(r, f[r->fields - 1], true, &path, "path");
 	if (rc != TS_OK)
 		goto out;
 	if (m->n > 0) {
@@ -261,6 +271,8 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 	ent->pending = pending;
 	ent->src_ino = ino;
 	ent->src_ctime = ctime;
+	ent->store_ino = store_ino;
+	ent->store_ctime = store_ctime;
 out:
 	free(path);
 	return rc;
@@ -291,7 +303,11 @@ static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
 		rc = ts_err_set(r->e, TS_ERR_CORRUPT, "%s:1: empty file, not a tracsnap manifest", r->file);
 	if (rc != TS_OK)
 		goto out;
-	if (strcmp(r->line, MANIFEST_MAGIC "\t" MANIFEST_VERSION) != 0) {
+	if (strcmp(r->line, MANIFEST_MAGIC "\t" MANIFEST_VERSION) == 0) {
+		r->fields = MANIFEST_FIELDS;
+	} else if (strcmp(r->line, MANIFEST_MAGIC "\t1") == 0) {
+		r->fields = MANIFEST_FIELDS_V1;
+	} else {
 		rc = strncmp(r->line, MANIFEST_MAGIC "\t", strlen(MANIFEST_MAGIC) + 1) == 0
 		     ? mr_bad(r, "unsupported manifest version")
 		     : mr_bad(r, "not a tracsnap manifest");

@@ -29,6 +29,14 @@ void ts_manifest_entry_set_source(ts_manifest_entry *me, const struct stat *st)
 	me->src_ctime = st->st_ctim;
 }
 
+void ts_manifest_entry_set_store(ts_manifest_entry *me, const struct stat *st)
+{
+	if (me->type != 'f')
+		return;
+	me->store_ino = st->st_ino;
+	me->store_ctime = st->st_ctim;
+}
+
 void ts_manifest_entry_to_stat(const ts_manifest_entry *me, struct stat *st)
 {
 	memset(st, 0, sizeof *st);

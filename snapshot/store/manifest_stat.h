@@ -33,6 +33,11 @@ void ts_manifest_entry_set_meta(ts_manifest_entry *me, const struct stat *st);
 /* me's source from st, the environment file's stat: src_ino, src_ctime. */
 void ts_manifest_entry_set_source(ts_manifest_entry *me, const struct stat *st);
 
+/* me's store identity from st, the lstat of the store's copy just placed
+ * (copied, or hard-linked into the new tree): store_ino, store_ctime.
+ * Only for 'f' entries; others keep 0 (manifest.h). */
+void ts_manifest_entry_set_store(ts_manifest_entry *me, const struct stat *st);
+
 /* The inverse of the two above: the environment file's stat as me recorded
  * it (type and mode, owner, size, mtime, st_ino = src_ino, st_ctim =
  * src_ctime); every other field zero (st_dev is the caller's to set). */

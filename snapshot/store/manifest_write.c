@@ -112,7 +112,8 @@ static ts_err_code manifest_check(const ts_manifest *m, const char *file, ts_err
 			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad path", file, i);
 		if (ent->type != 'd' && ent->type != 'f' && ent->type != 'l')
 			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad type", file, i);
-		if (!manifest_ts_ok(&ent->mtime) || !manifest_ts_ok(&ent->src_ctime))
+		if (!manifest_ts_ok(&ent->mtime) || !manifest_ts_ok(&ent->src_ctime) ||
+		    !manifest_ts_ok(&ent->store_ctime))
 			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad time", file, i);
 		if (ent->pending && ent->type != 'f')
 			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: pending but not a file",
@@ -193,8 +194,10 @@ ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e)
 		          (unsigned long)ent->uid, (unsigned long)ent->gid, ent->size,
 		          (long long)ent->mtime.tv_sec, (long)ent->mtime.tv_nsec);
 		mw_str(w, hex);
-		mw_printf(w, "\t%" PRIu64 "\t%lld.%09ld\t", ent->src_ino,
-		          (long long)ent->src_ctime.tv_sec, (long)ent->src_ctime.tv_nsec);
+		mw_printf(w, "\t%" PRIu64 "\t%lld.%09ld\t%" PRIu64 "\t%lld.%09ld\t", ent->src_ino,
+		          (long long)ent->src_ctime.tv_sec, (long)ent->src_ctime.tv_nsec,
+		          ent->store_ino, (long long)ent->store_ctime.tv_sec,
+		          (long)ent->store_ctime.tv_nsec);
 		if (!mw_escaped(w, ent->path))
 			goto nomem;
 		mw_str(w, "\n");

@@ -166,8 +166,10 @@ def _read_manifest(path):
     with open(path, "rb") as f:
         lines = f.read().decode("utf-8", "surrogateescape").split("\n")
     # fields are TAB-separated (snapshot/store/manifest.h), header lines included
-    assert lines[0].split() == ["tracsnap-manifest", "1"], lines[0]
-    entries = [l.split("\t") for l in lines[1:] if l.count("\t") == 9]
+    assert lines[0].split() == ["tracsnap-manifest", "2"], lines[0]
+    # entries: 12 fields, the path last (version 2: the store copy's inode
+    # and ctime before it)
+    entries = [l.split("\t") for l in lines[1:] if l.count("\t") == 11]
     counts = [l.split() for l in lines if l.split()[:1] == ["entries"]]
     assert len(counts) == 1 and int(counts[0][1]) == len(entries), (counts, len(entries))
     assert [l for l in lines if l][-1] == "end"
@@ -189,7 +191,7 @@ def test_store_layout_and_manifest(env_sqlite, mount_factory, tmp_path):
     wait_sealed(store, "s")   # the daemon hashes in the background
     lines, entries = _read_manifest(os.path.join(snapdir, "manifest"))
     viewt = tree_entries(m.path("s"))
-    by_path = {e[9]: e for e in entries}
+    by_path = {e[-1]: e for e in entries}
     assert len(by_path) == len(entries), "duplicate paths in the manifest"
     assert set(by_path) == set(viewt), (sorted(set(by_path) ^ set(viewt)))
     for rel, e in by_path.items():
@@ -319,7 +321,7 @@ def test_unusual_file_names(env_sqlite, mount_factory):
         assert f.read() == b"leaf\n"
     # the manifest records every one of them, unambiguously
     _, entries = _read_manifest(os.path.join(m.store, "s", "manifest"))
-    recorded = {_unescape_manifest(e[9]) for e in entries}
+    recorded = {_unescape_manifest(e[-1]) for e in entries}
     for n in names:
         assert b"htdocs/" + n in recorded, n
 

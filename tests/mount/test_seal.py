@@ -74,8 +74,8 @@ class Manifest:
         for l in self.lines:
             f = l.split("\t")
             if f[0] == "f":
-                assert len(f) == 10, l
-                out[unescape(f[9])] = f[6]
+                assert len(f) == 12, l   # version 2 (snapshot/store/manifest.h)
+                out[unescape(f[-1])] = f[6]
         return out
 
     def instant_ns(self):
@@ -114,7 +114,7 @@ def fake_unsealed(store, name, bid, pending="all"):
             out.append("unsealed\t" + bid)
         if f[0] == "f":
             if pending == "all" or (pending == "some" and k % 2 == 0):
-                made[unescape(f[9])] = f[6]
+                made[unescape(f[-1])] = f[6]
                 f[6] = "-"
                 l = "\t".join(f)
             k += 1

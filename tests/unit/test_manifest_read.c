@@ -86,6 +86,49 @@ static void test_read_good_base(void **state)
 
 /* A manifest that is a symlink (to a good one) or a FIFO is refused as
  * damage, at once: never read through the link, never blocking on a FIFO. */
+/* Version 2: each entry carries its store copy's identity (inode, ctime)
+ * before the path; version 1's entries, without it, read with the identity
+ * unknown (0).  Each version has exactly its own number of fields. */
+#define V2 "tracsnap-manifest\t2\n"
+#define F1 "d\t0755\t0\t0\t0\t1700000000.000000000\t-\t0\t0.000000000\t0\t0.000000000\t.\n"
+#define F2 "d\t0755\t33\t33\t0\t1700000000.000000000\t-\t12\t1700000000.500000000\t0\t0.000000000\tconf\n"
+#define F3 "f\t0600\t33\t33\t6061\t1700000000.000000000\t" HEX_A "\t13\t1700000000.500000000" \
+	"\t18446744073709551615\t1700000002.000000007\tconf/trac.ini\n"
+static void test_read_version2(void **state)
+{
+	ts_manifest m;
+	ts_err e;
+	const char *v2 = V2 L2 L3 L4 F1 F2 F3 END;
+
+	(void)state;
+	assert_int_equal(read_text(v2, strlen(v2), &m, &e), TS_OK);
+	assert_int_equal(m.n, 3);
+	assert_string_equal(m.entries[2].path, "conf/trac.ini");
+	assert_true(m.entries[2].src_ino == 13);
+	assert_true(m.entries[2].store_ino == UINT64_MAX);
+	assert_int_equal(m.entries[2].store_ctime.tv_sec, 1700000002);
+	assert_int_equal(m.entries[2].store_ctime.tv_nsec, 7);
+	assert_true(m.entries[1].store_ino == 0);
+	ts_manifest_free(&m);
+
+	/* Version 1: the same entries without the identity. */
+	assert_int_equal(read_text(GOOD, strlen(GOOD), &m, &e), TS_OK);
+	assert_int_equal(m.n, 3);
+	assert_true(m.entries[2].store_ino == 0);
+	assert_int_equal(m.entries[2].store_ctime.tv_sec, 0);
+	assert_int_equal(m.entries[2].store_ctime.tv_nsec, 0);
+	ts_manifest_free(&m);
+
+	/* A version 2 entry in a version 1 file, and bad store fields. */
+	bad_at(L1 L2 L3 L4 F1 F2 F3 END, 5, "entry needs 10 fields");
+	bad_at(V2 L2 L3 L4 F1 F2 "f\t0600\t33\t33\t6061\t1700000000.000000000\t" HEX_A
+	       "\t13\t1700000000.500000000\t-1\t1.000000000\tconf/trac.ini\n" END, 7, "bad store inode");
+	bad_at(V2 L2 L3 L4 F1 F2 "f\t0600\t33\t33\t6061\t1700000000.000000000\t" HEX_A
+	       "\t13\t1700000000.500000000\t1\t1.5\tconf/trac.ini\n" END, 7, "bad store ctime");
+	bad_at(V2 L2 L3 L4 F1 F2 "f\t0600\t33\t33\t6061\t1700000000.000000000\t" HEX_A
+	       "\t13\t1700000000.500000000\t1\t1.000000000\tx\tconf/trac.ini\n" END, 7, "entry needs 12");
+}
+
 static void test_read_not_regular(void **state)
 {
 	char other[160];
@@ -111,7 +154,10 @@ static void test_read_bad_first_line(void **state)
 {
 	(void)state;
 	bad_at("", 1, "empty");
-	bad_at("tracsnap-manifest\t2\n" L2 L3 L4 E1 E2 E3 END, 1, "version");
+	bad_at("tracsnap-manifest\t3\n" L2 L3 L4 E1 E2 E3 END, 1, "version");
+	bad_at("tracsnap-manifest\t0\n" L2 L3 L4 E1 E2 E3 END, 1, "version");
+	/* Version 1's entries in a version 2 file: the store fields missing. */
+	bad_at("tracsnap-manifest\t2\n" L2 L3 L4 E1 E2 E3 END, 5, "entry needs 12 fields");
 	bad_at("tracsnap-manifest 1\n" L2 L3 L4 E1 E2 E3 END, 1, "not a tracsnap manifest");
 	bad_at("hello\n" L2 L3 L4 E1 E2 E3 END, 1, "not a tracsnap manifest");
 	bad_at("tracsnap-manifest\t1\t\n" L2 L3 L4 E1 E2 E3 END, 1, "");
@@ -423,6 +469,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_read_good_base),
+		cmocka_unit_test(test_read_version2),
 		cmocka_unit_test(test_read_not_regular),
 		cmocka_unit_test(test_read_bad_first_line),
 		cmocka_unit_test(test_read_bad_header),

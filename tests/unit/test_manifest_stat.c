@@ -51,6 +51,26 @@ static void test_type_of(void **state)
 	assert_int_equal(ts_manifest_type_of(S_IFCHR | 0644), 0);
 }
 
+/* The store copy's identity: for a regular file only. */
+static void test_set_store(void **state)
+{
+	struct stat st = file_stat();
+	ts_manifest_entry me = entry_of('f', &st), md = entry_of('d', &st);
+
+	(void)state;
+	st.st_ino = 77;
+	st.st_ctim.tv_sec = 1700000000;
+	st.st_ctim.tv_nsec = 3;
+	ts_manifest_entry_set_store(&me, &st);
+	ts_manifest_entry_set_store(&md, &st);
+	assert_true(me.store_ino == 77);
+	assert_int_equal(me.store_ctime.tv_sec, 1700000000);
+	assert_int_equal(me.store_ctime.tv_nsec, 3);
+	assert_true(me.src_ino == 4242);   /* the source's stays */
+	assert_true(md.store_ino == 0);
+	assert_int_equal(md.store_ctime.tv_sec, 0);
+}
+
 /* stat -> entry -> stat keeps what a manifest records, nothing else. */
 static void test_round_trip(void **state)
 {
@@ -186,6 +206,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_type_of),
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_set_store),
 		cmocka_unit_test(test_diff),
 		cmocka_unit_test(test_copy_matches),
 		cmocka_unit_test(test_same_source),

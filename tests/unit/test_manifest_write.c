@@ -58,6 +58,9 @@ static void fill(ts_manifest *m, char *lp)
 	ent->src_ino = UINT64_MAX;
 	ent->src_ctime.tv_sec = 1700000001;
 	ent->src_ctime.tv_nsec = 5;
+	ent->store_ino = UINT64_MAX - 1;
+	ent->store_ctime.tv_sec = 1700000002;
+	ent->store_ctime.tv_nsec = 999999999;
 	ent = ts_manifest_add(m, 'f', "tab\there");
 	ent->mode = 0600;
 	ent->sha256[31] = 1;
@@ -89,6 +92,9 @@ static void same_entry(const ts_manifest_entry *a, const ts_manifest_entry *b)
 	assert_true(a->src_ino == b->src_ino);
 	assert_int_equal(a->src_ctime.tv_sec, b->src_ctime.tv_sec);
 	assert_int_equal(a->src_ctime.tv_nsec, b->src_ctime.tv_nsec);
+	assert_true(a->store_ino == b->store_ino);
+	assert_int_equal(a->store_ctime.tv_sec, b->store_ctime.tv_sec);
+	assert_int_equal(a->store_ctime.tv_nsec, b->store_ctime.tv_nsec);
 }
 
 static void test_round_trip(void **state)
@@ -171,20 +177,23 @@ static void test_format(void **state)
 	ent->src_ino = 99;
 	ent->src_ctime.tv_sec = 10;
 	ent->src_ctime.tv_nsec = 11;
+	ent->store_ino = 12;
+	ent->store_ctime.tv_sec = 13;
+	ent->store_ctime.tv_nsec = 14;
 	ts_manifest_sort(&m);
 	assert_int_equal(ts_manifest_write(&m, mfx_file, &e), TS_OK);
 	text = tu_slurp(mfx_file, NULL);
 	assert_string_equal(text,
-		"tracsnap-manifest\t1\n"
+		"tracsnap-manifest\t2\n"
 		"time\t1700000000.000000001\n"
 		"env\t/srv/my\\x20env\n"
 		"external-db\t/data/x.db\ttracsnap-external-db/x.db\n"
 		"no-database\n"
 		"entries\t2\n"
-		"d\t0755\t0\t0\t0\t5.000000000\t-\t0\t0.000000000\t.\n"
+		"d\t0755\t0\t0\t0\t5.000000000\t-\t0\t0.000000000\t0\t0.000000000\t.\n"
 		"f\t0644\t33\t34\t6\t7.000000008\t"
 		"0101010101010101010101010101010101010101010101010101010101010101"
-		"\t99\t10.000000011\ta\\x20b\n"
+		"\t99\t10.000000011\t12\t13.000000014\ta\\x20b\n"
 		"end\n");
 	free(text);
 	ts_manifest_free(&m);
@@ -343,8 +352,8 @@ static void test_unsealed_round_trip(void **state)
 		fail_msg("%s", e.msg);
 	text = tu_slurp(mfx_file, NULL);
 	assert_non_null(strstr(text, "\nno-database\nunsealed\t" BOOT "\nentries\t7\n"));
-	assert_non_null(strstr(text, "\t-\t77\t0.000000000\tattachments/big\\x20file\n"));
-	assert_non_null(strstr(text, "\t-\t0\t0.000000000\tconf/trac.ini\n"));
+	assert_non_null(strstr(text, "\t-\t77\t0.000000000\t0\t0.000000000\tattachments/big\\x20file\n"));
+	assert_non_null(strstr(text, "\t-\t0\t0.000000000\t0\t0.000000000\tconf/trac.ini\n"));
 	assert_null(strstr(text, "cdcdcdcd")); /* a pending hash is not written */
 	free(text);
 
@@ -446,17 +455,17 @@ static void test_format_unsealed(void **state)
 	assert_int_equal(ts_manifest_write(&m, mfx_file, &e), TS_OK);
 	text = tu_slurp(mfx_file, NULL);
 	assert_string_equal(text,
-		"tracsnap-manifest\t1\n"
+		"tracsnap-manifest\t2\n"
 		"time\t1700000000.000000001\n"
 		"env\t/srv/e\n"
 		"external-db\t/data/x.db\ttracsnap-external-db/x.db\n"
 		"unsealed\t" BOOT "\n"
 		"entries\t3\n"
-		"d\t0755\t0\t0\t0\t0.000000000\t-\t0\t0.000000000\t.\n"
-		"f\t0644\t0\t0\t6\t0.000000000\t-\t0\t0.000000000\ta\n"
+		"d\t0755\t0\t0\t0\t0.000000000\t-\t0\t0.000000000\t0\t0.000000000\t.\n"
+		"f\t0644\t0\t0\t6\t0.000000000\t-\t0\t0.000000000\t0\t0.000000000\ta\n"
 		"f\t0644\t0\t0\t0\t0.000000000\t"
 		"0101010101010101010101010101010101010101010101010101010101010101"
-		"\t0\t0.000000000\tb\n"
+		"\t0\t0.000000000\t0\t0.000000000\tb\n"
 		"end\n");
 	free(text);
 	ts_manifest_free(&m);

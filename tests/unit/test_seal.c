@@ -505,6 +505,9 @@ static void test_seal_basic(void **state)
 		assert_ts_equal(a->mtime, b->mtime);
 		assert_true(a->src_ino == b->src_ino);
 		assert_ts_equal(a->src_ctime, b->src_ctime);
+		/* The store copy's identity as recorded at the take, not again. */
+		assert_true(a->store_ino == b->store_ino);
+		assert_ts_equal(a->store_ctime, b->store_ctime);
 		if (a->type == 'l')
 			assert_memory_equal(a->sha256, b->sha256, 32);
 	}
