@@ -1,0 +1,78 @@
+/* linklog.h - the engine's log of its own hard-link changes in the store.
+ *
+ * A manifest records each stored copy's identity as it was placed (inode
+ * and ctime, manifest.h), and before a copy is shared into a new snapshot
+ * the engine checks it (take/share_check.h): a ctime that moved means the
+ * inode changed.  But link(2) and unlink(2) move the ctime too, and the
+ * engine itself adds and removes hard links all the time: sharing into a
+ * new snapshot, building the stage, removing a snapshot, a stage or a
+ * leftover .tmp-*.  Each such batch of its own appends one line to
+ * STORE/.linklog:
+ *
+ *   <start sec>.<9-digit nsec> <end sec>.<9-digit nsec>
+ *
+ * start taken just before the first link or unlink, end just after the
+ * last.  A ctime that moved, but to a moment inside one of these intervals,
+ * is explained by the engine's own work (ts_linklog_explains).  A ctime
+ * outside every interval is not, and the copy is hashed once before it is
+ * shared.  So losing lines (a crash before the append, no fsync, a trim
+ * racing an append) only costs hashing, never a wrong share: the file is
+ * appended without fsync.
+ *
+ * Clocks: ctime comes from the kernel's coarse clock, which lags
+ * CLOCK_REALTIME by up to a tick; start is therefore read from
+ * CLOCK_REALTIME_COARSE and end from CLOCK_REALTIME, so that every ctime
+ * set in between lies inside.  A ctime with no nanoseconds comes from a
+ * filesystem with whole-second (or two-second) timestamps, truncated:
+ * ts_linklog_explains allows for that.
+ *
+ * Bounded: ts_linklog_read keeps the last TS_LINKLOG_KEEP lines once there
+ * are more than TS_LINKLOG_TRIM_AT (a copy and a rename).  Only intervals
+ * since the newest snapshot's links matter: every take links every file it
+ * shares, which moves its ctime anew.
+ *
+ * Trust: STORE is root's and checked to be (base/trust.h); the file is
+ * opened beneath the store's descriptor, never through a link
+ * (O_NOFOLLOW), and read as data, each line checked.
+ *
+ * Ownership: a ts_linklog owns its arrays; release with ts_linklog_free.
+ * Appending needs no lock (one write(2) of one line, O_APPEND); reading
+ * trims, so it is for a writer holding the store's lock (store.h).
+ */
+#ifndef TS_LINKLOG_H
+#define TS_LINKLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define TS_LINKLOG_FILE ".linklog"
+#define TS_LINKLOG_TRIM_AT 4096
+#define TS_LINKLOG_KEEP 2048
+
+typedef struct ts_linklog {
+	int64_t *start;    /* ns, sorted ascending */
+	int64_t *maxend;   /* maxend[i]: the latest end among intervals 0..i */
+	size_t n;
+} ts_linklog;
+
+/* The start of a batch of links or unlinks, into *start. */
+void ts_linklog_begin(struct timespec *start);
+
+/* The batch begun at *start is done: append its line to STORE/.linklog
+ * (storefd: the store's directory).  Never fails: a line lost only costs
+ * hashing (above). */
+void ts_linklog_end(int storefd, const struct timespec *start);
+
+/* Read STORE/.linklog into l (which it initialises; empty when the file is
+ * missing or unreadable; bad lines are skipped), trimming the file when it
+ * has grown past TS_LINKLOG_TRIM_AT lines.  For a writer holding the lock. */
+void ts_linklog_read(int storefd, ts_linklog *l);
+
+/* Does ctime lie inside an interval of l? */
+bool ts_linklog_explains(const ts_linklog *l, const struct timespec *ctime);
+
+void ts_linklog_free(ts_linklog *l);
+
+#endif
