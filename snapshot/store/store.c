@@ -17,6 +17,7 @@
 #include "base/copy.h"
 #include "env/env.h"
 #include "base/log.h"
+#include "store/linklog.h"
 
 #define STORE_LOCK_FILE ".lock"
 #define STORE_TMP_PREFIX ".tmp-"
@@ -133,6 +134,23 @@ ts_err_code ts_store_mark_unsealed(ts_store_tmp *t, ts_err *e)
 
 static ts_err_code store_remove(ts_store *s, const char *name, bool lost, ts_err *e);
 
+/* Remove rel (a tree of the store) and log the batch (linklog.h): its
+ * files may be hard links that snapshots share, whose ctime the unlinks
+ * move.  Nothing is logged when rel is not there. */
+static ts_err_code store_remove_logged(ts_store *s, const char *rel, ts_err *e)
+{
+	struct timespec start;
+	struct stat st;
+	ts_err_code rc;
+
+	if (fstatat(s->dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return TS_OK;
+	ts_linklog_begin(&start);
+	rc = ts_copy_remove_tree(s->dirfd, rel, e);
+	ts_linklog_end(s->dirfd, &start);
+	return rc;
+}
+
 /* A snapshot that was not yet durable when the machine went down may have
  * lost data: it never was (doc/contract.md section 5: a crash leaves no
  * snapshot or a complete one). */
@@ -169,7 +187,7 @@ static void store_remove_leftovers(ts_store *s)
 		if (strncmp(de->d_name, STORE_TMP_PREFIX, strlen(STORE_TMP_PREFIX)) &&
 		    strncmp(de->d_name, STORE_DEL_PREFIX, strlen(STORE_DEL_PREFIX)))
 			continue;
-		(void)ts_copy_remove_tree(s->dirfd, de->d_name, NULL);
+		(void)store_remove_logged(s, de->d_name, NULL);
 	}
 	closedir(d);
 }
@@ -357,7 +375,7 @@ ts_err_code ts_store_begin(ts_store *s, const char *name, ts_store_tmp *t, ts_er
 
 ts_err_code ts_store_stage_begin(ts_store *s, ts_store_tmp *t, ts_err *e)
 {
-	(void)ts_copy_remove_tree(s->dirfd, TS_STORE_STAGE_NEW, NULL);
+	(void)store_remove_logged(s, TS_STORE_STAGE_NEW, NULL);
 	return store_begin_at(s, TS_STORE_STAGE, strdup(TS_STORE_STAGE_NEW), t, e);
 }
 
@@ -427,7 +445,7 @@ out:
 void ts_store_abort(ts_store *s, ts_store_tmp *t)
 {
 	if (t->dir)
-		(void)ts_copy_remove_tree(s->dirfd, t->dir, NULL);
+		(void)store_remove_logged(s, t->dir, NULL);
 	store_tmp_free(t);
 }
 
@@ -456,7 +474,7 @@ static ts_err_code store_remove(ts_store *s, const char *name, bool lost, ts_err
 	for (int tries = 0; tries < 3; tries++) {
 		ts_err re;
 		ts_err_clear(&re);
-		if (ts_copy_remove_tree(s->dirfd, del, &re) == TS_OK)
+		if (store_remove_logged(s, del, &re) == TS_OK)
 			break;
 		if (tries == 2)
 			ts_log(LOG_WARNING, "snapshot %s: deleted, but its files could not all be "
@@ -489,9 +507,9 @@ void ts_store_stage_drop(ts_store *s)
 {
 	/* Out of sight first, so that a half-removed stage is never adopted;
 	 * not as a .del-*, which are snapshots being deleted. */
-	(void)ts_copy_remove_tree(s->dirfd, TS_STORE_STAGE_OLD, NULL);
+	(void)store_remove_logged(s, TS_STORE_STAGE_OLD, NULL);
 	if (renameat(s->dirfd, TS_STORE_STAGE, s->dirfd, TS_STORE_STAGE_OLD) == 0)
-		(void)ts_copy_remove_tree(s->dirfd, TS_STORE_STAGE_OLD, NULL);
+		(void)store_remove_logged(s, TS_STORE_STAGE_OLD, NULL);
 }
 
 ts_err_code ts_store_stage_commit(ts_store *s, ts_store_tmp *t, ts_err *e)

@@ -3,6 +3,8 @@
  *   STORE/.lock  STORE/.tmp-PID-NS-N/  STORE/.del-PID-NS-N/  STORE/NAME/{tree,manifest}
  *   STORE/.stage/{base,tree,manifest,db.precopy}   (stage.h: the next snapshot's tree, made ahead)
  *   STORE/.stage-new/ .stage-old/   (a stage being built, and being removed)
+ *   STORE/.linklog   (linklog.h: when the engine itself added or removed hard
+ *                     links; removing a snapshot, a stage or a leftover logs)
  *
  * Readers (the FUSE view, list, verify) need no lock: a snapshot directory
  * appears and disappears by rename(2).  Writers hold the store lock.
