@@ -157,7 +157,11 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
 
 	if (r->staged) {
-		rc = snap_items_from_manifest(r, r->fresh.n ? &r->fresh : &r->prev, e);
+		const ts_manifest *m = r->fresh.n ? &r->fresh : &r->prev;
+		rc = snap_items_from_manifest(r, m, e);
+		/* Before the lock: the staged copies are the store's (share_check.h). */
+		if (rc == TS_OK)
+			rc = snap_check_staged(r, m, e);
 		return rc == TS_OK ? snap_recheck(r, false, e) : rc;
 	}
 	r->warn = true;
@@ -221,6 +225,8 @@ static void snap_open_prev(snap_run *r)
 	}
 	snprintf(path, sizeof path, "%s/tree", v[n - 1].name);
 	r->prevfd = ts_beneath_open(r->store->dirfd, path, O_RDONLY | O_DIRECTORY, 0);
+	r->prev_name = strdup(v[n - 1].name);
+	ts_linklog_read(r->store->dirfd, &r->links);   /* once: share_check.h */
 	r->staged = r->prevfd >= 0 &&
 	            ts_stage_adopt(r->store, &r->tmp, v[n - 1].name, r->prevfd, &r->fresh);
 out:
@@ -356,6 +362,11 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	if (rc != TS_OK)
 		goto out;
 	r.tmp_open = true;
+	/* From here on the take adds and removes hard links to the previous
+	 * snapshot's copies (sharing, adopting the stage): one batch of the
+	 * linklog (linklog.h), ended however the take ends. */
+	ts_linklog_begin(&r.link_start);
+	r.links_begun = true;
 	snap_open_prev(&r);
 	r.dirty_budget = ts_dirty_budget();
 
@@ -419,6 +430,8 @@ out:
 	}
 	if (r.tmp_open)
 		ts_store_abort(store, &r.tmp);
+	if (r.links_begun)
+		ts_linklog_end(store->dirfd, &r.link_start);
 	if (store_locked)
 		ts_store_unlock(store);
 	if (r.envfd >= 0)
@@ -427,6 +440,8 @@ out:
 		close(r.prevfd);
 	ts_manifest_free(&r.prev);
 	ts_manifest_free(&r.fresh);
+	ts_linklog_free(&r.links);
+	free(r.prev_name);
 	snap_list_free(&r.items);
 	free(db_rel);
 	ts_copy_thread_done();   /* the caller's thread may be one of a pool that ends */

@@ -20,6 +20,7 @@
 
 #include "env/env.h"
 #include "base/err.h"
+#include "store/linklog.h"
 #include "store/manifest.h"
 #include "base/progress.h"
 #include "take/snap.h"
@@ -46,6 +47,8 @@ typedef struct snap_item {
 	bool placed;               /* in the tree already (made or shared during the walk) */
 	bool shared;               /* 'f': the previous snapshot's copy, not copied again */
 	char check;                /* snap_recheck's verdict (SNAP_CHECK_*) */
+	uint64_t store_ino;        /* 'f': the copy in the tree as placed (manifest.h) */
+	struct timespec store_ctime;
 } snap_item;
 
 typedef struct snap_list {
@@ -63,6 +66,10 @@ typedef struct snap_run {
 	int envfd;
 	int prevfd;                /* tree of the previous snapshot, or -1 */
 	ts_manifest prev;          /* its manifest (may be empty) */
+	char *prev_name;           /* its name, for messages (NULL: none) */
+	ts_linklog links;          /* the engine's link batches (linklog.h), read once */
+	struct timespec link_start;/* this take's own batch began (links_begun) */
+	bool links_begun;
 	snap_list items;
 	ts_snap_stats *stats;
 	bool warn;                 /* log skipped special files (first walk only) */
@@ -126,6 +133,12 @@ ts_err_code snap_put(snap_run *r, snap_item *it, ts_err *e);
  * directory, or share a file unchanged since the previous snapshot; sets
  * it->placed.  Copies wait for the pool. */
 ts_err_code snap_place(snap_run *r, snap_item *it, ts_err *e);
+/* Is the stored copy of pe (an entry of the manifest the staged tree or the
+ * previous snapshot came from), whose lstat is st (NULL: missing), fit to
+ * be shared (take/share_check.h)?  Logs the one line when it is not.
+ * dirfd/leaf: where it is. */
+bool snap_stored_ok(const snap_run *r, const ts_manifest_entry *pe, const struct stat *st,
+                    int dirfd, const char *leaf);
 /* lstat of rel ("." for the tree itself) in the store tree, never through
  * a link; as fstatat. */
 int snap_tree_stat(const snap_run *r, const char *rel, struct stat *st);
@@ -142,6 +155,11 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e);
 /* A staged tree's items: the entries of m, the manifest that describes the
  * tree (the previous snapshot's, or the stage's own once refreshed). */
 ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *e);
+/* A staged tree's files, adopted (snap_items_from_manifest from m): each
+ * checked as it would be before sharing (snap_stored_ok), its identity
+ * recorded; a damaged one is marked to be copied again by the next
+ * snap_recheck. */
+ts_err_code snap_check_staged(snap_run *r, const ts_manifest *m, ts_err *e);
 /* Bring the tree to the environment as it is now (see snap_recheck.c);
  * locked: under Trac's lock (copies at normal I/O priority). */
 ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e);

@@ -45,8 +45,11 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		me->pending = it->type == 'f' && it->unhashed;
 		/* Directories too: a stage's directory may serve as is (snap_dir_as_staged). */
 		ts_manifest_entry_set_source(me, &it->st);
-		if (it->type == 'f')
+		if (it->type == 'f') {
+			me->store_ino = it->store_ino;   /* the copy as placed (snap_put.c) */
+			me->store_ctime = it->store_ctime;
 			r->stats->files++;
+		}
 		if (it->type == 'f' && it->shared) {
 			r->stats->files_shared++;
 			r->stats->bytes_shared += (uint64_t)it->st.st_size;
@@ -66,6 +69,7 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		size = (uint64_t)st.st_size;
 		me->pending = true;
 		ts_manifest_entry_set_meta(me, &st);
+		ts_manifest_entry_set_store(me, &st);
 		r->stats->files++;
 		r->stats->bytes_copied += size;
 	}

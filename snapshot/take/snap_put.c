@@ -15,48 +15,62 @@
 #include "base/pool.h"
 #include "base/walk.h"
 #include "store/manifest_stat.h"
+#include "take/share_check.h"
 
 int64_t snap_racy_ns(const struct stat *st)
 {
 	return st->st_ctim.tv_nsec ? SNAP_RACY_FINE_NS : SNAP_RACY_COARSE_NS;
 }
 
-/* Can the previous snapshot's copy of it serve unchanged? */
-static bool snap_unchanged_since_prev(const snap_run *r, const snap_item *it)
+bool snap_stored_ok(const snap_run *r, const ts_manifest_entry *pe, const struct stat *st,
+                    int dirfd, const char *leaf)
+{
+	char what[TS_SHARE_WHAT_MAX];
+
+	if (ts_share_check(pe, st, &r->links, r->root, dirfd, leaf, what))
+		return true;
+	ts_share_log_damaged(r->prev_name ? r->prev_name : "?", pe->path, what);
+	return false;
+}
+
+/* Share a file unchanged since the previous snapshot: a hard link to its
+ * copy there, whose hash it takes over, once that copy is checked to be
+ * what its manifest sealed (share_check.h): damage to it must never spread
+ * into every later snapshot.  False: it must be copied.  From inside the
+ * walk (snap_place): both directories are reached beneath their trees
+ * through the thread's caches (1: the previous tree, 0: ours), kept for
+ * the next entry of the same directory (the walk lists one directory at a
+ * time). */
+static bool snap_share(snap_run *r, snap_item *it)
 {
 	const ts_manifest_entry *pe;
+	const char *pleaf, *tleaf;
+	struct stat cur, placed;
+	int pfd, tfd;
+	bool have;
+
 	if (r->prevfd < 0 || it->type != 'f')
 		return false;
 	pe = ts_manifest_find(&r->prev, it->rel);
 	if (!pe || pe->type != 'f' || !ts_manifest_same_source(pe, &it->st))
 		return false;
-	/* The store's copy must still be what its manifest says, or damage to
-	 * it would spread into every later snapshot.  Only what stat tells is
-	 * checked here (a flipped byte needs `tracsnap verify`).  From inside
-	 * the walk (snap_place): its thread's cache 1 holds the directory. */
-	struct stat cur;
-	const char *leaf;
-	int pfd = ts_beneath_cache_parent(ts_walk_cache(1), r->prevfd, it->rel, &leaf);
-	return pfd >= 0 && fstatat(pfd, leaf, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
-	       ts_manifest_copy_matches(pe, &cur, r->root);
-}
-
-/* Share a file unchanged since the previous snapshot: a hard link to its
- * copy there, whose hash it takes over.  False: it must be copied. */
-static bool snap_share(snap_run *r, snap_item *it)
-{
-	const char *pleaf, *tleaf;
-	int pfd, tfd;
-
-	if (!snap_unchanged_since_prev(r, it))
-		return false;
-	/* Both directories beneath their trees, kept for the next entry of
-	 * the same directory (the walk lists one directory at a time). */
 	pfd = ts_beneath_cache_parent(ts_walk_cache(1), r->prevfd, it->rel, &pleaf);
-	tfd = pfd < 0 ? -1 : ts_beneath_cache_parent(ts_walk_cache(0), r->tmp.treefd, it->rel, &tleaf);
+	if (pfd < 0)
+		return false;
+	have = fstatat(pfd, pleaf, &cur, AT_SYMLINK_NOFOLLOW) == 0;
+	if (!have && errno != ENOENT)
+		return false;
+	if (!snap_stored_ok(r, pe, have ? &cur : NULL, pfd, pleaf))
+		return false;
+	tfd = ts_beneath_cache_parent(ts_walk_cache(0), r->tmp.treefd, it->rel, &tleaf);
 	if (tfd < 0 || linkat(pfd, pleaf, tfd, tleaf, 0) < 0)
 		return false;
-	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
+	/* The identity as placed: the link moved the ctime.  (Failing that,
+	 * the one before it, which the take's batch explains: linklog.h.) */
+	if (fstatat(tfd, tleaf, &placed, AT_SYMLINK_NOFOLLOW) < 0)
+		placed = cur;
+	it->store_ino = placed.st_ino;
+	it->store_ctime = placed.st_ctim;
 	memcpy(it->sha256, pe->sha256, 32);
 	it->unhashed = pe->pending;
 	it->shared = true;
@@ -115,6 +129,15 @@ static ts_err_code snap_put_at(snap_run *r, snap_item *it, bool in_walk, ts_err 
 		return rc;
 	it->st = co.st;
 	memcpy(it->sha256, co.sha256, 32);
+	/* The copy's identity as placed (manifest.h); nothing touches it
+	 * again before the snapshot appears. */
+	if (it->type == 'f') {
+		struct stat placed;
+		if (snap_tree_stat(r, it->rel, &placed) == 0) {
+			it->store_ino = placed.st_ino;
+			it->store_ctime = placed.st_ctim;
+		}
+	}
 	it->racy = co.changed || snap_ns(&co.st.st_ctim) >= snap_ns(&before) - snap_racy_ns(&co.st);
 	it->unhashed = it->type == 'f';
 	__atomic_fetch_add(&r->stats->bytes_copied, co.bytes, __ATOMIC_RELAXED);

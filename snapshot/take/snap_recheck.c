@@ -48,6 +48,8 @@ ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *
 		if (!it.rel)
 			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		memcpy(it.sha256, pe->sha256, 32);
+		it.store_ino = pe->store_ino;   /* as m recorded it: checked on adoption */
+		it.store_ctime = pe->store_ctime;
 		ts_manifest_entry_to_stat(pe, &it.st);
 		it.st.st_dev = root.st_dev;   /* as ts_copy_same_stat compares it */
 		it.racy = pe->type != 'd' &&
@@ -70,6 +72,62 @@ ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *
 	/* Each directory's entries as of m's time. */
 	r->listed_ns = snap_ns(&m->time);
 	return rc;
+}
+
+/* Staged files are checked in runs of this many per pool job, each run
+ * with its own cache of the tree's directories (beneath.h). */
+#define SNAP_STAGED_RUN 32
+
+typedef struct snap_staged_ctx {
+	snap_run *r;
+	const ts_manifest *m;
+} snap_staged_ctx;
+
+/* A staged link shares the inode of the base snapshot's copy (or is a
+ * refresh's copy): damage done to it since the stage was built shows here,
+ * before it becomes part of the snapshot.  A copy that is not provably the
+ * sealed content is made racy, which snap_recheck copies again from the
+ * environment like any changed file. */
+static ts_err_code snap_check_staged_run(void *arg, size_t run, ts_err *e)
+{
+	snap_staged_ctx *c = arg;
+	snap_run *r = c->r;
+	ts_beneath_cache bc = TS_BENEATH_CACHE_INIT;
+	size_t end = (run + 1) * SNAP_STAGED_RUN < r->items.n ? (run + 1) * SNAP_STAGED_RUN : r->items.n;
+
+	(void)e;
+	for (size_t i = run * SNAP_STAGED_RUN; i < end; i++) {
+		snap_item *it = &r->items.v[i];
+		const ts_manifest_entry *pe;
+		const char *leaf;
+		struct stat st;
+		int pfd;
+		bool have;
+
+		if (it->type != 'f' || !it->placed || !(pe = ts_manifest_find(c->m, it->rel)) ||
+		    pe->type != 'f')
+			continue;
+		pfd = ts_beneath_cache_parent(&bc, r->tmp.treefd, it->rel, &leaf);
+		have = pfd >= 0 && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
+		if (have && snap_stored_ok(r, pe, &st, pfd, leaf)) {
+			it->store_ino = st.st_ino;   /* the identity as placed */
+			it->store_ctime = st.st_ctim;
+			continue;
+		}
+		if (pfd >= 0 && !have && errno == ENOENT)
+			(void)snap_stored_ok(r, pe, NULL, pfd, leaf);   /* says it is missing */
+		it->racy = true;
+		it->shared = false;
+	}
+	ts_beneath_cache_drop(&bc);
+	return TS_OK;
+}
+
+ts_err_code snap_check_staged(snap_run *r, const ts_manifest *m, ts_err *e)
+{
+	snap_staged_ctx c = { .r = r, .m = m };
+	return ts_pool_run((r->items.n + SNAP_STAGED_RUN - 1) / SNAP_STAGED_RUN,
+	                   SNAP_POOL_MIN / SNAP_STAGED_RUN, 0, snap_check_staged_run, &c, e);
 }
 
 /* Bring the tree to the environment's state from stat alone where stat

@@ -6,13 +6,16 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/copy.h"
+#include "store/linklog.h"
 #include "store/manifest.h"
 #include "store/manifest_stat.h"
+#include "take/share_check.h"
 
 #define STAGE_ID_MAX (NAME_MAX + 64 + TS_STORE_BOOT_ID_MAX)
 
@@ -54,21 +57,56 @@ static bool stage_stopped(const int *stop)
 	return stop && __atomic_load_n(stop, __ATOMIC_RELAXED) != 0;
 }
 
+/* What filling the stage needs and finds. */
+typedef struct stage_fill_ctx {
+	const ts_manifest *m;
+	const char *base_name;     /* for the damage line */
+	int basefd, treefd;
+	ts_beneath_cache bc, tc;
+	bool root;                 /* owners can only be kept by root */
+	ts_linklog links;          /* the engine's link batches (linklog.h) */
+	bool *left_out;            /* per entry of m: damaged, not staged (NULL: none) */
+	size_t n_left_out;
+} stage_fill_ctx;
+
+/* Is the base's copy of me, at bfd/bleaf, fit to be linked into the stage
+ * (take/share_check.h)?  Logs the one line when not. */
+static bool stage_copy_ok(stage_fill_ctx *c, const ts_manifest_entry *me, int bfd, const char *bleaf)
+{
+	char what[TS_SHARE_WHAT_MAX];
+	struct stat st;
+	bool have = fstatat(bfd, bleaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
+
+	if (!have && errno != ENOENT)
+		snprintf(what, sizeof what, "cannot stat");
+	else if (me->type == 'f') {
+		if (ts_share_check(me, have ? &st : NULL, &c->links, c->root, bfd, bleaf, what))
+			return true;
+	} else if (have && ts_manifest_copy_matches(me, &st, c->root)) {
+		return true;   /* a symlink: type and size (manifest_stat.h) */
+	} else {
+		snprintf(what, sizeof what, "%s", have ? "type or size" : "missing");
+	}
+	ts_share_log_damaged(c->base_name, me->path, what);
+	return false;
+}
+
 /* Directories and hard links, in the manifest's order (parents first).
  * Each name by its directory, reached beneath both trees and kept for the
  * entries that follow in it (beneath.h): a manifest that lists an entry
  * below a symlink (an older tracsnap could write one) fails here instead
- * of reaching through the link. */
-static ts_err_code stage_fill_one(const ts_manifest_entry *me, int basefd, int treefd,
-                                  ts_beneath_cache *bc, ts_beneath_cache *tc, bool root, ts_err *e)
+ * of reaching through the link.  A base copy that is not what its
+ * manifest sealed is left out (stage_left_out says so), never linked:
+ * the snapshot copies that file afresh instead. */
+static ts_err_code stage_fill_one(stage_fill_ctx *c, size_t i, ts_err *e)
 {
+	const ts_manifest_entry *me = &c->m->entries[i];
 	const char *bleaf, *tleaf;
-	struct stat st;
 	int bfd, tfd;
 
 	if (!strcmp(me->path, "."))
 		return TS_OK;
-	tfd = ts_beneath_cache_parent(tc, treefd, me->path, &tleaf);
+	tfd = ts_beneath_cache_parent(&c->tc, c->treefd, me->path, &tleaf);
 	if (tfd < 0)
 		return ts_err_sys(e, errno, "stage: %s: cannot reach its directory", me->path);
 	if (me->type == 'd') {
@@ -76,37 +114,88 @@ static ts_err_code stage_fill_one(const ts_manifest_entry *me, int basefd, int t
 			return ts_err_sys(e, errno, "stage: %s: cannot create", me->path);
 		return TS_OK;
 	}
-	bfd = ts_beneath_cache_parent(bc, basefd, me->path, &bleaf);
-	/* All or nothing (EMLINK included): ts_snap_take trusts that the
-	 * stage has every file of the manifest, as the manifest says it
-	 * is.  So a store copy whose stat no longer matches (damaged,
-	 * say) means no stage: the snapshot then checks each file and
-	 * copies that one again, or damage would spread. */
-	if (bfd < 0 || fstatat(bfd, bleaf, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    !ts_manifest_copy_matches(me, &st, root))
-		return ts_err_set(e, TS_ERR_CORRUPT, "stage: %s: the store's copy is not what the "
-		                  "manifest says", me->path);
+	bfd = ts_beneath_cache_parent(&c->bc, c->basefd, me->path, &bleaf);
+	if (bfd < 0)
+		return ts_err_sys(e, errno, "stage: %s: cannot reach its directory", me->path);
+	if (!stage_copy_ok(c, me, bfd, bleaf)) {
+		if (!c->left_out && !(c->left_out = calloc(c->m->n, sizeof *c->left_out)))
+			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		c->left_out[i] = true;
+		c->n_left_out++;
+		return TS_OK;
+	}
+	/* All or nothing otherwise (EMLINK included): ts_snap_take trusts
+	 * that the stage has every file its manifest lists. */
 	if (linkat(bfd, bleaf, tfd, tleaf, 0) < 0)
 		return ts_err_sys(e, errno, "stage: %s: cannot link", me->path);
 	return TS_OK;
 }
 
-static ts_err_code stage_fill(const ts_manifest *m, int basefd, int treefd, const int *stop,
-                              bool *stopped, ts_err *e)
+static ts_err_code stage_fill(stage_fill_ctx *c, const int *stop, bool *stopped, ts_err *e)
 {
-	bool root = geteuid() == 0;   /* owners can only be kept by root */
-	ts_beneath_cache bc = TS_BENEATH_CACHE_INIT, tc = TS_BENEATH_CACHE_INIT;
 	ts_err_code rc = TS_OK;
 
-	for (size_t i = 0; rc == TS_OK && i < m->n; i++) {
+	for (size_t i = 0; rc == TS_OK && i < c->m->n; i++) {
 		if (stage_stopped(stop)) {
 			*stopped = true;
 			break;
 		}
-		rc = stage_fill_one(&m->entries[i], basefd, treefd, &bc, &tc, root, e);
+		rc = stage_fill_one(c, i, e);
 	}
-	ts_beneath_cache_drop(&bc);
-	ts_beneath_cache_drop(&tc);
+	ts_beneath_cache_drop(&c->bc);
+	ts_beneath_cache_drop(&c->tc);
+	return rc;
+}
+
+/* A stage with files left out has a manifest of its own (stage.h: as a
+ * refresh writes one): the base's without them, where each one's directory
+ * is recorded with no source inode.  That directory then never looks
+ * unchanged, so the snapshot (or the next refresh) lists it again and finds
+ * the file there as new, copied from the environment by the normal path. */
+static ts_err_code stage_left_out(const stage_fill_ctx *c, int stagefd, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+	ts_manifest f;
+	char boot[TS_STORE_BOOT_ID_MAX], parent[PATH_MAX];
+
+	ts_manifest_init(&f);
+	ts_store_boot_id(boot);
+	f.time = c->m->time;
+	f.no_database = c->m->no_database;
+	f.env = strdup(c->m->env);
+	f.unsealed_boot = strdup(boot);   /* never fsync'd, like a refresh's */
+	f.external_db = c->m->external_db ? strdup(c->m->external_db) : NULL;
+	f.external_db_rel = c->m->external_db_rel ? strdup(c->m->external_db_rel) : NULL;
+	if (!f.env || !f.unsealed_boot || !c->m->external_db != !f.external_db ||
+	    !c->m->external_db_rel != !f.external_db_rel)
+		goto nomem;
+	for (size_t i = 0; i < c->m->n; i++) {
+		ts_manifest_entry *me;
+		if (c->left_out[i])
+			continue;
+		if (!(me = ts_manifest_add(&f, c->m->entries[i].type, c->m->entries[i].path)))
+			goto nomem;
+		char *path = me->path;
+		*me = c->m->entries[i];
+		me->path = path;
+	}
+	for (size_t i = 0; i < c->m->n; i++) {
+		const ts_manifest_entry *pe;
+		const char *slash;
+		if (!c->left_out[i])
+			continue;
+		slash = strrchr(c->m->entries[i].path, '/');
+		snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash - c->m->entries[i].path) : 1,
+		         slash ? c->m->entries[i].path : ".");
+		if ((pe = ts_manifest_find(&f, parent)) != NULL)
+			f.entries[pe - f.entries].src_ino = 0;
+	}
+	rc = ts_manifest_write_at(&f, stagefd, "manifest", e);
+	goto out;
+nomem:
+	rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+out:
+	ts_manifest_free(&f);
 	return rc;
 }
 
@@ -160,6 +249,10 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 	bool tmp_open = false, stopped = false;
 	int basefd = -1, fd;
 	char id[STAGE_ID_MAX], path[PATH_MAX];
+	stage_fill_ctx fc = { .bc = TS_BENEATH_CACHE_INIT, .tc = TS_BENEATH_CACHE_INIT,
+	                      .root = geteuid() == 0 };
+	struct timespec link_start;
+	bool links_begun = false;
 
 	ts_manifest_init(&m);
 	rc = ts_store_lock(s, 0, e);
@@ -188,9 +281,19 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 	if (rc != TS_OK)
 		goto out;
 	tmp_open = true;
-	rc = stage_fill(&m, basefd, t.treefd, stop, &stopped, e);
+	fc.m = &m;
+	fc.base_name = v[n - 1].name;
+	fc.basefd = basefd;
+	fc.treefd = t.treefd;
+	ts_linklog_read(s->dirfd, &fc.links);
+	/* The links move the base's copies' ctime: one batch (linklog.h). */
+	ts_linklog_begin(&link_start);
+	links_begun = true;
+	rc = stage_fill(&fc, stop, &stopped, e);
 	if (rc == TS_OK && !stopped)
 		rc = stage_dir_meta(&m, basefd, t.treefd, s->root, stop, &stopped, e);
+	if (rc == TS_OK && !stopped && fc.n_left_out)
+		rc = stage_left_out(&fc, t.dirfd, e);
 	if (rc != TS_OK || stopped)
 		goto out;
 	fd = openat(t.dirfd, "base", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -206,8 +309,12 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 out:
 	if (tmp_open)
 		ts_store_abort(s, &t);
+	if (links_begun)
+		ts_linklog_end(s->dirfd, &link_start);
 	if (basefd >= 0)
 		close(basefd);
+	ts_linklog_free(&fc.links);
+	free(fc.left_out);
 	ts_manifest_free(&m);
 	ts_store_list_free(v, n);
 	ts_store_unlock(s);

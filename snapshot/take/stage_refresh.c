@@ -106,6 +106,10 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 		goto out;
 	}
 	busy = true;
+	/* What changed is unlinked from the staged tree, moving the base's
+	 * copies' ctime: one batch (linklog.h). */
+	ts_linklog_begin(&r.link_start);
+	r.links_begun = true;
 	r.dirty_budget = ts_dirty_budget();
 	rc = snap_items_from_manifest(&r, &m, e);
 	stats.bytes_copied = 0;   /* what earlier refreshes copied is not ours */
@@ -136,6 +140,8 @@ out:
 	 * removing a large tree would hold up the unmount). */
 	if (busy && rc != TS_ERR_CANCELLED)
 		ts_store_stage_drop(s);
+	if (r.links_begun)
+		ts_linklog_end(s->dirfd, &r.link_start);
 	if (r.envfd >= 0)
 		close(r.envfd);
 	if (r.tmp.dirfd >= 0)

@@ -584,3 +584,48 @@ ts_err_code sfx_refresh(fx *x, bool all_dirs, size_t *dirs, ts_stage_refresh_out
 	assert_false(x->s.locked);
 	return rc;
 }
+
+/* The engine logs to stderr (base/log.h): while capturing, fd 2 is a
+ * temporary file. */
+static int sfx_saved_stderr = -1;
+static FILE *sfx_capture;
+
+void sfx_log_start(void)
+{
+	assert_int_equal(sfx_saved_stderr, -1);
+	fflush(stderr);
+	sfx_capture = tmpfile();
+	assert_non_null(sfx_capture);
+	sfx_saved_stderr = dup(STDERR_FILENO);
+	assert_true(sfx_saved_stderr >= 0);
+	assert_int_equal(dup2(fileno(sfx_capture), STDERR_FILENO), STDERR_FILENO);
+}
+
+char *sfx_log_take(void)
+{
+	long len;
+	char *text;
+
+	assert_true(sfx_saved_stderr >= 0);
+	fflush(stderr);
+	assert_int_equal(dup2(sfx_saved_stderr, STDERR_FILENO), STDERR_FILENO);
+	close(sfx_saved_stderr);
+	sfx_saved_stderr = -1;
+	len = lseek(fileno(sfx_capture), 0, SEEK_END);
+	assert_true(len >= 0);
+	text = calloc(1, (size_t)len + 1);
+	assert_non_null(text);
+	assert_int_equal(pread(fileno(sfx_capture), text, (size_t)len, 0), len);
+	fclose(sfx_capture);
+	sfx_capture = NULL;
+	fputs(text, stderr);   /* still shown with the test's output */
+	return text;
+}
+
+size_t sfx_count(const char *text, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	return n;
+}

@@ -125,4 +125,13 @@ bool sfx_stage_exists(fx *x);
 ts_err_code sfx_refresh(fx *x, bool all_dirs, size_t *dirs, ts_stage_refresh_out *out,
                         volatile sig_atomic_t *cancel);
 
+/* Capture what the engine logs (base/log.h: stderr) from sfx_log_start
+ * until sfx_log_take, which restores stderr, echoes the text there and
+ * returns it (malloc'd: the caller frees it).  Not nested. */
+void sfx_log_start(void);
+char *sfx_log_take(void);
+
+/* How many times needle occurs in text. */
+size_t sfx_count(const char *text, const char *needle);
+
 #endif

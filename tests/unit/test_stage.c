@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -160,24 +161,47 @@ static void test_stage_lifecycle(void **state)
 	sfx_snap_file(x, "renamed", "files/attachments/ticket/1/big.bin", &a);
 	assert_int_equal(a.st_nlink, 2);   /* s1's and renamed's: none left behind */
 
-	/* A store copy no longer as its manifest says: no stage at all (a
-	 * staged snapshot trusts every staged link), nothing left behind, and
-	 * the next snapshot copies that file again instead of sharing it. */
+	/* A store copy no longer as its manifest says is never linked into
+	 * the stage: the build logs the one line naming it, stages the rest,
+	 * and its directory is listed again by the snapshot, which copies the
+	 * file afresh from the environment (and logs nothing more) while it
+	 * still shares the others. */
 	{
-		char p[TBUF];
+		char p[TBUF], *log;
 		ts_snap_stats s4;
+		struct stat c;
 		tu_tree_path(x->store, "renamed", "htdocs/site.css", p, sizeof(p));
 		assert_int_equal(chmod(p, 0600), 0);
+		sfx_log_start();
 		ts_err_clear(&e);
-		assert_int_equal(ts_stage_build(&x->s, NULL, &e), TS_ERR_CORRUPT);
-		assert_non_null(strstr(e.msg, "htdocs/site.css"));
-		assert_false(sfx_stage_exists(x));
+		int rc = ts_stage_build(&x->s, NULL, &e);
+		log = sfx_log_take();
+		assert_int_equal(rc, TS_OK);
+		assert_int_equal(sfx_count(log, "stored copy damaged"), 1);
+		assert_non_null(strstr(log, "warning: renamed/htdocs/site.css: stored copy damaged (mode), "
+		                        "copied afresh from the environment\n"));
+		free(log);
+		assert_true(sfx_stage_from(x, "renamed"));
 		assert_false(x->s.locked);
+		tu_fmt(p, sizeof(p), "%s/%s/htdocs/site.css", x->store, TS_STORE_STAGE_TREE);
+		assert_false(tu_exists(p));
+		tu_fmt(p, sizeof(p), "%s/%s/htdocs/a.txt", x->store, TS_STORE_STAGE_TREE);
+		assert_true(tu_exists(p));
+		sfx_log_start();
 		sfx_take_ok(x, "s4", &s4);
+		log = sfx_log_take();
+		assert_int_equal(sfx_count(log, "stored copy damaged"), 0);
+		free(log);
+		assert_false(sfx_stage_exists(x));   /* adopted */
+		sfx_compare_tree(x, "s4");
 		sfx_snap_file(x, "renamed", "htdocs/site.css", &a);
 		sfx_snap_file(x, "s4", "htdocs/site.css", &b);
 		assert_int_not_equal(a.st_ino, b.st_ino);
 		assert_int_equal(b.st_mode & 07777, 0644);
+		assert_int_equal(a.st_mode & 07777, 0600);   /* the damaged copy is left as it is */
+		sfx_snap_file(x, "renamed", "files/attachments/ticket/1/big.bin", &a);
+		sfx_snap_file(x, "s4", "files/attachments/ticket/1/big.bin", &c);
+		assert_int_equal(a.st_ino, c.st_ino);
 	}
 	sfx_store_clean_and_unlocked(x);
 }
