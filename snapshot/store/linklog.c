@@ -47,6 +47,23 @@ void ts_linklog_end(int storefd, const struct timespec *start)
 	close(fd);
 }
 
+void ts_linklog_suspect_now(int storefd, uint64_t ino)
+{
+	struct timespec now;
+	char line[96];
+	int fd, n;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	n = snprintf(line, sizeof line, "S %llu %lld.%09ld\n", (unsigned long long)ino,
+	             (long long)now.tv_sec, (long)now.tv_nsec);
+	fd = openat(storefd, TS_LINKLOG_FILE, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	            0600);
+	if (fd < 0)
+		return;
+	(void)!write(fd, line, (size_t)n);
+	close(fd);
+}
+
 /* "<sec>.<9 digits>" at *p (non-negative), advancing *p past it. */
 static bool ll_time(const char **p, int64_t *out)
 {
@@ -74,6 +91,32 @@ static bool ll_time(const char **p, int64_t *out)
 static bool ll_line(const char *s, int64_t *start, int64_t *end)
 {
 	return ll_time(&s, start) && *s++ == ' ' && ll_time(&s, end) && *s == '\0' && *start <= *end;
+}
+
+/* One line "S <ino> <at>". */
+static bool ll_sus_line(const char *s, ts_linklog_suspect *out)
+{
+	uint64_t ino = 0;
+	int digits = 0;
+
+	if (*s++ != 'S' || *s++ != ' ')
+		return false;
+	while (*s >= '0' && *s <= '9' && digits < 19) {
+		ino = ino * 10 + (uint64_t)(*s++ - '0');
+		digits++;
+	}
+	if (!digits || *s++ != ' ' || !ll_time(&s, &out->at) || *s != '\0')
+		return false;
+	out->ino = ino;
+	return true;
+}
+
+static int ll_sus_cmp(const void *a, const void *b)
+{
+	const ts_linklog_suspect *x = a, *y = b;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->at < y->at ? -1 : x->at > y->at;
 }
 
 typedef struct ll_pair {
@@ -146,9 +189,11 @@ static void ll_trim(int storefd, const char *from, size_t len)
 
 void ts_linklog_read(int storefd, ts_linklog *l)
 {
-	size_t len = 0, n = 0, cap = 0, lines = 0;
+	size_t len = 0, n = 0, cap = 0, lines = 0, nsus = 0, capsus = 0;
 	char *text = ll_slurp(storefd, &len);
 	ll_pair *v = NULL;
+	ts_linklog_suspect *sus = NULL;
+	bool lost = false;
 	char *p, *nl;
 
 	memset(l, 0, sizeof *l);
@@ -161,15 +206,34 @@ void ts_linklog_read(int storefd, ts_linklog *l)
 		p = nl + 1;
 	for (; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
 		int64_t s, e;
+		ts_linklog_suspect one;
 		*nl = '\0';
 		lines++;
+		if (ll_sus_line(p, &one)) {
+			if (nsus == capsus) {
+				size_t ncap = capsus ? capsus * 2 : 16;
+				ts_linklog_suspect *nv = realloc(sus, ncap * sizeof *nv);
+				if (!nv) {
+					/* Without it a suspect copy could pass by its
+					 * ctime: count every interval as lost. */
+					lost = true;
+					continue;
+				}
+				sus = nv;
+				capsus = ncap;
+			}
+			sus[nsus++] = one;
+			continue;
+		}
 		if (!ll_line(p, &s, &e))
 			continue;
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 256;
 			ll_pair *nv = realloc(v, ncap * sizeof *nv);
-			if (!nv)
-				break;   /* fewer intervals: more hashing, never a wrong share */
+			if (!nv) {
+				lost = true;   /* no intervals: more hashing, never a wrong share */
+				continue;
+			}
 			v = nv;
 			cap = ncap;
 		}
@@ -189,14 +253,22 @@ void ts_linklog_read(int storefd, ts_linklog *l)
 		ll_trim(storefd, text + at, (size_t)(p - text) - at);
 	}
 	free(text);
-	if (n == 0)
+	if (nsus) {
+		qsort(sus, nsus, sizeof *sus, ll_sus_cmp);
+		l->sus = sus;
+		l->nsus = nsus;
+		sus = NULL;
+	}
+	if (n == 0 || lost)
 		goto out;
 	qsort(v, n, sizeof *v, ll_cmp);
 	l->start = malloc(n * sizeof *l->start);
 	l->maxend = malloc(n * sizeof *l->maxend);
 	if (!l->start || !l->maxend) {
-		ts_linklog_free(l);
-		goto out;
+		free(l->start);
+		free(l->maxend);
+		l->start = l->maxend = NULL;
+		goto out;   /* no intervals: more hashing, never a wrong share */
 	}
 	for (size_t i = 0; i < n; i++) {
 		l->start[i] = v[i].start;
@@ -205,6 +277,7 @@ void ts_linklog_read(int storefd, ts_linklog *l)
 	l->n = n;
 out:
 	free(v);
+	free(sus);
 }
 
 bool ts_linklog_explains(const ts_linklog *l, const struct timespec *ctime)
@@ -225,9 +298,25 @@ bool ts_linklog_explains(const ts_linklog *l, const struct timespec *ctime)
 	return lo > 0 && l->maxend[lo - 1] >= t;
 }
 
+bool ts_linklog_suspected(const ts_linklog *l, uint64_t ino, const struct timespec *since)
+{
+	size_t lo = 0, hi = l->nsus;
+
+	/* The last line of ino (sorted by ino, then at): is it after since? */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (l->sus[mid].ino <= ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 && l->sus[lo - 1].ino == ino && l->sus[lo - 1].at > ll_ns(since);
+}
+
 void ts_linklog_free(ts_linklog *l)
 {
 	free(l->start);
 	free(l->maxend);
+	free(l->sus);
 	memset(l, 0, sizeof *l);
 }

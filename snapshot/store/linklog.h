@@ -26,6 +26,19 @@
  * filesystem with whole-second (or two-second) timestamps, truncated:
  * ts_linklog_explains allows for that.
  *
+ * One engine batch can still hide a change made by someone else before
+ * it: an unlink moves the ctime of a copy that was rewritten with its mtime
+ * put back to a moment inside the batch.  So before the engine removes a
+ * tree of the store, linkguard.h looks at the copies it is about to unlink
+ * that other names share, and for each whose ctime moved with no
+ * explanation appends
+ *
+ *   S <inode> <sec>.<9-digit nsec>
+ *
+ * (the moment it was found).  A record of that inode older than that
+ * moment proves nothing by its ctime any more (ts_linklog_suspected): the
+ * copy is hashed before it is shared.
+ *
  * Bounded: ts_linklog_read keeps the last TS_LINKLOG_KEEP lines once there
  * are more than TS_LINKLOG_TRIM_AT (a copy and a rename).  Only intervals
  * since the newest snapshot's links matter: every take links every file it
@@ -51,10 +64,17 @@
 #define TS_LINKLOG_TRIM_AT 4096
 #define TS_LINKLOG_KEEP 2048
 
+typedef struct ts_linklog_suspect {
+	uint64_t ino;
+	int64_t at;        /* ns: when the unexplained change was found */
+} ts_linklog_suspect;
+
 typedef struct ts_linklog {
 	int64_t *start;    /* ns, sorted ascending */
 	int64_t *maxend;   /* maxend[i]: the latest end among intervals 0..i */
 	size_t n;
+	ts_linklog_suspect *sus;   /* sorted by ino, then at */
+	size_t nsus;
 } ts_linklog;
 
 /* The start of a batch of links or unlinks, into *start. */
@@ -65,6 +85,10 @@ void ts_linklog_begin(struct timespec *start);
  * hashing (above). */
 void ts_linklog_end(int storefd, const struct timespec *start);
 
+/* Note that inode ino was found changed by someone else, now (an "S"
+ * line).  Never fails, as ts_linklog_end. */
+void ts_linklog_suspect_now(int storefd, uint64_t ino);
+
 /* Read STORE/.linklog into l (which it initialises; empty when the file is
  * missing or unreadable; bad lines are skipped), trimming the file when it
  * has grown past TS_LINKLOG_TRIM_AT lines.  For a writer holding the lock. */
@@ -72,6 +96,10 @@ void ts_linklog_read(int storefd, ts_linklog *l);
 
 /* Does ctime lie inside an interval of l? */
 bool ts_linklog_explains(const ts_linklog *l, const struct timespec *ctime);
+
+/* Was inode ino found changed by someone else after the moment since (a
+ * record's ctime)?  Then that record's ctime proves nothing. */
+bool ts_linklog_suspected(const ts_linklog *l, uint64_t ino, const struct timespec *since);
 
 void ts_linklog_free(ts_linklog *l);
 

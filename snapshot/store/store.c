@@ -17,6 +17,7 @@
 #include "base/copy.h"
 #include "env/env.h"
 #include "base/log.h"
+#include "store/linkguard.h"
 #include "store/linklog.h"
 
 #define STORE_LOCK_FILE ".lock"
@@ -136,7 +137,8 @@ static ts_err_code store_remove(ts_store *s, const char *name, bool lost, ts_err
 
 /* Remove rel (a tree of the store) and log the batch (linklog.h): its
  * files may be hard links that snapshots share, whose ctime the unlinks
- * move.  Nothing is logged when rel is not there. */
+ * move; first note those someone else changed, which the batch would
+ * otherwise hide (linkguard.h).  Nothing is logged when rel is not there. */
 static ts_err_code store_remove_logged(ts_store *s, const char *rel, ts_err *e)
 {
 	struct timespec start;
@@ -145,6 +147,7 @@ static ts_err_code store_remove_logged(ts_store *s, const char *rel, ts_err *e)
 
 	if (fstatat(s->dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return TS_OK;
+	ts_linkguard(s->dirfd, rel);
 	ts_linklog_begin(&start);
 	rc = ts_copy_remove_tree(s->dirfd, rel, e);
 	ts_linklog_end(s->dirfd, &start);

@@ -49,9 +49,11 @@ bool ts_share_check(const ts_manifest_entry *me, const struct stat *st, const ts
 		sc_add(what, "owner");
 	if (what[0])
 		return false;
-	/* The identity as recorded, or moved by the engine's own links. */
-	if (me->store_ino && (sc_same_time(&st->st_ctim, &me->store_ctime) ||
-	                      ts_linklog_explains(links, &st->st_ctim)))
+	/* The identity as recorded, or moved by the engine's own links; not
+	 * when a removal found it changed by someone else since the record
+	 * was made (linklog.h: an unlink can hide that). */
+	if (me->store_ino && !ts_linklog_suspected(links, me->store_ino, &me->store_ctime) &&
+	    (sc_same_time(&st->st_ctim, &me->store_ctime) || ts_linklog_explains(links, &st->st_ctim)))
 		return true;
 	/* Changed by someone else (or unknown): only the content can tell. */
 	if (me->pending) {

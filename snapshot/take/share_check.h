@@ -13,6 +13,8 @@
  *   - ctime as recorded: good;
  *   - ctime moved, but to a moment inside an interval of the engine's own
  *     link and unlink batches (store/linklog.h): good;
+ *   - but neither when a removal since the record found the inode changed
+ *     by someone else (linklog.h, "S" lines: store/linkguard.h);
  *   - otherwise, or with no identity recorded (a version 1 manifest): the
  *     copy is hashed and compared with the manifest's SHA-256; a copy not
  *     hashed yet (pending) has nothing to prove it and counts as damaged.

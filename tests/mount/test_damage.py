@@ -167,3 +167,21 @@ def test_normal_sequence_no_damage(env_sqlite, mount_factory):
     for path, (ino, _) in ids.items():
         assert ino == os.lstat(os.path.join(m.store, "d", "tree", path)).st_ino, path
     assert os.path.exists(os.path.join(m.store, ".linklog"))
+
+
+def test_damage_not_hidden_by_rmdir(env_sqlite, mount_factory):
+    """One byte flipped and the mtime put back in b's copy, then `rmdir a`
+    (a shares that copy): the removal's unlinks move its ctime, yet the next
+    mkdir still finds the damage (snapshot/store/linkguard.h)."""
+    m = mount_factory(env_sqlite)
+    m.expect_log(DAMAGE_LINE)
+    rel = first_attachment(env_sqlite)
+    for name in ("a", "b"):
+        os.mkdir(m.path(name))
+        wait_sealed(m.store, name)
+    wait_stage(m.store, "b")
+    flip_byte(os.path.join(m.store, "b", "tree", rel), True, os.path.join(env_sqlite, rel))
+    os.rmdir(m.path("a"))
+    os.mkdir(m.path("c"))
+    wait_sealed(m.store, "c")
+    check_fresh_copy(env_sqlite, m.store, "b", "c", rel, m.log_text(), "content")

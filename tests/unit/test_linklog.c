@@ -154,6 +154,54 @@ static void test_intervals(void **state)
 	ts_linklog_free(&l);
 }
 
+/* "S" lines: an inode found changed by someone else at a moment; a record
+ * made before that moment is suspect, one made after is not.  Bad S lines
+ * are skipped; S lines do not disturb the intervals. */
+static void test_suspects(void **state)
+{
+	lfx *x = *state;
+	ts_linklog l;
+	struct timespec t;
+	const char *text =
+		"100.000000000 200.000000000\n"
+		"S 42 300.000000000\n"
+		"S 42 150.000000000\n"
+		"S 7 50.000000000\n"
+		"S x 60.000000000\n"          /* bad */
+		"S 8 60\n"                    /* bad */
+		"S 9  60.000000000\n";        /* bad */
+
+	tu_put_bytes(x->file, text, strlen(text), 0600);
+	ts_linklog_read(x->dirfd, &l);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(l.nsus, 3);
+	t = ts_of(299, 0);
+	assert_true(ts_linklog_suspected(&l, 42, &t));    /* the latest line counts */
+	t = ts_of(300, 0);
+	assert_false(ts_linklog_suspected(&l, 42, &t));   /* recorded at or after it */
+	t = ts_of(49, 0);
+	assert_true(ts_linklog_suspected(&l, 7, &t));
+	t = ts_of(1, 0);
+	assert_false(ts_linklog_suspected(&l, 8, &t));
+	assert_false(ts_linklog_suspected(&l, 9, &t));
+	assert_false(ts_linklog_suspected(&l, 41, &t));
+	assert_false(ts_linklog_suspected(&l, 43, &t));
+	t = ts_of(150, 0);
+	assert_true(ts_linklog_explains(&l, &t));
+	ts_linklog_free(&l);
+
+	/* Appended: one line, read back, newer than any record so far. */
+	ts_linklog_suspect_now(x->dirfd, 123456789012345ULL);
+	ts_linklog_read(x->dirfd, &l);
+	assert_int_equal(l.nsus, 4);
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec -= 60;
+	assert_true(ts_linklog_suspected(&l, 123456789012345ULL, &t));
+	t.tv_sec += 120;
+	assert_false(ts_linklog_suspected(&l, 123456789012345ULL, &t));
+	ts_linklog_free(&l);
+}
+
 /* A missing file, a symlink or a directory in its place: nothing read, no
  * crash; appending never goes through a link. */
 static void test_missing_and_links(void **state)
@@ -215,6 +263,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_append_explains_own_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_intervals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_suspects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_and_links, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim, setup, teardown),
 	};

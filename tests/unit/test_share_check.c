@@ -368,6 +368,69 @@ static void test_take_damaged_staged(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+/* Remove snapshot name (as prune and rmdir do). */
+static void remove_snap(fx *x, const char *name)
+{
+	ts_err e;
+	ts_err_clear(&e);
+	assert_int_equal(ts_store_lock(&x->s, 5, &e), TS_OK);
+	assert_int_equal(ts_store_remove(&x->s, name, &e), TS_OK);
+	ts_store_unlock(&x->s);
+}
+
+/* A removal's unlinks move the ctime of every copy it shares with later
+ * snapshots, inside an interval the linklog then holds: a copy rewritten
+ * before, its mtime put back, would look like one the engine only
+ * unlinked a name of.  The removal notes it first (store/linkguard.h), and
+ * the next take hashes it and finds the damage; a copy rewritten with its
+ * own content (verify --repair) is hashed and shared.  The same for a
+ * dropped stage, whose links share the base's copies. */
+static void test_removal_hides_nothing(void **state)
+{
+	fx *x = *state;
+
+	take_ok(x, "s1");
+	take_ok(x, "s2");
+	flip(x, "s2", BIG, true);
+	remove_snap(x, "s1");
+	assert_int_equal(take_logged(x, "s3", "s2/" BIG ": stored copy damaged (content)"), 1);
+	assert_int_not_equal(ino_of(x, "s2", BIG), ino_of(x, "s3", BIG));
+	same_content(x, "s3", BIG);
+
+	/* A copy rewritten with its own content, then a removal: shared. */
+	char p[TBUF];
+	size_t len = 0;
+	tu_tree_path(x->store, "s3", "htdocs/a.txt", p, sizeof p);
+	struct stat before;
+	assert_int_equal(lstat(p, &before), 0);
+	nap_ms(20);
+	void *data = tu_slurp(p, &len);
+	tu_put_bytes(p, data, len, before.st_mode & 07777);
+	free(data);
+	struct timespec t[2] = { before.st_atim, before.st_mtim };
+	assert_int_equal(utimensat(AT_FDCWD, p, t, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(lstat(p, &before), 0);
+	remove_snap(x, "s2");
+	assert_int_equal(take_logged(x, "s4", NULL), 0);
+	assert_int_equal(ino_of(x, "s3", "htdocs/a.txt"), ino_of(x, "s4", "htdocs/a.txt"));
+
+	/* A stage of s4, a copy damaged after it was built, the stage
+	 * dropped (its unlinks move the copy's ctime): still found. */
+	sfx_stage_ok(x, NULL);
+	assert_true(sfx_stage_from(x, "s4"));
+	flip(x, "s4", "htdocs/a.txt", true);
+	ts_err e;
+	ts_err_clear(&e);
+	assert_int_equal(ts_store_lock(&x->s, 5, &e), TS_OK);
+	ts_store_stage_drop(&x->s);
+	ts_store_unlock(&x->s);
+	assert_false(sfx_stage_exists(x));
+	assert_int_equal(take_logged(x, "s5", "s4/htdocs/a.txt: stored copy damaged (content)"), 1);
+	same_content(x, "s5", "htdocs/a.txt");
+	sfx_compare_tree(x, "s5");
+	sfx_store_clean_and_unlocked(x);
+}
+
 /* A copy rewritten in place with its own content (verify --repair): its
  * ctime moved without a logged link, so it is hashed once, found good and
  * shared; the new snapshot records it as placed. */
@@ -491,6 +554,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_take_damaged_not_shared, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_take_damaged_staged, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_take_ctime_only_shared, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_removal_hides_nothing, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_identity_recorded, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_normal_sequence, sfx_setup, sfx_teardown),
 	};
