@@ -14,11 +14,28 @@
 #include "store/linklog.h"
 #include "store/manifest.h"
 
+/* The newest snapshot's manifest into m. */
+static bool lg_newest(ts_store *s, ts_manifest *m)
+{
+	ts_store_snap *v = NULL;
+	size_t n = 0;
+	char path[PATH_MAX];
+	bool ok = false;
+
+	if (ts_store_list(s, &v, &n, NULL) == TS_OK && n > 0) {
+		snprintf(path, sizeof path, "%s/manifest", v[n - 1].name);
+		ok = ts_manifest_read_at(s->dirfd, path, m, NULL) == TS_OK;
+	}
+	ts_store_list_free(v, n);
+	return ok;
+}
+
 /* The manifest that describes rel/tree, into m (initialised by the
  * reader); false when there is none. */
-static bool lg_manifest(int storefd, const char *rel, ts_manifest *m)
+static bool lg_manifest(ts_store *s, const char *rel, ts_manifest *m)
 {
 	char path[PATH_MAX], name[NAME_MAX + 2];
+	int storefd = s->dirfd;
 	ssize_t n;
 	int fd;
 
@@ -30,7 +47,7 @@ static bool lg_manifest(int storefd, const char *rel, ts_manifest *m)
 	snprintf(path, sizeof path, "%s/base", rel);
 	fd = ts_beneath_open(storefd, path, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0)
-		return false;
+		return lg_newest(s, m);   /* a half-built snapshot */
 	n = read(fd, name, sizeof name - 1);
 	close(fd);
 	name[n > 0 ? n : 0] = '\0';
@@ -46,8 +63,9 @@ static bool lg_same_time(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
-void ts_linkguard(int storefd, const char *rel)
+void ts_linkguard(ts_store *s, const char *rel)
 {
+	int storefd = s->dirfd;
 	ts_beneath_cache c = TS_BENEATH_CACHE_INIT;
 	ts_manifest m;
 	ts_linklog l;
@@ -58,7 +76,7 @@ void ts_linkguard(int storefd, const char *rel)
 	ts_manifest_init(&m);
 	snprintf(path, sizeof path, "%s/tree", rel);
 	treefd = ts_beneath_open(storefd, path, O_RDONLY | O_DIRECTORY, 0);
-	if (treefd < 0 || !lg_manifest(storefd, rel, &m))
+	if (treefd < 0 || !lg_manifest(s, rel, &m))
 		goto out;
 	ts_linklog_read(storefd, &l);
 	for (size_t i = 0; i < m.n; i++) {

@@ -20,11 +20,14 @@
 #ifndef TS_LINKGUARD_H
 #define TS_LINKGUARD_H
 
-/* rel: a directory of the store (storefd) holding tree/: a snapshot being
- * deleted, a stage, a half-built snapshot.  Its manifest is rel/manifest,
- * else (a stage never refreshed) that of the snapshot rel/base names; with
- * neither there is nothing to compare with and nothing is done.  Never
- * fails: what cannot be read is left alone. */
-void ts_linkguard(int storefd, const char *rel);
+#include "store/store.h"
+
+/* rel: a directory of store s holding tree/: a snapshot being deleted, a
+ * stage, a half-built snapshot.  Its manifest is rel/manifest, else (a
+ * stage never refreshed) that of the snapshot rel/base names, else (a
+ * half-built snapshot, whose links are to the newest snapshot's copies)
+ * the newest snapshot's.  Never fails: what cannot be read is left
+ * alone. */
+void ts_linkguard(ts_store *s, const char *rel);
 
 #endif

@@ -147,7 +147,7 @@ static ts_err_code store_remove_logged(ts_store *s, const char *rel, ts_err *e)
 
 	if (fstatat(s->dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return TS_OK;
-	ts_linkguard(s->dirfd, rel);
+	ts_linkguard(s, rel);
 	ts_linklog_begin(&start);
 	rc = ts_copy_remove_tree(s->dirfd, rel, e);
 	ts_linklog_end(s->dirfd, &start);

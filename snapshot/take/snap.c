@@ -428,10 +428,12 @@ out:
 			stats->hold_ms = ts_dbsnap_hold_ms(db);
 		ts_dbsnap_close(db);
 	}
-	if (r.tmp_open)
-		ts_store_abort(store, &r.tmp);
+	/* The batch ends before an abort: the abort's guard (linkguard.h)
+	 * must find this take's own links explained. */
 	if (r.links_begun)
 		ts_linklog_end(store->dirfd, &r.link_start);
+	if (r.tmp_open)
+		ts_store_abort(store, &r.tmp);
 	if (store_locked)
 		ts_store_unlock(store);
 	if (r.envfd >= 0)

@@ -307,10 +307,10 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 	tmp_open = false;   /* consumed, success or not */
 	rc = ts_store_stage_commit(s, &t, e);
 out:
+	if (links_begun)   /* before the abort's guard looks (linkguard.h) */
+		ts_linklog_end(s->dirfd, &link_start);
 	if (tmp_open)
 		ts_store_abort(s, &t);
-	if (links_begun)
-		ts_linklog_end(s->dirfd, &link_start);
 	if (basefd >= 0)
 		close(basefd);
 	ts_linklog_free(&fc.links);

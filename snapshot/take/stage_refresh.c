@@ -138,10 +138,10 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 out:
 	/* A stage half refreshed goes (a stop leaves it to the next build:
 	 * removing a large tree would hold up the unmount). */
+	if (r.links_begun)   /* before the drop's guard looks (linkguard.h) */
+		ts_linklog_end(s->dirfd, &r.link_start);
 	if (busy && rc != TS_ERR_CANCELLED)
 		ts_store_stage_drop(s);
-	if (r.links_begun)
-		ts_linklog_end(s->dirfd, &r.link_start);
 	if (r.envfd >= 0)
 		close(r.envfd);
 	if (r.tmp.dirfd >= 0)

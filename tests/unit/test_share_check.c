@@ -467,6 +467,33 @@ static void test_take_ctime_only_shared(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+/* A take killed after it linked leaves a .tmp-* whose links moved the
+ * newest snapshot's copies' ctime with no logged batch; the next writer
+ * removes it, and its guard notes them (linkguard.h: the newest
+ * snapshot's manifest stands for the missing one), so that the removal's
+ * own interval cannot hide a change made meanwhile: a copy damaged then is
+ * found, the others are hashed and shared. */
+static void test_dead_take_leftover(void **state)
+{
+	fx *x = *state;
+	char from[TBUF], to[TBUF];
+
+	take_ok(x, "s1");
+	tu_fmt(to, sizeof to, "%s/.tmp-999999-1-1", x->store);
+	tu_mkdir_in(x->store, ".tmp-999999-1-1", 0700);
+	tu_mkdir_in(to, "tree", 0700);
+	tu_mkdir_in(to, "tree/htdocs", 0700);
+	tu_tree_path(x->store, "s1", "htdocs/a.txt", from, sizeof from);
+	tu_fmt(to, sizeof to, "%s/.tmp-999999-1-1/tree/htdocs/a.txt", x->store);
+	nap_ms(20);
+	assert_int_equal(link(from, to), 0);
+	flip(x, "s1", "htdocs/a.txt", true);
+	assert_int_equal(take_logged(x, "s2", "s1/htdocs/a.txt: stored copy damaged (content)"), 1);
+	same_content(x, "s2", "htdocs/a.txt");
+	assert_int_equal(ino_of(x, "s1", BIG), ino_of(x, "s2", BIG));
+	sfx_store_clean_and_unlocked(x);
+}
+
 /* Every file entry records its copy's identity as placed: copied (s1) or
  * linked (s2: the link moved the ctime, recorded after it). */
 static void test_identity_recorded(void **state)
@@ -535,6 +562,10 @@ static void test_normal_sequence(void **state)
 	assert_int_equal(take_logged(x, "d", NULL), 0);
 	assert_int_equal(ino_of(x, "c", BIG), ino_of(x, "d", BIG));
 	tu_fmt(p, sizeof p, "%s/%s", x->store, TS_LINKLOG_FILE);
+	/* Nothing looked changed by someone else to the removals' guard. */
+	char *text = tu_slurp(p, NULL);
+	assert_null(strstr(text, "S "));
+	free(text);
 	assert_int_equal(unlink(p), 0);
 	assert_int_equal(take_logged(x, "e", NULL), 0);
 	assert_int_equal(ino_of(x, "d", BIG), ino_of(x, "e", BIG));
@@ -556,6 +587,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_take_ctime_only_shared, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_removal_hides_nothing, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_identity_recorded, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_dead_take_leftover, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_normal_sequence, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
