@@ -45,7 +45,7 @@ static bool snap_share(snap_run *r, snap_item *it)
 {
 	const ts_manifest_entry *pe;
 	const char *pleaf, *tleaf;
-	struct stat cur, placed;
+	struct stat cur;
 	int pfd, tfd;
 	bool have;
 
@@ -65,12 +65,12 @@ static bool snap_share(snap_run *r, snap_item *it)
 	tfd = ts_beneath_cache_parent(ts_walk_cache(0), r->tmp.treefd, it->rel, &tleaf);
 	if (tfd < 0 || linkat(pfd, pleaf, tfd, tleaf, 0) < 0)
 		return false;
-	/* The identity as placed: the link moved the ctime.  (Failing that,
-	 * the one before it, which the take's batch explains: linklog.h.) */
-	if (fstatat(tfd, tleaf, &placed, AT_SYMLINK_NOFOLLOW) < 0)
-		placed = cur;
-	it->store_ino = placed.st_ino;
-	it->store_ctime = placed.st_ctim;
+	/* The identity as checked, not restated after the link: the link
+	 * moves the ctime inside the take's own batch (linklog.h), which
+	 * explains it at the next share, and sharing stays one stat per file
+	 * (doc/contract.md section 5). */
+	it->store_ino = cur.st_ino;
+	it->store_ctime = cur.st_ctim;
 	memcpy(it->sha256, pe->sha256, 32);
 	it->unhashed = pe->pending;
 	it->shared = true;
