@@ -8,8 +8,9 @@
  * prefixed dmn_.
  *
  * Threads: FUSE workers (requests: dmn_take, dmn_delete, dmn_rename, the
- * plus cache), the sealer (daemon_seal.c), the stager (daemon_stage.c) and
- * fs/'s watch thread (dmn_cancel).
+ * plus cache), the sealer (daemon_seal.c, which also prunes for keep=:
+ * daemon_prune.c), the stager (daemon_stage.c) and fs/'s watch thread
+ * (dmn_cancel).
  *
  * Lock order (a thread holding one may take only those after it):
  *   1. snap_mu           this daemon's writers of the store, one at a time
@@ -92,7 +93,7 @@ typedef struct dmn_daemon {
 	int lock_timeout_s;
 	bool no_database;
 	dmn_managers who;
-	bool has_keep;                 /* -o keep=: prune after each new snapshot */
+	bool has_keep;                 /* -o keep=: prune after each seal */
 	ts_prune_policy keep;
 
 	/* Lock 1 of the order above: one writer of the store at a time
@@ -142,7 +143,7 @@ typedef enum dmn_why {
 } dmn_why;
 
 /* Take snapshot name now, serialised with this daemon's other writers
- * (daemon_take.c has the rules: keep=, the per-period limit).  auto_mask:
+ * (daemon_take.c has the rules: the per-period limit).  auto_mask:
  * the auto formats that give name now (dmn_auto_mask_now).  limited: the
  * caller may not manage snapshots.  TS_OK when the snapshot is there
  * (made by another first access meanwhile too); TS_ERR_NOTFOUND when a
@@ -157,6 +158,11 @@ unsigned dmn_auto_mask_now(const dmn_daemon *d, const char *name);
  * logged, then the sealer kicked. */
 ts_err_code dmn_delete(dmn_daemon *d, const char *name, ts_err *e);
 ts_err_code dmn_rename(dmn_daemon *d, const char *from, const char *to, ts_err *e);
+
+/* keep=: prune the store as the policy says, protecting the current
+ * period's auto names (daemon_prune.c).  Takes snap_mu.  Called by the
+ * sealer after it sealed a snapshot. */
+void dmn_prune(dmn_daemon *d);
 
 /* The sealer (daemon_seal.c): start, wake after a snapshot or rename, stop
  * (finishing what is pending). */

@@ -2,8 +2,9 @@
  * makes durable every snapshot that has appeared (snapshot/store/seal.h), so
  * that mkdir and first access return as soon as the snapshot is complete;
  * then it has the stager stage the newest one for the next snapshot
- * (daemon_stage.c).  It holds seal_mu only to wait and read its flags, and
- * seals without the daemon's snap_mu (daemon.h, lock order). */
+ * (daemon_stage.c).  With keep= it prunes after each seal (daemon_prune.c).
+ * It holds seal_mu only to wait and read its flags, and seals without the
+ * daemon's snap_mu (daemon.h, lock order). */
 #include "daemon.h"
 
 #include <string.h>
@@ -26,10 +27,15 @@ static void *dmn_seal_main(void *arg)
 		d->seal.kicked = false;
 		pthread_mutex_unlock(&d->seal.mu);
 
+		unsigned sealed = 0;
 		ts_err e;
 		ts_err_clear(&e);
-		if (ts_seal_all(&d->store, NULL, NULL, &e) != TS_OK)
+		if (ts_seal_all(&d->store, NULL, &sealed, &e) != TS_OK)
 			ts_log(LOG_ERR, "sealing failed: %s (tracsnap verify checks the rest)", e.msg);
+		/* keep= only once a new snapshot is sealed: until then it may be
+		 * lost in a crash and must not push out a sealed one. */
+		if (d->has_keep && sealed > 0)
+			dmn_prune(d);
 		if (!last)
 			dmn_stage_kick(d);   /* stage the newest for the next snapshot */
 

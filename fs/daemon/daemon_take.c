@@ -24,32 +24,6 @@ unsigned dmn_auto_mask_now(const dmn_daemon *d, const char *name)
 	return dmn_auto_mask(&d->autos, name, ts_clock_name_time());
 }
 
-static void dmn_log_pruned(void *arg, const char *name, bool keep)
-{
-	(void)arg;
-	if (!keep)
-		ts_log(LOG_INFO, "pruned %s", name);
-}
-
-/* Under snap_mu, after snapshot name was made: prune as keep= says.  A
- * failed prune keeps the new snapshot (it is logged).  The names of the
- * current period of every auto format are kept whatever keep= says:
- * otherwise a first access of one (the hour) would prune another's (the
- * day), whose next first access would snapshot and prune the first, and
- * so on. */
-static void dmn_prune_after(dmn_daemon *d, const char *name)
-{
-	char now[DMN_MAX_AUTO][NAME_MAX + 1];
-	const char *protect[DMN_MAX_AUTO];
-	size_t nprotect = dmn_auto_names(&d->autos, ts_clock_name_time(), now, protect);
-	ts_err pe;
-
-	ts_err_clear(&pe);
-	if (ts_prune_store_except(&d->store, &d->keep, protect, nprotect, false,
-	                          d->lock_timeout_s, dmn_log_pruned, NULL, &pe) != TS_OK)
-		ts_log(LOG_ERR, "prune after snapshot %s failed: %s", name, pe.msg);
-}
-
 /* limited: the caller may not manage snapshots (a first access by another
  * user): it makes at most one snapshot per format and period, so that
  * looking names up cannot make the daemon snapshot and prune in a loop.
@@ -80,10 +54,7 @@ ts_err_code dmn_take(dmn_daemon *d, const char *name, dmn_why why, unsigned auto
 		ts_snap_format_stats(name, &st, line, sizeof line);
 		ts_log(LOG_INFO, "%s (%s)", line, label);
 		dmn_auto_record(&d->autos, name, auto_mask);
-		/* Under snap_mu, so that no snapshot of ours is half made while
-		 * prune chooses. */
-		if (d->has_keep)
-			dmn_prune_after(d, name);
+		/* keep= prunes once the sealer has sealed it (daemon_prune.c). */
 	}
 	/* A snapshot of a large tree allocates a lot briefly: give it back, so
 	 * that the daemon's size does not follow the number of snapshots.  The

@@ -1,7 +1,7 @@
 /* test_daemon_take.c - the daemon's writes to a real store
  * (fs/daemon/daemon_take.c): mkdir and first-access snapshots, the
- * per-period limit on users who may not manage, prune after keep= keeping
- * the current auto names, delete, rename, cancel.  No threads are started
+ * per-period limit on users who may not manage, prune for keep= (after a
+ * seal, keeping the current auto names), delete, rename, cancel.  No threads are started
  * (no sealer, no stager), as before the mount's init.
  *
  * The name clock is put 5 s past an hour (TRACSNAP_TEST_CLOCK_OFFSET, set
@@ -22,6 +22,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "daemon/daemon.h"
+#include "store/seal.h"
 #include "tutil.h"
 
 #define TBUF (PATH_MAX * 2)
@@ -129,8 +130,16 @@ static void test_first_access_limit(void **state)
 	assert_true(ts_store_exists(&x->d.store, x->hour));
 }
 
-/* keep=last:1 prunes after each snapshot, but never the current period's
- * auto names. */
+static void seal_all(fx *x)
+{
+	ts_err e;
+	ts_err_clear(&e);
+	if (ts_seal_all(&x->d.store, NULL, NULL, &e) != TS_OK)
+		fail_msg("ts_seal_all: %s", e.msg);
+}
+
+/* keep=last:1 prunes (after a seal), but never the current period's auto
+ * names.  Taking a snapshot prunes nothing by itself. */
 static void test_prune_keeps_current_auto_names(void **state)
 {
 	fx *x = *state;
@@ -143,6 +152,9 @@ static void test_prune_keeps_current_auto_names(void **state)
 	x->d.has_keep = true;
 	assert_int_equal(take(x, "m1", DMN_WHY_MKDIR, false), TS_OK);
 	assert_int_equal(take(x, "m2", DMN_WHY_MKDIR, false), TS_OK);
+	assert_true(ts_store_exists(&x->d.store, "m1"));
+	seal_all(x);
+	dmn_prune(&x->d);
 	assert_false(ts_store_exists(&x->d.store, "m1"));
 	assert_true(ts_store_exists(&x->d.store, "m2"));
 	assert_true(ts_store_exists(&x->d.store, x->day));
