@@ -13,10 +13,20 @@ static const char cli_prune_usage[] =
 	"usage: tracsnap prune [--store DIR] [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"
 	"                      [--keep-weekly N] [--keep-monthly N] [--lock-timeout S] [--dry-run] ENV\n";
 
-static void cli_prune_line(void *arg, const char *name, bool keep)
+/* One line per snapshot.  A snapshot kept only because a process uses it
+ * through a mount is said so, with who; the exit status stays 0 (the
+ * policy was applied as far as it safely could be: the next prune removes
+ * it once its readers are done). */
+static void cli_prune_line(void *arg, const char *name, ts_prune_verdict v, const char *why)
 {
 	(void)arg;
-	printf("%s %s\n", keep ? "keep" : "remove", name);
+	switch (v) {
+	case TS_PRUNE_REMOVE:   printf("remove %s\n", name); break;
+	case TS_PRUNE_BUSY:     printf("kept %s: %s\n", name, why); break;
+	case TS_PRUNE_UNSEALED: printf("keep %s (not sealed yet: not counted)\n", name); break;
+	case TS_PRUNE_KEEP:
+	default:                printf("keep %s\n", name); break;
+	}
 }
 
 int cli_prune(int argc, char **argv)
@@ -77,7 +87,9 @@ int cli_prune(int argc, char **argv)
 	if (status)
 		return status;
 	ts_err_clear(&e);
-	if (ts_prune_store(&store, &p, dry_run, lock_timeout, cli_prune_line, NULL, &e) != TS_OK) {
+	ts_prune_opts o = { .dry_run = dry_run, .lock_timeout_s = lock_timeout,
+	                    .fn = cli_prune_line };
+	if (ts_prune_store(&store, &p, &o, NULL, &e) != TS_OK) {
 		fflush(stdout);
 		status = cli_fail(&e);
 	}

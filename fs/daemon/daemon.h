@@ -160,9 +160,10 @@ ts_err_code dmn_delete(dmn_daemon *d, const char *name, ts_err *e);
 ts_err_code dmn_rename(dmn_daemon *d, const char *from, const char *to, ts_err *e);
 
 /* keep=: prune the store as the policy says, protecting the current
- * period's auto names (daemon_prune.c).  Takes snap_mu.  Called by the
- * sealer after it sealed a snapshot. */
-void dmn_prune(dmn_daemon *d);
+ * period's auto names and skipping snapshots in use (daemon_prune.c).
+ * Takes snap_mu.  Called by the sealer after it sealed a snapshot; returns
+ * how many snapshots were kept only because they were in use. */
+unsigned dmn_prune(dmn_daemon *d);
 
 /* The sealer (daemon_seal.c): start, wake after a snapshot or rename, stop
  * (finishing what is pending). */

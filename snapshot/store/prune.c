@@ -1,7 +1,9 @@
 /* prune.c - retention policies (see prune.h). */
 #include "store/prune.h"
+#include "store/mounts.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -94,7 +96,9 @@ void ts_prune_select(const ts_store_snap *v, size_t n, const ts_prune_policy *p,
 	/* Newest first: the first snapshot met in a new bucket is that bucket's
 	 * newest, and buckets come most recent first. */
 	for (size_t k = n; k-- > 0;) {
-		keep[k] = false;
+		keep[k] = !v[k].sealed;
+		if (!v[k].sealed)
+			continue;   /* neither counted nor removed */
 		for (int r = 0; r < PRUNE_NRULES; r++) {
 			int64_t b;
 			if (left[r] <= 0)
@@ -110,28 +114,33 @@ void ts_prune_select(const ts_store_snap *v, size_t n, const ts_prune_policy *p,
 	}
 }
 
-ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, bool dry_run,
-                           int lock_timeout_s, ts_prune_fn fn, void *arg, ts_err *e)
+bool ts_prune_busy_mounts(void *store, const char *name, char *why, size_t len)
 {
-	return ts_prune_store_except(s, p, NULL, 0, dry_run, lock_timeout_s, fn, arg, e);
+	char who[512];
+	bool busy = ts_mounts_users(store, name, NULL, who, sizeof who) > 0;
+
+	if (busy && len)
+		snprintf(why, len, "in use by %s", who);
+	return busy;
 }
 
-ts_err_code ts_prune_store_except(ts_store *s, const ts_prune_policy *p,
-                                  const char *const *protect, size_t nprotect, bool dry_run,
-                                  int lock_timeout_s, ts_prune_fn fn, void *arg, ts_err *e)
+ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, const ts_prune_opts *o,
+                           unsigned *busy, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	ts_store_snap *v = NULL;
 	size_t n = 0;
 	bool *keep = NULL, locked_here = false;
+	unsigned nbusy = 0;
+	char why[600];
 
 	if (ts_prune_policy_empty(p)) {
 		rc = ts_err_set(e, TS_ERR_USAGE, "no keep rule given: refusing to remove every snapshot");
 		goto out;
 	}
 	/* A dry run changes nothing and needs no lock (readers never lock). */
-	if (!dry_run && !s->locked) {
-		rc = ts_store_lock(s, lock_timeout_s, e);
+	if (!o->dry_run && !s->locked) {
+		rc = ts_store_lock(s, o->lock_timeout_s, e);
 		if (rc != TS_OK)
 			goto out;
 		locked_here = true;
@@ -146,19 +155,33 @@ ts_err_code ts_prune_store_except(ts_store *s, const ts_prune_policy *p,
 	}
 	ts_prune_select(v, n, p, keep);
 	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < nprotect && !keep[i]; j++)
-			if (protect[j] && !strcmp(v[i].name, protect[j]))
+		for (size_t j = 0; j < o->nprotect && !keep[i]; j++)
+			if (o->protect[j] && !strcmp(v[i].name, o->protect[j]))
 				keep[i] = true;
 	for (size_t i = 0; i < n; i++) {
-		if (!keep[i] && !dry_run) {
+		ts_prune_verdict verdict = !v[i].sealed ? TS_PRUNE_UNSEALED :
+		                           keep[i] ? TS_PRUNE_KEEP : TS_PRUNE_REMOVE;
+		why[0] = '\0';
+		/* In use: keep it rather than break its readers (doc/contract.md
+		 * section 2).  Checked right before the removal; a reader that
+		 * starts between the check and the rename still loses its view. */
+		if (verdict == TS_PRUNE_REMOVE &&
+		    (o->busy ? o->busy(o->busy_arg, v[i].name, why, sizeof why)
+		             : ts_prune_busy_mounts(s, v[i].name, why, sizeof why))) {
+			verdict = TS_PRUNE_BUSY;
+			nbusy++;
+		}
+		if (verdict == TS_PRUNE_REMOVE && !o->dry_run) {
 			rc = ts_store_remove(s, v[i].name, e);
 			if (rc != TS_OK)
 				goto out;
 		}
-		if (fn)
-			fn(arg, v[i].name, keep[i]);
+		if (o->fn)
+			o->fn(o->arg, v[i].name, verdict, why);
 	}
 out:
+	if (busy)
+		*busy = nbusy;
 	if (locked_here)
 		ts_store_unlock(s);
 	free(keep);

@@ -6,7 +6,9 @@
  * newest snapshot of that hour; daily, weekly (ISO 8601 week) and monthly
  * likewise.  A snapshot kept by any rule is kept; a snapshot counts for every
  * rule it satisfies (borg's "kept by an earlier rule does not count" is not
- * followed).  A rule with count 0 keeps nothing.
+ * followed).  A rule with count 0 keeps nothing.  Only sealed snapshots
+ * count and only sealed ones go; one the policy would remove but that a
+ * process is using is kept and reported (doc/contract.md sections 2, 5).
  *
  * Ownership: callers own every array passed in; nothing is retained.
  */
@@ -32,27 +34,58 @@ bool ts_prune_policy_empty(const ts_prune_policy *p);
 ts_err_code ts_prune_policy_parse(const char *spec, ts_prune_policy *p, ts_err *e);
 
 /* Pure policy: v holds n snapshots oldest first (as ts_store_list returns
- * them); set keep[i] for each one the policy keeps.  Uses local time. */
+ * them); set keep[i] for each one the policy keeps.  Uses local time.  Only
+ * sealed snapshots count toward a rule: an unsealed one (still being hashed
+ * and made durable, and lost if the machine goes down first) is kept and
+ * never takes the place of a sealed one (doc/contract.md section 5). */
 void ts_prune_select(const ts_store_snap *v, size_t n, const ts_prune_policy *p, bool *keep);
 
-/* Called for each snapshot of the store, oldest first: kept or removed (with
- * dry_run: would be removed). */
-typedef void (*ts_prune_fn)(void *arg, const char *name, bool keep);
+/* What became of a snapshot, for ts_prune_fn. */
+typedef enum ts_prune_verdict {
+	TS_PRUNE_KEEP,       /* kept by the policy or protected */
+	TS_PRUNE_REMOVE,     /* removed (with dry_run: would be) */
+	TS_PRUNE_UNSEALED,   /* not sealed yet: kept, not counted */
+	TS_PRUNE_BUSY        /* the policy would remove it, but it is in use: kept */
+} ts_prune_verdict;
 
-/* Apply the policy to the store: take the writers' lock (up to lock_timeout_s)
- * unless the caller holds it, list, select, remove (unless dry_run), release
- * the lock if taken here.  TS_ERR_USAGE for an empty policy.  Stops at the
- * first removal that fails. */
-ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, bool dry_run,
-                           int lock_timeout_s, ts_prune_fn fn, void *arg, ts_err *e);
+/* Called for each snapshot of the store, oldest first.  why: for
+ * TS_PRUNE_BUSY, who uses it ("in use by pid 123 (tar)"); "" otherwise. */
+typedef void (*ts_prune_fn)(void *arg, const char *name, ts_prune_verdict v, const char *why);
 
-/* ts_prune_store, except that the snapshots named in protect[0..nprotect)
- * are kept whatever the policy says (they still count for its rules as any
- * other snapshot).  The daemon protects the names its auto formats give for
- * the current period, so that pruning after a first access never removes
- * the snapshot another first access of this period made. */
-ts_err_code ts_prune_store_except(ts_store *s, const ts_prune_policy *p,
-                                  const char *const *protect, size_t nprotect, bool dry_run,
-                                  int lock_timeout_s, ts_prune_fn fn, void *arg, ts_err *e);
+/* Is snapshot name in use, so that it must not be removed now?  When it
+ * is, fill why (len bytes) with "in use by ...". */
+typedef bool (*ts_prune_busy_fn)(void *arg, const char *name, char *why, size_t len);
+
+typedef struct ts_prune_opts {
+	bool dry_run;
+	int lock_timeout_s;
+	/* Kept whatever the policy says (they still count for its rules as any
+	 * other sealed snapshot).  The daemon protects the names its auto
+	 * formats give for the current period, so that pruning after a first
+	 * access never removes the snapshot another first access of this
+	 * period made. */
+	const char *const *protect;
+	size_t nprotect;
+	/* NULL: ts_prune_busy_mounts (in use through any live mount of the
+	 * store).  The daemon adds the handles it has open (fs/daemon/). */
+	ts_prune_busy_fn busy;
+	void *busy_arg;
+	ts_prune_fn fn;          /* may be NULL */
+	void *arg;
+} ts_prune_opts;
+
+/* The default busy check (busy_arg: the ts_store): a process uses the
+ * snapshot through a mount of the store (store/mounts.h). */
+bool ts_prune_busy_mounts(void *store, const char *name, char *why, size_t len);
+
+/* Apply the policy to the store: take the writers' lock (up to
+ * lock_timeout_s) unless the caller holds it, list, select, and remove
+ * what the policy does not keep (unless dry_run) and no one uses, each
+ * checked just before its removal; release the lock if taken here.
+ * TS_ERR_USAGE for an empty policy.  Stops at the first removal that
+ * fails.  *busy (may be NULL) counts the snapshots kept only because they
+ * were in use. */
+ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, const ts_prune_opts *o,
+                           unsigned *busy, ts_err *e);
 
 #endif

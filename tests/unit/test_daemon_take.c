@@ -1,7 +1,8 @@
 /* test_daemon_take.c - the daemon's writes to a real store
  * (fs/daemon/daemon_take.c): mkdir and first-access snapshots, the
  * per-period limit on users who may not manage, prune for keep= (after a
- * seal, keeping the current auto names), delete, rename, cancel.  No threads are started
+ * seal, keeping the current auto names, counting sealed snapshots only),
+ * delete, rename, cancel.  No threads are started
  * (no sealer, no stager), as before the mount's init.
  *
  * The name clock is put 5 s past an hour (TRACSNAP_TEST_CLOCK_OFFSET, set
@@ -154,11 +155,35 @@ static void test_prune_keeps_current_auto_names(void **state)
 	assert_int_equal(take(x, "m2", DMN_WHY_MKDIR, false), TS_OK);
 	assert_true(ts_store_exists(&x->d.store, "m1"));
 	seal_all(x);
-	dmn_prune(&x->d);
+	assert_int_equal(dmn_prune(&x->d), 0);
 	assert_false(ts_store_exists(&x->d.store, "m1"));
 	assert_true(ts_store_exists(&x->d.store, "m2"));
 	assert_true(ts_store_exists(&x->d.store, x->day));
 	assert_true(ts_store_exists(&x->d.store, x->hour));
+}
+
+/* Issue 16 case 4: a snapshot not sealed yet never pushes out a sealed one
+ * (a crash before its seal would leave nothing); once sealed, it does. */
+static void test_prune_after_seal_only(void **state)
+{
+	fx *x = *state;
+	ts_err e;
+
+	ts_err_clear(&e);
+	assert_int_equal(ts_prune_policy_parse("last:1", &x->d.keep, &e), TS_OK);
+	x->d.has_keep = true;
+	assert_int_equal(take(x, "a", DMN_WHY_MKDIR, false), TS_OK);
+	seal_all(x);
+	assert_int_equal(take(x, "b", DMN_WHY_MKDIR, false), TS_OK);
+	assert_true(ts_store_exists(&x->d.store, "a"));
+	assert_int_equal(ts_store_seal_state_of(&x->d.store, "b"), TS_STORE_UNSEALED_NOW);
+	assert_int_equal(dmn_prune(&x->d), 0);
+	assert_true(ts_store_exists(&x->d.store, "a"));     /* b does not count yet */
+	assert_true(ts_store_exists(&x->d.store, "b"));     /* nor is it removed */
+	seal_all(x);
+	assert_int_equal(dmn_prune(&x->d), 0);
+	assert_false(ts_store_exists(&x->d.store, "a"));
+	assert_true(ts_store_exists(&x->d.store, "b"));
 }
 
 static void test_delete_rename(void **state)
@@ -207,6 +232,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mkdir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_first_access_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prune_keeps_current_auto_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prune_after_seal_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 	};

@@ -42,8 +42,10 @@ static char *kept_set(const time_t *times, size_t n, ts_prune_policy p)
 	assert_non_null(v);
 	assert_non_null(keep);
 	assert_non_null(out);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		v[i].time.tv_sec = times[i];
+		v[i].sealed = true;
+	}
 	ts_prune_select(v, n, &p, keep);
 	for (size_t i = 0; i < n; i++)
 		if (keep[i])
@@ -156,7 +158,7 @@ static void check_against_reference(const time_t *t, size_t n, ts_prune_policy p
 	assert_non_null(got);
 	assert_non_null(want);
 	for (size_t i = 0; i < n; i++)
-		v[i].time.tv_sec = t[i];
+		v[i] = (ts_store_snap){ .time.tv_sec = t[i], .sealed = true };
 	ts_prune_select(v, n, &p, got);
 	reference(t, n, p, want);
 	for (size_t i = 0; i < n; i++) {
@@ -245,7 +247,7 @@ static void test_long_history_counts(void **state)
 	assert_non_null(v);
 	assert_non_null(keep);
 	for (size_t i = 0; i < n; i++)
-		v[i].time.tv_sec = t[i];
+		v[i] = (ts_store_snap){ .time.tv_sec = t[i], .sealed = true };
 	/* daily 14: the 21:00 snapshot of each of the last 14 days. */
 	ts_prune_select(v, n, &(ts_prune_policy){ .daily = 14 }, keep);
 	for (size_t i = 0; i < n; i++) {
@@ -310,41 +312,140 @@ static void test_parse(void **state)
 	assert_true(ts_prune_policy_empty(&p));
 }
 
-/* ts_prune_store_except on a real store: the protected names stay whatever
- * the policy says; the others go as with ts_prune_store. */
-static void test_store_except(void **state)
+/* Only sealed snapshots count: an unsealed one is kept and never takes a
+ * sealed one's place in any rule (doc/contract.md section 5).  The old rule
+ * counted it: last:1 then kept only the unsealed newest, and a crash before
+ * its seal left nothing. */
+static void test_select_ignores_unsealed(void **state)
 {
-	char top[PATH_MAX], path[PATH_MAX + 32];
-	const char *names[] = { "a", "b", "c", "d" };
-	const char *protect[] = { "a", "nosuch", NULL };
-	ts_prune_policy p = { .last = 1 };
-	ts_store s;
-	ts_store_snap *v = NULL;
-	size_t n = 0;
-	ts_err e;
+	const time_t t[] = {
+		utc(2026, 1, 1, 10, 0),   /* 0 sealed */
+		utc(2026, 1, 2, 10, 0),   /* 1 sealed */
+		utc(2026, 1, 2, 11, 0),   /* 2 unsealed, same day as 1 */
+		utc(2026, 1, 3, 10, 0),   /* 3 unsealed */
+	};
+	const bool sealed[] = { true, true, false, false };
+	ts_store_snap v[4];
+	bool keep[4];
 	(void)state;
+
+	set_tz("UTC");
+	for (size_t i = 0; i < 4; i++)
+		v[i] = (ts_store_snap){ .time.tv_sec = t[i], .sealed = sealed[i] };
+	ts_prune_select(v, 4, &(ts_prune_policy){ .last = 1 }, keep);
+	assert_false(keep[0]);
+	assert_true(keep[1]);
+	assert_true(keep[2]);
+	assert_true(keep[3]);
+	/* daily 1: the newest sealed of the newest day that has a sealed one. */
+	ts_prune_select(v, 4, &(ts_prune_policy){ .daily = 1 }, keep);
+	assert_false(keep[0]);
+	assert_true(keep[1]);
+	/* daily 2: both sealed days. */
+	ts_prune_select(v, 4, &(ts_prune_policy){ .daily = 2 }, keep);
+	assert_true(keep[0]);
+	assert_true(keep[1]);
+}
+
+typedef struct verdicts {
+	char line[512];
+} verdicts;
+
+static void record_verdict(void *arg, const char *name, ts_prune_verdict v, const char *why)
+{
+	verdicts *r = arg;
+	static const char *const word[] = { "keep", "remove", "unsealed", "busy" };
+	snprintf(r->line + strlen(r->line), sizeof r->line - strlen(r->line), "%s%s=%s%s%s",
+	         *r->line ? " " : "", name, word[v], *why ? ":" : "", why);
+}
+
+static bool busy_b(void *arg, const char *name, char *why, size_t len)
+{
+	(*(int *)arg)++;
+	if (strcmp(name, "b"))
+		return false;
+	snprintf(why, len, "in use by pid 1 (x)");
+	return true;
+}
+
+/* A store of snapshots a, b, c, d (oldest first), d not sealed yet. */
+static void make_store(char *top, ts_store *s)
+{
+	const char *names[] = { "a", "b", "c", "d" };
+	char path[PATH_MAX + 32], boot[TS_STORE_BOOT_ID_MAX + 1];
+	ts_err e;
 
 	ts_err_clear(&e);
 	tu_tmpdir("prune", top);
 	tu_fmt(path, sizeof path, "%s/store", top);
-	if (ts_store_open(path, true, &s, &e) != TS_OK)
+	if (ts_store_open(path, true, s, &e) != TS_OK)
 		fail_msg("ts_store_open: %s", e.msg);
 	for (int i = 0; i < 4; i++) {
 		struct timespec t[2] = { { .tv_sec = 1000000 + i * 100 }, { .tv_sec = 1000000 + i * 100 } };
-		assert_int_equal(mkdirat(s.dirfd, names[i], 0700), 0);
-		assert_int_equal(utimensat(s.dirfd, names[i], t, 0), 0);
+		assert_int_equal(mkdirat(s->dirfd, names[i], 0700), 0);
+		if (i == 3) {
+			ts_store_boot_id(boot);
+			strcat(boot, "\n");
+			tu_put_bytes_at(s->dirfd, "d/" TS_STORE_UNSEALED, boot, strlen(boot), 0600);
+		}
+		assert_int_equal(utimensat(s->dirfd, names[i], t, 0), 0);
 	}
-	assert_int_equal(ts_prune_store_except(&s, &p, protect, 3, false, 5, NULL, NULL, &e), TS_OK);
-	assert_int_equal(ts_store_list(&s, &v, &n, &e), TS_OK);
-	assert_int_equal(n, 2);
-	assert_string_equal(v[0].name, "a");
-	assert_string_equal(v[1].name, "d");
+}
+
+static void expect_names(ts_store *s, const char *want)
+{
+	ts_store_snap *v = NULL;
+	size_t n = 0;
+	char got[64] = "";
+	ts_err e;
+
+	assert_int_equal(ts_store_list(s, &v, &n, &e), TS_OK);
+	for (size_t i = 0; i < n; i++)
+		snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? "," : "", v[i].name);
 	ts_store_list_free(v, n);
-	assert_int_equal(ts_prune_store(&s, &p, false, 5, NULL, NULL, &e), TS_OK);
-	assert_int_equal(ts_store_list(&s, &v, &n, &e), TS_OK);
-	assert_int_equal(n, 1);
-	assert_string_equal(v[0].name, "d");
-	ts_store_list_free(v, n);
+	assert_string_equal(got, want);
+}
+
+/* ts_prune_store on a real store: protected names stay whatever the policy
+ * says; an unsealed snapshot is neither counted nor removed; one in use is
+ * kept and reported, and only candidates for removal are asked about. */
+static void test_store(void **state)
+{
+	char top[PATH_MAX];
+	const char *protect[] = { "a", "nosuch", NULL };
+	ts_prune_policy p = { .last = 1 };
+	ts_store s;
+	verdicts r = { "" };
+	unsigned busy = 9;
+	int asked = 0;
+	ts_err e;
+	(void)state;
+
+	ts_err_clear(&e);
+	make_store(top, &s);
+	ts_prune_opts o = { .lock_timeout_s = 5, .protect = protect, .nprotect = 3,
+	                    .busy = busy_b, .busy_arg = &asked, .fn = record_verdict, .arg = &r };
+	/* A dry run removes nothing and says what would happen. */
+	o.dry_run = true;
+	assert_int_equal(ts_prune_store(&s, &p, &o, &busy, &e), TS_OK);
+	assert_string_equal(r.line, "a=keep b=busy:in use by pid 1 (x) c=keep d=unsealed");
+	assert_int_equal(busy, 1);
+	assert_int_equal(asked, 1);
+	expect_names(&s, "a,b,c,d");
+	/* For real: b stays while in use. */
+	o.dry_run = false;
+	r.line[0] = '\0';
+	assert_int_equal(ts_prune_store(&s, &p, &o, &busy, &e), TS_OK);
+	assert_string_equal(r.line, "a=keep b=busy:in use by pid 1 (x) c=keep d=unsealed");
+	expect_names(&s, "a,b,c,d");
+	/* No longer in use, not protected: only c, the newest sealed, and the
+	 * unsealed d stay. */
+	o.busy = NULL;
+	o.nprotect = 0;
+	o.fn = NULL;
+	assert_int_equal(ts_prune_store(&s, &p, &o, &busy, &e), TS_OK);
+	assert_int_equal(busy, 0);
+	expect_names(&s, "c,d");
 	ts_store_close(&s);
 	tu_rm_rf(top);
 }
@@ -358,7 +459,8 @@ int main(void)
 		cmocka_unit_test(test_long_history_dst),
 		cmocka_unit_test(test_long_history_counts),
 		cmocka_unit_test(test_parse),
-		cmocka_unit_test(test_store_except),
+		cmocka_unit_test(test_select_ignores_unsealed),
+		cmocka_unit_test(test_store),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
