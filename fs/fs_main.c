@@ -187,6 +187,7 @@ int fs_main(int argc, char **argv, ts_err_code *code)
 	c.foreground = fo.foreground;
 	mnt_abs = realpath(cl.mnt, NULL);
 	c.mnt = mnt_abs;
+	c.d.mnt = c.mnt;   /* what rmdir and keep= check for readers (daemon_prune.c) */
 	mnt_abs = NULL;
 	store = cl.store ? strdup(cl.store) : ts_store_default_path(c.d.env.root);
 	if (!store || !c.mnt) {

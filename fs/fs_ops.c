@@ -6,6 +6,9 @@
  * resolves.  Snapshot contents never change, so what the kernel caches may be
  * kept (keep_cache); the root changes with every mkdir, so negative lookups are
  * never cached (a first-access name must reach us).
+ *
+ * Every handle opened below a snapshot is counted (daemon/daemon_handles.h)
+ * until it is released: rmdir and keep= leave a snapshot in use alone.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,10 +24,38 @@
 
 #include "base/log.h"
 #include "fs_int.h"
+#include "store/mounts.h"
 #include "store/name.h"
 
 #define FS_LATEST_INO 2
 #define FS_CACHE_TIMEOUT 3600.0   /* fixed: the root is 1, store directories are never 2 */
+
+/* An open file: its descriptor, and the snapshot it counts for. */
+typedef struct fs_file {
+	int fd;
+	dev_t dev;     /* STORE/NAME/tree */
+	ino_t ino;
+} fs_file;
+
+static fs_file *fs_file_of(const struct fuse_file_info *fi)
+{
+	return (fs_file *)(uintptr_t)fi->fh;
+}
+
+/* Count a handle below the snapshot whose tree tfd is open on; the key
+ * goes into *dev, *ino for the release.  -errno when it cannot be. */
+static int fs_handle_open(fs_ctx *c, int tfd, dev_t *dev, ino_t *ino)
+{
+	struct stat st;
+
+	if (fstat(tfd, &st) < 0)
+		return -errno;
+	if (!dmn_handles_open(&c->d.handles, st.st_dev, st.st_ino))
+		return -ENOMEM;
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+	return 0;
+}
 
 static int fs_newest(fs_ctx *c, char *out, size_t len)
 {
@@ -79,7 +110,7 @@ static int fs_getattr(const char *path, struct stat *st, struct fuse_file_info *
 
 	if (fi && fi->fh) {
 		/* An open file: its fd is at hand. */
-		if (fstat((int)fi->fh, st) < 0)
+		if (fstat(fs_file_of(fi)->fd, st) < 0)
 			return -errno;
 		fs_fix_stat(st);
 		return 0;
@@ -164,6 +195,8 @@ static int fs_readlink(const char *path, char *buf, size_t size)
 /* Open directory: the root is listed from the store on every readdir. */
 typedef struct fs_dir {
 	DIR *d;        /* NULL for the root */
+	dev_t dev;     /* below a snapshot: its STORE/NAME/tree, counted */
+	ino_t ino;
 } fs_dir;
 
 static int fs_opendir(const char *path, struct fuse_file_info *fi)
@@ -186,11 +219,13 @@ static int fs_opendir(const char *path, struct fuse_file_info *fi)
 		}
 		fd = openat(tfd, p.rest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		rc = fd < 0 ? -errno : 0;
-		close(tfd);
 		if (!rc && !(d->d = fdopendir(fd))) {
 			rc = -errno;
 			close(fd);
 		}
+		if (!rc && (rc = fs_handle_open(c, tfd, &d->dev, &d->ino)) != 0)
+			closedir(d->d);
+		close(tfd);
 		if (rc) {
 			free(d);
 			return rc;
@@ -269,8 +304,10 @@ static int fs_releasedir(const char *path, struct fuse_file_info *fi)
 {
 	fs_dir *d = (fs_dir *)(uintptr_t)fi->fh;
 	(void)path;
-	if (d->d)
+	if (d->d) {
 		closedir(d->d);
+		dmn_handles_release(&fs_get()->d.handles, d->dev, d->ino);
+	}
 	free(d);
 	return 0;
 }
@@ -279,6 +316,7 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 {
 	fs_ctx *c = fs_get();
 	fs_path p;
+	fs_file *f;
 	int rc = fs_split(path, &p), tfd, fd;
 
 	if (rc)
@@ -290,19 +328,25 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 	tfd = fs_tree_fd(c, p.name);
 	if (tfd < 0)
 		return tfd;
-	fd = openat(tfd, p.rest, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	rc = fd < 0 ? -errno : 0;
+	f = malloc(sizeof *f);
+	fd = f ? openat(tfd, p.rest, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+	rc = !f ? -ENOMEM : fd < 0 ? -errno : 0;
+	if (!rc && (rc = fs_handle_open(c, tfd, &f->dev, &f->ino)) != 0)
+		close(fd);
 	close(tfd);
-	if (rc)
+	if (rc) {
+		free(f);
 		return rc;
-	fi->fh = (uint64_t)fd;
+	}
+	f->fd = fd;
+	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = 1;   /* immutable: the page cache stays valid across opens */
 	return 0;
 }
 
 static int fs_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	ssize_t n = pread((int)fi->fh, buf, size, off);
+	ssize_t n = pread(fs_file_of(fi)->fd, buf, size, off);
 	(void)path;
 	return n < 0 ? -errno : (int)n;
 }
@@ -318,7 +362,7 @@ static int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size,
 		return -ENOMEM;
 	*v = (struct fuse_bufvec)FUSE_BUFVEC_INIT(size);
 	v->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	v->buf[0].fd = (int)fi->fh;
+	v->buf[0].fd = fs_file_of(fi)->fd;
 	v->buf[0].pos = off;
 	*bufp = v;
 	return 0;
@@ -326,8 +370,11 @@ static int fs_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size,
 
 static int fs_release(const char *path, struct fuse_file_info *fi)
 {
+	fs_file *f = fs_file_of(fi);
 	(void)path;
-	close((int)fi->fh);
+	close(f->fd);
+	dmn_handles_release(&fs_get()->d.handles, f->dev, f->ino);
+	free(f);
 	return 0;
 }
 
@@ -457,6 +504,15 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 		ts_log(LOG_WARNING, "the kernel cannot enforce POSIX ACLs on FUSE: files with an "
 		       "ACL are checked by their mode bits only");
 	fs_watch_start(c, fuse_get_context()->fuse);
+	/* Now, in the process that serves (after it detached): tracsnap prune
+	 * in another process looks for readers below this mount point. */
+	{
+		ts_err e;
+		ts_err_clear(&e);
+		if (ts_mounts_record(&c->d.store, c->mnt, &e) != TS_OK)
+			ts_log(LOG_WARNING, "%s: tracsnap prune cannot see what is in use through "
+			       "this mount (keep= and rmdir still can)", e.msg);
+	}
 	dmn_start(&c->d);
 	ts_log(LOG_INFO, "serving %s on %s (store %s)", c->d.env.root, c->mnt, c->d.store.root);
 	return c;
@@ -467,6 +523,7 @@ static void fs_destroy(void *data)
 	fs_ctx *c = data;
 	fs_watch_stop(c);
 	dmn_stop(&c->d);
+	ts_mounts_unrecord(&c->d.store);
 }
 
 static const struct fuse_operations fs_ops = {

@@ -10,6 +10,7 @@ void dmn_init(dmn_daemon *d)
 	d->stage.ino = d->stage.wake = -1;
 	pthread_mutex_init(&d->snap_mu, NULL);
 	dmn_plus_init(&d->plus);
+	dmn_handles_init(&d->handles);
 }
 
 void dmn_start(dmn_daemon *d)
@@ -36,6 +37,7 @@ void dmn_free(dmn_daemon *d)
 	dmn_auto_free(&d->autos);
 	pthread_mutex_destroy(&d->snap_mu);
 	dmn_plus_free(&d->plus);
+	dmn_handles_free(&d->handles);
 }
 
 bool dmn_cancel(dmn_daemon *d)

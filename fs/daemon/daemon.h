@@ -8,16 +8,16 @@
  * prefixed dmn_.
  *
  * Threads: FUSE workers (requests: dmn_take, dmn_delete, dmn_rename, the
- * plus cache), the sealer (daemon_seal.c, which also prunes for keep=:
- * daemon_prune.c), the stager (daemon_stage.c) and fs/'s watch thread
- * (dmn_cancel).
+ * plus cache, the handle counts), the sealer (daemon_seal.c, which also
+ * prunes for keep=: daemon_prune.c), the stager (daemon_stage.c) and fs/'s
+ * watch thread (dmn_cancel).
  *
  * Lock order (a thread holding one may take only those after it):
  *   1. snap_mu           this daemon's writers of the store, one at a time
  *   2. the store's flock (STORE/.lock, ts_store_lock: this and every other
  *                        tracsnap process on the store)
  *   3. Trac's database lock (taken inside ts_snap_take, under 2)
- * seal_mu and plus.mu are leaves: held only around their own fields, never
+ * seal_mu, plus.mu and handles.mu are leaves: held only around their own fields, never
  * while taking another lock, and nothing is taken while holding them (the
  * sealer seals with seal_mu released, and kicks the stager outside it;
  * writers kick the sealer after they released snap_mu).
@@ -43,6 +43,7 @@
 #include "store/store.h"
 
 #include "daemon_auto.h"
+#include "daemon_handles.h"
 #include "daemon_plus.h"
 
 /* Who may manage snapshots (mkdir, rmdir, rename, first accesses without
@@ -69,6 +70,10 @@ typedef struct dmn_seal {
 	bool kicked, stopping;         /* under mu */
 	pthread_t thread;
 	bool running;                  /* set by start/stop only */
+	/* The sealer thread's only: keep= skipped a snapshot in use; prune
+	 * again after retry_s seconds (or at the next seal). */
+	bool prune_pending;
+	int retry_s;                   /* set by start */
 } dmn_seal;
 
 /* The stager (daemon_stage.c). */
@@ -95,6 +100,7 @@ typedef struct dmn_daemon {
 	dmn_managers who;
 	bool has_keep;                 /* -o keep=: prune after each seal */
 	ts_prune_policy keep;
+	const char *mnt;               /* the mount point (fs_ctx's; NULL without a mount) */
 
 	/* Lock 1 of the order above: one writer of the store at a time
 	 * (dmn_writer_lock); first accesses wait on it.  It protects
@@ -113,6 +119,7 @@ typedef struct dmn_daemon {
 	dmn_seal seal;
 	dmn_stage stage;
 	dmn_plus plus;                 /* its own mutex, a leaf */
+	dmn_handles handles;           /* its own mutex, a leaf */
 } dmn_daemon;
 
 /* Before anything else: mutexes, no descriptors.  dmn_free undoes it and
@@ -155,14 +162,22 @@ ts_err_code dmn_take(dmn_daemon *d, const char *name, dmn_why why, unsigned auto
 unsigned dmn_auto_mask_now(const dmn_daemon *d, const char *name);
 
 /* rmdir and rename of a snapshot: under snap_mu and the store's flock,
- * logged, then the sealer kicked. */
+ * logged, then the sealer kicked.  dmn_delete refuses a snapshot in use
+ * (dmn_busy) with TS_ERR_BUSY, logged as one line saying who uses it. */
 ts_err_code dmn_delete(dmn_daemon *d, const char *name, ts_err *e);
 ts_err_code dmn_rename(dmn_daemon *d, const char *from, const char *to, ts_err *e);
 
+/* Is snapshot name in use (daemon_prune.c): a process's working
+ * directory, root, open file or mapping at or below a live mount point of
+ * the store (this one included), or a handle this daemon has open below it
+ * (one just closed gets a moment: the kernel releases it asynchronously).
+ * why (len bytes) then says "in use by pid 123 (tar)" or how many handles. */
+bool dmn_busy(dmn_daemon *d, const char *name, char *why, size_t len);
+
 /* keep=: prune the store as the policy says, protecting the current
  * period's auto names and skipping snapshots in use (daemon_prune.c).
- * Takes snap_mu.  Called by the sealer after it sealed a snapshot; returns
- * how many snapshots were kept only because they were in use. */
+ * Takes snap_mu.  Called by the sealer after a seal; returns how many
+ * snapshots were kept only because they were in use. */
 unsigned dmn_prune(dmn_daemon *d);
 
 /* The sealer (daemon_seal.c): start, wake after a snapshot or rename, stop

@@ -2,15 +2,40 @@
  * makes durable every snapshot that has appeared (snapshot/store/seal.h), so
  * that mkdir and first access return as soon as the snapshot is complete;
  * then it has the stager stage the newest one for the next snapshot
- * (daemon_stage.c).  With keep= it prunes after each seal (daemon_prune.c).
+ * (daemon_stage.c).  With keep= it prunes after each seal, and again every
+ * retry_s seconds while a snapshot in use is waiting to go (daemon_prune.c).
  * It holds seal_mu only to wait and read its flags, and seals without the
  * daemon's snap_mu (daemon.h, lock order). */
 #include "daemon.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/log.h"
 #include "store/seal.h"
+
+#define DMN_PRUNE_RETRY_S 60
+/* Tests shorten the retry (seconds, 1 to 3600). */
+#define DMN_PRUNE_RETRY_ENV "TRACSNAP_TEST_PRUNE_RETRY"
+
+/* Wait for a kick or a stop, or until the pending prune is due. */
+static bool dmn_seal_wait(dmn_daemon *d)
+{
+	struct timespec due;
+	bool due_now = false;
+
+	clock_gettime(CLOCK_MONOTONIC, &due);
+	due.tv_sec += d->seal.retry_s;
+	while (!d->seal.kicked && !d->seal.stopping && !due_now) {
+		if (d->seal.prune_pending)
+			due_now = pthread_cond_timedwait(&d->seal.cv, &d->seal.mu, &due) == ETIMEDOUT;
+		else
+			pthread_cond_wait(&d->seal.cv, &d->seal.mu);
+	}
+	return due_now;
+}
 
 /* Seal everything pending until a pass finds nothing new to do.  A stop
  * does not cancel: the last pass finishes, because a snapshot left unsealed
@@ -21,23 +46,24 @@ static void *dmn_seal_main(void *arg)
 
 	pthread_mutex_lock(&d->seal.mu);
 	for (;;) {
-		while (!d->seal.kicked && !d->seal.stopping)
-			pthread_cond_wait(&d->seal.cv, &d->seal.mu);
-		bool last = d->seal.stopping;
+		bool retry = dmn_seal_wait(d);
+		bool last = d->seal.stopping, seal = d->seal.kicked || last;
 		d->seal.kicked = false;
 		pthread_mutex_unlock(&d->seal.mu);
 
 		unsigned sealed = 0;
 		ts_err e;
 		ts_err_clear(&e);
-		if (ts_seal_all(&d->store, NULL, &sealed, &e) != TS_OK)
+		if (seal && ts_seal_all(&d->store, NULL, &sealed, &e) != TS_OK)
 			ts_log(LOG_ERR, "sealing failed: %s (tracsnap verify checks the rest)", e.msg);
 		/* keep= only once a new snapshot is sealed: until then it may be
 		 * lost in a crash and must not push out a sealed one. */
-		if (d->has_keep && sealed > 0)
-			dmn_prune(d);
+		if (d->has_keep && (sealed > 0 || retry || d->seal.prune_pending))
+			d->seal.prune_pending = dmn_prune(d) > 0;
+		/* Stage the newest for the next snapshot (also after a prune on
+		 * the timer: it may have taken the stage's snapshot with it). */
 		if (!last)
-			dmn_stage_kick(d);   /* stage the newest for the next snapshot */
+			dmn_stage_kick(d);
 
 		pthread_mutex_lock(&d->seal.mu);
 		if (last && !d->seal.kicked)
@@ -49,10 +75,19 @@ static void *dmn_seal_main(void *arg)
 
 int dmn_seal_start(dmn_daemon *d)
 {
+	pthread_condattr_t ca;
+	const char *retry = getenv(DMN_PRUNE_RETRY_ENV);
+	int v = retry ? atoi(retry) : 0;
+
 	pthread_mutex_init(&d->seal.mu, NULL);
-	pthread_cond_init(&d->seal.cv, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->seal.cv, &ca);
+	pthread_condattr_destroy(&ca);
 	d->seal.kicked = true;   /* snapshots left unsealed by an earlier run */
 	d->seal.stopping = false;
+	d->seal.prune_pending = false;
+	d->seal.retry_s = v >= 1 && v <= 3600 ? v : DMN_PRUNE_RETRY_S;
 	int err = pthread_create(&d->seal.thread, NULL, dmn_seal_main, d);
 	if (err != 0) {
 		ts_log(LOG_WARNING, "cannot start the sealing thread (%s): snapshots are sealed "

@@ -84,14 +84,27 @@ ts_err_code dmn_delete(dmn_daemon *d, const char *name, ts_err *e)
 {
 	ts_err_code rc;
 
+	char why[600];
+	bool in_use = false;
+
 	ts_err_clear(e);
 	dmn_writer_lock(d);
 	rc = ts_store_lock(&d->store, d->lock_timeout_s, e);
 	if (rc == TS_OK) {
-		rc = ts_store_remove(&d->store, name, e);
+		/* Checked under both locks, right before the rename that hides it;
+		 * a reader that starts in between still loses its view. */
+		in_use = ts_store_exists(&d->store, name) && dmn_busy(d, name, why, sizeof why);
+		if (in_use)
+			rc = ts_err_set(e, TS_ERR_BUSY, "snapshot %s: %s", name, why);
+		else
+			rc = ts_store_remove(&d->store, name, e);
 		ts_store_unlock(&d->store);
 	}
 	dmn_writer_unlock(d);
+	if (in_use) {
+		ts_log(LOG_INFO, "rmdir %s refused: %s", name, why);
+		return rc;
+	}
 	if (rc != TS_OK) {
 		ts_log(LOG_ERR, "rmdir %s failed: %s", name, e->msg);
 		return rc;

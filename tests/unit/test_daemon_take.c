@@ -1,9 +1,10 @@
 /* test_daemon_take.c - the daemon's writes to a real store
  * (fs/daemon/daemon_take.c): mkdir and first-access snapshots, the
  * per-period limit on users who may not manage, prune for keep= (after a
- * seal, keeping the current auto names, counting sealed snapshots only),
- * delete, rename, cancel.  No threads are started
- * (no sealer, no stager), as before the mount's init.
+ * seal, keeping the current auto names, counting sealed snapshots only,
+ * skipping those in use), delete (refused while in use), rename, cancel.
+ * No threads are started (no sealer, no stager), as before the mount's
+ * init.
  *
  * The name clock is put 5 s past an hour (TRACSNAP_TEST_CLOCK_OFFSET, set
  * before its first reading) so that no test straddles a period. */
@@ -13,12 +14,14 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -163,7 +166,9 @@ static void test_prune_keeps_current_auto_names(void **state)
 }
 
 /* Issue 16 case 4: a snapshot not sealed yet never pushes out a sealed one
- * (a crash before its seal would leave nothing); once sealed, it does. */
+ * (a crash before its seal would leave nothing); once sealed, it does.
+ * Taking a snapshot prunes nothing by itself: the sealer does, after the
+ * seal (daemon_seal.c). */
 static void test_prune_after_seal_only(void **state)
 {
 	fx *x = *state;
@@ -184,6 +189,77 @@ static void test_prune_after_seal_only(void **state)
 	assert_int_equal(dmn_prune(&x->d), 0);
 	assert_false(ts_store_exists(&x->d.store, "a"));
 	assert_true(ts_store_exists(&x->d.store, "b"));
+}
+
+/* The key of a snapshot in the handle table: its tree's device and inode. */
+static void tree_key(fx *x, const char *name, struct stat *st)
+{
+	char rel[NAME_MAX + 8];
+	tu_fmt(rel, sizeof rel, "%s/tree", name);
+	assert_int_equal(fstatat(x->d.store.dirfd, rel, st, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/* A handle open below a snapshot keeps rmdir and keep= off it; released,
+ * both go ahead. */
+static void test_busy_handles(void **state)
+{
+	fx *x = *state;
+	struct stat st;
+	ts_err e;
+
+	ts_err_clear(&e);
+	assert_int_equal(take(x, "a", DMN_WHY_MKDIR, false), TS_OK);
+	assert_int_equal(take(x, "b", DMN_WHY_MKDIR, false), TS_OK);
+	assert_int_equal(take(x, "c", DMN_WHY_MKDIR, false), TS_OK);
+	seal_all(x);
+	tree_key(x, "a", &st);
+	assert_int_equal(dmn_handles_open(&x->d.handles, st.st_dev, st.st_ino), 1);
+	assert_int_equal(dmn_handles_open(&x->d.handles, st.st_dev, st.st_ino), 1);
+	assert_int_equal(dmn_delete(&x->d, "a", &e), TS_ERR_BUSY);
+	assert_non_null(strstr(e.msg, "in use: 2 open files or directories"));
+	assert_true(ts_store_exists(&x->d.store, "a"));
+	assert_false(x->d.store.locked);
+	/* keep=last:1 removes b, keeps a while it is open. */
+	assert_int_equal(ts_prune_policy_parse("last:1", &x->d.keep, &e), TS_OK);
+	x->d.has_keep = true;
+	assert_int_equal(dmn_prune(&x->d), 1);
+	assert_true(ts_store_exists(&x->d.store, "a"));
+	assert_false(ts_store_exists(&x->d.store, "b"));
+	dmn_handles_release(&x->d.handles, st.st_dev, st.st_ino);
+	assert_int_equal(dmn_handles_count(&x->d.handles, st.st_dev, st.st_ino), 1);
+	dmn_handles_release(&x->d.handles, st.st_dev, st.st_ino);
+	assert_int_equal(dmn_prune(&x->d), 0);
+	assert_false(ts_store_exists(&x->d.store, "a"));
+	assert_true(ts_store_exists(&x->d.store, "c"));
+}
+
+/* A process whose working directory is below MNT/NAME keeps rmdir off
+ * NAME; not one below MNT/NAME2.  The mount point need not be a mount for
+ * this: /proc's names are compared as text. */
+static void test_busy_cwd(void **state)
+{
+	fx *x = *state;
+	char mnt[TBUF], dir[TBUF], old[PATH_MAX], self[64];
+	ts_err e;
+
+	ts_err_clear(&e);
+	assert_int_equal(take(x, "s", DMN_WHY_MKDIR, false), TS_OK);
+	assert_int_equal(take(x, "s2", DMN_WHY_MKDIR, false), TS_OK);
+	tu_fmt(mnt, sizeof mnt, "%s/mnt", x->top);
+	tu_fmt(dir, sizeof dir, "%s/mnt/s2/sub", x->top);
+	assert_int_equal(mkdir(mnt, 0755), 0);
+	tu_mkdir_in(mnt, "s2", 0755);
+	tu_mkdir_in(mnt, "s2/sub", 0755);
+	x->d.mnt = mnt;
+	assert_non_null(getcwd(old, sizeof old));
+	assert_int_equal(chdir(dir), 0);
+	assert_int_equal(dmn_delete(&x->d, "s2", &e), TS_ERR_BUSY);
+	snprintf(self, sizeof self, "in use by pid %ld (", (long)getpid());
+	assert_non_null(strstr(e.msg, self));
+	assert_int_equal(dmn_delete(&x->d, "s", &e), TS_OK);   /* a sibling, not below */
+	assert_int_equal(chdir(old), 0);
+	assert_int_equal(dmn_delete(&x->d, "s2", &e), TS_OK);
+	x->d.mnt = NULL;
 }
 
 static void test_delete_rename(void **state)
@@ -233,6 +309,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_first_access_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prune_keeps_current_auto_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prune_after_seal_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_handles, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_cwd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_rename, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 	};
