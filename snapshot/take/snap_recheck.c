@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/beneath.h"
+#include "take/share_check.h"
 #include "base/copy.h"
 #include "db/dbsnap.h"
 #include "base/pool.h"
@@ -109,6 +110,20 @@ static ts_err_code snap_check_staged_run(void *arg, size_t run, ts_err *e)
 			continue;
 		pfd = ts_beneath_cache_parent(&bc, r->tmp.treefd, it->rel, &leaf);
 		have = pfd >= 0 && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
+		if (pe->pending) {
+			/* A refresh's own copy, never sealed: one that no
+			 * longer matches its record (a file still being
+			 * written when the refresh copied it) is copied again,
+			 * as any changed file; it is no damage to report. */
+			char what[TS_SHARE_WHAT_MAX];
+			if (have && ts_share_check(pe, &st, &r->links, r->root, pfd, leaf, what)) {
+				it->store_ino = st.st_ino;
+				it->store_ctime = st.st_ctim;
+			} else {
+				it->racy = true;
+			}
+			continue;
+		}
 		if (have && snap_stored_ok(r, pe, &st, pfd, leaf)) {
 			it->store_ino = st.st_ino;   /* the identity as placed */
 			it->store_ctime = st.st_ctim;

@@ -290,6 +290,35 @@ static size_t take_logged(fx *x, const char *name, const char *want)
 	return n;
 }
 
+/* A refresh copies a file the environment is still writing: its copy in
+ * the stage need not match what the stage's manifest recorded (here: the
+ * copy longer than the record, the environment's file unchanged since).
+ * That copy was never sealed; it is copied again, as a changed file, and
+ * no damage is reported. */
+static void test_take_refresh_copy_mismatch_quiet(void **state)
+{
+	fx *x = *state;
+	char p[TBUF], q[TBUF];
+	size_t dirs = 0;
+	ts_stage_refresh_out out;
+
+	take_ok(x, "s1");
+	sfx_stage_ok(x, NULL);
+	assert_true(sfx_stage_from(x, "s1"));
+	tu_fmt(p, sizeof p, "%s/htdocs/new.txt", x->env);
+	tu_put_file(p, "new file, copied by the refresh\n");
+	assert_int_equal(sfx_refresh(x, true, &dirs, &out, NULL), TS_OK);
+	tu_fmt(q, sizeof q, "%s/.stage/tree/htdocs/new.txt", x->store);
+	FILE *f = fopen(q, "ae");
+	assert_non_null(f);
+	fputs("torn tail\n", f);
+	fclose(f);
+	assert_int_equal(take_logged(x, "s2", NULL), 0);
+	same_content(x, "s2", "htdocs/new.txt");
+	sfx_compare_tree(x, "s2");
+	sfx_store_clean_and_unlocked(x);
+}
+
 /* Issue 16, case 1, without a stage (`tracsnap snapshot`): a byte flipped
  * in the newest snapshot's copy is not shared into the next one, which
  * copies the file afresh and says so once; the mtime put back changes
@@ -600,6 +629,7 @@ int main(void)
 		cmocka_unit_test(test_no_record),
 		cmocka_unit_test_setup_teardown(test_take_damaged_not_shared, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_take_damaged_staged, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_take_refresh_copy_mismatch_quiet, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_take_ctime_only_shared, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_removal_hides_nothing, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_identity_recorded, sfx_setup, sfx_teardown),
