@@ -56,8 +56,29 @@ static bool ts_restore_pid_uses(const char *pid, const char *root, const char *d
 	return hit;
 }
 
+/* Is pid a tracsnap of root's, this very executable: a daemon serving ENV,
+ * whose stager copies ENV's changed files into its store?  Those only ever
+ * read ENV, so a restore swapping ENV under them loses nothing, and
+ * refusing because of them would make a restore fail whenever Trac's last
+ * writes are being staged.  Another account running the same binary is no
+ * exception (its process dir is not root's). */
+static bool ts_restore_is_own_daemon(const char *pid, const struct stat *self_exe)
+{
+	char path[300];
+	struct stat st, exe;
+
+	snprintf(path, sizeof path, "/proc/%s", pid);
+	if (stat(path, &st) < 0 || st.st_uid != 0)
+		return false;
+	snprintf(path, sizeof path, "/proc/%s/exe", pid);
+	return stat(path, &exe) == 0 && exe.st_dev == self_exe->st_dev &&
+	       exe.st_ino == self_exe->st_ino;
+}
+
 int ts_restore_users(const char *root, const char *db, char *who, size_t len)
 {
+	struct stat self_exe;
+	bool have_self = stat("/proc/self/exe", &self_exe) == 0;
 	DIR *d = opendir("/proc");
 	struct dirent *de;
 	char self[32];
@@ -76,7 +97,8 @@ int ts_restore_users(const char *root, const char *db, char *who, size_t len)
 
 		if (!isdigit((unsigned char)de->d_name[0]) || !strcmp(de->d_name, self))
 			continue;
-		if (!ts_restore_pid_uses(de->d_name, root, db))
+		if (!ts_restore_pid_uses(de->d_name, root, db) ||
+		    (have_self && ts_restore_is_own_daemon(de->d_name, &self_exe)))
 			continue;
 		snprintf(path, sizeof path, "/proc/%s/comm", de->d_name);
 		if ((f = fopen(path, "re")) != NULL) {
