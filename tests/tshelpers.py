@@ -8,6 +8,7 @@ script can catch.  The pytest fixtures that wrap these live in
 tests/mount/conftest.py.
 """
 import configparser
+import hashlib
 import os
 import re
 import shutil
@@ -500,6 +501,47 @@ def set_trac_database(env, value):
     with open(ini, "r+") as f:
         f.write("\n".join(lines))
         f.truncate()
+
+
+def move_db_outside(env, dest):
+    """Move ENV's SQLite database into directory dest (which exists) and
+    point trac.ini at it, as an administrator keeping trac.db elsewhere
+    would; returns the database's new path."""
+    db = os.path.join(str(dest), "trac.db")
+    shutil.move(os.path.join(env, "db", "trac.db"), db)
+    set_trac_database(env, "sqlite:" + db)
+    return db
+
+
+def sha256_file(path):
+    """Hex SHA-256 of a file's content, read in chunks (snapshots hold
+    files of hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+STAGE_TIMEOUT = 30
+
+
+def stage_base(store):
+    """Name of the snapshot STORE/.stage was made from, or None."""
+    try:
+        with open(os.path.join(store, ".stage", "base")) as f:
+            return f.read().split("\n")[0]
+    except FileNotFoundError:
+        return None
+
+
+def wait_stage(store, name, timeout=STAGE_TIMEOUT):
+    """Wait until the daemon has staged snapshot name."""
+    deadline = time.monotonic() + timeout
+    while stage_base(store) != name:
+        assert time.monotonic() < deadline, \
+            "no stage of %s within %d s (now: %r)" % (name, timeout, stage_base(store))
+        time.sleep(0.02)
 
 
 def read_trac_database(env):

@@ -7,18 +7,12 @@ import socket
 import stat
 import subprocess
 
-from tshelpers import (assert_same_files, run, set_trac_database, snapshot_names, sqlite_ro,
+from tshelpers import (assert_same_files, run, set_trac_database, sha256_file, snapshot_names, sqlite_ro,
                        store_entries, store_snapshots, tracsnap, tree_entries, tree_state, wait_sealed)
 
 JOURNAL_SUFFIXES = ("-journal", "-wal", "-shm", "-stmtjrnl", "-mj")
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 16), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sqlite_cli(db, sql):

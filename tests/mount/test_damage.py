@@ -12,17 +12,14 @@ for `tracsnap verify`.  A normal sequence of snapshots and removals logs no
 such line, keeps sharing unchanged files, and records each copy's identity
 in the manifest (version 2).
 """
-import hashlib
 import os
 import re
-import subprocess
 import time
 
 import pytest
 
-from tshelpers import cli_snapshot, run, tracsnap, wait_sealed
+from tshelpers import cli_snapshot, run, sha256_file, tracsnap, wait_sealed, wait_stage
 
-STAGE_TIMEOUT = 30
 DAMAGE_LINE = r"stored copy damaged \(.*\), copied afresh from the environment$"
 
 
@@ -34,24 +31,10 @@ def first_attachment(env):
     raise AssertionError("no attachment in %s" % env)
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
-def stage_base(store):
-    try:
-        with open(os.path.join(store, ".stage", "base")) as f:
-            return f.read().split("\n")[0]
-    except FileNotFoundError:
-        return None
 
 
-def wait_stage(store, name):
-    deadline = time.monotonic() + STAGE_TIMEOUT
-    while stage_base(store) != name:
-        assert time.monotonic() < deadline, "no stage of %s within %d s" % (name, STAGE_TIMEOUT)
-        time.sleep(0.02)
 
 
 def flip_byte(path, keep_mtime, ref):
@@ -78,8 +61,8 @@ def check_fresh_copy(env, store, damaged, new, rel, text, what):
     cp = os.path.join(store, new, "tree", rel)
     live = os.path.join(env, rel)
     assert os.lstat(cp).st_ino != os.lstat(dmg).st_ino
-    assert sha256(cp) == sha256(live)
-    assert sha256(dmg) != sha256(live)
+    assert sha256_file(cp) == sha256_file(live)
+    assert sha256_file(dmg) != sha256_file(live)
     lines = damage_lines(text)
     assert lines == ["tracsnap: warning: %s/%s: stored copy damaged (%s), copied afresh from "
                      "the environment" % (damaged, rel, what)], text
@@ -106,7 +89,7 @@ def test_damage_not_shared_by_mkdir(env_sqlite, mount_factory, keep_mtime):
     assert os.lstat(os.path.join(m.store, "a", "tree", other)).st_ino == \
         os.lstat(os.path.join(m.store, "after", "tree", other)).st_ino
     # what the view shows is the fresh copy
-    assert sha256(m.path("after", rel)) == sha256(os.path.join(env_sqlite, rel))
+    assert sha256_file(m.path("after", rel)) == sha256_file(os.path.join(env_sqlite, rel))
 
 
 @pytest.mark.parametrize("keep_mtime", [False, True], ids=["dd", "dd+touch-r"])

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from tshelpers import store_snapshots, tracsnap, wait_sealed
+from tshelpers import sha256_file, store_snapshots, tracsnap, wait_sealed
 
 SEAL_TIMEOUT = 120
 FOREIGN_BOOT_ID = "00000000-0000-0000-0000-000000000000"
@@ -49,12 +49,6 @@ def wait_log(m, text, timeout=SEAL_TIMEOUT):
     wait_for(lambda: text in m.log_text(), timeout, "%r in the daemon log:\n%s" % (text, m.log_text()))
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Throttled:

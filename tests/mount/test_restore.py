@@ -11,7 +11,6 @@ test_cp_a_gives_working_environment.)
 """
 import glob
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -299,13 +298,11 @@ def test_postgres_failed_load_undoes_everything(pg_cluster, pg_db, pg_env, tmp_p
 
 
 def test_external_sqlite_database_goes_back_to_its_path(env_sqlite, tmp_path):
-    from tshelpers import set_trac_database
+    from tshelpers import move_db_outside
     env = env_sqlite
     ext = tmp_path / "ext"
     ext.mkdir()
-    db = str(ext / "trac.db")
-    shutil.move(os.path.join(env, "db", "trac.db"), db)
-    set_trac_database(env, "sqlite:" + db)
+    db = move_db_outside(env, ext)
     tree = cli_snapshot(env, str(tmp_path / "store"), "one").tree
     want_rows = rows(db)
     c = sqlite3.connect(db)

@@ -18,7 +18,6 @@ recoverable, and keeps the state before it as a snapshot (issue 16, cases 2,
 import glob
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -383,13 +382,11 @@ def test_interrupted_restore_with_external_database_is_rolled_back(env_sqlite, t
     outside ENV: killed between or after the two exchanges, the next
     restore puts the previous tree and database back (nothing staged left
     beside the database), then restores both."""
-    from tshelpers import set_trac_database
+    from tshelpers import move_db_outside
     env = env_sqlite
     ext = tmp_path / "ext"
     ext.mkdir()
-    db = str(ext / "trac.db")
-    shutil.move(os.path.join(env, "db", "trac.db"), db)
-    set_trac_database(env, "sqlite:" + db)
+    db = move_db_outside(env, ext)
     store = str(tmp_path / "store")
     tree = cli_snapshot(env, store, "one").tree
     want_rows = rows(db)

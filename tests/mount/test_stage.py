@@ -22,26 +22,13 @@ import sqlite3
 import subprocess
 import time
 
-from tshelpers import assert_same_files, snapshot_names, tracsnap, wait_sealed
-
-STAGE_TIMEOUT = 30
-
-
-def stage_base(store):
-    """Name of the snapshot STORE/.stage was made from, or None."""
-    try:
-        with open(os.path.join(store, ".stage", "base")) as f:
-            return f.read().split("\n")[0]
-    except FileNotFoundError:
-        return None
+from tshelpers import (STAGE_TIMEOUT, assert_same_files, snapshot_names, stage_base, tracsnap,
+                       wait_sealed, wait_stage)
 
 
-def wait_stage(store, name):
-    deadline = time.monotonic() + STAGE_TIMEOUT
-    while stage_base(store) != name:
-        assert time.monotonic() < deadline, \
-            "no stage of %s within %d s (now: %r)" % (name, STAGE_TIMEOUT, stage_base(store))
-        time.sleep(0.02)
+
+
+
 
 
 def first_attachment(env):
