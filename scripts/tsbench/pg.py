@@ -42,6 +42,10 @@ class PgWriter:
         self.stop_ev = threading.Event()
         self.th = threading.Thread(target=self._loop, daemon=True)
         self.n = 0
+        # Unique per writer across runs: the environment keeps the files
+        # of earlier runs, and id(self) comes back once an old writer is
+        # freed (O_EXCL then failed and ended the writer thread).
+        self.born = time.monotonic_ns()
 
     def _once(self):
         import psycopg2
@@ -56,7 +60,7 @@ class PgWriter:
                 self.cur.execute("INSERT INTO ticket_change (ticket,time,author,field,oldvalue,newvalue) "
                                  "VALUES (1,%s,'bench-writer','comment','','x')", (us + self.n,))
             else:
-                fn = "pgbench-%d-%x-%d.bin" % (os.getpid(), id(self), self.n)
+                fn = "pgbench-%d-%d-%d.bin" % (os.getpid(), self.born, self.n)
                 path = att_path(self.env, "ticket", 2, fn)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
