@@ -296,6 +296,11 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 		rc = stage_left_out(&fc, t.dirfd, e);
 	if (rc != TS_OK || stopped)
 		goto out;
+	/* The last link is made: the batch ends before the stage can be
+	 * seen (its base), not after, so that a copy changed once the stage
+	 * is there never falls inside it (linklog.h). */
+	ts_linklog_end(s->dirfd, &link_start);
+	links_begun = false;
 	fd = openat(t.dirfd, "base", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, id, strlen(id)) != (ssize_t)strlen(id)) {
 		rc = ts_err_sys(e, errno, "stage: %s/%s/base: cannot write", s->root, t.dir);

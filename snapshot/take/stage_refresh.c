@@ -126,6 +126,12 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 		goto out;
 	stats.instant = start;
 	rc = snap_manifest(&r, NULL, e);
+	if (rc == TS_OK) {
+		/* Done with links: the batch ends before the refreshed stage
+		 * can be seen (linklog.h), as a stage build's does. */
+		ts_linklog_end(s->dirfd, &r.link_start);
+		r.links_begun = false;
+	}
 	if (rc == TS_OK && renameat(s->dirfd, TS_STORE_STAGE_BUSY, s->dirfd, TS_STORE_STAGE_BASE) < 0)
 		rc = ts_err_sys(e, errno, "stage: %s/%s: cannot rename", s->root, TS_STORE_STAGE_BUSY);
 	if (rc != TS_OK)
