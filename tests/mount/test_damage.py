@@ -99,6 +99,7 @@ def test_damage_not_shared_by_mkdir(env_sqlite, mount_factory, keep_mtime):
     os.mkdir(m.path("a"))
     wait_sealed(m.store, "a")
     wait_stage(m.store, "a")
+    wait_engine_quiet(m.store)
     flip_byte(os.path.join(m.store, "a", "tree", rel), keep_mtime, os.path.join(env_sqlite, rel))
     os.mkdir(m.path("after"))
     wait_sealed(m.store, "after")
