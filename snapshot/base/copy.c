@@ -471,6 +471,8 @@ out:
 typedef struct copy_rm_path {
 	char buf[PATH_MAX];
 	size_t len;
+	ts_copy_unlink_fn fn;   /* NULL: no notes (ts_copy_remove_tree_noting) */
+	void *arg;
 } copy_rm_path;
 
 /* Remove leaf below directory pfd, whatever it is: unlinked, or when it is
@@ -485,7 +487,11 @@ static ts_err_code copy_remove_at(int pfd, const char *leaf, copy_rm_path *p, ts
 	DIR *d;
 	struct dirent *de;
 	int fd;
+	struct stat st;
 
+	if (p->fn && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
+	    st.st_nlink > 1)
+		p->fn(p->arg, (uint64_t)st.st_ino);
 	if (unlinkat(pfd, leaf, 0) == 0 || errno == ENOENT)
 		return TS_OK;
 	if (errno != EISDIR && errno != EPERM)
@@ -523,6 +529,12 @@ static ts_err_code copy_remove_at(int pfd, const char *leaf, copy_rm_path *p, ts
 
 ts_err_code ts_copy_remove_tree(int dirfd, const char *rel, ts_err *e)
 {
+	return ts_copy_remove_tree_noting(dirfd, rel, NULL, NULL, e);
+}
+
+ts_err_code ts_copy_remove_tree_noting(int dirfd, const char *rel, ts_copy_unlink_fn fn, void *arg,
+                                       ts_err *e)
+{
 	const char *leaf;
 	int pfd, fd;
 	ts_err_code rc = TS_OK;
@@ -540,7 +552,7 @@ ts_err_code ts_copy_remove_tree(int dirfd, const char *rel, ts_err *e)
 		fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			return errno == ENOENT ? TS_OK : ts_err_sys(e, errno, "%s: cannot remove", rel);
-		rc = ts_copy_remove_tree(fd, slash + 1, e);
+		rc = ts_copy_remove_tree_noting(fd, slash + 1, fn, arg, e);
 		close(fd);
 		return rc;
 	}
@@ -555,6 +567,8 @@ ts_err_code ts_copy_remove_tree(int dirfd, const char *rel, ts_err *e)
 		p->len = strnlen(rel, sizeof p->buf - 1);
 		memcpy(p->buf, rel, p->len);
 		p->buf[p->len] = '\0';
+		p->fn = fn;
+		p->arg = arg;
 		rc = copy_remove_at(pfd, leaf, p, e);
 		free(p);
 	} else

@@ -67,6 +67,14 @@ ts_err_code ts_copy_hash_file(int dirfd, const char *rel, bool flush, unsigned c
  * whose directory is taken as given. */
 ts_err_code ts_copy_remove_tree(int dirfd, const char *rel, ts_err *e);
 
+/* As ts_copy_remove_tree, and first calls fn(arg, inode) for each file or
+ * link it is about to unlink that has other names (st_nlink > 1): those
+ * whose ctime the unlink moves (store/linklog.h).  A stat per entry, which
+ * plain removal spares. */
+typedef void (*ts_copy_unlink_fn)(void *arg, uint64_t ino);
+ts_err_code ts_copy_remove_tree_noting(int dirfd, const char *rel, ts_copy_unlink_fn fn, void *arg,
+                                       ts_err *e);
+
 /* Free the calling thread's copy buffer (worker threads call it before
  * they end; the buffer is made again on the next copy). */
 void ts_copy_thread_done(void);

@@ -675,6 +675,63 @@ static void test_remove_tree(void **state)
 	assert_false(tu_exists_at(x->dfd, "ro"));
 }
 
+typedef struct noted {
+	uint64_t ino[16];
+	size_t n;
+} noted;
+
+static void note_one(void *arg, uint64_t ino)
+{
+	noted *d = arg;
+	assert_true(d->n < 16);
+	d->ino[d->n++] = ino;
+}
+
+static bool noted_has(const noted *d, uint64_t ino)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->ino[i] == ino)
+			return true;
+	return false;
+}
+
+/* The noting removal names exactly the inodes it unlinks that keep other
+ * names (their ctime moves: store/linklog.h), inside directories too, and
+ * removes the same as the plain one. */
+static void test_remove_tree_noting(void **state)
+{
+	fx *x = *state;
+	noted d = { .n = 0 };
+	struct stat shared, deep, alone;
+	ts_err e;
+
+	build_tree(x->dfd, x->src);
+	assert_int_equal(linkat(x->dfd, "t/file", x->dfd, "keep-file", 0), 0);
+	assert_int_equal(linkat(x->dfd, "t/a/b/c/deep", x->dfd, "keep-deep", 0), 0);
+	assert_int_equal(fstatat(x->dfd, "t/file", &shared, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(fstatat(x->dfd, "t/a/b/c/deep", &deep, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(fstatat(x->dfd, "t/a/ro/f", &alone, AT_SYMLINK_NOFOLLOW), 0);
+	ts_err_clear(&e);
+	if (ts_copy_remove_tree_noting(x->dfd, "t", note_one, &d, &e) != TS_OK)
+		fail_msg("%s", e.msg);
+	assert_false(tu_exists_at(x->dfd, "t"));
+	assert_int_equal(d.n, 2);
+	assert_true(noted_has(&d, (uint64_t)shared.st_ino));
+	assert_true(noted_has(&d, (uint64_t)deep.st_ino));
+	assert_false(noted_has(&d, (uint64_t)alone.st_ino));
+
+	/* A single file with another name; then the last name: not noted. */
+	d.n = 0;
+	assert_int_equal(ts_copy_remove_tree_noting(x->dfd, "keep-file", note_one, &d, &e), TS_OK);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(linkat(x->dfd, "keep-deep", x->dfd, "again", 0), 0);
+	assert_int_equal(ts_copy_remove_tree_noting(x->dfd, "again", note_one, &d, &e), TS_OK);
+	assert_int_equal(d.n, 1);
+	assert_true(d.ino[0] == (uint64_t)deep.st_ino);
+	assert_false(tu_exists_at(x->dfd, "again"));
+	assert_true(tu_exists_at(x->dfd, "keep-deep"));
+}
+
 static int chown_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	(void)sb;
@@ -782,6 +839,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_copy_dir_meta, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hash_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_tree, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_tree_noting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_tree_unprivileged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_stat, setup, teardown),
 	};
