@@ -94,7 +94,7 @@ void ts_linkguard(ts_store *s, const char *rel)
 		 * and what the unlink would leave behind with a new ctime. */
 		if (!S_ISREG(st.st_mode) || st.st_nlink < 2 || (uint64_t)st.st_ino != me->store_ino)
 			continue;
-		if (lg_same_time(&st.st_ctim, &me->store_ctime) || ts_linklog_explains(&l, &st.st_ctim) ||
+		if (lg_same_time(&st.st_ctim, &me->store_ctime) || ts_linklog_explains(&l, (uint64_t)st.st_ino, &st.st_ctim) ||
 		    ts_linklog_suspected(&l, me->store_ino, &me->store_ctime))
 			continue;
 		ts_linklog_suspect_now(storefd, me->store_ino);

@@ -13,7 +13,20 @@
  *
  * start taken just before the first link or unlink, end just after the
  * last.  A ctime that moved, but to a moment inside one of these intervals,
- * is explained by the engine's own work (ts_linklog_explains).  A ctime
+ * is explained by the engine's own work (ts_linklog_explains).
+ *
+ * A batch that touches few inodes names them, and explains only theirs:
+ *
+ *   I <start> <end> <inode> [<inode>...]
+ *
+ * (at most LINKLOG_INOS_PER_LINE a line, as many lines as needed).  The
+ * daemon's stage refreshes run every few tens of milliseconds while Trac
+ * writes, and last as long as their copies; an interval explaining every
+ * inode would hide a change made to any copy in that time.  A refresh
+ * unlinks only what changed, so it notes those inodes as it goes
+ * (ts_linklog_note) and logs nothing when it unlinked nothing.  A take,
+ * a stage build and a removal link or unlink whole trees, and log the
+ * plain line: naming every inode would cost a line per file.  A ctime
  * outside every interval is not, and the copy is hashed once before it is
  * shared.  So losing lines (a crash before the append, no fsync, a trim
  * racing an append) only costs hashing, never a wrong share: the file is
@@ -69,13 +82,29 @@ typedef struct ts_linklog_suspect {
 	int64_t at;        /* ns: when the unexplained change was found */
 } ts_linklog_suspect;
 
+typedef struct ts_linklog_touch {
+	uint64_t ino;
+	int64_t start, end;   /* ns: an "I" line's interval */
+} ts_linklog_touch;
+
 typedef struct ts_linklog {
 	int64_t *start;    /* ns, sorted ascending */
 	int64_t *maxend;   /* maxend[i]: the latest end among intervals 0..i */
 	size_t n;
 	ts_linklog_suspect *sus;   /* sorted by ino, then at */
 	size_t nsus;
+	ts_linklog_touch *touch;   /* sorted by ino, then start */
+	size_t ntouch;
 } ts_linklog;
+
+/* The inodes one batch touched (an "I" batch), noted as it goes.  Not
+ * thread-safe: one thread notes.  Ownership: the caller's struct, zeroed
+ * to begin; ts_linklog_end_inos frees what it holds. */
+typedef struct ts_linklog_inos {
+	uint64_t *v;
+	size_t n, cap;
+	bool all;          /* a note was lost (no memory): explain every inode */
+} ts_linklog_inos;
 
 /* The start of a batch of links or unlinks, into *start. */
 void ts_linklog_begin(struct timespec *start);
@@ -84,6 +113,15 @@ void ts_linklog_begin(struct timespec *start);
  * (storefd: the store's directory).  Never fails: a line lost only costs
  * hashing (above). */
 void ts_linklog_end(int storefd, const struct timespec *start);
+
+/* Note that the batch b is about to touch inode ino. */
+void ts_linklog_note(ts_linklog_inos *b, uint64_t ino);
+
+/* The batch begun at *start, which touched the inodes noted in b, is
+ * done: append its "I" lines (nothing when it touched none; the plain line
+ * when a note was lost), then free b's list.  Never fails, as
+ * ts_linklog_end. */
+void ts_linklog_end_inos(int storefd, const struct timespec *start, ts_linklog_inos *b);
 
 /* Note that inode ino was found changed by someone else, now (an "S"
  * line).  Never fails, as ts_linklog_end. */
@@ -94,8 +132,9 @@ void ts_linklog_suspect_now(int storefd, uint64_t ino);
  * has grown past TS_LINKLOG_TRIM_AT lines.  For a writer holding the lock. */
 void ts_linklog_read(int storefd, ts_linklog *l);
 
-/* Does ctime lie inside an interval of l? */
-bool ts_linklog_explains(const ts_linklog *l, const struct timespec *ctime);
+/* Does the ctime of inode ino lie inside an interval of l: a plain one,
+ * or one of a batch that named ino? */
+bool ts_linklog_explains(const ts_linklog *l, uint64_t ino, const struct timespec *ctime);
 
 /* Was inode ino found changed by someone else after the moment since (a
  * record's ctime)?  Then that record's ctime proves nothing. */

@@ -53,7 +53,7 @@ bool ts_share_check(const ts_manifest_entry *me, const struct stat *st, const ts
 	 * when a removal found it changed by someone else since the record
 	 * was made (linklog.h: an unlink can hide that). */
 	if (me->store_ino && !ts_linklog_suspected(links, me->store_ino, &me->store_ctime) &&
-	    (sc_same_time(&st->st_ctim, &me->store_ctime) || ts_linklog_explains(links, &st->st_ctim)))
+	    (sc_same_time(&st->st_ctim, &me->store_ctime) || ts_linklog_explains(links, (uint64_t)st->st_ino, &st->st_ctim)))
 		return true;
 	/* Changed by someone else (or unknown): only the content can tell. */
 	if (me->pending) {

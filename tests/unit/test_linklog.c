@@ -79,7 +79,7 @@ static void test_append_explains_own_link(void **state)
 	/* Nothing logged yet: nothing explained. */
 	ts_linklog_read(x->dirfd, &l);
 	assert_int_equal(l.n, 0);
-	assert_false(ts_linklog_explains(&l, &before.st_ctim));
+	assert_false(ts_linklog_explains(&l, 0, &before.st_ctim));
 	ts_linklog_free(&l);
 
 	struct timespec nap = { 0, 30 * 1000 * 1000 };
@@ -97,11 +97,11 @@ static void test_append_explains_own_link(void **state)
 	assert_int_equal(fst.st_mode & 07777, 0600);
 	ts_linklog_read(x->dirfd, &l);
 	assert_int_equal(l.n, 1);
-	assert_true(ts_linklog_explains(&l, &after.st_ctim));
-	assert_false(ts_linklog_explains(&l, &before.st_ctim));
+	assert_true(ts_linklog_explains(&l, 0, &after.st_ctim));
+	assert_false(ts_linklog_explains(&l, 0, &before.st_ctim));
 	struct timespec later = after.st_ctim;
 	later.tv_sec += 5;
-	assert_false(ts_linklog_explains(&l, &later));
+	assert_false(ts_linklog_explains(&l, 0, &later));
 	ts_linklog_free(&l);
 }
 
@@ -128,29 +128,114 @@ static void test_intervals(void **state)
 	ts_linklog_read(x->dirfd, &l);
 	assert_int_equal(l.n, 4);
 	t = ts_of(150, 1);
-	assert_true(ts_linklog_explains(&l, &t));    /* inside the outer, past the nested */
+	assert_true(ts_linklog_explains(&l, 0, &t));    /* inside the outer, past the nested */
 	t = ts_of(55, 5);
-	assert_true(ts_linklog_explains(&l, &t));
+	assert_true(ts_linklog_explains(&l, 0, &t));
 	t = ts_of(60, 20000000);                     /* 20 ms past the end */
-	assert_false(ts_linklog_explains(&l, &t));
+	assert_false(ts_linklog_explains(&l, 0, &t));
 	t = ts_of(49, 995000000);                    /* 5 ms before the start: slack */
-	assert_true(ts_linklog_explains(&l, &t));
+	assert_true(ts_linklog_explains(&l, 0, &t));
 	t = ts_of(49, 900000000);
-	assert_false(ts_linklog_explains(&l, &t));
+	assert_false(ts_linklog_explains(&l, 0, &t));
 	t = ts_of(250, 7);
-	assert_false(ts_linklog_explains(&l, &t));
+	assert_false(ts_linklog_explains(&l, 0, &t));
 	t = ts_of(350, 7);
-	assert_false(ts_linklog_explains(&l, &t));
+	assert_false(ts_linklog_explains(&l, 0, &t));
 	t = ts_of(925, 7);
-	assert_false(ts_linklog_explains(&l, &t));   /* the unterminated line */
+	assert_false(ts_linklog_explains(&l, 0, &t));   /* the unterminated line */
 	t = ts_of(1000, 500);
-	assert_false(ts_linklog_explains(&l, &t));
+	assert_false(ts_linklog_explains(&l, 0, &t));
 	/* Whole-second ctimes are truncated: 699 s may have been 699.x, and a
 	 * batch that began at 700.0 on a coarse clock could have set it. */
 	t = ts_of(699, 0);
-	assert_true(ts_linklog_explains(&l, &t));
+	assert_true(ts_linklog_explains(&l, 0, &t));
 	t = ts_of(697, 0);
-	assert_false(ts_linklog_explains(&l, &t));
+	assert_false(ts_linklog_explains(&l, 0, &t));
+	ts_linklog_free(&l);
+}
+
+/* A batch that names its inodes: "I" lines explain those inodes' ctimes
+ * only; one that touched none logs nothing; past LINKLOG_INOS_PER_LINE the
+ * names go on further lines; a lost note makes the batch a plain one. */
+static void test_named_batches(void **state)
+{
+	lfx *x = *state;
+	ts_linklog_inos b = { 0 };
+	struct timespec start, t;
+	ts_linklog l;
+
+	ts_linklog_begin(&start);
+	ts_linklog_end_inos(x->dirfd, &start, &b);
+	assert_false(tu_exists(x->file));
+
+	ts_linklog_begin(&start);
+	for (uint64_t i = 1; i <= 100; i++)
+		ts_linklog_note(&b, i * 1000);
+	ts_linklog_end_inos(x->dirfd, &start, &b);
+	assert_null(b.v);
+	assert_int_equal(count_lines(x->file), 2);
+	t = start;   /* inside the batch */
+	t.tv_nsec |= 1;
+	ts_linklog_read(x->dirfd, &l);
+	assert_int_equal(l.n, 0);
+	assert_int_equal(l.ntouch, 100);
+	assert_true(ts_linklog_explains(&l, 1000, &t));
+	assert_true(ts_linklog_explains(&l, 64000, &t));
+	assert_true(ts_linklog_explains(&l, 65000, &t));   /* the second line */
+	assert_true(ts_linklog_explains(&l, 100000, &t));
+	assert_false(ts_linklog_explains(&l, 1001, &t));   /* not named */
+	assert_false(ts_linklog_explains(&l, 0, &t));
+	t.tv_sec -= 5;
+	assert_false(ts_linklog_explains(&l, 1000, &t));   /* named, but before */
+	ts_linklog_free(&l);
+
+	b.all = true;
+	ts_linklog_begin(&start);
+	ts_linklog_end_inos(x->dirfd, &start, &b);
+	t = start;
+	t.tv_nsec |= 1;
+	ts_linklog_read(x->dirfd, &l);
+	assert_int_equal(l.n, 1);
+	assert_true(ts_linklog_explains(&l, 1001, &t));
+	ts_linklog_free(&l);
+}
+
+/* "I" lines in any order, several naming one inode; bad ones skipped
+ * whole. */
+static void test_named_lines(void **state)
+{
+	lfx *x = *state;
+	ts_linklog l;
+	struct timespec t;
+	const char *text =
+		"I 300.000000000 310.000000000 7 9\n"
+		"I 100.000000000 110.000000000 9\n"
+		"I 200.000000000 210.000000000 7\n"
+		"I 400.000000000 410.000000000\n"         /* bad: no inode */
+		"I 500.000000000 510.000000000 8 x\n"     /* bad: whole line */
+		"I 600.000000000 590.000000000 8\n"       /* bad: ends before */
+		"I 700.000000000 710.000000000  8\n"      /* bad: two spaces */
+		"I 800.000000000 810.000000000 8 \n";     /* bad: trailing space */
+
+	tu_put_bytes(x->file, text, strlen(text), 0600);
+	ts_linklog_read(x->dirfd, &l);
+	assert_int_equal(l.n, 0);
+	assert_int_equal(l.ntouch, 4);
+	t = ts_of(105, 0);
+	assert_true(ts_linklog_explains(&l, 9, &t));
+	assert_false(ts_linklog_explains(&l, 7, &t));
+	t = ts_of(205, 1);
+	assert_true(ts_linklog_explains(&l, 7, &t));
+	assert_false(ts_linklog_explains(&l, 9, &t));
+	t = ts_of(305, 1);
+	assert_true(ts_linklog_explains(&l, 7, &t));
+	assert_true(ts_linklog_explains(&l, 9, &t));
+	t = ts_of(250, 1);
+	assert_false(ts_linklog_explains(&l, 7, &t));
+	for (long long s = 400; s <= 800; s += 100) {
+		t = ts_of(s + 5, 1);
+		assert_false(ts_linklog_explains(&l, 8, &t));
+	}
 	ts_linklog_free(&l);
 }
 
@@ -187,7 +272,7 @@ static void test_suspects(void **state)
 	assert_false(ts_linklog_suspected(&l, 41, &t));
 	assert_false(ts_linklog_suspected(&l, 43, &t));
 	t = ts_of(150, 0);
-	assert_true(ts_linklog_explains(&l, &t));
+	assert_true(ts_linklog_explains(&l, 0, &t));
 	ts_linklog_free(&l);
 
 	/* Appended: one line, read back, newer than any record so far. */
@@ -250,11 +335,11 @@ static void test_trim(void **state)
 	ts_linklog_read(x->dirfd, &l);
 	assert_int_equal(l.n, TS_LINKLOG_KEEP);
 	t = ts_of((long long)(1000 + (n - 1) * 10), 250000000);   /* the newest */
-	assert_true(ts_linklog_explains(&l, &t));
+	assert_true(ts_linklog_explains(&l, 0, &t));
 	t = ts_of((long long)(1000 + (n - TS_LINKLOG_KEEP) * 10), 250000000);   /* oldest kept */
-	assert_true(ts_linklog_explains(&l, &t));
+	assert_true(ts_linklog_explains(&l, 0, &t));
 	t = ts_of((long long)(1000 + (n - TS_LINKLOG_KEEP - 1) * 10), 250000000);   /* dropped */
-	assert_false(ts_linklog_explains(&l, &t));
+	assert_false(ts_linklog_explains(&l, 0, &t));
 	ts_linklog_free(&l);
 }
 
@@ -263,6 +348,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_append_explains_own_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_intervals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_named_batches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_named_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_suspects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_and_links, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim, setup, teardown),
