@@ -70,6 +70,9 @@ typedef struct snap_run {
 	ts_linklog links;          /* the engine's link batches (linklog.h), read once */
 	struct timespec link_start;/* this take's own batch began (links_begun) */
 	bool links_begun;
+	/* A stage refresh's batch names the inodes its removals unlink
+	 * (linklog.h: ts_linklog_note); NULL: the batch is a plain one. */
+	ts_linklog_inos *noted;
 	snap_list items;
 	ts_snap_stats *stats;
 	bool warn;                 /* log skipped special files (first walk only) */

@@ -19,6 +19,20 @@
 #include "base/walk.h"
 #include "store/manifest_stat.h"
 
+static void snap_note_unlink(void *arg, uint64_t ino)
+{
+	ts_linklog_note(arg, ino);
+}
+
+/* Remove rel from the tree, noting what it unlinks when the batch names
+ * its inodes (snap_run.noted).  From one thread only (linklog.h). */
+static ts_err_code snap_remove(snap_run *r, const char *rel, ts_err *e)
+{
+	if (r->noted)
+		return ts_copy_remove_tree_noting(r->tmp.treefd, rel, snap_note_unlink, r->noted, e);
+	return ts_copy_remove_tree(r->tmp.treefd, rel, e);
+}
+
 static bool snap_known(const snap_list *l, const char *rel)
 {
 	snap_item key = { .rel = (char *)rel };
@@ -41,7 +55,7 @@ ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *
 	for (size_t i = 0; rc == TS_OK && i < m->n; i++) {
 		const ts_manifest_entry *pe = &m->entries[i];
 		if (strcmp(pe->path, ".") && ts_db_excluded(r->env, pe->path)) {
-			rc = ts_copy_remove_tree(r->tmp.treefd, pe->path, e);
+			rc = snap_remove(r, pe->path, e);
 			continue;
 		}
 		snap_item it = { .rel = strdup(pe->path), .type = pe->type, .placed = true,
@@ -410,7 +424,7 @@ static ts_err_code snap_recheck_pass(snap_run *r, bool locked, ts_err *e)
 	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
 		snap_item *it = &r->items.v[i];
 		if (it->check == SNAP_CHECK_GONE || it->check == SNAP_CHECK_CHANGED)
-			rc = ts_copy_remove_tree(r->tmp.treefd, it->rel, e);
+			rc = snap_remove(r, it->rel, e);
 		if (it->check == SNAP_CHECK_GONE)
 			it->type = 0;
 		it->placed = it->check != SNAP_CHECK_CHANGED;

@@ -58,6 +58,7 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	int basefd = -1;
 	char path[PATH_MAX];
 	struct timespec start;
+	ts_linklog_inos noted = { 0 };
 
 	memset(out, 0, sizeof *out);
 	memset(&stats, 0, sizeof stats);
@@ -106,10 +107,14 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 		goto out;
 	}
 	busy = true;
-	/* What changed is unlinked from the staged tree, moving the base's
-	 * copies' ctime: one batch (linklog.h). */
+	/* What changed is unlinked from the staged tree, moving the ctime of
+	 * the base's copies: one batch that names them (linklog.h).  Refreshes
+	 * run all the time while Trac writes, and take as long as their
+	 * copies: a plain batch would explain a change made to any copy
+	 * meanwhile. */
 	ts_linklog_begin(&r.link_start);
 	r.links_begun = true;
+	r.noted = &noted;
 	r.dirty_budget = ts_dirty_budget();
 	rc = snap_items_from_manifest(&r, &m, e);
 	stats.bytes_copied = 0;   /* what earlier refreshes copied is not ours */
@@ -129,7 +134,7 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	if (rc == TS_OK) {
 		/* Done with links: the batch ends before the refreshed stage
 		 * can be seen (linklog.h), as a stage build's does. */
-		ts_linklog_end(s->dirfd, &r.link_start);
+		ts_linklog_end_inos(s->dirfd, &r.link_start, &noted);
 		r.links_begun = false;
 	}
 	if (rc == TS_OK && renameat(s->dirfd, TS_STORE_STAGE_BUSY, s->dirfd, TS_STORE_STAGE_BASE) < 0)
@@ -145,7 +150,7 @@ out:
 	/* A stage half refreshed goes (a stop leaves it to the next build:
 	 * removing a large tree would hold up the unmount). */
 	if (r.links_begun)   /* before the drop's guard looks (linkguard.h) */
-		ts_linklog_end(s->dirfd, &r.link_start);
+		ts_linklog_end_inos(s->dirfd, &r.link_start, &noted);
 	if (busy && rc != TS_ERR_CANCELLED)
 		ts_store_stage_drop(s);
 	if (r.envfd >= 0)

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "env/env.h"
+#include "store/linklog.h"
 #include "store/manifest.h"
 #include "store/store.h"
 #include "take/snap.h"
@@ -336,12 +338,105 @@ static void test_stage_refresh(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+static int count_char(const char *s, char c)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == c;
+	return n;
+}
+
+/* The lines a refresh added to STORE/.linklog (after the first skip
+ * bytes), NUL-terminated; *len: the file's length now. */
+static char *linklog_since(fx *x, size_t skip, size_t *len)
+{
+	char p[TBUF];
+	char *text;
+
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_LINKLOG_FILE);
+	text = tu_slurp(p, len);
+	assert_true(*len >= skip);
+	memmove(text, text + skip, *len - skip);
+	text[*len - skip] = '\0';
+	return text;
+}
+
+/* A refresh's batch names the inodes it unlinks (store/linklog.h): it
+ * explains the moved ctime of the base's copy of a changed file only, and a
+ * refresh that unlinks nothing logs nothing.  A plain line would explain a
+ * change made meanwhile to any copy the stage shares. */
+static void test_stage_refresh_linklog(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1;
+	ts_stage_refresh_out out;
+	struct stat a, other;
+	size_t dirs, len0, len;
+	char want[64];
+	char *added;
+	ts_linklog l;
+	int fd;
+
+	nap_ms(60);
+	sfx_take_ok(x, "s1", &s1);
+	sfx_stage_ok(x, NULL);
+	/* The first refresh after a build unlinks the database copy the
+	 * build linked (the database is the snapshot's own copy), and names
+	 * that inode only. */
+	sfx_snap_file(x, "s1", "db/trac.db", &a);
+	free(linklog_since(x, 0, &len0));
+	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+	assert_false(out.none);
+	added = linklog_since(x, len0, &len);
+	snprintf(want, sizeof want, " %llu\n", (unsigned long long)a.st_ino);
+	assert_true(added[0] == 'I');
+	assert_true(strlen(added) > strlen(want) &&
+	            !strcmp(added + strlen(added) - strlen(want), want));
+	assert_int_equal(strchr(added, '\n') - added + 1, (long)strlen(added));   /* one line */
+	assert_int_equal(count_char(added, ' '), 3);   /* "I start end ino" */
+	free(added);
+	len0 = len;
+	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+	added = linklog_since(x, len0, &len);
+	assert_string_equal(added, "");   /* nothing unlinked, nothing logged */
+	free(added);
+
+	sfx_snap_file(x, "s1", "htdocs/a.txt", &a);
+	sfx_snap_file(x, "s1", "htdocs/site.css", &other);
+	assert_true(a.st_nlink >= 2);       /* the stage shares it */
+	assert_true(other.st_nlink >= 2);
+	tu_put_in(x->env, "htdocs/a.txt", "changed after s1\n", 0644);
+	nap_ms(60);
+	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+	added = linklog_since(x, len0, &len);
+	snprintf(want, sizeof want, " %llu\n", (unsigned long long)a.st_ino);
+	assert_true(added[0] == 'I');
+	assert_true(strlen(added) > strlen(want) &&
+	            !strcmp(added + strlen(added) - strlen(want), want));
+	assert_int_equal(strchr(added, '\n') - added + 1, (long)strlen(added));   /* one line */
+	assert_int_equal(count_char(added, ' '), 3);   /* "I start end ino" */
+	free(added);
+
+	/* What it explains: a's base copy, whose ctime the unlink moved, and
+	 * not the other copy's. */
+	sfx_snap_file(x, "s1", "htdocs/a.txt", &a);
+	fd = open(x->store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	ts_linklog_read(fd, &l);
+	assert_true(ts_linklog_explains(&l, (uint64_t)a.st_ino, &a.st_ctim));
+	assert_false(ts_linklog_explains(&l, (uint64_t)other.st_ino, &a.st_ctim));
+	ts_linklog_free(&l);
+	close(fd);
+	sfx_store_clean_and_unlocked(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_snap_staged, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_lifecycle, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_refresh, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_stage_refresh_linklog, sfx_setup, sfx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
