@@ -371,6 +371,9 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	r.dirty_budget = ts_dirty_budget();
 
 	clock_gettime(CLOCK_MONOTONIC, &t_pre);
+	/* Before the last full pass ahead of the lock: from here on the
+	 * watcher records what changes (snap_changes.c). */
+	snap_changes_mark(&r);
 	if (!o->no_database)
 		snap_dbpre_start(&dbpre, db, r.tmp.dirfd);
 	else   /* a stage's copy (stage.h), of no use here */
@@ -395,13 +398,20 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 		if (rc != TS_OK)
 			goto out;
 	}
+	rc = snap_changes_prepare(&r, e);
+	if (rc != TS_OK)
+		goto out;
 	/* A stop asked for during the copy cancels until the very end: before
 	 * Trac's lock is taken, and before the snapshot appears. */
 	rc = snap_cancelled(&r) ? snap_cancel_err(&r, e) : db->ops->lock(db, e);
 	if (rc != TS_OK)
 		goto out;
 	clock_gettime(CLOCK_REALTIME, &stats->instant);
-	rc = snap_recheck(&r, true, e);
+	rc = snap_changes_flag(&r, e);
+	uint64_t before = stats->rechecked;
+	if (rc == TS_OK)
+		rc = snap_recheck(&r, true, e);
+	stats->rechecked_locked = stats->rechecked - before;
 	if (rc != TS_OK)
 		goto out;
 	if (!o->no_database)
@@ -420,6 +430,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 		r.tmp_open = false;   /* commit consumed it, success or not */
 	}
 out:
+	snap_changes_end(&r);
 	if (dbpre.started)
 		pthread_join(dbpre.th, NULL);   /* a failure before its result was wanted */
 	if (db) {
@@ -456,6 +467,10 @@ void ts_snap_format_stats(const char *name, const ts_snap_stats *s, char *buf, s
 	char c[32], sh[32];
 	ts_human_bytes((double)s->bytes_copied, c, sizeof c);
 	ts_human_bytes((double)s->bytes_shared, sh, sizeof sh);
-	snprintf(buf, len, "snapshot %s: %llu files, %s copied, %s shared, lock held %.0f ms, total %.0f ms",
-	         name, (unsigned long long)s->files, c, sh, s->hold_ms, s->total_ms);
+	int n = snprintf(buf, len, "snapshot %s: %llu files, %s copied, %s shared, lock held %.0f ms, "
+	                 "total %.0f ms", name, (unsigned long long)s->files, c, sh, s->hold_ms, s->total_ms);
+	/* With a watcher: how much it spared under the lock (snap_changes.c). */
+	if (s->watched && n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, ", %llu entries checked under the lock",
+		         (unsigned long long)s->rechecked_locked);
 }

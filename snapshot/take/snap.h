@@ -11,11 +11,37 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "env/env.h"
 #include "base/err.h"
 #include "base/progress.h"
 #include "store/store.h"
+
+/* What changed in the environment, as a watcher of its directories saw it
+ * (the daemon's inotify watch).  With it, the recheck under Trac's lock
+ * looks only at the entries changed since the last full pass before the
+ * lock (and at those in directories not watched all along), instead of
+ * stat'ing every entry: the writers wait in proportion to what changed,
+ * not to the number of files.  Called from the taking thread.
+ *
+ * mark: start recording; everything changed in ENV after it returns is
+ *   reported by since().  Returns the mark.
+ * unwatched: for each of the n directories dirs (relative to ENV, sorted),
+ *   set out[i] when it was not watched from before the mark on.
+ * since: call fn for each path (relative to ENV) with an event since the
+ *   mark: an entry created, removed, renamed, written or whose metadata
+ *   changed (the database and its journals need not be reported).  False
+ *   when it cannot tell (events were lost), *why saying why, for the log.
+ * end: stop recording. */
+typedef struct ts_snap_changes {
+	void *arg;
+	uint64_t (*mark)(void *arg);
+	void (*unwatched)(void *arg, uint64_t mark, const char *const *dirs, size_t n, bool *out);
+	bool (*since)(void *arg, uint64_t mark, void (*fn)(void *fnarg, const char *rel), void *fnarg,
+	              const char **why);
+	void (*end)(void *arg);
+} ts_snap_changes;
 
 typedef struct ts_snap_opts {
 	const char *name;                 /* validated by ts_snap_take */
@@ -23,6 +49,7 @@ typedef struct ts_snap_opts {
 	bool no_database;                 /* files only, as hotcopy --no-database */
 	volatile sig_atomic_t *cancel;    /* optional: set to stop early */
 	const ts_progress_sink *progress; /* optional: pre-copy progress */
+	const ts_snap_changes *changes;   /* optional: the environment's watcher */
 } ts_snap_opts;
 
 typedef struct ts_snap_stats {
@@ -31,6 +58,9 @@ typedef struct ts_snap_stats {
 	uint64_t bytes_shared;            /* content bytes hard-linked from the previous snapshot */
 	uint64_t files_shared;
 	double hold_ms;                   /* Trac's writers held */
+	uint64_t rechecked;               /* entries stat'ed again by the rechecks */
+	uint64_t rechecked_locked;        /* of which under Trac's lock */
+	bool watched;                     /* the watcher told what changed (ts_snap_changes) */
 	double total_ms;
 	struct timespec instant;          /* T, CLOCK_REALTIME */
 } ts_snap_stats;

@@ -47,6 +47,8 @@ typedef struct snap_item {
 	bool placed;               /* in the tree already (made or shared during the walk) */
 	bool shared;               /* 'f': the previous snapshot's copy, not copied again */
 	char check;                /* snap_recheck's verdict (SNAP_CHECK_*) */
+	bool look;                 /* the watcher saw it change: stat it under the lock */
+	bool relist;               /* 'd': an entry in it changed: list it under the lock */
 	uint64_t store_ino;        /* 'f': the copy in the tree as placed (manifest.h) */
 	struct timespec store_ctime;
 } snap_item;
@@ -87,6 +89,13 @@ typedef struct snap_run {
 	bool retyped;              /* a directory met as a link or file on a path (beneath.h):
 	                            * the next recheck pass lists every directory again */
 	bool relist_all;           /* this recheck pass lists every directory again */
+	/* The environment's watcher (ts_snap_changes, snap_changes.c): */
+	bool changes_marked;       /* recording since changes_mark */
+	uint64_t changes_mark;
+	const char *changes_full;  /* why every entry is looked at under the lock (NULL: no reason) */
+	bool subset;               /* the next recheck stats only the items flagged look */
+	size_t *look_idx;          /* those items (subset) */
+	size_t nlook;
 } snap_run;
 
 /* What a walk collects into (ts_walk calls snap_walk_add from several
@@ -153,6 +162,18 @@ ts_err_code snap_dir_meta(snap_run *r, ts_err *e);
 /* Write r's items (and the database copy at db_rel, if any) as the manifest
  * in r->tmp.dirfd, dated r->stats->instant. */
 ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e);
+
+/* snap_changes.c: the watcher's changes (ts_snap_changes) */
+/* Start recording, before the last full pass ahead of the lock. */
+void snap_changes_mark(snap_run *r);
+/* After that pass, before the lock: note the directories not watched all
+ * along (their entries are looked at under the lock). */
+ts_err_code snap_changes_prepare(snap_run *r, ts_err *e);
+/* Under the lock: flag what changed since the mark (r->subset), or leave
+ * r->subset false and log why every entry is looked at. */
+ts_err_code snap_changes_flag(snap_run *r, ts_err *e);
+/* Stop recording; free what the flags took. */
+void snap_changes_end(snap_run *r);
 
 /* snap_recheck.c */
 /* A staged tree's items: the entries of m, the manifest that describes the

@@ -209,11 +209,13 @@ static ts_err_code snap_recheck_item(snap_run *r, snap_item *it, ts_beneath_cach
 		it->type = type;
 	} else if (type == 'd') {
 		/* Not ts_copy_same_stat: whether its entries may have changed,
-		 * which its inode and times tell (its size is the filesystem's). */
+		 * which its inode and times tell (its size is the filesystem's).
+		 * The watcher's word (relist) counts too. */
 		bool same = st.st_ino == it->st.st_ino && snap_same_time(&st.st_mtim, &it->st.st_mtim) &&
 		            snap_same_time(&st.st_ctim, &it->st.st_ctim);
 		bool racy = snap_ns(&it->st.st_ctim) >= r->listed_ns - snap_racy_ns(&it->st);
-		it->check = same && !racy && !r->relist_all ? SNAP_CHECK_SAME : SNAP_CHECK_RELIST;
+		it->check = same && !racy && !r->relist_all && !(r->subset && it->relist)
+		            ? SNAP_CHECK_SAME : SNAP_CHECK_RELIST;
 	} else {
 		it->check = it->racy || !ts_copy_same_stat(&it->st, &st) ? SNAP_CHECK_CHANGED
 		                                                          : SNAP_CHECK_SAME;
@@ -226,13 +228,34 @@ static ts_err_code snap_recheck_run(void *arg, size_t run, ts_err *e)
 {
 	snap_run *r = arg;
 	ts_beneath_cache c = TS_BENEATH_CACHE_INIT;
-	size_t end = (run + 1) * SNAP_RECHECK_RUN < r->items.n ? (run + 1) * SNAP_RECHECK_RUN : r->items.n;
+	size_t n = r->subset ? r->nlook : r->items.n;
+	size_t end = (run + 1) * SNAP_RECHECK_RUN < n ? (run + 1) * SNAP_RECHECK_RUN : n;
 	ts_err_code rc = TS_OK;
 
 	for (size_t i = run * SNAP_RECHECK_RUN; rc == TS_OK && i < end; i++)
-		rc = snap_recheck_item(r, &r->items.v[i], &c, e);
+		rc = snap_recheck_item(r, &r->items.v[r->subset ? r->look_idx[i] : i], &c, e);
 	ts_beneath_cache_drop(&c);
 	return rc;
+}
+
+/* The items a subset recheck stats (snap_changes.c flagged them), and the
+ * racy ones, which are copied again whatever their stat says; the others
+ * are as the last full pass found them. */
+static ts_err_code snap_recheck_select(snap_run *r, ts_err *e)
+{
+	free(r->look_idx);
+	r->nlook = 0;
+	r->look_idx = malloc((r->items.n ? r->items.n : 1) * sizeof *r->look_idx);
+	if (!r->look_idx)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < r->items.n; i++) {
+		snap_item *it = &r->items.v[i];
+		if (it->look || it->racy || it->relist)
+			r->look_idx[r->nlook++] = i;
+		else
+			it->check = SNAP_CHECK_SAME;
+	}
+	return TS_OK;
 }
 
 /* Is an ancestor of rel among gone, the sorted names of the items that went
@@ -398,8 +421,13 @@ static ts_err_code snap_recheck_pass(snap_run *r, bool locked, ts_err *e)
 	size_t ngone = 0;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	rc = ts_pool_run((r->items.n + SNAP_RECHECK_RUN - 1) / SNAP_RECHECK_RUN,
-	                 SNAP_POOL_MIN / SNAP_RECHECK_RUN, 0, snap_recheck_run, r, e);
+	rc = r->subset ? snap_recheck_select(r, e) : TS_OK;
+	if (rc == TS_OK)
+		rc = ts_pool_run(((r->subset ? r->nlook : r->items.n) + SNAP_RECHECK_RUN - 1) / SNAP_RECHECK_RUN,
+		                 SNAP_POOL_MIN / SNAP_RECHECK_RUN, 0, snap_recheck_run, r, e);
+	if (r->stats)
+		r->stats->rechecked += r->subset ? r->nlook : r->items.n;
+	r->subset = false;   /* one pass: a further one (retyped) looks at everything */
 	r->listed_ns = snap_ns(&now);   /* what is listed below is as of now, or later */
 	r->relist_all = false;
 	/* What lies below an entry that went or changed type goes with it,

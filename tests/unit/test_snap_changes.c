@@ -1,0 +1,219 @@
+/* test_snap_changes.c - the recheck under Trac's lock narrowed to what a
+ * watcher reports (ts_snap_changes, take/snap_changes.c).
+ *
+ * A fake watcher stands in for the daemon's inotify journal: it makes its
+ * changes to the environment from inside since(), which the take calls
+ * with Trac's lock held, right before the recheck: exactly the moment a
+ * real watch must not miss.  What it reports is found; what it does not
+ * report is not looked at (the subset is real), unless the watcher says it
+ * cannot tell, or the directory was not watched all along.  The
+ * environment is snapfx.h's. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "take/snap.h"
+#include "tutil.h"
+
+#include "snapfx.h"
+
+typedef struct fake {
+	fx *x;
+	int marks, ends, sinces;
+	void (*act)(struct fake *f);   /* the changes, made under Trac's lock */
+	const char *report[8];
+	size_t nreport;
+	const char *unwatched;        /* this directory was not watched all along */
+	bool lose;                    /* "cannot tell" */
+} fake;
+
+static uint64_t fk_mark(void *arg)
+{
+	fake *f = arg;
+	f->marks++;
+	return 7;
+}
+
+static void fk_unwatched(void *arg, uint64_t mark, const char *const *dirs, size_t n, bool *out)
+{
+	fake *f = arg;
+	assert_int_equal(mark, 7);
+	for (size_t i = 0; i < n; i++)
+		out[i] = f->unwatched && !strcmp(dirs[i], f->unwatched);
+}
+
+static bool fk_since(void *arg, uint64_t mark, void (*fn)(void *, const char *), void *fnarg,
+                     const char **why)
+{
+	fake *f = arg;
+	assert_int_equal(mark, 7);
+	f->sinces++;
+	if (f->act)
+		f->act(f);
+	if (f->lose) {
+		*why = "the fake lost them";
+		return false;
+	}
+	for (size_t i = 0; i < f->nreport; i++)
+		fn(fnarg, f->report[i]);
+	return true;
+}
+
+static void fk_end(void *arg)
+{
+	fake *f = arg;
+	f->ends++;
+}
+
+/* Take name with the fake watcher f; stats into st. */
+static void take_watched(fx *x, fake *f, const char *name, ts_snap_stats *st)
+{
+	ts_snap_changes ch = { .arg = f, .mark = fk_mark, .unwatched = fk_unwatched, .since = fk_since,
+	                       .end = fk_end };
+	ts_snap_opts o = { .name = name, .lock_timeout_s = 5, .changes = &ch };
+	ts_err e;
+
+	ts_err_clear(&e);
+	if (ts_snap_take(&x->s, &x->e, &o, st, &e) != TS_OK)
+		fail_msg("%s", e.msg);
+}
+
+/* Out of the racy window (snap_int.h): a racy file is looked at whatever
+ * the watcher says, which would hide what these tests check. */
+static void settle_env(void)
+{
+	struct timespec t = { 0, 60 * 1000 * 1000 };
+	nanosleep(&t, NULL);
+}
+
+static void act_three(fake *f)
+{
+	char p[TBUF];
+	tu_put_in(f->x->env, "htdocs/a.txt", "changed under the lock\n", 0644);
+	tu_put_in(f->x->env, "htdocs/new.txt", "new under the lock\n", 0644);
+	tu_fmt(p, sizeof p, "%s/files/attachments/ticket/1/small.txt", f->x->env);
+	assert_int_equal(unlink(p), 0);
+	tu_mkdir_in(f->x->env, "files/attachments/ticket/7", 0755);
+	tu_put_in(f->x->env, "files/attachments/ticket/7/n.txt", "in a new directory\n", 0644);
+}
+
+/* Reported changes made under the lock are in the snapshot: a file
+ * rewritten, one new, one removed, a new directory reported only by the
+ * file in it.  Only those (and their directories) were looked at. */
+static void test_reported_changes_found(void **state)
+{
+	fx *x = *state;
+	fake f = { .x = x };
+	ts_snap_stats s1, s2;
+
+	settle_env();
+	take_watched(x, &f, "s1", &s1);
+	assert_true(s1.watched);
+	assert_int_equal(f.marks, 1);
+	assert_int_equal(f.ends, 1);
+	assert_int_equal(f.sinces, 1);
+	assert_int_equal(s1.rechecked_locked, 0);   /* nothing changed, nothing racy */
+	sfx_compare_tree(x, "s1");
+
+	settle_env();
+	f.act = act_three;
+	f.report[0] = "htdocs/a.txt";
+	f.report[1] = "htdocs/new.txt";
+	f.report[2] = "files/attachments/ticket/1/small.txt";
+	f.report[3] = "files/attachments/ticket/7/n.txt";
+	f.nreport = 4;
+	take_watched(x, &f, "s2", &s2);
+	assert_true(s2.watched);
+	assert_int_equal(f.ends, 2);
+	sfx_compare_tree(x, "s2");
+	sfx_snap_text_is(x, "s2", "htdocs/a.txt", "changed under the lock\n");
+	sfx_snap_text_is(x, "s2", "files/attachments/ticket/7/n.txt", "in a new directory\n");
+	assert_false(sfx_snap_has(x, "s2", "files/attachments/ticket/1/small.txt"));
+	/* a.txt, small.txt, htdocs, ticket/1, ticket (for 7/n.txt) */
+	assert_true(s2.rechecked_locked >= 4 && s2.rechecked_locked <= 6);
+	sfx_store_clean_and_unlocked(x);
+}
+
+#define SITE_CSS "body { color: red }\n"   /* snapfx.c's */
+
+static void act_site_css(fake *f)
+{
+	tu_put_in(f->x->env, "htdocs/site.css", "changed, and not reported to the watcher\n", 0644);
+}
+
+/* A change the watcher does not report is not looked at: the subset is
+ * what makes the lock short, and it trusts the watcher. */
+static void test_unreported_not_seen(void **state)
+{
+	fx *x = *state;
+	fake f = { .x = x, .act = act_site_css };
+	ts_snap_stats st;
+	struct stat a;
+
+	settle_env();
+	take_watched(x, &f, "s1", &st);
+	assert_true(st.watched);
+	sfx_snap_file(x, "s1", "htdocs/site.css", &a);
+	assert_int_equal(a.st_size, (off_t)strlen(SITE_CSS));   /* as before the change */
+	sfx_snap_text_is(x, "s1", "htdocs/site.css", SITE_CSS);
+	sfx_store_clean_and_unlocked(x);
+}
+
+/* The watcher cannot tell: every entry is looked at, and the log says why. */
+static void test_lost_looks_at_all(void **state)
+{
+	fx *x = *state;
+	fake f = { .x = x, .act = act_site_css, .lose = true };
+	ts_snap_stats st;
+	char *log;
+
+	settle_env();
+	sfx_log_start();
+	take_watched(x, &f, "s1", &st);
+	log = sfx_log_take();
+	assert_false(st.watched);
+	assert_int_equal(sfx_count(log, "snapshot s1: every entry checked again under Trac's lock "
+	                                "(the fake lost them)"), 1);
+	free(log);
+	sfx_snap_text_is(x, "s1", "htdocs/site.css", "changed, and not reported to the watcher\n");
+	assert_int_equal(f.ends, 1);
+	sfx_store_clean_and_unlocked(x);
+}
+
+/* A directory not watched all along: its entries are looked at whether
+ * reported or not; the others still are not. */
+static void test_unwatched_dir_looked_at(void **state)
+{
+	fx *x = *state;
+	fake f = { .x = x, .act = act_site_css, .unwatched = "htdocs" };
+	ts_snap_stats st;
+
+	settle_env();
+	take_watched(x, &f, "s1", &st);
+	assert_true(st.watched);
+	sfx_snap_text_is(x, "s1", "htdocs/site.css", "changed, and not reported to the watcher\n");
+	assert_true(st.rechecked_locked >= 3 && st.rechecked_locked < 10);   /* htdocs and its entries */
+	sfx_store_clean_and_unlocked(x);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_reported_changes_found, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_unreported_not_seen, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_lost_looks_at_all, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_unwatched_dir_looked_at, sfx_setup, sfx_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
