@@ -7,7 +7,7 @@
 void dmn_init(dmn_daemon *d)
 {
 	memset(d, 0, sizeof *d);
-	d->stage.ino = d->stage.wake = -1;
+	d->stage.wake = -1;
 	pthread_mutex_init(&d->snap_mu, NULL);
 	dmn_plus_init(&d->plus);
 	dmn_handles_init(&d->handles);

@@ -17,7 +17,7 @@
  *   2. the store's flock (STORE/.lock, ts_store_lock: this and every other
  *                        tracsnap process on the store)
  *   3. Trac's database lock (taken inside ts_snap_take, under 2)
- * seal_mu, plus.mu and handles.mu are leaves: held only around their own fields, never
+ * seal_mu, plus.mu, handles.mu and stage.j.mu are leaves: held only around their own fields, never
  * while taking another lock, and nothing is taken while holding them (the
  * sealer seals with seal_mu released, and kicks the stager outside it;
  * writers kick the sealer after they released snap_mu).
@@ -44,6 +44,7 @@
 
 #include "daemon_auto.h"
 #include "daemon_handles.h"
+#include "daemon_journal.h"
 #include "daemon_plus.h"
 
 /* Who may manage snapshots (mkdir, rmdir, rename, first accesses without
@@ -78,16 +79,16 @@ typedef struct dmn_seal {
 
 /* The stager (daemon_stage.c). */
 typedef struct dmn_stage {
-	int ino, wake;                 /* inotify on ENV's directories; eventfd kicks.  Set by
-	                                * start, closed by close; write(wake) from any thread */
+	int wake;                      /* eventfd kicks.  Set by start, closed by close;
+	                                * write(wake) from any thread */
+	dmn_journal j;                 /* the inotify watch on ENV's directories (its own
+	                                * mutex, a leaf); opened by start, closed by close */
+	bool j_open;
 	volatile sig_atomic_t quit;    /* set by stop, read by the stager */
 	pthread_t thread;
 	bool running;                  /* set by start/stop only; read by dmn_take (whether
-	                                * the stager trims memory) while it runs */
-	/* The stager thread's only (and start/close, while it does not run): */
-	bool full;                     /* inotify's watch limit reached */
-	char **dirs;                   /* by watch descriptor: the directory, relative to ENV */
-	size_t ndirs;
+	                                * the stager trims memory, whether the journal
+	                                * serves snapshots) while it runs */
 } dmn_stage;
 
 typedef struct dmn_daemon {

@@ -29,6 +29,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
 #include <poll.h>
@@ -40,12 +41,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/beneath.h"
 #include "db/dbsnap.h"
 #include "base/log.h"
 #include "take/stage.h"
 
 #define DMN_STAGE_OPEN_MAX 64     /* new files followed until they are closed */
-#define DMN_STAGE_EVENTS (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB)
 
 /* The stager's state between events (its thread's own). */
 typedef struct dmn_stage_state {
@@ -64,35 +65,10 @@ static int64_t dmn_stage_now_ms(void)
 }
 
 /* Watch one directory of the environment (rel to it); its descriptor, or
- * -1. */
+ * -1 (daemon_journal.h). */
 static int dmn_stage_add_watch(dmn_daemon *c, const char *rel)
 {
-	char path[PATH_MAX];
-
-	if (c->stage.full ||
-	    (size_t)snprintf(path, sizeof path, "%s/%s", c->env.root, rel) >= sizeof path)
-		return -1;
-	int wd = inotify_add_watch(c->stage.ino, path, DMN_STAGE_EVENTS | IN_ONLYDIR | IN_DONT_FOLLOW);
-	if (wd < 0) {
-		if (errno == ENOSPC) {
-			c->stage.full = true;
-			ts_log(LOG_INFO, "%s: too many directories to watch (fs.inotify.max_user_watches); "
-			       "changes below some are staged only with the next change elsewhere", c->env.root);
-		}
-		return -1;
-	}
-	if ((size_t)wd >= c->stage.ndirs) {
-		size_t n = (size_t)wd * 2 + 16;
-		char **v = realloc(c->stage.dirs, n * sizeof *v);
-		if (!v)
-			return wd;
-		memset(v + c->stage.ndirs, 0, (n - c->stage.ndirs) * sizeof *v);
-		c->stage.dirs = v;
-		c->stage.ndirs = n;
-	}
-	free(c->stage.dirs[wd]);
-	c->stage.dirs[wd] = strdup(rel);
-	return wd;
+	return dmn_journal_watch(&c->stage.j, rel);
 }
 
 /* ts_stage_dir_fn */
@@ -142,13 +118,23 @@ static void dmn_stage_follow(dmn_stage_state *st, const struct inotify_event *ev
  * already, and only waits until DMN_SETTLE_MAX_WAIT_MS then. */
 static void dmn_stage_new_dir(dmn_daemon *c, dmn_stage_state *st, const char *rel, int depth)
 {
-	char path[PATH_MAX], sub[PATH_MAX];
+	char sub[PATH_MAX];
 	struct dirent *de;
 	int wd = dmn_stage_add_watch(c, rel);
-	DIR *d;
+	int envfd = -1, fd = -1;
+	DIR *d = NULL;
 
-	if (wd < 0 || (size_t)snprintf(path, sizeof path, "%s/%s", c->env.root, rel) >= sizeof path ||
-	    !(d = opendir(path)))
+	/* Listed by descriptor, beneath ENV (base/beneath.h): never through
+	 * a symlink the environment's owner put on the way. */
+	if (wd >= 0)
+		envfd = open(c->env.root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (envfd >= 0)
+		fd = ts_beneath_open(envfd, rel, O_RDONLY | O_DIRECTORY, 0);
+	if (envfd >= 0)
+		close(envfd);
+	if (fd >= 0 && !(d = fdopendir(fd)))
+		close(fd);
+	if (!d)
 		return;
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
@@ -166,20 +152,16 @@ static void dmn_stage_new_dir(dmn_daemon *c, dmn_stage_state *st, const char *re
  * is a change, and new files are followed until they are closed. */
 static void dmn_stage_event(dmn_daemon *c, dmn_stage_state *st, const struct inotify_event *ev)
 {
-	char rel[PATH_MAX];
-	const char *dir;
+	char rel[PATH_MAX], dir[PATH_MAX];
 
-	if (ev->mask & IN_IGNORED) {   /* the directory went: so does its watch */
-		if ((size_t)ev->wd < c->stage.ndirs) {
-			free(c->stage.dirs[ev->wd]);
-			c->stage.dirs[ev->wd] = NULL;
-		}
+	/* The journal keeps the watches' paths; writes alone are for the
+	 * snapshots (daemon_journal.h), not the stage (above). */
+	if ((ev->mask & IN_IGNORED) || (ev->mask & ~IN_ISDIR) == IN_MODIFY)
 		return;
-	}
-	if (!(ev->mask & IN_Q_OVERFLOW) && ev->len && ev->wd >= 0 && (size_t)ev->wd < c->stage.ndirs &&
-	    (dir = c->stage.dirs[ev->wd])) {
-		snprintf(rel, sizeof rel, "%s%s%s", strcmp(dir, ".") ? dir : "", strcmp(dir, ".") ? "/" : "",
-		         ev->name);
+	if (!(ev->mask & IN_Q_OVERFLOW) && ev->len && dmn_journal_dir(&c->stage.j, ev->wd, dir, sizeof dir)) {
+		if ((size_t)snprintf(rel, sizeof rel, "%s%s%s", strcmp(dir, ".") ? dir : "",
+		                     strcmp(dir, ".") ? "/" : "", ev->name) >= sizeof rel)
+			return;
 		if (ts_db_excluded(&c->env, rel))
 			return;
 		if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) && (ev->mask & IN_ISDIR))
@@ -237,26 +219,32 @@ static void *dmn_stage_main(void *arg)
 	dmn_daemon *c = arg;
 	char buf[64 * (sizeof(struct inotify_event) + NAME_MAX + 1)]
 		__attribute__((aligned(__alignof__(struct inotify_event))));
-	struct pollfd pf[2] = { { c->stage.ino, POLLIN, 0 }, { c->stage.wake, POLLIN, 0 } };
+	struct pollfd pf[3] = { { c->stage.j.fd, POLLIN, 0 }, { c->stage.wake, POLLIN, 0 },
+	                        { c->stage.j.wake, POLLIN, 0 } };
 	dmn_stage_state st = { .build = true, .all_dirs = true };
 
 	while (!c->stage.quit) {
 		int64_t now = dmn_stage_now_ms(), due = st.build ? now : dmn_stage_due(&st);
 		int timeout = due < 0 ? -1 : due <= now ? 0 : (int)(due - now);
-		if (poll(pf, 2, timeout) < 0 && errno != EINTR)
+		if (poll(pf, 3, timeout) < 0 && errno != EINTR)
 			break;
 		if (pf[1].revents & POLLIN) {
 			uint64_t v;
 			if (read(c->stage.wake, &v, sizeof v) == (ssize_t)sizeof v)
 				st.build = true;
 		}
-		if (pf[0].revents & POLLIN) {
-			ssize_t n = read(c->stage.ino, buf, sizeof buf);
-			for (char *p = buf; n > 0 && p < buf + n;) {
+		if ((pf[0].revents | pf[2].revents) & POLLIN) {
+			/* Through the journal, which a snapshot may have drained
+			 * meanwhile (daemon_journal.h). */
+			bool lost = false;
+			size_t n = dmn_journal_events(&c->stage.j, buf, sizeof buf, &lost);
+			for (char *p = buf; p < buf + n;) {
 				struct inotify_event *ev = (struct inotify_event *)p;
 				dmn_stage_event(c, &st, ev);
 				p += sizeof *ev + ev->len;
 			}
+			if (lost)
+				dmn_settle_event(&st.settle, dmn_stage_now_ms());
 		}
 		if (c->stage.quit)
 			break;
@@ -289,10 +277,10 @@ static void *dmn_stage_main(void *arg)
 
 int dmn_stage_start(dmn_daemon *c)
 {
-	c->stage.ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	c->stage.j_open = dmn_journal_open(&c->stage.j, &c->env) == 0;
 	c->stage.wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	c->stage.quit = 0;
-	if (c->stage.ino < 0 || c->stage.wake < 0 ||
+	if (!c->stage.j_open || c->stage.wake < 0 ||
 	    pthread_create(&c->stage.thread, NULL, dmn_stage_main, c) != 0) {
 		ts_log(LOG_WARNING, "cannot start the staging thread (%s): snapshots are made "
 		       "without a stage", strerror(errno));
@@ -324,14 +312,10 @@ void dmn_stage_stop(dmn_daemon *c)
 void dmn_stage_close(dmn_daemon *c)
 {
 	dmn_stage_stop(c);
-	if (c->stage.ino >= 0)
-		close(c->stage.ino);
+	if (c->stage.j_open)
+		dmn_journal_close(&c->stage.j);
+	c->stage.j_open = false;
 	if (c->stage.wake >= 0)
 		close(c->stage.wake);
-	c->stage.ino = c->stage.wake = -1;
-	for (size_t i = 0; i < c->stage.ndirs; i++)
-		free(c->stage.dirs[i]);
-	free(c->stage.dirs);
-	c->stage.dirs = NULL;
-	c->stage.ndirs = 0;
+	c->stage.wake = -1;
 }

@@ -33,6 +33,7 @@ ts_err_code dmn_take(dmn_daemon *d, const char *name, dmn_why why, unsigned auto
 {
 	ts_snap_opts o = { .name = name, .lock_timeout_s = d->lock_timeout_s,
 	                   .no_database = d->no_database, .cancel = &d->cancel };
+	ts_snap_changes changes;
 	const char *label = dmn_why_label(why);
 	ts_snap_stats st;
 	char line[512];
@@ -48,6 +49,12 @@ ts_err_code dmn_take(dmn_daemon *d, const char *name, dmn_why why, unsigned auto
 		/* made once in this period already (since deleted) */
 		rc = ts_err_set(e, TS_ERR_NOTFOUND, "snapshot %s: made once in this period", name);
 		goto unlock;
+	}
+	/* The stager's watch tells what changed, so that under Trac's lock
+	 * only that is looked at (snapshot/take/snap_changes.c). */
+	if (d->stage.running) {
+		dmn_journal_changes(&d->stage.j, &changes);
+		o.changes = &changes;
 	}
 	rc = ts_snap_take(&d->store, &d->env, &o, &st, e);
 	if (rc == TS_OK) {
