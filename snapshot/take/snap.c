@@ -126,7 +126,7 @@ static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
 ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e)
 {
 	snap_precopy_ctx *c = arg;
-	snap_item *it = &c->r->items.v[i];
+	snap_item *it = &c->r->items.v[c->idx ? c->idx[i] : i];
 	ts_err_code rc;
 
 	if (snap_cancelled(c->r))
@@ -145,6 +145,8 @@ ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e)
 	if (rc == TS_ERR_NOTFOUND) {
 		it->type = 0;   /* vanished: the freeze walk decides */
 		rc = TS_OK;
+	} else if (rc == TS_OK) {
+		it->placed = true;   /* a narrowed recheck leaves it be (snap_changes.c) */
 	}
 	return rc;
 }

@@ -109,6 +109,7 @@ typedef struct snap_walk_ctx {
 
 typedef struct snap_precopy_ctx {
 	snap_run *r;
+	const size_t *idx;         /* the pool's job i is items.v[idx[i]] (NULL: items.v[i]) */
 	pthread_t caller;
 	ts_progress done;          /* files_done/bytes_done are updated atomically */
 } snap_precopy_ctx;

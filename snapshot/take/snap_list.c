@@ -37,7 +37,11 @@ ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e)
 void snap_list_compact(snap_list *l)
 {
 	size_t k = 0;
-	for (size_t i = 0; i < l->n; i++) {
+	/* Nothing moves up to the first that went: at 200,000 items, copying
+	 * each onto itself cost milliseconds under Trac's lock. */
+	while (k < l->n && l->v[k].type)
+		k++;
+	for (size_t i = k; i < l->n; i++) {
 		if (l->v[i].type)
 			l->v[k++] = l->v[i];
 		else
