@@ -345,7 +345,7 @@ static void jr_unwatched(void *arg, uint64_t mark, const char *const *dirs, size
 }
 
 static bool jr_since(void *arg, uint64_t mark, void (*fn)(void *fnarg, const char *rel), void *fnarg,
-                     const char **why)
+                     const char **why, uint64_t *remark)
 {
 	dmn_journal *j = arg;
 	bool ok;
@@ -358,6 +358,12 @@ static bool jr_since(void *arg, uint64_t mark, void (*fn)(void *fnarg, const cha
 		*why = "changes were lost: the event queue overflowed or a directory moved";
 	for (size_t i = 0; ok && i < j->nrec; i++)
 		fn(fnarg, j->rec[i]);
+	if (remark) {   /* under the same mutex: nothing drained in between */
+		jr_rec_clear(j);
+		j->recording = true;
+		j->rec_lost = false;
+		*remark = j->seq;
+	}
 	pthread_mutex_unlock(&j->mu);
 	return ok;
 }

@@ -386,9 +386,10 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	/* The catch-up pass takes out of the lock what changed while the
 	 * pre-copy ran, and what was racy.  After a short pre-copy with nothing
 	 * racy (an incremental snapshot, mostly shared files) the walk under the
-	 * lock finds just as little, and one walk is saved. */
+	 * lock finds just as little, and one walk is saved.  With a watcher it
+	 * looks only at what the watcher reports (snap_changes.c). */
 	if (snap_wait_racy(&r) || snap_ms_since(&t_pre) > SNAP_CATCHUP_MS)
-		rc = snap_recheck(&r, false, e);
+		rc = r.changes_marked ? snap_changes_catchup(&r, e) : snap_recheck(&r, false, e);
 	if (rc != TS_OK)
 		goto out;
 	if (!o->no_database) {

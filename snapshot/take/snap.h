@@ -33,13 +33,16 @@
  *   mark: an entry created, removed, renamed, written or whose metadata
  *   changed (the database and its journals need not be reported).  False
  *   when it cannot tell (events were lost), *why saying why, for the log.
+ *   remark (may be NULL): in the same step, start recording anew and put
+ *   the new mark there (whatever the answer), so that no change falls
+ *   between what was reported and the new recording.
  * end: stop recording. */
 typedef struct ts_snap_changes {
 	void *arg;
 	uint64_t (*mark)(void *arg);
 	void (*unwatched)(void *arg, uint64_t mark, const char *const *dirs, size_t n, bool *out);
 	bool (*since)(void *arg, uint64_t mark, void (*fn)(void *fnarg, const char *rel), void *fnarg,
-	              const char **why);
+	              const char **why, uint64_t *remark);
 	void (*end)(void *arg);
 } ts_snap_changes;
 

@@ -140,6 +140,21 @@ static void snap_changes_one(void *arg, const char *rel)
 	}
 }
 
+ts_err_code snap_changes_catchup(snap_run *r, ts_err *e)
+{
+	const char *why = NULL;
+	bool told;
+
+	for (size_t i = 0; i < r->items.n; i++)
+		r->items.v[i].look = r->items.v[i].relist = false;
+	told = r->o->changes->since(r->o->changes->arg, r->changes_mark, snap_changes_one, r, &why,
+	                            &r->changes_mark);
+	/* An unexpected path poisons only this pass: the lock's has its own. */
+	r->subset = told && !r->changes_full;
+	r->changes_full = NULL;
+	return snap_recheck(r, false, e);
+}
+
 ts_err_code snap_changes_flag(snap_run *r, ts_err *e)
 {
 	const char *why = NULL;
@@ -149,7 +164,7 @@ ts_err_code snap_changes_flag(snap_run *r, ts_err *e)
 	if (!r->changes_marked)
 		return TS_OK;
 	if (!r->changes_full &&
-	    !r->o->changes->since(r->o->changes->arg, r->changes_mark, snap_changes_one, r, &why))
+	    !r->o->changes->since(r->o->changes->arg, r->changes_mark, snap_changes_one, r, &why, NULL))
 		r->changes_full = why ? why : "the watcher could not tell";
 	if (r->changes_full) {
 		ts_log(LOG_INFO, "snapshot %s: every entry checked again under Trac's lock (%s)",

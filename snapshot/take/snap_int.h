@@ -167,6 +167,9 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e);
 /* snap_changes.c: the watcher's changes (ts_snap_changes) */
 /* Start recording, before the last full pass ahead of the lock. */
 void snap_changes_mark(snap_run *r);
+/* The catch-up pass before the lock, narrowed as the recheck under it is
+ * (a full pass when the watcher cannot tell); recording starts anew. */
+ts_err_code snap_changes_catchup(snap_run *r, ts_err *e);
 /* After that pass, before the lock: note the directories not watched all
  * along (their entries are looked at under the lock). */
 ts_err_code snap_changes_prepare(snap_run *r, ts_err *e);

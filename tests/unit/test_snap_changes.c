@@ -34,6 +34,11 @@ typedef struct fake {
 	const char *report[8];
 	size_t nreport;
 	const char *unwatched;        /* this directory was not watched all along */
+	int catchups;
+	void (*act_mark)(struct fake *f);      /* right before the pre-copy's pass */
+	void (*act_catchup)(struct fake *f);   /* changes made before the catch-up pass */
+	const char *catchup[4];       /* and reported to it only */
+	size_t ncatchup;
 	bool lose;                    /* "cannot tell" */
 } fake;
 
@@ -41,6 +46,8 @@ static uint64_t fk_mark(void *arg)
 {
 	fake *f = arg;
 	f->marks++;
+	if (f->act_mark)
+		f->act_mark(f);
 	return 7;
 }
 
@@ -53,10 +60,19 @@ static void fk_unwatched(void *arg, uint64_t mark, const char *const *dirs, size
 }
 
 static bool fk_since(void *arg, uint64_t mark, void (*fn)(void *, const char *), void *fnarg,
-                     const char **why)
+                     const char **why, uint64_t *remark)
 {
 	fake *f = arg;
 	assert_int_equal(mark, 7);
+	if (remark) {   /* the catch-up pass before the lock */
+		*remark = 7;
+		f->catchups++;
+		if (f->act_catchup)
+			f->act_catchup(f);
+		for (size_t i = 0; i < f->ncatchup; i++)
+			fn(fnarg, f->catchup[i]);
+		return true;
+	}
 	f->sinces++;
 	if (f->act)
 		f->act(f);
@@ -206,6 +222,37 @@ static void test_unwatched_dir_looked_at(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+/* Written just before the pass lists it: racy, so the catch-up pass runs. */
+static void act_racy(fake *f)
+{
+	tu_put_in(f->x->env, "htdocs/racy.txt", "copied within its racy window\n", 0644);
+}
+
+static void act_before_catchup(fake *f)
+{
+	tu_put_in(f->x->env, "htdocs/a.txt", "changed before the catch-up pass\n", 0644);
+}
+
+/* A change reported to the catch-up pass (before the lock) is in the
+ * snapshot though nobody reports it again under the lock: recording
+ * started anew at that pass, in the same step (ts_snap_changes.since's
+ * remark).  A file written just before the pass (racy) makes it run. */
+static void test_catchup_narrowed(void **state)
+{
+	fx *x = *state;
+	fake f = { .x = x, .act_mark = act_racy, .act_catchup = act_before_catchup,
+	           .catchup = { "htdocs/a.txt" }, .ncatchup = 1 };
+	ts_snap_stats st;
+
+	settle_env();
+	take_watched(x, &f, "s1", &st);
+	assert_int_equal(f.catchups, 1);
+	assert_int_equal(f.sinces, 1);
+	sfx_snap_text_is(x, "s1", "htdocs/a.txt", "changed before the catch-up pass\n");
+	sfx_compare_tree(x, "s1");
+	sfx_store_clean_and_unlocked(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +260,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unreported_not_seen, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_lost_looks_at_all, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_unwatched_dir_looked_at, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_catchup_narrowed, sfx_setup, sfx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
