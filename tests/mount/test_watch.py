@@ -49,6 +49,17 @@ def wait_watched(m, env, timeout=30):
         time.sleep(0.05)
 
 
+def staged_and_watched(mount_factory, env):
+    """A mount of env with snapshot a sealed and staged, and every directory
+    watched: the next mkdir can use the watch."""
+    m = mount_factory(env)
+    os.mkdir(m.path("a"))
+    wait_sealed(m.store, "a")
+    wait_stage(m.store, "a")
+    wait_watched(m, env)
+    return m
+
+
 def first_attachment_dir(env):
     base = os.path.join(env, "files", "attachments")
     for dirpath, dirs, files in sorted(os.walk(base)):
@@ -94,11 +105,7 @@ def test_changes_made_while_waiting_for_the_lock(env_sqlite, mount_factory):
     """Rewritten with the mtime put back, new in a new directory, removed, a
     directory renamed, chmod, and a write to a file still open: all in."""
     env = env_sqlite
-    m = mount_factory(env)
-    os.mkdir(m.path("a"))
-    wait_sealed(m.store, "a")
-    wait_stage(m.store, "a")
-    wait_watched(m, env)
+    m = staged_and_watched(mount_factory, env)
     attdir, files = first_attachment_dir(env)
     rewritten = os.path.join(attdir, files[0])
     wiki = os.path.join(env, "files", "attachments", "wiki")
@@ -142,11 +149,7 @@ def test_nothing_changed_nothing_looked_at(env_sqlite, mount_factory):
     """A second snapshot with the environment untouched looks at (almost)
     nothing under the lock, and is the environment all the same."""
     env = env_sqlite
-    m = mount_factory(env)
-    os.mkdir(m.path("a"))
-    wait_sealed(m.store, "a")
-    wait_stage(m.store, "a")
-    wait_watched(m, env)
+    m = staged_and_watched(mount_factory, env)
     os.mkdir(m.path("b"))
     wait_sealed(m.store, "b")
     assert_same_files(env, os.path.join(m.store, "b", "tree"))

@@ -361,6 +361,22 @@ static char *linklog_since(fx *x, size_t skip, size_t *len)
 	return text;
 }
 
+/* What the linklog gained after its first skip bytes is one line, "I start
+ * end INO": a batch naming inode ino alone.  *len: the file's length. */
+static void assert_named_alone(fx *x, size_t skip, uint64_t ino, size_t *len)
+{
+	char want[64];
+	char *added = linklog_since(x, skip, len);
+
+	snprintf(want, sizeof want, " %llu\n", (unsigned long long)ino);
+	assert_true(added[0] == 'I');
+	assert_true(strlen(added) > strlen(want) &&
+	            !strcmp(added + strlen(added) - strlen(want), want));
+	assert_int_equal(strchr(added, '\n') - added + 1, (long)strlen(added));   /* one line */
+	assert_int_equal(count_char(added, ' '), 3);
+	free(added);
+}
+
 /* A refresh's batch names the inodes it unlinks (store/linklog.h): it
  * explains the moved ctime of the base's copy of a changed file only, and a
  * refresh that unlinks nothing logs nothing.  A plain line would explain a
@@ -372,7 +388,6 @@ static void test_stage_refresh_linklog(void **state)
 	ts_stage_refresh_out out;
 	struct stat a, other;
 	size_t dirs, len0, len;
-	char want[64];
 	char *added;
 	ts_linklog l;
 	int fd;
@@ -387,14 +402,7 @@ static void test_stage_refresh_linklog(void **state)
 	free(linklog_since(x, 0, &len0));
 	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
 	assert_false(out.none);
-	added = linklog_since(x, len0, &len);
-	snprintf(want, sizeof want, " %llu\n", (unsigned long long)a.st_ino);
-	assert_true(added[0] == 'I');
-	assert_true(strlen(added) > strlen(want) &&
-	            !strcmp(added + strlen(added) - strlen(want), want));
-	assert_int_equal(strchr(added, '\n') - added + 1, (long)strlen(added));   /* one line */
-	assert_int_equal(count_char(added, ' '), 3);   /* "I start end ino" */
-	free(added);
+	assert_named_alone(x, len0, (uint64_t)a.st_ino, &len);
 	len0 = len;
 	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
 	added = linklog_since(x, len0, &len);
@@ -408,14 +416,7 @@ static void test_stage_refresh_linklog(void **state)
 	tu_put_in(x->env, "htdocs/a.txt", "changed after s1\n", 0644);
 	nap_ms(60);
 	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
-	added = linklog_since(x, len0, &len);
-	snprintf(want, sizeof want, " %llu\n", (unsigned long long)a.st_ino);
-	assert_true(added[0] == 'I');
-	assert_true(strlen(added) > strlen(want) &&
-	            !strcmp(added + strlen(added) - strlen(want), want));
-	assert_int_equal(strchr(added, '\n') - added + 1, (long)strlen(added));   /* one line */
-	assert_int_equal(count_char(added, ' '), 3);   /* "I start end ino" */
-	free(added);
+	assert_named_alone(x, len0, (uint64_t)a.st_ino, &len);
 
 	/* What it explains: a's base copy, whose ctime the unlink moved, and
 	 * not the other copy's. */
