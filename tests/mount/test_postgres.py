@@ -21,7 +21,8 @@ import time
 
 import pytest
 
-from tshelpers import assert_same_files, snapshot_names, store_entries, store_snapshots, tracsnap
+from tshelpers import (assert_same_files, snapshot_names, store_entries, store_snapshots, tracsnap,
+                       wait_sealed)
 from conftest_pg import (DUMP_REL, TRAC_PASSWORD, TRAC_USER, assert_no_secret, fake_bin,  # noqa: F401
                          load_dump, pg_cluster, pg_db, pg_env, query, real_pg_dump,
                          set_fake_pg_dump, table_digests, trac_connect)
@@ -318,6 +319,9 @@ def serving_mount(pg_cluster, pg_db, pg_env, mount_factory, tmp_path, monkeypatc
         mp.setenv("PATH", fb)
         m.start()
     os.mkdir(m.path("good"))
+    # Sealed before anything fails: its "sealed" line must not land among
+    # the lines a failure is judged by (assert_failed_cleanly).
+    wait_sealed(m.store, "good")
     return m, fb
 
 
