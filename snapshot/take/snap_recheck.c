@@ -14,6 +14,7 @@
 #include "base/beneath.h"
 #include "take/share_check.h"
 #include "base/copy.h"
+#include "base/log.h"
 #include "db/dbsnap.h"
 #include "base/pool.h"
 #include "base/walk.h"
@@ -518,6 +519,17 @@ ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e)
 {
 	for (int pass = 0; pass < SNAP_RECHECK_PASSES; pass++) {
 		if (r->retyped) {
+			/* What the last pass could not reach lies below a
+			 * directory that may have no event of its own (a
+			 * directory above it was swapped out and back): a pass
+			 * narrowed to the watcher's report would never list it
+			 * (snap_changes.c), so this one looks at everything. */
+			if (r->subset && locked)
+				ts_log(LOG_INFO, "snapshot %s: every entry checked again under Trac's lock "
+				       "(a directory was met as a symlink or a file)", r->o->name);
+			if (r->subset && locked && r->stats)
+				r->stats->watched = false;
+			r->subset = false;
 			r->relist_all = true;
 			r->retyped = false;
 		}

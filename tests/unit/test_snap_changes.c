@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/progress.h"
 #include "take/snap.h"
 #include "tutil.h"
 
@@ -253,6 +254,84 @@ static void test_catchup_narrowed(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+/* A directory swapped for a symlink while the pre-copy copies what is below
+ * it, and back before Trac's lock: the copies that met the symlink failed
+ * (retyped), and only files/A is reported, not the files below it.  The
+ * pass under the lock must look at everything then, or those files would
+ * be missing from a snapshot whose files/A is the real directory. */
+#define SWAP_FILES 64
+
+static void swap_a(fx *x, bool away)
+{
+	char a[TBUF], real[TBUF];
+	tu_fmt(a, sizeof a, "%s/files/A", x->env);
+	tu_fmt(real, sizeof real, "%s/files/.A-real", x->env);
+	if (away) {
+		assert_int_equal(rename(a, real), 0);
+		assert_int_equal(symlink("/", a), 0);
+	} else {
+		assert_int_equal(unlink(a), 0);
+		assert_int_equal(rename(real, a), 0);
+	}
+}
+
+typedef struct swap_ctx {
+	fx *x;
+	bool swapped;
+} swap_ctx;
+
+static void swap_on_progress(void *arg, const ts_progress *p)
+{
+	swap_ctx *c = arg;
+	(void)p;
+	if (!c->swapped)
+		swap_a(c->x, true);
+	c->swapped = true;
+}
+
+static void act_swap_back(fake *f)
+{
+	swap_a(f->x, false);
+}
+
+static void test_retyped_looks_at_all(void **state)
+{
+	fx *x = *state;
+	fake f = { .x = x, .act = act_swap_back, .report = { "files/A", "files/.A-real" }, .nreport = 2 };
+	swap_ctx sc = { .x = x };
+	ts_progress_sink sink = { .fn = swap_on_progress, .arg = &sc };
+	ts_snap_changes ch = { .arg = &f, .mark = fk_mark, .unwatched = fk_unwatched, .since = fk_since,
+	                       .end = fk_end };
+	ts_snap_opts o = { .name = "s1", .lock_timeout_s = 5, .changes = &ch, .progress = &sink };
+	ts_snap_stats st;
+	ts_err e;
+	char rel[TBUF], *log;
+
+	tu_mkdir_in(x->env, "files/A", 0755);
+	tu_mkdir_in(x->env, "files/A/B", 0755);
+	for (int i = 0; i < SWAP_FILES; i++) {
+		tu_fmt(rel, sizeof rel, "files/A/B/f%02d.txt", i);
+		tu_put_in(x->env, rel, "real B\n", 0644);
+	}
+	settle_env();
+	sfx_log_start();
+	ts_err_clear(&e);
+	if (ts_snap_take(&x->s, &x->e, &o, &st, &e) != TS_OK)
+		fail_msg("%s", e.msg);
+	log = sfx_log_take();
+	assert_true(sc.swapped);
+	for (int i = 0; i < SWAP_FILES; i++) {
+		tu_fmt(rel, sizeof rel, "files/A/B/f%02d.txt", i);
+		sfx_snap_text_is(x, "s1", rel, "real B\n");
+	}
+	assert_false(st.watched);
+	assert_int_equal(sfx_count(log, "snapshot s1: every entry checked again under Trac's lock "
+	                                "(a directory was met as a symlink or a file)"), 1);
+	free(log);
+	sfx_compare_tree(x, "s1");
+	sfx_store_clean_and_unlocked(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -261,6 +340,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lost_looks_at_all, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_unwatched_dir_looked_at, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_catchup_narrowed, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_retyped_looks_at_all, sfx_setup, sfx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
