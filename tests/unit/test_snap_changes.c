@@ -223,10 +223,15 @@ static void test_unwatched_dir_looked_at(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
-/* Written just before the pass lists it: racy, so the catch-up pass runs. */
-static void act_racy(fake *f)
+/* A pre-copy longer than the catch-up's threshold (SNAP_CATCHUP_MS, 100
+ * ms in take/snap.c) makes the catch-up pass run.  (A file written just
+ * before the pass, racy, would too, but under load the pass may begin
+ * after its racy window: the test then saw no catch-up.) */
+static void act_slow(fake *f)
 {
-	tu_put_in(f->x->env, "htdocs/racy.txt", "copied within its racy window\n", 0644);
+	struct timespec t = { 0, 150 * 1000 * 1000 };
+	tu_put_in(f->x->env, "htdocs/early.txt", "written before the pass\n", 0644);
+	nanosleep(&t, NULL);
 }
 
 static void act_before_catchup(fake *f)
@@ -237,11 +242,11 @@ static void act_before_catchup(fake *f)
 /* A change reported to the catch-up pass (before the lock) is in the
  * snapshot though nobody reports it again under the lock: recording
  * started anew at that pass, in the same step (ts_snap_changes.since's
- * remark).  A file written just before the pass (racy) makes it run. */
+ * remark).  A slow pre-copy makes it run. */
 static void test_catchup_narrowed(void **state)
 {
 	fx *x = *state;
-	fake f = { .x = x, .act_mark = act_racy, .act_catchup = act_before_catchup,
+	fake f = { .x = x, .act_mark = act_slow, .act_catchup = act_before_catchup,
 	           .catchup = { "htdocs/a.txt" }, .ncatchup = 1 };
 	ts_snap_stats st;
 
