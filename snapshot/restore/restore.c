@@ -29,6 +29,7 @@
 
 #include "base/beneath.h"
 #include "base/copy.h"
+#include "base/log.h"
 #include "base/trust.h"
 #include "db/dbsnap.h"
 #include "env/env.h"
@@ -155,6 +156,8 @@ ts_err_code ts_restore(const char *snapshot, const char *env_path, const ts_rest
 	restore_src src;
 	restore_check check = { 0 };
 	restore_journal journal = { .dirfd = -1, .lockfd = -1 };
+	restore_record record;
+	char record_failed[TS_ERR_MSG_MAX] = "";
 	char tmp[PATH_MAX], ext_dir[PATH_MAX], parent[PATH_MAX];
 	char tmpname[NAME_MAX + 1], ext_tmpname[64];
 	const char *ext_base = NULL, *envname = NULL;
@@ -170,6 +173,7 @@ ts_err_code ts_restore(const char *snapshot, const char *env_path, const ts_rest
 	memset(out, 0, sizeof *out);
 	memset(&src, 0, sizeof src);
 	ts_manifest_init(&src.m);
+	restore_record_init(&record);
 	rc = ts_env_open(env_path, &live, e);
 	if (rc != TS_OK)
 		goto out;
@@ -324,6 +328,15 @@ ts_err_code ts_restore(const char *snapshot, const char *env_path, const ts_rest
 		snprintf(out->not_kept, sizeof out->not_kept, "%s", e->msg);
 		ts_err_clear(e);
 	}
+	/* What step 8 needs of the copy, taken now: only root can reach it
+	 * until the exchange, so its files' identities are the restored
+	 * content's. */
+	{
+		ts_err re;
+		ts_err_clear(&re);
+		if (restore_record_prepare(&record, &src, &snap, live.root, tmpfd, db.skip, out, &re) != TS_OK)
+			snprintf(record_failed, sizeof record_failed, "%s", re.msg);
+	}
 
 	/* Step 6: busy again, then the exchange.  The copy's top gets its
 	 * owner and mode only now: nothing of it is read or written by restore
@@ -365,6 +378,16 @@ ts_err_code ts_restore(const char *snapshot, const char *env_path, const ts_rest
 	(void)restore_journal_write(&journal, RESTORE_SWAPPED, tmpname, tmpfd, envfd, more, NULL);
 	restore_remove_dir(parentfd, tmpname, envfd);
 	made_tmp = false;
+	/* Step 8: ENV is restored whatever happens here. */
+	if (record.want) {
+		ts_err re;
+		ts_err_clear(&re);
+		if (restore_record_make(&record, &src, snapfd, o->lock_timeout_s, out, &re) != TS_OK)
+			snprintf(record_failed, sizeof record_failed, "%s", re.msg);
+	}
+	if (record_failed[0])
+		ts_log(LOG_WARNING, "%s: the restored state is not recorded as a snapshot (%s); the next "
+		       "snapshot copies every file again", live.root, record_failed);
 out:
 	if (rc != TS_OK && swapped) {
 		/* Undo in reverse order, by the same descriptors; the restored
@@ -384,6 +407,7 @@ out:
 	}
 	restore_journal_close(&journal);
 	restore_check_free(&check);
+	restore_record_free(&record);
 	if (have_db)
 		ts_db_restore_close(&db);
 	if (ext_filefd >= 0)

@@ -46,6 +46,15 @@
  *      descriptor in one transaction (after dropping what the schema holds,
  *      and checking Trac's tables are there at the end); when it fails,
  *      step 6 is undone by a second exchange.
+ *   8. the restored state is recorded as the sealed snapshot
+ *      restored-<YYYY-MM-DDTHHMMSS> of the snapshot's store, when restore
+ *      vouched for every entry (in a store, sealed, of ENV, nothing
+ *      damaged): the snapshot's entries with the source identity of each
+ *      file step 4 wrote (taken before the exchange, while only root could
+ *      reach the copy), its files hard links to the snapshot's stored
+ *      copies (restore_record.c).  The next snapshot shares with it every
+ *      file not changed since.  Its failure never fails the restore: one
+ *      warning line, nothing of it left in the store.
  * Open directories (a shell's cwd, the snapshot daemon's handle on ENV) do
  * not count as busy: the exchange does not disturb them.
  */
@@ -58,6 +67,9 @@
 #include <stdint.h>
 #include "base/err.h"
 #include "base/progress.h"
+
+/* The restored state is recorded as the snapshot restored-<time> (step 8). */
+#define TS_RESTORE_RECORD_PREFIX "restored-"
 
 /* The extended attribute a tracsnap mount's root answers to root with the
  * path of its store (fs/fs_xattr.c); restore finds MNT/NAME's manifest by
@@ -79,6 +91,8 @@ typedef struct ts_restore_out {
 	char kept[PATH_MAX];       /* the pre-restore snapshot's name, "" when none */
 	char kept_store[PATH_MAX]; /* ... its store */
 	char not_kept[TS_ERR_MSG_MAX];  /* with force: why nothing was kept, or "" */
+	char recorded[PATH_MAX];   /* the restored state's snapshot (in the snapshot's
+	                            * store), "" when none was recorded */
 	char recovered[TS_ERR_MSG_MAX]; /* "rolled back/finished an interrupted
 	                                 * restore of ENV: ..." or "" */
 	char damaged[TS_ERR_MSG_MAX];   /* with force: the first damage found, or "" */

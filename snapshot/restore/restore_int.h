@@ -2,13 +2,14 @@
  * restore_find.c (which snapshot, and its manifest), restore_copy.c (the
  * snapshot's files into the temporary copy), restore_check.c (the copy
  * against the manifest), restore_keep.c (the pre-restore snapshot),
- * restore_swap.c (the exchange and the old tree's removal) and
- * restore_journal.c (interrupted restores).  Private to snapshot/restore/;
+ * restore_swap.c (the exchange and the old tree's removal),
+ * restore_journal.c (interrupted restores) and restore_record.c (the
+ * restored state recorded as a snapshot).  Private to snapshot/restore/;
  * restore.h is the interface.
  *
  * Ownership: restore_src_find fills a caller-owned restore_src that
  * restore_src_close releases; restore_check_init likewise with
- * restore_check_free. */
+ * restore_check_free, restore_record_init with restore_record_free. */
 #ifndef TS_RESTORE_INT_H
 #define TS_RESTORE_INT_H
 
@@ -102,6 +103,43 @@ ts_err_code restore_copy_tree(int src, int dst, const char *desc, const char *sk
  * default store): its name and store into out->kept, kept_store. */
 ts_err_code restore_keep(restore_src *s, const ts_env *live, const char *store_opt,
                          int lock_timeout_s, ts_restore_out *out, ts_err *e);
+
+/* ---------------------------------------------------- restore_record.c */
+
+/* The restored state as a snapshot of the snapshot's store: its manifest,
+ * made before the exchange, and whether one is to be made at all. */
+typedef struct restore_record {
+	bool want;                 /* prepared: restore_record_make may run */
+	char why[TS_ERR_MSG_MAX];  /* why no record is made (want false) */
+	ts_manifest m;             /* the snapshot's entries, each with the
+	                            * source identity of the copy's file */
+} restore_record;
+
+void restore_record_init(restore_record *r);
+void restore_record_free(restore_record *r);
+
+/* Before the exchange, while the copy (copyfd, the top of what becomes
+ * ENV, env_root) is a directory only root can enter and complete: when s
+ * (the snapshot restored, as environment snap) was vouched for entry by
+ * entry (in a store, sealed, of env_root, nothing damaged in out), r->m
+ * becomes its manifest with each entry's source identity taken from the
+ * copy (one lstat each, beneath copyfd; none for what lies below skip
+ * and for the database; a ctime within the racy window waited out first,
+ * at most 2 s) and r->want is set; otherwise r->why says why not.  Fails
+ * only for lack of memory. */
+ts_err_code restore_record_prepare(restore_record *r, const restore_src *s, const ts_env *snap,
+                                   const char *env_root, int copyfd, const char *skip,
+                                   const ts_restore_out *out, ts_err *e);
+
+/* After the restore succeeded: the sealed snapshot restored-<time>[-N] in
+ * s's store, of r->m, its files hard links to the snapshot's copies (the
+ * tree open on snapfd), each checked first (take/share_check.h); its name
+ * into out->recorded.  On failure nothing of it is left in the store:
+ * TS_ERR_CORRUPT "NAME/PATH: stored copy damaged (WHAT)", TS_ERR_BUSY (the
+ * store's lock, within lock_timeout_s; 0: the default), TS_ERR_IO,
+ * TS_ERR_NOSPC... */
+ts_err_code restore_record_make(restore_record *r, restore_src *s, int snapfd, int lock_timeout_s,
+                                ts_restore_out *out, ts_err *e);
 
 /* ---------------------------------------------------- restore_swap.c */
 
