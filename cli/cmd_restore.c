@@ -2,6 +2,7 @@
  * SNAPSHOT ENV (doc/contract.md section 6). */
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sysexits.h>
 
@@ -64,11 +65,16 @@ int cli_restore(int argc, char **argv)
 	if (out.ndamaged)
 		fprintf(stderr, "tracsnap: warning: %s (restored anyway: --force; %" PRIu64 " damaged in all)\n",
 		        out.damaged, out.ndamaged);
+	/* One line; "recorded as snapshot NAME" when the restored state was
+	 * recorded (doc/contract.md section 6). */
+	char recorded[PATH_MAX + 32] = "";
+	if (out.recorded[0])
+		snprintf(recorded, sizeof recorded, "recorded as snapshot %s; ", out.recorded);
 	if (out.kept[0])
-		printf("restored %s into %s (previous state kept as snapshot %s; %" PRIu64 " files, %" PRIu64
-		       " bytes)\n", out.name, out.env, out.kept, out.files, out.bytes);
+		printf("restored %s into %s (previous state kept as snapshot %s; %s%" PRIu64 " files, %" PRIu64
+		       " bytes)\n", out.name, out.env, out.kept, recorded, out.files, out.bytes);
 	else
-		printf("restored %s into %s (previous state not kept: %s; %" PRIu64 " files, %" PRIu64
-		       " bytes)\n", out.name, out.env, out.not_kept, out.files, out.bytes);
+		printf("restored %s into %s (previous state not kept: %s; %s%" PRIu64 " files, %" PRIu64
+		       " bytes)\n", out.name, out.env, out.not_kept, recorded, out.files, out.bytes);
 	return EX_OK;
 }
