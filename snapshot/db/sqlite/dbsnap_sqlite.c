@@ -40,6 +40,9 @@ typedef struct sqlite_impl {
 } sqlite_impl;
 
 #define SQLITE_BLOCK (64 * 1024)
+/* What is written where a block differs: the usual page size, and the
+ * block of the filesystems that have reflinks. */
+#define SQLITE_GRAIN 4096
 
 /* One translation of SQLite result codes into engine errors. */
 static ts_err_code sqlite_err(ts_err *e, sqlite3 *db, int rc, const char *dbpath, const char *doing)
@@ -179,10 +182,30 @@ out:
 	return rc;
 }
 
+/* Write the SQLITE_GRAIN pieces of a (n bytes at off) that differ from b,
+ * the copy's bytes there: on a filesystem with reflinks every piece
+ * written gets a block of its own, so one page that changed costs one
+ * block, not the whole SQLITE_BLOCK around it. */
+static bool sqlite_write_diff(int out, const char *a, const char *b, size_t n, off_t off)
+{
+	for (size_t k = 0; k < n;) {
+		size_t from = k;
+		/* A run of pieces that differ: one write. */
+		while (k < n && memcmp(a + k, b + k, n - k < SQLITE_GRAIN ? n - k : SQLITE_GRAIN))
+			k += n - k < SQLITE_GRAIN ? n - k : SQLITE_GRAIN;
+		if (k > from && pwrite(out, a + from, k - from, off + (off_t)from) != (ssize_t)(k - from))
+			return false;
+		if (k < n)
+			k += n - k < SQLITE_GRAIN ? n - k : SQLITE_GRAIN;   /* the same: skipped */
+	}
+	return true;
+}
+
 /* Bring the copy open on out up to the file open on in (path and rel name
- * them for messages), writing only the blocks that differ: the pages of a
- * copy that are rewritten cost most (fresh page cache), the ones compared
- * little. */
+ * them for messages), writing only what differs: the pages of a copy that
+ * are rewritten cost most (fresh page cache, and on a filesystem with
+ * reflinks new blocks: the copy may share the rest with the previous
+ * snapshot's and the live file), the ones compared little. */
 static ts_err_code sqlite_update(int in, int out, const char *path, const char *rel, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
@@ -206,7 +229,8 @@ static ts_err_code sqlite_update(int in, int out, const char *path, const char *
 		ssize_t m = pread(out, b, (size_t)n, off);
 		if (m == n && !memcmp(a, b, (size_t)n))
 			continue;
-		if (pwrite(out, a, (size_t)n, off) != n) {
+		if (m == n ? !sqlite_write_diff(out, a, b, (size_t)n, off)
+		           : pwrite(out, a, (size_t)n, off) != n) {
 			rc = ts_err_sys(e, errno, "%s: cannot write the database copy", rel);
 			goto out;
 		}
