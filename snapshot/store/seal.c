@@ -15,8 +15,10 @@
 
 #include "base/copy.h"
 #include "base/log.h"
-#include "store/manifest.h"
 #include "base/pool.h"
+#include "base/progress.h"
+#include "store/manifest.h"
+#include "store/seal_share.h"
 
 static double seal_ms_since(const struct timespec *t0)
 {
@@ -75,9 +77,22 @@ static ts_err_code seal_hash(const char *name, int treefd, ts_manifest *m,
 	return rc;
 }
 
-/* A sealer killed while it wrote its new manifest left "manifest.seal-PID-TID":
- * remove those of processes that are gone (a live one may be sealing too). */
+/* A sealer killed while it wrote its new manifest left "manifest.seal-PID-TID",
+ * or between a link and its rename a SEAL_SHARE_TMP_PREFIX one
+ * (seal_share.h): remove those of processes that are gone (a live one may
+ * be sealing too). */
 #define SEAL_TMP_PREFIX "manifest.seal-"
+
+static bool seal_stale_name(const char *name, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	long pid;
+
+	if (strncmp(name, prefix, n))
+		return false;
+	pid = strtol(name + n, NULL, 10);
+	return pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
 
 static void seal_remove_stale(int dirfd)
 {
@@ -90,13 +105,10 @@ static void seal_remove_stale(int dirfd)
 			close(fd);
 		return;
 	}
-	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, SEAL_TMP_PREFIX, strlen(SEAL_TMP_PREFIX)))
-			continue;
-		long pid = strtol(de->d_name + strlen(SEAL_TMP_PREFIX), NULL, 10);
-		if (pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+	while ((de = readdir(d)) != NULL)
+		if (seal_stale_name(de->d_name, SEAL_TMP_PREFIX) ||
+		    seal_stale_name(de->d_name, SEAL_SHARE_TMP_PREFIX))
 			(void)unlinkat(dirfd, de->d_name, 0);
-	}
 	closedir(d);
 }
 
@@ -145,11 +157,14 @@ ts_err_code ts_seal(ts_store *s, const char *name, volatile sig_atomic_t *cancel
 	ts_err_code rc = TS_OK;
 	ts_seal_stats st = { 0 };
 	ts_manifest m;
+	ts_seal_share sh;
+	size_t *pending = NULL, np = 0;
 	int dirfd = -1, treefd = -1;
 	struct timespec t0;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ts_manifest_init(&m);
+	ts_seal_share_init(&sh);
 	/* Only a snapshot's own name (never ".", "..", or a .tmp- one being
 	 * made), and never one lost in a restart: its data may be incomplete,
 	 * and sealing would vouch for it. */
@@ -176,6 +191,12 @@ ts_err_code ts_seal(ts_store *s, const char *name, volatile sig_atomic_t *cancel
 		                     : ts_err_sys(e, errno, "snapshot %s: cannot open its tree", name);
 		goto out;
 	}
+	/* What is pending was copied (or shared from a copy not sealed yet):
+	 * what sealing may find unchanged (seal_share.h). */
+	pending = malloc((m.n ? m.n : 1) * sizeof *pending);
+	for (size_t i = 0; pending && i < m.n; i++)
+		if (m.entries[i].type == 'f' && m.entries[i].pending)
+			pending[np++] = i;
 	rc = seal_hash(name, treefd, &m, cancel, &st, e);
 	if (rc == TS_ERR_NOTFOUND) {
 		char what[TS_ERR_MSG_MAX];
@@ -188,14 +209,37 @@ ts_err_code ts_seal(ts_store *s, const char *name, volatile sig_atomic_t *cancel
 	}
 	if (rc != TS_OK)
 		goto out;
+	/* What the previous sealed snapshot holds already (seal_share.h):
+	 * copies that changed in part share their unchanged blocks, before
+	 * the sync, which makes that durable too; the previous copies of
+	 * identical ones are proven, without the lock. */
+	ts_seal_share_find(&sh, s, name, &m, pending, np);
+	ts_seal_share_blocks(&sh, treefd, &m, false, cancel);
+	ts_seal_share_prove(&sh, &m, cancel);
 	/* What seal_hash flushed is on the disk; this catches the rest (links,
 	 * directories, files hashed while they were copied, the manifest). */
 	if (syncfs(dirfd) < 0) {
 		rc = ts_err_sys(e, errno, "store %s: sync failed", s->root);
 		goto out;
 	}
-	rc = seal_swap_manifest(name, dirfd, &m, e);
+	/* Copies identical to the previous snapshot's become hard links to
+	 * them: under the writers' lock, with the manifest that records them. */
+	if (ts_seal_share_lock(&sh, s))
+		ts_seal_share_files(&sh, s, name, dirfd, treefd, &m);
+	/* Another sealer of this snapshot finished first: its manifest stays
+	 * (it may record links this one did not make). */
+	if (faccessat(dirfd, TS_STORE_UNSEALED, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		rc = seal_swap_manifest(name, dirfd, &m, e);
+	ts_seal_share_unlock(&sh);
+	/* (Identical copies that could not be linked share their blocks.) */
+	if (rc == TS_OK)
+		ts_seal_share_blocks(&sh, treefd, &m, true, cancel);
+	st.files_linked = sh.files_linked;
+	st.bytes_linked = sh.bytes_linked;
+	st.bytes_blocks = sh.bytes_blocks;
 out:
+	ts_seal_share_end(&sh);
+	free(pending);
 	if (treefd >= 0)
 		close(treefd);
 	if (dirfd >= 0)
@@ -226,10 +270,18 @@ ts_err_code ts_seal_all(ts_store *s, volatile sig_atomic_t *cancel, unsigned *se
 		ts_err_clear(&one);
 		rc = ts_seal(s, v[i].name, cancel, &st, &one);
 		if (rc == TS_OK) {
+			char shared[160] = "", b1[32], b2[32];
 			if (sealed)
 				(*sealed)++;
-			ts_log(LOG_INFO, "snapshot %s: sealed: %llu files hashed, durable, %.0f ms",
-			       v[i].name, (unsigned long long)st.files_hashed, st.ms);
+			if (st.files_linked || st.bytes_blocks) {
+				ts_human_bytes((double)st.bytes_linked, b1, sizeof b1);
+				ts_human_bytes((double)st.bytes_blocks, b2, sizeof b2);
+				snprintf(shared, sizeof shared, ", %llu unchanged (%s) and %s of blocks "
+				         "shared with the previous snapshot",
+				         (unsigned long long)st.files_linked, b1, b2);
+			}
+			ts_log(LOG_INFO, "snapshot %s: sealed: %llu files hashed%s, durable, %.0f ms",
+			       v[i].name, (unsigned long long)st.files_hashed, shared, st.ms);
 		} else if (rc != TS_ERR_NOTFOUND && first == TS_OK) {
 			first = rc;
 			if (e)

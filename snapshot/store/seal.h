@@ -10,9 +10,17 @@
  * removes the unsealed marker (store.h).  Until then the snapshot is whole
  * for anyone who reads it in this boot; after a crash it is discarded.
  *
- * Sealing needs no lock: it only reads the tree and swaps the manifest by
- * rename, so a snapshot made, deleted or renamed meanwhile does not disturb
- * it, and two sealers of one snapshot write the same manifest.
+ * Sealing also gives back to the store what the snapshot copied but did not
+ * need to (seal_share.h): a copy identical to the previous sealed
+ * snapshot's becomes a hard link to it, and on a filesystem with reflinks
+ * a copy that changed in part shares its unchanged blocks with it.
+ *
+ * Sealing needs no lock to hash: it only reads the tree and swaps the
+ * manifest by rename, so a snapshot made, deleted or renamed meanwhile does
+ * not disturb it; of two sealers of one snapshot the second to finish keeps
+ * the first one's manifest.  Only when it replaces a copy by a hard link
+ * does it take the writers' lock, for those links and the manifest swap
+ * (seal_share.h).  So never call it holding the store's lock.
  */
 #ifndef TS_SEAL_H
 #define TS_SEAL_H
@@ -25,6 +33,11 @@
 typedef struct ts_seal_stats {
 	uint64_t files_hashed;
 	uint64_t bytes_hashed;
+	uint64_t files_linked;     /* copies found unchanged, now hard links to the
+	                            * previous snapshot's (seal_share.h) */
+	uint64_t bytes_linked;
+	uint64_t bytes_blocks;     /* bytes of other copies now sharing the previous
+	                            * copy's blocks (seal_dedupe.h) */
 	double ms;
 } ts_seal_stats;
 
