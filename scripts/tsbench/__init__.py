@@ -15,6 +15,7 @@ to run it); this package holds the code, one module per job:
     reads.py    B4 and B5, reading a snapshot through the mount
     b6.py       B6 daemon memory
     xfs.py      XFS, first snapshot on XFS with reflinks
+    growth.py   GROWTH, the store's growth per snapshot of a large database on XFS
     pg.py       PG, writers' waits during a snapshot of a PostgreSQL environment
     main.py     options, the run of every measurement, the table, exit status
 

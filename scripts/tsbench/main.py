@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 
-from tsbench import b1, b2, b3, b6, pg, reads, restore, xfs
+from tsbench import b1, b2, b3, b6, growth, pg, reads, restore, xfs
 from tsbench.common import (REPO, T0, TS, BenchError, block_unmount, error_row, fuse_unmount, log,
                             mounted_paths, print_table, rm_rf, run)
 from tsbench.envs import Envs
@@ -23,6 +23,7 @@ MEASUREMENTS = [
     ("B5", reads.bench_b5),
     ("B6", b6.bench_b6),
     ("XFS", xfs.bench_xfs),
+    ("GROWTH", growth.bench_growth),
     ("PG", pg.bench_pg),
     ("RS", restore.bench_rs),
 ]
