@@ -291,6 +291,11 @@ static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_
 		 * (the pre-copy runs beside the walk, on the same cores). */
 		snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
 		rc = ts_copy_fd(in, out, &bytes, dir, base + 1, e);
+		/* A copy the kernel cannot make (the store on another
+		 * filesystem) goes through this thread's copy buffer, and the
+		 * pre-copy may run on a thread of its own that ends after it
+		 * (take/snap.c): give the buffer back. */
+		ts_copy_thread_done();
 	}
 	im->precopied = rc == TS_OK;
 out:
