@@ -24,7 +24,7 @@ BENCH = os.path.join(REPO, "scripts", "bench")
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 MiB = 1024 * 1024
 ATT_SIZE = 5 * MiB          # one big attachment
-NOISY_MIN_RUNS = 5          # B2, B4, B5: short samples on a noisy VM
+NOISY_MIN_RUNS = 5          # B2, B4, B5, S1, S2: short samples on a noisy VM
 T0 = time.monotonic()
 
 
@@ -161,8 +161,17 @@ def warm(path):
     run("tar -cf - -C %s . | cat > /dev/null" % shlex.quote(path), shell=True)
 
 
+def count_label(n):
+    """A number of files as the rows name it: 200000 -> '200k', 1000000 -> '1M'."""
+    if n >= 1000000 and n % 1000000 == 0:
+        return "%dM" % (n // 1000000)
+    if n >= 1000 and n % 1000 == 0:
+        return "%dk" % (n // 1000)
+    return str(n)
+
+
 def noisy_runs(ctx):
-    """Runs for the short measurements (B2, B4, B5): at least NOISY_MIN_RUNS."""
+    """Runs for the short measurements (B2, B4, B5, S1, S2): at least NOISY_MIN_RUNS."""
     return ctx.runs if ctx.quick else max(ctx.runs, NOISY_MIN_RUNS)
 
 

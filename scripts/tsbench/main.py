@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 
-from tsbench import b1, b2, b3, b6, growth, pg, reads, restore, xfs
+from tsbench import b1, b2, b3, b6, growth, incr, pg, reads, restore, xfs
 from tsbench.common import (REPO, T0, TS, BenchError, block_unmount, error_row, fuse_unmount, log,
                             mounted_paths, print_table, rm_rf, run)
 from tsbench.envs import Envs
@@ -26,6 +26,8 @@ MEASUREMENTS = [
     ("GROWTH", growth.bench_growth),
     ("PG", pg.bench_pg),
     ("RS", restore.bench_rs),
+    ("S1", incr.bench_s1),
+    ("S2", incr.bench_s2),
 ]
 
 
@@ -33,7 +35,9 @@ class Ctx:
     def __init__(self, args):
         self.workdir = os.path.realpath(args.workdir)
         self.quick = args.quick
+        self.large = args.large
         self.runs = args.runs
+        self.memo = {}          # figures that several measurements share (incr.measure)
         self.envs = Envs(self.workdir, args.quick)
         self.outdir = os.path.join(self.workdir, "out")
 
@@ -67,6 +71,9 @@ def main():
     ap.add_argument("--only", help="comma-separated subset of: " + ",".join(k for k, _ in MEASUREMENTS))
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement (default 3)")
     ap.add_argument("--quick", action="store_true", help="sizes / 10, for a smoke run")
+    ap.add_argument("--large", action="store_true",
+                    help="S1 and S2 also at 1,000,000 files (generating that environment takes a few "
+                    "minutes once; each row adds tens of minutes)")
     ap.add_argument("--workdir", default="/var/tmp/tracsnap-bench", help="default /var/tmp/tracsnap-bench")
     ap.add_argument("--no-build", action="store_true",
                     help="do not run make; use the existing build/tracsnap (waits up to 5 min for it)")
@@ -94,10 +101,10 @@ def main():
         head += " (modified)" if dirty else ""
     except Exception:
         head = "?"
-    print("# %s, %s, kernel %s, %d CPUs, %.0f GiB RAM, commit %s, runs %d%s, workdir %s"
+    print("# %s, %s, kernel %s, %d CPUs, %.0f GiB RAM, commit %s, runs %d%s%s, workdir %s"
           % (time.strftime("%Y-%m-%d %H:%M:%S"), os.uname().nodename, os.uname().release, os.cpu_count(),
              os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, head, args.runs,
-             ", quick" if args.quick else "", args.workdir))
+             ", quick" if args.quick else "", ", large" if args.large else "", args.workdir))
     sys.stdout.flush()
 
     # tests/tshelpers.py runs $TRACSNAP_BIN: the binary built (or waited for) below.
