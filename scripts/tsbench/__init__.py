@@ -18,6 +18,7 @@ to run it); this package holds the code, one module per job:
     growth.py   GROWTH, the store's growth per snapshot of a large database on XFS
     pg.py       PG, writers' waits during a snapshot of a PostgreSQL environment
     incr.py     S1 writer stall and S2 incremental snapshot at many files
+    verify.py   S3 verify of snapshots that share their files
     main.py     options, the run of every measurement, the table, exit status
 
 The helpers the mount tests use are reused from tests/ (tests/tshelpers.py:

@@ -24,7 +24,7 @@ BENCH = os.path.join(REPO, "scripts", "bench")
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 MiB = 1024 * 1024
 ATT_SIZE = 5 * MiB          # one big attachment
-NOISY_MIN_RUNS = 5          # B2, B4, B5, S1, S2: short samples on a noisy VM
+NOISY_MIN_RUNS = 5          # B2, B4, B5, S1-S3: short samples on a noisy VM
 T0 = time.monotonic()
 
 
@@ -171,7 +171,7 @@ def count_label(n):
 
 
 def noisy_runs(ctx):
-    """Runs for the short measurements (B2, B4, B5, S1, S2): at least NOISY_MIN_RUNS."""
+    """Runs for the short measurements (B2, B4, B5, S1-S3): at least NOISY_MIN_RUNS."""
     return ctx.runs if ctx.quick else max(ctx.runs, NOISY_MIN_RUNS)
 
 

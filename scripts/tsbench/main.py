@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 
-from tsbench import b1, b2, b3, b6, growth, incr, pg, reads, restore, xfs
+from tsbench import b1, b2, b3, b6, growth, incr, pg, reads, restore, verify, xfs
 from tsbench.common import (REPO, T0, TS, BenchError, block_unmount, error_row, fuse_unmount, log,
                             mounted_paths, print_table, rm_rf, run)
 from tsbench.envs import Envs
@@ -28,6 +28,7 @@ MEASUREMENTS = [
     ("RS", restore.bench_rs),
     ("S1", incr.bench_s1),
     ("S2", incr.bench_s2),
+    ("S3", verify.bench_s3),
 ]
 
 
