@@ -19,6 +19,7 @@ to run it); this package holds the code, one module per job:
     pg.py       PG, writers' waits during a snapshot of a PostgreSQL environment
     incr.py     S1 writer stall and S2 incremental snapshot at many files
     verify.py   S3 verify of snapshots that share their files
+    memory.py   S4 daemon memory at many files and many snapshots
     main.py     options, the run of every measurement, the table, exit status
 
 The helpers the mount tests use are reused from tests/ (tests/tshelpers.py:

@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 
-from tsbench import b1, b2, b3, b6, growth, incr, pg, reads, restore, verify, xfs
+from tsbench import b1, b2, b3, b6, growth, incr, memory, pg, reads, restore, verify, xfs
 from tsbench.common import (REPO, T0, TS, BenchError, block_unmount, error_row, fuse_unmount, log,
                             mounted_paths, print_table, rm_rf, run)
 from tsbench.envs import Envs
@@ -29,6 +29,7 @@ MEASUREMENTS = [
     ("S1", incr.bench_s1),
     ("S2", incr.bench_s2),
     ("S3", verify.bench_s3),
+    ("S4", memory.bench_s4),
 ]
 
 
@@ -73,7 +74,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement (default 3)")
     ap.add_argument("--quick", action="store_true", help="sizes / 10, for a smoke run")
     ap.add_argument("--large", action="store_true",
-                    help="S1 and S2 also at 1,000,000 files (generating that environment takes a few "
+                    help="S1, S2 and S4 also at 1,000,000 files (generating that environment takes a few "
                     "minutes once; each row adds tens of minutes)")
     ap.add_argument("--workdir", default="/var/tmp/tracsnap-bench", help="default /var/tmp/tracsnap-bench")
     ap.add_argument("--no-build", action="store_true",
