@@ -17,6 +17,7 @@ to run it); this package holds the code, one module per job:
     xfs.py      XFS, first snapshot on XFS with reflinks
     growth.py   GROWTH, the store's growth per snapshot of a large database on XFS
     pg.py       PG, writers' waits during a snapshot of a PostgreSQL environment
+    restore.py  RS, the store's growth for the first snapshot after a restore
     incr.py     S1 writer stall and S2 incremental snapshot at many files
     verify.py   S3 verify of snapshots that share their files
     memory.py   S4 daemon memory at many files and many snapshots
