@@ -93,7 +93,7 @@ int cli_snapshot(int argc, char **argv)
 		if (rc == TS_OK || rc == TS_ERR_NOTFOUND) {
 			ts_err more;
 			ts_err_clear(&more);
-			if (ts_seal_all(&store, NULL, NULL, &more) != TS_OK)
+			if (ts_seal_all(&store, NULL, true, NULL, &more) != TS_OK)
 				ts_log(LOG_WARNING, "%s", more.msg);
 			st.total_ms += ss.ms;
 			ts_snap_format_stats(o.name, &st, line, sizeof line);

@@ -39,7 +39,10 @@ static bool dmn_seal_wait(dmn_daemon *d)
 
 /* Seal everything pending until a pass finds nothing new to do.  A stop
  * does not cancel: the last pass finishes, because a snapshot left unsealed
- * at shutdown would be discarded after the reboot that usually follows. */
+ * at shutdown would be discarded after the reboot that usually follows.
+ * That pass shares nothing (ts_seal_all): a backlog of many snapshots,
+ * each taking the store lock and syncing again for its links, held an
+ * unmount for over 10 s. */
 static void *dmn_seal_main(void *arg)
 {
 	dmn_daemon *d = arg;
@@ -54,7 +57,7 @@ static void *dmn_seal_main(void *arg)
 		unsigned sealed = 0;
 		ts_err e;
 		ts_err_clear(&e);
-		if (seal && ts_seal_all(&d->store, NULL, &sealed, &e) != TS_OK)
+		if (seal && ts_seal_all(&d->store, NULL, !last, &sealed, &e) != TS_OK)
 			ts_log(LOG_ERR, "sealing failed: %s (tracsnap verify checks the rest)", e.msg);
 		/* keep= only once a new snapshot is sealed: until then it may be
 		 * lost in a crash and must not push out a sealed one. */

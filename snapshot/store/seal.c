@@ -151,8 +151,10 @@ static bool seal_still_there(ts_store *s, const char *name, int dirfd)
 	       held.st_dev == now.st_dev && held.st_ino == now.st_ino;
 }
 
-ts_err_code ts_seal(ts_store *s, const char *name, volatile sig_atomic_t *cancel,
-                    ts_seal_stats *stats, ts_err *e)
+/* ts_seal; share: give back what the snapshot need not have copied
+ * (seal_share.h), a saving only, skipped when the daemon stops. */
+static ts_err_code seal_snapshot(ts_store *s, const char *name, volatile sig_atomic_t *cancel, bool share,
+                                 ts_seal_stats *stats, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	ts_seal_stats st = { 0 };
@@ -213,7 +215,8 @@ ts_err_code ts_seal(ts_store *s, const char *name, volatile sig_atomic_t *cancel
 	 * copies that changed in part share their unchanged blocks, before
 	 * the sync, which makes that durable too; the previous copies of
 	 * identical ones are proven, without the lock. */
-	ts_seal_share_find(&sh, s, name, &m, pending, np);
+	if (share)
+		ts_seal_share_find(&sh, s, name, &m, pending, np);
 	ts_seal_share_blocks(&sh, treefd, &m, false, cancel);
 	ts_seal_share_prove(&sh, &m, cancel);
 	/* What seal_hash flushed is on the disk; this catches the rest (links,
@@ -251,7 +254,14 @@ out:
 	return rc;
 }
 
-ts_err_code ts_seal_all(ts_store *s, volatile sig_atomic_t *cancel, unsigned *sealed, ts_err *e)
+ts_err_code ts_seal(ts_store *s, const char *name, volatile sig_atomic_t *cancel,
+                    ts_seal_stats *stats, ts_err *e)
+{
+	return seal_snapshot(s, name, cancel, true, stats, e);
+}
+
+ts_err_code ts_seal_all(ts_store *s, volatile sig_atomic_t *cancel, bool share, unsigned *sealed,
+                        ts_err *e)
 {
 	ts_err_code rc, first = TS_OK;
 	ts_store_snap *v = NULL;
@@ -268,7 +278,7 @@ ts_err_code ts_seal_all(ts_store *s, volatile sig_atomic_t *cancel, unsigned *se
 		if (v[i].sealed)
 			continue;
 		ts_err_clear(&one);
-		rc = ts_seal(s, v[i].name, cancel, &st, &one);
+		rc = seal_snapshot(s, v[i].name, cancel, share, &st, &one);
 		if (rc == TS_OK) {
 			char shared[160] = "", b1[32], b2[32];
 			if (sealed)

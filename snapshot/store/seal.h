@@ -26,6 +26,7 @@
 #define TS_SEAL_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include "base/err.h"
 #include "store/store.h"
@@ -51,7 +52,11 @@ ts_err_code ts_seal(ts_store *s, const char *name, volatile sig_atomic_t *cancel
 
 /* Seal every snapshot of this boot that is not sealed, oldest first.
  * Snapshots that vanish meanwhile are skipped; the first other failure is
- * returned after trying the rest.  *sealed (may be NULL) counts the sealed. */
-ts_err_code ts_seal_all(ts_store *s, volatile sig_atomic_t *cancel, unsigned *sealed, ts_err *e);
+ * returned after trying the rest.  *sealed (may be NULL) counts the sealed.
+ * share false: nothing is given back to the store (seal_share.h), so that
+ * a stopping daemon's backlog seals as fast as hashing and one sync allow;
+ * the copies stay copies, which costs only space. */
+ts_err_code ts_seal_all(ts_store *s, volatile sig_atomic_t *cancel, bool share, unsigned *sealed,
+                        ts_err *e);
 
 #endif

@@ -138,7 +138,7 @@ static void seal_all(fx *x)
 {
 	ts_err e;
 	ts_err_clear(&e);
-	if (ts_seal_all(&x->d.store, NULL, NULL, &e) != TS_OK)
+	if (ts_seal_all(&x->d.store, NULL, true, NULL, &e) != TS_OK)
 		fail_msg("ts_seal_all: %s", e.msg);
 }
 

@@ -723,7 +723,7 @@ static void test_seal_cancel(void **state)
 
 	/* ts_seal_all too. */
 	ts_err_clear(&e);
-	assert_int_equal(ts_seal_all(&x->s, &cancel, &n, &e), TS_ERR_CANCELLED);
+	assert_int_equal(ts_seal_all(&x->s, &cancel, true, &n, &e), TS_ERR_CANCELLED);
 	assert_int_equal(n, 0);
 	assert_true(marker_present(x, "s1"));
 
@@ -767,7 +767,7 @@ static void test_share_from_unsealed(void **state)
 	ts_manifest_free(&m);
 
 	ts_err_clear(&e);
-	if (ts_seal_all(&x->s, NULL, &n, &e) != TS_OK)
+	if (ts_seal_all(&x->s, NULL, true, &n, &e) != TS_OK)
 		fail_msg("seal all: %s", e.msg);
 	assert_int_equal(n, 2);
 	assert_false(marker_present(x, "A"));
@@ -800,7 +800,7 @@ static void test_share_from_unsealed(void **state)
 	assert_true(ts_manifest_find(&m, "db/trac.db")->pending);
 	ts_manifest_free(&m);
 	ts_err_clear(&e);
-	assert_int_equal(ts_seal_all(&x->s, NULL, &n, &e), TS_OK);
+	assert_int_equal(ts_seal_all(&x->s, NULL, true, &n, &e), TS_OK);
 	assert_int_equal(n, 1);
 	check_sealed(x, "C");
 }
@@ -818,9 +818,9 @@ static void test_seal_all_nothing(void **state)
 
 	/* Empty store. */
 	ts_err_clear(&e);
-	assert_int_equal(ts_seal_all(&x->s, NULL, &n, &e), TS_OK);
+	assert_int_equal(ts_seal_all(&x->s, NULL, true, &n, &e), TS_OK);
 	assert_int_equal(n, 0);
-	assert_int_equal(ts_seal_all(&x->s, NULL, NULL, &e), TS_OK);
+	assert_int_equal(ts_seal_all(&x->s, NULL, true, NULL, &e), TS_OK);
 
 	take_unsealed(x, "A", NULL);
 	seal_ok(x, "A", NULL);
@@ -835,14 +835,14 @@ static void test_seal_all_nothing(void **state)
 
 	n = 99;
 	ts_err_clear(&e);
-	assert_int_equal(ts_seal_all(&x->s, NULL, &n, &e), TS_OK);
+	assert_int_equal(ts_seal_all(&x->s, NULL, true, &n, &e), TS_OK);
 	assert_int_equal(n, 0);
 	/* Sealed ones untouched, even with cancel set (nothing to cancel). */
 	{
 		volatile sig_atomic_t cancel = 1;
 
 		n = 99;
-		assert_int_equal(ts_seal_all(&x->s, &cancel, &n, &e), TS_OK);
+		assert_int_equal(ts_seal_all(&x->s, &cancel, true, &n, &e), TS_OK);
 		assert_int_equal(n, 0);
 	}
 	{

@@ -230,6 +230,35 @@ static void test_blocks_without_reflinks(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+/* 5. A stopping daemon's last pass (ts_seal_all, share false) seals
+ * without sharing: the unchanged database stays a copy of its own, the
+ * snapshot sealed and whole.  The next seal of a later snapshot shares
+ * again. */
+static void test_no_share_at_stop(void **state)
+{
+	fx *x = *state;
+	ts_snap_opts o = { .name = "s2", .lock_timeout_s = 5 };
+	ts_snap_stats st;
+	unsigned n = 0;
+	ts_err e;
+
+	take(x, "s1");
+	nap_ms(30);
+	ts_err_clear(&e);
+	if (ts_snap_take(&x->s, &x->e, &o, &st, &e) != TS_OK)
+		fail_msg("%s", e.msg);
+	if (ts_seal_all(&x->s, NULL, false, &n, &e) != TS_OK)
+		fail_msg("%s", e.msg);
+	assert_int_equal(n, 1);
+	assert_int_not_equal(ino_of(x, "s1", DB), ino_of(x, "s2", DB));
+	identity_recorded(x, "s2", DB);
+	sfx_check_db(x, "s2", DB, 3, "first,second,third");
+	sfx_store_clean_and_unlocked(x);
+
+	take(x, "s3");
+	db_linked(x, "s2", "s3");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +266,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_metadata_decides, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_previous_not_linked, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_blocks_without_reflinks, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_no_share_at_stop, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
