@@ -19,37 +19,31 @@
 /* The daemon's state, owned by fs_main() for the life of the mount: the
  * FUSE-free daemon (fs/daemon/daemon.h, which says what protects what and
  * the lock order) and what only the FUSE side uses. */
+struct fuse_session;
+struct fs_nodes;
 typedef struct fs_ctx {
 	dmn_daemon d;
-	/* Set before fuse_main, read-only after. */
+	/* Set before the session runs, read-only after. */
 	char *mnt;                     /* absolute */
 	bool foreground;
+	struct fuse_session *se;
+	struct fs_nodes *nodes;        /* the kernel's inodes (fs/fs_int.h); own mutex */
 	/* fs_watch.c: invalidates the kernel's cache of the root.  Set by
 	 * fs_watch_start (from init) and fs_watch_stop only; the fds are the
 	 * watch thread's while it runs. */
-	struct fuse *fuse;
 	int watch_fd, watch_stop;
 	pthread_t watch_thread;
 	bool watching;
 } fs_ctx;
 
 /* Mount ENV on MOUNTPOINT as described by argv (the tracsnap command line
- * without a subcommand).  Once fuse_main ran, returns its status (0: mounted,
+ * without a subcommand).  Once it tried to mount, returns its status (0: mounted,
  * served, unmounted).  A problem found before mounting is printed as one
  * line and returned as FS_MAIN_FAILED with *code the engine's error
  * (TS_ERR_USAGE for the command line), or as FS_MAIN_NO_STORE: the store
  * could not be opened or made.  Exit statuses are cli/'s (cli/main.c). */
 enum { FS_MAIN_FAILED = -1, FS_MAIN_NO_STORE = -2 };
 int fs_main(int argc, char **argv, ts_err_code *code);
-
-/* The operation table (fs_ops.c). */
-struct fuse_operations;
-const struct fuse_operations *fs_operations(void);
-
-/* Watch the store and invalidate changed root entries (fs_watch.c). */
-struct fuse;
-int fs_watch_start(fs_ctx *c, struct fuse *f);
-void fs_watch_stop(fs_ctx *c);
 
 /* ts_err code -> errno, at the FUSE edge (fs_errno.c). */
 int fs_errno(const ts_err *e);

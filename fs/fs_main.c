@@ -7,18 +7,17 @@
 #include <errno.h>
 #include <grp.h>
 #include <malloc.h>
-#include <fuse.h>
-#include <fuse_lowlevel.h>   /* fuse_parse_cmdline */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/clock.h"
 #include "db/dbsnap.h"
-#include "fs.h"
+#include "fs_int.h"
 #include "base/log.h"
 #include "base/parse.h"
 
@@ -92,6 +91,113 @@ static bool fs_wants_help(const struct fuse_args *a)
 	return false;
 }
 
+/* -h or -V among the mount's arguments: what libfuse says of its options. */
+static int fs_help(const struct fuse_args *a)
+{
+	for (int i = 1; i < a->argc; i++)
+		if (!strcmp(a->argv[i], "-V") || !strcmp(a->argv[i], "--version")) {
+			printf("FUSE library version %s\n", fuse_pkgversion());
+			fuse_lowlevel_version();
+			return 0;
+		}
+	printf("usage: %s [options] <mountpoint>\n\nFUSE options:\n", a->argv[0]);
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+	return 0;
+}
+
+/* How many directory descriptors the node table may keep (fs_node.c): half
+ * of what the process may open, the soft limit raised to the hard one. */
+static long fs_fds_budget(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = { rl.rlim_max, rl.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (2ul << 20))
+		return 1l << 20;
+	return (long)(rl.rlim_cur / 2);
+}
+
+/* Mount and serve until unmounted, as libfuse's fuse_main does for the
+ * high-level API, with the same statuses: 1 bad options, 2 no mount point,
+ * 3 no session, 4 mount failed, 5 cannot detach, 6 no signal handlers,
+ * 7 no loop configuration, 8 the loop ended with an error (libfuse 3.14:
+ * also after a stop signal); 0 once unmounted. */
+static int fs_serve(struct fuse_args *args, fs_ctx *c)
+{
+	struct fuse_cmdline_opts o;
+	struct fuse_loop_config *cfg = NULL;
+	fs_nodes nodes;
+	int res;
+
+	memset(&o, 0, sizeof o);
+	memset(&nodes, 0, sizeof nodes);
+	if (fuse_parse_cmdline(args, &o) != 0)
+		return 1;
+	if (!o.mountpoint) {
+		fprintf(stderr, "error: no mountpoint specified\n");
+		res = 2;
+		goto out;
+	}
+	if (fs_nodes_init(&nodes, fs_fds_budget()) != 0) {
+		res = 3;
+		goto out;
+	}
+	c->nodes = &nodes;
+	c->se = fuse_session_new(args, fs_lowlevel_ops(), sizeof(struct fuse_lowlevel_ops), c);
+	if (!c->se) {
+		res = 3;
+		goto out;
+	}
+	if (fuse_session_mount(c->se, o.mountpoint) != 0) {
+		res = 4;
+		goto out_destroy;
+	}
+	if (fuse_daemonize(o.foreground) != 0) {
+		res = 5;
+		goto out_unmount;
+	}
+	if (fuse_set_signal_handlers(c->se) != 0) {
+		res = 6;
+		goto out_unmount;
+	}
+	if (o.singlethread) {
+		res = fuse_session_loop(c->se);
+	} else {
+		cfg = fuse_loop_cfg_create();
+		if (!cfg) {
+			res = 7;
+			goto out_signals;
+		}
+		fuse_loop_cfg_set_clone_fd(cfg, (unsigned)o.clone_fd);
+		fuse_loop_cfg_set_idle_threads(cfg, o.max_idle_threads);
+		fuse_loop_cfg_set_max_threads(cfg, o.max_threads);
+		res = fuse_session_loop_mt(c->se, cfg);
+	}
+	if (res)
+		res = 8;
+out_signals:
+	fuse_remove_signal_handlers(c->se);
+out_unmount:
+	fuse_session_unmount(c->se);
+out_destroy:
+	/* Runs fs_destroy if init ran: the threads stop before the nodes go. */
+	fuse_session_destroy(c->se);
+	c->se = NULL;
+out:
+	fs_nodes_free(&nodes);
+	c->nodes = NULL;
+	fuse_loop_cfg_destroy(cfg);
+	free(o.mountpoint);
+	return res;
+}
+
 int fs_main(int argc, char **argv, ts_err_code *code)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -126,7 +232,7 @@ int fs_main(int argc, char **argv, ts_err_code *code)
 	if (fuse_opt_parse(&args, &cl, fs_opt_spec, fs_opt_proc) < 0)
 		goto out;
 	if (fs_wants_help(&args)) {
-		status = fuse_main(args.argc, args.argv, fs_operations(), NULL);
+		status = fs_help(&args);
 		goto out;
 	}
 	if (!cl.env || !cl.mnt) {
@@ -173,7 +279,7 @@ int fs_main(int argc, char **argv, ts_err_code *code)
 		           errno == ENOENT ? "no such directory" : "not a directory");
 		goto fail_msg;
 	}
-	/* Learn -f/-d/-s/-h without consuming them: fuse_main parses again. */
+	/* Learn -f/-d/-s/-h without consuming them: fs_serve parses again. */
 	{
 		struct fuse_args probe = FUSE_ARGS_INIT(0, NULL);
 		for (int i = 0; i < args.argc; i++)
@@ -236,7 +342,7 @@ int fs_main(int argc, char **argv, ts_err_code *code)
 		}
 		free(fsname);
 	}
-	status = fuse_main(args.argc, args.argv, fs_operations(), &c);
+	status = fs_serve(&args, &c);
 	if (status != 0 && store_created)
 		(void)rmdir(store);   /* nothing was mounted: leave nothing behind */
 	goto out;

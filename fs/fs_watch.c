@@ -5,10 +5,16 @@
  * (mkdir, first access, `tracsnap snapshot` from cron), disappear (rmdir,
  * prune) and are renamed, and `latest` moves.  Rather than short timeouts for
  * everything, one thread watches the store directory with inotify and tells
- * the kernel to drop what it has cached for the names that changed.
+ * the kernel that what it has cached of the names that changed is out of
+ * date: the attributes of the root, of `latest` and of the snapshot the
+ * name had (fs_ops.c's getattr of a snapshot then checks that its name
+ * still leads to its tree; ESTALE makes the kernel look the name up
+ * again).  Only attributes: dropping a root entry would wait for the root
+ * directory's lock, which a mkdir holds until we reply to it (a kill -9
+ * then could not end the daemon).
  *
- * It runs outside request handlers on purpose: an invalidation sent while the
- * kernel waits for our reply to a mkdir in the same directory would deadlock.
+ * It runs outside request handlers on purpose: even an attribute
+ * invalidation must not be sent from the request it concerns.
  *
  * The same thread wakes every FS_WATCH_TICK_MS to notice that the daemon is
  * asked to stop (unmount: the FUSE session has exited) and then cancels a
@@ -17,12 +23,11 @@
  * cancels at once (fs_watch_signals): a snapshot may take less than a tick.
  */
 #include <errno.h>
-#include <fuse.h>
-#include <fuse_lowlevel.h>   /* fuse_session_exited */
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -36,18 +41,35 @@
 /* How soon a stop request reaches a running snapshot. */
 #define FS_WATCH_TICK_MS 200
 
-#include "fs.h"
 #include "base/log.h"
+#include "fs_int.h"
 #include "store/name.h"
 
+/* The kernel's attributes of the root, `latest` and the snapshot node
+ * named name (if the kernel holds one; ENOENT from the kernel: it does not
+ * hold that inode any more).  A node freed meanwhile costs at most a
+ * needless GETATTR of whatever inode has its id now. */
 static void fs_watch_invalidate(fs_ctx *c, const char *name)
 {
-	char path[NAME_MAX + 2];
-	snprintf(path, sizeof path, "/%s", name);
-	/* ENOENT: the kernel never looked it up, nothing to drop. */
-	(void)fuse_invalidate_path(c->fuse, path);
-	(void)fuse_invalidate_path(c->fuse, "/" TS_NAME_LATEST);
-	(void)fuse_invalidate_path(c->fuse, "/");
+	fuse_ino_t ino = name ? fs_node_snap_id(c->nodes, name) : 0;
+
+	if (ino)
+		(void)fuse_lowlevel_notify_inval_inode(c->se, ino, -1, 0);
+	(void)fuse_lowlevel_notify_inval_inode(c->se, FS_LATEST_NODEID, -1, 0);
+	(void)fuse_lowlevel_notify_inval_inode(c->se, FUSE_ROOT_ID, 0, 0);
+}
+
+/* inotify lost events: every snapshot the kernel may hold. */
+static void fs_watch_invalidate_all(fs_ctx *c)
+{
+	fuse_ino_t *ids = NULL;
+	size_t n = 0;
+
+	(void)fs_node_snap_ids(c->nodes, &ids, &n);
+	for (size_t i = 0; i < n; i++)
+		(void)fuse_lowlevel_notify_inval_inode(c->se, ids[i], -1, 0);
+	free(ids);
+	fs_watch_invalidate(c, NULL);
 }
 
 /* The kernel reads ahead only 128 KiB on a FUSE mount, one request at a
@@ -93,7 +115,7 @@ static void *fs_watch_main(void *arg)
 		/* The session ends on SIGTERM/SIGINT/SIGHUP and on unmount, but a
 		 * worker busy with a snapshot would finish it first: tell it to
 		 * stop (it removes its partial work). */
-		if (!stop_seen && (c->d.cancel || fuse_session_exited(fuse_get_session(c->fuse)))) {
+		if (!stop_seen && (c->d.cancel || fuse_session_exited(c->se))) {
 			stop_seen = true;
 			if (dmn_cancel(&c->d))
 				ts_log(LOG_INFO, "stopping: the snapshot in progress is cancelled");
@@ -119,7 +141,9 @@ static void *fs_watch_main(void *arg)
 			continue;
 		for (char *p = buf; p < buf + n;) {
 			struct inotify_event *ev = (struct inotify_event *)p;
-			if (ev->len && ev->name[0] != '.')
+			if (ev->mask & IN_Q_OVERFLOW)
+				fs_watch_invalidate_all(c);
+			else if (ev->len && ev->name[0] != '.')
 				fs_watch_invalidate(c, ev->name);
 			p += sizeof *ev + ev->len;
 		}
@@ -164,10 +188,9 @@ static void fs_watch_signals(fs_ctx *c)
 	}
 }
 
-int fs_watch_start(fs_ctx *c, struct fuse *f)
+int fs_watch_start(fs_ctx *c)
 {
 	fs_watch_signals(c);
-	c->fuse = f;
 	c->watch_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	c->watch_stop = eventfd(0, EFD_CLOEXEC);
 	if (c->watch_fd < 0 ||

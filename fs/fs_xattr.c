@@ -13,35 +13,27 @@
 
 /* xattrs of entries inside a snapshot.  There is no *at form of lgetxattr
  * or llistxattr (before getxattrat, Linux 6.13), so they go through
- * /proc/self/fd/N/LEAF, N the directory that holds the entry, reached below
- * the tree with ts_beneath_parent: no symlink on the way is followed, and
- * the l* calls do not follow LEAF either.  The tree itself is "N/.". */
+ * /proc/self/fd/N/LEAF, N the directory that holds the entry (its node's
+ * parent's descriptor, fs_node.c: reached one component at a time, no
+ * symlink followed), and the l* calls do not follow LEAF either.  A
+ * snapshot's tree itself is "N/.". */
 typedef struct fs_xattr_at {
-	int tfd, pfd;   /* the tree; the entry's directory (maybe tfd) */
+	int pfd;            /* the entry's directory */
+	bool tmp;           /* pfd is ours to close */
 	char path[64 + NAME_MAX];
 } fs_xattr_at;
 
-static int fs_xattr_open(const char *path, fs_xattr_at *x)
+static int fs_xattr_open(fs_ctx *c, fuse_ino_t ino, fs_xattr_at *x)
 {
-	fs_path p;
-	const char *leaf = ".";
-	int rc = fs_split(path, &p);
+	const char *leaf;
 
-	x->tfd = x->pfd = -1;
-	if (rc)
-		return rc;
-	if (p.kind != FS_SNAP)
+	x->pfd = -1;
+	x->tmp = false;
+	if (fs_kind_of(ino) != FS_NODE)
 		return -ENODATA;
-	x->tfd = fs_tree_fd(fs_get(), p.name);
-	if (x->tfd < 0)
-		return x->tfd;
-	if (strcmp(p.rest, ".")) {
-		x->pfd = ts_beneath_parent(x->tfd, p.rest, &leaf);
-		if (x->pfd < 0)
-			return errno == ELOOP ? -ENOENT : -errno;
-	} else {
-		x->pfd = x->tfd;
-	}
+	x->pfd = fs_node_parentfd(c->nodes, fs_node_of(ino), &x->tmp, &leaf);
+	if (x->pfd < 0)
+		return x->pfd;
 	if (ts_beneath_procpath(x->path, sizeof x->path, x->pfd, leaf) < 0)
 		return -errno;
 	return 0;
@@ -49,11 +41,7 @@ static int fs_xattr_open(const char *path, fs_xattr_at *x)
 
 static void fs_xattr_close(fs_xattr_at *x)
 {
-	if (x->tfd < 0)
-		return;
-	if (x->pfd >= 0)
-		ts_beneath_parent_close(x->tfd, x->pfd);
-	close(x->tfd);
+	fs_fd_done(x->pfd, x->tmp);
 }
 
 /* May the caller see the xattr called name?  The daemon reads as root, so it
@@ -68,22 +56,22 @@ static void fs_xattr_close(fs_xattr_at *x)
  *     refusals are not repeated here.
  *   - user.*: the kernel already asks for read permission on the entry
  *     before it sends the request (xattr_permission). */
-static bool fs_xattr_visible(const char *name)
+static bool fs_xattr_visible(fuse_req_t req, const char *name)
 {
 	if (!strncmp(name, "trusted.", 8))
-		return fuse_get_context()->uid == 0;
+		return fuse_req_ctx(req)->uid == 0;
 	return true;
 }
 
 /* The mount's root tells root where its store is (TS_MOUNT_STORE_XATTR):
  * restore finds MNT/NAME's manifest by it (doc/contract.md section 6).
  * Not listed: a name only tracsnap asks for. */
-static int fs_xattr_store(const char *name, char *value, size_t size)
+static int fs_xattr_store(fuse_req_t req, const char *name, char *value, size_t size)
 {
-	const char *store = fs_get()->d.store.root;
+	const char *store = fs_req_ctx(req)->d.store.root;
 	size_t n = strlen(store);
 
-	if (strcmp(name, TS_MOUNT_STORE_XATTR) || fuse_get_context()->uid != 0)
+	if (strcmp(name, TS_MOUNT_STORE_XATTR) || fuse_req_ctx(req)->uid != 0)
 		return -ENODATA;
 	if (!size)
 		return (int)n;
@@ -93,22 +81,36 @@ static int fs_xattr_store(const char *name, char *value, size_t size)
 	return (int)n;
 }
 
-int fs_getxattr(const char *path, const char *name, char *value, size_t size)
+/* A getxattr or listxattr result: size 0 asks for the length only. */
+static void fs_xattr_reply(fuse_req_t req, size_t size, const char *value, int rc)
 {
-	fs_xattr_at x;
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else if (!size)
+		fuse_reply_xattr(req, (size_t)rc);
+	else
+		fuse_reply_buf(req, value, (size_t)rc);
+}
+
+void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	fs_xattr_at x = { .pfd = -1 };
+	char *value = size ? malloc(size) : NULL;
 	int rc;
 
-	if (!fs_xattr_visible(name))
-		return -ENODATA;
-	if (!strcmp(path, "/"))
-		return fs_xattr_store(name, value, size);
-	rc = fs_xattr_open(path, &x);
-	if (!rc) {
+	if (size && !value)
+		rc = -ENOMEM;
+	else if (!fs_xattr_visible(req, name))
+		rc = -ENODATA;
+	else if (fs_kind_of(ino) == FS_ROOT)
+		rc = fs_xattr_store(req, name, value, size);
+	else if (!(rc = fs_xattr_open(fs_req_ctx(req), ino, &x))) {
 		ssize_t n = lgetxattr(x.path, name, value, size);
 		rc = n < 0 ? -errno : (int)n;
 	}
 	fs_xattr_close(&x);
-	return rc;
+	fs_xattr_reply(req, size, value, rc);
+	free(value);
 }
 
 /* The whole name list of x, malloc'd, in *out; its length or -errno. */
@@ -134,24 +136,21 @@ static ssize_t fs_listxattr_all(const fs_xattr_at *x, char **out)
 	return -ERANGE;
 }
 
-int fs_listxattr(const char *path, char *list, size_t size)
+/* The names of entry ino the caller may see, into list (size bytes; 0:
+ * the length only).  Root sees every name: no need to filter. */
+static int fs_listxattr_names(fuse_req_t req, fuse_ino_t ino, char *list, size_t size)
 {
 	fs_xattr_at x;
 	char *all = NULL;
 	ssize_t n;
 	size_t len = 0;
-	int rc = fs_xattr_open(path, &x);
+	int rc = fs_xattr_open(fs_req_ctx(req), ino, &x);
 
-	if (rc == -ENODATA) {
-		fs_xattr_close(&x);
-		return 0;   /* the root and `latest` have none */
-	}
 	if (rc) {
 		fs_xattr_close(&x);
-		return rc;
+		return rc == -ENODATA ? 0 : rc;   /* the root and `latest` have none */
 	}
-	if (fuse_get_context()->uid == 0) {
-		/* Root sees every name: no need to filter. */
+	if (fuse_req_ctx(req)->uid == 0) {
 		n = llistxattr(x.path, list, size);
 		fs_xattr_close(&x);
 		return n < 0 ? -errno : (int)n;
@@ -163,7 +162,7 @@ int fs_listxattr(const char *path, char *list, size_t size)
 	for (size_t off = 0; off < (size_t)n;) {
 		const char *name = all + off;
 		size_t l = strnlen(name, (size_t)n - off) + 1;
-		if (fs_xattr_visible(name)) {
+		if (fs_xattr_visible(req, name)) {
 			if (size && len + l <= size)
 				memcpy(list + len, name, l);
 			len += l;
@@ -174,4 +173,13 @@ int fs_listxattr(const char *path, char *list, size_t size)
 	if (size && len > size)
 		return -ERANGE;
 	return (int)len;
+}
+
+void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *list = size ? malloc(size) : NULL;
+	int rc = size && !list ? -ENOMEM : fs_listxattr_names(req, ino, list, size);
+
+	fs_xattr_reply(req, size, list, rc);
+	free(list);
 }
