@@ -408,12 +408,40 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_statfs(req, &sv);
 }
 
+/* The largest read request libfuse 3.14 still answers with splice.  It
+ * splices through a pipe that must hold the data and three pages more, and
+ * a pipe grows only to /proc/sys/fs/pipe-max-size (1 MiB by default)
+ * without CAP_SYS_RESOURCE; past that it copies the data through a buffer
+ * of ours instead (pread, then writev: one copy more of every byte, which
+ * cost a third of a cold tar's throughput).  The kernel's largest read
+ * (max_pages) follows max_write, so a read request stays within a pipe. */
+static unsigned fs_splice_max_write(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned long pipe_max = 1ul << 20;
+	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "re");
+
+	if (f) {
+		if (fscanf(f, "%lu", &pipe_max) != 1)
+			pipe_max = 1ul << 20;
+		fclose(f);
+	}
+	if (page <= 0)
+		page = 4096;
+	if (pipe_max > 1ul << 20)
+		pipe_max = 1ul << 20;     /* libfuse's own limit: 256 pages */
+	if (pipe_max < 16ul * (unsigned long)page)
+		pipe_max = 16ul * (unsigned long)page;
+	return (unsigned)(pipe_max - 4ul * (unsigned long)page);
+}
+
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	fs_ctx *c = userdata;
 
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	conn->max_write = fs_splice_max_write();
 	/* Attributes with every listing, not only its first part: the
 	 * kernel caches snapshot listings (cache_readdir), so it asks again
 	 * only after it dropped them, and then it needs the attributes too. */
