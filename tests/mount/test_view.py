@@ -582,10 +582,10 @@ def _find_listing(root):
 
 
 def test_repeated_listings_and_dropped_caches_match_the_store(mnt):
-    """Each directory's entries reach the kernel with attributes once
-    (fs/daemon/daemon_plus.c); later listings send names only.  Whatever the kernel has
-    kept or dropped meanwhile, every listing must report what the store
-    holds: warm, after its dentry cache is dropped, and warm again."""
+    """The kernel keeps snapshot listings and the attributes that came
+    with them (fs/fs_dir.c).  Whatever it has kept or dropped meanwhile,
+    every listing must report what the store holds: warm, after its dentry
+    cache is dropped, and warm again."""
     os.mkdir(mnt.path("s"))
     tree = os.path.join(mnt.store, "s", "tree")
     want = _find_listing(tree)
