@@ -132,6 +132,8 @@ int fs_newest(fs_ctx *c, char *out, size_t len);
 /* Count a handle opened below n's snapshot (daemon/daemon_handles.h). */
 int fs_handle_open(fs_ctx *c, const fs_node *n);
 void fs_handle_release(fs_ctx *c, dev_t dev, ino_t ino);
+/* The largest read request, in bytes, that libfuse still splices. */
+unsigned fs_splice_max_write(void);
 /* Reply to a lookup of snapshot NAME at the root with its node (mkdir's
  * reply too); first_access: a missing auto name is taken (doc/contract.md
  * section 2). */

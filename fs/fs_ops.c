@@ -415,7 +415,7 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
  * of ours instead (pread, then writev: one copy more of every byte, which
  * cost a third of a cold tar's throughput).  The kernel's largest read
  * (max_pages) follows max_write, so a read request stays within a pipe. */
-static unsigned fs_splice_max_write(void)
+unsigned fs_splice_max_write(void)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	unsigned long pipe_max = 1ul << 20;
