@@ -21,6 +21,7 @@
  * the lock order) and what only the FUSE side uses. */
 struct fuse_session;
 struct fs_nodes;
+struct fs_prefetch;
 typedef struct fs_ctx {
 	dmn_daemon d;
 	/* Set before the session runs, read-only after. */
@@ -28,6 +29,7 @@ typedef struct fs_ctx {
 	bool foreground;
 	struct fuse_session *se;
 	struct fs_nodes *nodes;        /* the kernel's inodes (fs/fs_int.h); own mutex */
+	struct fs_prefetch *prefetch;  /* metadata ahead of listings (fs/fs_int.h) */
 	/* fs_watch.c: invalidates the kernel's cache of the root.  Set by
 	 * fs_watch_start (from init) and fs_watch_stop only; the fds are the
 	 * watch thread's while it runs. */

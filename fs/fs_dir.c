@@ -185,6 +185,7 @@ static ssize_t fs_snap_fill(fuse_req_t req, fs_ctx *c, fs_dir *d, char *buf, siz
                             off_t off, bool plus)
 {
 	size_t used = 0;
+	uint64_t sent = 0;
 	int err = 0;
 
 	if (off != d->pos) {
@@ -233,7 +234,10 @@ static ssize_t fs_snap_fill(fuse_req_t req, fs_ctx *c, fs_dir *d, char *buf, siz
 		}
 		used += len;
 		d->pos = de->d_off;
+		sent += child != NULL;
 	}
+	if (sent)
+		fs_prefetch_served(c->prefetch, sent);
 	return used == 0 && err ? -err : (ssize_t)used;
 }
 
@@ -252,6 +256,8 @@ static void fs_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t
 	}
 	pthread_mutex_lock(&d->mu);
 	if (d->d) {
+		if (plus && off == 0)
+			fs_prefetch_listing(c->prefetch, dirfd(d->d));
 		used = fs_snap_fill(req, c, d, buf, size, off, plus);
 	} else {
 		int rc = off == 0 ? fs_root_list(c, d) : 0;

@@ -63,6 +63,22 @@ typedef struct fs_nodes {
 	long fds, fds_max;
 } fs_nodes;
 
+/* The metadata prefetcher (fs_prefetch.c): one thread, one walk at a time.
+ * mu and cv guard start, stop and the thread's sleep; served, busy and
+ * stop are also read without mu (atomics); done and base are the
+ * thread's.  Ownership: the walk's descriptors are the thread's; start,
+ * once handed over, too. */
+typedef struct fs_prefetch {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int start;                     /* under mu: a directory to walk from, -1: none */
+	bool stop, busy;               /* under mu (read atomically outside) */
+	uint64_t served;               /* atomic: entries listings sent with attributes */
+	uint64_t base, done;           /* the thread's: served at the walk's start; entries stat'ed */
+	pthread_t thread;
+	bool running;                  /* set by start/stop only */
+} fs_prefetch;
+
 /* What a request's inode is. */
 typedef enum { FS_ROOT, FS_LATEST, FS_NODE } fs_kind;
 #define FS_LATEST_NODEID ((fuse_ino_t)2)
@@ -167,6 +183,14 @@ void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 /* fs_xattr.c */
 void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
 void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+
+/* fs_prefetch.c: start and stop the thread (from init and destroy); a
+ * listing of directory dirfd starts (walk its subtree if no walk runs);
+ * listings sent entries with attributes. */
+void fs_prefetch_start(fs_prefetch *pf);
+void fs_prefetch_stop(fs_prefetch *pf);
+void fs_prefetch_listing(fs_prefetch *pf, int dirfd);
+void fs_prefetch_served(fs_prefetch *pf, uint64_t entries);
 
 /* fs_watch.c */
 int fs_watch_start(fs_ctx *c);

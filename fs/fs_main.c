@@ -134,10 +134,14 @@ static int fs_serve(struct fuse_args *args, fs_ctx *c)
 	struct fuse_cmdline_opts o;
 	struct fuse_loop_config *cfg = NULL;
 	fs_nodes nodes;
+	fs_prefetch prefetch;   /* its thread runs from init to destroy */
 	int res;
 
 	memset(&o, 0, sizeof o);
 	memset(&nodes, 0, sizeof nodes);
+	memset(&prefetch, 0, sizeof prefetch);
+	prefetch.start = -1;
+	c->prefetch = &prefetch;
 	if (fuse_parse_cmdline(args, &o) != 0)
 		return 1;
 	if (!o.mountpoint) {
@@ -191,6 +195,8 @@ out_destroy:
 	fuse_session_destroy(c->se);
 	c->se = NULL;
 out:
+	fs_prefetch_stop(&prefetch);
+	c->prefetch = NULL;
 	fs_nodes_free(&nodes);
 	c->nodes = NULL;
 	fuse_loop_cfg_destroy(cfg);

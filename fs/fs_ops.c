@@ -463,6 +463,7 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 		ts_log(LOG_WARNING, "the kernel cannot enforce POSIX ACLs on FUSE: files with an "
 		       "ACL are checked by their mode bits only");
 	fs_watch_start(c);
+	fs_prefetch_start(c->prefetch);
 	/* Now, in the process that serves (after it detached): tracsnap prune
 	 * in another process looks for readers below this mount point. */
 	{
@@ -480,6 +481,7 @@ static void fs_destroy(void *userdata)
 {
 	fs_ctx *c = userdata;
 	fs_watch_stop(c);
+	fs_prefetch_stop(c->prefetch);
 	dmn_stop(&c->d);
 	ts_mounts_unrecord(&c->d.store);
 }
