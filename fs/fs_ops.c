@@ -373,13 +373,23 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* Hand libfuse the descriptor: with splice the data goes from the store's
- * page cache to the kernel without passing through us. */
+ * page cache to the kernel without passing through us.
+ *
+ * The kernel's read-ahead sends several requests at once, which our
+ * threads serve out of order from one descriptor: the store file's own
+ * read-ahead then no longer sees a sequential reader and reads little
+ * ahead.  So each request asks the store for the next four of its size
+ * (as much ahead as the mount reads ahead, fs_watch.c; a small random
+ * read asks for little).  A cold tar went from 0.64-0.76 of the store
+ * tree's throughput to 0.74-0.86 (scripts/bench B4, side by side). */
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
 	struct fuse_bufvec v = FUSE_BUFVEC_INIT(size);
 	(void)ino;
 
+	(void)posix_fadvise(fs_file_of(fi)->fd, off + (off_t)size, 4 * (off_t)size,
+	                    POSIX_FADV_WILLNEED);
 	v.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	v.buf[0].fd = fs_file_of(fi)->fd;
 	v.buf[0].pos = off;
