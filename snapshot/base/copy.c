@@ -178,6 +178,29 @@ static void copy_writeback(int out, uint64_t done, uint64_t n)
 		                      SYNC_FILE_RANGE_WAIT_AFTER);
 }
 
+/* A file flushed whole (ts_copy_flush_bounded) goes in smaller steps than
+ * a copy: nothing else runs while it waits, and a Trac commit queued behind
+ * two steps in flight waits for their write (two 2 MiB chunks held Trac's
+ * commits some 45 ms at the end of each seal of 200,000 files). */
+#define COPY_FLUSH_STEP (512u << 10)
+
+void ts_copy_flush_bounded(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return;
+	for (uint64_t off = 0; off < (uint64_t)st.st_size; off += COPY_FLUSH_STEP) {
+		(void)sync_file_range(fd, (off64_t)off, COPY_FLUSH_STEP, SYNC_FILE_RANGE_WRITE);
+		if (off >= COPY_FLUSH_STEP)
+			(void)sync_file_range(fd, (off64_t)(off - COPY_FLUSH_STEP), COPY_FLUSH_STEP,
+			                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+			                      SYNC_FILE_RANGE_WAIT_AFTER);
+	}
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+	                                 SYNC_FILE_RANGE_WAIT_AFTER);
+}
+
 /* Read fd to its end, hashing; when out >= 0 also write what was read.
  * wb >= 0 (out, or in when hashing a copy to seal it): keep that file's
  * writeback bounded as the bytes pass, see copy_writeback. */

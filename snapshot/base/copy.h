@@ -75,6 +75,12 @@ typedef void (*ts_copy_unlink_fn)(void *arg, uint64_t ino);
 ts_err_code ts_copy_remove_tree_noting(int dirfd, const char *rel, ts_copy_unlink_fn fn, void *arg,
                                        ts_err *e);
 
+/* Write fd's dirty pages to the disk a step at a time, two steps in
+ * flight at most (copy.c), waiting until all are written: a large file written in one go
+ * (a manifest of 200,000 entries is some 50 MB) is then never all in
+ * flight at once, which Trac's fsyncs would queue behind. */
+void ts_copy_flush_bounded(int fd);
+
 /* Free the calling thread's copy buffer (worker threads call it before
  * they end; the buffer is made again on the next copy). */
 void ts_copy_thread_done(void);

@@ -1,6 +1,7 @@
 /* manifest_write.c - write a manifest file (manifest.h): checked first,
  * then buffered, fsync'd when sealed. */
 #include "base/beneath.h"
+#include "base/copy.h"
 #include "store/manifest.h"
 #include "store/manifest_int.h"
 
@@ -206,8 +207,11 @@ ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e)
 	mw_flush(w);
 	/* An unsealed manifest needs no fsync: after a crash its snapshot is
 	 * discarded whatever the file holds (see store.h). */
-	if (!w->err && !m->unsealed_boot && fsync(w->fd) < 0)
-		w->err = errno;
+	if (!w->err && !m->unsealed_boot) {
+		ts_copy_flush_bounded(w->fd);
+		if (fsync(w->fd) < 0)
+			w->err = errno;
+	}
 	if (w->err) {
 		rc = ts_err_sys(e, w->err, "%s: cannot write manifest", file);
 		goto out;

@@ -6,7 +6,8 @@
  * through ts_manifest_escape() and back through ts_manifest_unescape(), which
  * must give them back unchanged.
  *
- * fuzz-sources: snapshot/store/manifest.c snapshot/store/manifest_read.c snapshot/store/manifest_write.c snapshot/base/beneath.c snapshot/base/err.c
+ * fuzz-sources: snapshot/store/manifest.c snapshot/store/manifest_read.c snapshot/store/manifest_write.c snapshot/base/copy.c snapshot/base/beneath.c snapshot/base/err.c
+ * fuzz-libs: -lcrypto
  */
 #include <assert.h>
 #include <fcntl.h>
