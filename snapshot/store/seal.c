@@ -112,11 +112,10 @@ static void seal_remove_stale(int dirfd)
 	closedir(d);
 }
 
-/* Replace the manifest by the sealed one, then drop the marker.  The new
- * manifest has the snapshot instant as its mtime before it takes the old
- * one's place (store.h: that is what orders snapshots); the directory's
- * mtime, which the swap moves for a moment, is set back for people. */
-static ts_err_code seal_swap_manifest(const char *name, int dirfd, ts_manifest *m, ts_err *e)
+/* Put the sealed manifest in the unsealed one's place.  It has the
+ * snapshot instant as its mtime before it takes the old one's place
+ * (store.h: that is what orders snapshots). */
+static ts_err_code seal_put_manifest(const char *name, int dirfd, ts_manifest *m, ts_err *e)
 {
 	ts_err_code rc;
 	char tmp[64];
@@ -131,10 +130,17 @@ static ts_err_code seal_swap_manifest(const char *name, int dirfd, ts_manifest *
 		rc = ts_err_sys(e, errno, "snapshot %s: cannot set the manifest's time", name);
 	if (rc == TS_OK && renameat(dirfd, tmp, dirfd, "manifest") < 0)
 		rc = ts_err_sys(e, errno, "snapshot %s: cannot replace the manifest", name);
-	if (rc != TS_OK) {
+	if (rc != TS_OK)
 		(void)unlinkat(dirfd, tmp, 0);
-		return rc;
-	}
+	return rc;
+}
+
+/* Drop the marker: the snapshot is sealed.  The directory's mtime, which
+ * the swap and the removal move, is set back for people. */
+static ts_err_code seal_finish(const char *name, int dirfd, const ts_manifest *m, ts_err *e)
+{
+	struct timespec times[2] = { m->time, m->time };
+
 	if (unlinkat(dirfd, TS_STORE_UNSEALED, 0) < 0 && errno != ENOENT)
 		return ts_err_sys(e, errno, "snapshot %s: cannot remove %s", name, TS_STORE_UNSEALED);
 	if (futimens(dirfd, times) < 0 || fsync(dirfd) < 0)
@@ -219,8 +225,19 @@ static ts_err_code seal_snapshot(ts_store *s, const char *name, volatile sig_ato
 		ts_seal_share_find(&sh, s, name, &m, pending, np);
 	ts_seal_share_blocks(&sh, treefd, &m, false, cancel);
 	ts_seal_share_prove(&sh, &m, cancel);
+	/* The sealed manifest takes the unsealed one's place before the sync:
+	 * the unsealed one (some 50 MB at 200,000 entries) is then dropped
+	 * unwritten instead of flushed by syncfs, which Trac's commits queued
+	 * behind.  The marker still stands: a crash discards the snapshot
+	 * whatever its manifest says.  Another sealer that finished first
+	 * keeps its manifest (it may record links this one did not make). */
+	if (faccessat(dirfd, TS_STORE_UNSEALED, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+		goto out;
+	rc = seal_put_manifest(name, dirfd, &m, e);
+	if (rc != TS_OK)
+		goto out;
 	/* What seal_hash flushed is on the disk; this catches the rest (links,
-	 * directories, files hashed while they were copied, the manifest). */
+	 * directories, files hashed while they were copied). */
 	if (syncfs(dirfd) < 0) {
 		rc = ts_err_sys(e, errno, "store %s: sync failed", s->root);
 		goto out;
@@ -229,10 +246,14 @@ static ts_err_code seal_snapshot(ts_store *s, const char *name, volatile sig_ato
 	 * them: under the writers' lock, with the manifest that records them. */
 	if (ts_seal_share_lock(&sh, s))
 		ts_seal_share_files(&sh, s, name, dirfd, treefd, &m);
-	/* Another sealer of this snapshot finished first: its manifest stays
-	 * (it may record links this one did not make). */
-	if (faccessat(dirfd, TS_STORE_UNSEALED, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-		rc = seal_swap_manifest(name, dirfd, &m, e);
+	/* Links made: the manifest records them (ts_seal_share_files synced
+	 * them first), unless another sealer finished first. */
+	if (faccessat(dirfd, TS_STORE_UNSEALED, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (sh.files_linked)
+			rc = seal_put_manifest(name, dirfd, &m, e);
+		if (rc == TS_OK)
+			rc = seal_finish(name, dirfd, &m, e);
+	}
 	ts_seal_share_unlock(&sh);
 	/* (Identical copies that could not be linked share their blocks.) */
 	if (rc == TS_OK)

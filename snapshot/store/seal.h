@@ -6,8 +6,9 @@
  * its data possibly only in the page cache, like a file that `cp -a` has just
  * written.  Sealing then hashes the pending files from the store, writes
  * them back to the disk with bounded writeback (Trac's fsyncs keep going
- * first), runs one syncfs, replaces the manifest with the complete one and
- * removes the unsealed marker (store.h).  Until then the snapshot is whole
+ * first), replaces the manifest with the complete one (the marker still
+ * says unsealed, so the unsealed manifest need never reach the disk), runs
+ * one syncfs and removes the unsealed marker (store.h).  Until then the snapshot is whole
  * for anyone who reads it in this boot; after a crash it is discarded.
  *
  * Sealing also gives back to the store what the snapshot copied but did not
