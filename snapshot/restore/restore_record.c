@@ -22,7 +22,7 @@
  *     content's; anything ENV's owner does after the exchange moves a
  *     ctime (or the inode) away from it, and the next snapshot copies that
  *     file as changed.  A ctime so recent that a later change could carry
- *     the same one (take/snap_int.h's racy window) is first waited out
+ *     the same one (base/racy.h's racy window) is first waited out
  *     (at most two seconds, on a filesystem with whole-second times).
  *   - restore_record_make, after the restore succeeded: the snapshot built
  *     in the store by its tmp/commit protocol (store.h) under the store's
@@ -53,23 +53,12 @@
 #include "base/copy.h"
 #include "base/parse.h"
 #include "db/dbsnap.h"
+#include "base/racy.h"
 #include "store/linklog.h"
 #include "store/manifest_stat.h"
 #include "store/seal.h"
 #include "take/share_check.h"
 
-/* How close before the exchange a recorded ctime may be and still equal
- * that of a change made after it (timestamps come from a coarse clock):
- * the take's racy window (take/snap_int.h, SNAP_RACY_*), a tick of the
- * kernel's coarse clock on a filesystem with nanosecond timestamps, two
- * seconds on one with whole seconds. */
-#define RECORD_RACY_FINE_NS (20LL * 1000000LL)
-#define RECORD_RACY_COARSE_NS (2LL * 1000000000LL)
-
-static int64_t record_ns(const struct timespec *t)
-{
-	return (int64_t)t->tv_sec * 1000000000LL + t->tv_nsec;
-}
 
 void restore_record_init(restore_record *r)
 {
@@ -119,11 +108,6 @@ static ts_err_code record_header(ts_manifest *m, const ts_manifest *from, const 
 	return TS_OK;
 }
 
-static int64_t record_racy_ns(const struct timespec *ctime)
-{
-	return ctime->tv_nsec ? RECORD_RACY_FINE_NS : RECORD_RACY_COARSE_NS;
-}
-
 /* Wait until no ctime in m is within its racy window any more (bounded,
  * as the take's catch-up waits: take/snap.c), then forget the identity of
  * an entry still within it (the wait was cut short). */
@@ -134,21 +118,23 @@ static void record_settle(ts_manifest *m)
 
 	for (size_t i = 0; i < m->n; i++) {
 		const ts_manifest_entry *me = &m->entries[i];
-		if (me->src_ino && record_ns(&me->src_ctime) + record_racy_ns(&me->src_ctime) > until)
-			until = record_ns(&me->src_ctime) + record_racy_ns(&me->src_ctime);
+		int64_t end = ts_racy_timespec_ns(&me->src_ctime) + ts_racy_ns(&me->src_ctime);
+		if (me->src_ino && end > until)
+			until = end;
 	}
 	clock_gettime(CLOCK_REALTIME, &now);
-	int64_t wait = until - record_ns(&now);
+	int64_t wait = until - ts_racy_timespec_ns(&now);
 	if (wait > 0) {
-		if (wait > RECORD_RACY_COARSE_NS)
-			wait = RECORD_RACY_COARSE_NS;
+		if (wait > TS_RACY_COARSE_NS)
+			wait = TS_RACY_COARSE_NS;
 		struct timespec nap = { wait / 1000000000LL, wait % 1000000000LL };
 		nanosleep(&nap, NULL);
 		clock_gettime(CLOCK_REALTIME, &now);
 	}
 	for (size_t i = 0; i < m->n; i++) {
 		ts_manifest_entry *me = &m->entries[i];
-		if (me->src_ino && record_ns(&me->src_ctime) >= record_ns(&now) - record_racy_ns(&me->src_ctime)) {
+		if (me->src_ino && ts_racy_timespec_ns(&me->src_ctime) >=
+		                   ts_racy_timespec_ns(&now) - ts_racy_ns(&me->src_ctime)) {
 			me->src_ino = 0;
 			me->src_ctime = (struct timespec){ 0, 0 };
 		}

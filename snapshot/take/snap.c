@@ -202,8 +202,8 @@ static bool snap_wait_racy(const snap_run *r)
 	clock_gettime(CLOCK_REALTIME, &now);
 	int64_t wait = until - snap_ns(&now);
 	if (wait > 0) {
-		if (wait > SNAP_RACY_COARSE_NS)
-			wait = SNAP_RACY_COARSE_NS;
+		if (wait > TS_RACY_COARSE_NS)
+			wait = TS_RACY_COARSE_NS;
 		struct timespec nap = { wait / 1000000000LL, wait % 1000000000LL };
 		nanosleep(&nap, NULL);
 	}

@@ -23,16 +23,13 @@
 #include "store/linklog.h"
 #include "store/manifest.h"
 #include "base/progress.h"
+#include "base/racy.h"
 #include "take/snap.h"
 #include "store/store.h"
 
-/* A file whose ctime is this close to the moment we copied it may change
- * again without its ctime moving (timestamps come from a coarse clock): it is
- * "racy" and copied again once the window has passed, or under the lock.
- * Filesystems with nanosecond timestamps tick with the kernel's coarse clock
- * (a few ms); ones with whole seconds need two. */
-#define SNAP_RACY_FINE_NS (20LL * 1000000LL)
-#define SNAP_RACY_COARSE_NS (2LL * 1000000000LL)
+/* A file whose ctime is this close to the moment we copied it is "racy"
+ * (base/racy.h) and copied again once the window has passed, or under the
+ * lock. */
 
 /* Fewer items than this are not worth threads (pool.h). */
 #define SNAP_POOL_MIN 64

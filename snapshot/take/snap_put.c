@@ -19,7 +19,7 @@
 
 int64_t snap_racy_ns(const struct stat *st)
 {
-	return st->st_ctim.tv_nsec ? SNAP_RACY_FINE_NS : SNAP_RACY_COARSE_NS;
+	return ts_racy_ns(&st->st_ctim);
 }
 
 bool snap_stored_ok(const snap_run *r, const ts_manifest_entry *pe, const struct stat *st,
