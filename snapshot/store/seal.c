@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -167,7 +168,7 @@ static ts_err_code seal_snapshot(ts_store *s, const char *name, volatile sig_ato
 	ts_manifest m;
 	ts_seal_share sh;
 	size_t *pending = NULL, np = 0;
-	int dirfd = -1, treefd = -1;
+	int dirfd = -1, treefd = -1, markfd = -1;
 	struct timespec t0;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -187,8 +188,19 @@ static ts_err_code seal_snapshot(ts_store *s, const char *name, volatile sig_ato
 		     : ts_err_sys(e, errno, "snapshot %s: cannot open", name);
 		goto out;
 	}
-	if (faccessat(dirfd, TS_STORE_UNSEALED, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+	/* One sealer at a time (seal.h): the daemon's and tracsnap verify's
+	 * both wrote their manifest, and the later one could put back copies
+	 * that the earlier had replaced by links. */
+	markfd = openat(dirfd, TS_STORE_UNSEALED, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (markfd < 0)
 		goto out;   /* sealed already */
+	while (flock(markfd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			rc = ts_err_sys(e, errno, "snapshot %s: cannot lock %s", name, TS_STORE_UNSEALED);
+			goto out;
+		}
+	if (faccessat(dirfd, TS_STORE_UNSEALED, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+		goto out;   /* sealed by the one this one waited for */
 	rc = ts_manifest_read_at(dirfd, "manifest", &m, e);
 	if (rc != TS_OK)
 		goto out;
@@ -229,10 +241,7 @@ static ts_err_code seal_snapshot(ts_store *s, const char *name, volatile sig_ato
 	 * the unsealed one (some 50 MB at 200,000 entries) is then dropped
 	 * unwritten instead of flushed by syncfs, which Trac's commits queued
 	 * behind.  The marker still stands: a crash discards the snapshot
-	 * whatever its manifest says.  Another sealer that finished first
-	 * keeps its manifest (it may record links this one did not make). */
-	if (faccessat(dirfd, TS_STORE_UNSEALED, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
-		goto out;
+	 * whatever its manifest says. */
 	rc = seal_put_manifest(name, dirfd, &m, e);
 	if (rc != TS_OK)
 		goto out;
@@ -247,13 +256,11 @@ static ts_err_code seal_snapshot(ts_store *s, const char *name, volatile sig_ato
 	if (ts_seal_share_lock(&sh, s))
 		ts_seal_share_files(&sh, s, name, dirfd, treefd, &m);
 	/* Links made: the manifest records them (ts_seal_share_files synced
-	 * them first), unless another sealer finished first. */
-	if (faccessat(dirfd, TS_STORE_UNSEALED, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-		if (sh.files_linked)
-			rc = seal_put_manifest(name, dirfd, &m, e);
-		if (rc == TS_OK)
-			rc = seal_finish(name, dirfd, &m, e);
-	}
+	 * them first). */
+	if (sh.files_linked)
+		rc = seal_put_manifest(name, dirfd, &m, e);
+	if (rc == TS_OK)
+		rc = seal_finish(name, dirfd, &m, e);
 	ts_seal_share_unlock(&sh);
 	/* (Identical copies that could not be linked share their blocks.) */
 	if (rc == TS_OK)
@@ -266,6 +273,8 @@ out:
 	free(pending);
 	if (treefd >= 0)
 		close(treefd);
+	if (markfd >= 0)
+		close(markfd);   /* the next sealer's turn */
 	if (dirfd >= 0)
 		close(dirfd);
 	ts_manifest_free(&m);

@@ -16,12 +16,15 @@
  * snapshot's becomes a hard link to it, and on a filesystem with reflinks
  * a copy that changed in part shares its unchanged blocks with it.
  *
- * Sealing needs no lock to hash: it only reads the tree and swaps the
- * manifest by rename, so a snapshot made, deleted or renamed meanwhile does
- * not disturb it; of two sealers of one snapshot the second to finish keeps
- * the first one's manifest.  Only when it replaces a copy by a hard link
- * does it take the writers' lock, for those links and the manifest swap
- * (seal_share.h).  So never call it holding the store's lock.
+ * Sealing needs no store lock to hash: it only reads the tree and swaps
+ * the manifest by rename, so a snapshot made, deleted or renamed meanwhile
+ * does not disturb it.  Two sealers of one snapshot (the daemon's and
+ * tracsnap verify's) take turns: each holds an flock(2) on the snapshot's
+ * unsealed marker from start to end, and the one that waited finds the
+ * marker gone and leaves the manifest as it is.  Only when it replaces a
+ * copy by a hard link does it take the writers' lock, for those links and
+ * the manifest that records them (seal_share.h).  So never call it holding
+ * the store's lock.
  */
 #ifndef TS_SEAL_H
 #define TS_SEAL_H

@@ -359,8 +359,8 @@ void ts_seal_share_files(ts_seal_share *sh, ts_store *s, const char *name, int d
 
 	if (!sh->locked)
 		return;
-	/* Still this snapshot, still not sealed (another sealer may have
-	 * finished it while this one waited for the lock). */
+	/* Still this snapshot, still not sealed (a writer may have deleted or
+	 * renamed it while this one waited for the lock). */
 	if (fstat(dirfd, &held) < 0 || fstatat(s->dirfd, name, &now, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    held.st_dev != now.st_dev || held.st_ino != now.st_ino ||
 	    faccessat(dirfd, TS_STORE_UNSEALED, F_OK, AT_SYMLINK_NOFOLLOW) < 0)

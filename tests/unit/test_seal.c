@@ -13,11 +13,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -700,6 +702,76 @@ static void test_seal_removed(void **state)
 	assert_int_equal(n_listed(x), 0);
 }
 
+/* 7b. Two sealers of one snapshot take turns (seal.h): one that finds the
+ * marker locked waits, writes nothing meanwhile, and once its turn comes
+ * either finds the snapshot sealed by the other (leaving its manifest as
+ * it is) or seals it itself. */
+typedef struct seal_turn {
+	fx *x;
+	const char *name;
+	ts_err_code rc;
+	int done;   /* atomic */
+} seal_turn;
+
+static void *seal_turn_main(void *arg)
+{
+	seal_turn *t = arg;
+	ts_err e;
+
+	ts_err_clear(&e);
+	t->rc = ts_seal(&t->x->s, t->name, NULL, NULL, &e);
+	__atomic_store_n(&t->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void test_seal_takes_turns(void **state)
+{
+	fx *x = *state;
+	const char *names[2] = { "s1", "s2" };
+
+	for (int k = 0; k < 2; k++) {
+		seal_turn t = { .x = x, .name = names[k] };
+		struct timespec nap = { 0, 300 * 1000 * 1000 };
+		char mp[TBUF], kp[TBUF];
+		unsigned char *c1, *c2;
+		size_t l1, l2;
+		pthread_t th;
+		int fd;
+
+		take_unsealed(x, names[k], NULL);
+		snap_path(x, names[k], "manifest", mp, sizeof(mp));
+		snap_path(x, names[k], "unsealed", kp, sizeof(kp));
+		c1 = tu_slurp(mp, &l1);
+		fd = open(kp, O_RDONLY | O_CLOEXEC);
+		assert_true(fd >= 0);
+		assert_int_equal(flock(fd, LOCK_EX), 0);   /* "another sealer" */
+		assert_int_equal(pthread_create(&th, NULL, seal_turn_main, &t), 0);
+		nanosleep(&nap, NULL);
+		/* Waiting: neither the manifest nor the marker touched. */
+		assert_int_equal(__atomic_load_n(&t.done, __ATOMIC_ACQUIRE), 0);
+		assert_true(marker_present(x, names[k]));
+		c2 = tu_slurp(mp, &l2);
+		assert_int_equal(l1, l2);
+		assert_memory_equal(c1, c2, l1);
+		free(c2);
+		if (k == 0)   /* the other finished: marker gone, its manifest stays */
+			assert_int_equal(unlink(kp), 0);
+		close(fd);
+		assert_int_equal(pthread_join(th, NULL), 0);
+		assert_int_equal(t.rc, TS_OK);
+		assert_false(marker_present(x, names[k]));
+		if (k == 0) {
+			c2 = tu_slurp(mp, &l2);
+			assert_int_equal(l1, l2);
+			assert_memory_equal(c1, c2, l1);
+			free(c2);
+		} else {
+			check_sealed(x, names[k]);
+		}
+		free(c1);
+	}
+}
+
 /* 7. Cancelled: stays unsealed, and can be sealed later. */
 static void test_seal_cancel(void **state)
 {
@@ -876,6 +948,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lost_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_size_changed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seal_takes_turns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_share_from_unsealed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_all_nothing, setup, teardown),
