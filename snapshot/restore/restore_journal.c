@@ -15,6 +15,9 @@
  * killed one's lock goes with it.  Restores by another account than root keep no journal
  * (they could not write there).
  *
+ * A journal is written to .new-PID-START first; one a killed restore left
+ * there goes with the next restore of any ENV (restore_journal_sweep).
+ *
  * File: lines "tracsnap-restore 1", "pid PID STARTTIME", "env ESCAPED",
  * "tmp ESCAPED", "copy DEV INO", "old DEV INO", "load 0|1", "phase
  * copying|swapped".  STARTTIME (from /proc/PID/stat) tells the restorer
@@ -22,6 +25,7 @@
  */
 #include "restore/restore_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -307,6 +311,44 @@ static ts_err_code restore_journal_lock(restore_journal *j, const char *lockname
 	return ts_err_set(e, TS_ERR_BUSY, "%s: another restore of it is starting", env);
 }
 
+/* A restore killed while it wrote its journal left .new-PID-START (the
+ * new file, not yet renamed over the journal): remove those whose process
+ * is gone.  A live restore's, of another ENV, stays. */
+#define RESTORE_JOURNAL_NEW ".new-"
+
+static void restore_journal_sweep(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		const char *p = de->d_name + strlen(RESTORE_JOURNAL_NEW);
+		char *end;
+		long pid;
+		unsigned long long start = 0;
+
+		if (strncmp(de->d_name, RESTORE_JOURNAL_NEW, strlen(RESTORE_JOURNAL_NEW)))
+			continue;
+		pid = strtol(p, &end, 10);
+		if (end == p || pid <= 0)
+			continue;
+		if (*end == '-')
+			start = strtoull(end + 1, &end, 10);
+		if (*end)
+			continue;
+		unsigned long long now = restore_starttime(pid);
+		if (now == 0 || (start && now != start))
+			(void)unlinkat(dirfd, de->d_name, 0);
+	}
+	closedir(d);
+}
+
 ts_err_code restore_journal_open(restore_journal *j, const char *env, int parentfd,
                                  const char *envname, ts_restore_out *out, ts_err *e)
 {
@@ -331,6 +373,7 @@ ts_err_code restore_journal_open(restore_journal *j, const char *env, int parent
 	free(real);
 	if (rc != TS_OK)
 		return rc;
+	restore_journal_sweep(j->dirfd);
 	restore_journal_name(env, name);
 	snprintf(j->name, sizeof j->name, "%s", name);
 	snprintf(j->env, sizeof j->env, "%s", env);
@@ -360,7 +403,7 @@ out:
 ts_err_code restore_journal_write(restore_journal *j, int phase, const char *tmpname, int tmpfd,
                                   int envfd, bool load, ts_err *e)
 {
-	char tmp[NAME_MAX + 8], *eenv = NULL, *etmp = NULL;
+	char tmp[64], *eenv = NULL, *etmp = NULL;
 	struct stat cst, ost;
 	ts_err_code rc = TS_OK;
 	FILE *f = NULL;
@@ -372,7 +415,7 @@ ts_err_code restore_journal_write(restore_journal *j, int phase, const char *tmp
 		return ts_err_sys(e, errno, "restore journal: cannot stat");
 	eenv = ts_manifest_escape(j->env);
 	etmp = ts_manifest_escape(tmpname);
-	snprintf(tmp, sizeof tmp, ".new-%ld", (long)getpid());
+	snprintf(tmp, sizeof tmp, RESTORE_JOURNAL_NEW "%ld-%llu", (long)getpid(), restore_starttime(getpid()));
 	fd = openat(j->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (!eenv || !etmp || fd < 0 || !(f = fdopen(fd, "w"))) {
 		rc = ts_err_sys(e, errno ? errno : ENOMEM, "%s: cannot write the journal", RESTORE_JOURNAL_DIR);

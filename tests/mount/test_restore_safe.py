@@ -336,6 +336,11 @@ def test_interrupted_restore_is_settled_by_the_next(setup, where):
         inject = "renameat2:when=%d" % exchange if where == "exchange" else "renameat:when=%d" % after
     old = state(env)
     killed_restore(env, tree, inject)
+    # Killed in the rename that follows the exchange: the journal's, whose
+    # new file (.new-PID-START) stays behind until the next restore.
+    stale = [n for n in os.listdir(JOURNALS) if n.startswith(".new-")]
+    if where == "after-exchange":
+        assert stale, os.listdir(JOURNALS)
     got = state(env)
     assert os.path.isdir(env)
     leftovers = [s for s in siblings(env) if ".restore-tmp-" in s]
@@ -356,8 +361,10 @@ def test_interrupted_restore_is_settled_by_the_next(setup, where):
     assert lines[1].startswith("restored one into %s" % env)
     assert siblings(env) == []
     assert not os.path.exists(os.path.join(env, "htdocs", "new.txt"))
-    # The journal (and its lock) are gone once a restore has ended.
+    # The journal (and its lock) are gone once a restore has ended, and so
+    # is the new file a killed one left.
     assert [n for n in os.listdir(JOURNALS) if n.startswith(journal_name(env))] == []
+    assert [n for n in os.listdir(JOURNALS) if n in stale] == []
 
 
 def test_restore_while_another_restore_of_env_runs_is_refused(setup):
