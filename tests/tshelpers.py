@@ -558,3 +558,22 @@ def start_public_mount(mount_factory, public_dir, logdir, env, opts=(), **kw):
     m.logpath = os.path.join(str(logdir), "public-mnt.log")
     m.start()
     return m
+
+
+def fs_used(path, settle_s=15.0):
+    """The used bytes of path's filesystem once they stop moving (unchanged
+    for 1 s, at most settle_s): XFS frees an unlinked inode's blocks in the
+    background (inodegc), after sync(2) has returned, and a copy replaced by
+    a hard link is freed so."""
+    def now():
+        os.sync()
+        st = os.statvfs(path)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+    deadline = time.monotonic() + settle_s
+    last, same = now(), 0
+    while same < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        cur = now()
+        same = same + 1 if cur == last else 0
+        last = cur
+    return last

@@ -21,11 +21,11 @@ import os
 import random
 import shutil
 import sqlite3
-import time
 
 from tsbench.common import MiB, Row, block_unmount, log, rm_rf, run, sync
 from tsbench.envs import FIXTURE, extract_fixture
 from tsbench.snap import ts_snapshot
+from tshelpers import fs_used
 
 ROW = 64 * 1024
 REWRITE = 16                # rows of 64 KiB: 1 MiB of pages
@@ -79,24 +79,6 @@ def rewrite(env, rows):
         c.close()
 
 
-def used(path, settle_s=15.0):
-    """The filesystem's used bytes once they stop moving: XFS frees an
-    unlinked inode's blocks in the background (inodegc), after sync(2) has
-    returned; a copy replaced by a hard link is freed so."""
-    def now():
-        sync()
-        st = os.statvfs(path)
-        return (st.f_blocks - st.f_bfree) * st.f_frsize
-    deadline = time.monotonic() + settle_s
-    last, same = now(), 0
-    while same < 5 and time.monotonic() < deadline:   # unchanged for 1 s
-        time.sleep(0.2)
-        cur = now()
-        same = same + 1 if cur == last else 0
-        last = cur
-    return last
-
-
 def bench_growth(ctx):
     mkfs = mkfs_xfs()
     if not mkfs:
@@ -117,13 +99,13 @@ def bench_growth(ctx):
             log("GROWTH run %d/%d (database %.0f MiB)" % (r + 1, ctx.runs, size / MiB))
             rm_rf(store)
             ts_snapshot(env, store, "base-%d" % r)
-            prev = used(mnt)
+            prev = fs_used(mnt)
             rewrite(env, rows)
             ts_snapshot(env, store, "changed-%d" % r)
-            now = used(mnt)
+            now = fs_used(mnt)
             changed.append(now - prev)
             ts_snapshot(env, store, "same-%d" % r)
-            same.append(used(mnt) - now)
+            same.append(fs_used(mnt) - now)
             rm_rf(store)
     finally:
         block_unmount(mnt)

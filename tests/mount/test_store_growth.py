@@ -21,11 +21,10 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import time
 
 import pytest
 
-from tshelpers import cli_snapshot, run, sha256_file, tracsnap, wait_sealed, wait_stage
+from tshelpers import cli_snapshot, fs_used, run, sha256_file, tracsnap, wait_sealed, wait_stage
 
 DB = os.path.join("db", "trac.db")
 EX_DATAERR = 65
@@ -200,22 +199,6 @@ def xfs(tmp_path):
             os.unlink(img)
 
 
-def used(path):
-    """Used bytes once they stop moving: XFS frees an unlinked inode's
-    blocks in the background, after sync(2) has returned."""
-    def now():
-        os.sync()
-        st = os.statvfs(path)
-        return (st.f_blocks - st.f_bfree) * st.f_frsize
-    last, same, deadline = now(), 0, time.monotonic() + 15
-    while same < 5 and time.monotonic() < deadline:   # unchanged for 1 s
-        time.sleep(0.2)
-        cur = now()
-        same = same + 1 if cur == last else 0
-        last = cur
-    return last
-
-
 def grow_db(env, wal=False):
     """Make the database 100+ MB (1700 rows of 64 KiB of random bytes);
     its size."""
@@ -247,10 +230,10 @@ def test_xfs_database_blocks_shared_across_filesystems(env_sqlite, xfs):
     env, store = env_sqlite, os.path.join(xfs, "store")
     size = grow_db(env)
     cli_snapshot(env, store, "s1")
-    before = used(xfs)
+    before = fs_used(xfs)
     rewrite_rows(env)
     cli_snapshot(env, store, "s2")
-    growth = used(xfs) - before
+    growth = fs_used(xfs) - before
     assert growth < size // 10, "store grew %d bytes for a database of %d" % (growth, size)
     assert sha256_file(stored(store, "s2", DB)) == sha256_file(os.path.join(env, DB))
     p = verify(env, store)
@@ -266,11 +249,11 @@ def test_xfs_wal_database_blocks_shared_by_mkdir(env_sqlite, xfs, mount_factory)
     os.mkdir(m.path("s1"))
     wait_sealed(m.store, "s1", daemon=m)
     wait_stage(m.store, "s1")
-    before = used(xfs)
+    before = fs_used(xfs)
     rewrite_rows(env)
     os.mkdir(m.path("s2"))
     wait_sealed(m.store, "s2", daemon=m)
-    growth = used(xfs) - before
+    growth = fs_used(xfs) - before
     assert growth < size // 10, "store grew %d bytes for a database of %d" % (growth, size)
     c = sqlite3.connect("file:%s?mode=ro" % m.path("s2", DB), uri=True)
     try:
