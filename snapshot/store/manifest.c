@@ -60,6 +60,22 @@ bool ts_manifest_sealed(const ts_manifest *m)
 }
 
 /* Append an entry that takes ownership of path (freed on failure too). */
+bool manifest_reserve(ts_manifest *m, size_t n)
+{
+	ts_manifest_entry *v;
+
+	if (n <= m->cap)
+		return true;
+	if (n > SIZE_MAX / sizeof(*v))
+		return false;
+	v = realloc(m->entries, n * sizeof(*v));
+	if (!v)
+		return false;
+	m->entries = v;
+	m->cap = n;
+	return true;
+}
+
 ts_manifest_entry *manifest_push(ts_manifest *m, char type, char *path)
 {
 	ts_manifest_entry *ent = NULL;
@@ -257,6 +273,14 @@ void ts_sha256_hex(const unsigned char d[32], char out[65])
 	out[64] = '\0';
 }
 
+/* One more than the value of a lowercase hex digit; 0 for any other byte
+ * (NUL too). */
+static const unsigned char manifest_lowhex[256] = {
+	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
+	['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+	['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
 /* Exactly 64 lowercase hex digits, as the writer produces. */
 bool ts_sha256_unhex(const char *hex, unsigned char d[32])
 {
@@ -265,17 +289,16 @@ bool ts_sha256_unhex(const char *hex, unsigned char d[32])
 
 	if (!hex)
 		return false;
-	for (i = 0; i < 64; i++) {
-		char c = hex[i];
-
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-			return false; /* also stops at the NUL of a short string */
+	/* Lowercase only; the NUL of a short string stops it (not a digit). */
+	for (i = 0; i < 32; i++) {
+		int hi = manifest_lowhex[(unsigned char)hex[2 * i]];
+		int lo = hi ? manifest_lowhex[(unsigned char)hex[2 * i + 1]] : 0;
+		if (!lo)
+			return false;
+		tmp[i] = (unsigned char)((hi - 1) << 4 | (lo - 1));
 	}
 	if (hex[64] != '\0')
 		return false;
-	for (i = 0; i < 32; i++)
-		tmp[i] = (unsigned char)(ts_hexval(hex[2 * i]) << 4 |
-		                         ts_hexval(hex[2 * i + 1]));
 	memcpy(d, tmp, sizeof(tmp));
 	return true;
 }

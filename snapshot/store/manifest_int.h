@@ -15,9 +15,15 @@
 #define MANIFEST_FIELDS 12
 #define MANIFEST_FIELDS_V1 10   /* version 1: no store_ino, store_ctime */
 
+/* The shortest entry line a manifest can hold, LF included (version 1: 10
+ * one-byte fields, two of them times of 11 bytes, 9 tabs). */
+#define MANIFEST_MIN_LINE 40
+
 /* Append an entry that takes ownership of path (freed on failure too);
  * NULL on out of memory. */
 ts_manifest_entry *manifest_push(ts_manifest *m, char type, char *path);
+/* Make room for n entries in all; false on out of memory. */
+bool manifest_reserve(ts_manifest *m, size_t n);
 /* Unescape text into *out: 0, -1 for a malformed text, -2 out of memory.
  * Besides unknown escapes, a byte that ts_manifest_escape() never leaves
  * raw (a control byte, DEL, space) is refused too. */

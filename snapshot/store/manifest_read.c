@@ -29,6 +29,7 @@ typedef struct manifest_r {
 	size_t len;       /* of line, without the LF */
 	unsigned long lineno;
 	size_t fields;    /* of an entry line: MANIFEST_FIELDS, or _V1 for version 1 */
+	uint64_t size;    /* of the file, when opened */
 	ts_err *e;
 } manifest_r;
 
@@ -89,47 +90,55 @@ static size_t mr_split(manifest_r *r, char **f, size_t max)
 	}
 }
 
-/* Decimal digits only (no sign, no space: strtoull would take both), at most
- * max. */
-static bool mr_u64(const char *s, uint64_t max, uint64_t *out)
+/* Decimal digits of s up to stop (one at least; no sign, no space), at most
+ * max; *end: where they stopped.  By hand, not strtoull: a manifest has a
+ * million numbers, and strtoull's locale and sign handling cost a third of
+ * reading one. */
+static bool mr_digits(const char *s, uint64_t max, uint64_t *out, const char **end)
 {
-	unsigned long long v;
-	char *end;
+	uint64_t v = 0;
+	const char *p = s;
 
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end != '\0' || v > max)
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (max - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	if (p == s)
 		return false;
 	*out = v;
+	*end = p;
 	return true;
+}
+
+/* Decimal digits only, the whole field, at most max. */
+static bool mr_u64(const char *s, uint64_t max, uint64_t *out)
+{
+	const char *end;
+	return mr_digits(s, max, out, &end) && *end == '\0';
 }
 
 /* "<sec>.<9 digits>", sec optionally negative. */
 static bool mr_time(const char *s, struct timespec *t)
 {
-	const char *dot = strchr(s, '.');
-	const char *d = s[0] == '-' ? s + 1 : s;
-	char *end;
-	long long sec;
+	bool neg = s[0] == '-';
+	const char *dot;
+	uint64_t sec;
 	long nsec = 0;
 	int i;
 
-	if (!dot || *d < '0' || *d > '9' || strlen(dot + 1) != 9)
-		return false;
-	errno = 0;
-	sec = strtoll(s, &end, 10);
-	if (errno || end != dot)
+	/* time_t is 64 bits here; -(2^63) itself is never written. */
+	if (!mr_digits(s + neg, INT64_MAX, &sec, &dot) || *dot != '.')
 		return false;
 	for (i = 1; i <= 9; i++) {
 		if (dot[i] < '0' || dot[i] > '9')
 			return false;
 		nsec = nsec * 10 + (dot[i] - '0');
 	}
-	if ((long long)(time_t)sec != sec)
+	if (dot[10] != '\0')
 		return false;
-	t->tv_sec = (time_t)sec;
+	t->tv_sec = neg ? -(time_t)sec : (time_t)sec;
 	t->tv_nsec = nsec;
 	return true;
 }
@@ -380,7 +389,13 @@ static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
 		goto out;
 	}
 
-	/* Never allocate by count: a hostile file could claim 2^60 entries. */
+	/* Room for the announced entries at once (no copying as the array
+	 * grows), but never more than the file's bytes could hold: a hostile
+	 * file could claim 2^60 entries. */
+	if (!manifest_reserve(m, count < r->size / MANIFEST_MIN_LINE ? count : r->size / MANIFEST_MIN_LINE)) {
+		rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+		goto out;
+	}
 	for (;;) {
 		rc = mr_need(r, "'end' line (file truncated?)");
 		if (rc != TS_OK)
@@ -431,6 +446,7 @@ ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e)
 		close(fd);
 		goto out;
 	}
+	r.size = (uint64_t)st.st_size;
 	r.f = fdopen(fd, "r");
 	if (!r.f) {
 		rc = ts_err_sys(e, errno, "%s: cannot open manifest", file);
