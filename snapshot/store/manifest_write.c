@@ -80,16 +80,71 @@ static void mw_printf(manifest_w *w, const char *fmt, ...)
 		mw_put(w, tmp, (size_t)k < sizeof(tmp) ? (size_t)k : sizeof(tmp) - 1);
 }
 
-/* An escaped field; false on out of memory. */
-static bool mw_escaped(manifest_w *w, const char *raw)
+static void mw_char(manifest_w *w, char c)
 {
-	char *s = ts_manifest_escape(raw);
+	if (w->n == sizeof(w->buf))
+		mw_flush(w);
+	w->buf[w->n++] = c;
+}
 
-	if (!s)
-		return false;
-	mw_str(w, s);
-	free(s);
-	return true;
+/* Decimal, by hand: vsnprintf was a fifth of writing a manifest. */
+static void mw_u64(manifest_w *w, uint64_t v)
+{
+	char tmp[20];
+	size_t k = sizeof(tmp);
+
+	do {
+		tmp[--k] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	mw_put(w, tmp + k, sizeof(tmp) - k);
+}
+
+/* "<sec>.<9 digits>" (manifest_read.c's mr_time). */
+static void mw_time(manifest_w *w, const struct timespec *t)
+{
+	char ns[9];
+	long v = t->tv_nsec;
+
+	if (t->tv_sec < 0) {
+		mw_char(w, '-');
+		mw_u64(w, -(uint64_t)t->tv_sec);
+	} else {
+		mw_u64(w, (uint64_t)t->tv_sec);
+	}
+	for (int i = 8; i >= 0; i--, v /= 10)
+		ns[i] = (char)('0' + v % 10);
+	mw_char(w, '.');
+	mw_put(w, ns, sizeof(ns));
+}
+
+/* An escaped field (ts_manifest_escape's rules), straight into the
+ * buffer: runs of bytes that need no escape are copied as they are. */
+static void mw_escaped(manifest_w *w, const char *raw)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)raw, *run = p;
+
+	for (;; p++) {
+		unsigned char c = *p;
+		if (c != '\\' && c > ' ' && c != 0x7f)
+			continue;
+		mw_put(w, (const char *)run, (size_t)(p - run));
+		if (c == '\0')
+			break;
+		mw_char(w, '\\');
+		switch (c) {
+		case '\\': mw_char(w, '\\'); break;
+		case '\t': mw_char(w, 't'); break;
+		case '\n': mw_char(w, 'n'); break;
+		case '\r': mw_char(w, 'r'); break;
+		default:
+			mw_char(w, 'x');
+			mw_char(w, hex[c >> 4]);
+			mw_char(w, hex[c & 15]);
+		}
+		run = p + 1;
+	}
 }
 
 /* Refuse to write what the reader would refuse to read. */
@@ -163,16 +218,13 @@ ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e)
 	mw_str(w, MANIFEST_MAGIC "\t" MANIFEST_VERSION "\n");
 	mw_printf(w, "time\t%lld.%09ld\n", (long long)m->time.tv_sec, (long)m->time.tv_nsec);
 	mw_str(w, "env\t");
-	if (!mw_escaped(w, m->env))
-		goto nomem;
+	mw_escaped(w, m->env);
 	mw_str(w, "\n");
 	if (m->external_db) {
 		mw_str(w, "external-db\t");
-		if (!mw_escaped(w, m->external_db))
-			goto nomem;
+		mw_escaped(w, m->external_db);
 		mw_str(w, "\t");
-		if (!mw_escaped(w, m->external_db_rel))
-			goto nomem;
+		mw_escaped(w, m->external_db_rel);
 		mw_str(w, "\n");
 	}
 	if (m->no_database)
@@ -190,17 +242,29 @@ ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e)
 			memcpy(hex, "-", 2);
 		else
 			ts_sha256_hex(ent->sha256, hex);
-		mw_printf(w, "%c\t%04o\t%lu\t%lu\t%" PRIu64 "\t%lld.%09ld\t",
-		          ent->type, (unsigned)(ent->mode & 07777),
-		          (unsigned long)ent->uid, (unsigned long)ent->gid, ent->size,
-		          (long long)ent->mtime.tv_sec, (long)ent->mtime.tv_nsec);
+		unsigned mode = (unsigned)(ent->mode & 07777);
+		char lead[7] = { ent->type, '\t', (char)('0' + (mode >> 9)), (char)('0' + ((mode >> 6) & 7)),
+		                 (char)('0' + ((mode >> 3) & 7)), (char)('0' + (mode & 7)), '\t' };
+		mw_put(w, lead, sizeof(lead));
+		mw_u64(w, (uint64_t)ent->uid);
+		mw_char(w, '\t');
+		mw_u64(w, (uint64_t)ent->gid);
+		mw_char(w, '\t');
+		mw_u64(w, ent->size);
+		mw_char(w, '\t');
+		mw_time(w, &ent->mtime);
+		mw_char(w, '\t');
 		mw_str(w, hex);
-		mw_printf(w, "\t%" PRIu64 "\t%lld.%09ld\t%" PRIu64 "\t%lld.%09ld\t", ent->src_ino,
-		          (long long)ent->src_ctime.tv_sec, (long)ent->src_ctime.tv_nsec,
-		          ent->store_ino, (long long)ent->store_ctime.tv_sec,
-		          (long)ent->store_ctime.tv_nsec);
-		if (!mw_escaped(w, ent->path))
-			goto nomem;
+		mw_char(w, '\t');
+		mw_u64(w, ent->src_ino);
+		mw_char(w, '\t');
+		mw_time(w, &ent->src_ctime);
+		mw_char(w, '\t');
+		mw_u64(w, ent->store_ino);
+		mw_char(w, '\t');
+		mw_time(w, &ent->store_ctime);
+		mw_char(w, '\t');
+		mw_escaped(w, ent->path);
 		mw_str(w, "\n");
 	}
 	mw_str(w, "end\n");
@@ -222,9 +286,6 @@ ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e)
 		goto out;
 	}
 	w->fd = -1;
-	goto out;
-nomem:
-	rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
 out:
 	if (w && w->fd >= 0)
 		close(w->fd);
