@@ -166,6 +166,41 @@ static void test_sort_find(void **state)
 	assert_null(m.entries);
 }
 
+/* Mostly sorted: a few entries appended out of order go into their place
+ * (not through qsort), with their data. */
+static void test_sort_tail(void **state)
+{
+	static const char *const late[] = { "p0999x", "a", "p0001" };
+	ts_manifest_entry *ent;
+	ts_manifest m;
+	char p[32];
+	size_t i;
+
+	(void)state;
+	ts_manifest_init(&m);
+	for (i = 0; i < 1000; i += 2) {
+		snprintf(p, sizeof(p), "p%04zu", i);
+		ent = ts_manifest_add(&m, 'f', p);
+		assert_non_null(ent);
+		ent->size = i;
+	}
+	for (i = 0; i < sizeof(late) / sizeof(late[0]); i++) {
+		ent = ts_manifest_add(&m, 'f', late[i]);
+		assert_non_null(ent);
+		ent->size = 5000 + i;
+	}
+	ts_manifest_sort(&m);
+	assert_int_equal(m.n, 503);
+	for (i = 1; i < m.n; i++)
+		assert_true(strcmp(m.entries[i - 1].path, m.entries[i].path) < 0);
+	assert_string_equal(m.entries[0].path, "a");
+	for (i = 0; i < sizeof(late) / sizeof(late[0]); i++)
+		assert_int_equal(ts_manifest_find(&m, late[i])->size, 5000 + i);
+	assert_int_equal(ts_manifest_find(&m, "p0998")->size, 998);
+	assert_int_equal(ts_manifest_find(&m, "p0000")->size, 0);
+	ts_manifest_free(&m);
+}
+
 /* Many entries: the array grows past its first allocation. */
 static void test_many(void **state)
 {
@@ -261,6 +296,7 @@ int main(void)
 		cmocka_unit_test(test_unescape_bad),
 		cmocka_unit_test(test_sha256_hex),
 		cmocka_unit_test(test_sort_find),
+		cmocka_unit_test(test_sort_tail),
 		cmocka_unit_test(test_many),
 		cmocka_unit_test(test_sealed),
 	};
