@@ -381,6 +381,9 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	else   /* a stage's copy (stage.h), of no use here */
 		(void)unlinkat(r.tmp.dirfd, SNAP_DB_PRECOPY, 0);
 	rc = snap_precopy(&r, e);
+	/* The stage's manifest made the items; it is not needed again (some
+	 * 50 MB at 200,000 entries: the take's memory peak is at its end). */
+	ts_manifest_free(&r.fresh);
 	if (rc != TS_OK)
 		goto out;
 	/* The catch-up pass takes out of the lock what changed while the
@@ -424,8 +427,11 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	if (rc != TS_OK)
 		goto out;
 	rc = snap_dir_meta(&r, e);
+	/* Nothing more is shared from the previous snapshot: its manifest goes
+	 * before the new one is built. */
+	ts_manifest_free(&r.prev);
 	if (rc == TS_OK)
-		rc = snap_manifest(&r, db_rel, e);
+		rc = snap_manifest(&r, db_rel, true, e);
 	if (rc == TS_OK)
 		rc = snap_cancelled(&r) ? snap_cancel_err(&r, e) : ts_store_mark_unsealed(&r.tmp, e);
 	if (rc == TS_OK) {

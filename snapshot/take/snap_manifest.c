@@ -11,7 +11,7 @@
 #include "db/dbsnap.h"
 #include "store/manifest_stat.h"
 
-ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
+ts_err_code snap_manifest(snap_run *r, const char *db_rel, bool take_paths, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	ts_manifest m;
@@ -32,12 +32,19 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 		if (!m.external_db || !m.external_db_rel)
 			goto nomem;
 	}
+	if (!ts_manifest_reserve(&m, r->items.n + 2))   /* and the database's copy, its directory */
+		goto nomem;
 	for (size_t k = 0; k < r->items.n; k++) {
-		const snap_item *it = &r->items.v[k];
+		snap_item *it = &r->items.v[k];
 		ts_manifest_entry *me;
 		if (!it->type)
 			continue;
-		me = ts_manifest_add(&m, it->type, it->rel);
+		if (take_paths) {
+			me = ts_manifest_add_owned(&m, it->type, it->rel);
+			it->rel = NULL;   /* the manifest's now, even on failure */
+		} else {
+			me = ts_manifest_add(&m, it->type, it->rel);
+		}
 		if (!me)
 			goto nomem;
 		ts_manifest_entry_set_meta(me, &it->st);
