@@ -171,6 +171,19 @@ int ts_beneath_procpath(char *buf, size_t size, int dirfd, const char *leaf)
 	return 0;
 }
 
+DIR *ts_beneath_list(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d && fd >= 0) {
+		int err = errno;
+		close(fd);
+		errno = err;
+	}
+	return d;
+}
+
 /* Close c's levels from the one at index keep on. */
 static void beneath_cache_trim(ts_beneath_cache *c, int keep)
 {

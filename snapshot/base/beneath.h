@@ -31,6 +31,7 @@
 #ifndef TS_BENEATH_H
 #define TS_BENEATH_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -67,6 +68,11 @@ void ts_beneath_parent_close(int dirfd, int parentfd);
  * ts_manifest_read_at): the kernel follows links on the way.  0, or -1 with
  * ENAMETOOLONG when buf is too small. */
 int ts_beneath_procpath(char *buf, size_t size, int dirfd, const char *leaf);
+
+/* A stream over the entries of the directory open on dirfd, on a
+ * descriptor of its own (dirfd stays open, its offset unmoved): close it
+ * with closedir.  NULL with errno. */
+DIR *ts_beneath_list(int dirfd);
 
 /* The directories on the way to the last parent ts_beneath_cache_parent
  * opened, kept for the next names: a pass over sorted paths (consecutive

@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/beneath.h"
 #include "base/trust.h"
 
 #define RESTORE_JOURNAL_PARENT "/var/lib/tracsnap"
@@ -318,15 +319,11 @@ static ts_err_code restore_journal_lock(restore_journal *j, const char *lockname
 
 static void restore_journal_sweep(int dirfd)
 {
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = ts_beneath_list(dirfd);
 	struct dirent *de;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return;
-	}
 	while ((de = readdir(d)) != NULL) {
 		const char *p = de->d_name + strlen(RESTORE_JOURNAL_NEW);
 		char *end;

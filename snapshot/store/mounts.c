@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/beneath.h"
 #include "base/inuse.h"
 
 #define MOUNTS_NEW ".new"
@@ -108,15 +109,11 @@ static bool mounts_read(ts_store *s, const char *name, char *mnt, unsigned long 
  * writers) when clean.  fn gets each live mount point. */
 static void mounts_each(ts_store *s, bool clean, void (*fn)(void *, const char *), void *arg)
 {
-	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = ts_beneath_list(s->dirfd);
 	struct dirent *de;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return;
-	}
 	while ((de = readdir(d)) != NULL) {
 		char mnt[PATH_MAX];
 		unsigned long long start = 0;

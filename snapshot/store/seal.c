@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/beneath.h"
 #include "base/copy.h"
 #include "base/log.h"
 #include "base/pool.h"
@@ -97,15 +98,11 @@ static bool seal_stale_name(const char *name, const char *prefix)
 
 static void seal_remove_stale(int dirfd)
 {
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = ts_beneath_list(dirfd);
 	struct dirent *de;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return;
-	}
 	while ((de = readdir(d)) != NULL)
 		if (seal_stale_name(de->d_name, SEAL_TMP_PREFIX) ||
 		    seal_stale_name(de->d_name, SEAL_SHARE_TMP_PREFIX))

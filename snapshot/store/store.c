@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/beneath.h"
 #include "base/copy.h"
 #include "env/env.h"
 #include "base/log.h"
@@ -271,13 +272,10 @@ ts_err_code ts_store_list(ts_store *s, ts_store_snap **out, size_t *n, ts_err *e
 	size_t cnt = 0, cap = 0;
 	struct dirent *de;
 	struct stat st;
-	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = ts_beneath_list(s->dirfd);
 
 	if (!d) {
 		rc = ts_err_sys(e, errno, "store %s: cannot list", s->root);
-		if (fd >= 0)
-			close(fd);
 		goto out;
 	}
 	while ((de = readdir(d)) != NULL) {
