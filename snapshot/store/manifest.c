@@ -59,7 +59,6 @@ bool ts_manifest_sealed(const ts_manifest *m)
 	return true;
 }
 
-/* Append an entry that takes ownership of path (freed on failure too). */
 bool manifest_reserve(ts_manifest *m, size_t n)
 {
 	ts_manifest_entry *v;
@@ -76,6 +75,7 @@ bool manifest_reserve(ts_manifest *m, size_t n)
 	return true;
 }
 
+/* Append an entry that takes ownership of path (freed on failure too). */
 ts_manifest_entry *manifest_push(ts_manifest *m, char type, char *path)
 {
 	ts_manifest_entry *ent = NULL;
@@ -84,15 +84,9 @@ ts_manifest_entry *manifest_push(ts_manifest *m, char type, char *path)
 		goto out;
 	if (m->n == m->cap) {
 		size_t cap = m->cap ? m->cap * 2 : 64;
-		ts_manifest_entry *v;
 
-		if (cap < m->cap || cap > SIZE_MAX / sizeof(*v))
+		if (cap < m->cap || !manifest_reserve(m, cap))
 			goto fail;
-		v = realloc(m->entries, cap * sizeof(*v));
-		if (!v)
-			goto fail;
-		m->entries = v;
-		m->cap = cap;
 	}
 	ent = &m->entries[m->n++];
 	memset(ent, 0, sizeof(*ent));
