@@ -159,11 +159,10 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
 
 	if (r->staged) {
-		const ts_manifest *m = r->fresh.n ? &r->fresh : &r->prev;
-		rc = snap_items_from_manifest(r, m, e);
+		rc = snap_items_from_manifest(r, &r->prev, e);
 		/* Before the lock: the staged copies are the store's (share_check.h). */
 		if (rc == TS_OK)
-			rc = snap_check_staged(r, m, e);
+			rc = snap_check_staged(r, &r->prev, e);
 		return rc == TS_OK ? snap_recheck(r, false, e) : rc;
 	}
 	r->warn = true;
@@ -210,7 +209,8 @@ static bool snap_wait_racy(const snap_run *r)
 	return any;
 }
 
-/* The newest snapshot, to share unchanged files with. */
+/* The newest snapshot, to share unchanged files with, and its manifest;
+ * or its stage, and what the staged tree holds (stage.h). */
 static void snap_open_prev(snap_run *r)
 {
 	ts_store_snap *v = NULL;
@@ -219,18 +219,22 @@ static void snap_open_prev(snap_run *r)
 
 	if (ts_store_list(r->store, &v, &n, NULL) != TS_OK || n == 0)
 		goto out;
-	snprintf(path, sizeof path, "%s/manifest", v[n - 1].name);
-	if (ts_manifest_read_at(r->store->dirfd, path, &r->prev, NULL) != TS_OK) {
-		ts_manifest_free(&r->prev);
-		ts_manifest_init(&r->prev);
-		goto out;
-	}
 	snprintf(path, sizeof path, "%s/tree", v[n - 1].name);
 	r->prevfd = ts_beneath_open(r->store->dirfd, path, O_RDONLY | O_DIRECTORY, 0);
 	r->prev_name = strdup(v[n - 1].name);
 	ts_linklog_read(r->store->dirfd, &r->links);   /* once: share_check.h */
 	r->staged = r->prevfd >= 0 &&
-	            ts_stage_adopt(r->store, &r->tmp, v[n - 1].name, r->prevfd, &r->fresh);
+	            ts_stage_adopt(r->store, &r->tmp, v[n - 1].name, r->prevfd, &r->prev);
+	if (r->staged)
+		goto out;
+	snprintf(path, sizeof path, "%s/manifest", v[n - 1].name);
+	if (ts_manifest_read_at(r->store->dirfd, path, &r->prev, NULL) != TS_OK) {
+		ts_manifest_free(&r->prev);
+		ts_manifest_init(&r->prev);
+		if (r->prevfd >= 0)
+			close(r->prevfd);
+		r->prevfd = -1;   /* nothing shared with a snapshot whose manifest is unread */
+	}
 out:
 	ts_store_list_free(v, n);
 }
@@ -319,7 +323,6 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	r.prevfd = r.envfd = -1;
 	r.root = geteuid() == 0;
 	ts_manifest_init(&r.prev);
-	ts_manifest_init(&r.fresh);
 
 	rc = ts_name_check(o->name, e);
 	if (rc != TS_OK)
@@ -381,9 +384,6 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	else   /* a stage's copy (stage.h), of no use here */
 		(void)unlinkat(r.tmp.dirfd, SNAP_DB_PRECOPY, 0);
 	rc = snap_precopy(&r, e);
-	/* The stage's manifest made the items; it is not needed again (some
-	 * 50 MB at 200,000 entries: the take's memory peak is at its end). */
-	ts_manifest_free(&r.fresh);
 	if (rc != TS_OK)
 		goto out;
 	/* The catch-up pass takes out of the lock what changed while the
@@ -461,7 +461,6 @@ out:
 	if (r.prevfd >= 0)
 		close(r.prevfd);
 	ts_manifest_free(&r.prev);
-	ts_manifest_free(&r.fresh);
 	ts_linklog_free(&r.links);
 	free(r.prev_name);
 	snap_list_free(&r.items);

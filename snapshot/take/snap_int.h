@@ -79,8 +79,9 @@ typedef struct snap_run {
 	uint64_t dirty_budget;     /* beyond it, copies bound their writeback */
 	const char *db_dir;        /* directory ts_db_place made for the database copy */
 	bool root;                 /* geteuid() == 0: owners in the store are checked */
-	bool staged;               /* the tree began as the previous one's stage (stage.h) */
-	ts_manifest fresh;         /* a refreshed stage's own manifest (n == 0: none) */
+	bool staged;               /* the tree began as the previous one's stage (stage.h);
+	                            * prev is then what that tree held */
+	bool stage_refresh;        /* the tree is the stage's, refreshed (stage_refresh.c) */
 	size_t dirs_added;         /* directories snap_recheck found new (the stager watches them) */
 	int64_t listed_ns;         /* CLOCK_REALTIME when the walk that gave items began */
 	bool retyped;              /* a directory met as a link or file on a path (beneath.h):

@@ -173,12 +173,14 @@ int snap_tree_stat(const snap_run *r, const char *rel, struct stat *st)
 	return rc;
 }
 
-/* A staged directory carries the previous snapshot's metadata (stage.c).
- * It serves as is when the environment's directory is the same one, not
- * changed since (ctime: owner, mode, xattrs; mtime: entries), with a ctime
- * old enough at the previous snapshot that a later change would have moved
- * it, and when nothing was added to or removed from the staged copy (its
- * mtime is still the one the stage gave it). */
+/* A staged directory carries the metadata r->prev records: the previous
+ * snapshot's (stage.c), or a refreshed stage's own (stage_refresh.c, which
+ * sets it where a directory changed).  It serves as is when the
+ * environment's directory is the same one, not changed since (ctime:
+ * owner, mode, xattrs; mtime: entries), with a ctime old enough at
+ * r->prev's time that a later change would have moved it, and when nothing
+ * was added to or removed from the staged copy (its mtime is still the one
+ * the stage gave it). */
 static bool snap_dir_as_staged(const snap_run *r, const snap_item *it)
 {
 	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
@@ -198,6 +200,10 @@ static ts_err_code snap_dir_meta_one(void *arg, size_t i, ts_err *e)
 	snap_run *r = arg;
 	const snap_item *it = &r->items.v[i];
 	if (it->type != 'd' || (r->staged && snap_dir_as_staged(r, it)))
+		return TS_OK;
+	/* A stage's directory stays one its owner can add entries to, as
+	 * stage.c builds it: the snapshot that adopts it sets the rest. */
+	if (r->stage_refresh && (it->st.st_mode & (S_IWUSR | S_IXUSR)) != (S_IWUSR | S_IXUSR))
 		return TS_OK;
 	return ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &it->st, r->env->root, e);
 }

@@ -19,10 +19,13 @@
 
 #define STAGE_ID_MAX (NAME_MAX + 64 + TS_STORE_BOOT_ID_MAX)
 
-/* "NAME\nDEV:INO\nBOOT\n" of a snapshot whose tree is open on treefd: the
- * name alone could be a later snapshot made under a reused name; the boot
- * id keeps a stage a crash may have damaged (nothing in it is synced) from
- * being adopted after the reboot. */
+/* "NAME\nDEV:INO\nBOOT\nform 2\n" of a snapshot whose tree is open on
+ * treefd: the name alone could be a later snapshot made under a reused
+ * name; the boot id keeps a stage a crash may have damaged (nothing in it is
+ * synced) from being adopted after the reboot.  The last line is the
+ * stage's form: since form 2 a refresh gives changed directories their
+ * metadata (stage_refresh.c), so a stage without it, left by an older
+ * tracsnap in this boot, is built again rather than adopted. */
 static bool stage_id(const char *name, int treefd, char *buf, size_t len)
 {
 	struct stat st;
@@ -30,7 +33,7 @@ static bool stage_id(const char *name, int treefd, char *buf, size_t len)
 	if (fstat(treefd, &st) < 0)
 		return false;
 	ts_store_boot_id(boot);
-	int n = snprintf(buf, len, "%s\n%llu:%llu\n%s\n", name, (unsigned long long)st.st_dev,
+	int n = snprintf(buf, len, "%s\n%llu:%llu\n%s\nform 2\n", name, (unsigned long long)st.st_dev,
 	                 (unsigned long long)st.st_ino, boot);
 	return n > 0 && (size_t)n < len;
 }
@@ -326,28 +329,25 @@ out:
 	return rc;
 }
 
-ts_err_code ts_stage_manifest(ts_store *s, ts_manifest *m, ts_err *e)
+ts_err_code ts_stage_tree_manifest(ts_store *s, const char *base_name, ts_manifest *m, ts_err *e)
 {
-	return ts_manifest_read_at(s->dirfd, TS_STORE_STAGE_MANIFEST, m, e);
+	char path[PATH_MAX + 64];
+	ts_err_code rc = ts_manifest_read_at(s->dirfd, TS_STORE_STAGE_MANIFEST, m, e);
+	if (rc != TS_ERR_NOTFOUND)
+		return rc;
+	ts_err_clear(e);
+	snprintf(path, sizeof path, "%s/manifest", base_name);
+	return ts_manifest_read_at(s->dirfd, path, m, e);
 }
 
-bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *fresh)
+bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *m)
 {
 	int nfd;
 
 	if (!ts_stage_of(s, base_name, basefd))
 		return false;
-	/* Refreshed: its own manifest says what the tree holds now. */
-	switch (ts_stage_manifest(s, fresh, NULL)) {
-	case TS_OK:
-		if (fresh->n == 0)
-			goto unusable;
-		break;
-	case TS_ERR_NOTFOUND:
-		break;
-	default:
+	if (ts_stage_tree_manifest(s, base_name, m, NULL) != TS_OK || m->n == 0)
 		goto unusable;
-	}
 	/* Opened before the rename, which it follows: once the rename is done
 	 * nothing can fail any more. */
 	nfd = ts_beneath_open(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY, 0);
@@ -369,7 +369,7 @@ bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int bas
 		(void)unlinkat(s->dirfd, TS_STORE_STAGE, AT_REMOVEDIR);
 	return true;
 unusable:
-	ts_manifest_free(fresh);
-	ts_manifest_init(fresh);
+	ts_manifest_free(m);
+	ts_manifest_init(m);
 	return false;
 }

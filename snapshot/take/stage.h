@@ -14,9 +14,11 @@
  *
  * The daemon also keeps the stage current (ts_stage_refresh): when files of
  * the environment change it brings the staged tree up to them, as a
- * snapshot's pre-copy would, and records what the tree then holds in the
- * stage's own manifest; for SQLite it keeps a raw copy of the database
- * there too.  Copying new attachments, and the fresh page cache that costs,
+ * snapshot's pre-copy would, gives the directories that changed their
+ * metadata as a snapshot would, and records what the tree then holds in the
+ * stage's own manifest, which the snapshot then reads instead of the base's
+ * (one manifest read, not two); for SQLite it keeps a raw copy of the
+ * database there too.  Copying new attachments, and the fresh page cache that costs,
  * is then done before anybody asks for a snapshot, and the snapshot mostly
  * checks (snap.c).  The price: the store holds copies of what changed since
  * the newest snapshot, and a file changed often is copied more than once
@@ -49,20 +51,21 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e);
  * open on treefd, in this boot? */
 bool ts_stage_of(ts_store *s, const char *name, int treefd);
 
-/* Read the stage's own manifest, written by a refresh, into m (initialised
- * by the caller, freed by it); TS_ERR_NOTFOUND when the stage was not
- * refreshed. */
-ts_err_code ts_stage_manifest(ts_store *s, ts_manifest *m, ts_err *e);
+/* What the staged tree of the stage made from base_name holds, into m
+ * (initialised by the caller, freed by it): the stage's own manifest once
+ * a refresh wrote one, the base snapshot's before. */
+ts_err_code ts_stage_tree_manifest(ts_store *s, const char *base_name, ts_manifest *m, ts_err *e);
 
 /* For a writer holding the lock, with t just begun: if the stage was made
  * from the snapshot base_name whose tree is open on basefd, move its tree in
  * as t's (t->treefd then refers to it), and its database copy as
- * t->dir/TS_STAGE_DB_PRECOPY, and return true; *fresh (initialised by the
- * caller, freed by it) is then the stage's own manifest if it was
- * refreshed, left empty if the tree is still the base's.  Otherwise leave
- * everything as it was and return false.  Never fails: a stage that cannot
- * be adopted is only a speed-up lost. */
-bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *fresh);
+ * t->dir/TS_STAGE_DB_PRECOPY, and return true; *m (initialised by the
+ * caller, freed by it) is then what the tree holds (ts_stage_tree_manifest):
+ * a refreshed stage's manifest takes the place of the base's, which need
+ * not be read at all (some 50 MB at 200,000 entries).  Otherwise leave
+ * everything as it was, m empty, and return false.  Never fails: a stage
+ * that cannot be adopted is only a speed-up lost. */
+bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *m);
 
 /* What a refresh did. */
 typedef struct ts_stage_refresh_out {

@@ -14,19 +14,6 @@
 #include "db/dbsnap.h"
 #include "take/snap_int.h"
 
-/* The manifest that says what the staged tree holds: its own once
- * refreshed (ts_stage_manifest), the base snapshot's before. */
-static ts_err_code stage_tree_manifest(ts_store *s, const char *base_name, ts_manifest *m, ts_err *e)
-{
-	char path[PATH_MAX + 64];
-	ts_err_code rc = ts_stage_manifest(s, m, e);
-	if (rc != TS_ERR_NOTFOUND)
-		return rc;
-	ts_err_clear(e);
-	snprintf(path, sizeof path, "%s/manifest", base_name);
-	return ts_manifest_read_at(s->dirfd, path, m, e);
-}
-
 /* A raw copy of an SQLite database beside the tree, brought up to date
  * (dbsnap_sqlite.c), so that the snapshot's pre-copy rewrites only the
  * pages that changed since.  PostgreSQL has no pre-copy. */
@@ -51,7 +38,6 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	ts_err_code rc;
 	ts_store_snap *v = NULL;
 	size_t n = 0;
-	ts_manifest m;
 	ts_snap_stats stats;
 	snap_run r;
 	bool busy = false;
@@ -69,7 +55,10 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	r.stats = &stats;
 	r.envfd = r.prevfd = r.tmp.dirfd = r.tmp.treefd = -1;
 	r.root = geteuid() == 0;
-	ts_manifest_init(&m);
+	/* What the staged tree holds: as a snapshot's previous one, it says
+	 * which directories still have the metadata it records (snap_put.c). */
+	r.staged = r.stage_refresh = true;
+	ts_manifest_init(&r.prev);
 
 	rc = ts_store_lock(s, 0, e);
 	if (rc == TS_ERR_BUSY) {
@@ -90,7 +79,7 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 		out->none = true;
 		goto out;
 	}
-	rc = stage_tree_manifest(s, v[n - 1].name, &m, e);
+	rc = ts_stage_tree_manifest(s, v[n - 1].name, &r.prev, e);
 	if (rc != TS_OK)
 		goto out;
 	r.envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);  /* as snap.c */
@@ -116,13 +105,18 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	r.links_begun = true;
 	r.noted = &noted;
 	r.dirty_budget = ts_dirty_budget();
-	rc = snap_items_from_manifest(&r, &m, e);
+	rc = snap_items_from_manifest(&r, &r.prev, e);
 	stats.bytes_copied = 0;   /* what earlier refreshes copied is not ours */
 	/* The new manifest's time: before anything is looked at, so that
 	 * whatever changes from here on is racy or newer (snap_recheck.c). */
 	clock_gettime(CLOCK_REALTIME, &start);
 	if (rc == TS_OK)
 		rc = snap_recheck(&r, false, e);
+	/* Directories that changed get their metadata now, so that the
+	 * snapshot finds them as its own pass would leave them and, reading
+	 * this stage's manifest only, leaves them be (stage.h). */
+	if (rc == TS_OK)
+		rc = snap_dir_meta(&r, e);
 	if (rc == TS_OK && !o->no_database)
 		rc = stage_db(env, r.tmp.dirfd, e);
 	if (rc == TS_OK && o->cancel && *o->cancel)
@@ -162,7 +156,7 @@ out:
 	if (basefd >= 0)
 		close(basefd);
 	snap_list_free(&r.items);
-	ts_manifest_free(&m);
+	ts_manifest_free(&r.prev);
 	ts_store_list_free(v, n);
 	ts_store_unlock(s);
 	return rc;

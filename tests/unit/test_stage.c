@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -431,6 +432,97 @@ static void test_stage_refresh_linklog(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+/* A directory's xattrs in the store, as "name=value;..." (sorted by the
+ * filesystem's order, the same for the same set). */
+static void dir_xattrs(const char *path, char *out, size_t len)
+{
+	char names[512], val[128];
+	ssize_t n = llistxattr(path, names, sizeof(names));
+	size_t used = 0;
+
+	out[0] = '\0';
+	assert_true(n >= 0);
+	for (ssize_t k = 0; k < n; k += (ssize_t)strlen(names + k) + 1) {
+		ssize_t v = lgetxattr(path, names + k, val, sizeof(val) - 1);
+		assert_true(v >= 0);
+		val[v] = '\0';
+		used += (size_t)snprintf(out + used, len - used, "%s=%s;", names + k, val);
+		assert_true(used < len);
+	}
+}
+
+/* A refresh gives the directories that changed their metadata, and the
+ * snapshot that adopts the stage takes the stage's manifest for the base's:
+ * it does not read the base's at all, yet every directory ends as the
+ * environment has it, also one whose only change was an xattr (which
+ * moves its ctime, nothing else). */
+static void test_stage_refresh_dirs(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1, s2;
+	ts_stage_refresh_out out;
+	struct stat a, b;
+	size_t dirs;
+	char p[TBUF], q[TBUF], xe[256], xs[256];
+	FILE *f;
+
+	nap_ms(60);
+	sfx_take_ok(x, "s1", &s1);
+	sfx_stage_ok(x, NULL);
+	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+
+	tu_fmt(p, sizeof(p), "%s/log", x->env);
+	assert_int_equal(chmod(p, 0710), 0);
+	tu_fmt(p, sizeof(p), "%s/plugins", x->env);
+	assert_int_equal(setxattr(p, "user.note", "before the refresh", 18, 0), 0);
+	tu_put_in(x->env, "htdocs/new.txt", "new\n", 0644);
+	nap_ms(60);
+	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+	assert_false(out.none);
+
+	/* Already in the staged tree. */
+	tu_fmt(p, sizeof(p), "%s/%s/log", x->store, TS_STORE_STAGE_TREE);
+	assert_int_equal(lstat(p, &b), 0);
+	assert_int_equal(b.st_mode & 07777, 0710);
+	tu_fmt(p, sizeof(p), "%s/plugins", x->env);
+	dir_xattrs(p, xe, sizeof(xe));
+	assert_non_null(strstr(xe, "user.note=before the refresh;"));
+	tu_fmt(q, sizeof(q), "%s/%s/plugins", x->store, TS_STORE_STAGE_TREE);
+	dir_xattrs(q, xs, sizeof(xs));
+	assert_string_equal(xs, xe);
+	tu_fmt(p, sizeof(p), "%s/htdocs", x->env);
+	assert_int_equal(lstat(p, &a), 0);
+	tu_fmt(q, sizeof(q), "%s/%s/htdocs", x->store, TS_STORE_STAGE_TREE);
+	assert_int_equal(lstat(q, &b), 0);
+	assert_int_equal(a.st_mtim.tv_sec, b.st_mtim.tv_sec);
+	assert_int_equal(a.st_mtim.tv_nsec, b.st_mtim.tv_nsec);
+
+	/* After the refresh, an xattr only: the snapshot still sees it. */
+	tu_fmt(p, sizeof(p), "%s/templates", x->env);
+	assert_int_equal(setxattr(p, "user.note", "after the refresh", 17, 0), 0);
+	/* s1's manifest made unreadable: the snapshot must not need it (the
+	 * seal of s2 does not either: it compares with the stage's copies). */
+	tu_fmt(p, sizeof(p), "%s/s1/manifest", x->store);
+	assert_int_equal(lstat(p, &a), 0);
+	assert_non_null(f = fopen(p, "r+"));
+	assert_int_equal(fputs("not a manifest\n", f) >= 0, 1);
+	fclose(f);
+	sfx_take_ok(x, "s2", &s2);
+	assert_false(sfx_stage_exists(x));   /* adopted */
+	sfx_compare_tree(x, "s2");
+	sfx_snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	sfx_snap_file(x, "s2", "files/attachments/ticket/1/big.bin", &b);
+	assert_int_equal(a.st_ino, b.st_ino);   /* shared through the stage */
+	for (int k = 0; k < 2; k++) {
+		const char *rel = k ? "templates" : "plugins";
+		tu_fmt(p, sizeof(p), "%s/%s", x->env, rel);
+		dir_xattrs(p, xe, sizeof(xe));
+		tu_tree_path(x->store, "s2", rel, q, sizeof(q));
+		dir_xattrs(q, xs, sizeof(xs));
+		assert_string_equal(xs, xe);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -438,6 +530,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stage_lifecycle, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_refresh, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_refresh_linklog, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_stage_refresh_dirs, sfx_setup, sfx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
