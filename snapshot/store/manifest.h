@@ -129,19 +129,35 @@ const ts_manifest_entry *ts_manifest_find(const ts_manifest *m, const char *path
  * while unsealed_boot is NULL. */
 ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e);
 
+/* Entry i of n for ts_manifest_write_each, asked for in order: a pointer
+ * to one of the caller's, or to scratch once filled (entry i's path must
+ * stay valid until the write returns: the next one is compared with it). */
+typedef const ts_manifest_entry *(*ts_manifest_entry_fn)(void *arg, size_t i, ts_manifest_entry *scratch);
+
+/* Write head's fields (not its entries) and the n entries fn gives, as
+ * ts_manifest_write would write a manifest holding them, without the
+ * entries ever being held together: a take writes its items as they are.
+ * Each entry is checked as it comes (TS_ERR_CORRUPT as ts_manifest_write);
+ * on any failure the file is removed. */
+ts_err_code ts_manifest_write_each(const ts_manifest *head, size_t n, ts_manifest_entry_fn fn, void *arg,
+                                   const char *file, ts_err *e);
+
 /* Read and validate; TS_ERR_CORRUPT "<file>:<line>: <what is wrong>" for a
  * malformed file, TS_ERR_NOTFOUND when it does not exist.  Pending entries
  * have pending set and sha256 zeroed.  Whether an unsealed snapshot is still
  * usable (same boot id) is for the caller to decide. */
 ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e);
 
-/* ts_manifest_read and ts_manifest_write of rel below directory dirfd,
+/* ts_manifest_read, ts_manifest_write and ts_manifest_write_each of rel
+ * below directory dirfd,
  * by its /proc/self/fd path (ts_beneath_procpath).  rel may have several
  * components ("NAME/manifest" below the store): the store is root's and
  * checked to be (trust.h), nothing there is another account's to turn into
  * a link. */
 ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_err *e);
 ts_err_code ts_manifest_write_at(const ts_manifest *m, int dirfd, const char *rel, ts_err *e);
+ts_err_code ts_manifest_write_each_at(const ts_manifest *head, size_t n, ts_manifest_entry_fn fn, void *arg,
+                                      int dirfd, const char *rel, ts_err *e);
 
 /* Escape bytes for a manifest field: '\\' -> "\\\\", TAB -> "\\t",
  * LF -> "\\n", CR -> "\\r", other bytes < 0x20, 0x7f and space -> "\\xHH";

@@ -147,11 +147,9 @@ static void mw_escaped(manifest_w *w, const char *raw)
 	}
 }
 
-/* Refuse to write what the reader would refuse to read. */
-static ts_err_code manifest_check(const ts_manifest *m, const char *file, ts_err *e)
+/* Refuse to write a head the reader would refuse to read. */
+static ts_err_code manifest_head_check(const ts_manifest *m, const char *file, ts_err *e)
 {
-	size_t i;
-
 	if (!m->env || !m->env[0])
 		return ts_err_set(e, TS_ERR_CORRUPT, "%s: manifest has no environment path", file);
 	if (!manifest_ts_ok(&m->time))
@@ -161,39 +159,99 @@ static ts_err_code manifest_check(const ts_manifest *m, const char *file, ts_err
 		return ts_err_set(e, TS_ERR_CORRUPT, "%s: bad external database paths", file);
 	if (m->unsealed_boot && !manifest_boot_ok(m->unsealed_boot))
 		return ts_err_set(e, TS_ERR_CORRUPT, "%s: bad boot id", file);
-	for (i = 0; i < m->n; i++) {
-		const ts_manifest_entry *ent = &m->entries[i];
-
-		if (!manifest_path_ok(ent->path))
-			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad path", file, i);
-		if (ent->type != 'd' && ent->type != 'f' && ent->type != 'l')
-			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad type", file, i);
-		if (!manifest_ts_ok(&ent->mtime) || !manifest_ts_ok(&ent->src_ctime) ||
-		    !manifest_ts_ok(&ent->store_ctime))
-			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad time", file, i);
-		if (ent->pending && ent->type != 'f')
-			return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: pending but not a file",
-			                  file, i);
-		if (ent->pending && !m->unsealed_boot)
-			return ts_err_set(e, TS_ERR_CORRUPT,
-			                  "%s: entry %zu: pending in a sealed manifest", file, i);
-		if (i > 0 && strcmp(m->entries[i - 1].path, ent->path) >= 0)
-			return ts_err_set(e, TS_ERR_CORRUPT,
-			                  "%s: entries not sorted or duplicated at entry %zu "
-			                  "(call ts_manifest_sort)", file, i);
-	}
 	return TS_OK;
 }
 
-ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e)
+/* The same for entry i, which follows one with path last (NULL: none). */
+static ts_err_code manifest_entry_check(const ts_manifest *head, const ts_manifest_entry *ent,
+                                        const char *last, size_t i, const char *file, ts_err *e)
+{
+	if (!manifest_path_ok(ent->path))
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad path", file, i);
+	if (ent->type != 'd' && ent->type != 'f' && ent->type != 'l')
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad type", file, i);
+	if (!manifest_ts_ok(&ent->mtime) || !manifest_ts_ok(&ent->src_ctime) ||
+	    !manifest_ts_ok(&ent->store_ctime))
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: bad time", file, i);
+	if (ent->pending && ent->type != 'f')
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: pending but not a file", file, i);
+	if (ent->pending && !head->unsealed_boot)
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: entry %zu: pending in a sealed manifest", file, i);
+	if (last && strcmp(last, ent->path) >= 0)
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: entries not sorted or duplicated at entry %zu "
+		                  "(call ts_manifest_sort)", file, i);
+	return TS_OK;
+}
+
+static void mw_head(manifest_w *w, const ts_manifest *m, size_t n)
+{
+	mw_str(w, MANIFEST_MAGIC "\t" MANIFEST_VERSION "\n");
+	mw_printf(w, "time\t%lld.%09ld\n", (long long)m->time.tv_sec, (long)m->time.tv_nsec);
+	mw_str(w, "env\t");
+	mw_escaped(w, m->env);
+	mw_str(w, "\n");
+	if (m->external_db) {
+		mw_str(w, "external-db\t");
+		mw_escaped(w, m->external_db);
+		mw_str(w, "\t");
+		mw_escaped(w, m->external_db_rel);
+		mw_str(w, "\n");
+	}
+	if (m->no_database)
+		mw_str(w, "no-database\n");
+	if (m->unsealed_boot) {
+		mw_str(w, "unsealed\t");
+		mw_str(w, m->unsealed_boot); /* checked: nothing to escape */
+		mw_str(w, "\n");
+	}
+	mw_printf(w, "entries\t%zu\n", n);
+}
+
+static void mw_entry(manifest_w *w, const ts_manifest_entry *ent)
+{
+	char hex[65];
+
+	if (ent->type == 'd' || ent->pending)
+		memcpy(hex, "-", 2);
+	else
+		ts_sha256_hex(ent->sha256, hex);
+	unsigned mode = (unsigned)(ent->mode & 07777);
+	char lead[7] = { ent->type, '\t', (char)('0' + (mode >> 9)), (char)('0' + ((mode >> 6) & 7)),
+	                 (char)('0' + ((mode >> 3) & 7)), (char)('0' + (mode & 7)), '\t' };
+	mw_put(w, lead, sizeof(lead));
+	mw_u64(w, (uint64_t)ent->uid);
+	mw_char(w, '\t');
+	mw_u64(w, (uint64_t)ent->gid);
+	mw_char(w, '\t');
+	mw_u64(w, ent->size);
+	mw_char(w, '\t');
+	mw_time(w, &ent->mtime);
+	mw_char(w, '\t');
+	mw_str(w, hex);
+	mw_char(w, '\t');
+	mw_u64(w, ent->src_ino);
+	mw_char(w, '\t');
+	mw_time(w, &ent->src_ctime);
+	mw_char(w, '\t');
+	mw_u64(w, ent->store_ino);
+	mw_char(w, '\t');
+	mw_time(w, &ent->store_ctime);
+	mw_char(w, '\t');
+	mw_escaped(w, ent->path);
+	mw_str(w, "\n");
+}
+
+/* checked: the entries were checked before (ts_manifest_write). */
+static ts_err_code manifest_write(const ts_manifest *head, size_t n, ts_manifest_entry_fn fn, void *arg,
+                                  bool checked, const char *file, ts_err *e)
 {
 	ts_err_code rc;
 	manifest_w *w = NULL;
 	bool created = false;
-	char hex[65];
+	const char *last = NULL;
 	size_t i;
 
-	rc = manifest_check(m, file, e);
+	rc = manifest_head_check(head, file, e);
 	if (rc != TS_OK)
 		goto out;
 	w = malloc(sizeof(*w));
@@ -214,64 +272,21 @@ ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e)
 		rc = ts_err_sys(e, errno, "%s: cannot set mode", file);
 		goto out;
 	}
-
-	mw_str(w, MANIFEST_MAGIC "\t" MANIFEST_VERSION "\n");
-	mw_printf(w, "time\t%lld.%09ld\n", (long long)m->time.tv_sec, (long)m->time.tv_nsec);
-	mw_str(w, "env\t");
-	mw_escaped(w, m->env);
-	mw_str(w, "\n");
-	if (m->external_db) {
-		mw_str(w, "external-db\t");
-		mw_escaped(w, m->external_db);
-		mw_str(w, "\t");
-		mw_escaped(w, m->external_db_rel);
-		mw_str(w, "\n");
-	}
-	if (m->no_database)
-		mw_str(w, "no-database\n");
-	if (m->unsealed_boot) {
-		mw_str(w, "unsealed\t");
-		mw_str(w, m->unsealed_boot); /* checked: nothing to escape */
-		mw_str(w, "\n");
-	}
-	mw_printf(w, "entries\t%zu\n", m->n);
-	for (i = 0; i < m->n && !w->err; i++) {
-		const ts_manifest_entry *ent = &m->entries[i];
-
-		if (ent->type == 'd' || ent->pending)
-			memcpy(hex, "-", 2);
-		else
-			ts_sha256_hex(ent->sha256, hex);
-		unsigned mode = (unsigned)(ent->mode & 07777);
-		char lead[7] = { ent->type, '\t', (char)('0' + (mode >> 9)), (char)('0' + ((mode >> 6) & 7)),
-		                 (char)('0' + ((mode >> 3) & 7)), (char)('0' + (mode & 7)), '\t' };
-		mw_put(w, lead, sizeof(lead));
-		mw_u64(w, (uint64_t)ent->uid);
-		mw_char(w, '\t');
-		mw_u64(w, (uint64_t)ent->gid);
-		mw_char(w, '\t');
-		mw_u64(w, ent->size);
-		mw_char(w, '\t');
-		mw_time(w, &ent->mtime);
-		mw_char(w, '\t');
-		mw_str(w, hex);
-		mw_char(w, '\t');
-		mw_u64(w, ent->src_ino);
-		mw_char(w, '\t');
-		mw_time(w, &ent->src_ctime);
-		mw_char(w, '\t');
-		mw_u64(w, ent->store_ino);
-		mw_char(w, '\t');
-		mw_time(w, &ent->store_ctime);
-		mw_char(w, '\t');
-		mw_escaped(w, ent->path);
-		mw_str(w, "\n");
+	mw_head(w, head, n);
+	for (i = 0; i < n && !w->err; i++) {
+		ts_manifest_entry scratch;
+		const ts_manifest_entry *ent = fn(arg, i, &scratch);
+		rc = checked ? TS_OK : manifest_entry_check(head, ent, last, i, file, e);
+		if (rc != TS_OK)
+			goto out;
+		mw_entry(w, ent);
+		last = ent->path;   /* fn's: valid until the end (manifest.h) */
 	}
 	mw_str(w, "end\n");
 	mw_flush(w);
 	/* An unsealed manifest needs no fsync: after a crash its snapshot is
 	 * discarded whatever the file holds (see store.h). */
-	if (!w->err && !m->unsealed_boot) {
+	if (!w->err && !head->unsealed_boot) {
 		ts_copy_flush_bounded(w->fd);
 		if (fsync(w->fd) < 0)
 			w->err = errno;
@@ -294,6 +309,38 @@ out:
 		unlink(file);
 	free(w);
 	return rc;
+}
+
+ts_err_code ts_manifest_write_each(const ts_manifest *head, size_t n, ts_manifest_entry_fn fn, void *arg,
+                                   const char *file, ts_err *e)
+{
+	return manifest_write(head, n, fn, arg, false, file, e);
+}
+
+static const ts_manifest_entry *manifest_entry_of(void *arg, size_t i, ts_manifest_entry *scratch)
+{
+	(void)scratch;
+	return &((const ts_manifest *)arg)->entries[i];
+}
+
+/* All checked before the file is made: a manifest the reader would refuse
+ * leaves an existing file as it was. */
+ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e)
+{
+	ts_err_code rc = manifest_head_check(m, file, e);
+	for (size_t i = 0; rc == TS_OK && i < m->n; i++)
+		rc = manifest_entry_check(m, &m->entries[i], i ? m->entries[i - 1].path : NULL, i, file, e);
+	return rc == TS_OK ? manifest_write(m, m->n, manifest_entry_of, (void *)m, true, file, e) : rc;
+}
+
+ts_err_code ts_manifest_write_each_at(const ts_manifest *head, size_t n, ts_manifest_entry_fn fn, void *arg,
+                                      int dirfd, const char *rel, ts_err *e)
+{
+	char path[PATH_MAX + 64];
+
+	if (ts_beneath_procpath(path, sizeof path, dirfd, rel) < 0)
+		return ts_err_sys(e, errno, "%s: cannot write manifest", rel);
+	return ts_manifest_write_each(head, n, fn, arg, path, e);
 }
 
 ts_err_code ts_manifest_write_at(const ts_manifest *m, int dirfd, const char *rel, ts_err *e)

@@ -503,6 +503,65 @@ static void test_format_unsealed(void **state)
 	ts_manifest_free(&m);
 }
 
+/* ---- entry by entry ------------------------------------------------------- */
+
+/* Gives m's entries as copies in scratch, from the one at skip on (n: none
+ * skipped), as a take gives its items. */
+typedef struct each_ctx {
+	const ts_manifest *m;
+	size_t skip;
+} each_ctx;
+
+static const ts_manifest_entry *each_next(void *arg, size_t i, ts_manifest_entry *scratch)
+{
+	const each_ctx *c = arg;
+	*scratch = c->m->entries[i < c->skip ? i : i + 1];
+	return scratch;
+}
+
+/* ts_manifest_write_each writes, byte for byte, what ts_manifest_write
+ * writes of the same entries, sealed or not; an entry the reader would
+ * refuse, or one out of order, fails it and leaves no file. */
+static void test_write_each(void **state)
+{
+	ts_manifest m;
+	char *lp = long_path(), other[160];
+	size_t la, lb;
+	ts_err e;
+
+	(void)state;
+	snprintf(other, sizeof(other), "%s.each", mfx_file);
+	for (int sealed = 0; sealed < 2; sealed++) {
+		if (sealed)
+			fill(&m, lp);
+		else
+			fill_unsealed(&m);
+		each_ctx c = { &m, m.n };
+		assert_int_equal(ts_manifest_write(&m, mfx_file, &e), TS_OK);
+		assert_int_equal(ts_manifest_write_each(&m, m.n, each_next, &c, other, &e), TS_OK);
+		unsigned char *a = tu_slurp(mfx_file, &la), *b = tu_slurp(other, &lb);
+		assert_int_equal(la, lb);
+		assert_memory_equal(a, b, la);
+		free(a);
+		free(b);
+
+		/* Out of order: entry 1 given again where 2 is due. */
+		ts_manifest_entry keep = m.entries[2];
+		m.entries[2] = m.entries[1];
+		assert_int_equal(ts_manifest_write_each(&m, m.n, each_next, &c, other, &e), TS_ERR_CORRUPT);
+		assert_non_null(strstr(e.msg, "not sorted or duplicated at entry 2"));
+		assert_int_equal(access(other, F_OK), -1);
+		/* A bad type halfway. */
+		m.entries[2].type = 'x';
+		assert_int_equal(ts_manifest_write_each(&m, m.n, each_next, &c, other, &e), TS_ERR_CORRUPT);
+		assert_int_equal(access(other, F_OK), -1);
+		m.entries[2] = keep;
+		ts_manifest_free(&m);
+	}
+	unlink(mfx_file);
+	free(lp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -513,6 +572,7 @@ int main(void)
 		cmocka_unit_test(test_write_refuses_unsealed),
 		cmocka_unit_test(test_unsealed_round_trip),
 		cmocka_unit_test(test_format_unsealed),
+		cmocka_unit_test(test_write_each),
 	};
 
 	return cmocka_run_group_tests(tests, mfx_setup, mfx_teardown);
