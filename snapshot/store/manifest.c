@@ -99,16 +99,6 @@ out:
 	return ent;
 }
 
-ts_manifest_entry *ts_manifest_add_owned(ts_manifest *m, char type, char *path)
-{
-	return manifest_push(m, type, path);
-}
-
-bool ts_manifest_reserve(ts_manifest *m, size_t n)
-{
-	return manifest_reserve(m, n);
-}
-
 ts_manifest_entry *ts_manifest_add(ts_manifest *m, char type, const char *path)
 {
 	return path ? manifest_push(m, type, strdup(path)) : NULL;

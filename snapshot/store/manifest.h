@@ -105,12 +105,6 @@ bool ts_manifest_sealed(const ts_manifest *m);
  * manifest copies path.  Returns the new entry (valid until the next add) or
  * NULL on out of memory. */
 ts_manifest_entry *ts_manifest_add(ts_manifest *m, char type, const char *path);
-/* The same, taking path (malloc'd) over: freed with the manifest, or at
- * once on failure. */
-ts_manifest_entry *ts_manifest_add_owned(ts_manifest *m, char type, char *path);
-/* Make room for n entries in all (one allocation instead of the doublings);
- * false on out of memory. */
-bool ts_manifest_reserve(ts_manifest *m, size_t n);
 
 /* Sort entries by path (strcmp); call before writing or looking up. */
 void ts_manifest_sort(ts_manifest *m);

@@ -431,7 +431,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	 * before the new one is built. */
 	ts_manifest_free(&r.prev);
 	if (rc == TS_OK)
-		rc = snap_manifest(&r, db_rel, true, e);
+		rc = snap_manifest(&r, db_rel, e);
 	if (rc == TS_OK)
 		rc = snap_cancelled(&r) ? snap_cancel_err(&r, e) : ts_store_mark_unsealed(&r.tmp, e);
 	if (rc == TS_OK) {

@@ -159,11 +159,9 @@ ts_err_code snap_dir_meta(snap_run *r, ts_err *e);
 
 /* snap_manifest.c */
 /* Write r's items (and the database copy at db_rel, if any) as the manifest
- * in r->tmp.dirfd, dated r->stats->instant.  take_paths: the manifest takes
- * the items' paths over instead of copying them (some 20 MB at 200,000
- * entries, at the take's peak); r's items then have none, fit only for
- * snap_list_free. */
-ts_err_code snap_manifest(snap_run *r, const char *db_rel, bool take_paths, ts_err *e);
+ * in r->tmp.dirfd, dated r->stats->instant, straight from the items: no
+ * second copy of them is made (it was the take's memory peak). */
+ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e);
 
 /* snap_changes.c: the watcher's changes (ts_snap_changes) */
 /* Start recording, before the last full pass ahead of the lock. */

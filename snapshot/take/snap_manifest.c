@@ -4,110 +4,123 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "db/dbsnap.h"
 #include "store/manifest_stat.h"
 
-ts_err_code snap_manifest(snap_run *r, const char *db_rel, bool take_paths, ts_err *e)
+/* What snap_manifest writes, in the manifest's order: the items (sorted
+ * by path already, snap_list.c), and the database copy and the directory
+ * made for it merged in where they sort. */
+typedef struct snap_mf {
+	const snap_list *items;
+	size_t k;                      /* the next item */
+	ts_manifest_entry extra[2];    /* sorted */
+	size_t nextra, x;              /* how many, the next one */
+} snap_mf;
+
+static const ts_manifest_entry *snap_mf_next(void *arg, size_t i, ts_manifest_entry *me)
+{
+	snap_mf *c = arg;
+	const snap_list *l = c->items;
+	(void)i;
+
+	while (c->k < l->n && !l->v[c->k].type)
+		c->k++;   /* vanished */
+	if (c->x < c->nextra && (c->k == l->n || strcmp(c->extra[c->x].path, l->v[c->k].rel) < 0))
+		return &c->extra[c->x++];
+	const snap_item *it = &l->v[c->k++];
+	memset(me, 0, sizeof *me);
+	me->type = it->type;
+	me->path = it->rel;
+	ts_manifest_entry_set_meta(me, &it->st);
+	memcpy(me->sha256, it->sha256, 32);
+	me->pending = it->type == 'f' && it->unhashed;
+	/* Directories too: a stage's directory may serve as is (snap_dir_as_staged). */
+	ts_manifest_entry_set_source(me, &it->st);
+	if (it->type == 'f') {
+		me->store_ino = it->store_ino;   /* the copy as placed (snap_put.c) */
+		me->store_ctime = it->store_ctime;
+	}
+	return me;
+}
+
+/* The entry of the database copy at db_rel, and of the directory made for
+ * it (r->db_dir), dated like the copy, into c->extra. */
+static ts_err_code snap_mf_database(snap_run *r, const char *db_rel, snap_mf *c, ts_err *e)
+{
+	struct stat st;
+
+	if (snap_tree_stat(r, db_rel, &st) < 0)
+		return ts_err_sys(e, errno, "%s: database copy missing", db_rel);
+	ts_manifest_entry *me = &c->extra[c->nextra++];
+	me->type = 'f';
+	me->path = (char *)db_rel;   /* not written through (manifest.h) */
+	me->pending = true;
+	ts_manifest_entry_set_meta(me, &st);
+	ts_manifest_entry_set_store(me, &st);
+	r->stats->files++;
+	r->stats->bytes_copied += (uint64_t)st.st_size;
+	if (!r->db_dir)
+		return TS_OK;
+	struct timespec t[2] = { st.st_mtim, st.st_mtim };
+	(void)utimensat(r->tmp.treefd, r->db_dir, t, AT_SYMLINK_NOFOLLOW);
+	if (fstatat(r->tmp.treefd, r->db_dir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		me = &c->extra[c->nextra++];
+		me->type = 'd';
+		me->path = (char *)r->db_dir;
+		ts_manifest_entry_set_meta(me, &st);
+		if (strcmp(c->extra[0].path, me->path) > 0) {
+			ts_manifest_entry t0 = c->extra[0];
+			c->extra[0] = *me;
+			*me = t0;
+		}
+	}
+	return TS_OK;
+}
+
+ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
-	ts_manifest m;
-
-	ts_manifest_init(&m);
-	m.time = r->stats->instant;
-	m.no_database = r->o->no_database;
-	m.env = strdup(r->env->root);
+	ts_manifest head;
+	snap_mf c;
+	size_t n = 0;
 	char boot[TS_STORE_BOOT_ID_MAX];
+
+	memset(&c, 0, sizeof c);
+	c.items = &r->items;
+	ts_manifest_init(&head);
+	head.time = r->stats->instant;
+	head.no_database = r->o->no_database;
+	head.env = r->env->root;   /* borrowed, as below: head is never freed */
 	ts_store_boot_id(boot);
-	m.unsealed_boot = strdup(boot);
-	if (!m.env || !m.unsealed_boot)
-		goto nomem;
+	head.unsealed_boot = boot;
 	/* (A stage's manifest, written without the database: no db_rel.) */
 	if (db_rel && ts_db_external(r->env) && !r->o->no_database) {
-		m.external_db = strdup(ts_db_external(r->env));
-		m.external_db_rel = strdup(db_rel);
-		if (!m.external_db || !m.external_db_rel)
-			goto nomem;
+		head.external_db = (char *)ts_db_external(r->env);
+		head.external_db_rel = (char *)db_rel;
 	}
-	if (!ts_manifest_reserve(&m, r->items.n + 2))   /* and the database's copy, its directory */
-		goto nomem;
 	for (size_t k = 0; k < r->items.n; k++) {
-		snap_item *it = &r->items.v[k];
-		ts_manifest_entry *me;
+		const snap_item *it = &r->items.v[k];
 		if (!it->type)
 			continue;
-		if (take_paths) {
-			me = ts_manifest_add_owned(&m, it->type, it->rel);
-			it->rel = NULL;   /* the manifest's now, even on failure */
-		} else {
-			me = ts_manifest_add(&m, it->type, it->rel);
-		}
-		if (!me)
-			goto nomem;
-		ts_manifest_entry_set_meta(me, &it->st);
-		memcpy(me->sha256, it->sha256, 32);
-		me->pending = it->type == 'f' && it->unhashed;
-		/* Directories too: a stage's directory may serve as is (snap_dir_as_staged). */
-		ts_manifest_entry_set_source(me, &it->st);
-		if (it->type == 'f') {
-			me->store_ino = it->store_ino;   /* the copy as placed (snap_put.c) */
-			me->store_ctime = it->store_ctime;
+		n++;
+		if (it->type == 'f')
 			r->stats->files++;
-		}
 		if (it->type == 'f' && it->shared) {
 			r->stats->files_shared++;
 			r->stats->bytes_shared += (uint64_t)it->st.st_size;
 		}
 	}
-	if (db_rel) {
-		struct stat st;
-		ts_manifest_entry *me;
-		uint64_t size = 0;
-		if (snap_tree_stat(r, db_rel, &st) < 0) {
-			rc = ts_err_sys(e, errno, "%s: database copy missing", db_rel);
-			goto out;
-		}
-		me = ts_manifest_add(&m, 'f', db_rel);
-		if (!me)
-			goto nomem;
-		size = (uint64_t)st.st_size;
-		me->pending = true;
-		ts_manifest_entry_set_meta(me, &st);
-		ts_manifest_entry_set_store(me, &st);
-		r->stats->files++;
-		r->stats->bytes_copied += size;
-	}
-	if (r->db_dir && db_rel) {
-		/* The directory made for the database copy, as the tree has it,
-		 * dated like the copy. */
-		struct stat st;
-		ts_manifest_entry *me;
-		if (snap_tree_stat(r, db_rel, &st) == 0) {
-			struct timespec t[2] = { st.st_mtim, st.st_mtim };
-			(void)utimensat(r->tmp.treefd, r->db_dir, t, AT_SYMLINK_NOFOLLOW);
-		}
-		if (fstatat(r->tmp.treefd, r->db_dir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			me = ts_manifest_add(&m, 'd', r->db_dir);
-			if (!me)
-				goto nomem;
-			ts_manifest_entry_set_meta(me, &st);
-		}
-	}
-	ts_manifest_sort(&m);
-	rc = ts_manifest_write_at(&m, r->tmp.dirfd, "manifest", e);
+	if (db_rel)
+		rc = snap_mf_database(r, db_rel, &c, e);
+	if (rc == TS_OK)
+		rc = ts_manifest_write_each_at(&head, n + c.nextra, snap_mf_next, &c, r->tmp.dirfd, "manifest", e);
 	/* The manifest's mtime is the snapshot instant: what lists snapshots in
 	 * order (store.h), and unlike the directory's it never moves. */
-	struct timespec times[2] = { m.time, m.time };
+	struct timespec times[2] = { head.time, head.time };
 	if (rc == TS_OK && utimensat(r->tmp.dirfd, "manifest", times, AT_SYMLINK_NOFOLLOW) < 0)
 		rc = ts_err_sys(e, errno, "%s/manifest: cannot set its time", r->tmp.dir);
-	goto out;
-nomem:
-	rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-out:
-	ts_manifest_free(&m);
 	return rc;
 }
-

@@ -124,7 +124,7 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	if (rc != TS_OK)
 		goto out;
 	stats.instant = start;
-	rc = snap_manifest(&r, NULL, false, e);   /* the items' paths are wanted below */
+	rc = snap_manifest(&r, NULL, e);
 	if (rc == TS_OK) {
 		/* Done with links: the batch ends before the refreshed stage
 		 * can be seen (linklog.h), as a stage build's does. */
