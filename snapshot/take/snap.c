@@ -427,11 +427,12 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	if (rc != TS_OK)
 		goto out;
 	rc = snap_dir_meta(&r, e);
-	/* Nothing more is shared from the previous snapshot: its manifest goes
-	 * before the new one is built. */
-	ts_manifest_free(&r.prev);
 	if (rc == TS_OK)
 		rc = snap_manifest(&r, db_rel, e);
+	/* The items borrowed its paths (snap_items_from_manifest): the
+	 * previous manifest goes once they are written. */
+	snap_list_free(&r.items);
+	ts_manifest_free(&r.prev);
 	if (rc == TS_OK)
 		rc = snap_cancelled(&r) ? snap_cancel_err(&r, e) : ts_store_mark_unsealed(&r.tmp, e);
 	if (rc == TS_OK) {

@@ -7,7 +7,7 @@
 void snap_list_free(snap_list *l)
 {
 	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i].rel);
+		snap_item_free_rel(&l->v[i]);
 	free(l->v);
 	memset(l, 0, sizeof *l);
 }
@@ -19,6 +19,24 @@ int snap_item_cmp(const void *a, const void *b)
 
 /* Appends *it; the list owns it->rel from then on, the caller still on
  * failure. */
+void snap_item_free_rel(snap_item *it)
+{
+	if (!it->borrowed)
+		free(it->rel);
+}
+
+bool snap_list_reserve(snap_list *l, size_t n)
+{
+	if (n <= l->cap)
+		return true;
+	snap_item *nv = realloc(l->v, n * sizeof *nv);
+	if (!nv)
+		return false;
+	l->v = nv;
+	l->cap = n;
+	return true;
+}
+
 ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e)
 {
 	if (l->n == l->cap) {
@@ -45,7 +63,7 @@ void snap_list_compact(snap_list *l)
 		if (l->v[i].type)
 			l->v[k++] = l->v[i];
 		else
-			free(l->v[i].rel);
+			snap_item_free_rel(&l->v[i]);
 	}
 	l->n = k;
 }

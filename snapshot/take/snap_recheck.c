@@ -53,16 +53,16 @@ ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *
 
 	if (fstat(r->envfd, &root) < 0)
 		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
+	if (!snap_list_reserve(&r->items, r->items.n + m->n + 1))
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	for (size_t i = 0; rc == TS_OK && i < m->n; i++) {
 		const ts_manifest_entry *pe = &m->entries[i];
 		if (strcmp(pe->path, ".") && ts_db_excluded(r->env, pe->path)) {
 			rc = snap_remove(r, pe->path, e);
 			continue;
 		}
-		snap_item it = { .rel = strdup(pe->path), .type = pe->type, .placed = true,
+		snap_item it = { .rel = pe->path, .borrowed = true, .type = pe->type, .placed = true,
 		                 .shared = pe->type == 'f' && !pe->pending, .unhashed = pe->pending };
-		if (!it.rel)
-			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		memcpy(it.sha256, pe->sha256, 32);
 		it.store_ino = pe->store_ino;   /* as m recorded it: checked on adoption */
 		it.store_ctime = pe->store_ctime;
@@ -73,8 +73,6 @@ ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *
 		if (pe->type == 'f' && pe->pending)
 			r->stats->bytes_copied += pe->size;
 		rc = snap_list_push(&r->items, &it, e);
-		if (rc != TS_OK)
-			free(it.rel);
 	}
 	/* Without the root, nothing new at the top would be found. */
 	if (rc == TS_OK && !snap_known(&r->items, ".")) {
@@ -373,7 +371,7 @@ static ts_err_code snap_merge(snap_list *items, snap_list *add, ts_err *e)
 	if (!v) {
 		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		for (j = 0; j < add->n; j++)
-			free(add->v[j].rel);
+			snap_item_free_rel(&add->v[j]);
 		goto out;
 	}
 	while (i < items->n || j < add->n) {
@@ -382,7 +380,7 @@ static ts_err_code snap_merge(snap_list *items, snap_list *add, ts_err *e)
 		if (it->type)
 			v[k++] = *it;
 		else
-			free(it->rel);
+			snap_item_free_rel(it);
 	}
 	free(items->v);
 	items->v = v;
