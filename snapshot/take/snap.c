@@ -143,7 +143,7 @@ ts_err_code snap_precopy_one(void *arg, size_t i, ts_err *e)
 		ts_progress_report(c->r->o->progress, &now);
 	}
 	if (rc == TS_ERR_NOTFOUND) {
-		it->type = 0;   /* vanished: the freeze walk decides */
+		snap_list_drop(&c->r->items, it);   /* vanished: the freeze walk decides */
 		rc = TS_OK;
 	} else if (rc == TS_OK) {
 		it->placed = true;   /* a narrowed recheck leaves it be (snap_changes.c) */

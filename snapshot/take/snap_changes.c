@@ -36,6 +36,39 @@ void snap_changes_mark(snap_run *r)
 	r->changes_marked = true;
 }
 
+/* Item i's flags were set: it is a candidate of the next subset
+ * (snap_int.h). */
+static void snap_changes_cand(snap_run *r, size_t i)
+{
+	if (!r->cand_ok)
+		return;
+	if (r->ncand == r->cand_cap) {
+		size_t ncap = r->cand_cap ? 2 * r->cand_cap : 256;
+		size_t *nv = realloc(r->cand, ncap * sizeof *nv);
+		if (!nv) {
+			r->cand_ok = false;   /* the subset is then found by a pass over all */
+			return;
+		}
+		r->cand = nv;
+		r->cand_cap = ncap;
+	}
+	r->cand[r->ncand++] = i;
+}
+
+/* No flag set, and the racy items (copied again whatever their stat says)
+ * recorded as candidates: a pass over every item, made before the lock. */
+static void snap_changes_reset(snap_run *r)
+{
+	r->ncand = 0;
+	r->cand_ok = true;
+	for (size_t i = 0; i < r->items.n; i++) {
+		snap_item *it = &r->items.v[i];
+		it->look = it->relist = false;
+		if (it->racy)
+			snap_changes_cand(r, i);
+	}
+}
+
 static snap_item *snap_changes_find(snap_run *r, const char *rel)
 {
 	snap_item key = { .rel = (char *)rel };
@@ -68,13 +101,16 @@ static void snap_changes_whole_dir(snap_run *r, size_t i)
 	size_t len = strcmp(d->rel, ".") ? strlen(d->rel) : 0;
 
 	d->look = d->relist = true;
+	snap_changes_cand(r, i);
 	/* Its entries follow it in path order: "d/..." (all of them for "."). */
 	for (size_t k = i + 1; k < r->items.n; k++) {
 		const char *rel = r->items.v[k].rel;
 		if (len && (strncmp(rel, d->rel, len) || rel[len] != '/'))
 			break;
-		if (!strchr(rel + (len ? len + 1 : 0), '/'))
+		if (!strchr(rel + (len ? len + 1 : 0), '/')) {
 			r->items.v[k].look = true;
+			snap_changes_cand(r, k);
+		}
 	}
 }
 
@@ -87,8 +123,7 @@ ts_err_code snap_changes_prepare(snap_run *r, ts_err *e)
 
 	if (!r->changes_marked)
 		return TS_OK;
-	for (size_t i = 0; i < r->items.n; i++)
-		r->items.v[i].look = r->items.v[i].relist = false;
+	snap_changes_reset(r);
 	dirs = malloc((r->items.n + 1) * sizeof *dirs);
 	at = malloc((r->items.n + 1) * sizeof *at);
 	out = calloc(r->items.n + 1, sizeof *out);
@@ -130,11 +165,14 @@ static void snap_changes_one(void *arg, const char *rel)
 	snap_item *it = snap_changes_find(r, rel);
 	snap_item *up = strcmp(rel, ".") ? snap_changes_ancestor(r, rel) : NULL;
 
-	if (it)
+	if (it) {
 		it->look = true;
+		snap_changes_cand(r, (size_t)(it - r->items.v));
+	}
 	if (up) {
 		up->look = true;
 		up->relist = up->type == 'd';
+		snap_changes_cand(r, (size_t)(up - r->items.v));
 	} else if (!it) {
 		r->changes_full = "a change outside the known tree";   /* not expected */
 	}
@@ -145,8 +183,7 @@ ts_err_code snap_changes_catchup(snap_run *r, ts_err *e)
 	const char *why = NULL;
 	bool told;
 
-	for (size_t i = 0; i < r->items.n; i++)
-		r->items.v[i].look = r->items.v[i].relist = false;
+	snap_changes_reset(r);
 	told = r->o->changes->since(r->o->changes->arg, r->changes_mark, snap_changes_one, r, &why,
 	                            &r->changes_mark);
 	/* An unexpected path poisons only this pass: the lock's has its own. */
@@ -185,4 +222,8 @@ void snap_changes_end(snap_run *r)
 	free(r->look_idx);
 	r->look_idx = NULL;
 	r->nlook = 0;
+	free(r->cand);
+	r->cand = NULL;
+	r->ncand = r->cand_cap = 0;
+	r->cand_ok = false;
 }

@@ -51,10 +51,20 @@ ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e)
 	return TS_OK;
 }
 
+void snap_list_drop(snap_list *l, snap_item *it)
+{
+	it->type = 0;
+	__atomic_fetch_add(&l->gone, 1, __ATOMIC_RELAXED);
+}
+
 /* Drop the items that went (type 0): the list is then what the tree holds. */
 void snap_list_compact(snap_list *l)
 {
 	size_t k = 0;
+
+	if (!l->gone)
+		return;   /* under Trac's lock, at 1,000,000 items, a pass for nothing was ~15 ms */
+	l->gone = 0;
 	/* Nothing moves up to the first that went: at 200,000 items, copying
 	 * each onto itself cost milliseconds under Trac's lock. */
 	while (k < l->n && l->v[k].type)

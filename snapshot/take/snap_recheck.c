@@ -237,23 +237,38 @@ static ts_err_code snap_recheck_run(void *arg, size_t run, ts_err *e)
 	return rc;
 }
 
+static int snap_idx_cmp(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 /* The items a subset recheck stats (snap_changes.c flagged them), and the
- * racy ones, which are copied again whatever their stat says; the others
- * are as the last full pass found them. */
+ * racy ones, which are copied again whatever their stat says, in path
+ * order; the others are as the last full pass found them (their verdict:
+ * SAME, as every item's is between passes).  From the candidates recorded
+ * where the flags were set, or, failing those, by a pass over all. */
 static ts_err_code snap_recheck_select(snap_run *r, ts_err *e)
 {
 	free(r->look_idx);
 	r->nlook = 0;
-	r->look_idx = malloc((r->items.n ? r->items.n : 1) * sizeof *r->look_idx);
+	r->look_idx = malloc(((r->cand_ok ? r->ncand : r->items.n) + 1) * sizeof *r->look_idx);
 	if (!r->look_idx)
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-	for (size_t i = 0; i < r->items.n; i++) {
-		snap_item *it = &r->items.v[i];
-		if (it->look || it->racy || it->relist)
-			r->look_idx[r->nlook++] = i;
-		else
-			it->check = SNAP_CHECK_SAME;
+	if (r->cand_ok) {
+		qsort(r->cand, r->ncand, sizeof *r->cand, snap_idx_cmp);
+		for (size_t k = 0; k < r->ncand && r->cand[k] < r->items.n; k++)
+			if (!r->nlook || r->look_idx[r->nlook - 1] != r->cand[k])
+				r->look_idx[r->nlook++] = r->cand[k];
+	} else {
+		for (size_t i = 0; i < r->items.n; i++) {
+			const snap_item *it = &r->items.v[i];
+			if (it->look || it->racy || it->relist)
+				r->look_idx[r->nlook++] = i;
+		}
 	}
+	r->ncand = 0;
+	r->cand_ok = false;   /* used: the next subset records its own */
 	return TS_OK;
 }
 
@@ -386,6 +401,7 @@ static ts_err_code snap_merge(snap_list *items, snap_list *add, ts_err *e)
 	items->v = v;
 	items->n = k;
 	items->cap = cap;
+	items->gone = 0;
 out:
 	free(add->v);
 	memset(add, 0, sizeof *add);
@@ -394,15 +410,19 @@ out:
 
 /* The items not placed yet (changed or new), put: directories first, in
  * path order (parents first), then the rest on the pool's threads.  Items
- * that vanished meanwhile go. */
-static ts_err_code snap_put_unplaced(snap_run *r, bool locked, ts_err *e)
+ * that vanished meanwhile go.  Only among the n at among (in path order)
+ * when among is not NULL: every other item is known to be placed. */
+static ts_err_code snap_put_unplaced(snap_run *r, bool locked, const size_t *among, size_t n_among,
+                                     ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
 	size_t *idx = NULL;
+	size_t n_all = among ? n_among : r->items.n;
+#define SNAP_AMONG(k) (among ? among[k] : (k))
 
-	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
-		snap_item *it = &r->items.v[i];
+	for (size_t k = 0; rc == TS_OK && k < n_all; k++) {
+		snap_item *it = &r->items.v[SNAP_AMONG(k)];
 		if (it->placed || !it->type)
 			continue;
 		if (it->type == 'd') {
@@ -418,9 +438,12 @@ static ts_err_code snap_put_unplaced(snap_run *r, bool locked, ts_err *e)
 		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	if (rc == TS_OK && c.done.files_total) {
 		size_t n = 0;
-		for (size_t i = 0; i < r->items.n; i++)
-			if (!r->items.v[i].placed && r->items.v[i].type && r->items.v[i].type != 'd')
-				idx[n++] = i;
+		for (size_t k = 0; k < n_all; k++) {
+			const snap_item *it = &r->items.v[SNAP_AMONG(k)];
+			if (!it->placed && it->type && it->type != 'd')
+				idx[n++] = SNAP_AMONG(k);
+		}
+#undef SNAP_AMONG
 		c.idx = idx;
 		rc = ts_pool_run(n, SNAP_POOL_MIN, locked ? 0 : TS_POOL_IDLE_IO, snap_precopy_one, &c, e);
 	}
@@ -479,7 +502,7 @@ static ts_err_code snap_recheck_pass(snap_run *r, bool locked, ts_err *e)
 		if (it->check == SNAP_CHECK_GONE || it->check == SNAP_CHECK_CHANGED)
 			rc = snap_remove(r, it->rel, e);
 		if (it->check == SNAP_CHECK_GONE)
-			it->type = 0;
+			snap_list_drop(&r->items, it);
 		it->placed = it->check != SNAP_CHECK_CHANGED;
 		if (it->check == SNAP_CHECK_CHANGED) {
 			it->racy = false;
@@ -495,7 +518,16 @@ static ts_err_code snap_recheck_pass(snap_run *r, bool locked, ts_err *e)
 			rc = snap_relist(r, &w, it->rel, e);
 	}
 	pthread_mutex_destroy(&w.mu);
+	/* Between passes every verdict is SAME (snap_recheck_select). */
+	for (size_t k = 0; k < n; k++)
+		SNAP_AT(k)->check = SNAP_CHECK_SAME;
 #undef SNAP_AT
+	if (rc == TS_OK && !add.n && idx) {
+		/* Nothing new, and what changed is among the looked-at: under
+		 * the lock, no pass over every item. */
+		free(add.v);
+		return snap_put_unplaced(r, locked, idx, n, e);
+	}
 	for (size_t i = 0; i < add.n; i++)
 		r->dirs_added += add.v[i].type == 'd';
 	if (add.n > 1)
@@ -503,7 +535,7 @@ static ts_err_code snap_recheck_pass(snap_run *r, bool locked, ts_err *e)
 	ts_err_code mrc = snap_merge(&r->items, &add, e);   /* sorted again; gone entries dropped */
 	if (rc == TS_OK)
 		rc = mrc;
-	return rc == TS_OK ? snap_put_unplaced(r, locked, e) : rc;
+	return rc == TS_OK ? snap_put_unplaced(r, locked, NULL, 0, e) : rc;
 }
 
 /* A pass that met a directory changed into a link or a file on some path
