@@ -523,6 +523,63 @@ static void test_stage_refresh_dirs(void **state)
 	}
 }
 
+/* The database's raw copy is brought up to the file in chunks on several
+ * threads (dbsnap_sqlite.c): a database of many chunks, changed at its
+ * start, middle and end after the stage's copy was made, and then shrunk,
+ * ends in the snapshot byte for byte as the file is. */
+static void db_blobs(fx *x, const char *sql)
+{
+	char p[TBUF];
+	sqlite3 *w;
+
+	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	w = tu_db_open(p, SQLITE_OPEN_READWRITE);
+	tu_sql(w, sql);
+	assert_int_equal(sqlite3_close(w), SQLITE_OK);
+}
+
+static void db_same_bytes(fx *x, const char *name)
+{
+	char p[TBUF], q[TBUF];
+	size_t la, lb;
+
+	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	tu_tree_path(x->store, name, "db/trac.db", q, sizeof(q));
+	unsigned char *a = tu_slurp(p, &la), *b = tu_slurp(q, &lb);
+	assert_true(la > 3 * 4 * 1024 * 1024 / 2);   /* several of dbsnap_sqlite.c's chunks */
+	assert_int_equal(la, lb);
+	if (memcmp(a, b, la))
+		fail_msg("%s: the database copy differs from the file", name);
+	free(a);
+	free(b);
+}
+
+static void test_stage_db_chunks(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st;
+	ts_stage_refresh_out out;
+	size_t dirs;
+
+	db_blobs(x, "CREATE TABLE blob(id INTEGER PRIMARY KEY, b BLOB);"
+	            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) "
+	            "INSERT INTO blob SELECT i, randomblob(4000) FROM n");
+	nap_ms(60);
+	sfx_take_ok(x, "s1", &st);
+	sfx_stage_ok(x, NULL);
+	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+	db_blobs(x, "UPDATE blob SET b = randomblob(4000) WHERE id IN (1, 2000, 3999, 4000)");
+	sfx_take_ok(x, "s2", &st);
+	db_same_bytes(x, "s2");
+
+	sfx_stage_ok(x, NULL);
+	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+	db_blobs(x, "DELETE FROM blob WHERE id > 2500; VACUUM");
+	sfx_take_ok(x, "s3", &st);
+	db_same_bytes(x, "s3");
+	sfx_check_db(x, "s3", "db/trac.db", 3, "first,second,third");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -531,6 +588,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stage_refresh, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_refresh_linklog, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_refresh_dirs, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_stage_db_chunks, sfx_setup, sfx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "base/copy.h"
+#include "base/pool.h"
 
 typedef struct sqlite_impl {
 	sqlite3 *w;      /* holds the write lock */
@@ -39,7 +40,12 @@ typedef struct sqlite_impl {
 	struct stat db_st; /* the database file at lock time: the copy's metadata */
 } sqlite_impl;
 
-#define SQLITE_BLOCK (64 * 1024)
+/* Compared a block at a time (pread of the file and of the copy): with
+ * 256 KiB, a 147 MB database took 28 ms on one core, with 64 KiB 36-44 ms.
+ * And a chunk of blocks per pool job: under Trac's lock (sqlite_refresh)
+ * both cores compare. */
+#define SQLITE_BLOCK (256 * 1024)
+#define SQLITE_CHUNK (16 * SQLITE_BLOCK)
 /* What is written where a block differs: the usual page size, and the
  * block of the filesystems that have reflinks. */
 #define SQLITE_GRAIN 4096
@@ -201,6 +207,47 @@ static bool sqlite_write_diff(int out, const char *a, const char *b, size_t n, o
 	return true;
 }
 
+/* What sqlite_update's pool jobs share. */
+typedef struct sqlite_upd {
+	int in, out;
+	off_t size;
+	const char *path, *rel;
+} sqlite_upd;
+
+/* Chunk i of the file (SQLITE_CHUNK bytes), on a pool thread. */
+static ts_err_code sqlite_update_chunk(void *arg, size_t i, ts_err *e)
+{
+	const sqlite_upd *u = arg;
+	ts_err_code rc = TS_OK;
+	char *a = malloc(SQLITE_BLOCK), *b = malloc(SQLITE_BLOCK);
+	off_t end = (off_t)(i + 1) * SQLITE_CHUNK < u->size ? (off_t)(i + 1) * SQLITE_CHUNK : u->size;
+
+	if (!a || !b) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (off_t off = (off_t)i * SQLITE_CHUNK; off < end; off += SQLITE_BLOCK) {
+		size_t want = end - off < SQLITE_BLOCK ? (size_t)(end - off) : SQLITE_BLOCK;
+		ssize_t n = pread(u->in, a, want, off);
+		if (n <= 0) {
+			rc = ts_err_sys(e, n < 0 ? errno : EIO, "%s: read failed", u->path);
+			goto out;
+		}
+		ssize_t m = pread(u->out, b, (size_t)n, off);
+		if (m == n && !memcmp(a, b, (size_t)n))
+			continue;
+		if (m == n ? !sqlite_write_diff(u->out, a, b, (size_t)n, off)
+		           : pwrite(u->out, a, (size_t)n, off) != n) {
+			rc = ts_err_sys(e, errno, "%s: cannot write the database copy", u->rel);
+			goto out;
+		}
+	}
+out:
+	free(a);
+	free(b);
+	return rc;
+}
+
 /* Bring the copy open on out up to the file open on in (path and rel name
  * them for messages), writing only what differs: the pages of a copy that
  * are rewritten cost most (fresh page cache, and on a filesystem with
@@ -208,38 +255,16 @@ static bool sqlite_write_diff(int out, const char *a, const char *b, size_t n, o
  * snapshot's and the live file), the ones compared little. */
 static ts_err_code sqlite_update(int in, int out, const char *path, const char *rel, ts_err *e)
 {
-	ts_err_code rc = TS_OK;
-	char *a = malloc(SQLITE_BLOCK), *b = malloc(SQLITE_BLOCK);
+	ts_err_code rc;
 	struct stat st;
+	sqlite_upd u = { .in = in, .out = out, .path = path, .rel = rel };
 
-	if (!a || !b) {
-		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	if (fstat(in, &st) < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot stat", path);
-		goto out;
-	}
-	for (off_t off = 0; off < st.st_size; off += SQLITE_BLOCK) {
-		ssize_t n = pread(in, a, SQLITE_BLOCK, off);
-		if (n <= 0) {
-			rc = ts_err_sys(e, n < 0 ? errno : EIO, "%s: read failed", path);
-			goto out;
-		}
-		ssize_t m = pread(out, b, (size_t)n, off);
-		if (m == n && !memcmp(a, b, (size_t)n))
-			continue;
-		if (m == n ? !sqlite_write_diff(out, a, b, (size_t)n, off)
-		           : pwrite(out, a, (size_t)n, off) != n) {
-			rc = ts_err_sys(e, errno, "%s: cannot write the database copy", rel);
-			goto out;
-		}
-	}
-	if (ftruncate(out, st.st_size) < 0)
+	if (fstat(in, &st) < 0)
+		return ts_err_sys(e, errno, "%s: cannot stat", path);
+	u.size = st.st_size;
+	rc = ts_pool_run((size_t)((u.size + SQLITE_CHUNK - 1) / SQLITE_CHUNK), 2, 0, sqlite_update_chunk, &u, e);
+	if (rc == TS_OK && ftruncate(out, st.st_size) < 0)
 		rc = ts_err_sys(e, errno, "%s: cannot size the database copy", rel);
-out:
-	free(a);
-	free(b);
 	return rc;
 }
 
