@@ -166,6 +166,25 @@ const ts_manifest_entry *ts_manifest_find(const ts_manifest *m, const char *path
 	return NULL;
 }
 
+/* How many entries after the hint are tried before a search. */
+#define MANIFEST_FIND_AHEAD 4
+
+const ts_manifest_entry *ts_manifest_find_after(const ts_manifest *m, const ts_manifest_entry *hint,
+                                                const char *path)
+{
+	const ts_manifest_entry *end = m->entries + m->n;
+
+	for (const ts_manifest_entry *p = hint ? hint + 1 : end; path && p < end &&
+	     p <= hint + MANIFEST_FIND_AHEAD; p++) {
+		int c = p->path == path ? 0 : strcmp(p->path, path);
+		if (c == 0)
+			return p;
+		if (c > 0)
+			break;
+	}
+	return ts_manifest_find(m, path);
+}
+
 /* ---- escaping ---------------------------------------------------------- */
 
 static bool manifest_needs_hex(unsigned char c)

@@ -107,6 +107,7 @@ static ts_err_code snap_check_staged_run(void *arg, size_t run, ts_err *e)
 	snap_staged_ctx *c = arg;
 	snap_run *r = c->r;
 	ts_beneath_cache bc = TS_BENEATH_CACHE_INIT;
+	const ts_manifest_entry *hint = NULL;   /* items are in m's order (snap_items_from_manifest) */
 	size_t end = (run + 1) * SNAP_STAGED_RUN < r->items.n ? (run + 1) * SNAP_STAGED_RUN : r->items.n;
 
 	(void)e;
@@ -118,7 +119,7 @@ static ts_err_code snap_check_staged_run(void *arg, size_t run, ts_err *e)
 		int pfd;
 		bool have;
 
-		if (it->type != 'f' || !it->placed || !(pe = ts_manifest_find(c->m, it->rel)) ||
+		if (it->type != 'f' || !it->placed || !(pe = hint = ts_manifest_find_after(c->m, hint, it->rel)) ||
 		    pe->type != 'f')
 			continue;
 		pfd = ts_beneath_cache_parent(&bc, r->tmp.treefd, it->rel, &leaf);

@@ -161,6 +161,16 @@ static void test_sort_find(void **state)
 	assert_null(ts_manifest_find(&m, "zzz"));
 	assert_null(ts_manifest_find(&m, ""));
 	assert_null(ts_manifest_find(&m, "-"));
+	/* From any hint, near or far, before or after: the same answer. */
+	for (size_t h = 0; h <= m.n; h++) {
+		const ts_manifest_entry *hint = h < m.n ? &m.entries[h] : NULL;
+		for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+			assert_ptr_equal(ts_manifest_find_after(&m, hint, paths[i]), ts_manifest_find(&m, paths[i]));
+		assert_ptr_equal(ts_manifest_find_after(&m, hint, m.entries[m.n - 1].path), &m.entries[m.n - 1]);
+		assert_null(ts_manifest_find_after(&m, hint, "conf/trac"));
+		assert_null(ts_manifest_find_after(&m, hint, "zzz"));
+		assert_null(ts_manifest_find_after(&m, hint, NULL));
+	}
 	ts_manifest_free(&m);
 	assert_int_equal(m.n, 0);
 	assert_null(m.entries);
