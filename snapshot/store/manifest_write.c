@@ -1,5 +1,6 @@
-/* manifest_write.c - write a manifest file (manifest.h): checked first,
- * then buffered, fsync'd when sealed. */
+/* manifest_write.c - write a manifest file (manifest.h): checked (a whole
+ * array first, entries given one by one as they come), buffered, fsync'd
+ * when sealed. */
 #include "base/beneath.h"
 #include "base/copy.h"
 #include "store/manifest.h"
