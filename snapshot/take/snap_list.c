@@ -63,7 +63,7 @@ void snap_list_compact(snap_list *l)
 	size_t k = 0;
 
 	if (!l->gone)
-		return;   /* under Trac's lock, at 1,000,000 items, a pass for nothing was ~15 ms */
+		return;   /* a pass for nothing, under Trac's lock (snap_int.h: cand) */
 	l->gone = 0;
 	/* Nothing moves up to the first that went: at 200,000 items, copying
 	 * each onto itself cost milliseconds under Trac's lock. */

@@ -339,8 +339,8 @@ static void test_retyped_looks_at_all(void **state)
 }
 
 /* The subset under the lock is found from candidates recorded where its
- * flags are set, not by a pass over every item (at 1,000,000 items each
- * such pass held Trac's writers 10-20 ms): after the preparation and the
+ * flags are set, not by a pass over every item (at 1,000,000 items such
+ * passes held Trac's writers some 30 ms): after the preparation and the
  * watcher's report, the candidates are exactly the items flagged (looked
  * at, listed again) or racy: the reported file and its directory, a
  * directory not watched all along and its entries, and the racy files
