@@ -17,8 +17,6 @@ int snap_item_cmp(const void *a, const void *b)
 	return strcmp(((const snap_item *)a)->rel, ((const snap_item *)b)->rel);
 }
 
-/* Appends *it; the list owns it->rel from then on, the caller still on
- * failure. */
 void snap_item_free_rel(snap_item *it)
 {
 	if (!it->borrowed)
@@ -37,6 +35,8 @@ bool snap_list_reserve(snap_list *l, size_t n)
 	return true;
 }
 
+/* Appends *it; the list owns it->rel from then on (unless borrowed), the
+ * caller still on failure. */
 ts_err_code snap_list_push(snap_list *l, const snap_item *it, ts_err *e)
 {
 	if (l->n == l->cap) {
