@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "base/copy.h"
@@ -35,6 +37,8 @@ typedef struct verify_ctx {
 	size_t files_done, files_total;
 	uint64_t bytes_done, bytes_total;
 	bool nomem;                    /* a damage record could not be kept */
+	bool dino_is_ino;              /* readdir's d_ino is stat's st_ino here */
+	const ts_manifest_entry *last; /* the entry verify_entry found last */
 } verify_ctx;
 
 /* Keep the problem for ts_verify_repair: one record per path, the problems
@@ -116,7 +120,7 @@ static const char *verify_type_word(char t)
 	       t == 'l' ? "a symlink" : "a special file";
 }
 
-static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, ts_err *e);
+static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, dev_t dev, ts_err *e);
 
 /* The SHA-256 of regular file dirfd/name (stat st): remembered from earlier
  * in the run when its inode was hashed already and has not changed since,
@@ -151,7 +155,8 @@ static ts_err_code verify_hash(verify_ctx *v, int dirfd, const char *name, const
 static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, const char *rel,
                                 const struct stat *st, ts_err *e)
 {
-	const ts_manifest_entry *me = ts_manifest_find(&v->m, rel);
+	/* The walk goes through names in about the manifest's order. */
+	const ts_manifest_entry *me = ts_manifest_find_after(&v->m, v->last, rel);
 	char t = ts_manifest_type_of(st->st_mode), hex[65];
 	unsigned char sha[32];
 	unsigned diff;
@@ -163,6 +168,7 @@ static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, cons
 		              verify_type_word(t));
 		return TS_OK;
 	}
+	v->last = me;
 	v->state[me - v->m.entries] = VERIFY_SEEN;
 	diff = ts_manifest_entry_diff(me, st);
 	if (diff & TS_MDIFF_TYPE) {
@@ -239,28 +245,54 @@ static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, cons
 			return TS_OK;
 		}
 		v->state[me - v->m.entries] = VERIFY_LISTED;
-		rc = verify_dir(v, fd, rel, e);
+		rc = verify_dir(v, fd, rel, st->st_dev, e);
 		close(fd);
 		return rc;
 	}
 	return TS_OK;
 }
 
-static int verify_name_cmp(const void *a, const void *b)
+/* One name of a directory, with what readdir said of it. */
+typedef struct verify_dirent {
+	char *name;              /* owned */
+	ino_t ino;
+	unsigned char type;      /* DT_* */
+} verify_dirent;
+
+static int verify_dirent_cmp(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(((const verify_dirent *)a)->name, ((const verify_dirent *)b)->name);
 }
 
-/* Check every entry of the open directory fd (rel in the snapshot), in name
- * order so that reports come out the same on every run. */
-static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, ts_err *e)
+/* The stat of dirfd/name (readdir said: inode ino, type type), on
+ * filesystem dev.  A regular file whose inode this run has met before (a
+ * store inode shared with a snapshot checked earlier) is not stat'ed again:
+ * the stat recorded then stands for it.  With one stat per name costing
+ * more than anything else the check of such a snapshot does, that makes
+ * the run's cost the unique inodes rather than the names (verify.h).  Only
+ * where readdir's inode number is stat's (v->dino_is_ino). */
+static int verify_stat(verify_ctx *v, int dirfd, const verify_dirent *de, dev_t dev,
+                       struct stat *st)
+{
+	if (v->dino_is_ino && de->type == DT_REG &&
+	    ts_verify_inodes_stat(&v->run->inodes, dev, de->ino, st))
+		return 0;
+	return fstatat(dirfd, de->name, st, AT_SYMLINK_NOFOLLOW);
+}
+
+/* Check every entry of the open directory fd (rel in the snapshot, on
+ * filesystem dev), in name order so that reports come out the same on
+ * every run. */
+static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, dev_t dev, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	int dfd = dup(fd);
 	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
 	struct dirent *de;
-	char **names = NULL, *child = NULL;
-	size_t n = 0, cap = 0;
+	verify_dirent *ents = NULL;
+	char *child = NULL;
+	size_t n = 0, cap = 0, childcap = 0;
+	size_t plen = strcmp(rel, ".") ? strlen(rel) + 1 : 0;   /* "rel/" or "" */
 
 	if (!d) {
 		if (dfd >= 0)
@@ -274,32 +306,43 @@ static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, ts_err *e)
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		if (n == cap) {
-			char **nv = realloc(names, (cap = cap ? cap * 2 : 32) * sizeof *names);
+			verify_dirent *nv = realloc(ents, (cap = cap ? cap * 2 : 32) * sizeof *ents);
 			if (!nv) {
 				rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 				goto out;
 			}
-			names = nv;
+			ents = nv;
 		}
-		if (!(names[n] = strdup(de->d_name))) {
+		ents[n].ino = de->d_ino;
+		ents[n].type = de->d_type;
+		if (!(ents[n].name = strdup(de->d_name))) {
 			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 			goto out;
 		}
 		n++;
 	}
-	if (n > 1)   /* names is NULL for an empty directory */
-		qsort(names, n, sizeof *names, verify_name_cmp);
+	if (n > 1)   /* ents is NULL for an empty directory */
+		qsort(ents, n, sizeof *ents, verify_dirent_cmp);
 	for (size_t i = 0; i < n && rc == TS_OK; i++) {
 		struct stat st;
-		free(child);
-		child = NULL;
-		if (asprintf(&child, "%s%s%s", strcmp(rel, ".") ? rel : "", strcmp(rel, ".") ? "/" : "",
-		             names[i]) < 0) {
-			child = NULL;
-			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-			break;
+		size_t need = plen + strlen(ents[i].name) + 1;
+		/* One buffer for every child's path: verify_entry is done with
+		 * it before the next. */
+		if (need > childcap) {
+			char *nc = realloc(child, need * 2);
+			if (!nc) {
+				rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+				break;
+			}
+			child = nc;
+			childcap = need * 2;
 		}
-		if (fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (plen) {
+			memcpy(child, rel, plen - 1);
+			child[plen - 1] = '/';
+		}
+		strcpy(child + plen, ents[i].name);
+		if (verify_stat(v, fd, &ents[i], dev, &st) < 0) {
 			/* Gone since readdir: the missing pass reports it. */
 			if (errno != ENOENT)
 				verify_report(v, child, ts_manifest_find(&v->m, child), NULL,
@@ -307,13 +350,13 @@ static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, ts_err *e)
 				              strerror(errno));
 			continue;
 		}
-		rc = verify_entry(v, fd, names[i], child, &st, e);
+		rc = verify_entry(v, fd, ents[i].name, child, &st, e);
 	}
 out:
 	free(child);
 	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+		free(ents[i].name);
+	free(ents);
 	if (d)
 		closedir(d);
 	return rc;
@@ -335,6 +378,26 @@ static bool verify_parent_listed(const verify_ctx *v, const char *path)
 	pe = ts_manifest_find(&v->m, parent);
 	free(parent);
 	return !pe || v->state[pe - v->m.entries] == VERIFY_LISTED;
+}
+
+/* Does readdir give stat's inode numbers on the filesystem of fd?  True of
+ * the local filesystems a store is made on; not of overlayfs, whose d_ino
+ * may be another layer's, nor of network filesystems. */
+static bool verify_dino_is_ino(int fd)
+{
+	struct statfs sf;
+
+	if (fstatfs(fd, &sf) < 0)
+		return false;
+	switch ((unsigned long)sf.f_type) {
+	case EXT4_SUPER_MAGIC:   /* also ext2 and ext3 */
+	case XFS_SUPER_MAGIC:
+	case BTRFS_SUPER_MAGIC:
+	case TMPFS_MAGIC:
+		return true;
+	default:
+		return false;
+	}
 }
 
 static char *verify_snap_path(ts_store *s, const char *name, const char *leaf)
@@ -436,6 +499,7 @@ ts_err_code ts_verify_run_snapshot(ts_verify_run *r, ts_store *s, const char *na
 		rc = ts_err_sys(e, errno, "%s", tpath);
 		goto out;
 	}
+	v.dino_is_ino = verify_dino_is_ino(treefd);
 	/* The root is checked like any directory; verify_entry re-opens it by
 	 * name relative to the snapshot directory. */
 	{

@@ -22,7 +22,11 @@
  * hashed once per run, its hash remembered (verify_inodes.h has the memory
  * it costs) and compared with each snapshot's manifest: damage to it shows
  * in every snapshot that shares it, and the run's cost is the unique data,
- * not data x snapshots.  A run made with keep_damage also keeps what it
+ * not data x snapshots.  Where readdir gives the inode number (ext2-4, XFS,
+ * Btrfs, tmpfs), a name that leads to an inode met earlier in the run is not
+ * stat'ed again either: the inode is taken as it was when first checked,
+ * which is what keeps the cost of a snapshot whose files are all shared to
+ * its directories.  A run made with keep_damage also keeps what it
  * found, path by path, for ts_verify_repair (verify_repair.c), which
  * rewrites damaged store inodes in place from a copy whose content hashes
  * to the manifest's SHA-256.

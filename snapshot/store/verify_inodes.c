@@ -61,6 +61,30 @@ const unsigned char *ts_verify_inodes_get(const ts_verify_inodes *t, const struc
 	return r->sha256;
 }
 
+bool ts_verify_inodes_stat(const ts_verify_inodes *t, dev_t dev, ino_t ino, struct stat *st)
+{
+	const ts_verify_inode *r;
+
+	if (!t->slots)
+		return false;
+	r = vi_slot(t->slots, t->cap, (uint64_t)dev, (uint64_t)ino);
+	if (vi_empty(r))
+		return false;
+	memset(st, 0, sizeof *st);
+	st->st_dev = (dev_t)r->dev;
+	st->st_ino = (ino_t)r->ino;
+	st->st_mode = (mode_t)r->mode;
+	st->st_uid = (uid_t)r->uid;
+	st->st_gid = (gid_t)r->gid;
+	st->st_nlink = (nlink_t)r->nlink;
+	st->st_size = (off_t)r->size;
+	st->st_mtim.tv_sec = (time_t)r->mtime_sec;
+	st->st_mtim.tv_nsec = (long)r->mtime_nsec;
+	st->st_ctim.tv_sec = (time_t)r->ctime_sec;
+	st->st_ctim.tv_nsec = (long)r->ctime_nsec;
+	return true;
+}
+
 /* Double the table (or make the first one), re-placing every record. */
 static ts_err_code vi_grow(ts_verify_inodes *t, ts_err *e)
 {
@@ -101,6 +125,10 @@ ts_err_code ts_verify_inodes_put(ts_verify_inodes *t, const struct stat *st,
 	r->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
 	r->ctime_sec = (int64_t)st->st_ctim.tv_sec;
 	r->ctime_nsec = (uint32_t)st->st_ctim.tv_nsec;
+	r->mode = (uint32_t)st->st_mode;
+	r->uid = (uint32_t)st->st_uid;
+	r->gid = (uint32_t)st->st_gid;
+	r->nlink = (uint32_t)st->st_nlink;
 	memcpy(r->sha256, sha256, 32);
 	return TS_OK;
 }

@@ -3,7 +3,8 @@
  * inode in every snapshot that links it, and ts_verify_repair rewrites a
  * damaged inode in place from the live file or from another stored copy,
  * resets metadata, and names what it cannot repair; the inode table on its
- * own (verify_inodes.h). */
+ * own (verify_inodes.h); a name of a later snapshot that leads to another
+ * inode is checked on its own. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -244,6 +245,50 @@ static void test_shared_damage_in_every_snapshot(void **state)
 	ts_verify_run_free(r);
 }
 
+/* A run does not stat again a name whose inode it met in an earlier
+ * snapshot (readdir's inode number says which): a name of b that leads to
+ * another inode than a's, with a's size and mtime, is still checked on its
+ * own, content and metadata. */
+static void test_other_inode_checked_on_its_own(void **state)
+{
+	fx *x = *state;
+	static const char *const ab[] = { "a", "b", NULL };
+	char path[TBUF], tmp[TBUF];
+	struct stat st;
+	seen s = { .n = 0 };
+
+	take_ab(x);
+	assert_int_equal(tree_ino(x, "a", BIG), tree_ino(x, "b", BIG));
+	tu_tree_path(x->store, "b", BIG, path, sizeof path);
+	tu_fmt(tmp, sizeof tmp, "%s.new", path);
+	assert_int_equal(lstat(path, &st), 0);
+	/* A copy with one byte changed, renamed over b's name. */
+	{
+		int in = open(path, O_RDONLY), out = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		char buf[65536];
+		ssize_t got;
+		assert_true(in >= 0 && out >= 0);
+		while ((got = read(in, buf, sizeof buf)) > 0)
+			assert_int_equal(write(out, buf, (size_t)got), got);
+		assert_int_equal(pwrite(out, "X", 1, 10), 1);
+		struct timespec times[2] = { st.st_atim, st.st_mtim };
+		assert_int_equal(futimens(out, times), 0);
+		close(in);
+		close(out);
+	}
+	assert_int_equal(rename(tmp, path), 0);
+	assert_true(tree_ino(x, "a", BIG) != tree_ino(x, "b", BIG));
+
+	ts_verify_run *r = run_over(x, false, &s, ab);
+	assert_false(seen_line(&s, "a/"));
+	assert_true(seen_line(&s, "b/" BIG ": mode 0600, manifest says"));
+	assert_true(seen_line(&s, "b/" BIG ": content differs"));
+	/* And the rename's mark on b's directory. */
+	assert_true(seen_line(&s, "b/files/attachments/ticket/1: mtime "));
+	assert_int_equal(s.n, 3);
+	ts_verify_run_free(r);
+}
+
 static int env_fd(fx *x)
 {
 	int fd = open(x->env, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -448,6 +493,36 @@ static void test_inode_table(void **state)
 		assert_null(ts_verify_inodes_get(&t, &st));
 		st.st_ctim.tv_nsec = 0;
 	}
+	/* The stat recorded, for a walk that knows only the inode number. */
+	struct stat got;
+	st.st_ino = 42;
+	st.st_mode = S_IFREG | 0640;
+	st.st_uid = 33;
+	st.st_gid = 34;
+	st.st_nlink = 3;
+	st.st_size = 126;
+	st.st_mtim.tv_sec = 1000;
+	st.st_mtim.tv_nsec = 5;
+	st.st_ctim.tv_sec = 2000;
+	st.st_ctim.tv_nsec = 6;
+	assert_int_equal(ts_verify_inodes_put(&t, &st, sha, &e), TS_OK);
+	assert_true(ts_verify_inodes_stat(&t, 7, 42, &got));
+	assert_int_equal(got.st_dev, 7);
+	assert_int_equal(got.st_ino, 42);
+	assert_int_equal(got.st_mode, S_IFREG | 0640);
+	assert_int_equal(got.st_uid, 33);
+	assert_int_equal(got.st_gid, 34);
+	assert_int_equal(got.st_nlink, 3);
+	assert_int_equal(got.st_size, 126);
+	assert_int_equal(got.st_mtim.tv_sec, 1000);
+	assert_int_equal(got.st_mtim.tv_nsec, 5);
+	assert_int_equal(got.st_ctim.tv_sec, 2000);
+	assert_int_equal(got.st_ctim.tv_nsec, 6);
+	assert_non_null(ts_verify_inodes_get(&t, &got));
+	assert_false(ts_verify_inodes_stat(&t, 8, 42, &got));
+	assert_false(ts_verify_inodes_stat(&t, 7, 9999, &got));
+	memset(&st, 0, sizeof st);
+	st.st_dev = 7;
 	st.st_ino = 9999;
 	assert_null(ts_verify_inodes_get(&t, &st));
 	st.st_ino = 1;
@@ -463,6 +538,8 @@ int main(void)
 		cmocka_unit_test(test_inode_table),
 		cmocka_unit_test_setup_teardown(test_each_inode_read_once, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_shared_damage_in_every_snapshot, sfx_setup,
+		                                sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_other_inode_checked_on_its_own, sfx_setup,
 		                                sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_repair_from_environment, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_repair_from_other_copy, sfx_setup, sfx_teardown),
