@@ -2,7 +2,7 @@
 #include "base/beneath.h"
 #include "store/verify.h"
 
-#include <dirent.h>
+#include <dirent.h>   /* getdents64, struct dirent64 */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -39,7 +39,10 @@ typedef struct verify_ctx {
 	bool nomem;                    /* a damage record could not be kept */
 	bool dino_is_ino;              /* readdir's d_ino is stat's st_ino here */
 	const ts_manifest_entry *last; /* the entry verify_entry found last */
+	char *dents;                   /* owned: VERIFY_DENTS_BUF for getdents64 */
 } verify_ctx;
+
+#define VERIFY_DENTS_BUF 32768
 
 /* Keep the problem for ts_verify_repair: one record per path, the problems
  * of one path being reported one after the other. */
@@ -286,40 +289,43 @@ static int verify_stat(verify_ctx *v, int dirfd, const verify_dirent *de, dev_t 
 static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, dev_t dev, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
-	int dfd = dup(fd);
-	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-	struct dirent *de;
 	verify_dirent *ents = NULL;
 	char *child = NULL;
 	size_t n = 0, cap = 0, childcap = 0;
 	size_t plen = strcmp(rel, ".") ? strlen(rel) + 1 : 0;   /* "rel/" or "" */
 
-	if (!d) {
-		if (dfd >= 0)
-			close(dfd);
-		verify_report(v, rel, ts_manifest_find(&v->m, rel), NULL, TS_VERIFY_UNREADABLE,
-		              "unreadable: cannot list the directory: %s",
-		              strerror(errno));
-		goto out;
-	}
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (n == cap) {
-			verify_dirent *nv = realloc(ents, (cap = cap ? cap * 2 : 32) * sizeof *ents);
-			if (!nv) {
+	/* getdents64 into the run's buffer, not readdir: fdopendir's dup, fstat
+	 * and fcntls are most of a directory's system calls. */
+	for (;;) {
+		ssize_t got = getdents64(fd, v->dents, VERIFY_DENTS_BUF);
+		if (got < 0) {
+			verify_report(v, rel, ts_manifest_find(&v->m, rel), NULL, TS_VERIFY_UNREADABLE,
+			              "unreadable: cannot list the directory: %s", strerror(errno));
+			goto out;
+		}
+		if (got == 0)
+			break;
+		for (ssize_t off = 0; off < got;) {
+			const struct dirent64 *de = (const struct dirent64 *)(v->dents + off);
+			off += de->d_reclen;
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			if (n == cap) {
+				verify_dirent *nv = realloc(ents, (cap = cap ? cap * 2 : 32) * sizeof *ents);
+				if (!nv) {
+					rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+					goto out;
+				}
+				ents = nv;
+			}
+			ents[n].ino = (ino_t)de->d_ino;
+			ents[n].type = de->d_type;
+			if (!(ents[n].name = strdup(de->d_name))) {
 				rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 				goto out;
 			}
-			ents = nv;
+			n++;
 		}
-		ents[n].ino = de->d_ino;
-		ents[n].type = de->d_type;
-		if (!(ents[n].name = strdup(de->d_name))) {
-			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-			goto out;
-		}
-		n++;
 	}
 	if (n > 1)   /* ents is NULL for an empty directory */
 		qsort(ents, n, sizeof *ents, verify_dirent_cmp);
@@ -357,8 +363,6 @@ out:
 	for (size_t i = 0; i < n; i++)
 		free(ents[i].name);
 	free(ents);
-	if (d)
-		closedir(d);
 	return rc;
 }
 
@@ -480,7 +484,8 @@ ts_err_code ts_verify_run_snapshot(ts_verify_run *r, ts_store *s, const char *na
 		goto out;
 	ts_manifest_sort(&v.m);
 	v.state = calloc(v.m.n ? v.m.n : 1, 1);
-	if (!v.state) {
+	v.dents = malloc(VERIFY_DENTS_BUF);
+	if (!v.state || !v.dents) {
 		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -539,6 +544,7 @@ out:
 	if (treefd >= 0)
 		close(treefd);
 	free(v.state);
+	free(v.dents);
 	ts_manifest_free(&v.m);
 	free(mpath);
 	free(tpath);
