@@ -37,7 +37,8 @@ typedef struct verify_ctx {
 	size_t files_done, files_total;
 	uint64_t bytes_done, bytes_total;
 	bool nomem;                    /* a damage record could not be kept */
-	bool dino_is_ino;              /* readdir's d_ino is stat's st_ino here */
+	bool dino_is_ino;              /* readdir's d_ino is stat's st_ino on... */
+	dev_t tree_dev;                /* ...the tree's filesystem */
 	const ts_manifest_entry *last; /* the entry verify_entry found last */
 	char *dents;                   /* owned: VERIFY_DENTS_BUF for getdents64 */
 } verify_ctx;
@@ -273,11 +274,12 @@ static int verify_dirent_cmp(const void *a, const void *b)
  * the stat recorded then stands for it.  With one stat per name costing
  * more than anything else the check of such a snapshot does, that makes
  * the run's cost the unique inodes rather than the names (verify.h).  Only
- * where readdir's inode number is stat's (v->dino_is_ino). */
+ * where readdir's inode number is stat's (v->dino_is_ino), and not below a
+ * filesystem mounted inside the tree, whose type was not looked at. */
 static int verify_stat(verify_ctx *v, int dirfd, const verify_dirent *de, dev_t dev,
                        struct stat *st)
 {
-	if (v->dino_is_ino && de->type == DT_REG &&
+	if (v->dino_is_ino && dev == v->tree_dev && de->type == DT_REG &&
 	    ts_verify_inodes_stat(&v->run->inodes, dev, de->ino, st))
 		return 0;
 	return fstatat(dirfd, de->name, st, AT_SYMLINK_NOFOLLOW);
@@ -505,6 +507,7 @@ ts_err_code ts_verify_run_snapshot(ts_verify_run *r, ts_store *s, const char *na
 		goto out;
 	}
 	v.dino_is_ino = verify_dino_is_ino(treefd);
+	v.tree_dev = st.st_dev;
 	/* The root is checked like any directory; verify_entry re-opens it by
 	 * name relative to the snapshot directory. */
 	{
