@@ -266,7 +266,8 @@ static ts_err_code sqlite_update(int in, int out, const char *path, const char *
 		return ts_err_sys(e, errno, "%s: cannot stat", path);
 	u.size = st.st_size;
 	size_t chunks = (size_t)((u.size + SQLITE_CHUNK - 1) / SQLITE_CHUNK);
-	rc = ts_pool_run(chunks, locked ? 2 : chunks + 1, 0, sqlite_update_chunk, &u, e);
+	/* Before the lock, never more than the caller's thread. */
+	rc = ts_pool_run(chunks, locked ? 2 : SIZE_MAX, 0, sqlite_update_chunk, &u, e);
 	if (rc == TS_OK && ftruncate(out, st.st_size) < 0)
 		rc = ts_err_sys(e, errno, "%s: cannot size the database copy", rel);
 	return rc;
