@@ -176,7 +176,8 @@ def stall_rows(ctx, res):
             "idle commit median %.1f ms, longest %s (before the mkdir, not counted); "
             "first snapshot visible %.1f s, sealed %.1f s%s%s"
             % (fmt_vals(res.wall, "s"), fmt_vals(res.sealed, "s"), _caught(res),
-               statistics.median(res.idle) * 1000, fmt_vals(res.idle_max, "ms"), res.first[0], res.first[1], _fails(res),
+               statistics.median(res.idle) * 1000, fmt_vals(res.idle_max, "ms"), res.first[0], res.first[1],
+               _fails(res),
                ctx.envs.gen_note(res.env)))
     return [
         Row("S1 writer stall, %s files (+%d x 256 KiB, settled): max commit wait during mkdir"
