@@ -36,7 +36,7 @@ export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 # and the command line (cli/) never see libfuse3's headers, and a FUSE include
 # there is a compile error (the poison headers below).  Only fs/*.c and the
 # final link use fuse3.
-ENGINE_PKGS := sqlite3 libpq libcrypto inih
+ENGINE_PKGS := sqlite3 libpq libcrypto inih libxxhash
 ENGINE_PKG_CFLAGS := $(shell pkg-config --cflags $(ENGINE_PKGS))
 ENGINE_PKG_LIBS   := $(shell pkg-config --libs $(ENGINE_PKGS))
 FUSE_CFLAGS := $(shell pkg-config --cflags fuse3)

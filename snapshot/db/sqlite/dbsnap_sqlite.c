@@ -24,12 +24,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/copy.h"
-#include "base/pool.h"
 
 typedef struct sqlite_impl {
 	sqlite3 *w;      /* holds the write lock */
@@ -38,18 +39,8 @@ typedef struct sqlite_impl {
 	bool wal;
 	bool precopied;  /* a raw copy of the file is in place at the destination */
 	struct stat db_st; /* the database file at lock time: the copy's metadata */
+	sqlite_sums sums;  /* of the pre-copy's blocks (sqlite_update.c) */
 } sqlite_impl;
-
-/* Compared a block at a time (pread of the file and of the copy): with
- * 256 KiB, a 147 MB database took 28 ms on one core, with 64 KiB 36-44 ms.
- * And a chunk of blocks per pool job: under Trac's lock (sqlite_refresh)
- * every core compares (20 ms on two), before it one, which leaves the
- * others to Trac's writers. */
-#define SQLITE_BLOCK (256 * 1024)
-#define SQLITE_CHUNK (16 * SQLITE_BLOCK)
-/* What is written where a block differs: the usual page size, and the
- * block of the filesystems that have reflinks. */
-#define SQLITE_GRAIN 4096
 
 /* One translation of SQLite result codes into engine errors. */
 static ts_err_code sqlite_err(ts_err *e, sqlite3 *db, int rc, const char *dbpath, const char *doing)
@@ -130,6 +121,7 @@ static void sqlite_free(ts_dbsnap *d)
 	sqlite_impl *im = d->impl;
 	sqlite3_close(im->w);
 	sqlite3_close(im->r);
+	sqlite_sums_drop(&im->sums);
 	free(im);
 	d->impl = NULL;
 }
@@ -189,95 +181,12 @@ out:
 	return rc;
 }
 
-/* Write the SQLITE_GRAIN pieces of a (n bytes at off) that differ from b,
- * the copy's bytes there: on a filesystem with reflinks every piece
- * written gets a block of its own, so one page that changed costs one
- * block, not the whole SQLITE_BLOCK around it. */
-static bool sqlite_write_diff(int out, const char *a, const char *b, size_t n, off_t off)
-{
-	for (size_t k = 0; k < n;) {
-		size_t from = k;
-		/* A run of pieces that differ: one write. */
-		while (k < n && memcmp(a + k, b + k, n - k < SQLITE_GRAIN ? n - k : SQLITE_GRAIN))
-			k += n - k < SQLITE_GRAIN ? n - k : SQLITE_GRAIN;
-		if (k > from && pwrite(out, a + from, k - from, off + (off_t)from) != (ssize_t)(k - from))
-			return false;
-		if (k < n)
-			k += n - k < SQLITE_GRAIN ? n - k : SQLITE_GRAIN;   /* the same: skipped */
-	}
-	return true;
-}
-
-/* What sqlite_update's pool jobs share. */
-typedef struct sqlite_upd {
-	int in, out;
-	off_t size;
-	const char *path, *rel;
-} sqlite_upd;
-
-/* Chunk i of the file (SQLITE_CHUNK bytes), on a pool thread. */
-static ts_err_code sqlite_update_chunk(void *arg, size_t i, ts_err *e)
-{
-	const sqlite_upd *u = arg;
-	ts_err_code rc = TS_OK;
-	char *a = malloc(SQLITE_BLOCK), *b = malloc(SQLITE_BLOCK);
-	off_t end = (off_t)(i + 1) * SQLITE_CHUNK < u->size ? (off_t)(i + 1) * SQLITE_CHUNK : u->size;
-
-	if (!a || !b) {
-		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	for (off_t off = (off_t)i * SQLITE_CHUNK; off < end; off += SQLITE_BLOCK) {
-		size_t want = end - off < SQLITE_BLOCK ? (size_t)(end - off) : SQLITE_BLOCK;
-		ssize_t n = pread(u->in, a, want, off);
-		if (n <= 0) {
-			rc = ts_err_sys(e, n < 0 ? errno : EIO, "%s: read failed", u->path);
-			goto out;
-		}
-		ssize_t m = pread(u->out, b, (size_t)n, off);
-		if (m == n && !memcmp(a, b, (size_t)n))
-			continue;
-		if (m == n ? !sqlite_write_diff(u->out, a, b, (size_t)n, off)
-		           : pwrite(u->out, a, (size_t)n, off) != n) {
-			rc = ts_err_sys(e, errno, "%s: cannot write the database copy", u->rel);
-			goto out;
-		}
-	}
-out:
-	free(a);
-	free(b);
-	return rc;
-}
-
-/* Bring the copy open on out up to the file open on in (path and rel name
- * them for messages), writing only what differs: the pages of a copy that
- * are rewritten cost most (fresh page cache, and on a filesystem with
- * reflinks new blocks: the copy may share the rest with the previous
- * snapshot's and the live file), the ones compared little.  locked: under
- * Trac's lock, on every core. */
-static ts_err_code sqlite_update(int in, int out, const char *path, const char *rel, bool locked,
-                                 ts_err *e)
-{
-	ts_err_code rc;
-	struct stat st;
-	sqlite_upd u = { .in = in, .out = out, .path = path, .rel = rel };
-
-	if (fstat(in, &st) < 0)
-		return ts_err_sys(e, errno, "%s: cannot stat", path);
-	u.size = st.st_size;
-	size_t chunks = (size_t)((u.size + SQLITE_CHUNK - 1) / SQLITE_CHUNK);
-	/* Before the lock, never more than the caller's thread. */
-	rc = ts_pool_run(chunks, locked ? 2 : SIZE_MAX, 0, sqlite_update_chunk, &u, e);
-	if (rc == TS_OK && ftruncate(out, st.st_size) < 0)
-		rc = ts_err_sys(e, errno, "%s: cannot size the database copy", rel);
-	return rc;
-}
-
 /* Rollback-journal mode: copy the file as it is now, before the lock.  It
- * need not be consistent: capture compares it block by block with the file
- * under the lock and rewrites what differs (sqlite_refresh).  A copy already
- * at rel (the daemon's stage keeps one, stage.h) is brought up to date
- * instead of made anew. */
+ * need not be consistent: capture brings it up to the file under the lock
+ * and rewrites what differs (sqlite_refresh), reading the copy only where
+ * a block no longer has the hash this pass kept (sqlite_update.c).  A
+ * copy already at rel (the daemon's stage keeps one, stage.h) is brought
+ * up to date instead of made anew. */
 static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_err *e)
 {
 	sqlite_impl *im = d->impl;
@@ -309,7 +218,7 @@ static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_
 	}
 	out = openat(pfd, leaf, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (out >= 0) {
-		rc = sqlite_update(in, out, path, rel, false, e);
+		rc = sqlite_update(in, out, path, rel, false, &im->sums, e);
 	} else {
 		out = openat(pfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (out < 0) {
@@ -317,6 +226,7 @@ static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_
 			goto out;
 		}
 		made = true;
+		sqlite_sums_drop(&im->sums);   /* a new file: the pass under the lock compares */
 		/* In the kernel where it can: one copy of each page, not two
 		 * (the pre-copy runs beside the walk, on the same cores). */
 		snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
@@ -344,6 +254,7 @@ out:
  * is exactly the committed state.  Bring the pre-copy up to it. */
 static ts_err_code sqlite_refresh(ts_dbsnap *d, int treefd, const char *rel, ts_err *e)
 {
+	sqlite_impl *im = d->impl;
 	const char *path = d->env->db_abs;
 	ts_err_code rc;
 	int in = open(path, O_RDONLY | O_CLOEXEC);
@@ -352,7 +263,7 @@ static ts_err_code sqlite_refresh(ts_dbsnap *d, int treefd, const char *rel, ts_
 	if (in < 0 || out < 0)
 		rc = ts_err_sys(e, errno, "%s: cannot open for the copy", in < 0 ? path : rel);
 	else
-		rc = sqlite_update(in, out, path, rel, true, e);
+		rc = sqlite_update(in, out, path, rel, true, &im->sums, e);
 	if (in >= 0)
 		close(in);
 	if (out >= 0)
@@ -462,6 +373,13 @@ static ts_err_code sqlite_open(ts_dbsnap *d, ts_err *e)
 	d->impl = im;
 	if (!im)
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	/* The sums' seed, drawn where no one sees it (sqlite_update.c says why);
+	 * should the kernel not give one, the clock still varies it. */
+	if (getrandom(&im->sums.seed, sizeof im->sums.seed, GRND_NONBLOCK) != (ssize_t)sizeof im->sums.seed) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		im->sums.seed = (XXH64_hash_t)now.tv_nsec * 1000003u ^ (XXH64_hash_t)now.tv_sec;
+	}
 	if (stat(path, &st) < 0) {
 		rc = ts_err_sys(e, errno, "%s: database file ([trac] database in %s)", path, d->env->ini_path);
 		if (rc == TS_ERR_NOTFOUND)
