@@ -78,6 +78,16 @@ static void poke(const char *path, off_t off, size_t len, int c)
 	free(buf);
 }
 
+/* The file and its copy alike: len bytes of pattern seed. */
+static void put_both(fx *x, size_t len, unsigned seed)
+{
+	unsigned char *data = tu_pattern(len, seed);
+
+	tu_put_bytes(x->live, data, len, 0644);
+	tu_put_bytes(x->copy, data, len, 0600);
+	free(data);
+}
+
 static void assert_same_files(const char *a, const char *b)
 {
 	size_t na, nb;
@@ -117,16 +127,12 @@ static void test_change_under_lock_found(void **state)
 static void test_shrink_under_lock(void **state)
 {
 	fx *x = *state;
-	size_t len = 3 * BLK;
-	unsigned char *data = tu_pattern(len, 9);
 
-	tu_put_bytes(x->live, data, len, 0644);
-	tu_put_bytes(x->copy, data, len, 0600);
+	put_both(x, 3 * BLK, 9);
 	pass(x, false);
 	assert_int_equal(truncate(x->live, BLK + 10), 0);
 	pass(x, true);
 	assert_same_files(x->live, x->copy);
-	free(data);
 }
 
 /* Under the lock the copy is not read where a block's sum matches: the
@@ -136,13 +142,10 @@ static void test_shrink_under_lock(void **state)
 static void test_kept_blocks_not_read(void **state)
 {
 	fx *x = *state;
-	size_t len = 4 * BLK;
-	unsigned char *data = tu_pattern(len, 11);
-	size_t n;
+	size_t len = 4 * BLK, n;
 	unsigned char *got;
 
-	tu_put_bytes(x->live, data, len, 0644);
-	tu_put_bytes(x->copy, data, len, 0600);
+	put_both(x, len, 11);
 	pass(x, false);
 	poke(x->copy, BLK + 5, 1, 0x77);
 	pass(x, true);
@@ -150,7 +153,6 @@ static void test_kept_blocks_not_read(void **state)
 	assert_int_equal(n, len);
 	assert_int_equal(got[BLK + 5], 0x77);
 	free(got);
-	free(data);
 }
 
 /* A copy that is not the file the sums were taken of (another inode, or
@@ -186,15 +188,11 @@ static void test_other_copy_compared(void **state)
 static void test_no_sums_compared(void **state)
 {
 	fx *x = *state;
-	size_t len = 2 * BLK + 3;
-	unsigned char *data = tu_pattern(len, 17);
 
-	tu_put_bytes(x->live, data, len, 0644);
-	tu_put_bytes(x->copy, data, len, 0600);
+	put_both(x, 2 * BLK + 3, 17);
 	poke(x->copy, 7, 1, 0x42);
 	pass(x, true);
 	assert_same_files(x->live, x->copy);
-	free(data);
 }
 
 int main(void)
