@@ -15,22 +15,23 @@ int cli_list(int argc, char **argv);
 int cli_verify(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 int cli_restore(int argc, char **argv);
+int cli_help(int argc, char **argv);
 
 /* Write str as a JSON string literal (cmd_list.c documents the escaping). */
 void cli_json_string(FILE *f, const char *str);
 
 /* Command-line problems: print "tracsnap: CMD: PROBLEM" (one line), then
- * the usage text, and return EX_USAGE. */
-int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+ * the command's usage line (commands.h), and return EX_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* After getopt_long() returned '?' (the commands set opterr = 0 so that
  * getopt prints nothing itself): name the option that was refused. */
-int cli_bad_option(const char *cmd, const char *usage, int argc, char **argv);
+int cli_bad_option(const char *cmd, int argc, char **argv);
 
 /* Check an argument count after the options: "missing ENV" or "unexpected
  * argument 'X'".  Returns 0 when min <= n <= max, else cli_usage_error(). */
-int cli_check_args(const char *cmd, const char *usage, int argc, char **argv,
+int cli_check_args(const char *cmd, int argc, char **argv,
                    int min, int max, const char *missing);
 
 /* --lock-timeout S of snapshot and prune (base/parse.h has the bounds):

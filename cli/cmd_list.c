@@ -102,8 +102,6 @@ static void cli_human_size(uint64_t b, char *out, size_t len)
 	snprintf(out, len, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
 }
 
-static const char list_usage[] = "usage: tracsnap list [--store DIR] [--json] ENV\n";
-
 int cli_list(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -126,9 +124,9 @@ int cli_list(int argc, char **argv)
 		else if (c == 'j')
 			json = 1;
 		else
-			return cli_bad_option("list", list_usage, argc, argv);
+			return cli_bad_option("list", argc, argv);
 	}
-	status = cli_check_args("list", list_usage, argc, argv, 1, 1, "ENV");
+	status = cli_check_args("list", argc, argv, 1, 1, "ENV");
 	if (status)
 		return status;
 	status = cli_open_env_store(argv[optind], store_path, false, &env, &store);

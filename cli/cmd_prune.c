@@ -9,10 +9,6 @@
 #include "base/parse.h"
 #include "store/prune.h"
 
-static const char cli_prune_usage[] =
-	"usage: tracsnap prune [--store DIR] [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"
-	"                      [--keep-weekly N] [--keep-monthly N] [--lock-timeout S] [--dry-run] ENV\n";
-
 /* One line per snapshot.  A snapshot kept only because a process uses it
  * through a mount is said so, with who; the exit status stays 0 (the
  * policy was applied as far as it safely could be: the next prune removes
@@ -68,7 +64,7 @@ int cli_prune(int argc, char **argv)
 				return status;
 			continue;
 		default:
-			return cli_bad_option("prune", cli_prune_usage, argc, argv);
+			return cli_bad_option("prune", argc, argv);
 		}
 		if (!ts_parse_int(optarg, 0, 1000000, slot)) {
 			fprintf(stderr, "tracsnap: --%s %s: must be a number from 0 to 1000000\n",
@@ -76,7 +72,7 @@ int cli_prune(int argc, char **argv)
 			return EX_USAGE;
 		}
 	}
-	status = cli_check_args("prune", cli_prune_usage, argc, argv, 1, 1, "ENV");
+	status = cli_check_args("prune", argc, argv, 1, 1, "ENV");
 	if (status)
 		return status;
 	if (ts_prune_policy_empty(&p)) {

@@ -10,9 +10,6 @@
 #include "cli_progress.h"
 #include "restore/restore.h"
 
-static const char restore_usage[] =
-	"usage: tracsnap restore [--force] [--store DIR] [--lock-timeout S] SNAPSHOT ENV\n";
-
 int cli_restore(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -41,10 +38,10 @@ int cli_restore(int argc, char **argv)
 				return status;
 			break;
 		default:
-			return cli_bad_option("restore", restore_usage, argc, argv);
+			return cli_bad_option("restore", argc, argv);
 		}
 	}
-	status = cli_check_args("restore", restore_usage, argc, argv, 2, 2,
+	status = cli_check_args("restore", argc, argv, 2, 2,
 	                        argc - optind == 1 ? "ENV" : "SNAPSHOT and ENV");
 	if (status)
 		return status;

@@ -14,9 +14,6 @@
 #include "store/seal.h"
 #include "take/snap.h"
 
-static const char snapshot_usage[] =
-	"usage: tracsnap snapshot [--store DIR] [--no-database] [--lock-timeout S] ENV [NAME]\n";
-
 int cli_snapshot(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -50,10 +47,10 @@ int cli_snapshot(int argc, char **argv)
 				return status;
 			break;
 		default:
-			return cli_bad_option("snapshot", snapshot_usage, argc, argv);
+			return cli_bad_option("snapshot", argc, argv);
 		}
 	}
-	status = cli_check_args("snapshot", snapshot_usage, argc, argv, 1, 2, "ENV");
+	status = cli_check_args("snapshot", argc, argv, 1, 2, "ENV");
 	if (status)
 		return status;
 	if (argc - optind == 2) {

@@ -183,8 +183,6 @@ static bool cli_verify_seal(cli_verify_state *st, ts_store *store, const char *n
 	return false;
 }
 
-static const char verify_usage[] = "usage: tracsnap verify [--store DIR] [--repair] ENV [NAME...]\n";
-
 /* --repair: rewrite what can be rewritten, then say what is left. */
 static int cli_verify_do_repair(cli_verify_state *vs, ts_verify_run *run, ts_store *store,
                                 const ts_env *env, size_t *nrepaired, size_t *nleft)
@@ -232,9 +230,9 @@ int cli_verify(int argc, char **argv)
 		else if (c == 'r')
 			repair = true;
 		else
-			return cli_bad_option("verify", verify_usage, argc, argv);
+			return cli_bad_option("verify", argc, argv);
 	}
-	status = cli_check_args("verify", verify_usage, argc, argv, 1, -1, "ENV");
+	status = cli_check_args("verify", argc, argv, 1, -1, "ENV");
 	if (status)
 		return status;
 	status = cli_open_env_store(argv[optind], store_path, false, &env, &store);

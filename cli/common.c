@@ -8,11 +8,12 @@
 #include <sysexits.h>
 
 #include "cli.h"
+#include "commands.h"
 #include "base/log.h"
 #include "base/parse.h"
 #include "sysexit.h"
 
-int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -21,11 +22,11 @@ int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-	fputs(usage, stderr);
+	cli_usage_print(stderr, cmd);
 	return EX_USAGE;
 }
 
-int cli_bad_option(const char *cmd, const char *usage, int argc, char **argv)
+int cli_bad_option(const char *cmd, int argc, char **argv)
 {
 	const char *arg = optind >= 1 && optind - 1 < argc ? argv[optind - 1] : "?";
 
@@ -35,22 +36,22 @@ int cli_bad_option(const char *cmd, const char *usage, int argc, char **argv)
 	if (optopt && strncmp(arg, "--", 2) == 0) {
 		const char *eq = strchr(arg, '=');
 		if (eq)
-			return cli_usage_error(cmd, usage, "option '%.*s' takes no argument",
+			return cli_usage_error(cmd, "option '%.*s' takes no argument",
 			                       (int)(eq - arg), arg);
-		return cli_usage_error(cmd, usage, "option '%s' needs an argument", arg);
+		return cli_usage_error(cmd, "option '%s' needs an argument", arg);
 	}
-	return cli_usage_error(cmd, usage, "unknown option '%s'", arg);
+	return cli_usage_error(cmd, "unknown option '%s'", arg);
 }
 
-int cli_check_args(const char *cmd, const char *usage, int argc, char **argv,
+int cli_check_args(const char *cmd, int argc, char **argv,
                    int min, int max, const char *missing)
 {
 	int n = argc - optind;
 
 	if (n < min)
-		return cli_usage_error(cmd, usage, "missing %s", missing);
+		return cli_usage_error(cmd, "missing %s", missing);
 	if (max >= 0 && n > max)
-		return cli_usage_error(cmd, usage, "unexpected argument '%s'", argv[optind + max]);
+		return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind + max]);
 	return 0;
 }
 

@@ -100,7 +100,7 @@ static int fs_help(const struct fuse_args *a)
 			fuse_lowlevel_version();
 			return 0;
 		}
-	printf("usage: %s [options] <mountpoint>\n\nFUSE options:\n", a->argv[0]);
+	printf("\nFUSE options:\n");
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
 	return 0;

@@ -9,6 +9,7 @@ finds at those places, proves they are gone, and puts them back at the end;
 directories that only the test's install created are removed again.
 """
 import os
+import re
 import shutil
 import subprocess
 
@@ -141,7 +142,7 @@ def test_default_prefix_install_mount_and_uninstall(system, env_sqlite, tmp_path
         assert word in man, word
     helptext = run(["tracsnap", "--help"], env=mount_env()).stdout
     for cmd in ("snapshot", "list", "verify", "prune", "restore"):
-        assert "tracsnap %s" % cmd in helptext
+        assert re.search(r"^  %s +\S" % cmd, helptext, flags=re.M), cmd
     assert run(["tracsnap", "--version"], env=mount_env()).stdout.startswith("tracsnap ")
 
     check_mount_t(env_sqlite, tmp_path, "default-t")
