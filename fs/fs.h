@@ -40,7 +40,8 @@ typedef struct fs_ctx {
 
 /* Mount ENV on MOUNTPOINT as described by argv (the tracsnap command line
  * without a subcommand).  Once it tried to mount, returns its status (0: mounted,
- * served, unmounted).  A problem found before mounting is printed as one
+ * served, unmounted or stopped by a signal; 1-7: libfuse or the kernel refused
+ * the mount; 8: the request loop failed).  A problem found before mounting is printed as one
  * line and returned as FS_MAIN_FAILED with *code the engine's error
  * (TS_ERR_USAGE for the command line), or as FS_MAIN_NO_STORE: the store
  * could not be opened or made.  Exit statuses are cli/'s (cli/main.c). */

@@ -5,6 +5,10 @@
  * stderr and nothing is mounted or created.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <grp.h>
 #include <malloc.h>
 #include <stddef.h>
@@ -106,6 +110,143 @@ static int fs_help(const struct fuse_args *a)
 	return 0;
 }
 
+/* What libfuse logs while the options are tried (fs_check_fuse_opts): kept,
+ * not printed, so that the one line said is ours and names the option. */
+static char fs_fuse_said[512];
+
+static void fs_fuse_capture(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	size_t n = strlen(fs_fuse_said);
+
+	(void)level;
+	if (n < sizeof fs_fuse_said - 1)
+		vsnprintf(fs_fuse_said + n, sizeof fs_fuse_said - n, fmt, ap);
+}
+
+/* Would libfuse take these arguments?  Tried on a session that is made and
+ * destroyed at once, never mounted, so that an option libfuse refuses
+ * (a typo, one of its high-level library's) is said before anything is
+ * created: "tracsnap: unknown mount option '-o bogus=1' (see 'tracsnap
+ * help mount')".  0, or -1 with the line printed. */
+static int fs_check_fuse_opts(const struct fuse_args *args)
+{
+	struct fuse_args probe = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_cmdline_opts o;
+	struct fuse_session *se = NULL;
+	int rc = -1;
+
+	memset(&o, 0, sizeof o);
+	for (int i = 0; i < args->argc; i++)
+		if (fuse_opt_add_arg(&probe, args->argv[i]) != 0)
+			goto out;
+	fs_fuse_said[0] = '\0';
+	fuse_set_log_func(fs_fuse_capture);
+	if (fuse_parse_cmdline(&probe, &o) == 0)
+		se = fuse_session_new(&probe, fs_lowlevel_ops(), sizeof(struct fuse_lowlevel_ops), NULL);
+	fuse_set_log_func(NULL);
+	if (se) {
+		fuse_session_destroy(se);
+		rc = 0;
+		goto out;
+	}
+	/* libfuse: "fuse: unknown option(s): `-o bogus=1'" */
+	char *q = strchr(fs_fuse_said, '`'), *end = q ? strchr(q + 1, '\'') : NULL;
+	if (q && end)
+		fprintf(stderr, "tracsnap: unknown mount option '%.*s' (see 'tracsnap help mount')\n",
+		        (int)(end - q - 1), q + 1);
+	else
+		fprintf(stderr, "tracsnap: mount options refused: %.*s (see 'tracsnap help mount')\n",
+		        (int)strcspn(fs_fuse_said, "\n"), fs_fuse_said[0] ? fs_fuse_said : "by libfuse");
+out:
+	free(o.mountpoint);
+	fuse_opt_free_args(&probe);
+	return rc;
+}
+
+/* Is path (absolute, resolved) the root of a mount?  Then what is mounted
+ * there goes into what (fstype and source, from /proc/self/mountinfo, the
+ * topmost entry): mounting over it would hide it, and a second tracsnap on
+ * the same mount point stacks a daemon nobody sees. */
+static bool fs_is_mounted(const char *path, char *what, size_t len)
+{
+	struct statx stx;
+	char line[8192], found[PATH_MAX + 256] = "";
+	FILE *f;
+
+	if (statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &stx) != 0 ||
+	    !(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) ||
+	    !(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT))
+		return false;
+	f = fopen("/proc/self/mountinfo", "re");
+	while (f && fgets(line, sizeof line, f)) {
+		char mp[PATH_MAX], fstype[128], source[PATH_MAX], *dash;
+		size_t o = 0;
+
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER */
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 || !(dash = strstr(line, " - ")) ||
+		    sscanf(dash + 3, "%127s %4095s", fstype, source) != 2)
+			continue;
+		for (size_t i = 0; mp[i]; i++, o++) {   /* mountinfo writes ' ' as \040 */
+			if (mp[i] == '\\' && mp[i + 1] >= '0' && mp[i + 1] <= '3' && mp[i + 2] && mp[i + 3]) {
+				mp[o] = (char)((mp[i + 1] - '0') * 64 + (mp[i + 2] - '0') * 8 + (mp[i + 3] - '0'));
+				i += 3;
+			} else {
+				mp[o] = mp[i];
+			}
+		}
+		mp[o] = '\0';
+		if (!strcmp(mp, path))
+			snprintf(found, sizeof found, "%s of %s", fstype, source);
+	}
+	if (f)
+		fclose(f);
+	snprintf(what, len, "%s", found[0] ? found : "a mount");
+	return true;
+}
+
+/* The first directory of path (absolute or relative to the working
+ * directory) that does not exist yet, which ts_store_open would create, or
+ * NULL when path exists (or on a failure: nothing is then undone). */
+static char *fs_first_missing(const char *path)
+{
+	char *p = strdup(path), *top = NULL;
+
+	while (p && *p && access(p, F_OK) != 0) {
+		free(top);
+		top = strdup(p);
+		char *slash = strrchr(p, '/');
+		if (!slash || slash == p)
+			break;
+		*slash = '\0';
+	}
+	free(p);
+	return top;
+}
+
+/* A mount refused after its store was made leaves nothing behind: the
+ * store's lock file (its only content then) and the directories made for
+ * it, from the store up to top, each removed only if empty.  These are
+ * root's own new directories on a path trust.h accepted, not the tree of
+ * another account. */
+static void fs_store_undo(ts_store *s, const char *store, const char *top)
+{
+	char *p;
+
+	if (!top)
+		return;
+	if (s->dirfd >= 0)
+		(void)unlinkat(s->dirfd, ".lock", 0);
+	ts_store_close(s);
+	p = strdup(store);
+	while (p && rmdir(p) == 0 && strcmp(p, top) != 0) {
+		char *slash = strrchr(p, '/');
+		if (!slash || slash == p)
+			break;
+		*slash = '\0';
+	}
+	free(p);
+}
+
 /* How many directory descriptors the node table may keep (fs_node.c): half
  * of what the process may open, the soft limit raised to the hard one. */
 static long fs_fds_budget(void)
@@ -127,8 +268,8 @@ static long fs_fds_budget(void)
 /* Mount and serve until unmounted, as libfuse's fuse_main does for the
  * high-level API, with the same statuses: 1 bad options, 2 no mount point,
  * 3 no session, 4 mount failed, 5 cannot detach, 6 no signal handlers,
- * 7 no loop configuration, 8 the loop ended with an error (libfuse 3.14:
- * also after a stop signal); 0 once unmounted. */
+ * 7 no loop configuration, 8 the loop ended with an error; 0 once unmounted
+ * or stopped by SIGTERM, SIGINT or SIGHUP. */
 static int fs_serve(struct fuse_args *args, fs_ctx *c)
 {
 	struct fuse_cmdline_opts o;
@@ -184,7 +325,11 @@ static int fs_serve(struct fuse_args *args, fs_ctx *c)
 		fuse_loop_cfg_set_max_threads(cfg, o.max_threads);
 		res = fuse_session_loop_mt(c->se, cfg);
 	}
-	if (res)
+	/* libfuse's handler records the stop signal as the loop's error: a
+	 * stop asked for (kill, Ctrl-C, systemd) is a clean end. */
+	if (res == SIGTERM || res == SIGINT || res == SIGHUP)
+		res = 0;
+	else if (res)
 		res = 8;
 out_signals:
 	fuse_remove_signal_handlers(c->se);
@@ -216,7 +361,7 @@ int fs_main(int argc, char **argv, ts_err_code *code)
 	char *store = NULL, *mnt_abs = NULL;
 	int status = FS_MAIN_FAILED;   /* TS_ERR_USAGE unless fail_msg says */
 	ts_err_code fail = TS_ERR_USAGE;
-	bool store_created = false;
+	char *store_top = NULL;   /* the first directory of the store's path this mount made */
 
 	memset(&c, 0, sizeof c);
 	dmn_init(&c.d);
@@ -285,6 +430,8 @@ int fs_main(int argc, char **argv, ts_err_code *code)
 		           errno == ENOENT ? "no such directory" : "not a directory");
 		goto fail_msg;
 	}
+	if (fs_check_fuse_opts(&args) != 0)
+		goto out;
 	/* Learn -f/-d/-s/-h without consuming them: fs_serve parses again. */
 	{
 		struct fuse_args probe = FUSE_ARGS_INIT(0, NULL);
@@ -298,6 +445,14 @@ int fs_main(int argc, char **argv, ts_err_code *code)
 	}
 	c.foreground = fo.foreground;
 	mnt_abs = realpath(cl.mnt, NULL);
+	{
+		char what[PATH_MAX + 256];
+		if (mnt_abs && fs_is_mounted(mnt_abs, what, sizeof what)) {
+			ts_err_set(&e, TS_ERR_USAGE, "mount point %s: already has a mount (%s); unmount "
+			           "it first", mnt_abs, what);
+			goto fail_msg;
+		}
+	}
 	c.mnt = mnt_abs;
 	c.d.mnt = c.mnt;   /* what rmdir and keep= check for readers (daemon_prune.c) */
 	mnt_abs = NULL;
@@ -315,7 +470,7 @@ int fs_main(int argc, char **argv, ts_err_code *code)
 		}
 		ts_dbsnap_close(db);
 	}
-	store_created = access(store, F_OK) != 0;
+	store_top = fs_first_missing(store);
 	if (ts_store_open(store, true, &c.d.store, &e) != TS_OK) {
 		status = FS_MAIN_NO_STORE;
 		goto fail_msg;
@@ -349,8 +504,11 @@ int fs_main(int argc, char **argv, ts_err_code *code)
 		free(fsname);
 	}
 	status = fs_serve(&args, &c);
-	if (status != 0 && store_created)
-		(void)rmdir(store);   /* nothing was mounted: leave nothing behind */
+	if (status != 0 && status != 8) {   /* nothing was mounted; libfuse said why */
+		fprintf(stderr, "tracsnap: mount point %s: not mounted (status %d; the line above says "
+		        "why)\n", c.mnt, status);
+		fs_store_undo(&c.d.store, store, store_top);
+	}
 	goto out;
 
 fail_msg:
@@ -359,6 +517,7 @@ fail_msg:
 out:
 	*code = status == FS_MAIN_FAILED ? fail : TS_OK;
 	free(store);
+	free(store_top);
 	free(mnt_abs);
 	free(cl.env);
 	free(cl.mnt);

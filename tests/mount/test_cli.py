@@ -1,12 +1,14 @@
 """Issue 18, the command line: one source for every usage text, checked
 against the man page; help in the forms git and restic use; a mistyped
-command or option named."""
+command or option named; a mount refused on a mount point that already has
+one, and a refused mount that leaves nothing behind."""
 import os
 import re
+import subprocess
 
 import pytest
 
-from tshelpers import TOP, tracsnap
+from tshelpers import TOP, daemon_cmd, run, tracsnap
 
 MAN = os.path.join(TOP, "man", "tracsnap.1")
 COMMANDS = ["snapshot", "list", "verify", "prune", "restore", "help"]
@@ -107,7 +109,7 @@ def test_a_directory_of_that_name_is_an_env(tmp_path):
     assert "missing MOUNTPOINT" in p.stderr, p.stderr
 
 
-def test_option_errors_name_the_option(env_sqlite):
+def test_option_errors_name_the_option(env_sqlite, tmp_path):
     p = tracsnap("list", "--jsn", env_sqlite, check=False)
     assert p.returncode == 64
     assert p.stderr.splitlines() == ["tracsnap: list: unknown option '--jsn'",
@@ -115,3 +117,70 @@ def test_option_errors_name_the_option(env_sqlite):
     p = tracsnap("prune", env_sqlite, "--keep-last", check=False)
     assert p.returncode == 64
     assert p.stderr.splitlines()[0] == "tracsnap: prune: option '--keep-last' needs an argument"
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for args, named in ((["-xy"], "-xy"), (["-o", "kernel_cache"], "-o kernel_cache"),
+                        (["-o", "store=%s,bogus=1" % (tmp_path / "s")], "-o bogus=1")):
+        store = tmp_path / "s"
+        p = tracsnap(*args, env_sqlite, str(mnt), check=False)
+        assert p.returncode == 64, p.stderr
+        assert p.stderr == "tracsnap: unknown mount option '%s' (see 'tracsnap help mount')\n" % named
+        assert not store.exists()
+        assert not os.path.ismount(str(mnt))
+
+
+def refused_over_mount(env, mnt, store):
+    """The daemon on a mount point that has a mount already: it must refuse
+    at once (run_refused_mount would unmount what is there)."""
+    try:
+        p = subprocess.run(daemon_cmd(env, mnt, store), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL, text=True, timeout=10)
+    except subprocess.TimeoutExpired as ex:
+        raise AssertionError("the daemon mounted over %s instead of refusing" % mnt) from ex
+    return p.returncode, p.stdout
+
+
+def test_second_mount_is_refused(env_sqlite, mount_factory, tmp_path):
+    m = mount_factory(env_sqlite)
+    other = tmp_path / "other" / "store"
+    rc, out = refused_over_mount(env_sqlite, m.mnt, str(other))
+    assert rc == 64, out
+    assert out == "tracsnap: mount point %s: already has a mount (fuse.tracsnap of %s); unmount it first\n" \
+        % (os.path.realpath(m.mnt), env_sqlite)
+    assert not (tmp_path / "other").exists()
+    os.mkdir(m.path("still-served"))   # the first mount is untouched
+    assert os.path.isdir(os.path.join(m.store, "still-served"))
+
+
+def test_mount_over_any_mount_is_refused(env_sqlite, tmp_path):
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    run(["mount", "-t", "tmpfs", "-o", "size=1m", "tracsnap-test", str(mnt)])
+    try:
+        rc, out = refused_over_mount(env_sqlite, str(mnt), str(tmp_path / "store"))
+    finally:
+        run(["umount", str(mnt)])
+    assert rc == 64, out
+    assert out == "tracsnap: mount point %s: already has a mount (tmpfs of tracsnap-test); unmount it first\n" \
+        % mnt
+    assert not (tmp_path / "store").exists()
+
+
+def kernel_refuses_mount(env, store, mnt):
+    """The daemon without CAP_SYS_ADMIN (also for the setuid fusermount3:
+    capsh drops it from the bounding set): the kernel refuses the mount
+    after the store was made."""
+    return run(["capsh", "--drop=cap_sys_admin", "--", "-c",
+                '"$0" -f -o store="$1" "$2" "$3"', os.environ.get("TRACSNAP_BIN") or
+                os.path.join(TOP, "build", "tracsnap"), store, env, mnt], check=False, timeout=60)
+
+
+def test_refused_mount_leaves_no_store(env_sqlite, tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    p = kernel_refuses_mount(env_sqlite, str(tmp_path / "made" / "for" / "store"), str(mnt))
+    assert p.returncode == 4, p.stderr   # libfuse's status for a refused mount
+    assert p.stderr == ("fusermount3: mount failed: Operation not permitted\n"
+                        "tracsnap: mount point %s: not mounted (status 4; the line above says why)\n" % mnt)
+    assert not (tmp_path / "made").exists()
+    assert not os.path.ismount(str(mnt))

@@ -263,8 +263,6 @@ def test_signal_during_snapshot(big_env, mount_factory, tmp_path, sig):
     for n in os.listdir(os.path.join(big_env, "files", "big")):
         os.utime(os.path.join(big_env, "files", "big", n))
     before = fs_tree_state_light(big_env)
-    # libfuse's fuse_main returns 8 after a signal (its handler records it)
-    m.expect_exit(8)
     m.expect_log(r"snapshot cut \(mkdir\) failed: snapshot cut: cancelled \(tracsnap is stopping\)")
     p = mkdir_bg(m.path("cut"))
     wait_tmp_appears(store)          # copying has begun: the signal lands mid-copy
@@ -274,7 +272,7 @@ def test_signal_during_snapshot(big_env, mount_factory, tmp_path, sig):
     log = m.log_text()
     assert p.returncode != 0, log
     assert "cancelled (tracsnap is stopping)" in log, log
-    assert m.proc.returncode in (0, 8), log
+    assert m.proc.returncode == 0, log   # a stop asked for is a clean end
     assert leftovers(store) == [], (store_entries(store), log)   # removed by the daemon itself
     print("stopped %.2f s after the signal" % took)
     assert_sound(big_env, store, None, expect=["old"])
