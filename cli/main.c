@@ -88,5 +88,7 @@ int main(int argc, char **argv)
 		return EX_CANTCREAT;
 	if (status == FS_MAIN_FAILED)
 		return cli_sysexit(code);
-	return status;
+	/* fs_serve's statuses (fs_main.c): libfuse or the kernel refused the
+	 * mount (it said why), or the request loop failed. */
+	return status ? EX_OSERR : EX_OK;
 }

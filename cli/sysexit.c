@@ -18,7 +18,7 @@ int cli_sysexit(ts_err_code code)
 	case TS_ERR_BUSY:
 	case TS_ERR_CANCELLED:   return EX_TEMPFAIL;
 	case TS_ERR_PERM:        return EX_NOPERM;
-	case TS_ERR_DB:
+	case TS_ERR_DB:          return EX_UNAVAILABLE;   /* unreachable, refused: not damage */
 	case TS_ERR_CORRUPT:     return EX_DATAERR;
 	case TS_ERR_NOMEM:       return EX_OSERR;
 	case TS_ERR_IO:

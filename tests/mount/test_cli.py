@@ -1,14 +1,16 @@
 """Issue 18, the command line: one source for every usage text, checked
 against the man page; help in the forms git and restic use; a mistyped
-command or option named; a mount refused on a mount point that already has
-one, and a refused mount that leaves nothing behind."""
+command or option named; every exit status the man page documents produced
+and checked; a mount refused on a mount point that already has one, and a
+refused mount that leaves nothing behind."""
+import fcntl
 import os
 import re
 import subprocess
 
 import pytest
 
-from tshelpers import TOP, daemon_cmd, run, tracsnap
+from tshelpers import TOP, cli_snapshot, daemon_cmd, run, set_trac_database, tracsnap
 
 MAN = os.path.join(TOP, "man", "tracsnap.1")
 COMMANDS = ["snapshot", "list", "verify", "prune", "restore", "help"]
@@ -179,8 +181,113 @@ def test_refused_mount_leaves_no_store(env_sqlite, tmp_path):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     p = kernel_refuses_mount(env_sqlite, str(tmp_path / "made" / "for" / "store"), str(mnt))
-    assert p.returncode == 4, p.stderr   # libfuse's status for a refused mount
+    assert p.returncode == 71, p.stderr
     assert p.stderr == ("fusermount3: mount failed: Operation not permitted\n"
                         "tracsnap: mount point %s: not mounted (status 4; the line above says why)\n" % mnt)
     assert not (tmp_path / "made").exists()
     assert not os.path.ismount(str(mnt))
+
+
+# -- exit statuses: each one the man page documents, produced -------------------------
+
+
+def documented_codes():
+    return sorted(int(c) for c in re.findall(r"^\.TP\n\.B (\d+)\n", man_section("EXIT STATUS"), flags=re.M))
+
+
+def damage_one_file(tree):
+    for root, _, files in os.walk(tree):
+        for n in sorted(files):
+            p = os.path.join(root, n)
+            if os.path.getsize(p) > 0 and not n.endswith(".db"):
+                with open(p, "r+b") as f:
+                    b = f.read(1)
+                    f.seek(0)
+                    f.write(bytes([b[0] ^ 0xff]))
+                return p
+    raise AssertionError("no file to damage in " + tree)
+
+
+def exit_scenarios(env, tmp_path):
+    """{status: a function that runs the command expected to exit with it}."""
+    store = str(tmp_path / "store")
+
+    def usage():
+        return tracsnap("list", check=False)
+
+    def dataerr():
+        p = cli_snapshot(env, store, "d")
+        damage_one_file(p.tree)
+        return tracsnap("verify", "--store", store, env, "d", check=False)
+
+    def noinput():
+        (tmp_path / "plain").mkdir()
+        return tracsnap("list", "--store", store, str(tmp_path / "plain"), check=False)
+
+    def unavailable():
+        other = str(tmp_path / "mysql-env")
+        run(["cp", "-a", env, other])
+        set_trac_database(other, "mysql://trac:secret@localhost/trac")
+        return tracsnap("list", "--store", store, other, check=False)
+
+    def oserr():
+        (tmp_path / "mnt").mkdir()
+        return kernel_refuses_mount(env, str(tmp_path / "st71"), str(tmp_path / "mnt"))
+
+    def cantcreat():
+        cli_snapshot(env, store, "twice")
+        return tracsnap("snapshot", "--store", store, env, "twice", check=False)
+
+    def ioerr():
+        ro = str(tmp_path / "ro-store")
+        cli_snapshot(env, ro, "a")
+        run(["mount", "--bind", ro, ro])
+        try:
+            run(["mount", "-o", "remount,bind,ro", ro])
+            return tracsnap("snapshot", "--store", ro, env, "b", check=False)
+        finally:
+            run(["umount", ro])
+
+    def tempfail():
+        cli_snapshot(env, store, "first")
+        with open(os.path.join(store, ".lock"), "r") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            return tracsnap("snapshot", "--store", store, "--lock-timeout", "1", env, "second", check=False)
+
+    def noperm():
+        open_store = tmp_path / "open-store"
+        open_store.mkdir(mode=0o777)
+        os.chmod(str(open_store), 0o777)
+        return tracsnap("list", "--store", str(open_store), env, check=False)
+
+    def config():
+        other = str(tmp_path / "bad-env")
+        run(["cp", "-a", env, other])
+        set_trac_database(other, "nonsense")
+        return tracsnap("list", "--store", store, other, check=False)
+
+    return {0: lambda: tracsnap("help"), 64: usage, 65: dataerr, 66: noinput, 69: unavailable, 71: oserr,
+            73: cantcreat, 74: ioerr, 75: tempfail, 77: noperm, 78: config}
+
+
+def test_every_documented_exit_status(env_sqlite, tmp_path):
+    scenarios = exit_scenarios(env_sqlite, tmp_path)
+    assert documented_codes() == sorted(scenarios)
+    for code, make in sorted(scenarios.items()):
+        p = make()
+        assert p.returncode == code, (code, p.returncode, p.stderr)
+        if code:
+            lines = [l for l in p.stderr.splitlines() if l.startswith("tracsnap: ")]
+            assert lines, (code, p.stderr)
+
+
+def test_database_failure_is_not_damage(env_sqlite, tmp_path):
+    """A PostgreSQL server that cannot be reached is 69 (unavailable), not 65,
+    which means damage (a wrong password takes the same path: libpq's
+    connection failure, test_postgres.py)."""
+    other = str(tmp_path / "pg-env")
+    run(["cp", "-a", env_sqlite, other])
+    set_trac_database(other, "postgres://trac:wrong@127.0.0.1:1/trac")
+    p = tracsnap("snapshot", "--store", str(tmp_path / "store"), other, "a", check=False)
+    assert p.returncode == 69, p.stderr
+    assert "wrong" not in p.stderr   # the password is never shown

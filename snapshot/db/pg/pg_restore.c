@@ -277,8 +277,11 @@ static ts_err_code pg_load(const ts_env *env, int dump_fd, const char *dump_desc
 		st = pg_wait(ch.pid, 0);
 		ch.pid = -1;
 		if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			/* psql's 3: a statement of the dump failed (ON_ERROR_STOP): the
+			 * snapshot's data, not the server, is at fault (exit 65, not 69). */
+			bool dump_bad = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 3;
 			snprintf(what, sizeof what, "loading %s with psql", dump_desc);
-			rc = pg_child_failed(&r.d, &ch, st, what, TS_ERR_DB, e);
+			rc = pg_child_failed(&r.d, &ch, st, what, dump_bad ? TS_ERR_CORRUPT : TS_ERR_DB, e);
 		}
 	}
 out:
