@@ -74,10 +74,20 @@ void ts_log(int level, const char *fmt, ...)
 		}
 	}
 	memcpy(line, prefix, plen);
-	/* One message, one line. */
-	for (i = plen; i < plen + mlen; i++)
-		if (line[i] == '\n' || line[i] == '\r')
+	/* One message, one line, and nothing a terminal or a log reader would
+	 * obey: names in messages are the users' bytes.  Line ends become
+	 * spaces; other controls (C0, DEL, and C1, U+0080-U+009F in UTF-8,
+	 * which some readers take for line ends) '?', as ls(1) shows them. */
+	for (i = plen; i < plen + mlen; i++) {
+		unsigned char c = (unsigned char)line[i];
+		if (c == '\n' || c == '\r' || c == '\t')
 			line[i] = ' ';
+		else if (c < 0x20 || c == 0x7f)
+			line[i] = '?';
+		else if (c == 0xc2 && i + 1 < plen + mlen && (unsigned char)line[i + 1] >= 0x80 &&
+		         (unsigned char)line[i + 1] <= 0x9f)
+			line[i] = line[i + 1] = '?';
+	}
 
 	if (atomic_load(&log_sink) == TS_LOG_SYSLOG) {
 		line[plen + mlen] = '\0';

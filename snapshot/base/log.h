@@ -14,7 +14,8 @@ typedef enum ts_log_sink { TS_LOG_STDERR, TS_LOG_SYSLOG } ts_log_sink;
 /* Choose the sink and the most verbose level printed (default: stderr, LOG_INFO). */
 void ts_log_init(ts_log_sink sink, int max_level);
 
-/* One line, prefixed "tracsnap: " on stderr (warnings "tracsnap: warning: "). */
+/* One line, prefixed "tracsnap: " on stderr (warnings "tracsnap: warning: ");
+ * line ends in the message become spaces and other control characters '?'. */
 void ts_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif
