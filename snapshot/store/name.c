@@ -17,12 +17,15 @@ static void name_show(const char *name, char *buf, size_t size)
 	const unsigned char *p;
 
 	for (p = (const unsigned char *)name; *p; p++) {
-		if (o + 5 + 4 >= size) { /* room for "\xHH", "...", NUL */
+		if (o + 9 + 4 >= size) { /* room for "\xHH\xHH", "...", NUL */
 			memcpy(buf + o, "...", 3);
 			o += 3;
 			break;
 		}
-		if (*p < 0x20 || *p == 0x7f)
+		if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {   /* C1: both bytes */
+			o += (size_t)snprintf(buf + o, size - o, "\\x%02x\\x%02x", p[0], p[1]);
+			p++;
+		} else if (*p < 0x20 || *p == 0x7f)
 			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", *p);
 		else
 			buf[o++] = (char)*p;
@@ -54,7 +57,9 @@ ts_err_code ts_name_check(const char *name, ts_err *e)
 		why = "reserved for the link to the newest snapshot";
 	} else {
 		for (p = (const unsigned char *)name; *p; p++) {
-			if (*p < 0x20 || *p == 0x7f) {
+			/* C0, DEL, and C1 (U+0080-U+009F, the UTF-8 bytes C2 80..C2 9F):
+			 * terminals obey C1 too, and some readers break lines at it. */
+			if (*p < 0x20 || *p == 0x7f || (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)) {
 				why = "contains a control character";
 				break;
 			}

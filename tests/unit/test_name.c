@@ -48,7 +48,6 @@ static void test_allowed(void **state)
 	name_ok("latest.old");
 	name_ok("\xc3\xa9t\xc3\xa9");        /* UTF-8 */
 	name_ok("\xff\xfe bad utf8 \x80");   /* not UTF-8: still allowed */
-	name_ok("tab\xc2\x85");              /* U+0085 is not a byte < 0x20 */
 }
 
 static void test_refused(void **state)
@@ -69,6 +68,10 @@ static void test_refused(void **state)
 	name_bad("\x01", "control character");
 	name_bad("a\x1f", "control character");
 	name_bad("del\x7f", "control character");
+	name_bad("c1\xc2\x85x", "control character");   /* U+0085, NEL */
+	name_bad("\xc2\x9b[2J", "control character");    /* U+009B, CSI */
+	name_ok("caf\xc3\xa9");                          /* é: not a control */
+	name_ok("nbsp\xc2\xa0");                         /* U+00A0: printable */
 }
 
 static void test_control_escaped(void **state)
@@ -80,6 +83,9 @@ static void test_control_escaped(void **state)
 	assert_non_null(strstr(e.msg, "'a\\x0ab\\x7f'"));
 	assert_null(strchr(e.msg, '\n'));
 	assert_null(strchr(e.msg, '\x7f'));
+	assert_int_equal(ts_name_check("x\xc2\x85", &e), TS_ERR_NAME);
+	assert_non_null(strstr(e.msg, "'x\\xc2\\x85'"));
+	assert_null(strchr(e.msg, '\x85'));
 }
 
 static void test_length(void **state)
