@@ -16,9 +16,18 @@ int cli_verify(int argc, char **argv);
 int cli_prune(int argc, char **argv);
 int cli_restore(int argc, char **argv);
 int cli_help(int argc, char **argv);
+int cli_hold(int argc, char **argv);
+int cli_release(int argc, char **argv);
 
-/* Write str as a JSON string literal (cmd_list.c documents the escaping). */
+/* Write str as a JSON string literal: '"' and '\\' escaped; bytes below
+ * 0x20, 0x7f, the C1 controls (U+0080-U+009F) and every byte that is not
+ * part of valid UTF-8 as \u00XX; other valid UTF-8 as is (text.c). */
 void cli_json_string(FILE *f, const char *str);
+
+/* Write a name for a terminal: a backslash as "\\\\", control characters
+ * (C0, DEL, C1) as \u00XX, bytes that are not valid UTF-8 as \xHH; valid
+ * UTF-8 as is (text.c). */
+void cli_term_name(FILE *f, const char *str);
 
 /* Command-line problems: print "tracsnap: CMD: PROBLEM" (one line), then
  * the command's usage line (commands.h), and return EX_USAGE. */

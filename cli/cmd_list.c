@@ -21,56 +21,6 @@
 #include "cli.h"
 #include "store/verify.h"
 
-/* Length of the valid UTF-8 sequence at s (1..4), 0 when not valid. */
-static size_t cli_utf8_len(const unsigned char *s)
-{
-	size_t len;
-	unsigned int cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;   /* also stops at the terminating NUL */
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	/* Overlong forms, UTF-16 surrogates and beyond U+10FFFF are invalid. */
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
-void cli_json_string(FILE *f, const char *str)
-{
-	const unsigned char *s = (const unsigned char *)str;
-
-	fputc('"', f);
-	while (*s) {
-		size_t len = cli_utf8_len(s);
-		if (*s == '"' || *s == '\\') {
-			fprintf(f, "\\%c", *s);
-		} else if (len == 0 || *s < 0x20 || *s == 0x7f) {
-			fprintf(f, "\\u%04x", *s);
-			len = 1;
-		} else {
-			fwrite(s, 1, len, f);
-			s += len;
-			continue;
-		}
-		s += len ? len : 1;
-	}
-	fputc('"', f);
-}
-
 /* ISO 8601 with the offset written +HH:MM, as most parsers want it. */
 static void cli_iso_time(time_t t, char *out, size_t len)
 {

@@ -57,6 +57,16 @@ static const cli_command cli_commands[] = {
 	  "  --store DIR        the store NAME is in (default /var/lib/tracsnap/<ENV escaped>)\n"
 	  "  --lock-timeout S   bound the waits of the snapshot kept before restoring (default 30)\n",
 	  cli_restore },
+	{ "hold", "[--store DIR] [--lock-timeout S] ENV NAME...",
+	  "keep snapshots from prune, keep= and rmdir until released",
+	  "  --store DIR        the store (default /var/lib/tracsnap/<ENV escaped>)\n"
+	  "  --lock-timeout S   wait up to S seconds for the store (default 30)\n",
+	  cli_hold },
+	{ "release", "[--store DIR] [--lock-timeout S] ENV NAME...",
+	  "let held snapshots be removed again",
+	  "  --store DIR        the store (default /var/lib/tracsnap/<ENV escaped>)\n"
+	  "  --lock-timeout S   wait up to S seconds for the store (default 30)\n",
+	  cli_release },
 	{ "help", "[COMMAND]",
 	  "show the help of tracsnap or of one command",
 	  "  COMMAND            one of the commands above, or mount\n",

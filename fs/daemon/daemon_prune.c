@@ -66,6 +66,8 @@ static void dmn_prune_line(void *arg, const char *name, ts_prune_verdict v, cons
 		ts_log(LOG_INFO, "pruned %s", name);
 	else if (v == TS_PRUNE_BUSY)
 		ts_log(LOG_INFO, "kept %s: %s (keep= tries again later)", name, why);
+	else if (v == TS_PRUNE_HELD)
+		ts_log(LOG_INFO, "kept %s: held (tracsnap release %s lets keep= remove it)", name, name);
 }
 
 static bool dmn_prune_busy(void *arg, const char *name, char *why, size_t len)
@@ -82,7 +84,7 @@ unsigned dmn_prune(dmn_daemon *d)
 {
 	char now[DMN_MAX_AUTO][NAME_MAX + 1];
 	const char *protect[DMN_MAX_AUTO];
-	unsigned busy = 0;
+	ts_prune_result res = { 0 };
 	ts_err e;
 
 	ts_err_clear(&e);
@@ -91,8 +93,8 @@ unsigned dmn_prune(dmn_daemon *d)
 	ts_prune_opts o = { .lock_timeout_s = d->lock_timeout_s, .protect = protect,
 	                    .nprotect = nprotect, .busy = dmn_prune_busy, .busy_arg = d,
 	                    .fn = dmn_prune_line };
-	if (ts_prune_store(&d->store, &d->keep, &o, &busy, &e) != TS_OK)
+	if (ts_prune_store(&d->store, &d->keep, &o, &res, &e) != TS_OK)
 		ts_log(LOG_ERR, "prune (keep=) failed: %s", e.msg);
 	dmn_writer_unlock(d);
-	return busy;
+	return res.busy;
 }

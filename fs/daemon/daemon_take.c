@@ -6,6 +6,7 @@
  * sealer once snap_mu is released.
  */
 #include "daemon.h"
+#include "store/hold.h"
 
 #include <malloc.h>
 #include <stdio.h>
@@ -92,7 +93,7 @@ ts_err_code dmn_delete(dmn_daemon *d, const char *name, ts_err *e)
 	ts_err_code rc;
 
 	char why[600];
-	bool in_use = false;
+	bool refused = false;   /* held, or in use: the user's answer, not a fault */
 
 	ts_err_clear(e);
 	dmn_writer_lock(d);
@@ -100,15 +101,20 @@ ts_err_code dmn_delete(dmn_daemon *d, const char *name, ts_err *e)
 	if (rc == TS_OK) {
 		/* Checked under both locks, right before the rename that hides it;
 		 * a reader that starts in between still loses its view. */
-		in_use = ts_store_exists(&d->store, name) && dmn_busy(d, name, why, sizeof why);
-		if (in_use)
+		if (ts_hold_is_held(&d->store, name, NULL)) {
+			snprintf(why, sizeof why, "held (tracsnap release %s first)", name);
+			refused = true;
+		} else {
+			refused = ts_store_exists(&d->store, name) && dmn_busy(d, name, why, sizeof why);
+		}
+		if (refused)
 			rc = ts_err_set(e, TS_ERR_BUSY, "snapshot %s: %s", name, why);
 		else
 			rc = ts_store_remove(&d->store, name, e);
 		ts_store_unlock(&d->store);
 	}
 	dmn_writer_unlock(d);
-	if (in_use) {
+	if (refused) {
 		ts_log(LOG_INFO, "rmdir %s refused: %s", name, why);
 		return rc;
 	}

@@ -1,5 +1,7 @@
 /* prune.c - retention policies (see prune.h). */
 #include "store/prune.h"
+#include "store/hold.h"
+#include "store/space.h"
 #include "store/mounts.h"
 
 #include <stdint.h>
@@ -124,14 +126,36 @@ bool ts_prune_busy_mounts(void *store, const char *name, char *why, size_t len)
 	return busy;
 }
 
+/* The verdict of snapshot i before anything is removed: kept by the
+ * policy (or protected), not sealed, held, in use (why filled), or to go. */
+static ts_prune_verdict prune_verdict(ts_store *s, const ts_store_snap *sn, bool keep,
+                                      const ts_prune_opts *o, char *why, size_t len)
+{
+	why[0] = '\0';
+	if (!sn->sealed)
+		return TS_PRUNE_UNSEALED;
+	if (keep)
+		return TS_PRUNE_KEEP;
+	if (ts_hold_is_held(s, sn->name, NULL))
+		return TS_PRUNE_HELD;
+	/* In use: keep it rather than break its readers (doc/contract.md
+	 * section 2). */
+	if (o->busy ? o->busy(o->busy_arg, sn->name, why, len) : ts_prune_busy_mounts(s, sn->name, why, len))
+		return TS_PRUNE_BUSY;
+	return TS_PRUNE_REMOVE;
+}
+
 ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, const ts_prune_opts *o,
-                           unsigned *busy, ts_err *e)
+                           ts_prune_result *res, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
 	ts_store_snap *v = NULL;
-	size_t n = 0;
+	size_t n = 0, ngo = 0;
 	bool *keep = NULL, locked_here = false;
-	unsigned nbusy = 0;
+	ts_prune_verdict *verdict = NULL;
+	const char **go = NULL;
+	char **whys = NULL;
+	ts_prune_result r = { 0 };
 	char why[600];
 
 	if (ts_prune_policy_empty(p)) {
@@ -149,7 +173,10 @@ ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, const ts_prune
 	if (rc != TS_OK)
 		goto out;
 	keep = calloc(n ? n : 1, sizeof *keep);
-	if (!keep) {
+	verdict = calloc(n ? n : 1, sizeof *verdict);
+	whys = calloc(n ? n : 1, sizeof *whys);
+	go = calloc(n ? n : 1, sizeof *go);
+	if (!keep || !verdict || !whys || !go) {
 		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -159,31 +186,54 @@ ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, const ts_prune
 			if (o->protect[j] && !strcmp(v[i].name, o->protect[j]))
 				keep[i] = true;
 	for (size_t i = 0; i < n; i++) {
-		ts_prune_verdict verdict = !v[i].sealed ? TS_PRUNE_UNSEALED :
-		                           keep[i] ? TS_PRUNE_KEEP : TS_PRUNE_REMOVE;
-		why[0] = '\0';
-		/* In use: keep it rather than break its readers (doc/contract.md
-		 * section 2).  Checked right before the removal; a reader that
-		 * starts between the check and the rename still loses its view. */
-		if (verdict == TS_PRUNE_REMOVE &&
-		    (o->busy ? o->busy(o->busy_arg, v[i].name, why, sizeof why)
-		             : ts_prune_busy_mounts(s, v[i].name, why, sizeof why))) {
-			verdict = TS_PRUNE_BUSY;
-			nbusy++;
+		verdict[i] = prune_verdict(s, &v[i], keep[i], o, why, sizeof why);
+		if (verdict[i] == TS_PRUNE_BUSY && !(whys[i] = strdup(why))) {
+			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+			goto out;
 		}
-		if (verdict == TS_PRUNE_REMOVE && !o->dry_run) {
+		if (verdict[i] == TS_PRUNE_REMOVE)
+			go[ngo++] = v[i].name;
+	}
+	if (o->measure && ngo) {
+		rc = ts_space_freed(s, go, ngo, &r.freed, e);
+		if (rc != TS_OK)
+			goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		/* Checked again right before the removal: a reader that started
+		 * since keeps its view; one that starts between this check and
+		 * the rename still loses it. */
+		if (verdict[i] == TS_PRUNE_REMOVE && !o->dry_run) {
+			verdict[i] = prune_verdict(s, &v[i], false, o, why, sizeof why);
+			if (verdict[i] == TS_PRUNE_BUSY && !(whys[i] = strdup(why))) {
+				rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+				goto out;
+			}
+		}
+		if (verdict[i] == TS_PRUNE_REMOVE && !o->dry_run) {
 			rc = ts_store_remove(s, v[i].name, e);
 			if (rc != TS_OK)
 				goto out;
 		}
+		if (verdict[i] == TS_PRUNE_REMOVE)
+			r.removed++;
+		else
+			r.kept++;
+		r.busy += verdict[i] == TS_PRUNE_BUSY;
+		r.held += verdict[i] == TS_PRUNE_HELD;
 		if (o->fn)
-			o->fn(o->arg, v[i].name, verdict, why);
+			o->fn(o->arg, v[i].name, verdict[i], whys[i] ? whys[i] : "");
 	}
 out:
-	if (busy)
-		*busy = nbusy;
+	if (res)
+		*res = r;
 	if (locked_here)
 		ts_store_unlock(s);
+	for (size_t i = 0; whys && i < n; i++)
+		free(whys[i]);
+	free(whys);
+	free(go);
+	free(verdict);
 	free(keep);
 	ts_store_list_free(v, n);
 	return rc;

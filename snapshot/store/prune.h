@@ -8,7 +8,8 @@
  * rule it satisfies (borg's "kept by an earlier rule does not count" is not
  * followed).  A rule with count 0 keeps nothing.  Only sealed snapshots
  * count and only sealed ones go; one the policy would remove but that a
- * process is using is kept and reported (doc/contract.md sections 2, 5).
+ * process is using, or that is held (hold.h), is kept and reported
+ * (doc/contract.md sections 2, 5).
  *
  * Ownership: callers own every array passed in; nothing is retained.
  */
@@ -17,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "base/err.h"
 #include "store/store.h"
 
@@ -45,7 +47,8 @@ typedef enum ts_prune_verdict {
 	TS_PRUNE_KEEP,       /* kept by the policy or protected */
 	TS_PRUNE_REMOVE,     /* removed (with dry_run: would be) */
 	TS_PRUNE_UNSEALED,   /* not sealed yet: kept, not counted */
-	TS_PRUNE_BUSY        /* the policy would remove it, but it is in use: kept */
+	TS_PRUNE_BUSY,       /* the policy would remove it, but it is in use: kept */
+	TS_PRUNE_HELD        /* the policy would remove it, but it is held (hold.h): kept */
 } ts_prune_verdict;
 
 /* Called for each snapshot of the store, oldest first.  why: for
@@ -72,20 +75,31 @@ typedef struct ts_prune_opts {
 	void *busy_arg;
 	ts_prune_fn fn;          /* may be NULL */
 	void *arg;
+	bool measure;            /* count the space freed (ts_prune_result.freed) */
 } ts_prune_opts;
 
 /* The default busy check (busy_arg: the ts_store): a process uses the
  * snapshot through a mount of the store (store/mounts.h). */
 bool ts_prune_busy_mounts(void *store, const char *name, char *why, size_t len);
 
+/* What a prune did (with dry_run: would do). */
+typedef struct ts_prune_result {
+	unsigned removed;     /* snapshots removed */
+	unsigned kept;        /* snapshots left, whatever the reason */
+	unsigned busy;        /* of those, kept only because they were in use */
+	unsigned held;        /* of those, kept only because they are held */
+	uint64_t freed;       /* bytes the removed ones held alone (space.h), with measure */
+} ts_prune_result;
+
 /* Apply the policy to the store: take the writers' lock (up to
  * lock_timeout_s) unless the caller holds it, list, select, and remove
- * what the policy does not keep (unless dry_run) and no one uses, each
- * checked just before its removal; release the lock if taken here.
- * TS_ERR_USAGE for an empty policy.  Stops at the first removal that
- * fails.  *busy (may be NULL) counts the snapshots kept only because they
- * were in use. */
+ * what the policy does not keep (unless dry_run), is not held and no one
+ * uses, checked again just before its removal; release the lock if taken
+ * here.  With measure, res->freed is what those held alone, counted
+ * before removing them (a snapshot found in use only at its removal is
+ * counted, not removed).  TS_ERR_USAGE for an empty policy.  Stops at the
+ * first removal that fails.  res may be NULL. */
 ts_err_code ts_prune_store(ts_store *s, const ts_prune_policy *p, const ts_prune_opts *o,
-                           unsigned *busy, ts_err *e);
+                           ts_prune_result *res, ts_err *e);
 
 #endif

@@ -1,5 +1,6 @@
 /* store.c - snapshot store layout, lock and leftovers (see store.h). */
 #include "store/store.h"
+#include "store/hold.h"
 #include "base/trust.h"
 
 #include <dirent.h>
@@ -486,9 +487,7 @@ out:
 	return rc;
 }
 
-/* Was the stage made from the snapshot called name?  (Also while a refresh
- * has it, or a refresh that died left it so.) */
-static bool store_stage_from(ts_store *s, const char *name)
+bool ts_store_stage_made_from(ts_store *s, const char *name)
 {
 	static const char *const base[] = { TS_STORE_STAGE_BASE, TS_STORE_STAGE_BUSY };
 	char buf[NAME_MAX + 2];
@@ -529,8 +528,11 @@ ts_err_code ts_store_stage_commit(ts_store *s, ts_store_tmp *t, ts_err *e)
 
 ts_err_code ts_store_remove(ts_store *s, const char *name, ts_err *e)
 {
+	if (ts_hold_is_held(s, name, NULL))
+		return ts_err_set(e, TS_ERR_BUSY, "snapshot %s: held (tracsnap release %s first)", name,
+		                  name);
 	ts_err_code rc = store_remove(s, name, false, e);
-	if (rc == TS_OK && store_stage_from(s, name))
+	if (rc == TS_OK && ts_store_stage_made_from(s, name))
 		ts_store_stage_drop(s);
 	return rc;
 }

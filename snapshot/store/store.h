@@ -104,8 +104,12 @@ ts_err_code ts_store_commit(ts_store *s, ts_store_tmp *t, const struct timespec 
 /* Remove a tmp snapshot (after failure); never fails. */
 void ts_store_abort(ts_store *s, ts_store_tmp *t);
 /* Removing the snapshot a stage was made from drops the stage too (its
- * hard links would keep the snapshot's space). */
+ * hard links would keep the snapshot's space).  A held snapshot (hold.h) is
+ * refused: TS_ERR_BUSY "snapshot NAME: held (tracsnap release NAME first)". */
 ts_err_code ts_store_remove(ts_store *s, const char *name, ts_err *e);
+/* Was the stage made from the snapshot called name?  (Also while a refresh
+ * has it, or a refresh that died left it so.) */
+bool ts_store_stage_made_from(ts_store *s, const char *name);
 ts_err_code ts_store_rename(ts_store *s, const char *from, const char *to, ts_err *e);
 
 

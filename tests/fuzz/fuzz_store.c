@@ -51,7 +51,7 @@
  * count at exit.
  * TS_FUZZ_STORE_DEBUG=1 prints what the readers found (to check a seed).
  *
- * fuzz-sources: snapshot/store/store.c snapshot/store/verify.c snapshot/store/verify_inodes.c snapshot/store/linklog.c snapshot/store/linkguard.c snapshot/store/seal.c snapshot/store/seal_share.c snapshot/store/seal_dedupe.c snapshot/base/progress.c snapshot/store/manifest.c snapshot/store/manifest_read.c snapshot/store/manifest_write.c snapshot/store/manifest_stat.c snapshot/base/copy.c snapshot/env/env.c snapshot/env/dburi.c snapshot/base/log.c snapshot/base/pool.c snapshot/base/err.c snapshot/base/beneath.c snapshot/base/trust.c
+ * fuzz-sources: snapshot/store/store.c snapshot/store/hold.c snapshot/store/verify.c snapshot/store/verify_inodes.c snapshot/store/linklog.c snapshot/store/linkguard.c snapshot/store/seal.c snapshot/store/seal_share.c snapshot/store/seal_dedupe.c snapshot/base/progress.c snapshot/store/manifest.c snapshot/store/manifest_read.c snapshot/store/manifest_write.c snapshot/store/manifest_stat.c snapshot/base/copy.c snapshot/env/env.c snapshot/env/dburi.c snapshot/base/log.c snapshot/base/pool.c snapshot/base/err.c snapshot/base/beneath.c snapshot/base/trust.c
  * fuzz-libs: -linih -lcrypto -lpthread
  */
 #include <assert.h>

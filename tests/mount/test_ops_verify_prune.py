@@ -250,7 +250,9 @@ def test_prune_history(env_sqlite, store, monkeypatch):
     want_keep = ["s03", "s05", "s07"]
     p = prune(env_sqlite, store, *args, "--dry-run")
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines() == [("keep " if n in want_keep else "remove ") + n for n in names]
+    lines = p.stdout.splitlines()
+    assert lines[:-1] == [("keep " if n in want_keep else "would remove ") + n for n in names]
+    assert re.fullmatch(r"would remove 5 snapshots, would free \S+ \S+; 3 kept", lines[-1]), lines[-1]
     assert store_snapshots(store) == names
 
     p = prune(env_sqlite, store, "--keep-weekly", "3", "--keep-monthly", "3", "--dry-run")
@@ -262,10 +264,12 @@ def test_prune_history(env_sqlite, store, monkeypatch):
 
     p = prune(env_sqlite, store, *args)
     assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[:-1] == [("keep " if n in want_keep else "remove ") + n for n in names]
+    assert p.stdout.splitlines()[-1].startswith("removed 5 snapshots, freed ")
     assert store_snapshots(store) == want_keep
     # Pruning again with the same policy changes nothing.
     p = prune(env_sqlite, store, *args)
-    assert p.stdout.splitlines() == ["keep " + n for n in want_keep]
+    assert p.stdout.splitlines() == ["keep " + n for n in want_keep] + ["removed 0 snapshots, freed 0 B; 3 kept"]
     assert store_snapshots(store) == want_keep
     # What remains still verifies: shared files kept their other links.
     assert verify(env_sqlite, store).returncode == 0

@@ -13,10 +13,13 @@
 #include <time.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <limits.h>
 #include <sys/stat.h>
 
 #include "store/prune.h"
+#include "store/hold.h"
 #include "tutil.h"
 
 static void set_tz(const char *tz)
@@ -354,7 +357,7 @@ typedef struct verdicts {
 static void record_verdict(void *arg, const char *name, ts_prune_verdict v, const char *why)
 {
 	verdicts *r = arg;
-	static const char *const word[] = { "keep", "remove", "unsealed", "busy" };
+	static const char *const word[] = { "keep", "remove", "unsealed", "busy", "held" };
 	snprintf(r->line + strlen(r->line), sizeof r->line - strlen(r->line), "%s%s=%s%s%s",
 	         *r->line ? " " : "", name, word[v], *why ? ":" : "", why);
 }
@@ -416,7 +419,7 @@ static void test_store(void **state)
 	ts_prune_policy p = { .last = 1 };
 	ts_store s;
 	verdicts r = { "" };
-	unsigned busy = 9;
+	ts_prune_result res;
 	int asked = 0;
 	ts_err e;
 	(void)state;
@@ -427,15 +430,16 @@ static void test_store(void **state)
 	                    .busy = busy_b, .busy_arg = &asked, .fn = record_verdict, .arg = &r };
 	/* A dry run removes nothing and says what would happen. */
 	o.dry_run = true;
-	assert_int_equal(ts_prune_store(&s, &p, &o, &busy, &e), TS_OK);
+	assert_int_equal(ts_prune_store(&s, &p, &o, &res, &e), TS_OK);
 	assert_string_equal(r.line, "a=keep b=busy:in use by pid 1 (x) c=keep d=unsealed");
-	assert_int_equal(busy, 1);
+	assert_int_equal(res.busy, 1);
+	assert_int_equal(res.removed, 0);   /* b, the one to go, is in use */
 	assert_int_equal(asked, 1);
 	expect_names(&s, "a,b,c,d");
 	/* For real: b stays while in use. */
 	o.dry_run = false;
 	r.line[0] = '\0';
-	assert_int_equal(ts_prune_store(&s, &p, &o, &busy, &e), TS_OK);
+	assert_int_equal(ts_prune_store(&s, &p, &o, &res, &e), TS_OK);
 	assert_string_equal(r.line, "a=keep b=busy:in use by pid 1 (x) c=keep d=unsealed");
 	expect_names(&s, "a,b,c,d");
 	/* No longer in use, not protected: only c, the newest sealed, and the
@@ -443,8 +447,78 @@ static void test_store(void **state)
 	o.busy = NULL;
 	o.nprotect = 0;
 	o.fn = NULL;
-	assert_int_equal(ts_prune_store(&s, &p, &o, &busy, &e), TS_OK);
-	assert_int_equal(busy, 0);
+	assert_int_equal(ts_prune_store(&s, &p, &o, &res, &e), TS_OK);
+	assert_int_equal(res.busy, 0);
+	assert_int_equal(res.removed, 2);
+	expect_names(&s, "c,d");
+	ts_store_close(&s);
+	tu_rm_rf(top);
+}
+
+/* A held snapshot stays whatever the policy says, is reported as held, and
+ * no other removal takes it either (ts_store_remove); released, it goes.
+ * The space counted is what the removed snapshots held alone: a file linked
+ * from a kept snapshot frees nothing. */
+static void test_store_held_and_freed(void **state)
+{
+	char top[PATH_MAX];
+	ts_prune_policy p = { .last = 1 };
+	ts_store s;
+	verdicts r = { "" };
+	ts_prune_result res;
+	bool changed;
+	struct stat st;
+	ts_err e;
+	(void)state;
+
+	ts_err_clear(&e);
+	make_store(top, &s);
+	/* a holds a file of its own (64 KiB) and one it shares with c. */
+	char big[65536];
+	memset(big, 'x', sizeof big);
+	tu_put_bytes_at(s.dirfd, "a/own", big, sizeof big, 0600);
+	tu_put_bytes_at(s.dirfd, "a/shared", big, sizeof big, 0600);
+	assert_int_equal(linkat(s.dirfd, "a/shared", s.dirfd, "c/shared", 0), 0);
+	/* The directories' mtimes are their snapshots' instants: as make_store set them. */
+	struct timespec ta[2] = { { .tv_sec = 1000000 }, { .tv_sec = 1000000 } };
+	struct timespec tc[2] = { { .tv_sec = 1000200 }, { .tv_sec = 1000200 } };
+	assert_int_equal(utimensat(s.dirfd, "a", ta, 0), 0);
+	assert_int_equal(utimensat(s.dirfd, "c", tc, 0), 0);
+	assert_int_equal(fstatat(s.dirfd, "a/own", &st, 0), 0);
+	uint64_t own = (uint64_t)st.st_blocks * 512;
+
+	assert_int_equal(ts_hold_set(&s, "b", true, &changed, &e), TS_OK);
+	assert_true(changed);
+	assert_int_equal(ts_hold_set(&s, "b", true, &changed, &e), TS_OK);
+	assert_false(changed);   /* held already: nothing to do */
+	assert_true(ts_hold_is_held(&s, "b", NULL));
+	assert_int_equal(ts_hold_set(&s, "nosuch", true, &changed, &e), TS_ERR_NOTFOUND);
+	assert_int_equal(ts_store_remove(&s, "b", &e), TS_ERR_BUSY);
+	assert_string_equal(e.msg, "snapshot b: held (tracsnap release b first)");
+
+	ts_prune_opts o = { .lock_timeout_s = 5, .busy = busy_b, .fn = record_verdict, .arg = &r,
+	                    .measure = true, .dry_run = true };
+	o.busy = NULL;
+	assert_int_equal(ts_prune_store(&s, &p, &o, &res, &e), TS_OK);
+	assert_string_equal(r.line, "a=remove b=held c=keep d=unsealed");
+	assert_int_equal(res.removed, 1);
+	assert_int_equal(res.held, 1);
+	assert_int_equal(res.kept, 3);
+	/* a's own file and a's directory: not the shared file. */
+	assert_true(res.freed >= own && res.freed < own + 65536);
+	expect_names(&s, "a,b,c,d");
+	o.dry_run = false;
+	r.line[0] = '\0';
+	assert_int_equal(ts_prune_store(&s, &p, &o, &res, &e), TS_OK);
+	assert_string_equal(r.line, "a=remove b=held c=keep d=unsealed");
+	expect_names(&s, "b,c,d");
+	assert_int_equal(fstatat(s.dirfd, "c/shared", &st, 0), 0);
+	assert_int_equal(st.st_nlink, 1);
+	/* Released: the policy has its way. */
+	assert_int_equal(ts_hold_set(&s, "b", false, &changed, &e), TS_OK);
+	assert_true(changed);
+	assert_false(ts_hold_is_held(&s, "b", NULL));
+	assert_int_equal(ts_prune_store(&s, &p, &o, &res, &e), TS_OK);
 	expect_names(&s, "c,d");
 	ts_store_close(&s);
 	tu_rm_rf(top);
@@ -461,6 +535,7 @@ int main(void)
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_select_ignores_unsealed),
 		cmocka_unit_test(test_store),
+		cmocka_unit_test(test_store_held_and_freed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
