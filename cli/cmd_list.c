@@ -1,24 +1,33 @@
 /* cmd_list.c - tracsnap list: the snapshots of a store, oldest first, with
  * their time, size, file count, bytes shared with other snapshots and state
- * ("sealed", or "sealing" while its hashes and data sync are not finished;
- * see seal.h).  Snapshots lost in a restart are not listed (ts_store_list).
+ * ("sealed", or "sealing" while its hashes and data sync are not finished,
+ * see seal.h; ",held" for a held one, hold.h).  Snapshots lost in a restart
+ * are not listed (ts_store_list).
+ *
+ * The table has the name last, so that a name with spaces does not shift
+ * the columns: `TIME SIZE FILES SHARED STATE NAME`.  Names are written for a
+ * terminal: a backslash as "\\", control characters (C0, DEL and the C1
+ * range U+0080-U+009F, which terminals obey too) as \u00XX, bytes that are
+ * not valid UTF-8 as \xHH; valid UTF-8 as is.
  *
  * --json prints one array of objects
  *   {"name":S,"time":"YYYY-MM-DDTHH:MM:SS+HH:MM","unix_time":N,"size":N,
- *    "files":N,"shared_bytes":N,"sealed":true|false}
+ *    "files":N,"shared_bytes":N,"sealed":true|false,"held":true|false}
  * whose fields scripts may rely on (new fields may be added, none removed).
  * Names are bytes: in JSON strings '"' and '\\' are escaped, bytes below 0x20,
- * 0x7f and every byte that is not part of valid UTF-8 are written as \u00XX
- * (so a non-UTF-8 name comes out as its Latin-1 reading, one code point per
- * byte); valid UTF-8 is copied as is.
+ * 0x7f, the C1 controls and every byte that is not part of valid UTF-8 are
+ * written as \u00XX (so a non-UTF-8 name comes out as its Latin-1 reading,
+ * one code point per byte); other valid UTF-8 is copied as is.
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
 #include <time.h>
 
 #include "cli.h"
+#include "store/hold.h"
 #include "store/verify.h"
 
 /* ISO 8601 with the offset written +HH:MM, as most parsers want it. */
@@ -90,11 +99,11 @@ int cli_list(int argc, char **argv)
 	if (json)
 		printf("[");
 	else if (n)
-		printf("%-24s %-25s %8s %7s %8s %s\n", "NAME", "TIME", "SIZE", "FILES", "SHARED",
-		       "STATE");
+		printf("%-25s %8s %7s %8s %-12s %s\n", "TIME", "SIZE", "FILES", "SHARED", "STATE", "NAME");
 	for (size_t i = 0; i < n; i++) {
-		char when[64], size[16], shared[16];
+		char when[64], size[16], shared[16], state[16];
 		ts_verify_summary sum;
+		bool held = ts_hold_is_held(&store, v[i].name, NULL);
 
 		cli_iso_time(v[i].time.tv_sec, when, sizeof when);
 		/* A snapshot deleted or damaged meanwhile is still listed, with
@@ -106,14 +115,17 @@ int cli_list(int argc, char **argv)
 			printf("%s{\"name\":", i ? "," : "");
 			cli_json_string(stdout, v[i].name);
 			printf(",\"time\":\"%s\",\"unix_time\":%lld,\"size\":%llu,\"files\":%llu,"
-			       "\"shared_bytes\":%llu,\"sealed\":%s}", when, (long long)v[i].time.tv_sec,
+			       "\"shared_bytes\":%llu,\"sealed\":%s,\"held\":%s}", when, (long long)v[i].time.tv_sec,
 			       (unsigned long long)sum.size, (unsigned long long)sum.files,
-			       (unsigned long long)sum.shared_bytes, v[i].sealed ? "true" : "false");
+			       (unsigned long long)sum.shared_bytes, v[i].sealed ? "true" : "false",
+			       held ? "true" : "false");
 		} else {
 			cli_human_size(sum.size, size, sizeof size);
 			cli_human_size(sum.shared_bytes, shared, sizeof shared);
-			printf("%-24s %-25s %8s %7llu %8s %s\n", v[i].name, when, size,
-			       (unsigned long long)sum.files, shared, v[i].sealed ? "sealed" : "sealing");
+			snprintf(state, sizeof state, "%s%s", v[i].sealed ? "sealed" : "sealing", held ? ",held" : "");
+			printf("%-25s %8s %7llu %8s %-12s ", when, size, (unsigned long long)sum.files, shared, state);
+			cli_term_name(stdout, v[i].name);
+			putchar('\n');
 		}
 	}
 	if (json)

@@ -561,7 +561,7 @@ ts_err_code ts_verify_summary_get(ts_store *s, const char *name, ts_verify_summa
 	ts_manifest m;
 	char *mpath = verify_snap_path(s, name, "manifest");
 	char *tpath = verify_snap_path(s, name, "tree");
-	int treefd = -1;
+	int treefd = -1, stagefd = -1;
 
 	memset(out, 0, sizeof *out);
 	ts_manifest_init(&m);
@@ -574,25 +574,38 @@ ts_err_code ts_verify_summary_get(ts_store *s, const char *name, ts_verify_summa
 		goto out;
 	/* Without the tree the sharing is unknown: report none rather than fail. */
 	treefd = open(tpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	ts_beneath_cache c = TS_BENEATH_CACHE_INIT;
+	/* The daemon's stage links the files of the snapshot it was made from
+	 * (stage.h): a link there is the daemon's work ahead, not a snapshot
+	 * sharing the file, so it does not count. */
+	stagefd = ts_beneath_open(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY, 0);
+	ts_beneath_cache c = TS_BENEATH_CACHE_INIT, sc = TS_BENEATH_CACHE_INIT;
 	for (size_t i = 0; i < m.n; i++) {
 		const ts_manifest_entry *me = &m.entries[i];
-		struct stat st;
+		struct stat st, sst;
 		out->size += me->size;
 		if (me->type != 'f')
 			continue;
 		out->files++;
 		/* By its directory beneath the tree, never through a link. */
-		const char *leaf;
+		const char *leaf, *sleaf;
 		int pfd = treefd < 0 ? -1 : ts_beneath_cache_parent(&c, treefd, me->path, &leaf);
-		if (pfd >= 0 && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode) && st.st_nlink > 1)
+		if (pfd < 0 || fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+			continue;
+		nlink_t others = st.st_nlink - 1;
+		int spfd = others && stagefd >= 0 ? ts_beneath_cache_parent(&sc, stagefd, me->path, &sleaf) : -1;
+		if (spfd >= 0 && fstatat(spfd, sleaf, &sst, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    sst.st_ino == st.st_ino && sst.st_dev == st.st_dev)
+			others--;
+		if (others > 0)
 			out->shared_bytes += me->size;
 	}
 	ts_beneath_cache_drop(&c);
+	ts_beneath_cache_drop(&sc);
 out:
 	if (treefd >= 0)
 		close(treefd);
+	if (stagefd >= 0)
+		close(stagefd);
 	ts_manifest_free(&m);
 	free(mpath);
 	free(tpath);

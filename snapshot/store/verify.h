@@ -158,7 +158,8 @@ typedef struct ts_verify_summary {
 	uint64_t size;          /* sum of the manifest's sizes (files and symlinks) */
 	uint64_t files;         /* regular files */
 	uint64_t shared_bytes;  /* bytes of regular files whose store inode has
-	                         * other links (shared with another snapshot) */
+	                         * other links (shared with another snapshot),
+	                         * the daemon's stage's link not counted */
 } ts_verify_summary;
 
 ts_err_code ts_verify_summary_get(ts_store *s, const char *name, ts_verify_summary *out,

@@ -1,15 +1,17 @@
 """Issue 18, holds and prune's report: `tracsnap hold NAME` keeps a snapshot
 from prune, the mount's keep= and rmdir until `tracsnap release NAME`;
-prune says "would remove" in a dry run and ends with what it removed and
-the space that freed."""
+`list` shows it; prune says "would remove" in a dry run and ends with what
+it removed and the space that freed; list's SHARED column does not count the
+daemon's stage, its names stay one column and show no control bytes."""
 import errno
+import json
 import os
 import re
 import time
 
 import pytest
 
-from tshelpers import cli_snapshot, tracsnap, wait_sealed
+from tshelpers import cli_snapshot, tracsnap, wait_sealed, wait_stage
 
 SEAL_TIMEOUT = 60
 
@@ -24,6 +26,13 @@ def wait_log(m, regex, timeout=30):
 
 def hold(env, store, *names, verb="hold", check=True):
     return tracsnap(verb, "--store", store, env, *names, check=check)
+
+
+def listing(env, store):
+    """[(name, STATE)] of `tracsnap list`, NAME being the rest of the line."""
+    lines = tracsnap("list", "--store", store, env).stdout.splitlines()
+    assert lines[0].split() == ["TIME", "SIZE", "FILES", "SHARED", "STATE", "NAME"]
+    return [(l.split(None, 5)[5], l.split()[4]) for l in lines[1:]]
 
 
 def test_hold_keeps_a_snapshot_from_every_removal(env_sqlite, mount_factory):
@@ -56,6 +65,9 @@ def test_hold_keeps_a_snapshot_from_every_removal(env_sqlite, mount_factory):
     p = tracsnap("prune", "--store", m.store, "--keep-last", "1", env_sqlite)
     assert p.stdout.splitlines() == ["kept before-upgrade: held (tracsnap release before-upgrade)",
                                      "keep third", "removed 0 snapshots, freed 0 B; 2 kept (1 held)"]
+    assert listing(env_sqlite, m.store) == [("before-upgrade", "sealed,held"), ("third", "sealed")]
+    data = json.loads(tracsnap("list", "--json", "--store", m.store, env_sqlite).stdout)
+    assert [(d["name"], d["held"]) for d in data] == [("before-upgrade", True), ("third", False)]
     # The hold does not move the snapshot's instant.
     assert os.stat(os.path.join(m.store, "before-upgrade")).st_mtime_ns == instant
 
@@ -126,3 +138,28 @@ def test_prune_dry_run_and_summary(env_sqlite, tmp_path):
     assert p.returncode == 64
     assert p.stderr == ("tracsnap: prune: --keep-last 0 keeps nothing: refusing to remove every snapshot "
                         "(give one --keep-* option above 0)\n")
+
+
+def test_shared_ignores_the_stage_and_names_stay_one_column(env_sqlite, mount_factory):
+    m = mount_factory(env_sqlite)
+    os.mkdir(m.path("only one"))
+    wait_sealed(m.store, "only one", timeout=SEAL_TIMEOUT, daemon=m)
+    wait_stage(m.store, "only one")
+    # The stage links every file of "only one"; no snapshot shares them.
+    data = json.loads(tracsnap("list", "--json", "--store", m.store, env_sqlite).stdout)
+    assert [(d["name"], d["shared_bytes"]) for d in data] == [("only one", 0)]
+    # C1 controls are refused in new names, as C0 ones are ...
+    with pytest.raises(OSError) as ei:
+        os.mkdir(m.path("c1\u0085x"))
+    assert ei.value.errno == errno.EINVAL
+    # ... but a store made by hand, or by an older tracsnap, may hold one.
+    os.mkdir(m.path("second"))
+    wait_sealed(m.store, "second", timeout=SEAL_TIMEOUT, daemon=m)
+    m.stop()   # renamed behind a running daemon, its stage would go stale
+    os.rename(os.path.join(m.store, "second"), os.path.join(m.store, "c1\u0085x \x1b[2J"))
+    out = tracsnap("list", "--store", m.store, env_sqlite).stdout
+    assert "\u0085" not in out and "\x1b" not in out
+    assert listing(env_sqlite, m.store) == [("only one", "sealed"), ("c1\\u0085x \\u001b[2J", "sealed")]
+    data = json.loads(tracsnap("list", "--json", "--store", m.store, env_sqlite).stdout)
+    assert data[0]["shared_bytes"] > 0   # now a second snapshot shares them
+    assert data[1]["name"] == "c1\u0085x \x1b[2J"

@@ -292,11 +292,12 @@ def test_list_json_and_columns(env_sqlite, store):
         assert d["time"][10] == "T" and d["time"][-3] == ":"
     p = tracsnap("list", "--store", store, env_sqlite)
     lines = p.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "TIME", "SIZE", "FILES", "SHARED", "STATE"]
-    assert [l.split()[0] for l in lines[1:]] == ["a", "b"]
+    assert lines[0].split() == ["TIME", "SIZE", "FILES", "SHARED", "STATE", "NAME"]
+    assert [l.split()[-1] for l in lines[1:]] == ["a", "b"]
     # `tracsnap snapshot` seals before it returns
-    assert [l.split()[-1] for l in lines[1:]] == ["sealed", "sealed"]
+    assert [l.split()[4] for l in lines[1:]] == ["sealed", "sealed"]
     assert [d["sealed"] for d in data] == [True, True]
+    assert [d["held"] for d in data] == [False, False]
 
 
 def test_list_json_escapes_names(env_sqlite, store):

@@ -229,7 +229,7 @@ def test_keep_crash_before_seal_leaves_a_snapshot(env_sqlite, mount_factory):
     with open(marker, "w") as f:
         f.write(FOREIGN_BOOT_ID + "\n")
     p = tracsnap("list", "--store", m.store, m.env)
-    names = [l.split()[0] for l in p.stdout.splitlines()[1:]]
+    names = [l.split(None, 5)[5] for l in p.stdout.splitlines()[1:]]
     assert names == ["a"], p.stdout
 
 

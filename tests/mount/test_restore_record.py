@@ -86,7 +86,7 @@ def test_cli_snapshot_after_restore_shares_unchanged_files(env_sqlite, tmp_path)
     assert "; recorded as snapshot %s; " % record in line, line
     assert not os.path.exists(os.path.join(store, record, "unsealed"))
     listed = tracsnap("list", "--store", store, env).stdout
-    assert re.search(r"^%s\s.*\bsealed$" % re.escape(record), listed, re.M), listed
+    assert re.search(r"\ssealed\s+%s$" % re.escape(record), listed, re.M), listed
     # The record is the restored snapshot, file for file, database included.
     assert_shared(one, os.path.join(store, record, "tree"), changed=(), skip=())
 

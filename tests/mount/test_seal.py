@@ -165,8 +165,8 @@ def list_text(env, store):
     lines = p.stdout.splitlines()
     if not lines:
         return {}
-    assert lines[0].split() == ["NAME", "TIME", "SIZE", "FILES", "SHARED", "STATE"]
-    return {l.split()[0]: l.split()[-1] for l in lines[1:]}
+    assert lines[0].split() == ["TIME", "SIZE", "FILES", "SHARED", "STATE", "NAME"]
+    return {l.split(None, 5)[5]: l.split()[4] for l in lines[1:]}
 
 
 def list_json(env, store):
@@ -298,8 +298,7 @@ def test_list_state_column_and_json(env_sqlite, tmp_path):
     assert list_text(env_sqlite, store) == {"a": "sealed", "b": "sealing", "c": "sealed"}
     p = tracsnap("list", "--store", store, env_sqlite)
     header = p.stdout.splitlines()[0]
-    assert header.split()[:5] == ["NAME", "TIME", "SIZE", "FILES", "SHARED"]
-    assert header.rstrip().endswith("STATE")
+    assert header.split() == ["TIME", "SIZE", "FILES", "SHARED", "STATE", "NAME"]
     data = list_json(env_sqlite, store)
     assert list(data) == ["a", "b", "c"]
     assert [data[n]["sealed"] for n in ("a", "b", "c")] == [True, False, True]
