@@ -6,6 +6,7 @@
 
 #include "env/env.h"
 #include "base/err.h"
+#include "store/registry.h"
 #include "store/store.h"
 
 /* Each command takes argv after the command word's position (argv[0] is the
@@ -50,10 +51,20 @@ int cli_parse_lock_timeout(const char *arg, int *out);
 /* Print "tracsnap: <msg>" and return the sysexits status for e. */
 int cli_fail(const ts_err *e);
 
-/* Open ENV (checked and supported) and its store (--store or the default).
- * create: make the store when missing.  On failure prints and returns the
- * exit status; 0 on success. */
-int cli_open_env_store(const char *env_path, const char *store_path, bool create,
+/* What arg (ENV or a mount point) names: the environment of the running
+ * mount it is the environment or mount point of (store/registry.h), else
+ * arg itself, into *env_path; that mount's store into *store_path unless
+ * it is set already (--store wins).  mount->pid is 0 when no mount was
+ * found.  On failure (two mounts of ENV with different stores) prints and
+ * returns the exit status; 0 on success. */
+int cli_find_mount(const char *arg, const char **env_path, const char **store_path,
+                   ts_registry_entry *mount);
+
+/* Open ENV (checked and supported) and its store: --store, else the store
+ * of a running mount of ENV, else the default (cli_find_mount); arg may be
+ * ENV or a mount point.  create: make the store when missing.  On failure
+ * prints and returns the exit status; 0 on success. */
+int cli_open_env_store(const char *arg, const char *store_path, bool create,
                        ts_env *env, ts_store *store);
 
 #endif

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sysexits.h>
 
 #include "cli.h"
@@ -21,6 +22,7 @@ int cli_restore(int argc, char **argv)
 	ts_restore_opts o = { .force = false };
 	ts_restore_out out;
 	ts_err e;
+	char found_store[PATH_MAX];
 	int c, status;
 
 	opterr = 0;
@@ -45,6 +47,23 @@ int cli_restore(int argc, char **argv)
 	                        argc - optind == 1 ? "ENV" : "SNAPSHOT and ENV");
 	if (status)
 		return status;
+	/* SNAPSHOT as a NAME is looked for in the store of ENV's running mount
+	 * when there is one (cli_find_mount); ENV itself must be the
+	 * environment, not a mount point. */
+	if (!o.store) {
+		ts_registry_entry *mount = malloc(sizeof *mount);
+		const char *env_path, *found = NULL;
+		if (!mount)
+			return EX_OSERR;
+		status = cli_find_mount(argv[optind + 1], &env_path, &found, mount);
+		if (!status && found) {
+			snprintf(found_store, sizeof found_store, "%s", found);
+			o.store = found_store;
+		}
+		free(mount);
+		if (status)
+			return status;
+	}
 	ts_err_clear(&e);
 	cli_progress pr;
 	ts_progress_sink sink = cli_progress_start(&pr, "restore");

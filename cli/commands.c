@@ -5,6 +5,12 @@
 
 #include "cli.h"
 
+/* Every command takes ENV or its mount point, and finds the store the same
+ * way (cli_find_mount). */
+#define CLI_STORE_HELP \
+	"  --store DIR        the store (default: the running mount's, else\n" \
+	"                     /var/lib/tracsnap/<ENV escaped>)\n"
+
 static const cli_command cli_commands[] = {
 	{ "mount", "[-f] [-d] [-s] [-o OPT[,OPT...]] ENV MOUNTPOINT",
 	  "show ENV's snapshots at MOUNTPOINT (also mount -t fuse.tracsnap)",
@@ -24,25 +30,25 @@ static const cli_command cli_commands[] = {
 	  NULL },
 	{ "snapshot", "[--store DIR] [--no-database] [--lock-timeout S] ENV [NAME]",
 	  "take one snapshot into the store, as mkdir on the mount does",
-	  "  --store DIR        the store (default /var/lib/tracsnap/<ENV escaped>)\n"
+	  CLI_STORE_HELP
 	  "  --no-database      copy the files only\n"
 	  "  --lock-timeout S   wait up to S seconds for Trac's write lock and the store (default 30)\n"
 	  "  NAME               default: the local time as %Y-%m-%dT%H%M%S\n",
 	  cli_snapshot },
 	{ "list", "[--store DIR] [--json] ENV",
 	  "list the snapshots, oldest first",
-	  "  --store DIR        the store (default /var/lib/tracsnap/<ENV escaped>)\n"
+	  CLI_STORE_HELP
 	  "  --json             one JSON array of objects (stable fields)\n",
 	  cli_list },
 	{ "verify", "[--store DIR] [--repair] ENV [NAME...]",
 	  "compare snapshots (default: all) with their manifests",
-	  "  --store DIR        the store (default /var/lib/tracsnap/<ENV escaped>)\n"
+	  CLI_STORE_HELP
 	  "  --repair           rewrite damaged files from a copy whose hash matches\n",
 	  cli_verify },
 	{ "prune", "[--store DIR] [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] "
 	  "[--keep-monthly N] [--lock-timeout S] [--dry-run] ENV",
 	  "remove the snapshots no --keep-* rule keeps",
-	  "  --store DIR        the store (default /var/lib/tracsnap/<ENV escaped>)\n"
+	  CLI_STORE_HELP
 	  "  --keep-last N      the N newest\n"
 	  "  --keep-hourly N    the newest of each of the last N hours with snapshots\n"
 	  "  --keep-daily N, --keep-weekly N, --keep-monthly N\n"
@@ -54,17 +60,17 @@ static const cli_command cli_commands[] = {
 	  "put SNAPSHOT back in place of ENV (Trac stopped)",
 	  "  SNAPSHOT           MOUNTPOINT/NAME, STORE/NAME/tree, or NAME in the store\n"
 	  "  --force            restore even a damaged snapshot, or while ENV is in use\n"
-	  "  --store DIR        the store NAME is in (default /var/lib/tracsnap/<ENV escaped>)\n"
+	  CLI_STORE_HELP
 	  "  --lock-timeout S   bound the waits of the snapshot kept before restoring (default 30)\n",
 	  cli_restore },
 	{ "hold", "[--store DIR] [--lock-timeout S] ENV NAME...",
 	  "keep snapshots from prune, keep= and rmdir until released",
-	  "  --store DIR        the store (default /var/lib/tracsnap/<ENV escaped>)\n"
+	  CLI_STORE_HELP
 	  "  --lock-timeout S   wait up to S seconds for the store (default 30)\n",
 	  cli_hold },
 	{ "release", "[--store DIR] [--lock-timeout S] ENV NAME...",
 	  "let held snapshots be removed again",
-	  "  --store DIR        the store (default /var/lib/tracsnap/<ENV escaped>)\n"
+	  CLI_STORE_HELP
 	  "  --lock-timeout S   wait up to S seconds for the store (default 30)\n",
 	  cli_release },
 	{ "help", "[COMMAND]",

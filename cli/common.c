@@ -90,14 +90,40 @@ static ts_err_code cli_check_store_holds_env(const char *store_path, const char 
 	return rc;
 }
 
-int cli_open_env_store(const char *env_path, const char *store_path, bool create,
+int cli_find_mount(const char *arg, const char **env_path, const char **store_path,
+                   ts_registry_entry *mount)
+{
+	ts_err e;
+	bool found;
+
+	ts_err_clear(&e);
+	if (ts_registry_find(arg, mount, &found, &e) != TS_OK)
+		return cli_fail(&e);
+	*env_path = found ? mount->env : arg;
+	if (found && !*store_path)
+		*store_path = mount->store;
+	if (!found)
+		mount->pid = 0;
+	return 0;
+}
+
+int cli_open_env_store(const char *arg, const char *store_path, bool create,
                        ts_env *env, ts_store *store)
 {
 	ts_err e;
 	char *def = NULL;
+	const char *env_path;
+	ts_registry_entry *mount = malloc(sizeof *mount);
 	int status = 0;
 
 	ts_err_clear(&e);
+	if (!mount) {
+		ts_err_set(&e, TS_ERR_NOMEM, "out of memory");
+		return cli_fail(&e);
+	}
+	status = cli_find_mount(arg, &env_path, &store_path, mount);
+	if (status)
+		goto out_mount;
 	if (ts_env_open(env_path, env, &e) != TS_OK || ts_env_check_supported(env, &e) != TS_OK) {
 		status = cli_fail(&e);
 		goto out;
@@ -117,5 +143,7 @@ out:
 	if (status)
 		ts_env_close(env);
 	free(def);
+out_mount:
+	free(mount);
 	return status;
 }

@@ -26,6 +26,7 @@
 #include "base/log.h"
 #include "fs_int.h"
 #include "store/mounts.h"
+#include "store/registry.h"
 #include "store/name.h"
 
 /* An open file: its descriptor, and the snapshot it counts for. */
@@ -482,6 +483,12 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 		if (ts_mounts_record(&c->d.store, c->mnt, &e) != TS_OK)
 			ts_log(LOG_WARNING, "%s: tracsnap prune cannot see what is in use through "
 			       "this mount (keep= and rmdir still can)", e.msg);
+		/* So that every command given ENV or this mount point finds this
+		 * store (store/registry.h). */
+		ts_err_clear(&e);
+		if (ts_registry_add(c->d.env.root, c->mnt, c->d.store.root, &e) != TS_OK)
+			ts_log(LOG_WARNING, "%s: commands given %s or %s will not find this mount's store "
+			       "without --store", e.msg, c->d.env.root, c->mnt);
 	}
 	dmn_start(&c->d);
 	ts_log(LOG_INFO, "serving %s on %s (store %s)", c->d.env.root, c->mnt, c->d.store.root);
@@ -494,6 +501,7 @@ static void fs_destroy(void *userdata)
 	fs_prefetch_stop(c->prefetch);
 	dmn_stop(&c->d);
 	ts_mounts_unrecord(&c->d.store);
+	ts_registry_remove();
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {

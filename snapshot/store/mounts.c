@@ -25,8 +25,7 @@
 #define MOUNTS_NEW ".new"
 #define MOUNTS_MAX_MNT 64   /* live mount points of one store worth checking */
 
-/* The start time of process pid; false when it is gone or unreadable. */
-static bool mounts_start_time(long pid, unsigned long long *start)
+bool ts_mounts_start_time(long pid, unsigned long long *start)
 {
 	char path[64], buf[1024], *p;
 	int fd;
@@ -71,13 +70,11 @@ static long mounts_parse_name(const char *name, bool *tmp)
 	return *tmp || !*end ? pid : -1;
 }
 
-/* Is the process that wrote a record with this start time still there?  A
- * process we cannot look at (hidepid) but that exists counts as live. */
-static bool mounts_pid_live(long pid, unsigned long long start)
+bool ts_mounts_pid_live(long pid, unsigned long long start)
 {
 	unsigned long long now;
 
-	if (mounts_start_time(pid, &now))
+	if (ts_mounts_start_time(pid, &now))
 		return now == start;
 	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }
@@ -127,7 +124,7 @@ static void mounts_each(ts_store *s, bool clean, void (*fn)(void *, const char *
 		} else if (!mounts_read(s, de->d_name, mnt, &start)) {
 			live = kill((pid_t)pid, 0) == 0 || errno == EPERM;   /* being written? */
 		} else {
-			live = mounts_pid_live(pid, start);
+			live = ts_mounts_pid_live(pid, start);
 			if (live && fn)
 				fn(arg, mnt);
 		}
@@ -149,7 +146,7 @@ ts_err_code ts_mounts_record(ts_store *s, const char *mnt, ts_err *e)
 	mounts_each(s, true, NULL, NULL);
 	snprintf(name, sizeof name, "%s%ld", TS_MOUNTS_PREFIX, pid);
 	snprintf(tmp, sizeof tmp, "%s%s", name, MOUNTS_NEW);
-	if (mnt[0] != '/' || strchr(mnt, '\n') || !mounts_start_time(pid, &start)) {
+	if (mnt[0] != '/' || strchr(mnt, '\n') || !ts_mounts_start_time(pid, &start)) {
 		rc = ts_err_set(e, TS_ERR_USAGE, "store %s: cannot record mount point %s", s->root, mnt);
 		goto out;
 	}

@@ -20,6 +20,7 @@
 #ifndef TS_MOUNTS_H
 #define TS_MOUNTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "base/err.h"
 #include "store/store.h"
@@ -36,5 +37,14 @@ void ts_mounts_unrecord(ts_store *s);
  * and also through also_mnt (may be NULL: the caller's own mount point,
  * for when its record could not be written).  who as for ts_inuse_find. */
 int ts_mounts_users(ts_store *s, const char *name, const char *also_mnt, char *who, size_t len);
+
+/* The start time of process pid (field 22 of /proc/PID/stat, clock ticks
+ * since boot); false when it is gone or unreadable. */
+bool ts_mounts_start_time(long pid, unsigned long long *start);
+
+/* Is the process that recorded this start time still there?  A process we
+ * cannot look at (hidepid) but that exists counts as live.  Also for the
+ * registry's entries (registry.h). */
+bool ts_mounts_pid_live(long pid, unsigned long long start);
 
 #endif
