@@ -19,6 +19,7 @@ int cli_restore(int argc, char **argv);
 int cli_help(int argc, char **argv);
 int cli_hold(int argc, char **argv);
 int cli_release(int argc, char **argv);
+int cli_status(int argc, char **argv);
 
 /* Write str as a JSON string literal: '"' and '\\' escaped; bytes below
  * 0x20, 0x7f, the C1 controls (U+0080-U+009F) and every byte that is not

@@ -27,22 +27,9 @@
 #include <time.h>
 
 #include "cli.h"
+#include "base/clock.h"
 #include "store/hold.h"
 #include "store/verify.h"
-
-/* ISO 8601 with the offset written +HH:MM, as most parsers want it. */
-static void cli_iso_time(time_t t, char *out, size_t len)
-{
-	struct tm tm;
-	size_t n;
-
-	localtime_r(&t, &tm);
-	n = strftime(out, len, "%Y-%m-%dT%H:%M:%S%z", &tm);
-	if (n >= 5 && n + 2 <= len) {
-		memmove(out + n - 1, out + n - 2, 3);   /* "+0100" -> "+01:00" */
-		out[n - 2] = ':';
-	}
-}
 
 static void cli_human_size(uint64_t b, char *out, size_t len)
 {
@@ -105,7 +92,7 @@ int cli_list(int argc, char **argv)
 		ts_verify_summary sum;
 		bool held = ts_hold_is_held(&store, v[i].name, NULL);
 
-		cli_iso_time(v[i].time.tv_sec, when, sizeof when);
+		ts_clock_iso(v[i].time.tv_sec, when, sizeof when);
 		/* A snapshot deleted or damaged meanwhile is still listed, with
 		 * zeros, and the reason goes to stderr. */
 		ts_err_clear(&e);

@@ -63,6 +63,10 @@ static const cli_command cli_commands[] = {
 	  CLI_STORE_HELP
 	  "  --lock-timeout S   bound the waits of the snapshot kept before restoring (default 30)\n",
 	  cli_restore },
+	{ "status", "[--store DIR] ENV|MOUNTPOINT",
+	  "the mount, its store, the snapshots, the stage and the last problems",
+	  CLI_STORE_HELP,
+	  cli_status },
 	{ "hold", "[--store DIR] [--lock-timeout S] ENV NAME...",
 	  "keep snapshots from prune, keep= and rmdir until released",
 	  CLI_STORE_HELP

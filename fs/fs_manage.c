@@ -27,6 +27,16 @@ bool fs_may_manage(fuse_req_t req)
 	return dmn_may_manage(&c->d.who, fc->uid, fc->gid, groups, n < 0 ? 0 : n > 64 ? 64 : n);
 }
 
+/* A request refused for who made it: the reason where the administrator
+ * looks (the log, and `tracsnap status` through the store's events). */
+static void fs_log_not_allowed(fuse_req_t req, const char *op, const char *name)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+
+	ts_log(LOG_NOTICE, "%s /%s refused: uid %u may not manage snapshots (root, the mounting "
+	       "user and manage_group may)", op, name, (unsigned)fc->uid);
+}
+
 static bool fs_is_latest(fuse_ino_t parent, const char *name)
 {
 	return fs_kind_of(parent) == FS_ROOT && !strcmp(name, TS_NAME_LATEST);
@@ -51,11 +61,12 @@ void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 		return;
 	}
 	if (!fs_may_manage(req)) {
+		fs_log_not_allowed(req, "mkdir", name);
 		fuse_reply_err(req, EACCES);
 		return;
 	}
 	if (ts_name_check(name, &e) != TS_OK) {
-		ts_log(LOG_INFO, "mkdir /%s refused: %s", name, e.msg);
+		ts_log(LOG_NOTICE, "mkdir /%s refused: %s", name, e.msg);
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
@@ -81,6 +92,7 @@ void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (!fs_may_manage(req)) {
+		fs_log_not_allowed(req, "rmdir", name);
 		fuse_reply_err(req, EACCES);
 		return;
 	}
@@ -105,10 +117,13 @@ void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 		rc = EROFS;
 	else if (flags & RENAME_EXCHANGE)
 		rc = EINVAL;
-	else if (!fs_may_manage(req))
+	else if (!fs_may_manage(req)) {
+		fs_log_not_allowed(req, "rename", name);
 		rc = EACCES;
-	else if (ts_name_check(newname, &e) != TS_OK)
+	} else if (ts_name_check(newname, &e) != TS_OK) {
+		ts_log(LOG_NOTICE, "rename %s -> %s refused: %s", name, newname, e.msg);
 		rc = EINVAL;
+	}
 	else if (dmn_rename(&c->d, name, newname, &e) != TS_OK)
 		rc = fs_errno(&e);
 	else

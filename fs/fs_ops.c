@@ -462,6 +462,7 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	}
 	if (!c->foreground)
 		ts_log_init(TS_LOG_SYSLOG, LOG_INFO);
+	dmn_events_on(&c->d);
 	/* POSIX ACLs: with this the kernel reads system.posix_acl_access of
 	 * each entry through getxattr (fs_getxattr serves it as the snapshot
 	 * has it) and checks it as the real filesystem does.  Without it
@@ -500,6 +501,7 @@ static void fs_destroy(void *userdata)
 	fs_watch_stop(c);
 	fs_prefetch_stop(c->prefetch);
 	dmn_stop(&c->d);
+	dmn_events_off();
 	ts_mounts_unrecord(&c->d.store);
 	ts_registry_remove();
 }

@@ -40,7 +40,7 @@ UNEXPECTED_LOG_LINE = re.compile(r"^tracsnap: warning: "
                                  r"|^tracsnap: .*\bfailed\b"
                                  r"|^tracsnap: store .*: removed or moved away"
                                  r"|^(?!tracsnap: )")
-# "failed" also ends the lines the daemon logs at LOG_INFO when it refuses a
+# "failed" also ends the lines the daemon logs at LOG_NOTICE when it refuses a
 # request of the user's own (fs/fs_ops.c): a snapshot name in use or invalid,
 # a rename refused.  They are answers, not faults.
 USER_REFUSAL_LOG_LINE = re.compile(r"^tracsnap: snapshot .* failed: snapshot (.*: exists already|name ')"

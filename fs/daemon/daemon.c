@@ -4,6 +4,9 @@
 
 #include <string.h>
 
+#include "base/log.h"
+#include "store/events.h"
+
 void dmn_init(dmn_daemon *d)
 {
 	memset(d, 0, sizeof *d);
@@ -11,6 +14,22 @@ void dmn_init(dmn_daemon *d)
 	pthread_mutex_init(&d->snap_mu, NULL);
 	dmn_plus_init(&d->plus);
 	dmn_handles_init(&d->handles);
+}
+
+static void dmn_event_tap(void *arg, int level, const char *msg)
+{
+	dmn_daemon *d = arg;
+	ts_events_append(d->store.dirfd, level, msg);
+}
+
+void dmn_events_on(dmn_daemon *d)
+{
+	ts_log_set_tap(dmn_event_tap, d);
+}
+
+void dmn_events_off(void)
+{
+	ts_log_set_tap(NULL, NULL);
 }
 
 void dmn_start(dmn_daemon *d)
@@ -31,6 +50,7 @@ void dmn_stop(dmn_daemon *d)
 void dmn_free(dmn_daemon *d)
 {
 	dmn_stop(d);
+	dmn_events_off();   /* before the store's descriptor goes */
 	dmn_stage_close(d);
 	ts_store_close(&d->store);
 	ts_env_close(&d->env);

@@ -128,6 +128,12 @@ typedef struct dmn_daemon {
 void dmn_init(dmn_daemon *d);
 void dmn_free(dmn_daemon *d);
 
+/* Keep every error, warning and refusal the daemon logs in its store's
+ * events too (store/events.h), for `tracsnap status`: from when it serves
+ * until dmn_events_off (dmn_free calls it). */
+void dmn_events_on(dmn_daemon *d);
+void dmn_events_off(void);
+
 /* The background threads: stager then sealer; stop joins both (the sealer
  * finishes what is pending). */
 void dmn_start(dmn_daemon *d);

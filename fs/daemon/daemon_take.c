@@ -79,7 +79,7 @@ ts_err_code dmn_take(dmn_daemon *d, const char *name, dmn_why why, unsigned auto
 		ts_log(LOG_ERR, "snapshot %s (%s) failed: store %s: no space left (%s); nothing "
 		       "was kept", name, label, d->store.root, e->msg);
 	else
-		ts_log(rc == TS_ERR_EXISTS || rc == TS_ERR_NAME ? LOG_INFO : LOG_ERR,
+		ts_log(rc == TS_ERR_EXISTS || rc == TS_ERR_NAME ? LOG_NOTICE : LOG_ERR,
 		       "snapshot %s (%s) failed: %s", name, label, e->msg);
 	goto out;
 unlock:
@@ -115,7 +115,7 @@ ts_err_code dmn_delete(dmn_daemon *d, const char *name, ts_err *e)
 	}
 	dmn_writer_unlock(d);
 	if (refused) {
-		ts_log(LOG_INFO, "rmdir %s refused: %s", name, why);
+		ts_log(LOG_NOTICE, "rmdir %s refused: %s", name, why);
 		return rc;
 	}
 	if (rc != TS_OK) {
@@ -140,7 +140,7 @@ ts_err_code dmn_rename(dmn_daemon *d, const char *from, const char *to, ts_err *
 	}
 	dmn_writer_unlock(d);
 	if (rc != TS_OK) {
-		ts_log(LOG_INFO, "rename %s -> %s failed: %s", from, to, e->msg);
+		ts_log(LOG_NOTICE, "rename %s -> %s failed: %s", from, to, e->msg);
 		return rc;
 	}
 	ts_log(LOG_INFO, "snapshot %s renamed to %s", from, to);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/log.h"
 
@@ -45,4 +46,17 @@ time_t ts_clock_name_time(void)
 {
 	pthread_once(&ts_clock_once, ts_clock_read_offset);
 	return time(NULL) + (time_t)ts_clock_offset;
+}
+
+void ts_clock_iso(time_t t, char *out, size_t len)
+{
+	struct tm tm;
+	size_t n;
+
+	localtime_r(&t, &tm);
+	n = strftime(out, len, "%Y-%m-%dT%H:%M:%S%z", &tm);
+	if (n >= 5 && n + 2 <= len) {
+		memmove(out + n - 1, out + n - 2, 3);   /* "+0100" -> "+01:00" */
+		out[n - 2] = ':';
+	}
 }

@@ -1,4 +1,5 @@
-/* clock.h - the one clock that snapshot NAMES are made from.
+/* clock.h - the one clock that snapshot NAMES are made from, and the one
+ * way times are written for people (ts_clock_iso).
  *
  * Every reading of the wall clock that decides a snapshot's name (the
  * daemon's first-access names and their period, the default name of
@@ -15,6 +16,7 @@
 #define TS_CLOCK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <time.h>
 
 #define TS_CLOCK_OFFSET_ENV "TRACSNAP_TEST_CLOCK_OFFSET"
@@ -27,5 +29,10 @@ time_t ts_clock_name_time(void);
  * +-TS_CLOCK_OFFSET_MAX seconds.  False (out untouched) otherwise. */
 #define TS_CLOCK_OFFSET_MAX (100LL * 366 * 86400)
 bool ts_clock_offset_parse(const char *text, long long *out);
+
+/* t as local time in ISO 8601 with the offset written +HH:MM, as most
+ * parsers want it ("2026-12-07T00:40:12+01:00"): what list, status and the
+ * store's events show.  len of at least 32 holds it. */
+void ts_clock_iso(time_t t, char *out, size_t len);
 
 #endif

@@ -12,6 +12,16 @@
 /* Set once at start but read from every thread: atomics keep that defined. */
 static _Atomic int log_sink = TS_LOG_STDERR;
 static _Atomic int log_max_level = LOG_INFO;
+/* The tap: set while the daemon serves (log.h), read by every thread. */
+static _Atomic(ts_log_tap_fn) log_tap;
+static void *_Atomic log_tap_arg;
+
+void ts_log_set_tap(ts_log_tap_fn fn, void *arg)
+{
+	atomic_store(&log_tap, NULL);   /* never a new fn with the old arg */
+	atomic_store(&log_tap_arg, arg);
+	atomic_store(&log_tap, fn);
+}
 
 void ts_log_init(ts_log_sink sink, int max_level)
 {
@@ -89,6 +99,13 @@ void ts_log(int level, const char *fmt, ...)
 			line[i] = line[i + 1] = '?';
 	}
 
+	ts_log_tap_fn tap = level <= LOG_NOTICE ? atomic_load(&log_tap) : NULL;
+	if (tap) {
+		char keep = line[plen + mlen];
+		line[plen + mlen] = '\0';
+		tap(atomic_load(&log_tap_arg), level, line + plen);
+		line[plen + mlen] = keep;
+	}
 	if (atomic_load(&log_sink) == TS_LOG_SYSLOG) {
 		line[plen + mlen] = '\0';
 		syslog(level, "%s", line + plen);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -549,4 +550,44 @@ ts_err_code ts_store_rename(ts_store *s, const char *from, const char *to, ts_er
 	}
 	(void)fsync(s->dirfd);
 	return TS_OK;
+}
+
+void ts_store_activity_get(ts_store *s, ts_store_activity *a)
+{
+	DIR *d = ts_beneath_list(s->dirfd);
+	struct dirent *de;
+	char buf[NAME_MAX + 2];
+	int fd;
+	ssize_t n;
+
+	memset(a, 0, sizeof *a);
+	while (d && (de = readdir(d)) != NULL) {
+		size_t plen = strlen(STORE_TMP_PREFIX);
+		long pid;
+		if (strncmp(de->d_name, STORE_TMP_PREFIX, plen))
+			continue;
+		pid = strtol(de->d_name + plen, NULL, 10);
+		/* A dead writer's leftover is no snapshot being made. */
+		if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+			a->making++;
+			a->making_pid = pid;
+		}
+	}
+	if (d)
+		closedir(d);
+	a->stage_busy = faccessat(s->dirfd, TS_STORE_STAGE_BUSY, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+	fd = openat(s->dirfd, a->stage_busy ? TS_STORE_STAGE_BUSY : TS_STORE_STAGE_BASE,
+	            O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n > 0) {
+		buf[n] = '\0';
+		size_t len = strcspn(buf, "\n");
+		if (len < sizeof a->stage_base) {
+			memcpy(a->stage_base, buf, len);
+			a->stage_base[len] = '\0';
+		}
+	}
+	a->stage_refreshed = faccessat(s->dirfd, TS_STORE_STAGE_MANIFEST, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }

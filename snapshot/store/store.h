@@ -16,6 +16,7 @@
 #ifndef TS_STORE_H
 #define TS_STORE_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
@@ -107,6 +108,16 @@ void ts_store_abort(ts_store *s, ts_store_tmp *t);
  * hard links would keep the snapshot's space).  A held snapshot (hold.h) is
  * refused: TS_ERR_BUSY "snapshot NAME: held (tracsnap release NAME first)". */
 ts_err_code ts_store_remove(ts_store *s, const char *name, ts_err *e);
+/* What is going on in the store, for `tracsnap status`. */
+typedef struct ts_store_activity {
+	unsigned making;                 /* snapshots being made now (.tmp-* of live processes) */
+	long making_pid;                 /* the process making one of them */
+	char stage_base[NAME_MAX + 1];   /* the snapshot the stage was made from; "" without one */
+	bool stage_refreshed;            /* brought up to the environment since (stage.h) */
+	bool stage_busy;                 /* a refresh is changing it now */
+} ts_store_activity;
+void ts_store_activity_get(ts_store *s, ts_store_activity *a);
+
 /* Was the stage made from the snapshot called name?  (Also while a refresh
  * has it, or a refresh that died left it so.) */
 bool ts_store_stage_made_from(ts_store *s, const char *name);

@@ -737,8 +737,14 @@ def test_mkdir_bad_names_on_mount(mnt):
     else:
         raise AssertionError("mkdir nosuch/sub succeeded")
     assert os.listdir(mnt.mnt) == []
-    # (.mount-PID: the daemon's record of its mount point, snapshot/store/mounts.h)
-    assert not [n for n in store_entries(mnt.store) if n != ".lock" and not n.startswith(".mount-")]
+    # (.mount-PID: the daemon's record of its mount point, snapshot/store/mounts.h;
+    # .events: the refusals with their reasons, for tracsnap status)
+    assert not [n for n in store_entries(mnt.store)
+                if n not in (".lock", ".events") and not n.startswith(".mount-")]
+    with open(os.path.join(mnt.store, ".events")) as f:
+        events = f.read()
+    assert "mkdir /?[31mred refused: snapshot name '\\x1b[31mred': contains a control character" in events
+    assert "\x1b" not in events and "\r" not in events
     assert tree_state(mnt.env) == before
 
 

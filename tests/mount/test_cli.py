@@ -13,7 +13,7 @@ import pytest
 from tshelpers import TOP, cli_snapshot, daemon_cmd, run, set_trac_database, tracsnap
 
 MAN = os.path.join(TOP, "man", "tracsnap.1")
-COMMANDS = ["snapshot", "list", "verify", "prune", "restore", "hold", "release", "help"]
+COMMANDS = ["snapshot", "list", "verify", "prune", "restore", "status", "hold", "release", "help"]
 
 
 def man_section(title):

@@ -1,8 +1,14 @@
-"""Issue 18, finding the store: every command takes ENV or the mount point
-and finds the running mount's store (the daemon registers in /run/tracsnap);
---store still wins."""
+"""Issue 18, finding the store and seeing why: every command takes ENV or
+the mount point and finds the running mount's store (the daemon registers in
+/run/tracsnap), --store still wins; `tracsnap status` shows the mount, its
+store, the snapshots, the stage and the last problems with their reasons,
+which the daemon keeps in the store (STORE/.events)."""
+import errno
 import os
 import re
+import time
+
+import pytest
 
 from tshelpers import store_snapshots, tracsnap, wait_sealed
 
@@ -49,3 +55,61 @@ def test_two_stores_for_one_env_is_ambiguous(env_sqlite, mount_factory, tmp_path
     # The mount point says which.
     assert tracsnap("list", m1.mnt).stdout.splitlines()[1].endswith(" in-one")
     assert tracsnap("list", m0.mnt).stdout == ""
+
+
+def wait_status(arg, pattern, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        out = tracsnap("status", arg).stdout
+        if re.search(pattern, out, flags=re.M):
+            return out
+        assert time.monotonic() < deadline, "no %r in:\n%s" % (pattern, out)
+        time.sleep(0.1)
+
+
+def test_status_says_why(env_sqlite, mount_factory):
+    m = mount_factory(env_sqlite)
+    m.expect_log(r"^tracsnap: rmdir kept refused: held")
+    os.mkdir(m.path("kept"))
+    wait_sealed(m.store, "kept", timeout=SEAL_TIMEOUT, daemon=m)
+    with pytest.raises(OSError) as ei:
+        os.mkdir(m.path(".hidden"))
+    assert ei.value.errno == errno.EINVAL
+    tracsnap("hold", env_sqlite, "kept")
+    with pytest.raises(OSError) as ei:
+        os.rmdir(m.path("kept"))
+    assert ei.value.errno == errno.EBUSY
+    out = wait_status(m.mnt, r"^stage +from kept")
+    lines = out.splitlines()
+    assert lines[0] == "environment  %s" % os.path.realpath(env_sqlite)
+    assert lines[1] == "store        %s" % os.path.realpath(m.store)
+    assert re.fullmatch(r"mount        %s \(pid %d, since \S+\)" % (re.escape(os.path.realpath(m.mnt)), m.proc.pid),
+                        lines[2]), lines[2]
+    assert re.fullmatch(r"snapshots    1 \(1 sealed, 0 being sealed\); newest kept at \S+", lines[3]), lines[3]
+    assert lines[4] == "held         kept"
+    assert lines[5] == "being made   none"
+    problems = lines[lines.index("last problems (%s/.events, newest last)" % os.path.realpath(m.store)) + 1:]
+    assert len(problems) == 2, out
+    assert re.fullmatch(r"  \S+ notice mkdir /\.hidden refused: snapshot name '\.hidden': starts with '\.'",
+                        problems[0]), problems
+    assert re.fullmatch(r"  \S+ notice rmdir kept refused: held \(tracsnap release kept first\)",
+                        problems[1]), problems
+    # What went well is not a problem: the snapshot's own lines are not there.
+    assert "files" not in "\n".join(problems)
+    # The same from ENV; and the events are the store's, root's only.
+    assert tracsnap("status", env_sqlite).stdout.splitlines()[:5] == lines[:5]
+    st = os.stat(os.path.join(m.store, ".events"))
+    assert st.st_mode & 0o777 == 0o600 and st.st_uid == 0
+    # After the mount: no mount, the problems stay.
+    m.stop()
+    out = tracsnap("status", "--store", m.store, env_sqlite).stdout
+    assert "mount        none\n" in out
+    assert "mkdir /.hidden refused" in out
+
+
+def test_status_refuses_what_is_not_there(tmp_path):
+    p = tracsnap("status", str(tmp_path / "nowhere"), check=False)
+    assert p.returncode == 66
+    assert p.stderr.startswith("tracsnap: %s" % (tmp_path / "nowhere")), p.stderr
+    p = tracsnap("status", check=False)
+    assert p.returncode == 64 and p.stderr.startswith("tracsnap: status: missing ENV or MOUNTPOINT\n")
