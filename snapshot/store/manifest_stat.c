@@ -62,7 +62,8 @@ unsigned ts_manifest_entry_diff(const ts_manifest_entry *me, const struct stat *
 	if (me->type != 'd' && (uint64_t)st->st_size != me->size)
 		d |= TS_MDIFF_SIZE;
 	if (!ms_same_time(&st->st_mtim, &me->mtime))
-		d |= TS_MDIFF_MTIME;
+		d |= st->st_mtim.tv_sec == me->mtime.tv_sec && st->st_mtim.tv_nsec == 0 ?
+		     TS_MDIFF_MTIME_SEC : TS_MDIFF_MTIME;
 	return d;
 }
 
@@ -70,14 +71,15 @@ bool ts_manifest_copy_matches(const ts_manifest_entry *me, const struct stat *st
 {
 	unsigned need = me->type == 'l' ? TS_MDIFF_TYPE | TS_MDIFF_SIZE
 	                : TS_MDIFF_TYPE | TS_MDIFF_SIZE | TS_MDIFF_MODE | TS_MDIFF_MTIME |
-	                  (owners ? TS_MDIFF_OWNER : 0);
+	                  TS_MDIFF_MTIME_SEC | (owners ? TS_MDIFF_OWNER : 0);
 	return !(ts_manifest_entry_diff(me, st) & need);
 }
 
 bool ts_manifest_same_source(const ts_manifest_entry *me, const struct stat *st)
 {
-	unsigned need = me->type == 'd' ? TS_MDIFF_TYPE | TS_MDIFF_MTIME
-	                : TS_MDIFF_TYPE | TS_MDIFF_MTIME | TS_MDIFF_SIZE | TS_MDIFF_MODE | TS_MDIFF_OWNER;
+	unsigned need = me->type == 'd' ? TS_MDIFF_TYPE | TS_MDIFF_MTIME | TS_MDIFF_MTIME_SEC
+	                : TS_MDIFF_TYPE | TS_MDIFF_MTIME | TS_MDIFF_MTIME_SEC | TS_MDIFF_SIZE |
+	                  TS_MDIFF_MODE | TS_MDIFF_OWNER;
 	return me->src_ino == (uint64_t)st->st_ino && ms_same_time(&me->src_ctime, &st->st_ctim) &&
 	       !(ts_manifest_entry_diff(me, st) & need);
 }

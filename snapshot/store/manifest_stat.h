@@ -48,7 +48,12 @@ void ts_manifest_entry_to_stat(const ts_manifest_entry *me, struct stat *st);
 #define TS_MDIFF_MODE  2u   /* permission bits (never for a symlink: always 0777) */
 #define TS_MDIFF_OWNER 4u   /* uid or gid */
 #define TS_MDIFF_SIZE  8u   /* never for a directory: its size is the filesystem's */
-#define TS_MDIFF_MTIME 16u  /* to the nanosecond */
+#define TS_MDIFF_MTIME 16u  /* to the nanosecond, but for TS_MDIFF_MTIME_SEC */
+/* The same mtime to the second, st's without its fraction: what a copy by a
+ * tool that keeps whole seconds gives (dump/restore, some archivers).  The
+ * one difference verify counts as metadata drift rather than damage when
+ * nothing else differs (verify.h). */
+#define TS_MDIFF_MTIME_SEC 32u
 
 /* Which of the fields above differ between me and st (0: none). */
 unsigned ts_manifest_entry_diff(const ts_manifest_entry *me, const struct stat *st);

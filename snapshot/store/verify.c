@@ -34,6 +34,7 @@ typedef struct verify_ctx {
 	void *arg;
 	size_t nproblems;
 	size_t npending;               /* 'f' entries whose hash is pending */
+	size_t ndrift;                 /* entries with only TS_MDIFF_MTIME_SEC (verify_drift) */
 	size_t files_done, files_total;
 	uint64_t bytes_done, bytes_total;
 	bool nomem;                    /* a damage record could not be kept */
@@ -48,7 +49,7 @@ typedef struct verify_ctx {
 /* Keep the problem for ts_verify_repair: one record per path, the problems
  * of one path being reported one after the other. */
 static void verify_note(verify_ctx *v, const char *path, const ts_manifest_entry *me,
-                        const struct stat *st, ts_verify_kind kind)
+                        const struct stat *st, ts_verify_kind kind, bool problem)
 {
 	ts_verify_run *r = v->run;
 	verify_damage *d = r->ndmg ? &r->dmg[r->ndmg - 1] : NULL;
@@ -87,7 +88,7 @@ static void verify_note(verify_ctx *v, const char *path, const ts_manifest_entry
 		r->ndmg++;
 	}
 	d->kinds |= VERIFY_BIT(kind);
-	d->nproblems++;
+	d->nproblems += problem;
 }
 
 /* The record verify_note keeps for path in this snapshot, if any. */
@@ -113,7 +114,7 @@ static void verify_report(verify_ctx *v, const char *path, const ts_manifest_ent
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
 	v->nproblems++;
-	verify_note(v, path, me, st, kind);
+	verify_note(v, path, me, st, kind, true);
 	if (v->problem)
 		v->problem(v->arg, v->snap, &p);
 }
@@ -122,6 +123,26 @@ static const char *verify_type_word(char t)
 {
 	return t == 'd' ? "a directory" : t == 'f' ? "a regular file" :
 	       t == 'l' ? "a symlink" : "a special file";
+}
+
+/* An mtime that lost only its fraction of a second (TS_MDIFF_MTIME_SEC):
+ * with nothing else wrong with the entry (no problem reported for it since
+ * before), metadata drift, counted, not a problem, and kept for --repair
+ * to set back; with something else wrong, reported with it. */
+static void verify_drift(verify_ctx *v, const char *rel, const ts_manifest_entry *me,
+                         const struct stat *st, size_t problems_before)
+{
+	if (v->nproblems > problems_before) {
+		verify_report(v, rel, me, st, TS_VERIFY_MTIME, "mtime %lld.%09ld, manifest says %lld.%09ld",
+		              (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+		              (long long)me->mtime.tv_sec, me->mtime.tv_nsec);
+		return;
+	}
+	v->ndrift++;
+	verify_note(v, rel, me, st, TS_VERIFY_MTIME, false);
+	verify_damage *d = verify_noted(v, rel);
+	if (d && me->type == 'f' && !me->pending)
+		d->content_ok = true;   /* hashed above: only the time is wrong */
 }
 
 static ts_err_code verify_dir(verify_ctx *v, int fd, const char *rel, dev_t dev, ts_err *e);
@@ -175,6 +196,7 @@ static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, cons
 	v->last = me;
 	v->state[me - v->m.entries] = VERIFY_SEEN;
 	diff = ts_manifest_entry_diff(me, st);
+	size_t problems_before = v->nproblems;
 	if (diff & TS_MDIFF_TYPE) {
 		verify_report(v, rel, me, st, TS_VERIFY_TYPE, "type: %s, manifest says %s",
 		              verify_type_word(t), verify_type_word(me->type));
@@ -220,6 +242,8 @@ static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, cons
 			if (d)
 				d->content_ok = true;
 		}
+		if (diff & TS_MDIFF_MTIME_SEC)
+			verify_drift(v, rel, me, st, problems_before);
 		v->files_done++;
 		v->bytes_done += me->size;
 		if (v->progress)
@@ -240,9 +264,13 @@ static ts_err_code verify_entry(verify_ctx *v, int dirfd, const char *name, cons
 			verify_report(v, rel, me, st, TS_VERIFY_TARGET, "symlink target differs");
 		}
 		free(target);
+		if (diff & TS_MDIFF_MTIME_SEC)
+			verify_drift(v, rel, me, st, problems_before);
 	} else {
 		int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		ts_err_code rc;
+		if (diff & TS_MDIFF_MTIME_SEC)
+			verify_drift(v, rel, me, st, problems_before);
 		if (fd < 0) {
 			verify_report(v, rel, me, st, TS_VERIFY_UNREADABLE,
 			              "unreadable: cannot open the directory: %s", strerror(errno));
@@ -540,6 +568,7 @@ out:
 	r->tot.bytes += v.bytes_done;
 	r->tot.problems += v.nproblems;
 	r->tot.pending += v.npending;
+	r->tot.drift += v.ndrift;
 	if (nproblems)
 		*nproblems = v.nproblems;
 	if (npending)

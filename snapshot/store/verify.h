@@ -93,6 +93,9 @@ typedef struct ts_verify_totals {
 	uint64_t files_read;   /* files actually read and hashed */
 	size_t problems;       /* reported */
 	size_t pending;        /* regular files not checked for content (pending) */
+	size_t drift;          /* entries whose only difference is an mtime kept to the
+	                        * second (TS_MDIFF_MTIME_SEC, the content the same):
+	                        * metadata drift, not a problem; repair sets it back */
 } ts_verify_totals;
 
 /* A new run; keep_damage: also keep every problem found, for

@@ -37,8 +37,6 @@ bool ts_share_check(const ts_manifest_entry *me, const struct stat *st, const ts
 		sc_add(what, "type");
 		return false;   /* nothing else compares */
 	}
-	if (me->store_ino && (uint64_t)st->st_ino != me->store_ino)
-		sc_add(what, "inode");
 	if (d & TS_MDIFF_SIZE)
 		sc_add(what, "size");
 	if (d & TS_MDIFF_MTIME)
@@ -52,10 +50,13 @@ bool ts_share_check(const ts_manifest_entry *me, const struct stat *st, const ts
 	/* The identity as recorded, or moved by the engine's own links; not
 	 * when a removal found it changed by someone else since the record
 	 * was made (linklog.h: an unlink can hide that). */
-	if (me->store_ino && !ts_linklog_suspected(links, me->store_ino, &me->store_ctime) &&
+	if (me->store_ino && (uint64_t)st->st_ino == me->store_ino &&
+	    !ts_linklog_suspected(links, me->store_ino, &me->store_ctime) &&
 	    (sc_same_time(&st->st_ctim, &me->store_ctime) || ts_linklog_explains(links, (uint64_t)st->st_ino, &st->st_ctim)))
 		return true;
-	/* Changed by someone else (or unknown): only the content can tell. */
+	/* Changed by someone else, another inode in its place (a store brought
+	 * back by dump/restore has new inode numbers throughout), or unknown:
+	 * only the content can tell. */
 	if (me->pending) {
 		sc_add(what, "changed before it was hashed");
 		return false;

@@ -9,15 +9,17 @@
  * against the identity its manifest recorded when it was placed (inode,
  * size, mtime, ctime: manifest.h), from one lstat:
  *
- *   - type, inode, size, mtime, mode (or, as root, owner) differ: damaged;
- *   - ctime as recorded: good;
+ *   - type, size, mtime, mode (or, as root, owner) differ: damaged;
+ *   - the same inode and its ctime as recorded: good;
  *   - ctime moved, but to a moment inside an interval of the engine's own
  *     link and unlink batches (store/linklog.h): good;
  *   - but neither when a removal since the record found the inode changed
  *     by someone else (linklog.h, "S" lines: store/linkguard.h);
- *   - otherwise, or with no identity recorded (a version 1 manifest): the
- *     copy is hashed and compared with the manifest's SHA-256; a copy not
- *     hashed yet (pending) has nothing to prove it and counts as damaged.
+ *   - otherwise (another inode, as after the store was brought back by
+ *     dump/restore; a ctime moved by someone else), or with no identity
+ *     recorded (a version 1 manifest): the copy is hashed and compared with
+ *     the manifest's SHA-256; a copy not hashed yet (pending) has nothing to
+ *     prove it and counts as damaged.
  *
  * A damaged copy is never linked: the caller copies the file afresh from
  * the environment, by its normal copy path, and logs one line

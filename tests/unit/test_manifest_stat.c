@@ -127,6 +127,11 @@ static void test_diff(void **state)
 	c = st; c.st_size++;                  assert_int_equal(ts_manifest_entry_diff(&me, &c), TS_MDIFF_SIZE);
 	c = st; c.st_mtim.tv_nsec ^= 1;       assert_int_equal(ts_manifest_entry_diff(&me, &c), TS_MDIFF_MTIME);
 	c = st; c.st_mtim.tv_sec++;           assert_int_equal(ts_manifest_entry_diff(&me, &c), TS_MDIFF_MTIME);
+	/* Kept to the second (dump/restore): only the fraction gone. */
+	assert_true(st.st_mtim.tv_nsec != 0);
+	c = st; c.st_mtim.tv_nsec = 0;        assert_int_equal(ts_manifest_entry_diff(&me, &c), TS_MDIFF_MTIME_SEC);
+	c = st; c.st_mtim.tv_sec++; c.st_mtim.tv_nsec = 0;
+	assert_int_equal(ts_manifest_entry_diff(&me, &c), TS_MDIFF_MTIME);
 	/* Not recorded of the copy: inode, ctime, atime, links, device. */
 	c = st; c.st_ino++; c.st_ctim.tv_sec++; c.st_atim.tv_sec++; c.st_nlink++; c.st_dev++;
 	assert_int_equal(ts_manifest_entry_diff(&me, &c), 0);
@@ -151,6 +156,7 @@ static void test_copy_matches(void **state)
 	c = st; c.st_size--;                    assert_false(ts_manifest_copy_matches(&me, &c, false));
 	c = st; c.st_mode ^= 02;                assert_false(ts_manifest_copy_matches(&me, &c, false));
 	c = st; c.st_mtim.tv_nsec++;            assert_false(ts_manifest_copy_matches(&me, &c, false));
+	c = st; c.st_mtim.tv_nsec = 0;          assert_false(ts_manifest_copy_matches(&me, &c, false));
 	c = st; c.st_mode = S_IFDIR | 04640;    assert_false(ts_manifest_copy_matches(&me, &c, false));
 	/* Owners: only when they can be kept (root). */
 	c = st; c.st_uid = 0;
@@ -186,6 +192,7 @@ static void test_same_source(void **state)
 	c = st; c.st_ino++;                     assert_false(ts_manifest_same_source(&me, &c));
 	c = st; c.st_ctim.tv_nsec++;            assert_false(ts_manifest_same_source(&me, &c));
 	c = st; c.st_mtim.tv_sec--;             assert_false(ts_manifest_same_source(&me, &c));
+	c = st; c.st_mtim.tv_nsec = 0;          assert_false(ts_manifest_same_source(&me, &c));
 	c = st; c.st_size++;                    assert_false(ts_manifest_same_source(&me, &c));
 	c = st; c.st_mode ^= 04000;             assert_false(ts_manifest_same_source(&me, &c));
 	c = st; c.st_uid++;                     assert_false(ts_manifest_same_source(&me, &c));
