@@ -12,19 +12,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <limits.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_progress.h"
 #include "base/parse.h"
 #include "base/progress.h"
 #include "store/seal.h"
 #include "store/verify.h"
 
 typedef struct cli_verify_state {
-	bool tty;              /* stderr is a terminal: show progress */
-	bool progress_shown;   /* a progress line is on screen (to be cleared) */
-	struct timespec last;  /* when it was last redrawn */
+	cli_progress pr;       /* the progress line, as other commands draw it */
+	char what[NAME_MAX + 16];   /* its label: "verify NAME" */
 	const char **bad;      /* snapshots with problems, in order (not owned) */
 	size_t nbad;
 } cli_verify_state;
@@ -32,10 +33,7 @@ typedef struct cli_verify_state {
 /* Remove the progress line before anything else goes to the terminal. */
 static void cli_verify_clear(cli_verify_state *st)
 {
-	if (st->progress_shown) {
-		fputs("\r\033[K", stderr);
-		st->progress_shown = false;
-	}
+	cli_progress_end(&st->pr);
 }
 
 static void cli_verify_problem(void *arg, const char *snap, const ts_verify_problem *p)
@@ -143,20 +141,18 @@ static void cli_verify_progress(void *arg, const char *snap, size_t files_done, 
                                 uint64_t bytes_done, uint64_t bytes_total)
 {
 	cli_verify_state *st = arg;
-	struct timespec now;
+	ts_progress p = { files_done, files_total, bytes_done, bytes_total };
 
-	if (!st->tty)
-		return;
-	/* Redraw at most ten times a second, and always at the end. */
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (files_done != files_total &&
-	    (now.tv_sec - st->last.tv_sec) * 1000000000L + (now.tv_nsec - st->last.tv_nsec) < 100000000L)
-		return;
-	st->last = now;
-	fprintf(stderr, "\r verify %s: %zu/%zu files, %llu/%llu MiB\033[K", snap, files_done,
-	        files_total, (unsigned long long)(bytes_done >> 20),
-	        (unsigned long long)(bytes_total >> 20));
-	st->progress_shown = true;
+	(void)snap;   /* in the label since the snapshot began (cli_verify_begin) */
+	cli_progress_show(&st->pr, &p);
+}
+
+/* A new snapshot: the progress line's label and clock start again. */
+static void cli_verify_begin(cli_verify_state *st, const char *name)
+{
+	cli_progress_end(&st->pr);
+	snprintf(st->what, sizeof st->what, "verify %s", name);
+	(void)cli_progress_start(&st->pr, st->what);
 }
 
 /* Seal snapshot name when it is of this boot and not sealed yet.  Returns
@@ -171,9 +167,9 @@ static bool cli_verify_seal(cli_verify_state *st, ts_store *store, const char *n
 	if (!ts_store_exists(store, name) ||
 	    ts_store_seal_state_of(store, name) != TS_STORE_UNSEALED_NOW)
 		return true;
-	if (st->tty) {
-		fprintf(stderr, "\r seal %s\033[K", name);
-		st->progress_shown = true;
+	if (st->pr.tty) {
+		fprintf(stderr, "\r\033[Kseal %s", name);
+		st->pr.shown = true;
 	}
 	ts_err_clear(&e);
 	rc = ts_seal(store, name, NULL, NULL, &e);
@@ -216,7 +212,7 @@ int cli_verify(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *store_path = NULL;
-	cli_verify_state vs = { .tty = isatty(STDERR_FILENO) };
+	cli_verify_state vs = { .nbad = 0 };
 	ts_store_snap *v = NULL;
 	ts_verify_run *run = NULL;
 	ts_verify_totals tot;
@@ -227,6 +223,7 @@ int cli_verify(int argc, char **argv)
 	ts_err e;
 	int c, status;
 
+	(void)cli_progress_start(&vs.pr, "verify");   /* is stderr a terminal? */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (c == 's')
@@ -266,7 +263,7 @@ int cli_verify(int argc, char **argv)
 			continue;
 		}
 		ts_err_clear(&e);
-		vs.last.tv_sec = 0;
+		cli_verify_begin(&vs, name);
 		if (ts_verify_run_snapshot(run, &store, name, cli_verify_problem, cli_verify_progress,
 		                           &vs, &np, &npending, &e) != TS_OK) {
 			int s;
