@@ -283,6 +283,11 @@ def test_refused_bad_password(pg_cluster, pg_db, pg_env, tmp_path):
     env = pg_env(pg_db, password="wrong-s3cr3t")
     line = refused(env, tmp_path, ["postgres://trac@127.0.0.1", "password authentication failed"])
     assert "wrong" not in line
+    # The command says the same and exits 69 (unavailable), not 65, which
+    # means damage (man page, EXIT STATUS).
+    p = tracsnap("snapshot", "--store", str(tmp_path / "store-c"), env, "x", check=False)
+    assert p.returncode == 69, p.stderr
+    assert "password authentication failed" in p.stderr and "wrong" not in p.stderr
 
 
 def test_refused_missing_database(pg_cluster, pg_env, tmp_path):
