@@ -34,10 +34,15 @@ static ts_err_code snap_remove(snap_run *r, const char *rel, ts_err *e)
 	return ts_copy_remove_tree(r->tmp.treefd, rel, e);
 }
 
+/* Is rel an item of l?  An item dropped in this pass (type 0, still in
+ * the array until the list is compacted) is not: its entry was gone or
+ * changed when it was stat'ed, and if the listing finds it there again, it
+ * must be walked and put again. */
 static bool snap_known(const snap_list *l, const char *rel)
 {
 	snap_item key = { .rel = (char *)rel };
-	return bsearch(&key, l->v, l->n, sizeof *l->v, snap_item_cmp) != NULL;
+	const snap_item *it = bsearch(&key, l->v, l->n, sizeof *l->v, snap_item_cmp);
+	return it && it->type;
 }
 
 /* A staged tree holds the entries of its manifest m (the previous
