@@ -63,9 +63,10 @@ int cli_find_mount(const char *arg, const char **env_path, const char **store_pa
 
 /* Open ENV (checked and supported) and its store: --store, else the store
  * of a running mount of ENV, else the default (cli_find_mount); arg may be
- * ENV or a mount point.  create: make the store when missing.  On failure
+ * ENV or a mount point.  create: make the store when missing.  found (may
+ * be NULL) gets the running mount, as cli_find_mount gives it.  On failure
  * prints and returns the exit status; 0 on success. */
 int cli_open_env_store(const char *arg, const char *store_path, bool create,
-                       ts_env *env, ts_store *store);
+                       ts_env *env, ts_store *store, ts_registry_entry *found);
 
 #endif

@@ -41,7 +41,7 @@ static int cli_hold_run(const char *cmd, bool on, int argc, char **argv)
 	status = cli_check_args(cmd, argc, argv, 2, -1, argc - optind == 1 ? "NAME" : "ENV and NAME");
 	if (status)
 		return status;
-	status = cli_open_env_store(argv[optind], store_path, false, &env, &store);
+	status = cli_open_env_store(argv[optind], store_path, false, &env, &store, NULL);
 	if (status)
 		return status;
 	ts_err_clear(&e);

@@ -111,7 +111,7 @@ int cli_prune(int argc, char **argv)
 		        "(give one --keep-* option above 0)\n", given);
 		return EX_USAGE;
 	}
-	status = cli_open_env_store(argv[optind], store_path, false, &env, &store);
+	status = cli_open_env_store(argv[optind], store_path, false, &env, &store, NULL);
 	if (status)
 		return status;
 	ts_err_clear(&e);

@@ -67,7 +67,7 @@ int cli_snapshot(int argc, char **argv)
 		strftime(name, sizeof name, "%Y-%m-%dT%H%M%S", &tm);
 		o.name = name;
 	}
-	status = cli_open_env_store(argv[optind], store_path, true, &env, &store);
+	status = cli_open_env_store(argv[optind], store_path, true, &env, &store, NULL);
 	if (status)
 		return status;
 	ts_err_clear(&e);

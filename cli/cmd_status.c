@@ -82,7 +82,7 @@ int cli_status(int argc, char **argv)
 		{ "store", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *store_path = NULL, *env_path;
+	const char *store_path = NULL;
 	ts_registry_entry *mount = malloc(sizeof *mount);
 	ts_store_activity act;
 	ts_env env;
@@ -102,9 +102,7 @@ int cli_status(int argc, char **argv)
 	}
 	status = cli_check_args("status", argc, argv, 1, 1, "ENV or MOUNTPOINT");
 	if (!status)
-		status = cli_find_mount(argv[optind], &env_path, &store_path, mount);
-	if (!status)
-		status = cli_open_env_store(env_path, store_path, false, &env, &store);
+		status = cli_open_env_store(argv[optind], store_path, false, &env, &store, mount);
 	if (status) {
 		free(mount);
 		return status;

@@ -236,7 +236,7 @@ int cli_verify(int argc, char **argv)
 	status = cli_check_args("verify", argc, argv, 1, -1, "ENV");
 	if (status)
 		return status;
-	status = cli_open_env_store(argv[optind], store_path, false, &env, &store);
+	status = cli_open_env_store(argv[optind], store_path, false, &env, &store, NULL);
 	if (status)
 		return status;
 	ts_err_clear(&e);

@@ -108,12 +108,12 @@ int cli_find_mount(const char *arg, const char **env_path, const char **store_pa
 }
 
 int cli_open_env_store(const char *arg, const char *store_path, bool create,
-                       ts_env *env, ts_store *store)
+                       ts_env *env, ts_store *store, ts_registry_entry *found)
 {
 	ts_err e;
 	char *def = NULL;
 	const char *env_path;
-	ts_registry_entry *mount = malloc(sizeof *mount);
+	ts_registry_entry *mount = found ? found : malloc(sizeof *mount);
 	int status = 0;
 
 	ts_err_clear(&e);
@@ -144,6 +144,7 @@ out:
 		ts_env_close(env);
 	free(def);
 out_mount:
-	free(mount);
+	if (mount != found)
+		free(mount);
 	return status;
 }
