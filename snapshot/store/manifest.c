@@ -44,6 +44,7 @@ void ts_manifest_free(ts_manifest *m)
 	free(m->external_db);
 	free(m->external_db_rel);
 	free(m->unsealed_boot);
+	free(m->base);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -381,6 +382,22 @@ bool manifest_boot_ok(const char *b)
 		if (i == 64)
 			return false;
 		if (!((b[i] >= '0' && b[i] <= '9') || (b[i] >= 'a' && b[i] <= 'f') || b[i] == '-'))
+			return false;
+	}
+	return i > 0;
+}
+
+bool manifest_base_ok(const char *b)
+{
+	size_t i;
+
+	if (!b || !strcmp(b, ".") || !strcmp(b, ".."))
+		return false;
+	for (i = 0; b[i]; i++) {
+		if (i == 255)
+			return false;
+		if (!((b[i] >= '0' && b[i] <= '9') || (b[i] >= 'a' && b[i] <= 'z') ||
+		      (b[i] >= 'A' && b[i] <= 'Z') || b[i] == '.' || b[i] == '_' || b[i] == '-'))
 			return false;
 	}
 	return i > 0;

@@ -10,6 +10,7 @@
  *   [external-db <escaped absolute path> <escaped relpath inside the tree>]
  *   [no-database]
  *   [unsealed <boot id>]
+ *   [base <name>]
  *   entries <count>
  *   <type> <mode> <uid> <gid> <size> <mtime> <sha256> <src_ino> <src_ctime>
  *          <store_ino> <store_ctime> <path>         (one line)
@@ -49,9 +50,21 @@
  * durable); a manifest without the line never has one.  Manifests written
  * before sealing existed simply have no "unsealed" line.
  *
- * Versions: the writer writes 2.  The reader also reads version 1, whose
- * entries lack the two store fields (10 fields, not 12): they read as 0
- * and 0.000000000, the identity unknown.
+ * Base: an unsealed manifest may list only what differs from another
+ * manifest, the file <name> in the same directory (a plain file name, never
+ * a path; that file has no base of its own).  Its entries are then the
+ * base's, each replaced by the entry of the same path listed here, plus the
+ * listed entries the base lacks; the header is this file's, and <count>
+ * counts the listed entries only.  A snapshot taken from a stage that
+ * nothing changed since its refresh is written so (take/snap_fast.c): the
+ * stage's manifest becomes "manifest.base" and the snapshot's lists the
+ * database.  The reader merges the two, so that no caller sees a base;
+ * sealing writes the whole manifest and removes the base (seal.c).
+ *
+ * Versions: the writer writes 2, or 3 for a manifest with a base line (the
+ * only difference).  The reader also reads version 1, whose entries lack
+ * the two store fields (10 fields, not 12): they read as 0 and
+ * 0.000000000, the identity unknown.
  *
  * Ownership: a ts_manifest owns its entries and their path strings; release
  * with ts_manifest_free().
@@ -66,6 +79,9 @@
 #include <sys/types.h>
 #include <time.h>
 #include "base/err.h"
+
+/* The base a snapshot's manifest may have (see Base above). */
+#define TS_MANIFEST_BASE "manifest.base"
 
 typedef struct ts_manifest_entry {
 	char type;                 /* 'd', 'f', 'l' */
@@ -90,6 +106,7 @@ typedef struct ts_manifest {
 	char *external_db_rel;     /* owned, where it lies inside the tree */
 	bool no_database;
 	char *unsealed_boot;       /* owned; NULL when sealed */
+	char *base;                /* owned; written only: a read merges the base (NULL after it) */
 	ts_manifest_entry *entries;/* owned array */
 	size_t n, cap;
 } ts_manifest;

@@ -12,6 +12,7 @@
 
 #define MANIFEST_MAGIC "tracsnap-manifest"
 #define MANIFEST_VERSION "2"
+#define MANIFEST_VERSION_BASE "3"   /* 2 with a base line (manifest.h) */
 #define MANIFEST_FIELDS 12
 #define MANIFEST_FIELDS_V1 10   /* version 1: no store_ino, store_ctime */
 
@@ -38,5 +39,7 @@ bool manifest_ts_ok(const struct timespec *t);
 /* A boot id as /proc/sys/kernel/random/boot_id gives it (without the LF):
  * 1 to 64 bytes of [0-9a-f-]. */
 bool manifest_boot_ok(const char *b);
+/* A base's name: a plain file name of [A-Za-z0-9._-], not "." or "..". */
+bool manifest_base_ok(const char *b);
 
 #endif

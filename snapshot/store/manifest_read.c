@@ -30,6 +30,7 @@ typedef struct manifest_r {
 	unsigned long lineno;
 	size_t fields;    /* of an entry line: MANIFEST_FIELDS, or _V1 for version 1 */
 	uint64_t size;    /* of the file, when opened */
+	bool base_ok;     /* version 3: may name a base (manifest.h) */
 	ts_err *e;
 } manifest_r;
 
@@ -314,6 +315,9 @@ static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
 		goto out;
 	if (strcmp(r->line, MANIFEST_MAGIC "\t" MANIFEST_VERSION) == 0) {
 		r->fields = MANIFEST_FIELDS;
+	} else if (strcmp(r->line, MANIFEST_MAGIC "\t" MANIFEST_VERSION_BASE) == 0) {
+		r->fields = MANIFEST_FIELDS;
+		r->base_ok = true;
 	} else if (strcmp(r->line, MANIFEST_MAGIC "\t1") == 0) {
 		r->fields = MANIFEST_FIELDS_V1;
 	} else {
@@ -381,6 +385,23 @@ static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
 		if (rc != TS_OK)
 			goto out;
 	}
+	if (r->base_ok && strncmp(r->line, "base", 4) == 0 && (r->line[4] == '\t' || !r->line[4])) {
+		rc = mr_header(r, "base", f, 1);
+		if (rc != TS_OK)
+			goto out;
+		if (!m->unsealed_boot || !manifest_base_ok(f[0])) {
+			rc = mr_bad(r, "bad base (a file name, in an unsealed manifest)");
+			goto out;
+		}
+		m->base = strdup(f[0]);
+		if (!m->base) {
+			rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+			goto out;
+		}
+		rc = mr_need(r, "'entries' line");
+		if (rc != TS_OK)
+			goto out;
+	}
 	rc = mr_header(r, "entries", f, 1);
 	if (rc != TS_OK)
 		goto out;
@@ -422,7 +443,55 @@ out:
 	return rc;
 }
 
-ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e)
+static ts_err_code mr_file(const char *file, bool top, ts_manifest *m, ts_err *e);
+
+/* m, just read from file, lists what differs from its base (manifest.h):
+ * make it the whole list.  Both are sorted, so one merge pass does. */
+static ts_err_code mr_merge(const char *file, ts_manifest *m, ts_err *e)
+{
+	ts_err_code rc;
+	ts_manifest b;
+	ts_manifest_entry *v = NULL;
+	const char *slash = strrchr(file, '/');
+	char *path = NULL;
+	size_t i = 0, k = 0, n = 0;
+
+	ts_manifest_init(&b);
+	if (asprintf(&path, "%.*s%s", slash ? (int)(slash - file + 1) : 0, file, m->base) < 0) {
+		path = NULL;
+		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
+		goto out;
+	}
+	rc = mr_file(path, false, &b, e);
+	if (rc != TS_OK)
+		goto out;
+	if (b.n + m->n < b.n || !(v = malloc((b.n + m->n ? b.n + m->n : 1) * sizeof *v))) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
+		goto out;
+	}
+	while (i < b.n || k < m->n) {
+		int c = i == b.n ? 1 : k == m->n ? -1 : strcmp(b.entries[i].path, m->entries[k].path);
+		if (c < 0) {
+			v[n++] = b.entries[i++];
+		} else {
+			if (c == 0)
+				free(b.entries[i++].path);   /* replaced */
+			v[n++] = m->entries[k++];
+		}
+	}
+	b.n = m->n = 0;   /* their paths are v's now */
+	free(m->entries);
+	m->entries = v;
+	m->n = m->cap = n;
+	free(m->base);
+	m->base = NULL;
+out:
+	ts_manifest_free(&b);
+	free(path);
+	return rc;
+}
+
+static ts_err_code mr_file(const char *file, bool top, ts_manifest *m, ts_err *e)
 {
 	ts_err_code rc;
 	manifest_r r = { .file = file, .e = e };
@@ -454,6 +523,10 @@ ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e)
 		goto out;
 	}
 	rc = mr_parse(&r, m);
+	if (rc == TS_OK && m->base && !top)
+		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: a base manifest that has a base itself", file);
+	if (rc == TS_OK && m->base)
+		rc = mr_merge(file, m, e);
 out:
 	if (rc != TS_OK)
 		ts_manifest_free(m);
@@ -461,6 +534,11 @@ out:
 		fclose(r.f);
 	free(r.line);
 	return rc;
+}
+
+ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e)
+{
+	return mr_file(file, true, m, e);
 }
 
 ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_err *e)

@@ -160,6 +160,8 @@ static ts_err_code manifest_head_check(const ts_manifest *m, const char *file, t
 		return ts_err_set(e, TS_ERR_CORRUPT, "%s: bad external database paths", file);
 	if (m->unsealed_boot && !manifest_boot_ok(m->unsealed_boot))
 		return ts_err_set(e, TS_ERR_CORRUPT, "%s: bad boot id", file);
+	if (m->base && (!m->unsealed_boot || !manifest_base_ok(m->base)))
+		return ts_err_set(e, TS_ERR_CORRUPT, "%s: bad base (unsealed manifests only)", file);
 	return TS_OK;
 }
 
@@ -186,7 +188,8 @@ static ts_err_code manifest_entry_check(const ts_manifest *head, const ts_manife
 
 static void mw_head(manifest_w *w, const ts_manifest *m, size_t n)
 {
-	mw_str(w, MANIFEST_MAGIC "\t" MANIFEST_VERSION "\n");
+	mw_str(w, m->base ? MANIFEST_MAGIC "\t" MANIFEST_VERSION_BASE "\n"
+	                  : MANIFEST_MAGIC "\t" MANIFEST_VERSION "\n");
 	mw_printf(w, "time\t%lld.%09ld\n", (long long)m->time.tv_sec, (long)m->time.tv_nsec);
 	mw_str(w, "env\t");
 	mw_escaped(w, m->env);
@@ -203,6 +206,11 @@ static void mw_head(manifest_w *w, const ts_manifest *m, size_t n)
 	if (m->unsealed_boot) {
 		mw_str(w, "unsealed\t");
 		mw_str(w, m->unsealed_boot); /* checked: nothing to escape */
+		mw_str(w, "\n");
+	}
+	if (m->base) {
+		mw_str(w, "base\t");
+		mw_str(w, m->base);   /* checked: nothing to escape */
 		mw_str(w, "\n");
 	}
 	mw_printf(w, "entries\t%zu\n", n);

@@ -130,6 +130,10 @@ static ts_err_code seal_put_manifest(const char *name, int dirfd, ts_manifest *m
 		rc = ts_err_sys(e, errno, "snapshot %s: cannot replace the manifest", name);
 	if (rc != TS_OK)
 		(void)unlinkat(dirfd, tmp, 0);
+	/* The whole list is in the manifest now: a base it had (manifest.h)
+	 * is of no use. */
+	if (rc == TS_OK && unlinkat(dirfd, TS_MANIFEST_BASE, 0) < 0 && errno != ENOENT)
+		rc = ts_err_sys(e, errno, "snapshot %s: cannot remove %s", name, TS_MANIFEST_BASE);
 	return rc;
 }
 

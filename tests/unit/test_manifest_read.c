@@ -154,7 +154,7 @@ static void test_read_bad_first_line(void **state)
 {
 	(void)state;
 	bad_at("", 1, "empty");
-	bad_at("tracsnap-manifest\t3\n" L2 L3 L4 E1 E2 E3 END, 1, "version");
+	bad_at("tracsnap-manifest\t4\n" L2 L3 L4 E1 E2 E3 END, 1, "version");
 	bad_at("tracsnap-manifest\t0\n" L2 L3 L4 E1 E2 E3 END, 1, "version");
 	/* Version 1's entries in a version 2 file: the store fields missing. */
 	bad_at("tracsnap-manifest\t2\n" L2 L3 L4 E1 E2 E3 END, 5, "entry needs 12 fields");
@@ -465,6 +465,84 @@ static void test_read_truncated_and_mutated(void **state)
 	truncate_and_mutate(unsealed, sizeof(unsealed) - 1, 4);
 }
 
+/* ---- a manifest with a base (manifest.h) ---------------------------------- */
+
+#define V3 "tracsnap-manifest\t3\n"
+#define LB "base\tmanifest.base\n"
+#define F3P "f\t0600\t33\t33\t6061\t1700000000.000000000\t-\t13\t1700000000.500000000" \
+	"\t5\t1700000002.000000007\tconf/trac.ini\n"
+#define FDB "d\t0755\t33\t33\t0\t1700000009.000000000\t-\t20\t1700000009.000000000\t0\t0.000000000\tdb\n"
+#define FDBF "f\t0644\t33\t33\t4096\t1700000009.000000000\t-\t0\t0.000000000\t7\t1700000009.000000000" \
+	"\tdb/trac.db\n"
+#define FZ "f\t0644\t33\t33\t1\t1700000000.000000000\t" HEX_A "\t30\t1700000000.500000000\t8" \
+	"\t1700000000.000000000\tzz\n"
+
+static void put_base(const char *text)
+{
+	char path[200];
+	snprintf(path, sizeof path, "%s/manifest.base", mfx_dir);
+	tu_put_bytes(path, text, strlen(text), 0600);
+}
+
+static void drop_base(void)
+{
+	char path[200];
+	snprintf(path, sizeof path, "%s/manifest.base", mfx_dir);
+	unlink(path);
+}
+
+/* The base's entries, each replaced by the listed one of the same path, and
+ * the listed ones it lacks, in order; the header is the listing file's. */
+static void test_read_with_base(void **state)
+{
+	const char *top = V3 "time\t1700000100.000000000\n" L3 LU LB "entries\t3\n" F3 FDB FDBF END;
+	ts_manifest m;
+	ts_err e;
+
+	(void)state;
+	put_base(V2 L2 "env\t/srv/old\n" LU "entries\t4\n" F1 F2 F3P FZ END);
+	assert_int_equal(read_text(top, strlen(top), &m, &e), TS_OK);
+	assert_null(m.base);
+	assert_string_equal(m.env, "/srv/trac/x");
+	assert_int_equal(m.time.tv_sec, 1700000100);
+	assert_int_equal(m.n, 6);
+	static const char *const order[] = { ".", "conf", "conf/trac.ini", "db", "db/trac.db", "zz" };
+	for (size_t i = 0; i < 6; i++)
+		assert_string_equal(m.entries[i].path, order[i]);
+	assert_false(m.entries[2].pending);           /* the listed entry, not the base's */
+	assert_true(m.entries[2].store_ino == UINT64_MAX);
+	assert_true(m.entries[4].pending);
+	assert_true(m.entries[5].src_ino == 30);
+	mfx_sane_sealing(&m);
+	ts_manifest_free(&m);
+
+	/* No entry listed: the base's, under this header. */
+	const char *none = V3 L2 L3 LU LB "entries\t0\n" END;
+	assert_int_equal(read_text(none, strlen(none), &m, &e), TS_OK);
+	assert_int_equal(m.n, 4);
+	ts_manifest_free(&m);
+
+	/* What is refused: a base in version 2, in a sealed manifest, a base
+	 * that is a path, a base that has a base, a base that is missing or
+	 * damaged. */
+	bad_at(V2 L2 L3 LU LB "entries\t0\n" END, 5, "'entries'");
+	bad_at(V3 L2 L3 LB "entries\t0\n" END, 4, "bad base");
+	bad_at(V3 L2 L3 LU "base\t../manifest\n" "entries\t0\n" END, 5, "bad base");
+	bad_at(V3 L2 L3 LU "base\t..\n" "entries\t0\n" END, 5, "bad base");
+	put_base(V3 L2 L3 LU LB "entries\t0\n" END);
+	assert_int_not_equal(read_text(none, strlen(none), &m, &e), TS_OK);
+	assert_int_equal(e.code, TS_ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "a base manifest that has a base itself"));
+	assert_int_equal(m.n, 0);
+	put_base(V2 L2 L3 LU "entries\t1\n" F1);
+	assert_int_not_equal(read_text(none, strlen(none), &m, &e), TS_OK);
+	assert_int_equal(e.code, TS_ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "manifest.base:"));
+	drop_base();
+	assert_int_equal(read_text(none, strlen(none), &m, &e), TS_ERR_NOTFOUND);
+	assert_int_equal(m.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -478,6 +556,7 @@ int main(void)
 		cmocka_unit_test(test_read_unsealed_good),
 		cmocka_unit_test(test_read_bad_unsealed),
 		cmocka_unit_test(test_read_truncated_and_mutated),
+		cmocka_unit_test(test_read_with_base),
 	};
 
 	return cmocka_run_group_tests(tests, mfx_setup, mfx_teardown);
