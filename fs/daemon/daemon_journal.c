@@ -121,22 +121,30 @@ static void jr_note(dmn_journal *j, const struct inotify_event *ev)
 
 	if (ev->mask & IN_Q_OVERFLOW) {
 		j->rec_lost = j->recording;
+		j->stage_clean = false;
 		return;
 	}
-	if (ev->wd < 0 || (size_t)ev->wd >= j->ndirs)
+	if (ev->wd < 0 || (size_t)ev->wd >= j->ndirs) {
+		j->stage_clean = false;   /* a watch of ours, surely; but whose? */
 		return;
+	}
 	if (ev->mask & IN_IGNORED) {   /* the directory went: so does its watch */
 		free(j->dirs[ev->wd]);
 		j->dirs[ev->wd] = NULL;
+		j->stage_clean = false;
 		return;
 	}
 	dir = j->dirs[ev->wd];
 	if (!dir || !jr_join(dir, ev->len ? ev->name : NULL, rel, sizeof rel)) {
 		j->rec_lost = j->recording;   /* a stale watch: where, nobody knows */
+		j->stage_clean = false;
 		return;
 	}
-	if (j->recording && !ts_db_excluded(j->env, rel))
-		jr_record(j, rel);
+	if (!ts_db_excluded(j->env, rel)) {
+		j->stage_clean = false;
+		if (j->recording)
+			jr_record(j, rel);
+	}
 	if ((ev->mask & IN_MOVED_FROM) && (ev->mask & IN_ISDIR))
 		jr_stale(j, rel);
 }
@@ -202,17 +210,22 @@ int dmn_journal_watch(dmn_journal *j, const char *rel)
 	int wd = -1, envfd = -1, fd = -1;
 
 	pthread_mutex_lock(&j->mu);
-	if (j->full)
+	if (j->full) {
+		j->stage_clean = false;
 		goto out;
+	}
 	/* By descriptor, beneath ENV, one component at a time: a path string
 	 * would follow a symlink the environment's owner put on the way. */
 	envfd = open(j->env->root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	fd = envfd < 0 ? -1 : ts_beneath_open(envfd, rel, O_PATH | O_DIRECTORY, 0);
-	if (fd < 0)
+	if (fd < 0) {
+		j->stage_clean = false;
 		goto out;
+	}
 	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
 	wd = inotify_add_watch(j->fd, proc, DMN_JOURNAL_EVENTS | IN_ONLYDIR);
 	if (wd < 0) {
+		j->stage_clean = false;   /* a directory nobody watches */
 		if (errno == ENOSPC) {
 			j->full = true;
 			ts_log(LOG_INFO, "%s: too many directories to watch (fs.inotify.max_user_watches); "
@@ -227,8 +240,10 @@ int dmn_journal_watch(dmn_journal *j, const char *rel)
 		uint64_t *s = v ? realloc(j->since, n * sizeof *s) : NULL;
 		if (v)
 			j->dirs = v;
-		if (!v || !s)
+		if (!v || !s) {
+			j->stage_clean = false;
 			goto out;   /* its events have no path: recordings cannot tell */
+		}
 		j->since = s;
 		memset(j->dirs + j->ndirs, 0, (n - j->ndirs) * sizeof *j->dirs);
 		memset(j->since + j->ndirs, 0, (n - j->ndirs) * sizeof *j->since);
@@ -237,6 +252,12 @@ int dmn_journal_watch(dmn_journal *j, const char *rel)
 	/* Events queued before this are drained first: they belong to the
 	 * directory's old path, if it had one. */
 	jr_drain_for_snapshot(j);
+	/* Watched again by the same path: nothing was missed.  A directory
+	 * newly watched may have changed unseen before (the stage's pass may
+	 * not have seen that). */
+	if (j->dirs[wd] && !strcmp(j->dirs[wd], rel))
+		goto out;
+	j->stage_clean = false;
 	free(j->dirs[wd]);
 	j->dirs[wd] = strdup(rel);
 	j->since[wd] = j->seq;   /* every event from here on has a higher seq */
@@ -368,6 +389,50 @@ static bool jr_since(void *arg, uint64_t mark, void (*fn)(void *fnarg, const cha
 	return ok;
 }
 
+static uint64_t jr_stage_mark(void *arg)
+{
+	dmn_journal *j = arg;
+	uint64_t gen;
+
+	pthread_mutex_lock(&j->mu);
+	jr_drain_for_snapshot(j);
+	gen = ++j->stage_gen;
+	j->stage_clean = true;
+	j->stage_done = false;
+	pthread_mutex_unlock(&j->mu);
+	return gen;
+}
+
+static void jr_stage_done(void *arg, uint64_t gen, const struct stat *manifest)
+{
+	dmn_journal *j = arg;
+
+	pthread_mutex_lock(&j->mu);
+	if (gen == j->stage_gen) {
+		j->stage_done = true;
+		j->stage_dev = manifest->st_dev;
+		j->stage_ino = manifest->st_ino;
+		j->stage_ctime = manifest->st_ctim;
+	}
+	pthread_mutex_unlock(&j->mu);
+}
+
+static bool jr_stage_clean(void *arg, const struct stat *manifest)
+{
+	dmn_journal *j = arg;
+	bool clean;
+
+	pthread_mutex_lock(&j->mu);
+	jr_drain_for_snapshot(j);
+	clean = j->stage_clean && j->stage_done && !j->full;
+	if (clean && manifest)
+		clean = j->stage_dev == manifest->st_dev && j->stage_ino == manifest->st_ino &&
+		        j->stage_ctime.tv_sec == manifest->st_ctim.tv_sec &&
+		        j->stage_ctime.tv_nsec == manifest->st_ctim.tv_nsec;
+	pthread_mutex_unlock(&j->mu);
+	return clean;
+}
+
 static void jr_end(void *arg)
 {
 	dmn_journal *j = arg;
@@ -386,4 +451,7 @@ void dmn_journal_changes(dmn_journal *j, ts_snap_changes *out)
 	out->unwatched = jr_unwatched;
 	out->since = jr_since;
 	out->end = jr_end;
+	out->stage_mark = jr_stage_mark;
+	out->stage_done = jr_stage_done;
+	out->stage_clean = jr_stage_clean;
 }

@@ -28,6 +28,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "env/env.h"
 #include "take/snap.h"
@@ -51,6 +53,15 @@ typedef struct dmn_journal {
 	char *pend;
 	size_t npend, cappend;
 	bool pend_lost;          /* some were dropped (too many): the stager counts a change */
+	/* The stage (ts_snap_changes' stage_mark, stage_done, stage_clean):
+	 * whether nothing but the database changed since the mark of the
+	 * stage's last refresh, and which manifest that refresh wrote. */
+	uint64_t stage_gen;      /* of the last stage_mark */
+	bool stage_clean;        /* since it: no event but the database's, no watch lost or new */
+	bool stage_done;         /* that refresh finished, and wrote stage_man */
+	dev_t stage_dev;
+	ino_t stage_ino;
+	struct timespec stage_ctime;
 	/* A snapshot's recording (mark .. end). */
 	bool recording;
 	bool rec_lost;           /* an event could not be placed: the recording cannot tell */

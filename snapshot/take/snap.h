@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include "env/env.h"
 #include "base/err.h"
 #include "base/progress.h"
@@ -36,7 +37,16 @@
  *   remark (may be NULL): in the same step, start recording anew and put
  *   the new mark there (whatever the answer), so that no change falls
  *   between what was reported and the new recording.
- * end: stop recording. */
+ * end: stop recording.
+ * stage_mark, stage_done, stage_clean (optional, all three or none): the
+ *   stage's refresh calls stage_mark before its pass over the environment,
+ *   and stage_done with that mark and its new manifest's lstat once it is
+ *   done; stage_clean then says whether that stage is the environment as
+ *   it is now, the database aside: the manifest is the one that refresh
+ *   wrote, no event but the database's came since the mark, and every
+ *   directory was watched from before the mark on (take/snap_fast.c);
+ *   manifest NULL: the same question without the manifest's identity
+ *   (checked before, when the stage was adopted). */
 typedef struct ts_snap_changes {
 	void *arg;
 	uint64_t (*mark)(void *arg);
@@ -44,6 +54,9 @@ typedef struct ts_snap_changes {
 	bool (*since)(void *arg, uint64_t mark, void (*fn)(void *fnarg, const char *rel), void *fnarg,
 	              const char **why, uint64_t *remark);
 	void (*end)(void *arg);
+	uint64_t (*stage_mark)(void *arg);
+	void (*stage_done)(void *arg, uint64_t mark, const struct stat *manifest);
+	bool (*stage_clean)(void *arg, const struct stat *manifest);
 } ts_snap_changes;
 
 typedef struct ts_snap_opts {

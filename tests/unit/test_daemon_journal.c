@@ -1,0 +1,143 @@
+/* test_daemon_journal.c - the watch's answer to "is the stage still the
+ * environment?" (fs/daemon/daemon_journal.h: stage_mark, stage_done,
+ * stage_clean), with real inotify watches on snapfx.h's environment.
+ *
+ * Clean: after a mark and its done, with no event but the database's.
+ * Not clean: any other change, a directory newly watched after the mark,
+ * another manifest than the one reported done, a done of an older mark. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/daemon_journal.h"
+#include "tutil.h"
+
+#include "snapfx.h"
+
+typedef struct jfx {
+	fx *x;
+	dmn_journal j;
+	ts_snap_changes ch;
+	struct stat man;    /* stands for the refreshed stage's manifest */
+} jfx;
+
+/* The journal open on the environment, every directory of it watched (as
+ * the stager's first refresh leaves it), a mark done. */
+static void jfx_open(fx *x, jfx *t)
+{
+	static const char *const dirs[] = { ".", "conf", "db", "htdocs", "log", "plugins", "templates",
+	                                    "ro", "files", "files/attachments" };
+	char p[TBUF];
+
+	t->x = x;
+	assert_int_equal(dmn_journal_open(&t->j, &x->e), 0);
+	for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+		tu_fmt(p, sizeof p, "%s/%s", x->env, dirs[i]);
+		struct stat st;
+		if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+			assert_true(dmn_journal_watch(&t->j, dirs[i]) >= 0);
+	}
+	dmn_journal_changes(&t->j, &t->ch);
+	tu_fmt(p, sizeof p, "%s/VERSION", x->env);
+	assert_int_equal(lstat(p, &t->man), 0);
+}
+
+static uint64_t jfx_refreshed(jfx *t)
+{
+	uint64_t mark = t->ch.stage_mark(t->ch.arg);
+	t->ch.stage_done(t->ch.arg, mark, &t->man);
+	return mark;
+}
+
+static bool jfx_clean(jfx *t)
+{
+	return t->ch.stage_clean(t->ch.arg, &t->man);
+}
+
+static void test_clean_until_a_change(void **state)
+{
+	fx *x = *state;
+	jfx t;
+
+	jfx_open(x, &t);
+	assert_false(jfx_clean(&t));               /* no refresh yet */
+	jfx_refreshed(&t);
+	assert_true(jfx_clean(&t));
+	assert_true(t.ch.stage_clean(t.ch.arg, NULL));
+
+	/* The database and its journals: none of the stage's business. */
+	tu_put_in(x->env, "db/trac.db-journal", "journal", 0644);
+	char p[TBUF];
+	tu_fmt(p, sizeof p, "%s/db/trac.db-journal", x->env);
+	assert_int_equal(unlink(p), 0);
+	assert_true(jfx_clean(&t));
+
+	/* Anything else. */
+	tu_put_in(x->env, "htdocs/a.txt", "changed\n", 0644);
+	assert_false(jfx_clean(&t));
+	assert_false(t.ch.stage_clean(t.ch.arg, NULL));
+	jfx_refreshed(&t);                         /* the next refresh saw it */
+	assert_true(jfx_clean(&t));
+	tu_fmt(p, sizeof p, "%s/htdocs/a.txt", x->env);
+	assert_int_equal(chmod(p, 0600), 0);       /* metadata too */
+	assert_false(jfx_clean(&t));
+	dmn_journal_close(&t.j);
+}
+
+/* A directory watched for the first time after the mark may have changed
+ * unseen before; one watched again by the same path has not. */
+static void test_new_watch_after_the_mark(void **state)
+{
+	fx *x = *state;
+	jfx t;
+	char p[TBUF];
+
+	tu_fmt(p, sizeof p, "%s/files/attachments/ticket", x->env);
+	jfx_open(x, &t);
+	jfx_refreshed(&t);
+	assert_true(dmn_journal_watch(&t.j, "htdocs") >= 0);   /* again, same path */
+	assert_true(jfx_clean(&t));
+	struct stat st;
+	assert_int_equal(lstat(p, &st), 0);
+	assert_true(dmn_journal_watch(&t.j, "files/attachments/ticket") >= 0);
+	assert_false(jfx_clean(&t));
+	dmn_journal_close(&t.j);
+}
+
+/* Another manifest, or the done of a mark that another has followed. */
+static void test_other_manifest_or_mark(void **state)
+{
+	fx *x = *state;
+	jfx t;
+
+	jfx_open(x, &t);
+	jfx_refreshed(&t);
+	struct stat other = t.man;
+	other.st_ino++;
+	assert_false(t.ch.stage_clean(t.ch.arg, &other));
+	uint64_t old = t.ch.stage_mark(t.ch.arg);
+	uint64_t now = t.ch.stage_mark(t.ch.arg);
+	assert_true(now != old);
+	t.ch.stage_done(t.ch.arg, old, &t.man);
+	assert_false(jfx_clean(&t));               /* the later refresh is not done */
+	t.ch.stage_done(t.ch.arg, now, &t.man);
+	assert_true(jfx_clean(&t));
+	dmn_journal_close(&t.j);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_clean_until_a_change, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_new_watch_after_the_mark, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_other_manifest_or_mark, sfx_setup, sfx_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
