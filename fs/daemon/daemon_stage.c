@@ -194,10 +194,15 @@ static void dmn_stage_build(dmn_daemon *c)
 static int64_t dmn_stage_refresh(dmn_daemon *c, bool all_dirs, bool *none)
 {
 	ts_snap_opts o = { .name = TS_STORE_STAGE, .no_database = c->no_database, .cancel = &c->cancel };
+	ts_snap_changes changes;
 	ts_stage_refresh_out out;
 	ts_err e;
 
 	ts_err_clear(&e);
+	/* The watch says afterwards whether the refreshed stage is still the
+	 * environment (snapshot/take/snap_fast.c). */
+	dmn_journal_changes(&c->stage.j, &changes);
+	o.changes = &changes;
 	pthread_mutex_lock(&c->snap_mu);
 	int64_t t0 = dmn_stage_now_ms();
 	ts_err_code rc = ts_stage_refresh(&c->store, &c->env, &o, all_dirs, dmn_stage_watch, c, &out, &e);

@@ -181,6 +181,23 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 	return rc;
 }
 
+static bool snap_wait_racy(const snap_run *r);
+
+/* The pre-copy and, when worth it, the catch-up pass, which takes out of
+ * the lock what changed while the pre-copy ran, and what was racy.  After a
+ * short pre-copy with nothing racy (an incremental snapshot, mostly shared
+ * files) the walk under the lock finds just as little, and one walk is
+ * saved.  With a watcher it looks only at what the watcher reports
+ * (snap_changes.c).  t_pre: when the pre-copy began. */
+static ts_err_code snap_precopy_all(snap_run *r, const struct timespec *t_pre, ts_err *e)
+{
+	ts_err_code rc = snap_precopy(r, e);
+
+	if (rc == TS_OK && (snap_wait_racy(r) || snap_ms_since(t_pre) > SNAP_CATCHUP_MS))
+		rc = r->changes_marked ? snap_changes_catchup(r, e) : snap_recheck(r, false, e);
+	return rc;
+}
+
 /* Wait until no copied file is within its racy window any more, so that the
  * catch-up pass can tell a change from a coarse timestamp (bounded: 2 s).
  * Returns whether any file was racy. */
@@ -223,6 +240,14 @@ static void snap_open_prev(snap_run *r)
 	r->prevfd = ts_beneath_open(r->store->dirfd, path, O_RDONLY | O_DIRECTORY, 0);
 	r->prev_name = strdup(v[n - 1].name);
 	ts_linklog_read(r->store->dirfd, &r->links);   /* once: share_check.h */
+	/* Nothing changed since the stage's refresh: its tree and manifest
+	 * are the snapshot's but for the database (snap_fast.c). */
+	r->fast = r->prevfd >= 0 && ts_stage_adopt_as_is(r->store, &r->tmp, v[n - 1].name, r->prevfd,
+	                                                 r->o->changes);
+	if (r->fast) {
+		r->staged = true;
+		goto out;
+	}
 	r->staged = r->prevfd >= 0 &&
 	            ts_stage_adopt(r->store, &r->tmp, v[n - 1].name, r->prevfd, &r->prev);
 	if (r->staged)
@@ -383,16 +408,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 		snap_dbpre_start(&dbpre, db, r.tmp.dirfd);
 	else   /* a stage's copy (stage.h), of no use here */
 		(void)unlinkat(r.tmp.dirfd, SNAP_DB_PRECOPY, 0);
-	rc = snap_precopy(&r, e);
-	if (rc != TS_OK)
-		goto out;
-	/* The catch-up pass takes out of the lock what changed while the
-	 * pre-copy ran, and what was racy.  After a short pre-copy with nothing
-	 * racy (an incremental snapshot, mostly shared files) the walk under the
-	 * lock finds just as little, and one walk is saved.  With a watcher it
-	 * looks only at what the watcher reports (snap_changes.c). */
-	if (snap_wait_racy(&r) || snap_ms_since(&t_pre) > SNAP_CATCHUP_MS)
-		rc = r.changes_marked ? snap_changes_catchup(&r, e) : snap_recheck(&r, false, e);
+	rc = r.fast ? TS_OK : snap_precopy_all(&r, &t_pre, e);
 	if (rc != TS_OK)
 		goto out;
 	if (!o->no_database) {
@@ -403,6 +419,19 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 			rc = snap_dbpre_finish(&dbpre, r.tmp.treefd, db_rel, e);
 		if (rc != TS_OK)
 			goto out;
+	}
+	if (r.fast) {
+		rc = snap_cancelled(&r) ? snap_cancel_err(&r, e) : snap_fast_locked(&r, db, db_rel, e);
+		/* Changed meanwhile: from the stage as any snapshot would. */
+		if (rc == TS_OK && !r.fast)
+			rc = snap_precopy_all(&r, &t_pre, e);
+		if (rc != TS_OK)
+			goto out;
+	}
+	if (r.fast) {
+		stats->hold_ms = ts_dbsnap_hold_ms(db);
+		rc = snap_manifest(&r, db_rel, e);
+		goto commit;
 	}
 	rc = snap_changes_prepare(&r, e);
 	if (rc != TS_OK)
@@ -429,6 +458,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	rc = snap_dir_meta(&r, e);
 	if (rc == TS_OK)
 		rc = snap_manifest(&r, db_rel, e);
+commit:
 	/* The items borrowed its paths (snap_items_from_manifest): the
 	 * previous manifest goes once they are written. */
 	snap_list_free(&r.items);
@@ -478,6 +508,12 @@ void ts_snap_format_stats(const char *name, const ts_snap_stats *s, char *buf, s
 	ts_human_bytes((double)s->bytes_shared, sh, sizeof sh);
 	int n = snprintf(buf, len, "snapshot %s: %llu files, %s copied, %s shared, lock held %.0f ms, "
 	                 "total %.0f ms", name, (unsigned long long)s->files, c, sh, s->hold_ms, s->total_ms);
+	if (s->from_stage) {   /* no entry counted (snap_fast.c) */
+		snprintf(buf, len, "snapshot %s: the stage as it was (nothing but the database changed "
+		         "since its refresh), %s copied, lock held %.0f ms, total %.0f ms", name, c,
+		         s->hold_ms, s->total_ms);
+		return;
+	}
 	/* With a watcher: how much it spared under the lock (snap_changes.c). */
 	if (s->watched && n > 0 && (size_t)n < len)
 		snprintf(buf + n, len - (size_t)n, ", %llu entries checked under the lock",

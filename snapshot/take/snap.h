@@ -77,6 +77,7 @@ typedef struct ts_snap_stats {
 	uint64_t rechecked;               /* entries stat'ed again by the rechecks */
 	uint64_t rechecked_locked;        /* of which under Trac's lock */
 	bool watched;                     /* the watcher told what changed (ts_snap_changes) */
+	bool from_stage;                  /* the stage as it was: no entry looked at (snap_fast.c) */
 	double total_ms;
 	struct timespec instant;          /* T, CLOCK_REALTIME */
 } ts_snap_stats;

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "db/dbsnap.h"
 #include "env/env.h"
 #include "base/err.h"
 #include "store/linklog.h"
@@ -83,6 +84,8 @@ typedef struct snap_run {
 	bool root;                 /* geteuid() == 0: owners in the store are checked */
 	bool staged;               /* the tree began as the previous one's stage (stage.h);
 	                            * prev is then what that tree held */
+	bool fast;                 /* the stage taken as it is (snap_fast.c): no items, prev
+	                            * unread, the stage's manifest is the tmp's base */
 	bool stage_refresh;        /* the tree is the stage's, refreshed (stage_refresh.c) */
 	size_t dirs_added;         /* directories snap_recheck found new (the stager watches them) */
 	int64_t listed_ns;         /* CLOCK_REALTIME when the walk that gave items began */
@@ -180,6 +183,12 @@ ts_err_code snap_dir_meta(snap_run *r, ts_err *e);
  * in r->tmp.dirfd, dated r->stats->instant, straight from the items: no
  * second copy of them is made (it was the take's memory peak). */
 ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e);
+
+/* snap_fast.c: a snapshot from a stage nothing changed since (r->fast) */
+/* Under Trac's lock: the database captured at db_rel if the stage is still
+ * the environment; if not, the lock released again, r->fast false, r->prev
+ * the stage's manifest: the caller goes on as from any stage. */
+ts_err_code snap_fast_locked(snap_run *r, ts_dbsnap *db, const char *db_rel, ts_err *e);
 
 /* snap_changes.c: the watcher's changes (ts_snap_changes) */
 /* Start recording, before the last full pass ahead of the lock. */

@@ -4,9 +4,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/beneath.h"
+#include "base/copy.h"
 #include "db/dbsnap.h"
 #include "store/manifest_stat.h"
 
@@ -16,8 +19,9 @@
 typedef struct snap_mf {
 	const snap_list *items;
 	size_t k;                      /* the next item */
-	ts_manifest_entry extra[2];    /* sorted */
+	ts_manifest_entry extra[3];    /* sorted */
 	size_t nextra, x;              /* how many, the next one */
+	char *parent;                  /* owned: the path of a directory in extra */
 } snap_mf;
 
 static const ts_manifest_entry *snap_mf_next(void *arg, size_t i, ts_manifest_entry *me)
@@ -46,6 +50,50 @@ static const ts_manifest_entry *snap_mf_next(void *arg, size_t i, ts_manifest_en
 	return me;
 }
 
+static int snap_mf_cmp(const void *a, const void *b)
+{
+	return strcmp(((const ts_manifest_entry *)a)->path, ((const ts_manifest_entry *)b)->path);
+}
+
+/* A stage taken as it was (snap_fast.c): the directory the database copy,
+ * or the directory made for it, went into is one of the environment's,
+ * whose mtime that moved.  It gets the environment's metadata as it is
+ * now, as a snapshot's pass would give it, and its entry over the
+ * stage's.  rel: what went in. */
+static ts_err_code snap_mf_db_parent(snap_run *r, const char *rel, snap_mf *c, ts_err *e)
+{
+	const char *slash = strrchr(rel, '/');
+	struct stat st;
+	int rc;
+
+	if (!slash) {
+		c->parent = strdup(".");
+		rc = c->parent ? fstat(r->envfd, &st) : -1;
+	} else {
+		const char *leaf;
+		int pfd;
+		c->parent = strndup(rel, (size_t)(slash - rel));
+		pfd = c->parent ? ts_beneath_parent(r->envfd, c->parent, &leaf) : -1;
+		rc = pfd < 0 ? -1 : fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW);
+		if (pfd >= 0)
+			ts_beneath_parent_close(r->envfd, pfd);
+	}
+	if (!c->parent)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	if (rc < 0 || !S_ISDIR(st.st_mode))
+		return ts_err_sys(e, rc < 0 ? errno : ENOTDIR, "%s/%s: cannot stat the database's directory",
+		                  r->env->root, c->parent);
+	ts_err_code erc = ts_copy_dir_meta(r->envfd, r->tmp.treefd, c->parent, &st, r->env->root, e);
+	if (erc != TS_OK)
+		return erc;
+	ts_manifest_entry *me = &c->extra[c->nextra++];
+	me->type = 'd';
+	me->path = c->parent;
+	ts_manifest_entry_set_meta(me, &st);
+	ts_manifest_entry_set_source(me, &st);
+	return TS_OK;
+}
+
 /* The entry of the database copy at db_rel, and of the directory made for
  * it (r->db_dir), dated like the copy, into c->extra. */
 static ts_err_code snap_mf_database(snap_run *r, const char *db_rel, snap_mf *c, ts_err *e)
@@ -62,21 +110,22 @@ static ts_err_code snap_mf_database(snap_run *r, const char *db_rel, snap_mf *c,
 	ts_manifest_entry_set_store(me, &st);
 	r->stats->files++;
 	r->stats->bytes_copied += (uint64_t)st.st_size;
-	if (!r->db_dir)
-		return TS_OK;
-	struct timespec t[2] = { st.st_mtim, st.st_mtim };
-	(void)utimensat(r->tmp.treefd, r->db_dir, t, AT_SYMLINK_NOFOLLOW);
-	if (fstatat(r->tmp.treefd, r->db_dir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		me = &c->extra[c->nextra++];
-		me->type = 'd';
-		me->path = (char *)r->db_dir;
-		ts_manifest_entry_set_meta(me, &st);
-		if (strcmp(c->extra[0].path, me->path) > 0) {
-			ts_manifest_entry t0 = c->extra[0];
-			c->extra[0] = *me;
-			*me = t0;
+	if (r->db_dir) {
+		struct timespec t[2] = { st.st_mtim, st.st_mtim };
+		(void)utimensat(r->tmp.treefd, r->db_dir, t, AT_SYMLINK_NOFOLLOW);
+		if (fstatat(r->tmp.treefd, r->db_dir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			me = &c->extra[c->nextra++];
+			me->type = 'd';
+			me->path = (char *)r->db_dir;
+			ts_manifest_entry_set_meta(me, &st);
 		}
 	}
+	if (r->fast) {
+		ts_err_code rc = snap_mf_db_parent(r, r->db_dir ? r->db_dir : db_rel, c, e);
+		if (rc != TS_OK)
+			return rc;
+	}
+	qsort(c->extra, c->nextra, sizeof *c->extra, snap_mf_cmp);
 	return TS_OK;
 }
 
@@ -96,6 +145,9 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 	head.env = r->env->root;   /* borrowed, as below: head is never freed */
 	ts_store_boot_id(boot);
 	head.unsealed_boot = boot;
+	/* A stage taken as it was lists only what differs (snap_fast.c). */
+	if (r->fast)
+		head.base = TS_MANIFEST_BASE;
 	/* (A stage's manifest, written without the database: no db_rel.) */
 	if (db_rel && ts_db_external(r->env) && !r->o->no_database) {
 		head.external_db = (char *)ts_db_external(r->env);
@@ -122,5 +174,6 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 	struct timespec times[2] = { head.time, head.time };
 	if (rc == TS_OK && utimensat(r->tmp.dirfd, "manifest", times, AT_SYMLINK_NOFOLLOW) < 0)
 		rc = ts_err_sys(e, errno, "%s/manifest: cannot set its time", r->tmp.dir);
+	free(c.parent);
 	return rc;
 }

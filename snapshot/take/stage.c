@@ -340,36 +340,61 @@ ts_err_code ts_stage_tree_manifest(ts_store *s, const char *base_name, ts_manife
 	return ts_manifest_read_at(s->dirfd, path, m, e);
 }
 
-bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *m)
+/* Move the stage's tree in as t's, and its database copy; its manifest
+ * and base file go.  False, nothing moved, when the tree cannot be. */
+static bool stage_move(ts_store *s, ts_store_tmp *t)
 {
 	int nfd;
 
-	if (!ts_stage_of(s, base_name, basefd))
-		return false;
-	if (ts_stage_tree_manifest(s, base_name, m, NULL) != TS_OK || m->n == 0)
-		goto unusable;
 	/* Opened before the rename, which it follows: once the rename is done
 	 * nothing can fail any more. */
 	nfd = ts_beneath_open(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY, 0);
 	if (nfd < 0)
-		goto unusable;
+		return false;
 	/* Over t's tree, still empty. */
 	if (renameat(s->dirfd, TS_STORE_STAGE_TREE, t->dirfd, "tree") < 0) {
 		close(nfd);
-		goto unusable;
+		return false;
 	}
 	close(t->treefd);
 	t->treefd = nfd;
 	/* The database's copy may be missing; the pre-copy makes one then. */
 	(void)renameat(s->dirfd, TS_STORE_STAGE_DB, t->dirfd, TS_STAGE_DB_PRECOPY);
-	/* What is left: the manifest and the base file.  (Failing, the next
-	 * build drops them.) */
+	/* What is left: the manifest (unless taken) and the base file.
+	 * (Failing, the next build drops them.) */
 	(void)unlinkat(s->dirfd, TS_STORE_STAGE_MANIFEST, 0);
 	if (unlinkat(s->dirfd, TS_STORE_STAGE_BASE, 0) == 0)
 		(void)unlinkat(s->dirfd, TS_STORE_STAGE, AT_REMOVEDIR);
 	return true;
-unusable:
-	ts_manifest_free(m);
-	ts_manifest_init(m);
+}
+
+bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *m)
+{
+	if (!ts_stage_of(s, base_name, basefd))
+		return false;
+	if (ts_stage_tree_manifest(s, base_name, m, NULL) != TS_OK || m->n == 0 || !stage_move(s, t)) {
+		ts_manifest_free(m);
+		ts_manifest_init(m);
+		return false;
+	}
+	return true;
+}
+
+bool ts_stage_adopt_as_is(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd,
+                          const ts_snap_changes *ch)
+{
+	struct stat mst;
+
+	if (!ch || !ch->stage_clean || !ts_stage_of(s, base_name, basefd) ||
+	    fstatat(s->dirfd, TS_STORE_STAGE_MANIFEST, &mst, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISREG(mst.st_mode) || !ch->stage_clean(ch->arg, &mst))
+		return false;
+	/* The manifest first: what the tree holds must go with it. */
+	if (renameat(s->dirfd, TS_STORE_STAGE_MANIFEST, t->dirfd, TS_MANIFEST_BASE) < 0)
+		return false;
+	if (stage_move(s, t))
+		return true;
+	if (renameat(t->dirfd, TS_MANIFEST_BASE, s->dirfd, TS_STORE_STAGE_MANIFEST) < 0)
+		ts_store_stage_drop(s);   /* a stage without its manifest is none */
 	return false;
 }

@@ -67,6 +67,13 @@ ts_err_code ts_stage_tree_manifest(ts_store *s, const char *base_name, ts_manife
  * that cannot be adopted is only a speed-up lost. */
 bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *m);
 
+/* As ts_stage_adopt, for a stage that is the environment as it is now, the
+ * database aside (ch->stage_clean, take/snap.h; ch may be NULL): its
+ * manifest moves in too, as t's TS_MANIFEST_BASE (store/manifest.h), and
+ * is not read.  False, everything as it was: not such a stage. */
+bool ts_stage_adopt_as_is(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd,
+                          const ts_snap_changes *ch);
+
 /* What a refresh did. */
 typedef struct ts_stage_refresh_out {
 	bool busy;            /* another writer held the store: nothing done, try later */

@@ -7,7 +7,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/meminfo.h"
@@ -45,6 +47,9 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	char path[PATH_MAX];
 	struct timespec start;
 	ts_linklog_inos noted = { 0 };
+	uint64_t mark = 0;
+	bool marked = false;
+	struct stat mst;
 
 	memset(out, 0, sizeof *out);
 	memset(&stats, 0, sizeof stats);
@@ -79,6 +84,7 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 		out->none = true;
 		goto out;
 	}
+	r.prev_name = strdup(v[n - 1].name);   /* whose copies the stage links, for messages */
 	rc = ts_stage_tree_manifest(s, v[n - 1].name, &r.prev, e);
 	if (rc != TS_OK)
 		goto out;
@@ -106,10 +112,22 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	r.noted = &noted;
 	r.dirty_budget = ts_dirty_budget();
 	rc = snap_items_from_manifest(&r, &r.prev, e);
+	/* The staged copies are checked as a snapshot adopting the stage
+	 * would check them (share_check.h): one taken from this stage as it
+	 * is (snap_fast.c) checks none.  A damaged one is copied again below. */
+	ts_linklog_read(s->dirfd, &r.links);
+	if (rc == TS_OK)
+		rc = snap_check_staged(&r, &r.prev, e);
 	stats.bytes_copied = 0;   /* what earlier refreshes copied is not ours */
 	/* The new manifest's time: before anything is looked at, so that
 	 * whatever changes from here on is racy or newer (snap_recheck.c). */
 	clock_gettime(CLOCK_REALTIME, &start);
+	/* What changes from here on, the watch sees: if nothing does, a
+	 * snapshot can take this stage as it is (snap_fast.c). */
+	if (rc == TS_OK && o->changes && o->changes->stage_mark) {
+		mark = o->changes->stage_mark(o->changes->arg);
+		marked = true;
+	}
 	if (rc == TS_OK)
 		rc = snap_recheck(&r, false, e);
 	/* Directories that changed get their metadata now, so that the
@@ -136,6 +154,15 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	if (rc != TS_OK)
 		goto out;
 	busy = false;
+	/* A directory its owner cannot add to keeps the stage's own mode in
+	 * the staged tree (snap_put.c): a snapshot must give it the rest, so
+	 * the stage is not one to take as it is. */
+	for (size_t i = 0; marked && i < r.items.n; i++)
+		if (r.items.v[i].type == 'd' &&
+		    (r.items.v[i].st.st_mode & (S_IWUSR | S_IXUSR)) != (S_IWUSR | S_IXUSR))
+			marked = false;
+	if (marked && fstatat(s->dirfd, TS_STORE_STAGE_MANIFEST, &mst, AT_SYMLINK_NOFOLLOW) == 0)
+		o->changes->stage_done(o->changes->arg, mark, &mst);
 	out->bytes_copied = stats.bytes_copied;
 	for (size_t i = 0; dir_fn && (all_dirs || r.dirs_added) && i < r.items.n; i++)
 		if (r.items.v[i].type == 'd')
@@ -157,6 +184,8 @@ out:
 		close(basefd);
 	snap_list_free(&r.items);
 	ts_manifest_free(&r.prev);
+	ts_linklog_free(&r.links);
+	free(r.prev_name);
 	ts_store_list_free(v, n);
 	ts_store_unlock(s);
 	return rc;

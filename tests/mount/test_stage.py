@@ -184,6 +184,50 @@ def test_new_attachment_is_staged_ahead(env_sqlite, mount_factory):
     assert tracsnap("verify", "--store", m.store, env, check=False).returncode == 0
 
 
+def test_unchanged_stage_is_taken_as_is(env_sqlite, mount_factory):
+    """Nothing but the database changed since the stage's refresh: mkdir takes
+    the staged tree and its manifest as they are (snapshot/take/snap_fast.c),
+    and the snapshot is still the environment, database rows included; a
+    change the stage has not caught up with makes the next one check every
+    entry again."""
+    m = mount_staged(env_sqlite, mount_factory)
+    env = m.env
+    wait_refreshed(m.store)
+    rel = os.path.join(os.path.dirname(first_attachment(env)), "added-later.txt")
+    with open(os.path.join(env, rel), "w") as f:
+        f.write("added after s1\n")
+    wait_staged_file(m.store, rel)
+    staged = os.stat(os.path.join(m.store, ".stage", "tree", rel))
+    db = sqlite3.connect(os.path.join(env, "db", "trac.db"))
+    db.execute("INSERT INTO system (name, value) VALUES ('tracsnap_as_is', 'row')")
+    db.commit()
+    db.close()
+
+    os.mkdir(m.path("s2"))
+    assert "snapshot s2: the stage as it was" in m.log_text()
+    assert os.stat(os.path.join(m.store, "s2", "tree", rel)).st_ino == staged.st_ino
+    assert_same_files(env, m.path("s2"))
+    out = subprocess.run(["sqlite3", m.path("s2", "db", "trac.db"),
+                          "SELECT value FROM system WHERE name='tracsnap_as_is'"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "row\n"
+    wait_sealed(m.store, "s2")
+    assert not os.path.exists(os.path.join(m.store, "s2", "manifest.base"))
+    with open(os.path.join(m.store, "s2", "manifest")) as f:
+        assert "\t%s\n" % rel in f.read()
+
+    # Not yet staged: every entry is checked, and the change is in.
+    wait_stage(m.store, "s2")
+    wait_refreshed(m.store)
+    with open(os.path.join(env, "conf", "trac.ini"), "a") as f:
+        f.write("\n[tracsnap-test]\nas_is = no\n")
+    os.mkdir(m.path("s3"))
+    assert "snapshot s3: the stage as it was" not in m.log_text()
+    assert_same_files(env, m.path("s3"))
+    wait_sealed(m.store, "s3")
+    assert tracsnap("verify", "--store", m.store, env, check=False).returncode == 0
+
+
 def test_replaced_environment_is_watched_again(env_sqlite, mount_factory):
     """A restore replaces the environment's directories (new inodes): the
     stager watches the new ones once the next snapshot is staged."""
