@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/beneath.h"
@@ -38,6 +39,8 @@ int dmn_journal_open(dmn_journal *j, const ts_env *env)
 	return 0;
 }
 
+static void jr_stage_forget(dmn_journal *j);
+
 static void jr_rec_clear(dmn_journal *j)
 {
 	for (size_t i = 0; i < j->nrec; i++)
@@ -65,6 +68,7 @@ void dmn_journal_close(dmn_journal *j)
 	j->pend = NULL;
 	j->npend = j->cappend = 0;
 	jr_rec_clear(j);
+	jr_stage_forget(j);
 	pthread_mutex_destroy(&j->mu);
 }
 
@@ -96,6 +100,34 @@ static void jr_record(dmn_journal *j, const char *rel)
 		return;
 	}
 	j->nrec++;
+}
+
+static void jr_stage_forget(dmn_journal *j)
+{
+	for (size_t i = 0; i < j->nstage_w; i++)
+		free(j->stage_w[i]);
+	j->nstage_w = 0;
+}
+
+/* An event on rel, not the database's: a file only written to is noted
+ * (up to DMN_JOURNAL_STAGE_WRITTEN); anything else makes the stage
+ * unclean. */
+static void jr_stage_note(dmn_journal *j, const struct inotify_event *ev, const char *rel)
+{
+	if (!j->stage_clean)
+		return;
+	if ((ev->mask & IN_ISDIR) || !ev->len || (ev->mask & ~(uint32_t)(IN_MODIFY | IN_CLOSE_WRITE))) {
+		j->stage_clean = false;
+		return;
+	}
+	for (size_t i = 0; i < j->nstage_w; i++)
+		if (!strcmp(j->stage_w[i], rel))
+			return;
+	if (j->nstage_w == DMN_JOURNAL_STAGE_WRITTEN || !(j->stage_w[j->nstage_w] = strdup(rel))) {
+		j->stage_clean = false;
+		return;
+	}
+	j->nstage_w++;
 }
 
 /* A directory moved away from rel: the watches at and below it report
@@ -141,7 +173,7 @@ static void jr_note(dmn_journal *j, const struct inotify_event *ev)
 		return;
 	}
 	if (!ts_db_excluded(j->env, rel)) {
-		j->stage_clean = false;
+		jr_stage_note(j, ev, rel);
 		if (j->recording)
 			jr_record(j, rel);
 	}
@@ -399,6 +431,7 @@ static uint64_t jr_stage_mark(void *arg)
 	gen = ++j->stage_gen;
 	j->stage_clean = true;
 	j->stage_done = false;
+	jr_stage_forget(j);
 	pthread_mutex_unlock(&j->mu);
 	return gen;
 }
@@ -417,7 +450,8 @@ static void jr_stage_done(void *arg, uint64_t gen, const struct stat *manifest)
 	pthread_mutex_unlock(&j->mu);
 }
 
-static bool jr_stage_clean(void *arg, const struct stat *manifest)
+static bool jr_stage_clean(void *arg, const struct stat *manifest,
+                           void (*written)(void *fnarg, const char *rel), void *fnarg)
 {
 	dmn_journal *j = arg;
 	bool clean;
@@ -429,6 +463,8 @@ static bool jr_stage_clean(void *arg, const struct stat *manifest)
 		clean = j->stage_dev == manifest->st_dev && j->stage_ino == manifest->st_ino &&
 		        j->stage_ctime.tv_sec == manifest->st_ctim.tv_sec &&
 		        j->stage_ctime.tv_nsec == manifest->st_ctim.tv_nsec;
+	for (size_t i = 0; clean && written && i < j->nstage_w; i++)
+		written(fnarg, j->stage_w[i]);
 	pthread_mutex_unlock(&j->mu);
 	return clean;
 }

@@ -39,6 +39,10 @@
 #define DMN_JOURNAL_EVENTS \
 	(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB | IN_MODIFY)
 
+/* Files only written to since a stage's mark that leave it clean, at most
+ * (more: unclean); Trac writes its log, the rest it creates or removes. */
+#define DMN_JOURNAL_STAGE_WRITTEN 16
+
 typedef struct dmn_journal {
 	pthread_mutex_t mu;
 	const ts_env *env;
@@ -59,6 +63,8 @@ typedef struct dmn_journal {
 	uint64_t stage_gen;      /* of the last stage_mark */
 	bool stage_clean;        /* since it: no event but the database's, no watch lost or new */
 	bool stage_done;         /* that refresh finished, and wrote stage_man */
+	char *stage_w[DMN_JOURNAL_STAGE_WRITTEN];   /* files only written to since (owned) */
+	size_t nstage_w;
 	dev_t stage_dev;
 	ino_t stage_ino;
 	struct timespec stage_ctime;

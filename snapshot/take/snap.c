@@ -241,9 +241,12 @@ static void snap_open_prev(snap_run *r)
 	r->prev_name = strdup(v[n - 1].name);
 	ts_linklog_read(r->store->dirfd, &r->links);   /* once: share_check.h */
 	/* Nothing changed since the stage's refresh: its tree and manifest
-	 * are the snapshot's but for the database (snap_fast.c). */
+	 * are the snapshot's but for the database and the files only written
+	 * to since, which the callback makes items of (snap_fast.c). */
 	r->fast = r->prevfd >= 0 && ts_stage_adopt_as_is(r->store, &r->tmp, v[n - 1].name, r->prevfd,
-	                                                 r->o->changes);
+	                                                 r->o->changes, snap_fast_written, r);
+	if (!r->fast)
+		snap_list_free(&r->items);   /* a refusal after the watch's answer */
 	if (r->fast) {
 		r->staged = true;
 		goto out;
@@ -408,7 +411,9 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 		snap_dbpre_start(&dbpre, db, r.tmp.dirfd);
 	else   /* a stage's copy (stage.h), of no use here */
 		(void)unlinkat(r.tmp.dirfd, SNAP_DB_PRECOPY, 0);
-	rc = r.fast ? TS_OK : snap_precopy_all(&r, &t_pre, e);
+	rc = r.fast ? snap_fast_precopy(&r, e) : TS_OK;
+	if (rc == TS_OK && !r.fast)
+		rc = snap_precopy_all(&r, &t_pre, e);
 	if (rc != TS_OK)
 		goto out;
 	if (!o->no_database) {

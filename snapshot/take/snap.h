@@ -46,7 +46,10 @@
  *   wrote, no event but the database's came since the mark, and every
  *   directory was watched from before the mark on (take/snap_fast.c);
  *   manifest NULL: the same question without the manifest's identity
- *   (checked before, when the stage was adopted). */
+ *   (checked before, when the stage was adopted).  Files whose content
+ *   alone was written since (Trac's log, say: written, nothing else) leave
+ *   the stage clean, a few of them: when the answer is true, written is
+ *   called for each (relative to ENV), whose copy in the stage is older. */
 typedef struct ts_snap_changes {
 	void *arg;
 	uint64_t (*mark)(void *arg);
@@ -56,7 +59,8 @@ typedef struct ts_snap_changes {
 	void (*end)(void *arg);
 	uint64_t (*stage_mark)(void *arg);
 	void (*stage_done)(void *arg, uint64_t mark, const struct stat *manifest);
-	bool (*stage_clean)(void *arg, const struct stat *manifest);
+	bool (*stage_clean)(void *arg, const struct stat *manifest,
+	                    void (*written)(void *fnarg, const char *rel), void *fnarg);
 } ts_snap_changes;
 
 typedef struct ts_snap_opts {

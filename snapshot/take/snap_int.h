@@ -84,8 +84,10 @@ typedef struct snap_run {
 	bool root;                 /* geteuid() == 0: owners in the store are checked */
 	bool staged;               /* the tree began as the previous one's stage (stage.h);
 	                            * prev is then what that tree held */
-	bool fast;                 /* the stage taken as it is (snap_fast.c): no items, prev
-	                            * unread, the stage's manifest is the tmp's base */
+	bool fast;                 /* the stage taken as it is (snap_fast.c): items only the
+	                            * files written to since, prev unread, the stage's
+	                            * manifest is the tmp's base */
+	bool fast_lost;            /* a written file could not be kept as an item */
 	bool stage_refresh;        /* the tree is the stage's, refreshed (stage_refresh.c) */
 	size_t dirs_added;         /* directories snap_recheck found new (the stager watches them) */
 	int64_t listed_ns;         /* CLOCK_REALTIME when the walk that gave items began */
@@ -184,10 +186,17 @@ ts_err_code snap_dir_meta(snap_run *r, ts_err *e);
  * second copy of them is made (it was the take's memory peak). */
 ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e);
 
-/* snap_fast.c: a snapshot from a stage nothing changed since (r->fast) */
-/* Under Trac's lock: the database captured at db_rel if the stage is still
- * the environment; if not, the lock released again, r->fast false, r->prev
- * the stage's manifest: the caller goes on as from any stage. */
+/* snap_fast.c: a snapshot from a stage nothing changed since (r->fast).
+ * When one of these finds the stage is not the environment after all, it
+ * sets r->fast false and r->prev to the stage's manifest: the caller goes
+ * on as from any stage. */
+/* ts_stage_adopt_as_is's written callback (arg: r): the items. */
+void snap_fast_written(void *arg, const char *rel);
+/* Before the lock: copy the files written to since the refresh. */
+ts_err_code snap_fast_precopy(snap_run *r, ts_err *e);
+/* Under Trac's lock: the database captured at db_rel, and the written
+ * files copied again that changed since, if the stage is still the
+ * environment; the lock released either way. */
 ts_err_code snap_fast_locked(snap_run *r, ts_dbsnap *db, const char *db_rel, ts_err *e);
 
 /* snap_changes.c: the watcher's changes (ts_snap_changes) */

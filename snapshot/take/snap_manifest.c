@@ -14,14 +14,16 @@
 #include "store/manifest_stat.h"
 
 /* What snap_manifest writes, in the manifest's order: the items (sorted
- * by path already, snap_list.c), and the database copy and the directory
- * made for it merged in where they sort. */
+ * by path already, snap_list.c), and the extra entries (the database
+ * copy, the directory made for it, and for a stage taken as it is the
+ * directories that received something) merged in where they sort. */
 typedef struct snap_mf {
 	const snap_list *items;
 	size_t k;                      /* the next item */
-	ts_manifest_entry extra[3];    /* sorted */
-	size_t nextra, x;              /* how many, the next one */
-	char *parent;                  /* owned: the path of a directory in extra */
+	ts_manifest_entry *extra;      /* owned array, sorted before the write */
+	size_t nextra, capextra, x;    /* how many, room, the next one */
+	char **owned;                  /* paths of extra entries the writer owns */
+	size_t nowned;
 } snap_mf;
 
 static const ts_manifest_entry *snap_mf_next(void *arg, size_t i, ts_manifest_entry *me)
@@ -55,40 +57,62 @@ static int snap_mf_cmp(const void *a, const void *b)
 	return strcmp(((const ts_manifest_entry *)a)->path, ((const ts_manifest_entry *)b)->path);
 }
 
-/* A stage taken as it was (snap_fast.c): the directory the database copy,
- * or the directory made for it, went into is one of the environment's,
- * whose mtime that moved.  It gets the environment's metadata as it is
- * now, as a snapshot's pass would give it, and its entry over the
- * stage's.  rel: what went in. */
-static ts_err_code snap_mf_db_parent(snap_run *r, const char *rel, snap_mf *c, ts_err *e)
+/* A new extra entry, zeroed, path borrowed (NULL: out of memory). */
+static ts_manifest_entry *snap_mf_add(snap_mf *c, char type, const char *path)
+{
+	if (c->nextra == c->capextra) {
+		size_t ncap = c->capextra ? 2 * c->capextra : 4;
+		ts_manifest_entry *v = realloc(c->extra, ncap * sizeof *v);
+		if (!v)
+			return NULL;
+		c->extra = v;
+		c->capextra = ncap;
+	}
+	ts_manifest_entry *me = &c->extra[c->nextra++];
+	memset(me, 0, sizeof *me);
+	me->type = type;
+	me->path = (char *)path;   /* not written through (manifest.h) */
+	return me;
+}
+
+/* A stage taken as it was (snap_fast.c): the directory of rel, one of the
+ * environment's, received rel (a copy, or the directory made for the
+ * database), which moved its mtime.  It gets the environment's metadata as
+ * it is now, as a snapshot's pass would give it, and its entry over the
+ * stage's (once). */
+static ts_err_code snap_mf_dir_now(snap_run *r, snap_mf *c, const char *rel, ts_err *e)
 {
 	const char *slash = strrchr(rel, '/');
+	char *dir = slash ? strndup(rel, (size_t)(slash - rel)) : strdup(".");
+	char **owned = dir ? realloc(c->owned, (c->nowned + 1) * sizeof *owned) : NULL;
 	struct stat st;
 	int rc;
 
-	if (!slash) {
-		c->parent = strdup(".");
-		rc = c->parent ? fstat(r->envfd, &st) : -1;
+	if (!owned) {
+		free(dir);
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	}
+	c->owned = owned;
+	c->owned[c->nowned++] = dir;
+	for (size_t i = 0; i < c->nextra; i++)
+		if (c->extra[i].type == 'd' && !strcmp(c->extra[i].path, dir))
+			return TS_OK;
+	if (!strcmp(dir, ".")) {
+		rc = fstat(r->envfd, &st);
 	} else {
 		const char *leaf;
-		int pfd;
-		c->parent = strndup(rel, (size_t)(slash - rel));
-		pfd = c->parent ? ts_beneath_parent(r->envfd, c->parent, &leaf) : -1;
+		int pfd = ts_beneath_parent(r->envfd, dir, &leaf);
 		rc = pfd < 0 ? -1 : fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW);
-		if (pfd >= 0)
-			ts_beneath_parent_close(r->envfd, pfd);
+		ts_beneath_parent_close(r->envfd, pfd);
 	}
-	if (!c->parent)
-		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	if (rc < 0 || !S_ISDIR(st.st_mode))
-		return ts_err_sys(e, rc < 0 ? errno : ENOTDIR, "%s/%s: cannot stat the database's directory",
-		                  r->env->root, c->parent);
-	ts_err_code erc = ts_copy_dir_meta(r->envfd, r->tmp.treefd, c->parent, &st, r->env->root, e);
+		return ts_err_sys(e, rc < 0 ? errno : ENOTDIR, "%s/%s: cannot stat", r->env->root, dir);
+	ts_err_code erc = ts_copy_dir_meta(r->envfd, r->tmp.treefd, dir, &st, r->env->root, e);
 	if (erc != TS_OK)
 		return erc;
-	ts_manifest_entry *me = &c->extra[c->nextra++];
-	me->type = 'd';
-	me->path = c->parent;
+	ts_manifest_entry *me = snap_mf_add(c, 'd', dir);
+	if (!me)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	ts_manifest_entry_set_meta(me, &st);
 	ts_manifest_entry_set_source(me, &st);
 	return TS_OK;
@@ -99,12 +123,12 @@ static ts_err_code snap_mf_db_parent(snap_run *r, const char *rel, snap_mf *c, t
 static ts_err_code snap_mf_database(snap_run *r, const char *db_rel, snap_mf *c, ts_err *e)
 {
 	struct stat st;
+	ts_manifest_entry *me;
 
 	if (snap_tree_stat(r, db_rel, &st) < 0)
 		return ts_err_sys(e, errno, "%s: database copy missing", db_rel);
-	ts_manifest_entry *me = &c->extra[c->nextra++];
-	me->type = 'f';
-	me->path = (char *)db_rel;   /* not written through (manifest.h) */
+	if (!(me = snap_mf_add(c, 'f', db_rel)))
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	me->pending = true;
 	ts_manifest_entry_set_meta(me, &st);
 	ts_manifest_entry_set_store(me, &st);
@@ -114,19 +138,12 @@ static ts_err_code snap_mf_database(snap_run *r, const char *db_rel, snap_mf *c,
 		struct timespec t[2] = { st.st_mtim, st.st_mtim };
 		(void)utimensat(r->tmp.treefd, r->db_dir, t, AT_SYMLINK_NOFOLLOW);
 		if (fstatat(r->tmp.treefd, r->db_dir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			me = &c->extra[c->nextra++];
-			me->type = 'd';
-			me->path = (char *)r->db_dir;
+			if (!(me = snap_mf_add(c, 'd', r->db_dir)))
+				return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 			ts_manifest_entry_set_meta(me, &st);
 		}
 	}
-	if (r->fast) {
-		ts_err_code rc = snap_mf_db_parent(r, r->db_dir ? r->db_dir : db_rel, c, e);
-		if (rc != TS_OK)
-			return rc;
-	}
-	qsort(c->extra, c->nextra, sizeof *c->extra, snap_mf_cmp);
-	return TS_OK;
+	return r->fast ? snap_mf_dir_now(r, c, r->db_dir ? r->db_dir : db_rel, e) : TS_OK;
 }
 
 ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
@@ -167,6 +184,10 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 	}
 	if (db_rel)
 		rc = snap_mf_database(r, db_rel, &c, e);
+	/* The files copied again into a stage taken as it is (snap_fast.c). */
+	for (size_t k = 0; rc == TS_OK && r->fast && k < r->items.n; k++)
+		rc = snap_mf_dir_now(r, &c, r->items.v[k].rel, e);
+	qsort(c.extra, c.nextra, sizeof *c.extra, snap_mf_cmp);
 	if (rc == TS_OK)
 		rc = ts_manifest_write_each_at(&head, n + c.nextra, snap_mf_next, &c, r->tmp.dirfd, "manifest", e);
 	/* The manifest's mtime is the snapshot instant: what lists snapshots in
@@ -174,6 +195,9 @@ ts_err_code snap_manifest(snap_run *r, const char *db_rel, ts_err *e)
 	struct timespec times[2] = { head.time, head.time };
 	if (rc == TS_OK && utimensat(r->tmp.dirfd, "manifest", times, AT_SYMLINK_NOFOLLOW) < 0)
 		rc = ts_err_sys(e, errno, "%s/manifest: cannot set its time", r->tmp.dir);
-	free(c.parent);
+	for (size_t i = 0; i < c.nowned; i++)
+		free(c.owned[i]);
+	free(c.owned);
+	free(c.extra);
 	return rc;
 }

@@ -381,13 +381,14 @@ bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int bas
 }
 
 bool ts_stage_adopt_as_is(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd,
-                          const ts_snap_changes *ch)
+                          const ts_snap_changes *ch, void (*written)(void *fnarg, const char *rel),
+                          void *fnarg)
 {
 	struct stat mst;
 
 	if (!ch || !ch->stage_clean || !ts_stage_of(s, base_name, basefd) ||
 	    fstatat(s->dirfd, TS_STORE_STAGE_MANIFEST, &mst, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    !S_ISREG(mst.st_mode) || !ch->stage_clean(ch->arg, &mst))
+	    !S_ISREG(mst.st_mode) || !ch->stage_clean(ch->arg, &mst, written, fnarg))
 		return false;
 	/* The manifest first: what the tree holds must go with it. */
 	if (renameat(s->dirfd, TS_STORE_STAGE_MANIFEST, t->dirfd, TS_MANIFEST_BASE) < 0)

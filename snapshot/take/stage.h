@@ -68,11 +68,13 @@ ts_err_code ts_stage_tree_manifest(ts_store *s, const char *base_name, ts_manife
 bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *m);
 
 /* As ts_stage_adopt, for a stage that is the environment as it is now, the
- * database aside (ch->stage_clean, take/snap.h; ch may be NULL): its
- * manifest moves in too, as t's TS_MANIFEST_BASE (store/manifest.h), and
- * is not read.  False, everything as it was: not such a stage. */
+ * database and the files only written to aside (ch->stage_clean,
+ * take/snap.h, which calls written for those; ch may be NULL): its manifest
+ * moves in too, as t's TS_MANIFEST_BASE (store/manifest.h), and is not
+ * read.  False, everything as it was: not such a stage. */
 bool ts_stage_adopt_as_is(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd,
-                          const ts_snap_changes *ch);
+                          const ts_snap_changes *ch, void (*written)(void *fnarg, const char *rel),
+                          void *fnarg);
 
 /* What a refresh did. */
 typedef struct ts_stage_refresh_out {

@@ -185,11 +185,12 @@ def test_new_attachment_is_staged_ahead(env_sqlite, mount_factory):
 
 
 def test_unchanged_stage_is_taken_as_is(env_sqlite, mount_factory):
-    """Nothing but the database changed since the stage's refresh: mkdir takes
-    the staged tree and its manifest as they are (snapshot/take/snap_fast.c),
-    and the snapshot is still the environment, database rows included; a
-    change the stage has not caught up with makes the next one check every
-    entry again."""
+    """Nothing but the database (and files only written to, such as Trac's
+    log) changed since the stage's refresh: mkdir takes the staged tree and
+    its manifest as they are (snapshot/take/snap_fast.c), and the snapshot
+    is still the environment, database rows and written files included; a
+    file created that the stage has not caught up with makes the next one
+    check every entry again."""
     m = mount_staged(env_sqlite, mount_factory)
     env = m.env
     wait_refreshed(m.store)
@@ -216,15 +217,35 @@ def test_unchanged_stage_is_taken_as_is(env_sqlite, mount_factory):
     with open(os.path.join(m.store, "s2", "manifest")) as f:
         assert "\t%s\n" % rel in f.read()
 
-    # Not yet staged: every entry is checked, and the change is in.
+    # A file only written to (as Trac writes its log): copied, and the
+    # stage still taken as it is.
     wait_stage(m.store, "s2")
     wait_refreshed(m.store)
-    with open(os.path.join(env, "conf", "trac.ini"), "a") as f:
-        f.write("\n[tracsnap-test]\nas_is = no\n")
+    os.makedirs(os.path.join(env, "log"), exist_ok=True)
+    with open(os.path.join(env, "log", "trac.log"), "a") as f:
+        f.write("first line\n")
+    rel = os.path.join(os.path.dirname(first_attachment(env)), "added-for-s3.txt")
+    with open(os.path.join(env, rel), "w") as f:
+        f.write("added after s2\n")
+    wait_staged_file(m.store, rel)
+    with open(os.path.join(env, "log", "trac.log"), "a") as f:
+        f.write("written after the refresh\n")
     os.mkdir(m.path("s3"))
-    assert "snapshot s3: the stage as it was" not in m.log_text()
+    assert "snapshot s3: the stage as it was" in m.log_text()
+    with open(m.path("s3", "log", "trac.log")) as f:
+        assert f.read().endswith("written after the refresh\n")
     assert_same_files(env, m.path("s3"))
     wait_sealed(m.store, "s3")
+
+    # Created and not yet staged: every entry is checked, and the change is in.
+    wait_stage(m.store, "s3")
+    wait_refreshed(m.store)
+    with open(os.path.join(env, "htdocs", "not-staged-yet.txt"), "w") as f:
+        f.write("new\n")
+    os.mkdir(m.path("s4"))
+    assert "snapshot s4: the stage as it was" not in m.log_text()
+    assert_same_files(env, m.path("s4"))
+    wait_sealed(m.store, "s4")
     assert tracsnap("verify", "--store", m.store, env, check=False).returncode == 0
 
 

@@ -2,8 +2,8 @@
  * environment?" (fs/daemon/daemon_journal.h: stage_mark, stage_done,
  * stage_clean), with real inotify watches on snapfx.h's environment.
  *
- * Clean: after a mark and its done, with no event but the database's.
- * Not clean: any other change, a directory newly watched after the mark,
+ * Clean: after a mark and its done, with no event but the database's and a
+ * few files only written to (named).  Not clean: any other change, a directory newly watched after the mark,
  * another manifest than the one reported done, a done of an older mark. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,7 +58,15 @@ static uint64_t jfx_refreshed(jfx *t)
 
 static bool jfx_clean(jfx *t)
 {
-	return t->ch.stage_clean(t->ch.arg, &t->man);
+	return t->ch.stage_clean(t->ch.arg, &t->man, NULL, NULL);
+}
+
+/* stage_clean's written callback: "a;b;" into fnarg (256 bytes). */
+static void collect(void *fnarg, const char *rel)
+{
+	char *out = fnarg;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%s;", rel);
 }
 
 static void test_clean_until_a_change(void **state)
@@ -70,7 +78,7 @@ static void test_clean_until_a_change(void **state)
 	assert_false(jfx_clean(&t));               /* no refresh yet */
 	jfx_refreshed(&t);
 	assert_true(jfx_clean(&t));
-	assert_true(t.ch.stage_clean(t.ch.arg, NULL));
+	assert_true(t.ch.stage_clean(t.ch.arg, NULL, NULL, NULL));
 
 	/* The database and its journals: none of the stage's business. */
 	tu_put_in(x->env, "db/trac.db-journal", "journal", 0644);
@@ -79,15 +87,54 @@ static void test_clean_until_a_change(void **state)
 	assert_int_equal(unlink(p), 0);
 	assert_true(jfx_clean(&t));
 
-	/* Anything else. */
-	tu_put_in(x->env, "htdocs/a.txt", "changed\n", 0644);
+	/* A file only written to: still clean, and named. */
+	FILE *fp;
+	tu_fmt(p, sizeof p, "%s/htdocs/a.txt", x->env);
+	assert_non_null(fp = fopen(p, "a"));
+	fputs("appended\n", fp);
+	fclose(fp);
+	char got[256] = "";
+	assert_true(t.ch.stage_clean(t.ch.arg, &t.man, collect, got));
+	assert_string_equal(got, "htdocs/a.txt;");
+
+	/* Anything else: created, removed, metadata. */
+	tu_put_in(x->env, "htdocs/new.txt", "new\n", 0644);
 	assert_false(jfx_clean(&t));
-	assert_false(t.ch.stage_clean(t.ch.arg, NULL));
+	assert_false(t.ch.stage_clean(t.ch.arg, NULL, NULL, NULL));
 	jfx_refreshed(&t);                         /* the next refresh saw it */
 	assert_true(jfx_clean(&t));
-	tu_fmt(p, sizeof p, "%s/htdocs/a.txt", x->env);
-	assert_int_equal(chmod(p, 0600), 0);       /* metadata too */
+	got[0] = '\0';
+	assert_true(t.ch.stage_clean(t.ch.arg, &t.man, collect, got));
+	assert_string_equal(got, "");              /* the mark forgot the written ones */
+	assert_int_equal(chmod(p, 0600), 0);
 	assert_false(jfx_clean(&t));
+	jfx_refreshed(&t);
+	assert_int_equal(unlink(p), 0);
+	assert_false(jfx_clean(&t));
+	dmn_journal_close(&t.j);
+}
+
+/* More files written to than the journal keeps: unclean. */
+static void test_too_many_written(void **state)
+{
+	fx *x = *state;
+	jfx t;
+	char p[TBUF], name[64];
+
+	for (int i = 0; i <= DMN_JOURNAL_STAGE_WRITTEN; i++) {
+		snprintf(name, sizeof name, "htdocs/w%02d.txt", i);
+		tu_put_in(x->env, name, "x\n", 0644);
+	}
+	jfx_open(x, &t);
+	jfx_refreshed(&t);
+	for (int i = 0; i <= DMN_JOURNAL_STAGE_WRITTEN; i++) {
+		tu_fmt(p, sizeof p, "%s/htdocs/w%02d.txt", x->env, i);
+		FILE *fp = fopen(p, "a");
+		assert_non_null(fp);
+		fputs("more\n", fp);
+		fclose(fp);
+		assert_true(jfx_clean(&t) == (i < DMN_JOURNAL_STAGE_WRITTEN));
+	}
 	dmn_journal_close(&t.j);
 }
 
@@ -121,7 +168,7 @@ static void test_other_manifest_or_mark(void **state)
 	jfx_refreshed(&t);
 	struct stat other = t.man;
 	other.st_ino++;
-	assert_false(t.ch.stage_clean(t.ch.arg, &other));
+	assert_false(t.ch.stage_clean(t.ch.arg, &other, NULL, NULL));
 	uint64_t old = t.ch.stage_mark(t.ch.arg);
 	uint64_t now = t.ch.stage_mark(t.ch.arg);
 	assert_true(now != old);
@@ -138,6 +185,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_clean_until_a_change, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_new_watch_after_the_mark, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_other_manifest_or_mark, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_too_many_written, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

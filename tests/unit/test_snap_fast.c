@@ -36,6 +36,8 @@ typedef struct fake {
 	bool clean;                 /* the answer before the lock */
 	bool clean_locked;          /* and under it */
 	void (*act_locked)(struct fake *f);   /* a change made right before that answer */
+	const char *written[4];      /* files only written to: reported before the lock */
+	const char *written_locked[4];  /* and under it (with the others) */
 	int asked, asked_locked;
 } fake;
 
@@ -88,18 +90,28 @@ static void fk_stage_done(void *arg, uint64_t mark, const struct stat *man)
 	f->man = *man;
 }
 
-static bool fk_stage_clean(void *arg, const struct stat *man)
+static bool fk_stage_clean(void *arg, const struct stat *man, void (*written)(void *, const char *),
+                           void *fnarg)
 {
 	fake *f = arg;
 	if (!man) {
 		f->asked_locked++;
 		if (f->act_locked)
 			f->act_locked(f);
+		for (size_t i = 0; f->clean_locked && i < 4; i++) {
+			if (f->written[i])
+				written(fnarg, f->written[i]);
+			if (f->written_locked[i])
+				written(fnarg, f->written_locked[i]);
+		}
 		return f->clean_locked;
 	}
 	f->asked++;
-	return f->clean && f->done && man->st_ino == f->man.st_ino &&
-	       man->st_ctim.tv_sec == f->man.st_ctim.tv_sec && man->st_ctim.tv_nsec == f->man.st_ctim.tv_nsec;
+	bool clean = f->clean && f->done && man->st_ino == f->man.st_ino &&
+	             man->st_ctim.tv_sec == f->man.st_ctim.tv_sec && man->st_ctim.tv_nsec == f->man.st_ctim.tv_nsec;
+	for (size_t i = 0; clean && i < 4 && f->written[i]; i++)
+		written(fnarg, f->written[i]);
+	return clean;
 }
 
 static ts_snap_changes fk_changes(fake *f)
@@ -397,6 +409,69 @@ static void test_damaged_copy_found_by_the_refresh(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+static void act_write_more(fake *f)
+{
+	tu_put_in(f->x->env, "htdocs/site.css", "written under the lock\n", 0644);
+}
+
+/* Files only written to since the refresh (Trac's log): copied, before the
+ * lock and, when written again or new in the list, under it; the stage is
+ * still taken as it is. */
+static void test_written_files_copied(void **state)
+{
+	fx *x = *state;
+	fake f = { .clean = true, .clean_locked = true, .written = { "README" },
+	           .written_locked = { "htdocs/site.css" }, .act_locked = act_write_more };
+	ts_snap_stats st;
+	ts_manifest m;
+
+	staged_and_refreshed(x, &f);
+	tu_put_in(x->env, "README", "written after the refresh\n", 0644);
+	take_fake(x, &f, "s2", &st);
+	assert_true(st.from_stage);
+	sfx_snap_text_is(x, "s2", "README", "written after the refresh\n");
+	sfx_snap_text_is(x, "s2", "htdocs/site.css", "written under the lock\n");
+	sfx_compare_tree(x, "s2");
+	seal_ok(x, "s2");
+	sfx_check_manifest(x, "s2", NULL, &m);   /* the hashes of the new copies */
+	ts_manifest_free(&m);
+	sfx_store_clean_and_unlocked(x);
+}
+
+static void act_retype(fake *f)
+{
+	char p[TBUF];
+	tu_fmt(p, sizeof p, "%s/README", f->x->env);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(mkdir(p, 0755), 0);
+}
+
+/* A file said to be written is something else by the lock (a watch would
+ * not say so; the take must not trust it blindly): every entry is checked,
+ * and the copy made before the lock is no damage. */
+static void test_written_file_retyped(void **state)
+{
+	fx *x = *state;
+	fake f = { .clean = true, .clean_locked = true, .written = { "README" }, .act_locked = act_retype };
+	ts_snap_stats st;
+
+	staged_and_refreshed(x, &f);
+	tu_put_in(x->env, "README", "written after the refresh\n", 0644);
+	sfx_log_start();
+	take_fake(x, &f, "s2", &st);
+	char *log = sfx_log_take();
+	assert_null(strstr(log, "damaged"));
+	assert_non_null(strstr(log, "changed since the stage was refreshed"));
+	free(log);
+	assert_false(st.from_stage);
+	struct stat rd;
+	sfx_snap_file(x, "s2", "README", &rd);
+	assert_true(S_ISDIR(rd.st_mode));
+	sfx_compare_tree(x, "s2");
+	seal_ok(x, "s2");
+	sfx_store_clean_and_unlocked(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -407,6 +482,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_only_dir_not_taken_as_is, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_external_db_from_clean_stage, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_copy_found_by_the_refresh, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_written_files_copied, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_written_file_retyped, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
