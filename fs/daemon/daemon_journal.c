@@ -238,6 +238,7 @@ static void jr_drain_for_snapshot(dmn_journal *j)
 
 int dmn_journal_watch(dmn_journal *j, const char *rel)
 {
+	struct stat st;
 	char proc[64];
 	int wd = -1, envfd = -1, fd = -1;
 
@@ -290,6 +291,10 @@ int dmn_journal_watch(dmn_journal *j, const char *rel)
 	if (j->dirs[wd] && !strcmp(j->dirs[wd], rel))
 		goto out;
 	j->stage_clean = false;
+	if (!strcmp(rel, ".") && fstat(fd, &st) == 0) {
+		j->root_dev = st.st_dev;
+		j->root_ino = st.st_ino;
+	}
 	free(j->dirs[wd]);
 	j->dirs[wd] = strdup(rel);
 	j->since[wd] = j->seq;   /* every event from here on has a higher seq */
@@ -463,6 +468,16 @@ static bool jr_stage_clean(void *arg, const struct stat *manifest,
 		clean = j->stage_dev == manifest->st_dev && j->stage_ino == manifest->st_ino &&
 		        j->stage_ctime.tv_sec == manifest->st_ctim.tv_sec &&
 		        j->stage_ctime.tv_nsec == manifest->st_ctim.tv_nsec;
+	/* The watches follow the directories they were put on: ENV renamed
+	 * away and another put at its path (a restore does that) makes no
+	 * event in them. */
+	if (clean) {
+		int fd = open(j->env->root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		struct stat st;
+		clean = fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == j->root_dev && st.st_ino == j->root_ino;
+		if (fd >= 0)
+			close(fd);
+	}
 	for (size_t i = 0; clean && written && i < j->nstage_w; i++)
 		written(fnarg, j->stage_w[i]);
 	pthread_mutex_unlock(&j->mu);

@@ -63,6 +63,8 @@ typedef struct dmn_journal {
 	uint64_t stage_gen;      /* of the last stage_mark */
 	bool stage_clean;        /* since it: no event but the database's, no watch lost or new */
 	bool stage_done;         /* that refresh finished, and wrote stage_man */
+	dev_t root_dev;          /* the directory watched as ".": a watch follows its inode, */
+	ino_t root_ino;          /* and ENV's path may name another since (a restore) */
 	char *stage_w[DMN_JOURNAL_STAGE_WRITTEN];   /* files only written to since (owned) */
 	size_t nstage_w;
 	dev_t stage_dev;

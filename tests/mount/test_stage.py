@@ -255,10 +255,20 @@ def test_replaced_environment_is_watched_again(env_sqlite, mount_factory):
     m = mount_staged(env_sqlite, mount_factory)
     env = m.env
     wait_refreshed(m.store)          # the old directories are watched
+    # A settled change, so that the stage is one to take as it is: until
+    # the environment is replaced, which no watch sees.
+    with open(os.path.join(env, "htdocs", "settled.txt"), "w") as f:
+        f.write("settled\n")
+    wait_staged_file(m.store, "htdocs/settled.txt")
     shutil.copytree(env, env + ".new", symlinks=True)
+    with open(os.path.join(env + ".new", "README"), "a") as f:
+        f.write("only in the new environment\n")
     os.rename(env, env + ".old")
     os.rename(env + ".new", env)
     os.mkdir(m.path("s2"))
+    assert "snapshot s2: the stage as it was" not in m.log_text()
+    with open(m.path("s2", "README")) as f:
+        assert f.read().endswith("only in the new environment\n")
     assert_same_files(env, m.path("s2"))
     wait_sealed(m.store, "s2")
     wait_stage(m.store, "s2")

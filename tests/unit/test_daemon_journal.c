@@ -114,6 +114,27 @@ static void test_clean_until_a_change(void **state)
 	dmn_journal_close(&t.j);
 }
 
+/* ENV renamed away and another directory put at its path: no watch sees
+ * it (they follow the old one), yet the stage is not that environment. */
+static void test_env_replaced(void **state)
+{
+	fx *x = *state;
+	jfx t;
+	char away[TBUF + 8];
+
+	jfx_open(x, &t);
+	jfx_refreshed(&t);
+	assert_true(jfx_clean(&t));
+	tu_fmt(away, sizeof away, "%s.away", x->env);
+	assert_int_equal(rename(x->env, away), 0);
+	assert_int_equal(mkdir(x->env, 0755), 0);
+	assert_false(jfx_clean(&t));
+	assert_int_equal(rmdir(x->env), 0);
+	assert_int_equal(rename(away, x->env), 0);
+	assert_true(jfx_clean(&t));                /* the same one again */
+	dmn_journal_close(&t.j);
+}
+
 /* More files written to than the journal keeps: unclean. */
 static void test_too_many_written(void **state)
 {
@@ -186,6 +207,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_new_watch_after_the_mark, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_other_manifest_or_mark, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_written, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_env_replaced, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
