@@ -31,6 +31,11 @@ from tshelpers import (STAGE_TIMEOUT, assert_same_files, snapshot_names, stage_b
 
 
 
+def sqlite3_cli(db, sql):
+    """What the sqlite3 tool prints for sql on db (a snapshot's copy)."""
+    return subprocess.run(["sqlite3", db, sql], capture_output=True, text=True, check=True).stdout
+
+
 def first_attachment(env):
     base = os.path.join(env, "files", "attachments", "ticket")
     for dirpath, _, files in sorted(os.walk(base)):
@@ -79,9 +84,8 @@ def test_snapshot_from_stage_is_the_environment(env_sqlite, mount_factory):
     os.mkdir(m.path("s2"))
     assert stage_base(m.store) is None or stage_base(m.store) == "s2"   # adopted, not left
     assert_same_files(env, m.path("s2"))
-    out = subprocess.run(["sqlite3", m.path("s2", "db", "trac.db"),
-                          "SELECT value FROM system WHERE name='tracsnap_stage_test'"],
-                         capture_output=True, text=True, check=True).stdout
+    out = sqlite3_cli(m.path("s2", "db", "trac.db"),
+                      "SELECT value FROM system WHERE name='tracsnap_stage_test'")
     assert out == "row\n"
     s2_kept = os.stat(os.path.join(m.store, "s2", "tree", kept))
     assert s2_kept.st_ino == s1_kept.st_ino          # shared, not copied
@@ -176,9 +180,8 @@ def test_new_attachment_is_staged_ahead(env_sqlite, mount_factory):
         assert f.read() == data
     assert os.stat(os.path.join(m.store, "s2", "tree", rel)).st_ino == staged.st_ino   # not copied again
     assert_same_files(env, m.path("s2"))
-    out = subprocess.run(["sqlite3", m.path("s2", "db", "trac.db"),
-                          "SELECT count(*) FROM system WHERE name LIKE 'tracsnap_db_only_%'"],
-                         capture_output=True, text=True, check=True).stdout
+    out = sqlite3_cli(m.path("s2", "db", "trac.db"),
+                      "SELECT count(*) FROM system WHERE name LIKE 'tracsnap_db_only_%'")
     assert out == "5\n"
     wait_sealed(m.store, "s2")
     assert tracsnap("verify", "--store", m.store, env, check=False).returncode == 0
@@ -208,9 +211,7 @@ def test_unchanged_stage_is_taken_as_is(env_sqlite, mount_factory):
     assert "snapshot s2: the stage as it was" in m.log_text()
     assert os.stat(os.path.join(m.store, "s2", "tree", rel)).st_ino == staged.st_ino
     assert_same_files(env, m.path("s2"))
-    out = subprocess.run(["sqlite3", m.path("s2", "db", "trac.db"),
-                          "SELECT value FROM system WHERE name='tracsnap_as_is'"],
-                         capture_output=True, text=True, check=True).stdout
+    out = sqlite3_cli(m.path("s2", "db", "trac.db"), "SELECT value FROM system WHERE name='tracsnap_as_is'")
     assert out == "row\n"
     wait_sealed(m.store, "s2")
     assert not os.path.exists(os.path.join(m.store, "s2", "manifest.base"))
