@@ -544,6 +544,31 @@ def wait_stage(store, name, timeout=STAGE_TIMEOUT):
         time.sleep(0.02)
 
 
+def stage_manifest(store):
+    try:
+        with open(os.path.join(store, ".stage", "manifest")) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_staged_file(store, rel):
+    """Until STORE/.stage lists rel (refreshed, and not being refreshed)."""
+    deadline = time.monotonic() + STAGE_TIMEOUT
+    while not ("\t%s\n" % rel in stage_manifest(store) and stage_base(store)):
+        assert time.monotonic() < deadline, "%s not staged within %d s" % (rel, STAGE_TIMEOUT)
+        time.sleep(0.02)
+
+
+def wait_refreshed(store):
+    """Until the stage was refreshed once (the first refresh follows each
+    build: it writes the stage's manifest)."""
+    deadline = time.monotonic() + STAGE_TIMEOUT
+    while not (stage_manifest(store) and stage_base(store)):
+        assert time.monotonic() < deadline, "the stage was never refreshed"
+        time.sleep(0.02)
+
+
 def read_trac_database(env):
     cp = configparser.RawConfigParser()
     cp.read(os.path.join(env, "conf", "trac.ini"))

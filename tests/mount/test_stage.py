@@ -22,8 +22,8 @@ import sqlite3
 import subprocess
 import time
 
-from tshelpers import (STAGE_TIMEOUT, assert_same_files, snapshot_names, stage_base, tracsnap,
-                       wait_sealed, wait_stage)
+from tshelpers import (assert_same_files, snapshot_names, stage_base, tracsnap, wait_refreshed,
+                       wait_sealed, wait_stage, wait_staged_file)
 
 
 
@@ -119,31 +119,6 @@ def test_deleting_the_staged_snapshot_releases_it(env_sqlite, mount_factory):
     os.mkdir(m.path("s3"))
     assert_same_files(env, m.path("s3"))
     assert snapshot_names(m.mnt) == ["s1", "s3"]
-
-
-def stage_manifest(store):
-    try:
-        with open(os.path.join(store, ".stage", "manifest")) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
-def wait_staged_file(store, rel):
-    """Until STORE/.stage lists rel (refreshed, and not being refreshed)."""
-    deadline = time.monotonic() + STAGE_TIMEOUT
-    while not ("\t%s\n" % rel in stage_manifest(store) and stage_base(store)):
-        assert time.monotonic() < deadline, "%s not staged within %d s" % (rel, STAGE_TIMEOUT)
-        time.sleep(0.02)
-
-
-def wait_refreshed(store):
-    """Until the stage was refreshed once (the first refresh follows each
-    build: it writes the stage's manifest)."""
-    deadline = time.monotonic() + STAGE_TIMEOUT
-    while not (stage_manifest(store) and stage_base(store)):
-        assert time.monotonic() < deadline, "the stage was never refreshed"
-        time.sleep(0.02)
 
 
 def test_new_attachment_is_staged_ahead(env_sqlite, mount_factory):
