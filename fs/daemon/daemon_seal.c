@@ -15,6 +15,7 @@
 
 #include "base/log.h"
 #include "store/seal.h"
+#include "take/snap.h"
 
 #define DMN_PRUNE_RETRY_S 60
 /* Tests shorten the retry (seconds, 1 to 3600). */
@@ -57,6 +58,14 @@ static void *dmn_seal_main(void *arg)
 		unsigned sealed = 0;
 		ts_err e;
 		ts_err_clear(&e);
+		/* A snapshot taken from the stage as it was has its copies
+		 * checked now, before the seal hashes them (snapshot/take/
+		 * snap_adopted.c). */
+		if (seal && ts_snap_check_adopted(&d->store, &d->env, d->lock_timeout_s, &e) != TS_OK) {
+			ts_log(LOG_ERR, "checking the copies of a snapshot taken from the stage failed: %s",
+			       e.msg);
+			ts_err_clear(&e);
+		}
 		if (seal && ts_seal_all(&d->store, NULL, !last, &sealed, &e) != TS_OK)
 			ts_log(LOG_ERR, "sealing failed: %s (tracsnap verify checks the rest)", e.msg);
 		/* keep= only once a new snapshot is sealed: until then it may be

@@ -87,6 +87,18 @@ void ts_store_close(ts_store *s)
 	s->dirfd = s->lockfd = -1;
 }
 
+bool ts_store_dup(const ts_store *s, ts_store *out)
+{
+	memset(out, 0, sizeof *out);
+	out->lockfd = -1;
+	out->root = strdup(s->root);
+	out->dirfd = fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0);
+	if (out->root && out->dirfd >= 0)
+		return true;
+	ts_store_close(out);
+	return false;
+}
+
 void ts_store_boot_id(char out[TS_STORE_BOOT_ID_MAX])
 {
 	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);

@@ -78,6 +78,13 @@ void ts_store_close(ts_store *s);
 
 /* Take the writers' lock, waiting up to timeout_s seconds; then remove
  * leftovers of writers that died and snapshots lost in a restart.  TS_ERR_BUSY names the holder's pid. */
+/* A second handle on s's store, with its lock descriptor of its own, into
+ * *out (release with ts_store_close): flock(2) excludes by open file
+ * description, so a thread that must exclude the writers of a handle that
+ * another thread uses (the daemon's sealer) locks its own.  False: out of
+ * descriptors or memory, *out closed. */
+bool ts_store_dup(const ts_store *s, ts_store *out);
+
 ts_err_code ts_store_lock(ts_store *s, int timeout_s, ts_err *e);
 void ts_store_unlock(ts_store *s);
 

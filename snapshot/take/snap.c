@@ -248,6 +248,10 @@ static void snap_open_prev(snap_run *r)
 	if (!r->fast)
 		snap_list_free(&r->items);   /* a refusal after the watch's answer */
 	if (r->fast) {
+		/* It links nothing, and unlinks only the staged copies of the
+		 * files written to: a batch that names those inodes, so that it
+		 * explains no other change of a shared copy (snap_adopted.c). */
+		r->noted = &r->fast_noted;
 		r->staged = true;
 		goto out;
 	}
@@ -486,7 +490,9 @@ out:
 	}
 	/* The batch ends before an abort: the abort's guard (linkguard.h)
 	 * must find this take's own links explained. */
-	if (r.links_begun)
+	if (r.links_begun && r.noted)
+		ts_linklog_end_inos(store->dirfd, &r.link_start, r.noted);
+	else if (r.links_begun)
 		ts_linklog_end(store->dirfd, &r.link_start);
 	if (r.tmp_open)
 		ts_store_abort(store, &r.tmp);

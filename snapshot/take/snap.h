@@ -89,6 +89,14 @@ typedef struct ts_snap_stats {
 ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts *o,
                          ts_snap_stats *stats, ts_err *e);
 
+/* For every unsealed snapshot taken from the stage as it was (snap_fast.c,
+ * which leaves that check for after the snapshot appears): check each
+ * stored copy as a take checks those it shares (take/share_check.h), and
+ * replace a damaged one by a copy of the environment's file while that is
+ * unchanged (snap_adopted.c).  Takes the store's lock; run it before the
+ * seal, which would hash a damaged copy into the manifest. */
+ts_err_code ts_snap_check_adopted(ts_store *s, const ts_env *env, int lock_timeout_s, ts_err *e);
+
 /* "NAME: 42 files, 1.2 MiB copied, 3.4 MiB shared, lock held 12 ms, total 340 ms" */
 void ts_snap_format_stats(const char *name, const ts_snap_stats *s, char *buf, size_t len);
 

@@ -25,10 +25,10 @@
  * directory).  Trac does neither; such a change reaches the stage, and the
  * snapshots, with the next refresh, which any other change starts.
  *
- * What it gives up: the check of the staged copies before they become the
- * snapshot's (share_check.h) is made by the refresh (stage_refresh.c), not
- * by the snapshot: a copy damaged in the store between the two goes into
- * the snapshot as it is, and verify finds it there.
+ * The check of the staged copies before they become the snapshot's
+ * (share_check.h) is made by the refresh (stage_refresh.c) and, for what
+ * was damaged since, after the snapshot appeared, before it is sealed
+ * (snap_adopted.c): until then a reader may see a damaged copy in it.
  */
 #include "take/snap_int.h"
 
@@ -41,7 +41,6 @@
 #include <unistd.h>
 
 #include "base/beneath.h"
-#include "base/copy.h"
 #include "base/log.h"
 #include "store/manifest_stat.h"
 
@@ -80,7 +79,7 @@ static bool snap_fast_put(snap_run *r, snap_item *it, ts_err *e, ts_err_code *rc
 		return true;
 	it->st = st;
 	/* The stage's copy, or ours from before the lock, makes way. */
-	*rc = ts_copy_remove_tree(r->tmp.treefd, it->rel, e);
+	*rc = snap_remove(r, it->rel, e);
 	if (*rc == TS_OK)
 		*rc = snap_put(r, it, e);
 	if (*rc == TS_ERR_NOTFOUND) {
@@ -101,6 +100,11 @@ static ts_err_code snap_fast_abandon(snap_run *r, const char *why, ts_err *e)
 
 	ts_log(LOG_INFO, "snapshot %s: %s; every entry is checked", r->o->name, why);
 	r->fast = false;
+	/* From here on the take links whole trees: a plain batch (linklog.h),
+	 * which explains the inodes noted so far too. */
+	free(r->fast_noted.v);
+	memset(&r->fast_noted, 0, sizeof r->fast_noted);
+	r->noted = NULL;
 	rc = ts_manifest_read_at(r->tmp.dirfd, TS_MANIFEST_BASE, &r->prev, e);
 	if (rc == TS_OK && unlinkat(r->tmp.dirfd, TS_MANIFEST_BASE, 0) < 0)
 		rc = ts_err_sys(e, errno, "%s/%s: cannot remove", r->tmp.dir, TS_MANIFEST_BASE);

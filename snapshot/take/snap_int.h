@@ -88,6 +88,7 @@ typedef struct snap_run {
 	                            * files written to since, prev unread, the stage's
 	                            * manifest is the tmp's base */
 	bool fast_lost;            /* a written file could not be kept as an item */
+	ts_linklog_inos fast_noted;/* a fast take's batch names the inodes it unlinks (snap_fast.c) */
 	bool stage_refresh;        /* the tree is the stage's, refreshed (stage_refresh.c) */
 	size_t dirs_added;         /* directories snap_recheck found new (the stager watches them) */
 	int64_t listed_ns;         /* CLOCK_REALTIME when the walk that gave items began */
@@ -215,6 +216,9 @@ ts_err_code snap_changes_flag(snap_run *r, ts_err *e);
 void snap_changes_end(snap_run *r);
 
 /* snap_recheck.c */
+/* Remove rel from the tree, noting what it unlinks when the batch names
+ * its inodes (snap_run.noted).  From one thread only (linklog.h). */
+ts_err_code snap_remove(snap_run *r, const char *rel, ts_err *e);
 /* A staged tree's items: the entries of m, the manifest that describes the
  * tree (the previous snapshot's, or the stage's own once refreshed), which
  * must be r->prev: the items borrow its paths (200,000 copies of them cost

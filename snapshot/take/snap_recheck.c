@@ -25,9 +25,7 @@ static void snap_note_unlink(void *arg, uint64_t ino)
 	ts_linklog_note(arg, ino);
 }
 
-/* Remove rel from the tree, noting what it unlinks when the batch names
- * its inodes (snap_run.noted).  From one thread only (linklog.h). */
-static ts_err_code snap_remove(snap_run *r, const char *rel, ts_err *e)
+ts_err_code snap_remove(snap_run *r, const char *rel, ts_err *e)
 {
 	if (r->noted)
 		return ts_copy_remove_tree_noting(r->tmp.treefd, rel, snap_note_unlink, r->noted, e);

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from tshelpers import cli_snapshot, run, sha256_file, tracsnap, wait_sealed, wait_stage
+from tshelpers import (cli_snapshot, run, sha256_file, tracsnap, wait_refreshed, wait_sealed, wait_stage,
+                       wait_staged_file)
 
 DAMAGE_LINE = r"stored copy damaged \(.*\), copied afresh from the environment$"
 
@@ -73,11 +74,41 @@ def test_damage_not_shared_by_mkdir(env_sqlite, mount_factory, keep_mtime):
     os.mkdir(m.path("a"))
     wait_sealed(m.store, "a")
     wait_stage(m.store, "a")
+    # The refresh after the build checks the staged copies too: the damage
+    # is made once it is done, not half seen by it (dd, then touch).
+    wait_refreshed(m.store)
     flip_byte(os.path.join(m.store, "a", "tree", rel), keep_mtime, os.path.join(env_sqlite, rel))
     os.mkdir(m.path("after"))
     wait_sealed(m.store, "after")
     check_fresh_copy(env_sqlite, m.store, "a", "after", rel, m.log_text(),
                      "content" if keep_mtime else "mtime")
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True], ids=["dd", "dd+touch-r"])
+def test_damage_not_shared_from_clean_stage(env_sqlite, mount_factory, keep_mtime):
+    """The same when nothing but the database changed since the stage's
+    last refresh, so that mkdir takes the staged tree as it is
+    (snapshot/take/snap_fast.c): the damaged copy is found before the new
+    snapshot is sealed, and replaced by the environment's file."""
+    m = mount_factory(env_sqlite)
+    m.expect_log(DAMAGE_LINE)
+    rel = first_attachment(env_sqlite)
+    os.mkdir(m.path("a"))
+    wait_sealed(m.store, "a")
+    wait_stage(m.store, "a")
+    wait_refreshed(m.store)
+    settled = os.path.join(os.path.dirname(rel), "settled.txt")
+    with open(os.path.join(env_sqlite, settled), "w") as f:
+        f.write("settled\n")
+    wait_staged_file(m.store, settled)
+    flip_byte(os.path.join(m.store, "a", "tree", rel), keep_mtime, os.path.join(env_sqlite, rel))
+    os.mkdir(m.path("after"))
+    assert "snapshot after: the stage as it was" in m.log_text()
+    wait_sealed(m.store, "after")
+    check_fresh_copy(env_sqlite, m.store, "a", "after", rel, m.log_text(),
+                     "content" if keep_mtime else "mtime")
+    assert not os.path.exists(os.path.join(m.store, "after", "manifest.base"))
+    assert tracsnap("verify", "--store", m.store, env_sqlite, "after", check=False).returncode == 0
     # the other files are still shared
     other = "VERSION"
     assert os.lstat(os.path.join(m.store, "a", "tree", other)).st_ino == \

@@ -472,6 +472,74 @@ static void test_written_file_retyped(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+/* Flip the first byte of path, its mtime put back (size and mtime as
+ * before: only its ctime tells). */
+static void flip_keep_mtime(const char *path)
+{
+	struct stat st;
+	assert_int_equal(lstat(path, &st), 0);
+	struct timespec nap = { 0, 20 * 1000 * 1000 };
+	nanosleep(&nap, NULL);   /* out of the take's batch (linklog.h) */
+	FILE *fp = fopen(path, "r+");
+	assert_non_null(fp);
+	int c = fgetc(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_SET), 0);
+	fputc(c ^ 0xff, fp);
+	fclose(fp);
+	struct timespec t[2] = { st.st_mtim, st.st_mtim };
+	assert_int_equal(utimensat(AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/* A copy damaged after the refresh went into a snapshot taken from the
+ * stage as it was: the check before the seal replaces it by the
+ * environment's file while that is unchanged, and says so; when the file
+ * changed since, the snapshot keeps the damaged copy, and the log says
+ * that too. */
+static void test_damage_checked_before_the_seal(void **state)
+{
+	fx *x = *state;
+	fake f = { .clean = true, .clean_locked = true };
+	ts_snap_stats st;
+	struct stat in_s1, in_s2;
+	char p[TBUF];
+	ts_err e;
+
+	staged_and_refreshed(x, &f);
+	tu_fmt(p, sizeof p, "%s/s1/tree/README", x->store);
+	flip_keep_mtime(p);
+	tu_fmt(p, sizeof p, "%s/s1/tree/htdocs/site.css", x->store);
+	flip_keep_mtime(p);
+	take_fake(x, &f, "s2", &st);
+	assert_true(st.from_stage);
+	tu_put_in(x->env, "htdocs/site.css", "changed since the snapshot\n", 0644);
+
+	ts_err_clear(&e);
+	sfx_log_start();
+	ts_err_code rc = ts_snap_check_adopted(&x->s, &x->e, 5, &e);
+	char *log = sfx_log_take();
+	if (rc != TS_OK)
+		fail_msg("check: %s", e.msg);
+	assert_non_null(strstr(log, "s1/README: stored copy damaged (content), copied afresh"));
+	assert_non_null(strstr(log, "s1/htdocs/site.css: stored copy damaged (content), and the "
+	                            "environment's file changed since snapshot s2"));
+	free(log);
+	sfx_snap_file(x, "s1", "README", &in_s1);
+	sfx_snap_file(x, "s2", "README", &in_s2);
+	assert_true(in_s1.st_ino != in_s2.st_ino);
+	tu_fmt(p, sizeof p, "%s/README", x->env);
+	size_t l1, l2;
+	unsigned char *live = tu_slurp(p, &l1);
+	tu_fmt(p, sizeof p, "%s/s2/tree/README", x->store);
+	unsigned char *copy = tu_slurp(p, &l2);
+	assert_int_equal(l1, l2);
+	assert_memory_equal(live, copy, l1);
+	free(live);
+	free(copy);
+	assert_false(store_has(x, "s2/" TS_MANIFEST_BASE));   /* the whole manifest written */
+	seal_ok(x, "s2");
+	sfx_store_clean_and_unlocked(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +552,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_damaged_copy_found_by_the_refresh, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_written_files_copied, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_written_file_retyped, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_damage_checked_before_the_seal, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

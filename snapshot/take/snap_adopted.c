@@ -1,0 +1,192 @@
+/* snap_adopted.c - the check of a stage's copies that a snapshot taken from
+ * the stage as it was (snap_fast.c) left for after it appeared.
+ *
+ * A take checks every stored copy it shares before the copy becomes part of
+ * the new snapshot (share_check.h), so that a copy damaged in the store
+ * never spreads.  A snapshot taken from the stage as it was skips that: it
+ * costs a stat per file, and mkdir would wait for it.  The refresh checked
+ * the copies when it ran; what is left is a copy damaged since, which the
+ * snapshot now shares.  The daemon's sealer runs this before it seals
+ * (a snapshot taken so still has its manifest.base, store/manifest.h): each
+ * copy is checked as a take would, and a damaged one replaced by a copy of
+ * the environment's file, which is the snapshot's content when that file
+ * is still the one the stage copied (same inode, size, mtime, ctime: no
+ * change since, so none before the snapshot either).  When it is not, the
+ * snapshot keeps the damaged copy and the log says so; verify reports it.
+ */
+#include "take/snap.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/beneath.h"
+#include "base/copy.h"
+#include "base/log.h"
+#include "store/linklog.h"
+#include "store/manifest.h"
+#include "store/manifest_stat.h"
+#include "take/share_check.h"
+
+/* Copy rel afresh from the environment into the tree, if the environment's
+ * file is still the one pe records; pe then records the new copy. */
+static bool adopted_recopy(int envfd, int treefd, const ts_env *env, ts_manifest_entry *pe, ts_err *e)
+{
+	const char *leaf;
+	struct stat st, placed;
+	ts_copy_out co;
+	int pfd = ts_beneath_parent(envfd, pe->path, &leaf);
+	bool same = pfd >= 0 && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	            ts_manifest_same_source(pe, &st) && (uint64_t)st.st_size == pe->size &&
+	            st.st_mtim.tv_sec == pe->mtime.tv_sec && st.st_mtim.tv_nsec == pe->mtime.tv_nsec;
+
+	ts_beneath_parent_close(envfd, pfd);
+	if (!same || ts_copy_remove_tree(treefd, pe->path, e) != TS_OK ||
+	    ts_copy_file(envfd, treefd, pe->path, 0, env->root, &co, e) != TS_OK || co.changed)
+		return false;
+	pfd = ts_beneath_parent(treefd, pe->path, &leaf);
+	if (pfd < 0 || fstatat(pfd, leaf, &placed, AT_SYMLINK_NOFOLLOW) < 0) {
+		ts_beneath_parent_close(treefd, pfd);
+		return false;
+	}
+	ts_beneath_parent_close(treefd, pfd);
+	ts_manifest_entry_set_store(pe, &placed);
+	pe->pending = true;   /* hashed by the seal that follows */
+	memset(pe->sha256, 0, sizeof pe->sha256);
+	return true;
+}
+
+/* The copy of rel went in anew: its directory's mtime, which that moved,
+ * back to what the manifest records. */
+static void adopted_dir_time(int treefd, const ts_manifest *m, const char *rel)
+{
+	const char *slash = strrchr(rel, '/');
+	char dir[PATH_MAX];
+	const ts_manifest_entry *de;
+
+	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - rel) : 1, slash ? rel : ".");
+	if (!(de = ts_manifest_find(m, dir)) || de->type != 'd')
+		return;
+	struct timespec t[2] = { de->mtime, de->mtime };
+	int fd = ts_beneath_open(treefd, dir, O_RDONLY | O_DIRECTORY, 0);
+	if (fd >= 0) {
+		(void)futimens(fd, t);
+		close(fd);
+	}
+}
+
+/* Check one snapshot taken from the stage as it was; prev: the snapshot
+ * before it, whose copies the stage shared (for the messages). */
+static ts_err_code adopted_check(ts_store *s, const ts_env *env, const char *name, const char *prev,
+                                 ts_err *e)
+{
+	char path[PATH_MAX];
+	ts_manifest m;
+	ts_linklog links = { 0 };
+	ts_err_code rc;
+	int dirfd = -1, treefd = -1, envfd = -1;
+	bool changed = false;
+
+	ts_manifest_init(&m);
+	dirfd = ts_beneath_open(s->dirfd, name, O_RDONLY | O_DIRECTORY, 0);
+	if (dirfd < 0 || faccessat(dirfd, TS_MANIFEST_BASE, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = TS_OK;   /* gone, or not taken so */
+		goto out;
+	}
+	rc = ts_manifest_read_at(dirfd, "manifest", &m, e);
+	if (rc != TS_OK)
+		goto out;
+	treefd = ts_beneath_open(dirfd, "tree", O_RDONLY | O_DIRECTORY, 0);
+	/* By path, as a take opens it, never through a link (doc/security.md). */
+	envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (treefd < 0 || envfd < 0) {
+		rc = ts_err_sys(e, errno, "snapshot %s: cannot open %s", name, treefd < 0 ? "its tree" : env->root);
+		goto out;
+	}
+	ts_linklog_read(s->dirfd, &links);
+	for (size_t i = 0; i < m.n; i++) {
+		ts_manifest_entry *pe = &m.entries[i];
+		char what[TS_SHARE_WHAT_MAX];
+		const char *leaf;
+		struct stat st;
+		if (pe->type != 'f')
+			continue;
+		int pfd = ts_beneath_parent(treefd, pe->path, &leaf);
+		bool have = pfd >= 0 && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
+		bool ok = pfd >= 0 && ts_share_check(pe, have ? &st : NULL, &links, geteuid() == 0, pfd, leaf, what);
+		ts_beneath_parent_close(treefd, pfd);
+		if (ok)
+			continue;
+		if (adopted_recopy(envfd, treefd, env, pe, NULL)) {
+			adopted_dir_time(treefd, &m, pe->path);
+			ts_share_log_damaged(prev ? prev : name, pe->path, what);
+			changed = true;
+		} else {
+			ts_log(LOG_ERR, "%s/%s: stored copy damaged (%s), and the environment's file changed "
+			       "since snapshot %s: the snapshot keeps the damaged copy (tracsnap verify "
+			       "reports it)", prev ? prev : name, pe->path, what, name);
+		}
+	}
+	if (changed) {
+		/* The whole list, as the seal would write it; the base goes. */
+		struct timespec t[2] = { m.time, m.time };
+		snprintf(path, sizeof path, "manifest.adopted-%ld", (long)getpid());
+		rc = ts_manifest_write_at(&m, dirfd, path, e);
+		if (rc == TS_OK && (utimensat(dirfd, path, t, AT_SYMLINK_NOFOLLOW) < 0 ||
+		                    renameat(dirfd, path, dirfd, "manifest") < 0))
+			rc = ts_err_sys(e, errno, "snapshot %s: cannot replace the manifest", name);
+		if (rc != TS_OK)
+			(void)unlinkat(dirfd, path, 0);
+		else
+			(void)unlinkat(dirfd, TS_MANIFEST_BASE, 0);
+	}
+out:
+	if (envfd >= 0)
+		close(envfd);
+	if (treefd >= 0)
+		close(treefd);
+	if (dirfd >= 0)
+		close(dirfd);
+	ts_linklog_free(&links);
+	ts_manifest_free(&m);
+	return rc;
+}
+
+ts_err_code ts_snap_check_adopted(ts_store *s, const ts_env *env, int lock_timeout_s, ts_err *e)
+{
+	ts_store_snap *v = NULL;
+	size_t n = 0;
+	ts_store own;
+	ts_err_code rc;
+
+	/* Most of the time there is none: no lock taken then. */
+	rc = ts_store_list(s, &v, &n, e);
+	bool any = false;
+	for (size_t i = 0; rc == TS_OK && i < n && !any; i++) {
+		char base[PATH_MAX];
+		snprintf(base, sizeof base, "%s/%s", v[i].name, TS_MANIFEST_BASE);
+		any = !v[i].sealed && faccessat(s->dirfd, base, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+	}
+	ts_store_list_free(v, n);
+	v = NULL;
+	n = 0;
+	if (rc != TS_OK || !any)
+		return rc;
+	/* The daemon's takes lock s from another thread: this one locks a
+	 * handle of its own (ts_store_dup), or it would run beside a take. */
+	if (!ts_store_dup(s, &own))
+		return ts_err_sys(e, errno, "store %s: cannot open it again", s->root);
+	rc = ts_store_lock(&own, lock_timeout_s, e);
+	if (rc == TS_OK)
+		rc = ts_store_list(&own, &v, &n, e);
+	for (size_t i = 0; rc == TS_OK && i < n; i++)
+		if (!v[i].sealed)
+			rc = adopted_check(&own, env, v[i].name, i > 0 ? v[i - 1].name : NULL, e);
+	ts_store_list_free(v, n);
+	ts_store_close(&own);   /* unlocks */
+	return rc;
+}
