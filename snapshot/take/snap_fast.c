@@ -111,14 +111,18 @@ static ts_err_code snap_fast_abandon(snap_run *r, const char *why, ts_err *e)
 	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
 		const snap_item *it = &r->items.v[i];
 		ts_manifest_entry *pe = (ts_manifest_entry *)ts_manifest_find(&r->prev, it->rel);
-		if (!it->placed || !pe)
+		if (!pe || pe->type != 'f')
 			continue;
 		/* As a refresh's own copy: checked by identity, hashed at the seal
-		 * (snap_check_staged). */
-		ts_manifest_entry_set_meta(pe, &it->st);
-		ts_manifest_entry_set_source(pe, &it->st);
-		pe->store_ino = it->store_ino;
-		pe->store_ctime = it->store_ctime;
+		 * (snap_check_staged).  One removed here and not copied again (the
+		 * file went meanwhile) is then copied again quietly, not taken for
+		 * damage. */
+		if (it->placed) {
+			ts_manifest_entry_set_meta(pe, &it->st);
+			ts_manifest_entry_set_source(pe, &it->st);
+			pe->store_ino = it->store_ino;
+			pe->store_ctime = it->store_ctime;
+		}
 		pe->pending = true;
 		memset(pe->sha256, 0, sizeof pe->sha256);
 	}
