@@ -289,6 +289,12 @@ static void copy_unlink(int dirfd, const char *rel)
 ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned flags,
                          const char *src_desc, ts_copy_out *out, ts_err *e)
 {
+	return ts_copy_file_as(src_dirfd, rel, dst_dirfd, rel, flags, src_desc, out, e);
+}
+
+ts_err_code ts_copy_file_as(int src_dirfd, const char *rel, int dst_dirfd, const char *dst_rel,
+                            unsigned flags, const char *src_desc, ts_copy_out *out, ts_err *e)
+{
 	bool bounded = flags & TS_COPY_BOUNDED;
 	ts_err_code rc = TS_OK;
 	int src = -1, dst = -1;
@@ -320,9 +326,12 @@ ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned
 			e->sys_errno = ELOOP;   /* changed type: as a link on its way */
 		goto out;
 	}
-	dst = ts_beneath_open(dst_dirfd, rel, O_RDWR | O_CREAT | O_EXCL, 0600);
+	dst = ts_beneath_open(dst_dirfd, dst_rel, O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (dst < 0) {
-		rc = ts_err_sys(e, errno, "%s/%s: cannot create the copy in the store", src_desc, rel);
+		rc = strcmp(dst_rel, rel) ? ts_err_sys(e, errno, "%s/%s: cannot create its copy %s in the store",
+		                                        src_desc, rel, dst_rel)
+		                          : ts_err_sys(e, errno, "%s/%s: cannot create the copy in the store",
+		                                        src_desc, rel);
 		goto out;
 	}
 	created = true;
@@ -355,7 +364,7 @@ out:
 	if (dst >= 0)
 		close(dst);
 	if (rc != TS_OK && created)
-		copy_unlink(dst_dirfd, rel);
+		copy_unlink(dst_dirfd, dst_rel);
 	return rc;
 }
 

@@ -37,6 +37,10 @@ typedef struct ts_copy_out {
  * src_desc is the source path for messages (e.g. the environment root). */
 ts_err_code ts_copy_file(int src_dirfd, int dst_dirfd, const char *rel, unsigned flags,
                          const char *src_desc, ts_copy_out *out, ts_err *e);
+/* The same, the copy made at dst_rel below dst_dirfd instead of rel: for a
+ * copy made beside its place and renamed over what is there. */
+ts_err_code ts_copy_file_as(int src_dirfd, const char *rel, int dst_dirfd, const char *dst_rel,
+                            unsigned flags, const char *src_desc, ts_copy_out *out, ts_err *e);
 
 /* Copy the rest of open file in into out (in the kernel where it can, else
  * through a buffer), adding to *bytes; no metadata.  src_desc/rel name the

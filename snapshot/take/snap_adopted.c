@@ -32,28 +32,59 @@
 #include "store/manifest_stat.h"
 #include "take/share_check.h"
 
+/* Where a fresh copy is made, beside the damaged one, before it is renamed
+ * over it: a name the environment may use too, which O_EXCL then refuses
+ * (the snapshot keeps the damaged copy, as when the file changed). */
+#define ADOPTED_TMP ".tracsnap-recopy"
+
 /* Copy rel afresh from the environment into the tree, if the environment's
- * file is still the one pe records; pe then records the new copy. */
+ * file is still the one pe records; pe then records the new copy.  The copy
+ * is made beside the damaged one and renamed over it, so that a copy that
+ * fails or finds the file changed leaves the tree as it was.  False with
+ * e->msg empty: the file is not (or was not all along the copy) the one
+ * pe records; with e->msg set: the copy failed. */
 static bool adopted_recopy(int envfd, int treefd, const ts_env *env, ts_manifest_entry *pe, ts_err *e)
 {
-	const char *leaf;
-	struct stat st, placed;
+	const char *leaf, *slash = strrchr(pe->path, '/');
+	char tmp[PATH_MAX];
+	struct stat placed;
 	ts_copy_out co;
-	int pfd = ts_beneath_parent(envfd, pe->path, &leaf);
-	bool same = pfd >= 0 && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-	            ts_manifest_same_source(pe, &st) && (uint64_t)st.st_size == pe->size &&
-	            st.st_mtim.tv_sec == pe->mtime.tv_sec && st.st_mtim.tv_nsec == pe->mtime.tv_nsec;
+	bool in_place = false;
+	int pfd = -1;
 
-	ts_beneath_parent_close(envfd, pfd);
-	if (!same || ts_copy_remove_tree(treefd, pe->path, e) != TS_OK ||
-	    ts_copy_file(envfd, treefd, pe->path, 0, env->root, &co, e) != TS_OK || co.changed)
-		return false;
-	pfd = ts_beneath_parent(treefd, pe->path, &leaf);
-	if (pfd < 0 || fstatat(pfd, leaf, &placed, AT_SYMLINK_NOFOLLOW) < 0) {
-		ts_beneath_parent_close(treefd, pfd);
+	if ((size_t)snprintf(tmp, sizeof tmp, "%.*s%s", slash ? (int)(slash - pe->path + 1) : 0, pe->path,
+	                     ADOPTED_TMP) >= sizeof tmp) {
+		ts_err_set(e, TS_ERR_IO, "%s: name too long for a copy beside it", pe->path);
 		return false;
 	}
+	if (ts_copy_file_as(envfd, pe->path, treefd, tmp, 0, env->root, &co, e) != TS_OK) {
+		if (e->code == TS_ERR_NOTFOUND)
+			ts_err_clear(e);   /* gone, or no longer a file: changed */
+		return false;
+	}
+	/* The source as the copy found it, not a stat before it. */
+	if (co.changed || !ts_manifest_same_source(pe, &co.st) || (uint64_t)co.st.st_size != pe->size ||
+	    co.st.st_mtim.tv_sec != pe->mtime.tv_sec || co.st.st_mtim.tv_nsec != pe->mtime.tv_nsec) {
+		/* changed: e stays clear */
+	} else if ((pfd = ts_beneath_parent(treefd, pe->path, &leaf)) < 0 ||
+	           fstatat(pfd, ADOPTED_TMP, &placed, AT_SYMLINK_NOFOLLOW) < 0) {
+		ts_err_sys(e, errno, "%s: cannot stat the fresh copy", pe->path);
+	} else if (renameat(pfd, ADOPTED_TMP, pfd, leaf) == 0) {
+		in_place = true;
+	} else if ((errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) &&
+	           ts_copy_remove_tree(treefd, pe->path, e) == TS_OK) {
+		/* A directory in the way (the file replaced by one) goes first. */
+		in_place = renameat(pfd, ADOPTED_TMP, pfd, leaf) == 0;
+		if (!in_place)
+			ts_err_sys(e, errno, "%s: cannot put the fresh copy in place", pe->path);
+	} else if (!e->msg[0]) {
+		ts_err_sys(e, errno, "%s: cannot put the fresh copy in place", pe->path);
+	}
 	ts_beneath_parent_close(treefd, pfd);
+	if (!in_place) {
+		(void)ts_copy_remove_tree(treefd, tmp, NULL);   /* ours: the tree as it was */
+		return false;
+	}
 	ts_manifest_entry_set_store(pe, &placed);
 	pe->pending = true;   /* hashed by the seal that follows */
 	memset(pe->sha256, 0, sizeof pe->sha256);
@@ -121,10 +152,16 @@ static ts_err_code adopted_check(ts_store *s, const ts_env *env, const char *nam
 		ts_beneath_parent_close(treefd, pfd);
 		if (ok)
 			continue;
-		if (adopted_recopy(envfd, treefd, env, pe, NULL)) {
+		ts_err ce;
+		ts_err_clear(&ce);
+		if (adopted_recopy(envfd, treefd, env, pe, &ce)) {
 			adopted_dir_time(treefd, &m, pe->path);
 			ts_share_log_damaged(prev ? prev : name, pe->path, what);
 			changed = true;
+		} else if (ce.msg[0]) {
+			ts_log(LOG_ERR, "%s/%s: stored copy damaged (%s), and copying it afresh failed (%s): "
+			       "snapshot %s keeps the damaged copy (tracsnap verify reports it)",
+			       prev ? prev : name, pe->path, what, ce.msg, name);
 		} else {
 			ts_log(LOG_ERR, "%s/%s: stored copy damaged (%s), and the environment's file changed "
 			       "since snapshot %s: the snapshot keeps the damaged copy (tracsnap verify "

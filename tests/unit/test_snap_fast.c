@@ -536,6 +536,54 @@ static void test_damage_checked_before_the_seal(void **state)
 	free(live);
 	free(copy);
 	assert_false(store_has(x, "s2/" TS_MANIFEST_BASE));   /* the whole manifest written */
+	/* The changed file's copy was made beside and dropped: the damaged
+	 * copy is where it was, nothing beside it. */
+	assert_true(store_has(x, "s2/tree/htdocs/site.css"));
+	assert_false(store_has(x, "s2/tree/htdocs/.tracsnap-recopy"));
+	seal_ok(x, "s2");
+	sfx_store_clean_and_unlocked(x);
+}
+
+/* A fresh copy that cannot be made (here: the environment itself has a
+ * file by the name the copy is made under) leaves the damaged copy and that
+ * file as they were, and the log says why. */
+static void test_recopy_that_fails_keeps_the_tree(void **state)
+{
+	fx *x = *state;
+	fake f = { .clean = true, .clean_locked = true };
+	ts_snap_stats st;
+	char p[TBUF];
+	ts_err e;
+
+	tu_put_in(x->env, ".tracsnap-recopy", "the environment's own file\n", 0644);
+	staged_and_refreshed(x, &f);
+	tu_fmt(p, sizeof p, "%s/s1/tree/README", x->store);
+	flip_keep_mtime(p);
+	size_t l1, l2;
+	unsigned char *damaged = tu_slurp(p, &l1);
+	take_fake(x, &f, "s2", &st);
+	assert_true(st.from_stage);
+
+	ts_err_clear(&e);
+	sfx_log_start();
+	ts_err_code rc = ts_snap_check_adopted(&x->s, &x->e, 5, &e);
+	char *log = sfx_log_take();
+	if (rc != TS_OK)
+		fail_msg("check: %s", e.msg);
+	assert_non_null(strstr(log, "s1/README: stored copy damaged (content), and copying it afresh "
+	                            "failed ("));
+	free(log);
+	tu_fmt(p, sizeof p, "%s/s2/tree/README", x->store);
+	unsigned char *kept = tu_slurp(p, &l2);
+	assert_int_equal(l1, l2);
+	assert_memory_equal(damaged, kept, l1);
+	free(damaged);
+	free(kept);
+	tu_fmt(p, sizeof p, "%s/s2/tree/.tracsnap-recopy", x->store);
+	char *own = (char *)tu_slurp(p, &l2);
+	assert_int_equal(l2, strlen("the environment's own file\n"));
+	assert_memory_equal(own, "the environment's own file\n", l2);
+	free(own);
 	seal_ok(x, "s2");
 	sfx_store_clean_and_unlocked(x);
 }
@@ -553,6 +601,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_written_files_copied, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_written_file_retyped, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_damage_checked_before_the_seal, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_recopy_that_fails_keeps_the_tree, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
