@@ -40,7 +40,37 @@ typedef struct sqlite_impl {
 	bool precopied;  /* a raw copy of the file is in place at the destination */
 	struct stat db_st; /* the database file at lock time: the copy's metadata */
 	sqlite_sums sums;  /* of the pre-copy's blocks (sqlite_update.c) */
+	struct timespec busy_from;  /* W's first failed try for the lock */
+	int busy_limit_ms;
 } sqlite_impl;
+
+/* How W waits for a writer's transaction to end.  SQLite's own busy
+ * timeout sleeps 1, 2, 5, 10 ms... between tries: a commit of 2 ms could
+ * keep the snapshot waiting 8, all of which mkdir waits too.  W tries
+ * every SQLITE_POLL_US for the first SQLITE_POLL_FAST_MS, then, so as not
+ * to spin through a long wait, every SQLITE_POLL_SLOW_US until the
+ * timeout. */
+#define SQLITE_POLL_US 200
+#define SQLITE_POLL_FAST_MS 100
+#define SQLITE_POLL_SLOW_US 5000
+
+static int sqlite_busy(void *arg, int tries)
+{
+	sqlite_impl *im = arg;
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (tries == 0)
+		im->busy_from = now;
+	double ms = (double)(now.tv_sec - im->busy_from.tv_sec) * 1e3 +
+	            (double)(now.tv_nsec - im->busy_from.tv_nsec) / 1e6;
+	if (ms >= im->busy_limit_ms)
+		return 0;
+	long us = ms < SQLITE_POLL_FAST_MS ? SQLITE_POLL_US : SQLITE_POLL_SLOW_US;
+	struct timespec nap = { 0, us * 1000 };
+	nanosleep(&nap, NULL);
+	return 1;
+}
 
 /* One translation of SQLite result codes into engine errors. */
 static ts_err_code sqlite_err(ts_err *e, sqlite3 *db, int rc, const char *dbpath, const char *doing)
@@ -134,7 +164,8 @@ static ts_err_code sqlite_lock(ts_dbsnap *d, ts_err *e)
 	ts_err_code rc = TS_OK;
 	int src;
 
-	sqlite3_busy_timeout(im->w, d->timeout_s * 1000);
+	im->busy_limit_ms = d->timeout_s * 1000;
+	sqlite3_busy_handler(im->w, sqlite_busy, im);
 	src = sqlite_exec(im->w, "BEGIN IMMEDIATE");
 	if ((src & 0xff) == SQLITE_BUSY) {
 		long pid = sqlite_lock_holder(path);
