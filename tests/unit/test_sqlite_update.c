@@ -195,6 +195,108 @@ static void test_no_sums_compared(void **state)
 	assert_same_files(x->live, x->copy);
 }
 
+/* A new handle's sums: none yet, another seed (dbsnap_sqlite.c draws one
+ * per handle). */
+static void new_handle(fx *x)
+{
+	sqlite_sums_drop(&x->sums);
+	x->sums.seed += 1;
+}
+
+/* Set path's mtime to t, its atime left. */
+static void set_mtime(const char *path, const struct timespec *t)
+{
+	struct timespec ts[2] = { { 0, UTIME_OMIT }, *t };
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* The sums of a pass before the lock outlive its handle: the next handle's
+ * pass before the lock reads the copy only where the file changed since
+ * (the stage's copy, adopted by a snapshot).  What shows it: a copy block
+ * changed behind the sums' back, mtime put back, stays as it is. */
+static void test_kept_sums_serve_the_next_handle(void **state)
+{
+	fx *x = *state;
+	size_t len = 4 * BLK, n;
+	struct stat st;
+	unsigned char *got;
+
+	put_both(x, len, 19);
+	pass(x, false);
+	new_handle(x);
+	assert_int_equal(stat(x->copy, &st), 0);
+	poke(x->copy, 3 * BLK + 5, 1, 0x77);
+	set_mtime(x->copy, &st.st_mtim);
+	poke(x->live, BLK + 100, 10, 'L');   /* the file changed in block 1 */
+	pass(x, false);
+	got = tu_slurp(x->copy, &n);
+	assert_int_equal(n, len);
+	assert_int_equal(got[3 * BLK + 5], 0x77);   /* not read: the sums said so */
+	assert_int_equal(got[BLK + 100], 'L');       /* written */
+	free(got);
+	/* The lock's pass of that handle uses them as its own. */
+	poke(x->live, 2 * BLK, 1, 'M');
+	pass(x, true);
+	got = tu_slurp(x->copy, &n);
+	assert_int_equal(got[2 * BLK], 'M');
+	free(got);
+}
+
+/* Kept sums of a copy written since (its mtime moved) are not used: the
+ * next pass compares every block. */
+static void test_kept_sums_of_a_changed_copy_dropped(void **state)
+{
+	fx *x = *state;
+	struct timespec later = { 1700000000, 1 };
+
+	put_both(x, 3 * BLK, 23);
+	pass(x, false);
+	new_handle(x);
+	poke(x->copy, 2 * BLK + 7, 1, 0x42);
+	set_mtime(x->copy, &later);
+	pass(x, false);
+	assert_same_files(x->live, x->copy);
+	/* Nor kept for a copy the lock's pass wrote: a pass before the lock
+	 * on it later compares. */
+	pass(x, true);
+	new_handle(x);
+	struct stat st;
+	assert_int_equal(stat(x->copy, &st), 0);
+	poke(x->copy, 5, 1, 0x43);
+	set_mtime(x->copy, &st.st_mtim);   /* as a write in the same tick would */
+	pass(x, false);
+	assert_same_files(x->live, x->copy);
+}
+
+/* A copy made without sums (in the kernel) gets them read from it: the
+ * pass under the lock then reads only the file where they match.  What
+ * shows it: a copy block changed behind their back stays as it is, the
+ * file's change is written. */
+static void test_sums_of_a_new_copy(void **state)
+{
+	fx *x = *state;
+	size_t len = 3 * BLK + 77, n;
+	ts_err e;
+	unsigned char *got;
+
+	put_both(x, len, 29);
+	int out = open(x->copy, O_RDONLY);
+	assert_true(out >= 0);
+	ts_err_clear(&e);
+	assert_int_equal(sqlite_sums_of(out, "copy", &x->sums, &e), TS_OK);
+	close(out);
+	assert_int_equal(x->sums.n, 4);
+	assert_int_equal(x->sums.size, (off_t)len);
+	poke(x->copy, BLK + 1, 1, 0x66);
+	poke(x->live, 3 * BLK + 2, 5, 'N');
+	pass(x, true);
+	got = tu_slurp(x->copy, &n);
+	assert_int_equal(n, len);
+	assert_int_equal(got[BLK + 1], 0x66);
+	assert_int_equal(got[3 * BLK + 2], 'N');
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -203,6 +305,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_kept_blocks_not_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_copy_compared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_sums_compared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kept_sums_serve_the_next_handle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kept_sums_of_a_changed_copy_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sums_of_a_new_copy, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

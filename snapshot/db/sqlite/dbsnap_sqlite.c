@@ -251,17 +251,20 @@ static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_
 	if (out >= 0) {
 		rc = sqlite_update(in, out, path, rel, false, &im->sums, e);
 	} else {
-		out = openat(pfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		out = openat(pfd, leaf, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (out < 0) {
 			rc = ts_err_sys(e, errno, "%s: cannot create the database copy", rel);
 			goto out;
 		}
 		made = true;
-		sqlite_sums_drop(&im->sums);   /* a new file: the pass under the lock compares */
 		/* In the kernel where it can: one copy of each page, not two
 		 * (the pre-copy runs beside the walk, on the same cores). */
 		snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
 		rc = ts_copy_fd(in, out, &bytes, dir, base + 1, e);
+		/* Its sums, read back from the page cache it is still in:
+		 * the pass under the lock then reads the file alone. */
+		if (rc == TS_OK)
+			rc = sqlite_sums_of(out, rel, &im->sums, e);
 		/* A copy the kernel cannot make (the store on another
 		 * filesystem) goes through this thread's copy buffer, and the
 		 * pre-copy may run on a thread of its own that ends after it

@@ -38,6 +38,11 @@ typedef struct sqlite_sums {
 ts_err_code sqlite_update(int in, int out, const char *path, const char *rel, bool locked,
                           sqlite_sums *sums, ts_err *e);
 
+/* The sums of the copy open on out (named rel in messages), read whole:
+ * for a copy just made without them (in the kernel), so that the pass under
+ * the lock, and the next handle's before it, need not read it. */
+ts_err_code sqlite_sums_of(int out, const char *rel, sqlite_sums *sums, ts_err *e);
+
 /* Forget the sums (the next pass under the lock compares every block). */
 void sqlite_sums_drop(sqlite_sums *s);
 

@@ -9,6 +9,16 @@
  * were more than half of the work under the lock at 1,000,000 files (a
  * 147 MB database; doc/performance.md).
  *
+ * The sums of a pass before the lock also outlive the handle that made them
+ * (one set per process, sqlite_kept): the daemon's stage brings its copy up
+ * to date long before a snapshot adopts that copy (take/stage.h), and the
+ * snapshot's pass before the lock then reads the copy only where the file
+ * no longer matches them, not everywhere.  A copy the kernel made (the
+ * first pre-copy) gets its sums read from it (sqlite_sums_of).  They name
+ * the copy by device, inode, size and mtime; only this process writes it
+ * (in the store, made 0600 by root), and each pass that writes it takes
+ * them or drops them.
+ *
  * XXH3-128 with a seed drawn once per open database: a block that changed
  * and kept its hash is one chance in 2^128 unless someone can choose
  * contents for this seed, which no one sees.  Even then, only the owner of
@@ -57,24 +67,77 @@ static bool sqlite_write_diff(int out, const char *a, const char *b, size_t n, o
 	return true;
 }
 
+/* The sums the last pass before a lock left, until a pass takes them or
+ * one writes the copy they describe (the top says why). */
+static pthread_mutex_t sqlite_kept_mu = PTHREAD_MUTEX_INITIALIZER;
+static sqlite_sums sqlite_kept;
+static struct timespec sqlite_kept_mtime;
+
+/* Does the kept set describe the copy, as fstat'ed in cst? */
+static bool sqlite_kept_is(const struct stat *cst)
+{
+	return sqlite_kept.h && sqlite_kept.dev == cst->st_dev && sqlite_kept.ino == cst->st_ino &&
+	       sqlite_kept.size == cst->st_size && sqlite_kept_mtime.tv_sec == cst->st_mtim.tv_sec &&
+	       sqlite_kept_mtime.tv_nsec == cst->st_mtim.tv_nsec;
+}
+
+/* Before a pass that writes the copy: its kept sums into s (true) when
+ * they describe it, else dropped if they named it at all. */
+static bool sqlite_kept_take(sqlite_sums *s, const struct stat *cst)
+{
+	bool took = false;
+
+	pthread_mutex_lock(&sqlite_kept_mu);
+	if (sqlite_kept_is(cst)) {
+		sqlite_sums_drop(s);
+		*s = sqlite_kept;
+		memset(&sqlite_kept, 0, sizeof sqlite_kept);
+		took = true;
+	} else if (sqlite_kept.dev == cst->st_dev && sqlite_kept.ino == cst->st_ino) {
+		sqlite_sums_drop(&sqlite_kept);
+	}
+	pthread_mutex_unlock(&sqlite_kept_mu);
+	return took;
+}
+
+/* After a pass before the lock that took all of them: a copy of s kept
+ * for the copy, whose mtime is now cst's. */
+static void sqlite_kept_put(const sqlite_sums *s, const struct stat *cst)
+{
+	XXH128_hash_t *h = malloc(s->n * sizeof *h);
+
+	if (!h)
+		return;   /* the next pass compares, as with none */
+	memcpy(h, s->h, s->n * sizeof *h);
+	pthread_mutex_lock(&sqlite_kept_mu);
+	sqlite_sums_drop(&sqlite_kept);
+	sqlite_kept = *s;
+	sqlite_kept.h = h;
+	sqlite_kept_mtime = cst->st_mtim;
+	pthread_mutex_unlock(&sqlite_kept_mu);
+}
+
 /* What sqlite_update's pool jobs share. */
 typedef struct sqlite_upd {
 	int in, out;
 	off_t size;
 	const char *path, *rel;
 	sqlite_sums *sums;
+	bool locked;
 	bool trust;   /* the sums describe the copy: unchanged blocks need no read of it */
+	size_t trust_n;      /* the blocks they describe, and the copy's size then */
+	off_t trust_size;
 } sqlite_upd;
 
-/* Is block k (n bytes read from the file) what the copy already holds,
- * by the sums of the pass before? */
-static bool sqlite_block_kept(const sqlite_upd *u, size_t k, const char *a, size_t n)
+/* Is block k (n bytes read from the file, hashed to h) what the copy
+ * already holds, by the sums of the pass before? */
+static bool sqlite_block_kept(const sqlite_upd *u, size_t k, size_t n, XXH128_hash_t h)
 {
-	const sqlite_sums *s = u->sums;
 	off_t at = (off_t)k * SQLITE_BLOCK;
-	if (!u->trust || k >= s->n || (off_t)n != (s->size - at < SQLITE_BLOCK ? s->size - at : SQLITE_BLOCK))
+	if (!u->trust || k >= u->trust_n ||
+	    (off_t)n != (u->trust_size - at < SQLITE_BLOCK ? u->trust_size - at : SQLITE_BLOCK))
 		return false;
-	return XXH128_isEqual(XXH3_128bits_withSeed(a, n, s->seed), s->h[k]);
+	return XXH128_isEqual(h, u->sums->h[k]);
 }
 
 /* Each thread's two block buffers, kept for the thread's life: a malloc
@@ -117,13 +180,15 @@ static ts_err_code sqlite_update_chunk(void *arg, size_t i, ts_err *e)
 		ssize_t n = pread(u->in, a, want, off);
 		if (n <= 0)
 			return ts_err_sys(e, n < 0 ? errno : EIO, "%s: read failed", u->path);
-		if (sqlite_block_kept(u, k, a, (size_t)n))
+		/* Under the lock without sums to trust, nothing to hash. */
+		XXH128_hash_t h = { 0, 0 };
+		if (u->sums->h)
+			h = XXH3_128bits_withSeed(a, (size_t)n, u->sums->seed);
+		if (sqlite_block_kept(u, k, (size_t)n, h))
 			continue;
-		/* Before the lock: what the copy holds once this block is done.
-		 * (Under it there are none to take: the sums were either
-		 * trusted or dropped, sqlite_update.) */
-		if (!u->trust && u->sums->h)
-			u->sums->h[k] = XXH3_128bits_withSeed(a, (size_t)n, u->sums->seed);
+		/* Before the lock: what the copy holds once this block is done. */
+		if (!u->locked && u->sums->h)
+			u->sums->h[k] = h;
 		ssize_t m = pread(u->out, b, (size_t)n, off);
 		if (m == n && !memcmp(a, b, (size_t)n))
 			continue;
@@ -139,24 +204,35 @@ ts_err_code sqlite_update(int in, int out, const char *path, const char *rel, bo
 {
 	ts_err_code rc;
 	struct stat st, cst;
-	sqlite_upd u = { .in = in, .out = out, .path = path, .rel = rel, .sums = sums };
+	sqlite_upd u = { .in = in, .out = out, .path = path, .rel = rel, .sums = sums, .locked = locked };
 
 	if (fstat(in, &st) < 0)
 		return ts_err_sys(e, errno, "%s: cannot stat", path);
 	if (fstat(out, &cst) < 0)
 		return ts_err_sys(e, errno, "%s: cannot stat", rel);
 	u.size = st.st_size;
-	/* Under the lock the sums stand for the copy only if it is the file
-	 * they were taken of, untouched since (its size as they left it). */
-	u.trust = locked && sums->h && sums->dev == cst.st_dev && sums->ino == cst.st_ino &&
-	          sums->size == cst.st_size;
+	/* Sums kept from an earlier pass that describe this copy replace the
+	 * handle's (if it has any, they are the same): before the lock, as
+	 * under it, the copy is then read only where the file differs. */
+	(void)sqlite_kept_take(sums, &cst);
+	/* The sums stand for the copy only if it is the file they were taken
+	 * of, untouched since (its size as they left it). */
+	u.trust = sums->h && sums->dev == cst.st_dev && sums->ino == cst.st_ino && sums->size == cst.st_size;
+	u.trust_n = u.trust ? sums->n : 0;
+	u.trust_size = sums->size;
 	if (locked && !u.trust) {
 		sqlite_sums_drop(sums);   /* compared block by block, as with none */
 	} else if (!locked) {
+		/* New sums of every block as this pass leaves the copy; those
+		 * trusted are read (and kept where the block did not change). */
 		size_t nb = (size_t)((u.size + SQLITE_BLOCK - 1) / SQLITE_BLOCK);
+		XXH128_hash_t *h = nb ? calloc(nb, sizeof *h) : NULL;
+		if (h && u.trust)
+			memcpy(h, sums->h, (nb < sums->n ? nb : sums->n) * sizeof *h);
 		free(sums->h);
-		sums->h = nb ? calloc(nb, sizeof *sums->h) : NULL;
-		sums->n = sums->h ? nb : 0;
+		sums->h = h;
+		sums->n = h ? nb : 0;
+		u.trust = u.trust && h;
 	}
 	size_t chunks = (size_t)((u.size + SQLITE_CHUNK - 1) / SQLITE_CHUNK);
 	/* Before the lock, never more than the caller's thread. */
@@ -170,8 +246,40 @@ ts_err_code sqlite_update(int in, int out, const char *path, const char *rel, bo
 		sums->size = st.st_size;
 		sums->dev = cst.st_dev;
 		sums->ino = cst.st_ino;
+		if (fstat(out, &cst) == 0)
+			sqlite_kept_put(sums, &cst);
 	}
 	return rc;
+}
+
+ts_err_code sqlite_sums_of(int out, const char *rel, sqlite_sums *sums, ts_err *e)
+{
+	struct stat cst;
+	char *a = sqlite_buf();
+
+	sqlite_sums_drop(sums);
+	if (!a)
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	if (fstat(out, &cst) < 0)
+		return ts_err_sys(e, errno, "%s: cannot stat", rel);
+	size_t nb = (size_t)((cst.st_size + SQLITE_BLOCK - 1) / SQLITE_BLOCK);
+	if (nb && !(sums->h = calloc(nb, sizeof *sums->h)))
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	for (size_t k = 0; k < nb; k++) {
+		off_t off = (off_t)k * SQLITE_BLOCK;
+		size_t want = cst.st_size - off < SQLITE_BLOCK ? (size_t)(cst.st_size - off) : SQLITE_BLOCK;
+		if (pread(out, a, want, off) != (ssize_t)want) {
+			sqlite_sums_drop(sums);
+			return ts_err_sys(e, errno ? errno : EIO, "%s: read failed", rel);
+		}
+		sums->h[k] = XXH3_128bits_withSeed(a, want, sums->seed);
+	}
+	sums->n = nb;
+	sums->size = cst.st_size;
+	sums->dev = cst.st_dev;
+	sums->ino = cst.st_ino;
+	sqlite_kept_put(sums, &cst);
+	return TS_OK;
 }
 
 void sqlite_sums_drop(sqlite_sums *s)
