@@ -119,7 +119,7 @@ static ts_err_code adopted_check(ts_store *s, const ts_env *env, const char *nam
 	ts_manifest m;
 	ts_linklog links = { 0 };
 	ts_err_code rc;
-	int dirfd = -1, treefd = -1, envfd = -1;
+	int dirfd = -1, treefd = -1, envfd = -1, env_errno = 0;
 	bool changed = false;
 
 	ts_manifest_init(&m);
@@ -133,11 +133,14 @@ static ts_err_code adopted_check(ts_store *s, const ts_env *env, const char *nam
 		goto out;
 	treefd = ts_beneath_open(dirfd, "tree", O_RDONLY | O_DIRECTORY, 0);
 	/* By path, as a take opens it, never through a link (doc/security.md). */
-	envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (treefd < 0 || envfd < 0) {
-		rc = ts_err_sys(e, errno, "snapshot %s: cannot open %s", name, treefd < 0 ? "its tree" : env->root);
+	if (treefd < 0) {
+		rc = ts_err_sys(e, errno, "snapshot %s: cannot open its tree", name);
 		goto out;
 	}
+	/* An environment gone (or a link now) is no reason to leave the
+	 * copies unchecked: a damaged one is then kept, and said so. */
+	envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	env_errno = envfd < 0 ? errno : 0;
 	ts_linklog_read(s->dirfd, &links);
 	for (size_t i = 0; i < m.n; i++) {
 		ts_manifest_entry *pe = &m.entries[i];
@@ -154,7 +157,12 @@ static ts_err_code adopted_check(ts_store *s, const ts_env *env, const char *nam
 			continue;
 		ts_err ce;
 		ts_err_clear(&ce);
-		if (adopted_recopy(envfd, treefd, env, pe, &ce)) {
+		bool fresh = false;
+		if (envfd < 0)
+			ts_err_sys(&ce, env_errno, "%s: cannot open the environment", env->root);
+		else
+			fresh = adopted_recopy(envfd, treefd, env, pe, &ce);
+		if (fresh) {
 			adopted_dir_time(treefd, &m, pe->path);
 			ts_share_log_damaged(prev ? prev : name, pe->path, what);
 			changed = true;

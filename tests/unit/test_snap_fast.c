@@ -588,6 +588,39 @@ static void test_recopy_that_fails_keeps_the_tree(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+/* The environment gone before the check: the copies are still checked,
+ * a damaged one kept and said so, and the snapshot seals. */
+static void test_damage_checked_with_the_environment_gone(void **state)
+{
+	fx *x = *state;
+	fake f = { .clean = true, .clean_locked = true };
+	ts_snap_stats st;
+	char p[TBUF], away[TBUF];
+	ts_err e;
+
+	staged_and_refreshed(x, &f);
+	tu_fmt(p, sizeof p, "%s/s1/tree/README", x->store);
+	flip_keep_mtime(p);
+	take_fake(x, &f, "s2", &st);
+	assert_true(st.from_stage);
+	tu_fmt(away, sizeof away, "%s.away", x->env);
+	assert_int_equal(rename(x->env, away), 0);
+
+	ts_err_clear(&e);
+	sfx_log_start();
+	ts_err_code rc = ts_snap_check_adopted(&x->s, &x->e, 5, &e);
+	char *log = sfx_log_take();
+	assert_int_equal(rename(away, x->env), 0);
+	if (rc != TS_OK)
+		fail_msg("check: %s", e.msg);
+	assert_non_null(strstr(log, "s1/README: stored copy damaged (content), and copying it afresh "
+	                            "failed ("));
+	assert_non_null(strstr(log, "cannot open the environment"));
+	free(log);
+	seal_ok(x, "s2");
+	sfx_store_clean_and_unlocked(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -602,6 +635,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_written_file_retyped, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_damage_checked_before_the_seal, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_recopy_that_fails_keeps_the_tree, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_damage_checked_with_the_environment_gone, sfx_setup,
+		                                sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
