@@ -90,6 +90,11 @@ int cli_snapshot(int argc, char **argv)
 		if (rc == TS_OK || rc == TS_ERR_NOTFOUND) {
 			ts_err more;
 			ts_err_clear(&more);
+			/* As the daemon's sealer does first (take/snap_adopted.c). */
+			if (ts_snap_check_adopted(&store, &env, o.lock_timeout_s, &more) != TS_OK) {
+				ts_log(LOG_WARNING, "%s", more.msg);
+				ts_err_clear(&more);
+			}
 			if (ts_seal_all(&store, NULL, true, NULL, &more) != TS_OK)
 				ts_log(LOG_WARNING, "%s", more.msg);
 			st.total_ms += ss.ms;
