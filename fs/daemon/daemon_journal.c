@@ -297,7 +297,10 @@ int dmn_journal_watch(dmn_journal *j, const char *rel)
 	}
 	free(j->dirs[wd]);
 	j->dirs[wd] = strdup(rel);
-	j->since[wd] = j->seq;   /* every event from here on has a higher seq */
+	/* A seq of its own: a mark taken before this is lower than since even
+	 * with no event in between (what came before the watch is unseen),
+	 * and every event from here on has a higher seq. */
+	j->since[wd] = ++j->seq;
 out:
 	if (fd >= 0)
 		close(fd);

@@ -52,7 +52,7 @@ typedef struct dmn_journal {
 	uint64_t *since;         /* by watch descriptor: seq when it was watched by that path */
 	size_t ndirs;
 	bool full;               /* inotify's watch limit reached */
-	uint64_t seq;            /* events drained so far */
+	uint64_t seq;            /* events drained so far, and watches added (dmn_journal_watch) */
 	/* Drained, not yet handed to the stager: raw events. */
 	char *pend;
 	size_t npend, cappend;

@@ -200,6 +200,34 @@ static void test_other_manifest_or_mark(void **state)
 	dmn_journal_close(&t.j);
 }
 
+/* unwatched: a directory that was there at a mark but watched only after
+ * it counts as unwatched for that mark, even with no event in between
+ * (what changed in it before the watch went unseen); for a later mark it
+ * is watched. */
+static void test_watched_after_the_mark_is_unwatched(void **state)
+{
+	fx *x = *state;
+	jfx t;
+	const char *const dirs[] = { "db", "htdocs" };
+	bool out[2];
+
+	assert_int_equal(dmn_journal_open(&t.j, &x->e), 0);
+	dmn_journal_changes(&t.j, &t.ch);
+	assert_true(dmn_journal_watch(&t.j, "htdocs") >= 0);
+	uint64_t mark = t.ch.mark(t.ch.arg);
+	assert_true(dmn_journal_watch(&t.j, "db") >= 0);
+	t.ch.unwatched(t.ch.arg, mark, dirs, 2, out);
+	assert_true(out[0]);
+	assert_false(out[1]);
+	t.ch.end(t.ch.arg);
+	mark = t.ch.mark(t.ch.arg);
+	t.ch.unwatched(t.ch.arg, mark, dirs, 2, out);
+	assert_false(out[0]);
+	assert_false(out[1]);
+	t.ch.end(t.ch.arg);
+	dmn_journal_close(&t.j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -208,6 +236,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_other_manifest_or_mark, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_written, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_env_replaced, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_watched_after_the_mark_is_unwatched, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
