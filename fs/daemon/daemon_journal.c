@@ -28,6 +28,11 @@ int dmn_journal_open(dmn_journal *j, const ts_env *env)
 	memset(j, 0, sizeof *j);
 	pthread_mutex_init(&j->mu, NULL);
 	j->env = env;
+	j->db_wd = -1;
+	if (env->db_rel) {
+		const char *slash = strrchr(env->db_rel, '/');
+		j->db_dir = slash ? strndup(env->db_rel, (size_t)(slash - env->db_rel)) : strdup(".");
+	}
 	j->fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	j->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (j->fd < 0 || j->wake < 0) {
@@ -69,6 +74,8 @@ void dmn_journal_close(dmn_journal *j)
 	j->npend = j->cappend = 0;
 	jr_rec_clear(j);
 	jr_stage_forget(j);
+	free(j->db_dir);
+	j->db_dir = NULL;
 	pthread_mutex_destroy(&j->mu);
 }
 
@@ -154,24 +161,31 @@ static void jr_note(dmn_journal *j, const struct inotify_event *ev)
 	if (ev->mask & IN_Q_OVERFLOW) {
 		j->rec_lost = j->recording;
 		j->stage_clean = false;
+		j->blind_seq = j->seq;
 		return;
 	}
 	if (ev->wd < 0 || (size_t)ev->wd >= j->ndirs) {
 		j->stage_clean = false;   /* a watch of ours, surely; but whose? */
+		j->blind_seq = j->seq;
 		return;
 	}
 	if (ev->mask & IN_IGNORED) {   /* the directory went: so does its watch */
 		free(j->dirs[ev->wd]);
 		j->dirs[ev->wd] = NULL;
 		j->stage_clean = false;
+		if (ev->wd == j->db_wd)
+			j->db_wd = -1;
 		return;
 	}
 	dir = j->dirs[ev->wd];
 	if (!dir || !jr_join(dir, ev->len ? ev->name : NULL, rel, sizeof rel)) {
 		j->rec_lost = j->recording;   /* a stale watch: where, nobody knows */
 		j->stage_clean = false;
+		j->blind_seq = j->seq;
 		return;
 	}
+	if (j->env->db_rel && !strcmp(rel, j->env->db_rel))
+		j->db_seq = j->seq;
 	if (!ts_db_excluded(j->env, rel)) {
 		jr_stage_note(j, ev, rel);
 		if (j->recording)
@@ -301,6 +315,8 @@ int dmn_journal_watch(dmn_journal *j, const char *rel)
 	 * with no event in between (what came before the watch is unseen),
 	 * and every event from here on has a higher seq. */
 	j->since[wd] = ++j->seq;
+	if (j->db_dir && !strcmp(rel, j->db_dir))
+		j->db_wd = wd;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -458,6 +474,20 @@ static void jr_stage_done(void *arg, uint64_t gen, const struct stat *manifest)
 	pthread_mutex_unlock(&j->mu);
 }
 
+/* Is ENV's path still the directory watched as "."?  The watches follow
+ * the directories they were put on: ENV renamed away and another put at
+ * its path (a restore does that) makes no event in them. */
+static bool jr_root_same(const dmn_journal *j)
+{
+	int fd = open(j->env->root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	bool same = fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == j->root_dev && st.st_ino == j->root_ino;
+
+	if (fd >= 0)
+		close(fd);
+	return same;
+}
+
 static bool jr_stage_clean(void *arg, const struct stat *manifest,
                            void (*written)(void *fnarg, const char *rel), void *fnarg)
 {
@@ -471,20 +501,25 @@ static bool jr_stage_clean(void *arg, const struct stat *manifest,
 		clean = j->stage_dev == manifest->st_dev && j->stage_ino == manifest->st_ino &&
 		        j->stage_ctime.tv_sec == manifest->st_ctim.tv_sec &&
 		        j->stage_ctime.tv_nsec == manifest->st_ctim.tv_nsec;
-	/* The watches follow the directories they were put on: ENV renamed
-	 * away and another put at its path (a restore does that) makes no
-	 * event in them. */
-	if (clean) {
-		int fd = open(j->env->root, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		struct stat st;
-		clean = fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == j->root_dev && st.st_ino == j->root_ino;
-		if (fd >= 0)
-			close(fd);
-	}
+	if (clean)
+		clean = jr_root_same(j);
 	for (size_t i = 0; clean && written && i < j->nstage_w; i++)
 		written(fnarg, j->stage_w[i]);
 	pthread_mutex_unlock(&j->mu);
 	return clean;
+}
+
+static bool jr_db_unchanged(void *arg, uint64_t mark)
+{
+	dmn_journal *j = arg;
+	bool quiet;
+
+	pthread_mutex_lock(&j->mu);
+	jr_drain_for_snapshot(j);
+	quiet = j->db_wd >= 0 && j->dirs[j->db_wd] && !strcmp(j->dirs[j->db_wd], j->db_dir) &&
+	        j->since[j->db_wd] <= mark && j->db_seq <= mark && j->blind_seq <= mark && jr_root_same(j);
+	pthread_mutex_unlock(&j->mu);
+	return quiet;
 }
 
 static void jr_end(void *arg)
@@ -508,4 +543,5 @@ void dmn_journal_changes(dmn_journal *j, ts_snap_changes *out)
 	out->stage_mark = jr_stage_mark;
 	out->stage_done = jr_stage_done;
 	out->stage_clean = jr_stage_clean;
+	out->db_unchanged = jr_db_unchanged;
 }

@@ -70,6 +70,13 @@ typedef struct dmn_journal {
 	dev_t stage_dev;
 	ino_t stage_ino;
 	struct timespec stage_ctime;
+	/* The database file (ts_snap_changes' db_unchanged): the seq of the
+	 * last event on it, and of the last event that may have been on it
+	 * unseen (lost, or from a watch whose path is unknown). */
+	char *db_dir;            /* its directory relative to ENV ("." at the top); NULL: none in ENV */
+	int db_wd;               /* that directory's watch, -1: none */
+	uint64_t db_seq;
+	uint64_t blind_seq;
 	/* A snapshot's recording (mark .. end). */
 	bool recording;
 	bool rec_lost;           /* an event could not be placed: the recording cannot tell */

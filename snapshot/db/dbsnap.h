@@ -128,6 +128,11 @@ struct ts_dbsnap {
 	struct timespec locked_at;  /* CLOCK_MONOTONIC, when the writers' lock was taken */
 	struct timespec released_at;/* when it was let go */
 	bool held;
+	/* Set by the caller, under the lock, before capture: nothing was
+	 * written to the database file since before the pre-copy read it
+	 * (the caller's watch says so), so the pre-copy is the file.  capture
+	 * leaves it true only if it took the pre-copy as it was. */
+	bool precopy_current;
 	void *impl;                 /* the backend's */
 };
 

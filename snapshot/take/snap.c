@@ -458,8 +458,11 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	stats->rechecked_locked = stats->rechecked - before;
 	if (rc != TS_OK)
 		goto out;
-	if (!o->no_database)
+	if (!o->no_database) {
+		snap_changes_db(&r, db);
 		rc = db->ops->capture(db, r.tmp.treefd, db_rel, e);
+		stats->db_as_precopied = db->precopy_current;
+	}
 	db->ops->release(db);
 	stats->hold_ms = ts_dbsnap_hold_ms(db);
 	if (rc != TS_OK)
@@ -517,16 +520,19 @@ void ts_snap_format_stats(const char *name, const ts_snap_stats *s, char *buf, s
 	char c[32], sh[32];
 	ts_human_bytes((double)s->bytes_copied, c, sizeof c);
 	ts_human_bytes((double)s->bytes_shared, sh, sizeof sh);
-	int n = snprintf(buf, len, "snapshot %s: %llu files, %s copied, %s shared, lock held %.0f ms, "
-	                 "total %.0f ms", name, (unsigned long long)s->files, c, sh, s->hold_ms, s->total_ms);
-	if (s->from_stage) {   /* no entry counted (snap_fast.c) */
-		snprintf(buf, len, "snapshot %s: the stage as it was (nothing but the database changed "
-		         "since its refresh), %s copied, lock held %.0f ms, total %.0f ms", name, c,
-		         s->hold_ms, s->total_ms);
-		return;
-	}
+	int n;
+	if (s->from_stage)   /* no entry counted (snap_fast.c) */
+		n = snprintf(buf, len, "snapshot %s: the stage as it was (nothing but the database changed "
+		             "since its refresh), %s copied, lock held %.0f ms, total %.0f ms", name, c,
+		             s->hold_ms, s->total_ms);
+	else
+		n = snprintf(buf, len, "snapshot %s: %llu files, %s copied, %s shared, lock held %.0f ms, "
+		             "total %.0f ms", name, (unsigned long long)s->files, c, sh, s->hold_ms,
+		             s->total_ms);
 	/* With a watcher: how much it spared under the lock (snap_changes.c). */
-	if (s->watched && n > 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, ", %llu entries checked under the lock",
-		         (unsigned long long)s->rechecked_locked);
+	if (s->watched && !s->from_stage && n > 0 && (size_t)n < len)
+		n += snprintf(buf + n, len - (size_t)n, ", %llu entries checked under the lock",
+		              (unsigned long long)s->rechecked_locked);
+	if (s->db_as_precopied && n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, ", database unchanged since its pre-copy");
 }

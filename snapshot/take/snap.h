@@ -49,7 +49,13 @@
  *   (checked before, when the stage was adopted).  Files whose content
  *   alone was written since (Trac's log, say: written, nothing else) leave
  *   the stage clean, a few of them: when the answer is true, written is
- *   called for each (relative to ENV), whose copy in the stage is older. */
+ *   called for each (relative to ENV), whose copy in the stage is older.
+ * db_unchanged (optional): whether the database file (ts_env's db_rel)
+ *   saw no event since mark (a value mark returned): nothing written to it,
+ *   nothing put in its place, no event lost, its directory watched from
+ *   before the mark on.  The take asks under Trac's lock, with the mark it
+ *   took before the database's pre-copy read the file: when the answer is
+ *   true, the pre-copy is the file, and is not compared with it again. */
 typedef struct ts_snap_changes {
 	void *arg;
 	uint64_t (*mark)(void *arg);
@@ -61,6 +67,7 @@ typedef struct ts_snap_changes {
 	void (*stage_done)(void *arg, uint64_t mark, const struct stat *manifest);
 	bool (*stage_clean)(void *arg, const struct stat *manifest,
 	                    void (*written)(void *fnarg, const char *rel), void *fnarg);
+	bool (*db_unchanged)(void *arg, uint64_t mark);
 } ts_snap_changes;
 
 typedef struct ts_snap_opts {
@@ -82,6 +89,8 @@ typedef struct ts_snap_stats {
 	uint64_t rechecked_locked;        /* of which under Trac's lock */
 	bool watched;                     /* the watcher told what changed (ts_snap_changes) */
 	bool from_stage;                  /* the stage as it was: no entry looked at (snap_fast.c) */
+	bool db_as_precopied;             /* the database not read under the lock: unchanged since its
+	                                   * pre-copy (ts_snap_changes' db_unchanged) */
 	double total_ms;
 	struct timespec instant;          /* T, CLOCK_REALTIME */
 } ts_snap_stats;

@@ -34,6 +34,18 @@ void snap_changes_mark(snap_run *r)
 		return;
 	r->changes_mark = r->o->changes->mark(r->o->changes->arg);
 	r->changes_marked = true;
+	if (!r->db_marked) {
+		r->db_mark = r->changes_mark;
+		r->db_marked = true;
+	}
+}
+
+void snap_changes_db(snap_run *r, ts_dbsnap *db)
+{
+	const ts_snap_changes *ch = r->o->changes;
+
+	db->precopy_current = r->db_marked && ts_db_can_precopy(r->env) && ch->db_unchanged &&
+	                      ch->db_unchanged(ch->arg, r->db_mark);
 }
 
 /* Item i's flags were set: it is a candidate of the next subset

@@ -159,8 +159,11 @@ ts_err_code snap_fast_locked(snap_run *r, ts_dbsnap *db, const char *db_rel, ts_
 		clean = snap_fast_put(r, &r->items.v[i], e, &rc);
 	if (clean) {
 		qsort(r->items.v, r->items.n, sizeof *r->items.v, snap_item_cmp);
-		if (!r->o->no_database)
+		if (!r->o->no_database) {
+			snap_changes_db(r, db);
 			rc = db->ops->capture(db, r->tmp.treefd, db_rel, e);
+			r->stats->db_as_precopied = db->precopy_current;
+		}
 		db->ops->release(db);
 		r->stats->from_stage = rc == TS_OK;
 		return rc;

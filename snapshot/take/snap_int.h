@@ -98,6 +98,8 @@ typedef struct snap_run {
 	/* The environment's watcher (ts_snap_changes, snap_changes.c): */
 	bool changes_marked;       /* recording since changes_mark */
 	uint64_t changes_mark;
+	bool db_marked;            /* db_mark: the first mark, before the database's pre-copy */
+	uint64_t db_mark;
 	const char *changes_full;  /* why every entry is looked at under the lock (NULL: no reason) */
 	bool subset;               /* the next recheck stats only the items flagged look */
 	size_t *look_idx;          /* those items (subset) */
@@ -203,6 +205,9 @@ ts_err_code snap_fast_locked(snap_run *r, ts_dbsnap *db, const char *db_rel, ts_
 /* snap_changes.c: the watcher's changes (ts_snap_changes) */
 /* Start recording, before the last full pass ahead of the lock. */
 void snap_changes_mark(snap_run *r);
+/* Under the lock, before capture: tell db whether its file is unchanged
+ * since the mark before its pre-copy (ts_snap_changes' db_unchanged). */
+void snap_changes_db(snap_run *r, ts_dbsnap *db);
 /* The catch-up pass before the lock, narrowed as the recheck under it is
  * (a full pass when the watcher cannot tell); recording starts anew. */
 ts_err_code snap_changes_catchup(snap_run *r, ts_err *e);

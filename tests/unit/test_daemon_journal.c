@@ -228,6 +228,62 @@ static void test_watched_after_the_mark_is_unwatched(void **state)
 	dmn_journal_close(&t.j);
 }
 
+/* db_unchanged: whether the database file had an event since a mark (a
+ * snapshot's, taken before its pre-copy read the file).  Its journals and
+ * the other files do not count; a write to it, a file put in its place, or
+ * its directory watched only after the mark do. */
+static void test_db_unchanged_since_a_mark(void **state)
+{
+	fx *x = *state;
+	jfx t;
+	char p[TBUF];
+	FILE *fp;
+
+	jfx_open(x, &t);
+	uint64_t mark = t.ch.mark(t.ch.arg);
+	assert_true(t.ch.db_unchanged(t.ch.arg, mark));
+	tu_put_in(x->env, "db/trac.db-journal", "journal", 0644);
+	tu_put_in(x->env, "htdocs/new.txt", "new\n", 0644);
+	assert_true(t.ch.db_unchanged(t.ch.arg, mark));
+
+	tu_fmt(p, sizeof p, "%s/db/trac.db", x->env);
+	assert_non_null(fp = fopen(p, "r+"));
+	assert_int_equal(fseek(fp, 60, SEEK_SET), 0);
+	fputc(0, fp);
+	fclose(fp);
+	assert_false(t.ch.db_unchanged(t.ch.arg, mark));
+	t.ch.end(t.ch.arg);
+	mark = t.ch.mark(t.ch.arg);                  /* a later take's mark */
+	assert_true(t.ch.db_unchanged(t.ch.arg, mark));
+
+	/* Another file put in its place (the database kept aside, and put
+	 * back after). */
+	char side[TBUF], keep[TBUF];
+	tu_fmt(keep, sizeof keep, "%s/db/trac.db.keep", x->env);
+	assert_int_equal(link(p, keep), 0);
+	tu_put_in(x->env, "db/other.db", "x", 0644);
+	tu_fmt(side, sizeof side, "%s/db/other.db", x->env);
+	assert_int_equal(rename(side, p), 0);
+	assert_false(t.ch.db_unchanged(t.ch.arg, mark));
+	assert_int_equal(rename(keep, p), 0);
+	t.ch.end(t.ch.arg);
+	dmn_journal_close(&t.j);
+
+	/* Its directory watched after the mark: what came before is unseen. */
+	assert_int_equal(dmn_journal_open(&t.j, &x->e), 0);
+	dmn_journal_changes(&t.j, &t.ch);
+	assert_true(dmn_journal_watch(&t.j, ".") >= 0);
+	mark = t.ch.mark(t.ch.arg);
+	assert_false(t.ch.db_unchanged(t.ch.arg, mark));   /* not watched at all */
+	assert_true(dmn_journal_watch(&t.j, "db") >= 0);
+	assert_false(t.ch.db_unchanged(t.ch.arg, mark));
+	t.ch.end(t.ch.arg);
+	mark = t.ch.mark(t.ch.arg);
+	assert_true(t.ch.db_unchanged(t.ch.arg, mark));
+	t.ch.end(t.ch.arg);
+	dmn_journal_close(&t.j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +293,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_too_many_written, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_env_replaced, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_watched_after_the_mark_is_unwatched, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_db_unchanged_since_a_mark, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,6 +39,8 @@ typedef struct fake {
 	const char *written[4];      /* files only written to: reported before the lock */
 	const char *written_locked[4];  /* and under it (with the others) */
 	int asked, asked_locked;
+	int db_answer;              /* db_unchanged: 0 none, 1 true, 2 false */
+	void (*act_db)(struct fake *f);   /* a change made right before that answer */
 } fake;
 
 static uint64_t fk_mark(void *arg)
@@ -114,11 +116,21 @@ static bool fk_stage_clean(void *arg, const struct stat *man, void (*written)(vo
 	return clean;
 }
 
+static bool fk_db_unchanged(void *arg, uint64_t mark)
+{
+	fake *f = arg;
+	assert_true(mark == 1);   /* fk_mark's, taken before the pre-copy */
+	if (f->act_db)
+		f->act_db(f);
+	return f->db_answer == 1;
+}
+
 static ts_snap_changes fk_changes(fake *f)
 {
 	ts_snap_changes ch = { .arg = f, .mark = fk_mark, .unwatched = fk_unwatched, .since = fk_since,
 	                       .end = fk_end, .stage_mark = fk_stage_mark, .stage_done = fk_stage_done,
-	                       .stage_clean = fk_stage_clean };
+	                       .stage_clean = fk_stage_clean,
+	                       .db_unchanged = f->db_answer ? fk_db_unchanged : NULL };
 	return ch;
 }
 
@@ -621,6 +633,68 @@ static void test_damage_checked_with_the_environment_gone(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+/* The database's user_version (header bytes 60-63) set to 7 behind SQLite's
+ * back, under the take's lock: a change the pass under the lock finds,
+ * and one a take told the file is unchanged must not look for. */
+static void poke_user_version(fake *f)
+{
+	char p[TBUF];
+	unsigned char v[4] = { 0, 0, 0, 7 };
+	tu_fmt(p, sizeof p, "%s/db/trac.db", f->x->env);
+	int fd = open(p, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, v, sizeof v, 60), (ssize_t)sizeof v);
+	close(fd);
+}
+
+static long snap_user_version(fx *x, const char *name)
+{
+	char p[TBUF];
+	sqlite3 *db;
+	tu_fmt(p, sizeof p, "%s/%s/tree/db/trac.db", x->store, name);
+	assert_int_equal(sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	long v = sfx_query_long(db, "PRAGMA user_version");
+	sqlite3_close(db);
+	return v;
+}
+
+/* Under the lock the watch says whether the database file was written
+ * since before its pre-copy read it (db_unchanged): when not, the pre-copy
+ * is taken as it is, without the pass that compares it with the file;
+ * when it was, that pass runs.  Both ways a take goes: from the stage as
+ * it was, and over every entry. */
+static void check_db_unchanged(fx *x, bool fast, int answer)
+{
+	fake f = { .clean = fast, .clean_locked = fast, .db_answer = answer, .act_db = poke_user_version };
+	ts_snap_stats st;
+	char line[512];
+
+	staged_and_refreshed(x, &f);
+	take_fake(x, &f, "s2", &st);
+	assert_true(st.from_stage == fast);
+	assert_true(st.db_as_precopied == (answer == 1));
+	assert_int_equal(snap_user_version(x, "s2"), answer == 1 ? 0 : 7);
+	ts_snap_format_stats("s2", &st, line, sizeof line);
+	assert_true((strstr(line, ", database unchanged since its pre-copy") != NULL) == (answer == 1));
+	seal_ok(x, "s2");
+	sfx_store_clean_and_unlocked(x);
+}
+
+static void test_db_unchanged_taken_as_precopied(void **state)
+{
+	check_db_unchanged(*state, true, 1);
+}
+
+static void test_db_changed_compared_under_the_lock(void **state)
+{
+	check_db_unchanged(*state, true, 2);
+}
+
+static void test_db_unchanged_in_a_full_take(void **state)
+{
+	check_db_unchanged(*state, false, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -637,6 +711,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recopy_that_fails_keeps_the_tree, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_damage_checked_with_the_environment_gone, sfx_setup,
 		                                sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_db_unchanged_taken_as_precopied, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_db_changed_compared_under_the_lock, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_db_unchanged_in_a_full_take, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -329,8 +329,14 @@ static ts_err_code sqlite_capture(ts_dbsnap *d, int treefd, const char *rel, ts_
 		d->held = false;
 		clock_gettime(CLOCK_MONOTONIC, &d->released_at);
 	}
+	/* Said of the pre-copy only when there is one (dbsnap.h): the caller
+	 * reports it. */
+	d->precopy_current = d->precopy_current && !im->wal && im->precopied;
 	if (!im->wal && im->precopied) {
-		rc = sqlite_refresh(d, treefd, rel, e);
+		/* Nothing written to the file since before the pre-copy read
+		 * it: under the lock there is nothing to bring up to date. */
+		if (!d->precopy_current)
+			rc = sqlite_refresh(d, treefd, rel, e);
 		goto out;
 	}
 	if (im->precopied)
