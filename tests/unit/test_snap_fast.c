@@ -502,6 +502,36 @@ static void flip_keep_mtime(const char *path)
 	assert_int_equal(utimensat(AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW), 0);
 }
 
+/* s1 staged and refreshed, the copies at rels (NULL-terminated) in s1
+ * damaged with their mtimes kept, then s2 taken from the stage as it was. */
+static void damaged_then_taken(fx *x, fake *f, const char *const *rels)
+{
+	ts_snap_stats st;
+	char p[TBUF];
+
+	staged_and_refreshed(x, f);
+	for (size_t i = 0; rels[i]; i++) {
+		tu_fmt(p, sizeof p, "%s/s1/tree/%s", x->store, rels[i]);
+		flip_keep_mtime(p);
+	}
+	take_fake(x, f, "s2", &st);
+	assert_true(st.from_stage);
+}
+
+/* The check before the seal, run; its log (the caller frees it). */
+static char *adopted_checked(fx *x)
+{
+	ts_err e;
+
+	ts_err_clear(&e);
+	sfx_log_start();
+	ts_err_code rc = ts_snap_check_adopted(&x->s, &x->e, 5, &e);
+	char *log = sfx_log_take();
+	if (rc != TS_OK)
+		fail_msg("check: %s", e.msg);
+	return log;
+}
+
 /* A copy damaged after the refresh went into a snapshot taken from the
  * stage as it was: the check before the seal replaces it by the
  * environment's file while that is unchanged, and says so; when the file
@@ -511,26 +541,13 @@ static void test_damage_checked_before_the_seal(void **state)
 {
 	fx *x = *state;
 	fake f = { .clean = true, .clean_locked = true };
-	ts_snap_stats st;
+	static const char *const rels[] = { "README", "htdocs/site.css", NULL };
 	struct stat in_s1, in_s2;
 	char p[TBUF];
-	ts_err e;
 
-	staged_and_refreshed(x, &f);
-	tu_fmt(p, sizeof p, "%s/s1/tree/README", x->store);
-	flip_keep_mtime(p);
-	tu_fmt(p, sizeof p, "%s/s1/tree/htdocs/site.css", x->store);
-	flip_keep_mtime(p);
-	take_fake(x, &f, "s2", &st);
-	assert_true(st.from_stage);
+	damaged_then_taken(x, &f, rels);
 	tu_put_in(x->env, "htdocs/site.css", "changed since the snapshot\n", 0644);
-
-	ts_err_clear(&e);
-	sfx_log_start();
-	ts_err_code rc = ts_snap_check_adopted(&x->s, &x->e, 5, &e);
-	char *log = sfx_log_take();
-	if (rc != TS_OK)
-		fail_msg("check: %s", e.msg);
+	char *log = adopted_checked(x);
 	assert_non_null(strstr(log, "s1/README: stored copy damaged (content), copied afresh"));
 	assert_non_null(strstr(log, "s1/htdocs/site.css: stored copy damaged (content), and the "
 	                            "environment's file changed since snapshot s2"));
@@ -563,25 +580,15 @@ static void test_recopy_that_fails_keeps_the_tree(void **state)
 {
 	fx *x = *state;
 	fake f = { .clean = true, .clean_locked = true };
-	ts_snap_stats st;
+	static const char *const rels[] = { "README", NULL };
 	char p[TBUF];
-	ts_err e;
 
 	tu_put_in(x->env, ".tracsnap-recopy", "the environment's own file\n", 0644);
-	staged_and_refreshed(x, &f);
+	damaged_then_taken(x, &f, rels);
 	tu_fmt(p, sizeof p, "%s/s1/tree/README", x->store);
-	flip_keep_mtime(p);
 	size_t l1, l2;
 	unsigned char *damaged = tu_slurp(p, &l1);
-	take_fake(x, &f, "s2", &st);
-	assert_true(st.from_stage);
-
-	ts_err_clear(&e);
-	sfx_log_start();
-	ts_err_code rc = ts_snap_check_adopted(&x->s, &x->e, 5, &e);
-	char *log = sfx_log_take();
-	if (rc != TS_OK)
-		fail_msg("check: %s", e.msg);
+	char *log = adopted_checked(x);
 	assert_non_null(strstr(log, "s1/README: stored copy damaged (content), and copying it afresh "
 	                            "failed ("));
 	free(log);
@@ -606,25 +613,14 @@ static void test_damage_checked_with_the_environment_gone(void **state)
 {
 	fx *x = *state;
 	fake f = { .clean = true, .clean_locked = true };
-	ts_snap_stats st;
-	char p[TBUF], away[TBUF];
-	ts_err e;
+	static const char *const rels[] = { "README", NULL };
+	char away[TBUF];
 
-	staged_and_refreshed(x, &f);
-	tu_fmt(p, sizeof p, "%s/s1/tree/README", x->store);
-	flip_keep_mtime(p);
-	take_fake(x, &f, "s2", &st);
-	assert_true(st.from_stage);
+	damaged_then_taken(x, &f, rels);
 	tu_fmt(away, sizeof away, "%s.away", x->env);
 	assert_int_equal(rename(x->env, away), 0);
-
-	ts_err_clear(&e);
-	sfx_log_start();
-	ts_err_code rc = ts_snap_check_adopted(&x->s, &x->e, 5, &e);
-	char *log = sfx_log_take();
+	char *log = adopted_checked(x);
 	assert_int_equal(rename(away, x->env), 0);
-	if (rc != TS_OK)
-		fail_msg("check: %s", e.msg);
 	assert_non_null(strstr(log, "s1/README: stored copy damaged (content), and copying it afresh "
 	                            "failed ("));
 	assert_non_null(strstr(log, "cannot open the environment"));
