@@ -37,6 +37,13 @@
  * (the snapshot keeps the damaged copy, as when the file changed). */
 #define ADOPTED_TMP ".tracsnap-recopy"
 
+/* Is st (a regular file) the environment's file that pe records? */
+static bool adopted_same_source(const ts_manifest_entry *pe, const struct stat *st)
+{
+	return S_ISREG(st->st_mode) && ts_manifest_same_source(pe, st) && (uint64_t)st->st_size == pe->size &&
+	       st->st_mtim.tv_sec == pe->mtime.tv_sec && st->st_mtim.tv_nsec == pe->mtime.tv_nsec;
+}
+
 /* Copy rel afresh from the environment into the tree, if the environment's
  * file is still the one pe records; pe then records the new copy.  The copy
  * is made beside the damaged one and renamed over it, so that a copy that
@@ -47,11 +54,18 @@ static bool adopted_recopy(int envfd, int treefd, const ts_env *env, ts_manifest
 {
 	const char *leaf, *slash = strrchr(pe->path, '/');
 	char tmp[PATH_MAX];
-	struct stat placed;
+	struct stat placed, st;
 	ts_copy_out co;
 	bool in_place = false;
-	int pfd = -1;
+	int pfd = ts_beneath_parent(envfd, pe->path, &leaf);
 
+	/* A file changed since is not read at all (the check after the copy
+	 * is the one that counts: it may change while copied). */
+	bool same = pfd >= 0 && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && adopted_same_source(pe, &st);
+	ts_beneath_parent_close(envfd, pfd);
+	pfd = -1;
+	if (!same)
+		return false;
 	if ((size_t)snprintf(tmp, sizeof tmp, "%.*s%s", slash ? (int)(slash - pe->path + 1) : 0, pe->path,
 	                     ADOPTED_TMP) >= sizeof tmp) {
 		ts_err_set(e, TS_ERR_IO, "%s: name too long for a copy beside it", pe->path);
@@ -63,8 +77,7 @@ static bool adopted_recopy(int envfd, int treefd, const ts_env *env, ts_manifest
 		return false;
 	}
 	/* The source as the copy found it, not a stat before it. */
-	if (co.changed || !ts_manifest_same_source(pe, &co.st) || (uint64_t)co.st.st_size != pe->size ||
-	    co.st.st_mtim.tv_sec != pe->mtime.tv_sec || co.st.st_mtim.tv_nsec != pe->mtime.tv_nsec) {
+	if (co.changed || !adopted_same_source(pe, &co.st)) {
 		/* changed: e stays clear */
 	} else if ((pfd = ts_beneath_parent(treefd, pe->path, &leaf)) < 0 ||
 	           fstatat(pfd, ADOPTED_TMP, &placed, AT_SYMLINK_NOFOLLOW) < 0) {
