@@ -63,20 +63,26 @@ def check_fresh_copy(env, store, damaged, new, rel, text, what):
                      "the environment" % (damaged, rel, what)], text
 
 
+def mount_with_staged_a(env, mount_factory):
+    """A mount with snapshot a sealed, staged and the stage refreshed (the
+    refresh after the build checks the staged copies too: damage is made
+    once it is done, not half seen by it); returns it and the attachment
+    the tests damage."""
+    m = mount_factory(env)
+    m.expect_log(DAMAGE_LINE)
+    os.mkdir(m.path("a"))
+    wait_sealed(m.store, "a")
+    wait_stage(m.store, "a")
+    wait_refreshed(m.store)
+    return m, first_attachment(env)
+
+
 @pytest.mark.parametrize("keep_mtime", [False, True], ids=["dd", "dd+touch-r"])
 def test_damage_not_shared_by_mkdir(env_sqlite, mount_factory, keep_mtime):
     """The daemon: the newest snapshot sealed and staged (its stage's links
     share the damaged inode), then one byte flipped in its copy: the next
     mkdir copies the file afresh and logs the one line."""
-    m = mount_factory(env_sqlite)
-    m.expect_log(DAMAGE_LINE)
-    rel = first_attachment(env_sqlite)
-    os.mkdir(m.path("a"))
-    wait_sealed(m.store, "a")
-    wait_stage(m.store, "a")
-    # The refresh after the build checks the staged copies too: the damage
-    # is made once it is done, not half seen by it (dd, then touch).
-    wait_refreshed(m.store)
+    m, rel = mount_with_staged_a(env_sqlite, mount_factory)
     flip_byte(os.path.join(m.store, "a", "tree", rel), keep_mtime, os.path.join(env_sqlite, rel))
     os.mkdir(m.path("after"))
     wait_sealed(m.store, "after")
@@ -90,13 +96,7 @@ def test_damage_not_shared_from_clean_stage(env_sqlite, mount_factory, keep_mtim
     last refresh, so that mkdir takes the staged tree as it is
     (snapshot/take/snap_fast.c): the damaged copy is found before the new
     snapshot is sealed, and replaced by the environment's file."""
-    m = mount_factory(env_sqlite)
-    m.expect_log(DAMAGE_LINE)
-    rel = first_attachment(env_sqlite)
-    os.mkdir(m.path("a"))
-    wait_sealed(m.store, "a")
-    wait_stage(m.store, "a")
-    wait_refreshed(m.store)
+    m, rel = mount_with_staged_a(env_sqlite, mount_factory)
     settled = os.path.join(os.path.dirname(rel), "settled.txt")
     with open(os.path.join(env_sqlite, settled), "w") as f:
         f.write("settled\n")
