@@ -32,6 +32,11 @@ typedef struct manifest_r {
 	uint64_t size;    /* of the file, when opened */
 	bool base_ok;     /* version 3: may name a base (manifest.h) */
 	ts_err *e;
+	/* ts_manifest_read_some_at: the entries kept (NULL: all), and the
+	 * path of the last one read, kept or not, for the order check. */
+	const ts_manifest_keep *keep;
+	char *prev;
+	size_t prev_cap;
 } manifest_r;
 
 __attribute__((format(printf, 2, 3)))
@@ -258,13 +263,29 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 	rc = mr_path(r, f[r->fields - 1], true, &path, "path");
 	if (rc != TS_OK)
 		goto out;
-	if (m->n > 0) {
-		int c = strcmp(m->entries[m->n - 1].path, path);
+	const char *last = r->keep ? r->prev : m->n > 0 ? m->entries[m->n - 1].path : NULL;
+	if (last) {
+		int c = strcmp(last, path);
 
 		if (c >= 0) {
 			rc = mr_bad(r, c == 0 ? "duplicate path" : "entries not sorted");
 			goto out;
 		}
+	}
+	if (r->keep) {
+		size_t len = strlen(path) + 1;
+		if (len > r->prev_cap) {
+			char *p = realloc(r->prev, len * 2);
+			if (!p) {
+				rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+				goto out;
+			}
+			r->prev = p;
+			r->prev_cap = len * 2;
+		}
+		memcpy(r->prev, path, len);
+		if (!r->keep->fn(r->keep->arg, path))
+			goto out;   /* read and checked, not kept */
 	}
 	ent = manifest_push(m, type, path);
 	path = NULL; /* taken, even on failure */
@@ -413,7 +434,8 @@ static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
 	/* Room for the announced entries at once (no copying as the array
 	 * grows), but never more than the file's bytes could hold: a hostile
 	 * file could claim 2^60 entries. */
-	if (!manifest_reserve(m, count < r->size / MANIFEST_MIN_LINE ? count : r->size / MANIFEST_MIN_LINE)) {
+	if (!r->keep &&
+	    !manifest_reserve(m, count < r->size / MANIFEST_MIN_LINE ? count : r->size / MANIFEST_MIN_LINE)) {
 		rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
 		goto out;
 	}
@@ -443,7 +465,8 @@ out:
 	return rc;
 }
 
-static ts_err_code mr_file(const char *file, bool top, ts_manifest *m, ts_err *e);
+static ts_err_code mr_file(const char *file, bool top, const ts_manifest_keep *keep, ts_manifest *m,
+                           ts_err *e);
 
 /* m, just read from file, lists what differs from its base (manifest.h):
  * make it the whole list.  Both are sorted, so one merge pass does, in the
@@ -453,7 +476,7 @@ static ts_err_code mr_file(const char *file, bool top, ts_manifest *m, ts_err *e
  * is always moved before its slot is written.  The base's first entries,
  * which nothing replaced, then move down over the gap that replaced ones
  * left. */
-static ts_err_code mr_merge(const char *file, ts_manifest *m, ts_err *e)
+static ts_err_code mr_merge(const char *file, const ts_manifest_keep *keep, ts_manifest *m, ts_err *e)
 {
 	ts_err_code rc;
 	ts_manifest b;
@@ -468,7 +491,7 @@ static ts_err_code mr_merge(const char *file, ts_manifest *m, ts_err *e)
 		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
 		goto out;
 	}
-	rc = mr_file(path, false, &b, e);
+	rc = mr_file(path, false, keep, &b, e);
 	if (rc != TS_OK)
 		goto out;
 	need = b.n + m->n;
@@ -511,10 +534,11 @@ out:
 	return rc;
 }
 
-static ts_err_code mr_file(const char *file, bool top, ts_manifest *m, ts_err *e)
+static ts_err_code mr_file(const char *file, bool top, const ts_manifest_keep *keep, ts_manifest *m,
+                           ts_err *e)
 {
 	ts_err_code rc;
-	manifest_r r = { .file = file, .e = e };
+	manifest_r r = { .file = file, .e = e, .keep = keep };
 	struct stat st;
 	int fd;
 
@@ -546,19 +570,20 @@ static ts_err_code mr_file(const char *file, bool top, ts_manifest *m, ts_err *e
 	if (rc == TS_OK && m->base && !top)
 		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: a base manifest that has a base itself", file);
 	if (rc == TS_OK && m->base)
-		rc = mr_merge(file, m, e);
+		rc = mr_merge(file, keep, m, e);
 out:
 	if (rc != TS_OK)
 		ts_manifest_free(m);
 	if (r.f)
 		fclose(r.f);
 	free(r.line);
+	free(r.prev);
 	return rc;
 }
 
 ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e)
 {
-	return mr_file(file, true, m, e);
+	return mr_file(file, true, NULL, m, e);
 }
 
 ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_err *e)
@@ -570,4 +595,16 @@ ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_e
 		return ts_err_sys(e, errno, "%s: cannot read manifest", rel);
 	}
 	return ts_manifest_read(path, m, e);
+}
+
+ts_err_code ts_manifest_read_some_at(int dirfd, const char *rel, const ts_manifest_keep *keep,
+                                     ts_manifest *m, ts_err *e)
+{
+	char path[PATH_MAX + 64];
+
+	if (ts_beneath_procpath(path, sizeof path, dirfd, rel) < 0) {
+		ts_manifest_init(m);
+		return ts_err_sys(e, errno, "%s: cannot read manifest", rel);
+	}
+	return mr_file(path, true, keep, m, e);
 }

@@ -60,9 +60,31 @@ static char *sh_prev_name(ts_store *s, const char *name)
 	return prev;
 }
 
+/* Of the previous manifest, only the entries of the pending paths: both
+ * lists are sorted, so a cursor in the pending ones follows the file. */
+typedef struct sh_keep_ctx {
+	const ts_manifest *m;
+	const size_t *pending;
+	size_t np, at;
+} sh_keep_ctx;
+
+static bool sh_keep(void *arg, const char *path)
+{
+	sh_keep_ctx *c = arg;
+
+	for (; c->at < c->np; c->at++) {
+		int d = strcmp(c->m->entries[c->pending[c->at]].path, path);
+		if (d >= 0)
+			return d == 0;
+	}
+	return false;
+}
+
 void ts_seal_share_find(ts_seal_share *sh, ts_store *s, const char *name, const ts_manifest *m,
                         const size_t *pending, size_t np)
 {
+	sh_keep_ctx kc = { .m = m, .pending = pending, .np = np };
+	const ts_manifest_keep keep = { sh_keep, &kc };
 	const char *off = getenv(SEAL_SHARE_OFF_ENV);
 	ts_manifest pm;
 	char path[PATH_MAX];
@@ -71,7 +93,7 @@ void ts_seal_share_find(ts_seal_share *sh, ts_store *s, const char *name, const 
 	if (np == 0 || (off && !strcmp(off, "1")) || !(sh->prev_name = sh_prev_name(s, name)))
 		goto out;
 	snprintf(path, sizeof path, "%s/manifest", sh->prev_name);
-	if (ts_manifest_read_at(s->dirfd, path, &pm, NULL) != TS_OK)
+	if (ts_manifest_read_some_at(s->dirfd, path, &keep, &pm, NULL) != TS_OK)
 		goto out;
 	snprintf(path, sizeof path, "%s/tree", sh->prev_name);
 	sh->prevfd = ts_beneath_open(s->dirfd, path, O_RDONLY | O_DIRECTORY, 0);

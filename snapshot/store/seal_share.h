@@ -93,7 +93,7 @@ typedef struct ts_seal_share {
 void ts_seal_share_init(ts_seal_share *sh);
 
 /* The copies of snapshot name (its manifest m, hashed; pending[0..np): the
- * indexes of the entries that were pending, i.e. copied) that the previous
+ * indexes of the entries that were pending, i.e. copied, ascending) that the previous
  * sealed snapshot has at the same path.  Never fails: without a previous
  * snapshot or its manifest there is nothing to share. */
 void ts_seal_share_find(ts_seal_share *sh, ts_store *s, const char *name, const ts_manifest *m,
