@@ -561,8 +561,9 @@ def wait_staged_file(store, rel):
 
 
 def wait_refreshed(store):
-    """Until the stage was refreshed once (the first refresh follows each
-    build: it writes the stage's manifest)."""
+    """Until the stage has a manifest of its own, and so its directories
+    watched: a refresh wrote one, or the build linked its snapshot's when
+    that was the environment (snapshot/take/stage.h)."""
     deadline = time.monotonic() + STAGE_TIMEOUT
     while not (stage_manifest(store) and stage_base(store)):
         assert time.monotonic() < deadline, "the stage was never refreshed"

@@ -89,6 +89,14 @@ typedef struct dmn_stage {
 	bool running;                  /* set by start/stop only; read by dmn_take (whether
 	                                * the stager trims memory, whether the journal
 	                                * serves snapshots) while it runs */
+	/* The last snapshot dmn_take made, when it is the environment as of
+	 * a stage mark (ts_snap_stats' stage_mark; 0: not known to be): a
+	 * stage built from it is then clean as a refreshed one (daemon_stage.c).
+	 * Under snap_mu. */
+	uint64_t taken_mark;
+	char taken_name[NAME_MAX + 1];
+	dev_t taken_dev;
+	ino_t taken_ino;
 } dmn_stage;
 
 typedef struct dmn_daemon {

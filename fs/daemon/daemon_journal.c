@@ -522,6 +522,31 @@ static bool jr_db_unchanged(void *arg, uint64_t mark)
 	return quiet;
 }
 
+static uint64_t jr_stage_from(void *arg, uint64_t remark)
+{
+	dmn_journal *j = arg;
+	uint64_t gen = 0;
+
+	pthread_mutex_lock(&j->mu);
+	jr_drain_for_snapshot(j);
+	if (j->full || !jr_root_same(j)) {
+		/* no mark: what a watch cannot see may have changed */
+	} else if (remark) {
+		/* Any event since, the database's too (the lock is held, so
+		 * there is hardly ever one): the take may not have seen it. */
+		if (j->recording && !j->rec_lost && j->seq == remark) {
+			gen = ++j->stage_gen;
+			j->stage_clean = true;
+			j->stage_done = false;
+			jr_stage_forget(j);
+		}
+	} else if (j->stage_clean && j->stage_done) {
+		gen = j->stage_gen;   /* the files written to since stay listed */
+	}
+	pthread_mutex_unlock(&j->mu);
+	return gen;
+}
+
 static void jr_end(void *arg)
 {
 	dmn_journal *j = arg;
@@ -544,4 +569,5 @@ void dmn_journal_changes(dmn_journal *j, ts_snap_changes *out)
 	out->stage_done = jr_stage_done;
 	out->stage_clean = jr_stage_clean;
 	out->db_unchanged = jr_db_unchanged;
+	out->stage_from = jr_stage_from;
 }

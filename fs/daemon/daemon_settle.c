@@ -15,6 +15,11 @@ void dmn_settle_rebuilt(dmn_settle *s)
 	s->first = s->last = 0;
 }
 
+void dmn_settle_built_clean(dmn_settle *s)
+{
+	s->dirty = false;
+}
+
 int64_t dmn_settle_due(const dmn_settle *s, size_t nopen)
 {
 	int64_t due;

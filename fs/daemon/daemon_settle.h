@@ -44,6 +44,11 @@ void dmn_settle_event(dmn_settle *s, int64_t now);
  * as the spacing allows. */
 void dmn_settle_rebuilt(dmn_settle *s);
 
+/* After the stage was built as the environment is (take/stage.h: whole):
+ * no refresh is wanted until the next change, whatever was pending (the
+ * snapshot it was built from saw it). */
+void dmn_settle_built_clean(dmn_settle *s);
+
 /* When the next refresh is due, or -1: none is wanted.  nopen: files
  * created since the last refresh and not closed yet. */
 int64_t dmn_settle_due(const dmn_settle *s, size_t nopen);

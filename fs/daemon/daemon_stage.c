@@ -178,15 +178,52 @@ static int64_t dmn_stage_due(const dmn_stage_state *st)
 	return dmn_settle_due(&st->settle, st->nopen);
 }
 
-static void dmn_stage_build(dmn_daemon *c)
+/* ts_stage_dir_fn for a build: the database's place in the tree is not
+ * the environment's (an external database's directory, say). */
+static void dmn_stage_build_watch(void *arg, const char *rel)
 {
+	dmn_daemon *c = arg;
+
+	if (!strcmp(rel, ".") || !ts_db_excluded(&c->env, rel))
+		(void)dmn_stage_add_watch(c, rel);
+}
+
+/* ts_stage_build_opts' env_still: the stage made from the snapshot dmn_take
+ * last made, which was the environment (ts_snap_changes' stage_from), is
+ * the one that take's stage mark was for; is it still the environment? */
+static bool dmn_stage_env_still(void *arg, const struct stat *manifest)
+{
+	dmn_daemon *c = arg;
+	ts_snap_changes ch;
+
+	dmn_journal_changes(&c->stage.j, &ch);
+	ch.stage_done(ch.arg, c->stage.taken_mark, manifest);
+	return ch.stage_clean(ch.arg, manifest, NULL, NULL);
+}
+
+/* Stage the newest snapshot, watching its directories.  *built: a stage was
+ * made.  Returns whether it is clean already (ts_stage_build_out's whole),
+ * so that no refresh is needed before a snapshot takes it as it is. */
+static bool dmn_stage_build(dmn_daemon *c, bool *built)
+{
+	ts_stage_build_out out;
 	ts_err e;
+
 	ts_err_clear(&e);
 	pthread_mutex_lock(&c->snap_mu);
-	if (ts_stage_build(&c->store, &c->stage_stop, &e) != TS_OK)
+	ts_stage_build_opts o = { .stop = &c->stage_stop, .dir_fn = dmn_stage_build_watch, .arg = c,
+	                          .env = &c->env,
+	                          .env_name = c->stage.taken_mark ? c->stage.taken_name : NULL,
+	                          .env_dev = c->stage.taken_dev, .env_ino = c->stage.taken_ino,
+	                          .env_still = dmn_stage_env_still };
+	if (ts_stage_build(&c->store, &o, &out, &e) != TS_OK) {
 		ts_log(LOG_WARNING, "staging the next snapshot failed: %s (it is made without)", e.msg);
+		out.built = out.whole = false;
+	}
+	*built = out.built;
 	pthread_mutex_unlock(&c->snap_mu);
 	malloc_trim(0);   /* the manifest it read: give it back, as dmn_take does */
+	return out.whole;
 }
 
 /* Returns how long it took (ms; not counting the wait for a snapshot in
@@ -254,12 +291,16 @@ static void *dmn_stage_main(void *arg)
 		if (c->stage.quit)
 			break;
 		if (st.build) {
+			bool built = false;
 			st.build = false;
-			dmn_stage_build(c);
-			/* Then bring it up to the environment, and watch it (all
-			 * of it again: a restore may have replaced it). */
-			dmn_settle_rebuilt(&st.settle);
-			st.all_dirs = true;
+			/* Then bring it up to the environment, unless it is
+			 * already, and watch all of it (again: a restore may have
+			 * replaced it), which a build does itself. */
+			if (dmn_stage_build(c, &built))
+				dmn_settle_built_clean(&st.settle);
+			else
+				dmn_settle_rebuilt(&st.settle);
+			st.all_dirs = !built;
 			dmn_stage_forget_all(&st);
 		}
 		due = dmn_stage_due(&st);

@@ -59,6 +59,10 @@ ts_err_code dmn_take(dmn_daemon *d, const char *name, dmn_why why, unsigned auto
 	}
 	rc = ts_snap_take(&d->store, &d->env, &o, &st, e);
 	if (rc == TS_OK) {
+		d->stage.taken_mark = st.stage_mark;
+		snprintf(d->stage.taken_name, sizeof d->stage.taken_name, "%s", name);
+		d->stage.taken_dev = st.tree_dev;
+		d->stage.taken_ino = st.tree_ino;
 		ts_snap_format_stats(name, &st, line, sizeof line);
 		ts_log(LOG_INFO, "%s (%s)", line, label);
 		dmn_auto_record(&d->autos, name, auto_mask);

@@ -458,6 +458,7 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	stats->rechecked_locked = stats->rechecked - before;
 	if (rc != TS_OK)
 		goto out;
+	snap_changes_stage(&r, false);
 	if (!o->no_database) {
 		snap_changes_db(&r, db);
 		rc = db->ops->capture(db, r.tmp.treefd, db_rel, e);
@@ -477,6 +478,14 @@ commit:
 	ts_manifest_free(&r.prev);
 	if (rc == TS_OK)
 		rc = snap_cancelled(&r) ? snap_cancel_err(&r, e) : ts_store_mark_unsealed(&r.tmp, e);
+	/* The tree a stage built from this snapshot will name (stage_mark). */
+	struct stat tst;
+	if (rc == TS_OK && fstat(r.tmp.treefd, &tst) == 0) {
+		stats->tree_dev = tst.st_dev;
+		stats->tree_ino = tst.st_ino;
+	} else {
+		stats->stage_mark = 0;
+	}
 	if (rc == TS_OK) {
 		rc = ts_store_commit(store, &r.tmp, &stats->instant, e);
 		r.tmp_open = false;   /* commit consumed it, success or not */

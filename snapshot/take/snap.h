@@ -55,7 +55,17 @@
  *   nothing put in its place, no event lost, its directory watched from
  *   before the mark on.  The take asks under Trac's lock, with the mark it
  *   took before the database's pre-copy read the file: when the answer is
- *   true, the pre-copy is the file, and is not compared with it again. */
+ *   true, the pre-copy is the file, and is not compared with it again.
+ * stage_from (optional, with the stage's three): the snapshot being taken
+ *   is the environment (the database aside), so a stage built from it
+ *   later is too, as a refresh's is, as long as nothing changes meanwhile.
+ *   Called under Trac's lock.  remark: the mark since() put in its remark
+ *   under the lock, after which the take looked at everything reported;
+ *   the answer is a new stage mark when no event came since it.  0: the
+ *   snapshot is the stage as it was (snap_fast.c), still clean under the
+ *   lock: the answer is that stage's mark.  Returns the mark to give
+ *   stage_done once a stage is built from the snapshot (the stage's
+ *   manifest: its sealed one), or 0 when there is none. */
 typedef struct ts_snap_changes {
 	void *arg;
 	uint64_t (*mark)(void *arg);
@@ -68,6 +78,7 @@ typedef struct ts_snap_changes {
 	bool (*stage_clean)(void *arg, const struct stat *manifest,
 	                    void (*written)(void *fnarg, const char *rel), void *fnarg);
 	bool (*db_unchanged)(void *arg, uint64_t mark);
+	uint64_t (*stage_from)(void *arg, uint64_t remark);
 } ts_snap_changes;
 
 typedef struct ts_snap_opts {
@@ -93,6 +104,12 @@ typedef struct ts_snap_stats {
 	                                   * pre-copy (ts_snap_changes' db_unchanged) */
 	double total_ms;
 	struct timespec instant;          /* T, CLOCK_REALTIME */
+	/* The snapshot is the environment as of a stage mark (ts_snap_changes'
+	 * stage_from; 0: not known to be), and its tree is this directory
+	 * (which a stage built from it names as its base). */
+	uint64_t stage_mark;
+	dev_t tree_dev;
+	ino_t tree_ino;
 } ts_snap_stats;
 
 ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts *o,

@@ -207,14 +207,21 @@ ts_err_code snap_changes_catchup(snap_run *r, ts_err *e)
 ts_err_code snap_changes_flag(snap_run *r, ts_err *e)
 {
 	const char *why = NULL;
+	uint64_t remark = 0;
 
 	(void)e;
 	r->subset = false;
+	r->stage_remark = 0;
 	if (!r->changes_marked)
 		return TS_OK;
+	/* The remark: a stage built from this snapshot may be taken as it is
+	 * (snap_changes_stage). */
 	if (!r->changes_full &&
-	    !r->o->changes->since(r->o->changes->arg, r->changes_mark, snap_changes_one, r, &why, NULL))
+	    !r->o->changes->since(r->o->changes->arg, r->changes_mark, snap_changes_one, r, &why,
+	                          r->o->changes->stage_from ? &remark : NULL))
 		r->changes_full = why ? why : "the watcher could not tell";
+	if (!r->changes_full)
+		r->stage_remark = remark;
 	if (r->changes_full) {
 		ts_log(LOG_INFO, "snapshot %s: every entry checked again under Trac's lock (%s)",
 		       r->o->name, r->changes_full);
@@ -224,6 +231,14 @@ ts_err_code snap_changes_flag(snap_run *r, ts_err *e)
 	if (r->stats)
 		r->stats->watched = true;
 	return TS_OK;
+}
+
+void snap_changes_stage(snap_run *r, bool from_stage)
+{
+	const ts_snap_changes *ch = r->o->changes;
+
+	if (ch && ch->stage_from && (from_stage || r->stage_remark))
+		r->stats->stage_mark = ch->stage_from(ch->arg, from_stage ? 0 : r->stage_remark);
 }
 
 void snap_changes_end(snap_run *r)

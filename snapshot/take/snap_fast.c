@@ -164,6 +164,7 @@ ts_err_code snap_fast_locked(snap_run *r, ts_dbsnap *db, const char *db_rel, ts_
 			rc = db->ops->capture(db, r->tmp.treefd, db_rel, e);
 			r->stats->db_as_precopied = db->precopy_current;
 		}
+		snap_changes_stage(r, true);
 		db->ops->release(db);
 		r->stats->from_stage = rc == TS_OK;
 		return rc;

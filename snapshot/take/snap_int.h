@@ -103,6 +103,7 @@ typedef struct snap_run {
 	const char *changes_full;  /* why every entry is looked at under the lock (NULL: no reason) */
 	bool subset;               /* the next recheck stats only the items flagged look */
 	size_t *look_idx;          /* those items (subset) */
+	uint64_t stage_remark;     /* under the lock, what the subset was flagged up to (0: none) */
 	size_t nlook;
 	/* Where the flags of a subset were set (snap_changes.c), so that it is
 	 * found without a pass over every item (under the lock, at 1,000,000
@@ -217,6 +218,12 @@ ts_err_code snap_changes_prepare(snap_run *r, ts_err *e);
 /* Under the lock: flag what changed since the mark (r->subset), or leave
  * r->subset false and log why every entry is looked at. */
 ts_err_code snap_changes_flag(snap_run *r, ts_err *e);
+/* Under the lock, once the tree is the environment but for the database:
+ * the stage mark a stage built from this snapshot goes with
+ * (r->stats->stage_mark; ts_snap_changes' stage_from).  After the subset
+ * recheck (snap_changes_flag's remark), or from_stage: a stage taken as it
+ * was and still clean (snap_fast.c). */
+void snap_changes_stage(snap_run *r, bool from_stage);
 /* Stop recording; free what the flags took. */
 void snap_changes_end(snap_run *r);
 

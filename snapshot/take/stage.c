@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/copy.h"
+#include "db/dbsnap.h"
 #include "store/linklog.h"
 #include "store/manifest.h"
 #include "store/manifest_stat.h"
@@ -208,7 +209,7 @@ out:
  * into: a writer that is not root must still add and remove entries there,
  * so the snapshot sets that one itself, at the end. */
 static ts_err_code stage_dir_meta(const ts_manifest *m, int basefd, int treefd, const char *desc,
-                                  const int *stop, bool *stopped, ts_err *e)
+                                  const int *stop, bool *stopped, bool *kept_own, ts_err *e)
 {
 	ts_beneath_cache bc = TS_BENEATH_CACHE_INIT;
 	ts_err_code rc = TS_OK;
@@ -234,16 +235,102 @@ static ts_err_code stage_dir_meta(const ts_manifest *m, int basefd, int treefd, 
 			rc = ts_err_sys(e, ENOTDIR, "stage: %s/%s: not a directory", desc, me->path);
 			break;
 		}
-		if ((st.st_mode & (S_IWUSR | S_IXUSR)) != (S_IWUSR | S_IXUSR))
+		if ((st.st_mode & (S_IWUSR | S_IXUSR)) != (S_IWUSR | S_IXUSR)) {
+			*kept_own = true;
 			continue;
+		}
 		rc = ts_copy_dir_meta(basefd, treefd, me->path, &st, desc, e);
 	}
 	ts_beneath_cache_drop(&bc);
 	return rc;
 }
 
-ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
+/* Every directory of the staged tree to dir_fn, before the stage can be
+ * adopted: what changes in one from here on, the watch sees. */
+static void stage_dirs(const ts_manifest *m, const int *stop, bool *stopped, ts_stage_dir_fn dir_fn,
+                       void *arg)
 {
+	for (size_t i = 0; dir_fn && !*stopped && i < m->n; i++) {
+		if (m->entries[i].type != 'd')
+			continue;
+		if (stage_stopped(stop))
+			*stopped = true;
+		else
+			dir_fn(arg, m->entries[i].path);
+	}
+}
+
+/* The manifest of a stage that is the environment (stage.h: whole), as a
+ * refresh writes one: the snapshot's entries but the database's (the take
+ * writes the database; the walk never lists it), unsealed, in this boot. */
+typedef struct stage_mf_ctx {
+	const ts_manifest *m;
+	const ts_env *env;
+	size_t at;
+} stage_mf_ctx;
+
+static bool stage_is_db(const ts_env *env, const ts_manifest_entry *me)
+{
+	return strcmp(me->path, ".") && ts_db_excluded(env, me->path);
+}
+
+static const ts_manifest_entry *stage_mf_next(void *arg, size_t k, ts_manifest_entry *scratch)
+{
+	stage_mf_ctx *c = arg;
+
+	(void)k;
+	(void)scratch;
+	while (stage_is_db(c->env, &c->m->entries[c->at]))
+		c->at++;
+	return &c->m->entries[c->at++];
+}
+
+static ts_err_code stage_whole_manifest(const ts_manifest *m, const ts_env *env, int stagefd,
+                                        struct stat *st, ts_err *e)
+{
+	char boot[TS_STORE_BOOT_ID_MAX];
+	stage_mf_ctx c = { .m = m, .env = env };
+	ts_manifest head = *m;
+	size_t n = 0;
+	ts_err_code rc;
+
+	for (size_t i = 0; i < m->n; i++)
+		n += !stage_is_db(env, &m->entries[i]);
+	ts_store_boot_id(boot);
+	head.unsealed_boot = boot;   /* never fsync'd, like a refresh's */
+	head.base = NULL;
+	rc = ts_manifest_write_each_at(&head, n, stage_mf_next, &c, stagefd, "manifest", e);
+	if (rc == TS_OK && fstatat(stagefd, "manifest", st, AT_SYMLINK_NOFOLLOW) < 0)
+		rc = ts_err_sys(e, errno, "stage: cannot stat its manifest");
+	return rc;
+}
+
+/* The database's entries leave the staged tree of a whole stage, as a
+ * refresh removes them: the take puts its own copy there, and must never
+ * write into the snapshot's (a hard link).  Within the build's link batch:
+ * the unlinks move that copy's ctime too (linklog.h). */
+static ts_err_code stage_unlink_db(const ts_manifest *m, const ts_env *env, int treefd, ts_err *e)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		const char *leaf;
+		int pfd;
+		if (!stage_is_db(env, &m->entries[i]))
+			continue;
+		pfd = ts_beneath_parent(treefd, m->entries[i].path, &leaf);
+		if (pfd < 0 || (unlinkat(pfd, leaf, 0) < 0 && errno != ENOENT)) {
+			ts_err_code rc = ts_err_sys(e, errno, "stage: %s: cannot remove", m->entries[i].path);
+			ts_beneath_parent_close(treefd, pfd);
+			return rc;
+		}
+		ts_beneath_parent_close(treefd, pfd);
+	}
+	return TS_OK;
+}
+
+ts_err_code ts_stage_build(ts_store *s, const ts_stage_build_opts *o, ts_stage_build_out *out,
+                           ts_err *e)
+{
+	static const ts_stage_build_opts none = { .stop = NULL };
 	ts_err_code rc;
 	ts_store_snap *v = NULL;
 	size_t n = 0;
@@ -255,9 +342,16 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 	stage_fill_ctx fc = { .bc = TS_BENEATH_CACHE_INIT, .tc = TS_BENEATH_CACHE_INIT,
 	                      .root = geteuid() == 0 };
 	struct timespec link_start;
-	bool links_begun = false;
+	bool links_begun = false, kept_own = false, whole = false;
+	struct stat tst, mst;
+	const int *stop;
 
+	if (!o)
+		o = &none;
+	stop = o->stop;
 	ts_manifest_init(&m);
+	if (out)
+		memset(out, 0, sizeof *out);
 	rc = ts_store_lock(s, 0, e);
 	if (rc == TS_ERR_BUSY) {
 		ts_err_clear(e);   /* another writer: the next seal tries again */
@@ -270,7 +364,7 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 		goto out;
 	snprintf(path, sizeof path, "%s/tree", v[n - 1].name);
 	basefd = ts_beneath_open(s->dirfd, path, O_RDONLY | O_DIRECTORY, 0);
-	if (basefd < 0 || !stage_id(v[n - 1].name, basefd, id, sizeof id)) {
+	if (basefd < 0 || fstat(basefd, &tst) < 0 || !stage_id(v[n - 1].name, basefd, id, sizeof id)) {
 		rc = ts_err_sys(e, errno, "stage: %s/%s: cannot open", s->root, path);
 		goto out;
 	}
@@ -289,16 +383,35 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 	fc.basefd = basefd;
 	fc.treefd = t.treefd;
 	ts_linklog_read(s->dirfd, &fc.links);
+	/* Watched before the question below, which a directory watched anew
+	 * answers no. */
+	stage_dirs(&m, stop, &stopped, o->dir_fn, o->arg);
 	/* The links move the base's copies' ctime: one batch (linklog.h). */
 	ts_linklog_begin(&link_start);
 	links_begun = true;
-	rc = stage_fill(&fc, stop, &stopped, e);
+	if (!stopped)
+		rc = stage_fill(&fc, stop, &stopped, e);
 	if (rc == TS_OK && !stopped)
-		rc = stage_dir_meta(&m, basefd, t.treefd, s->root, stop, &stopped, e);
+		rc = stage_dir_meta(&m, basefd, t.treefd, s->root, stop, &stopped, &kept_own, e);
 	if (rc == TS_OK && !stopped && fc.n_left_out)
 		rc = stage_left_out(&fc, t.dirfd, e);
 	if (rc != TS_OK || stopped)
 		goto out;
+	/* An external database's place in the tree is none of the
+	 * environment's: such a stage is left to a refresh. */
+	if (o->env && o->env_name && !strcmp(o->env_name, v[n - 1].name) && o->env_dev == tst.st_dev &&
+	    o->env_ino == tst.st_ino && !fc.n_left_out && !kept_own && !m.external_db) {
+		rc = stage_whole_manifest(&m, o->env, t.dirfd, &mst, e);
+		if (rc != TS_OK)
+			goto out;
+		whole = !o->env_still || o->env_still(o->arg, &mst);
+		if (!whole)
+			(void)unlinkat(t.dirfd, "manifest", 0);
+		else
+			rc = stage_unlink_db(&m, o->env, t.treefd, e);
+		if (rc != TS_OK)
+			goto out;
+	}
 	/* The last link is made: the batch ends before the stage can be
 	 * seen (its base), not after, so that a copy changed once the stage
 	 * is there never falls inside it (linklog.h). */
@@ -314,6 +427,11 @@ ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e)
 	close(fd);
 	tmp_open = false;   /* consumed, success or not */
 	rc = ts_store_stage_commit(s, &t, e);
+	if (rc == TS_OK && out) {
+		out->built = true;
+		snprintf(out->base, sizeof out->base, "%s", v[n - 1].name);
+		out->whole = whole;
+	}
 out:
 	if (links_begun)   /* before the abort's guard looks (linkguard.h) */
 		ts_linklog_end(s->dirfd, &link_start);

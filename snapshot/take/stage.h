@@ -31,6 +31,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include "base/err.h"
 #include "store/manifest.h"
 #include "take/snap.h"
@@ -40,12 +42,49 @@
  * (snap.c), and in the stage. */
 #define TS_STAGE_DB_PRECOPY "db.precopy"
 
+/* Called for each directory of a staged tree (rel to the environment's
+ * root, "." for it): the daemon watches them. */
+typedef void (*ts_stage_dir_fn)(void *arg, const char *rel);
+
+/* How to build. */
+typedef struct ts_stage_build_opts {
+	const int *stop;           /* non-zero (read atomically): give up, nothing left
+	                            * behind, TS_OK: a snapshot wants the store */
+	ts_stage_dir_fn dir_fn;    /* each directory of the staged tree, before it can be
+	                            * adopted (NULL: none) */
+	void *arg;
+	/* A snapshot known to have been the environment env, but for the
+	 * database (take/snap.h's stage_from; NULL name: none), by its name and
+	 * its tree's identity; and whether nothing changed since (called with
+	 * the stage's manifest written, below, before the stage can be
+	 * adopted; false: the manifest goes again). */
+	const ts_env *env;
+	const char *env_name;
+	dev_t env_dev;
+	ino_t env_ino;
+	bool (*env_still)(void *arg, const struct stat *manifest);
+} ts_stage_build_opts;
+
+/* What a build made. */
+typedef struct ts_stage_build_out {
+	bool built;                /* a stage, of the snapshot base */
+	char base[NAME_MAX + 1];
+	/* Made from env_name, it holds what that snapshot holds, directories'
+	 * metadata included (nothing left out as damaged, no directory its
+	 * owner cannot add to, no external database), and env_still said yes:
+	 * it is the environment, as a refreshed stage is, and has a manifest of
+	 * its own as a refresh writes it (the snapshot's entries but the
+	 * database's, which leave the tree too).  Otherwise it has no manifest
+	 * until a refresh writes one. */
+	bool whole;
+} ts_stage_build_out;
+
 /* Stage the newest snapshot, unless it is not sealed yet (sealing kicks
  * again), or is staged already.  Takes the writers' lock without waiting:
- * when another writer holds it, nothing is done (TS_OK).  Gives up, with
- * nothing left behind and TS_OK, as soon as *stop is non-zero (read
- * atomically; stop may be NULL): a snapshot wants the store. */
-ts_err_code ts_stage_build(ts_store *s, const int *stop, ts_err *e);
+ * when another writer holds it, nothing is done (TS_OK).  o and out may be
+ * NULL. */
+ts_err_code ts_stage_build(ts_store *s, const ts_stage_build_opts *o, ts_stage_build_out *out,
+                           ts_err *e);
 
 /* Is the stage (its base file) made from the snapshot name whose tree is
  * open on treefd, in this boot? */
@@ -83,11 +122,8 @@ typedef struct ts_stage_refresh_out {
 	uint64_t bytes_copied;
 } ts_stage_refresh_out;
 
-/* Called for each directory of the refreshed tree (rel to the environment's
- * root, "." for it) when all_dirs is set or the refresh found new ones: the
- * daemon watches them. */
-typedef void (*ts_stage_dir_fn)(void *arg, const char *rel);
-
+/* The refresh calls dir_fn (above) for each directory of the refreshed
+ * tree when all_dirs is set or it found new ones. */
 /* Bring the stage up to env as it is now (see the top).  o->name is only
  * for messages; o->no_database leaves the database out; o->cancel stops it
  * (TS_ERR_CANCELLED, the stage left unadoptable for the next build to

@@ -229,6 +229,37 @@ def test_unchanged_stage_is_taken_as_is(env_sqlite, mount_factory):
     assert tracsnap("verify", "--store", m.store, env, check=False).returncode == 0
 
 
+def test_quiet_site_is_taken_from_the_stage(env_sqlite, mount_factory):
+    """Nothing changed in the environment since a snapshot (snapshots back to
+    back, a quiet site): the stage built from it is the environment already,
+    with a manifest of its own and no database in it or in its tree, and the
+    next mkdir takes it as it is, without a refresh.  A change made right
+    after a snapshot, before its stage is built, is in the next one."""
+    m = mount_staged(env_sqlite, mount_factory)
+    env = m.env
+    os.mkdir(m.path("s2"))
+    wait_sealed(m.store, "s2")
+    wait_stage(m.store, "s2")
+    with open(os.path.join(m.store, ".stage", "manifest")) as f:
+        assert "\tdb/trac.db\n" not in f.read()
+    assert not os.path.exists(os.path.join(m.store, ".stage", "tree", "db", "trac.db"))
+    s2db = os.stat(m.path("s2", "db", "trac.db"))
+    os.mkdir(m.path("s3"))
+    assert "snapshot s3: the stage as it was" in m.log_text()
+    with open(os.path.join(env, "htdocs", "after-s3.txt"), "w") as f:
+        f.write("made right after s3\n")
+    assert_same_files(env, m.path("s3"), skip=("db/trac.db", "htdocs/after-s3.txt"))
+    assert not os.path.exists(m.path("s3", "htdocs", "after-s3.txt"))
+    wait_sealed(m.store, "s3")
+    st = os.stat(m.path("s2", "db", "trac.db"))     # the take wrote its own copy
+    assert (st.st_ino, st.st_mtime_ns, st.st_size) == (s2db.st_ino, s2db.st_mtime_ns, s2db.st_size)
+    wait_stage(m.store, "s3")
+    os.mkdir(m.path("s4"))
+    assert_same_files(env, m.path("s4"))
+    wait_sealed(m.store, "s4")
+    assert tracsnap("verify", "--store", m.store, env, check=False).returncode == 0
+
+
 def test_replaced_environment_is_watched_again(env_sqlite, mount_factory):
     """A restore replaces the environment's directories (new inodes): the
     stager watches the new ones once the next snapshot is staged."""

@@ -535,7 +535,7 @@ void sfx_stage_ok(fx *x, const int *stop)
 	ts_err e;
 
 	ts_err_clear(&e);
-	if (ts_stage_build(&x->s, stop, &e) != TS_OK)
+	if (ts_stage_build(&x->s, &(ts_stage_build_opts){ .stop = stop }, NULL, &e) != TS_OK)
 		fail_msg("ts_stage_build: %s", e.msg);
 	assert_false(x->s.locked);
 }

@@ -61,6 +61,13 @@ static bool jfx_clean(jfx *t)
 	return t->ch.stage_clean(t->ch.arg, &t->man, NULL, NULL);
 }
 
+/* since()'s callback, when the paths do not matter. */
+static void ignore_path(void *fnarg, const char *rel)
+{
+	(void)fnarg;
+	(void)rel;
+}
+
 /* stage_clean's written callback: "a;b;" into fnarg (256 bytes). */
 static void collect(void *fnarg, const char *rel)
 {
@@ -284,6 +291,66 @@ static void test_db_unchanged_since_a_mark(void **state)
 	dmn_journal_close(&t.j);
 }
 
+/* A take's remark under the lock: since() reported a change up to it; the
+ * remark.  stage_from then gives a stage mark (the snapshot is the
+ * environment), unless an event came after the remark; the stage built
+ * from it is clean once done, until the next change.  A take from a clean
+ * stage (remark 0) carries that stage's mark on. */
+static uint64_t jfx_take(jfx *t)
+{
+	uint64_t mark = t->ch.mark(t->ch.arg), remark = 0;
+	const char *why = NULL;
+
+	tu_put_in(t->x->env, "htdocs/taken.txt", "seen by the take\n", 0644);
+	assert_true(t->ch.since(t->ch.arg, mark, ignore_path, NULL, &why, &remark));
+	return remark;
+}
+
+static void test_stage_from_a_take(void **state)
+{
+	fx *x = *state;
+	jfx t;
+
+	jfx_open(x, &t);
+	uint64_t remark = jfx_take(&t);
+	uint64_t gen = t.ch.stage_from(t.ch.arg, remark);
+	assert_true(gen != 0);
+	assert_false(jfx_clean(&t));               /* no stage done yet */
+	t.ch.stage_done(t.ch.arg, gen, &t.man);
+	assert_true(jfx_clean(&t));
+	assert_int_equal(t.ch.stage_from(t.ch.arg, 0), gen);   /* a take of that stage */
+	tu_put_in(x->env, "htdocs/later.txt", "after\n", 0644);
+	assert_false(jfx_clean(&t));
+	assert_int_equal(t.ch.stage_from(t.ch.arg, 0), 0);
+	t.ch.end(t.ch.arg);
+
+	/* An event after the remark, before stage_from: the take may not have
+	 * seen it. */
+	remark = jfx_take(&t);
+	tu_put_in(x->env, "htdocs/between.txt", "unseen\n", 0644);
+	assert_int_equal(t.ch.stage_from(t.ch.arg, remark), 0);
+	t.ch.end(t.ch.arg);
+
+	/* After it, before the stage is built: the stage is not clean. */
+	remark = jfx_take(&t);
+	gen = t.ch.stage_from(t.ch.arg, remark);
+	assert_true(gen != 0);
+	tu_put_in(x->env, "htdocs/before-build.txt", "after the take\n", 0644);
+	t.ch.stage_done(t.ch.arg, gen, &t.man);
+	assert_false(jfx_clean(&t));
+	t.ch.end(t.ch.arg);
+
+	/* A directory the build watches anew: what changed in it is unseen. */
+	tu_mkdir_in(x->env, "conf/sub", 0755);        /* conf is watched, sub is not */
+	gen = t.ch.stage_from(t.ch.arg, jfx_take(&t));
+	assert_true(gen != 0);
+	assert_true(dmn_journal_watch(&t.j, "conf/sub") >= 0);
+	t.ch.stage_done(t.ch.arg, gen, &t.man);
+	assert_false(jfx_clean(&t));
+	t.ch.end(t.ch.arg);
+	dmn_journal_close(&t.j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -294,6 +361,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_env_replaced, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_watched_after_the_mark_is_unwatched, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_db_unchanged_since_a_mark, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_stage_from_a_take, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

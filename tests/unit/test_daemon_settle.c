@@ -81,6 +81,12 @@ static void test_busy_and_rebuilt(void **state)
 	dmn_settle_rebuilt(&z);
 	assert_true(z.dirty);
 	assert_true(dmn_settle_due(&z, 0) <= DMN_SETTLE_QUIET_MS);
+	/* Built as the environment is: nothing pending is wanted any more,
+	 * until the next change. */
+	dmn_settle_built_clean(&z);
+	assert_int_equal(dmn_settle_due(&z, 0), -1);
+	dmn_settle_event(&z, 5000);
+	assert_true(dmn_settle_due(&z, 0) >= 5000);
 }
 
 int main(void)

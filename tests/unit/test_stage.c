@@ -177,7 +177,7 @@ static void test_stage_lifecycle(void **state)
 		assert_int_equal(chmod(p, 0600), 0);
 		sfx_log_start();
 		ts_err_clear(&e);
-		int rc = ts_stage_build(&x->s, NULL, &e);
+		int rc = ts_stage_build(&x->s, NULL, NULL, &e);
 		log = sfx_log_take();
 		assert_int_equal(rc, TS_OK);
 		assert_int_equal(sfx_count(log, "stored copy damaged"), 1);
@@ -580,6 +580,128 @@ static void test_stage_db_chunks(void **state)
 	sfx_check_db(x, "s3", "db/trac.db", 3, "first,second,third");
 }
 
+/* ts_stage_dir_fn: counts the directories. */
+static void count_dir(void *arg, const char *rel)
+{
+	(void)rel;
+	(*(size_t *)arg)++;
+}
+
+/* ts_stage_build_opts' env_still: the answer in *arg, the manifest's inode
+ * noted there. */
+typedef struct still_ctx {
+	bool answer;
+	ino_t ino;
+	size_t dirs;
+} still_ctx;
+
+static bool env_still(void *arg, const struct stat *manifest)
+{
+	still_ctx *c = arg;
+	c->ino = manifest->st_ino;
+	return c->answer;
+}
+
+static void count_dir_still(void *arg, const char *rel)
+{
+	count_dir(&((still_ctx *)arg)->dirs, rel);
+}
+
+/* A build gives every directory to dir_fn; built from the snapshot known to
+ * be the environment, and still so, the stage is whole (stage.h): a
+ * manifest of its own, the database out of it and out of the tree, so
+ * that the next take never writes into the snapshot's copy.  A directory
+ * its owner cannot add to keeps the stage from being whole. */
+static void test_stage_build_whole(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1;
+	ts_stage_build_out out;
+	struct stat snapm, stagem, tree;
+	size_t len1, len2;
+	char p[TBUF], q[TBUF];
+	ts_err e;
+
+	tu_fmt(p, sizeof(p), "%s/ro", x->env);   /* snapfx's directory nobody adds to */
+	assert_int_equal(chmod(p, 0755), 0);
+	nap_ms(60);
+	sfx_take_ok(x, "s1", &s1);
+	ts_err_clear(&e);
+	still_ctx still = { .answer = false };
+	ts_stage_build_opts o = { .dir_fn = count_dir_still, .arg = &still, .env = &x->e, .env_name = "s1",
+	                          .env_dev = s1.tree_dev, .env_ino = s1.tree_ino, .env_still = env_still };
+	/* Changed since: no manifest of its own. */
+	assert_int_equal(ts_stage_build(&x->s, &o, &out, &e), TS_OK);
+	assert_true(out.built);
+	assert_false(out.whole);
+	assert_true(still.ino != 0);
+	tu_fmt(q, sizeof(q), "%s/%s", x->store, TS_STORE_STAGE_MANIFEST);
+	assert_false(tu_exists(q));
+	ts_store_stage_drop(&x->s);
+	still = (still_ctx){ .answer = true };
+	assert_int_equal(ts_stage_build(&x->s, &o, &out, &e), TS_OK);
+	assert_true(out.built);
+	assert_string_equal(out.base, "s1");
+	assert_true(out.whole);
+	assert_true(still.dirs >= 5);
+	/* Its own manifest, as a refresh writes it: the snapshot's entries but
+	 * the database's, which left the staged tree too; the snapshot's copy
+	 * of the database is untouched. */
+	tu_fmt(p, sizeof(p), "%s/s1/manifest", x->store);
+	tu_fmt(q, sizeof(q), "%s/%s", x->store, TS_STORE_STAGE_MANIFEST);
+	assert_int_equal(lstat(p, &snapm), 0);
+	assert_int_equal(lstat(q, &stagem), 0);
+	assert_true(snapm.st_ino != stagem.st_ino);
+	assert_int_equal(still.ino, stagem.st_ino);
+	ts_manifest sm, gm;
+	assert_int_equal(ts_manifest_read(p, &sm, &e), TS_OK);
+	assert_int_equal(ts_manifest_read(q, &gm, &e), TS_OK);
+	assert_non_null(ts_manifest_find(&sm, "db/trac.db"));
+	assert_null(ts_manifest_find(&gm, "db/trac.db"));
+	assert_int_equal(gm.n, sm.n - 1);
+	assert_non_null(gm.unsealed_boot);
+	ts_manifest_free(&sm);
+	ts_manifest_free(&gm);
+	tu_fmt(q, sizeof(q), "%s/%s/db/trac.db", x->store, TS_STORE_STAGE_TREE);
+	assert_false(tu_exists(q));
+	tu_fmt(q, sizeof(q), "%s/s1/tree", x->store);
+	assert_int_equal(lstat(q, &tree), 0);
+	assert_int_equal(s1.tree_ino, tree.st_ino);
+	tu_fmt(p, sizeof(p), "%s/s1/tree/db/trac.db", x->store);
+	char *before = tu_slurp(p, &len1);
+	add_fourth_ticket(x);
+	ts_snap_stats s2;
+	sfx_take_ok(x, "s2", &s2);
+	sfx_check_db(x, "s2", "db/trac.db", 4, "first,second,third,fourth");
+	char *after = tu_slurp(p, &len2);
+	assert_int_equal(len1, len2);
+	assert_memory_equal(before, after, len1);
+	free(before);
+	free(after);
+	tu_fmt(q, sizeof(q), "%s/%s", x->store, TS_STORE_STAGE_MANIFEST);
+
+	/* Not the snapshot known to be the environment: the stage has no
+	 * manifest until a refresh writes one.  Already staged: nothing built. */
+	assert_int_equal(ts_stage_build(&x->s, &o, &out, &e), TS_OK);
+	assert_true(out.built);
+	assert_string_equal(out.base, "s2");
+	assert_false(out.whole);
+	assert_false(tu_exists(q));
+	assert_int_equal(ts_stage_build(&x->s, NULL, &out, &e), TS_OK);
+	assert_false(out.built);
+
+	/* A directory its owner cannot add to keeps the stage's own mode. */
+	tu_fmt(p, sizeof(p), "%s/ro", x->env);
+	assert_int_equal(chmod(p, 0555), 0);
+	sfx_take_ok(x, "s3", &s2);
+	o = (ts_stage_build_opts){ .env = &x->e, .env_name = "s3", .env_dev = s2.tree_dev,
+	                           .env_ino = s2.tree_ino };
+	assert_int_equal(ts_stage_build(&x->s, &o, &out, &e), TS_OK);
+	assert_true(out.built);
+	assert_false(out.whole);
+	assert_false(tu_exists(q));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -589,6 +711,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stage_refresh_linklog, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_refresh_dirs, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_db_chunks, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_stage_build_whole, sfx_setup, sfx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
