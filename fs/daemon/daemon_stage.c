@@ -114,9 +114,11 @@ static void dmn_stage_follow(dmn_stage_state *st, const struct inotify_event *ev
 /* A directory new in the environment is watched at once, not at the next
  * refresh: Trac makes a ticket's attachment directory and creates the file
  * in it right away.  What was made in it before the watch took (deeper
- * directories, files) is taken as new too; a file found there may be closed
- * already, and only waits until DMN_SETTLE_MAX_WAIT_MS then. */
-static void dmn_stage_new_dir(dmn_daemon *c, dmn_stage_state *st, const char *rel, int depth)
+ * directories, files) is taken as new too (follow); a file found there may
+ * be closed already, and only waits until DMN_SETTLE_MAX_WAIT_MS then.
+ * Without follow, only the directories are watched (ENV at start). */
+static void dmn_stage_new_dir(dmn_daemon *c, dmn_stage_state *st, const char *rel, int depth,
+                              bool follow)
 {
 	char sub[PATH_MAX];
 	struct dirent *de;
@@ -136,14 +138,15 @@ static void dmn_stage_new_dir(dmn_daemon *c, dmn_stage_state *st, const char *re
 		close(fd);
 	if (!d)
 		return;
-	while ((de = readdir(d))) {
+	while ((de = readdir(d)) && !c->stage.quit) {
 		if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
 			continue;
-		if (de->d_type == DT_REG)
+		if (de->d_type == DT_REG && follow)
 			dmn_stage_follow_new(st, wd, de->d_name);
 		else if (de->d_type == DT_DIR && depth < 8 &&
-		         (size_t)snprintf(sub, sizeof sub, "%s/%s", rel, de->d_name) < sizeof sub)
-			dmn_stage_new_dir(c, st, sub, depth + 1);
+		         (size_t)snprintf(sub, sizeof sub, "%s%s%s", strcmp(rel, ".") ? rel : "",
+		                          strcmp(rel, ".") ? "/" : "", de->d_name) < sizeof sub)
+			dmn_stage_new_dir(c, st, sub, depth + 1, follow);
 	}
 	closedir(d);
 }
@@ -165,7 +168,7 @@ static void dmn_stage_event(dmn_daemon *c, dmn_stage_state *st, const struct ino
 		if (ts_db_excluded(&c->env, rel))
 			return;
 		if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) && (ev->mask & IN_ISDIR))
-			dmn_stage_new_dir(c, st, rel, 0);
+			dmn_stage_new_dir(c, st, rel, 0, true);
 	}
 	if (ev->len)
 		dmn_stage_follow(st, ev);
@@ -264,6 +267,7 @@ static void *dmn_stage_main(void *arg)
 	struct pollfd pf[3] = { { c->stage.j.fd, POLLIN, 0 }, { c->stage.wake, POLLIN, 0 },
 	                        { c->stage.j.wake, POLLIN, 0 } };
 	dmn_stage_state st = { .build = true, .all_dirs = true };
+	bool started = false;
 
 	while (!c->stage.quit) {
 		int64_t now = dmn_stage_now_ms(), due = st.build ? now : dmn_stage_due(&st);
@@ -300,6 +304,15 @@ static void *dmn_stage_main(void *arg)
 				dmn_settle_built_clean(&st.settle);
 			else
 				dmn_settle_rebuilt(&st.settle);
+			/* With no stage to build (no sealed snapshot yet), the
+			 * environment's directories are watched all the same, so
+			 * that the first snapshot's recheck under Trac's lock looks
+			 * only at what changed during its copy (at 200,000 files
+			 * it held the lock some 500 ms with none watched), and is
+			 * the environment for the stage built from it. */
+			if (!built && !started)
+				dmn_stage_new_dir(c, &st, ".", 0, false);
+			started = true;
 			st.all_dirs = !built;
 			dmn_stage_forget_all(&st);
 		}

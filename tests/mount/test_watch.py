@@ -146,12 +146,27 @@ def test_changes_made_while_waiting_for_the_lock(env_sqlite, mount_factory):
 
 
 def test_nothing_changed_nothing_looked_at(env_sqlite, mount_factory):
-    """A second snapshot with the environment untouched looks at (almost)
-    nothing under the lock, and is the environment all the same."""
+    """A second snapshot with the environment untouched looks at nothing
+    under the lock: the stage built from the first is the environment, taken
+    as it is (snapshot/take/snap_fast.c); and it is the environment all the
+    same."""
     env = env_sqlite
     m = staged_and_watched(mount_factory, env)
     os.mkdir(m.path("b"))
     wait_sealed(m.store, "b")
     assert_same_files(env, os.path.join(m.store, "b", "tree"))
-    lines = [mo for mo in CHECKED.finditer(m.log_text()) if mo.group(1) == "b"]
+    assert "snapshot b: the stage as it was" in m.log_text(), m.log_text()
+
+
+def test_first_snapshot_uses_the_watch(env_sqlite, mount_factory):
+    """With no snapshot yet to stage, the daemon watches the environment's
+    directories from its start: the first snapshot looks under Trac's lock
+    only at what changed during its copy, not at every entry."""
+    env = env_sqlite
+    m = mount_factory(env)
+    wait_watched(m, env)
+    os.mkdir(m.path("a"))
+    wait_sealed(m.store, "a")
+    assert_same_files(env, os.path.join(m.store, "a", "tree"))
+    lines = [mo for mo in CHECKED.finditer(m.log_text()) if mo.group(1) == "a"]
     assert lines and int(lines[-1].group(2)) <= 5, m.log_text()
