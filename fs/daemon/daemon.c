@@ -2,6 +2,7 @@
  * turns on snap_mu, and who may manage snapshots (daemon.h). */
 #include "daemon.h"
 
+#include <malloc.h>
 #include <string.h>
 
 #include "base/log.h"
@@ -81,6 +82,13 @@ void dmn_writer_lock(dmn_daemon *d)
 void dmn_writer_unlock(dmn_daemon *d)
 {
 	pthread_mutex_unlock(&d->snap_mu);
+}
+
+void dmn_trim(void)
+{
+#ifndef __SANITIZE_ADDRESS__
+	malloc_trim(0);
+#endif
 }
 
 bool dmn_may_manage_needs_groups(const dmn_managers *m, uid_t uid, gid_t gid)

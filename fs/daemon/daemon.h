@@ -158,6 +158,13 @@ bool dmn_cancel(dmn_daemon *d);
 void dmn_writer_lock(dmn_daemon *d);
 void dmn_writer_unlock(dmn_daemon *d);
 
+/* Give the heap's freed memory back to the system (glibc's malloc_trim),
+ * after a pass that held a manifest or an item per entry.  Not under
+ * AddressSanitizer: its allocator is not glibc's, which is then never set
+ * up, and two threads trimming at once both set it up (the sealer and the
+ * stager did: a crash in mtrim). */
+void dmn_trim(void);
+
 /* Why a snapshot is taken (daemon_take.c). */
 typedef enum dmn_why {
 	DMN_WHY_MKDIR,                 /* the name must be new: EEXIST otherwise */

@@ -9,7 +9,6 @@
 #include "daemon.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -77,7 +76,7 @@ static void *dmn_seal_main(void *arg)
 		 * before the stager reads one in its own thread's arena: freed
 		 * memory of this thread would otherwise still be resident then. */
 		if (seal)
-			malloc_trim(0);
+			dmn_trim();
 		/* Stage the newest for the next snapshot (also after a prune on
 		 * the timer: it may have taken the stage's snapshot with it). */
 		if (!last)

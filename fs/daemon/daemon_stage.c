@@ -31,7 +31,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,7 +224,7 @@ static bool dmn_stage_build(dmn_daemon *c, bool *built)
 	}
 	*built = out.built;
 	pthread_mutex_unlock(&c->snap_mu);
-	malloc_trim(0);   /* the manifest it read: give it back, as dmn_take does */
+	dmn_trim();   /* the manifest it read: give it back, as dmn_take does */
 	return out.whole;
 }
 
@@ -248,7 +247,7 @@ static int64_t dmn_stage_refresh(dmn_daemon *c, bool all_dirs, bool *none)
 	ts_err_code rc = ts_stage_refresh(&c->store, &c->env, &o, all_dirs, dmn_stage_watch, c, &out, &e);
 	int64_t took = dmn_stage_now_ms() - t0;
 	pthread_mutex_unlock(&c->snap_mu);
-	malloc_trim(0);
+	dmn_trim();
 	*none = out.none;
 	if (rc == TS_OK && !out.busy && !out.none && out.bytes_copied)
 		ts_log(LOG_DEBUG, "stage refreshed: %llu bytes copied in %lld ms",

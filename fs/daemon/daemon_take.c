@@ -8,7 +8,6 @@
 #include "daemon.h"
 #include "store/hold.h"
 
-#include <malloc.h>
 #include <stdio.h>
 
 #include "base/clock.h"
@@ -73,7 +72,7 @@ ts_err_code dmn_take(dmn_daemon *d, const char *name, dmn_why why, unsigned auto
 	 * stager does, after it has staged the next snapshot (daemon_stage.c),
 	 * off mkdir's way; without a stager, here. */
 	if (!d->stage.running)
-		malloc_trim(0);
+		dmn_trim();
 	dmn_writer_unlock(d);
 	if (rc == TS_OK) {
 		dmn_seal_kick(d);
