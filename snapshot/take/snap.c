@@ -73,7 +73,8 @@ ts_err_code snap_walk_add(void *arg, const char *rel, const struct stat *st, ts_
 		}
 		return TS_ERR_NOTFOUND;
 	}
-	snap_item it = { .rel = strdup(rel), .type = type, .st = *st };
+	snap_item it = { .rel = strdup(rel), .type = type };
+	snap_stat_set(&it.st, st);
 	if (!it.rel)
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	rc = w->place ? snap_place(r, &it, e) : TS_OK;
@@ -103,10 +104,12 @@ static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
 	r->listed_ns = snap_ns(&now);
 	if (!root.rel)
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-	if (fstat(r->envfd, &root.st) < 0) {
+	struct stat rst;
+	if (fstat(r->envfd, &rst) < 0) {
 		free(root.rel);
 		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
 	}
+	snap_stat_set(&root.st, &rst);
 	rc = snap_list_push(l, &root, e);
 	if (rc != TS_OK)
 		free(root.rel);
@@ -209,7 +212,7 @@ static bool snap_wait_racy(const snap_run *r)
 	for (size_t k = 0; k < r->items.n; k++) {
 		const snap_item *it = &r->items.v[k];
 		if (it->racy) {
-			int64_t t = snap_ns(&it->st.st_ctim) + snap_racy_ns(&it->st);
+			int64_t t = snap_ns(&it->st.st_ctim) + snap_racy_ns(&it->st.st_ctim);
 			any = true;
 			if (t > until)
 				until = t;

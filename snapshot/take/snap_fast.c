@@ -77,7 +77,7 @@ static bool snap_fast_put(snap_run *r, snap_item *it, ts_err *e, ts_err_code *rc
 	if (it->placed && !it->racy && st.st_ino == it->st.st_ino && st.st_size == it->st.st_size &&
 	    snap_same_time(&st.st_mtim, &it->st.st_mtim) && snap_same_time(&st.st_ctim, &it->st.st_ctim))
 		return true;
-	it->st = st;
+	snap_stat_set(&it->st, &st);
 	/* The stage's copy, or ours from before the lock, makes way. */
 	*rc = snap_remove(r, it->rel, e);
 	if (*rc == TS_OK)
@@ -118,8 +118,10 @@ static ts_err_code snap_fast_abandon(snap_run *r, const char *why, ts_err *e)
 		 * file went meanwhile) is then copied again quietly, not taken for
 		 * damage. */
 		if (it->placed) {
-			ts_manifest_entry_set_meta(pe, &it->st);
-			ts_manifest_entry_set_source(pe, &it->st);
+			struct stat src;
+			snap_stat_get(&it->st, &src);
+			ts_manifest_entry_set_meta(pe, &src);
+			ts_manifest_entry_set_source(pe, &src);
 			pe->store_ino = it->store_ino;
 			pe->store_ctime = it->store_ctime;
 		}

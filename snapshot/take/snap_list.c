@@ -77,3 +77,24 @@ void snap_list_compact(snap_list *l)
 	}
 	l->n = k;
 }
+
+void snap_stat_set(snap_stat *d, const struct stat *s)
+{
+	*d = (snap_stat){ .st_dev = s->st_dev, .st_ino = s->st_ino, .st_size = s->st_size,
+	                  .st_atim = s->st_atim, .st_mtim = s->st_mtim, .st_ctim = s->st_ctim,
+	                  .st_mode = s->st_mode, .st_uid = s->st_uid, .st_gid = s->st_gid };
+}
+
+void snap_stat_get(const snap_stat *s, struct stat *d)
+{
+	memset(d, 0, sizeof *d);
+	d->st_dev = s->st_dev;
+	d->st_ino = s->st_ino;
+	d->st_size = s->st_size;
+	d->st_atim = s->st_atim;
+	d->st_mtim = s->st_mtim;
+	d->st_ctim = s->st_ctim;
+	d->st_mode = s->st_mode;
+	d->st_uid = s->st_uid;
+	d->st_gid = s->st_gid;
+}

@@ -40,11 +40,13 @@ static const ts_manifest_entry *snap_mf_next(void *arg, size_t i, ts_manifest_en
 	memset(me, 0, sizeof *me);
 	me->type = it->type;
 	me->path = it->rel;
-	ts_manifest_entry_set_meta(me, &it->st);
+	struct stat src;
+	snap_stat_get(&it->st, &src);
+	ts_manifest_entry_set_meta(me, &src);
 	memcpy(me->sha256, it->sha256, 32);
 	me->pending = it->type == 'f' && it->unhashed;
 	/* Directories too: a stage's directory may serve as is (snap_dir_as_staged). */
-	ts_manifest_entry_set_source(me, &it->st);
+	ts_manifest_entry_set_source(me, &src);
 	if (it->type == 'f') {
 		me->store_ino = it->store_ino;   /* the copy as placed (snap_put.c) */
 		me->store_ctime = it->store_ctime;

@@ -17,9 +17,9 @@
 #include "store/manifest_stat.h"
 #include "take/share_check.h"
 
-int64_t snap_racy_ns(const struct stat *st)
+int64_t snap_racy_ns(const struct timespec *ctim)
 {
-	return ts_racy_ns(&st->st_ctim);
+	return ts_racy_ns(ctim);
 }
 
 bool snap_stored_ok(const snap_run *r, const ts_manifest_entry *pe, const struct stat *st,
@@ -52,7 +52,9 @@ static bool snap_share(snap_run *r, snap_item *it)
 	if (r->prevfd < 0 || it->type != 'f')
 		return false;
 	pe = ts_manifest_find(&r->prev, it->rel);
-	if (!pe || pe->type != 'f' || !ts_manifest_same_source(pe, &it->st))
+	struct stat src;
+	snap_stat_get(&it->st, &src);
+	if (!pe || pe->type != 'f' || !ts_manifest_same_source(pe, &src))
 		return false;
 	pfd = ts_beneath_cache_parent(ts_walk_cache(1), r->prevfd, it->rel, &pleaf);
 	if (pfd < 0)
@@ -127,7 +129,7 @@ static ts_err_code snap_put_at(snap_run *r, snap_item *it, bool in_walk, ts_err 
 		__atomic_store_n(&r->retyped, true, __ATOMIC_RELAXED);   /* a link on its way */
 	if (rc != TS_OK)
 		return rc;
-	it->st = co.st;
+	snap_stat_set(&it->st, &co.st);
 	memcpy(it->sha256, co.sha256, 32);
 	/* The copy's identity as placed (manifest.h); nothing touches it
 	 * again before the snapshot appears. */
@@ -138,7 +140,7 @@ static ts_err_code snap_put_at(snap_run *r, snap_item *it, bool in_walk, ts_err 
 			it->store_ctime = placed.st_ctim;
 		}
 	}
-	it->racy = co.changed || snap_ns(&co.st.st_ctim) >= snap_ns(&before) - snap_racy_ns(&co.st);
+	it->racy = co.changed || snap_ns(&co.st.st_ctim) >= snap_ns(&before) - snap_racy_ns(&co.st.st_ctim);
 	it->unhashed = it->type == 'f';
 	__atomic_fetch_add(&r->stats->bytes_copied, co.bytes, __ATOMIC_RELAXED);
 	return TS_OK;
@@ -186,8 +188,10 @@ static bool snap_dir_as_staged(const snap_run *r, const snap_item *it)
 	const ts_manifest_entry *pe = ts_manifest_find(&r->prev, it->rel);
 	struct stat cur;
 
-	if (!pe || pe->type != 'd' || !ts_manifest_same_source(pe, &it->st) ||
-	    snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it->st))
+	struct stat src;
+	snap_stat_get(&it->st, &src);
+	if (!pe || pe->type != 'd' || !ts_manifest_same_source(pe, &src) ||
+	    snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it->st.st_ctim))
 		return false;
 	return snap_tree_stat(r, it->rel, &cur) == 0 && ts_manifest_copy_matches(pe, &cur, r->root);
 }
@@ -205,7 +209,9 @@ static ts_err_code snap_dir_meta_one(void *arg, size_t i, ts_err *e)
 	 * stage.c builds it: the snapshot that adopts it sets the rest. */
 	if (r->stage_refresh && (it->st.st_mode & (S_IWUSR | S_IXUSR)) != (S_IWUSR | S_IXUSR))
 		return TS_OK;
-	return ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &it->st, r->env->root, e);
+	struct stat src;
+	snap_stat_get(&it->st, &src);
+	return ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &src, r->env->root, e);
 }
 
 ts_err_code snap_dir_meta(snap_run *r, ts_err *e)

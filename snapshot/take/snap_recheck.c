@@ -69,10 +69,12 @@ ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *
 		memcpy(it.sha256, pe->sha256, 32);
 		it.store_ino = pe->store_ino;   /* as m recorded it: checked on adoption */
 		it.store_ctime = pe->store_ctime;
-		ts_manifest_entry_to_stat(pe, &it.st);
-		it.st.st_dev = root.st_dev;   /* as ts_copy_same_stat compares it */
+		struct stat pst;
+		ts_manifest_entry_to_stat(pe, &pst);
+		pst.st_dev = root.st_dev;   /* as ts_copy_same_stat compares it */
+		snap_stat_set(&it.st, &pst);
 		it.racy = pe->type != 'd' &&
-		          snap_ns(&pe->src_ctime) >= snap_ns(&m->time) - snap_racy_ns(&it.st);
+		          snap_ns(&pe->src_ctime) >= snap_ns(&m->time) - snap_racy_ns(&it.st.st_ctim);
 		if (pe->type == 'f' && pe->pending)
 			r->stats->bytes_copied += pe->size;
 		rc = snap_list_push(&r->items, &it, e);
@@ -216,14 +218,15 @@ static ts_err_code snap_recheck_item(snap_run *r, snap_item *it, ts_beneath_cach
 		 * The watcher's word (relist) counts too. */
 		bool same = st.st_ino == it->st.st_ino && snap_same_time(&st.st_mtim, &it->st.st_mtim) &&
 		            snap_same_time(&st.st_ctim, &it->st.st_ctim);
-		bool racy = snap_ns(&it->st.st_ctim) >= r->listed_ns - snap_racy_ns(&it->st);
+		bool racy = snap_ns(&it->st.st_ctim) >= r->listed_ns - snap_racy_ns(&it->st.st_ctim);
 		it->check = same && !racy && !r->relist_all && !(r->subset && it->relist)
 		            ? SNAP_CHECK_SAME : SNAP_CHECK_RELIST;
 	} else {
-		it->check = it->racy || !ts_copy_same_stat(&it->st, &st) ? SNAP_CHECK_CHANGED
-		                                                          : SNAP_CHECK_SAME;
+		struct stat was;
+		snap_stat_get(&it->st, &was);
+		it->check = it->racy || !ts_copy_same_stat(&was, &st) ? SNAP_CHECK_CHANGED : SNAP_CHECK_SAME;
 	}
-	it->st = st;   /* directories: their metadata as of now */
+	snap_stat_set(&it->st, &st);   /* directories: their metadata as of now */
 	return TS_OK;
 }
 
