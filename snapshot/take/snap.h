@@ -64,8 +64,8 @@
  *   the answer is a new stage mark when no event came since it.  0: the
  *   snapshot is the stage as it was (snap_fast.c), still clean under the
  *   lock: the answer is that stage's mark.  Returns the mark to give
- *   stage_done once a stage is built from the snapshot (the stage's
- *   manifest: its sealed one), or 0 when there is none. */
+ *   stage_done once a stage is built from the snapshot (with the manifest
+ *   that build writes, take/stage.h), or 0 when there is none. */
 typedef struct ts_snap_changes {
 	void *arg;
 	uint64_t (*mark)(void *arg);
