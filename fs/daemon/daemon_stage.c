@@ -218,10 +218,8 @@ static bool dmn_stage_build(dmn_daemon *c, bool *built)
 	                          .env_name = c->stage.taken_mark ? c->stage.taken_name : NULL,
 	                          .env_dev = c->stage.taken_dev, .env_ino = c->stage.taken_ino,
 	                          .env_still = dmn_stage_env_still };
-	if (ts_stage_build(&c->store, &o, &out, &e) != TS_OK) {
+	if (ts_stage_build(&c->store, &o, &out, &e) != TS_OK)   /* out: nothing built */
 		ts_log(LOG_WARNING, "staging the next snapshot failed: %s (it is made without)", e.msg);
-		out.built = out.whole = false;
-	}
 	*built = out.built;
 	pthread_mutex_unlock(&c->snap_mu);
 	dmn_trim();   /* the manifest it read: give it back, as dmn_take does */

@@ -82,7 +82,7 @@ typedef struct ts_stage_build_out {
 /* Stage the newest snapshot, unless it is not sealed yet (sealing kicks
  * again), or is staged already.  Takes the writers' lock without waiting:
  * when another writer holds it, nothing is done (TS_OK).  o and out may be
- * NULL. */
+ * NULL; out is filled whatever the outcome (built false on failure). */
 ts_err_code ts_stage_build(ts_store *s, const ts_stage_build_opts *o, ts_stage_build_out *out,
                            ts_err *e);
 
