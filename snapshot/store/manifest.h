@@ -146,8 +146,9 @@ const ts_manifest_entry *ts_manifest_find_after(const ts_manifest *m, const ts_m
 ts_err_code ts_manifest_write(const ts_manifest *m, const char *file, ts_err *e);
 
 /* Entry i of n for ts_manifest_write_each, asked for in order: a pointer
- * to one of the caller's, or to scratch once filled (entry i's path must
- * stay valid until the write returns: the next one is compared with it). */
+ * to one of the caller's, or to scratch once filled, valid until the next
+ * call (a cursor's entry, say); NULL: there is none (the write fails, and
+ * the caller says why). */
 typedef const ts_manifest_entry *(*ts_manifest_entry_fn)(void *arg, size_t i, ts_manifest_entry *scratch);
 
 /* Write head's fields (not its entries) and the n entries fn gives, as
@@ -187,6 +188,28 @@ ts_err_code ts_manifest_read_some_at(int dirfd, const char *rel, const ts_manife
 ts_err_code ts_manifest_write_at(const ts_manifest *m, int dirfd, const char *rel, ts_err *e);
 ts_err_code ts_manifest_write_each_at(const ts_manifest *head, size_t n, ts_manifest_entry_fn fn, void *arg,
                                       int dirfd, const char *rel, ts_err *e);
+
+/* Reading a manifest one entry at a time, in its (sorted) order, never
+ * holding its entries together: a stage build goes through 200,000 entries
+ * several times in the memory of one (some 57 MB for them all).  The file
+ * is checked as it is read, as ts_manifest_read checks it: a fault found at
+ * entry k comes after k entries were given, so a caller undoes what it
+ * made of them.  A manifest with a base is merged with it as it is read
+ * (see Base above): the caller never sees the base.
+ * Ownership: the cursor owns its entries; each one given is valid until the
+ * next call on the cursor.  Close it whatever happened. */
+typedef struct ts_manifest_cursor ts_manifest_cursor;
+
+/* Open rel below dirfd (as ts_manifest_read_at reads it): *head is
+ * initialised and gets the header's fields, no entries (base NULL: merged);
+ * the caller frees it.  *c is NULL on failure. */
+ts_err_code ts_manifest_cursor_open_at(int dirfd, const char *rel, ts_manifest *head,
+                                       ts_manifest_cursor **c, ts_err *e);
+/* The next entry into *ent; NULL after the last, once the end of the file
+ * is checked.  After a failure, every later call fails. */
+ts_err_code ts_manifest_cursor_next(ts_manifest_cursor *c, const ts_manifest_entry **ent, ts_err *e);
+/* NULL is fine. */
+void ts_manifest_cursor_close(ts_manifest_cursor *c);
 
 /* Escape bytes for a manifest field: '\\' -> "\\\\", TAB -> "\\t",
  * LF -> "\\n", CR -> "\\r", other bytes < 0x20, 0x7f and space -> "\\xHH";

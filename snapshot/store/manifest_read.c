@@ -189,11 +189,13 @@ static ts_err_code mr_path(manifest_r *r, const char *field, bool path, char **o
 	return rc;
 }
 
-static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
+/* Parse the entry line in r->line into *ent (its path malloc'd, the
+ * caller's on success), after last (NULL: the first).  unsealed: the
+ * manifest's header has an unsealed line, so a file may be pending. */
+static ts_err_code mr_entry_parse(manifest_r *r, bool unsealed, const char *last, ts_manifest_entry *ent)
 {
 	char *f[MANIFEST_FIELDS];
 	char *path = NULL;
-	ts_manifest_entry *ent;
 	ts_err_code rc = TS_OK;
 	uint64_t uid, gid, size, ino, store_ino = 0;
 	struct timespec mtime, ctime, store_ctime = { 0, 0 };
@@ -237,7 +239,7 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 	}
 	/* "-": a directory, or a file not hashed yet, which only an unsealed
 	 * manifest may have (sha stays zero). */
-	if (type == 'f' && m->unsealed_boot && strcmp(f[6], "-") == 0)
+	if (type == 'f' && unsealed && strcmp(f[6], "-") == 0)
 		pending = true;
 	else if (type == 'd' ? strcmp(f[6], "-") != 0 : !ts_sha256_unhex(f[6], sha)) {
 		rc = mr_bad(r, "bad sha256");
@@ -263,7 +265,6 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 	rc = mr_path(r, f[r->fields - 1], true, &path, "path");
 	if (rc != TS_OK)
 		goto out;
-	const char *last = r->keep ? r->prev : m->n > 0 ? m->entries[m->n - 1].path : NULL;
 	if (last) {
 		int c = strcmp(last, path);
 
@@ -272,27 +273,8 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 			goto out;
 		}
 	}
-	if (r->keep) {
-		size_t len = strlen(path) + 1;
-		if (len > r->prev_cap) {
-			char *p = realloc(r->prev, len * 2);
-			if (!p) {
-				rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
-				goto out;
-			}
-			r->prev = p;
-			r->prev_cap = len * 2;
-		}
-		memcpy(r->prev, path, len);
-		if (!r->keep->fn(r->keep->arg, path))
-			goto out;   /* read and checked, not kept */
-	}
-	ent = manifest_push(m, type, path);
-	path = NULL; /* taken, even on failure */
-	if (!ent) {
-		rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
-		goto out;
-	}
+	memset(ent, 0, sizeof *ent);
+	ent->type = type;
 	ent->mode = (mode_t)mode;
 	ent->uid = (uid_t)uid;
 	ent->gid = (gid_t)gid;
@@ -304,9 +286,44 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 	ent->src_ctime = ctime;
 	ent->store_ino = store_ino;
 	ent->store_ctime = store_ctime;
+	ent->path = path;
+	path = NULL;
 out:
 	free(path);
 	return rc;
+}
+
+/* The entry in r->line, into m (unless r->keep refuses it). */
+static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
+{
+	ts_manifest_entry ent = { .path = NULL }, *slot;
+	const char *last = r->keep ? r->prev : m->n > 0 ? m->entries[m->n - 1].path : NULL;
+	ts_err_code rc = mr_entry_parse(r, m->unsealed_boot != NULL, last, &ent);
+
+	if (rc != TS_OK)
+		return rc;
+	if (r->keep) {
+		size_t len = strlen(ent.path) + 1;
+		if (len > r->prev_cap) {
+			char *p = realloc(r->prev, len * 2);
+			if (!p) {
+				free(ent.path);
+				return ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+			}
+			r->prev = p;
+			r->prev_cap = len * 2;
+		}
+		memcpy(r->prev, ent.path, len);
+		if (!r->keep->fn(r->keep->arg, ent.path)) {
+			free(ent.path);
+			return TS_OK;   /* read and checked, not kept */
+		}
+	}
+	slot = manifest_push(m, ent.type, ent.path);   /* takes the path, even on failure */
+	if (!slot)
+		return ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+	*slot = ent;
+	return TS_OK;
 }
 
 /* The next line, which must exist: what names it for the message. */
@@ -321,11 +338,12 @@ static ts_err_code mr_need(manifest_r *r, const char *what)
 	return rc;
 }
 
-static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
+/* The header, up to its entries line: into m's fields, the count announced
+ * into *count. */
+static ts_err_code mr_head(manifest_r *r, ts_manifest *m, uint64_t *count)
 {
 	ts_err_code rc;
 	char *f[2];
-	uint64_t count, k = 0;
 	bool eof;
 
 	/* Line 1: what and which version. */
@@ -426,10 +444,35 @@ static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
 	rc = mr_header(r, "entries", f, 1);
 	if (rc != TS_OK)
 		goto out;
-	if (!mr_u64(f[0], SIZE_MAX, &count)) {
+	if (!mr_u64(f[0], SIZE_MAX, count))
 		rc = mr_bad(r, "bad entry count");
+out:
+	return rc;
+}
+
+/* The entries' end: the "end" line, after exactly count of them, then
+ * nothing. */
+static ts_err_code mr_end(manifest_r *r, uint64_t count, uint64_t k)
+{
+	bool eof;
+	ts_err_code rc;
+
+	if (k != count)
+		return mr_bad(r, "%" PRIu64 " entries announced, %" PRIu64 " found", count, k);
+	rc = mr_next(r, &eof);
+	if (rc == TS_ERR_CORRUPT || (rc == TS_OK && !eof))
+		rc = mr_bad(r, "data after 'end'");
+	return rc;
+}
+
+static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
+{
+	ts_err_code rc;
+	uint64_t count, k = 0;
+
+	rc = mr_head(r, m, &count);
+	if (rc != TS_OK)
 		goto out;
-	}
 
 	/* Room for the announced entries at once (no copying as the array
 	 * grows), but never more than the file's bytes could hold: a hostile
@@ -454,13 +497,7 @@ static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
 			goto out;
 		k++;
 	}
-	if (k != count) {
-		rc = mr_bad(r, "%" PRIu64 " entries announced, %" PRIu64 " found", count, k);
-		goto out;
-	}
-	rc = mr_next(r, &eof);
-	if (rc == TS_ERR_CORRUPT || (rc == TS_OK && !eof))
-		rc = mr_bad(r, "data after 'end'");
+	rc = mr_end(r, count, k);
 out:
 	return rc;
 }
@@ -534,50 +571,60 @@ out:
 	return rc;
 }
 
+/* Open file for r (r->file and r->e set): never through a link or from a
+ * FIFO (which would block).  The store is checked to be root's (trust.h),
+ * yet a manifest is read as data. */
+static ts_err_code mr_open(manifest_r *r)
+{
+	struct stat st;
+	int fd = open(r->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0 && errno == ELOOP)
+		return ts_err_set(r->e, TS_ERR_CORRUPT, "%s: manifest is a symlink", r->file);
+	if (fd < 0)
+		return ts_err_sys(r->e, errno, "%s: cannot open manifest", r->file);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return ts_err_set(r->e, TS_ERR_CORRUPT, "%s: manifest is not a regular file", r->file);
+	}
+	r->size = (uint64_t)st.st_size;
+	r->f = fdopen(fd, "r");
+	if (!r->f) {
+		ts_err_code rc = ts_err_sys(r->e, errno, "%s: cannot open manifest", r->file);
+		close(fd);
+		return rc;
+	}
+	return TS_OK;
+}
+
+static void mr_close(manifest_r *r)
+{
+	if (r->f)
+		fclose(r->f);
+	r->f = NULL;
+	free(r->line);
+	r->line = NULL;
+	free(r->prev);
+	r->prev = NULL;
+}
+
 static ts_err_code mr_file(const char *file, bool top, const ts_manifest_keep *keep, ts_manifest *m,
                            ts_err *e)
 {
-	ts_err_code rc;
 	manifest_r r = { .file = file, .e = e, .keep = keep };
-	struct stat st;
-	int fd;
+	ts_err_code rc;
 
 	ts_manifest_init(m);
-	/* The store is checked to be root's (trust.h), yet a manifest is read
-	 * as data, never through a link or from a FIFO (which would block). */
-	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0 && errno == ELOOP) {
-		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: manifest is a symlink", file);
-		goto out;
-	}
-	if (fd < 0) {
-		rc = ts_err_sys(e, errno, "%s: cannot open manifest", file);
-		goto out;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: manifest is not a regular file", file);
-		close(fd);
-		goto out;
-	}
-	r.size = (uint64_t)st.st_size;
-	r.f = fdopen(fd, "r");
-	if (!r.f) {
-		rc = ts_err_sys(e, errno, "%s: cannot open manifest", file);
-		close(fd);
-		goto out;
-	}
-	rc = mr_parse(&r, m);
+	rc = mr_open(&r);
+	if (rc == TS_OK)
+		rc = mr_parse(&r, m);
 	if (rc == TS_OK && m->base && !top)
 		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: a base manifest that has a base itself", file);
 	if (rc == TS_OK && m->base)
 		rc = mr_merge(file, keep, m, e);
-out:
 	if (rc != TS_OK)
 		ts_manifest_free(m);
-	if (r.f)
-		fclose(r.f);
-	free(r.line);
-	free(r.prev);
+	mr_close(&r);
 	return rc;
 }
 
@@ -607,4 +654,173 @@ ts_err_code ts_manifest_read_some_at(int dirfd, const char *rel, const ts_manife
 		return ts_err_sys(e, errno, "%s: cannot read manifest", rel);
 	}
 	return mr_file(path, true, keep, m, e);
+}
+
+/* ---- one entry at a time (ts_manifest_cursor) ------------------------- */
+
+/* One file's entries, with the one last read. */
+typedef struct mc_stream {
+	manifest_r r;
+	char *file;                /* owned; r.file */
+	bool unsealed;
+	uint64_t count, k;         /* entries announced, read */
+	ts_manifest_entry cur;     /* the one last read (path owned), while have */
+	bool have, ended;
+} mc_stream;
+
+struct ts_manifest_cursor {
+	mc_stream top, base;       /* base: open when the top names one (manifest.h: Base) */
+	bool merged;
+	bool started;
+	unsigned given;            /* which streams' entries the last call gave (MC_TOP, MC_BASE) */
+	ts_err_code failed;        /* once a call failed, every later one does */
+};
+
+#define MC_TOP 1u
+#define MC_BASE 2u
+
+static ts_err_code mc_open(mc_stream *s, const char *file, ts_manifest *head, ts_err *e)
+{
+	ts_err_code rc;
+
+	s->file = strdup(file);
+	if (!s->file)
+		return ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
+	s->r.file = s->file;
+	s->r.e = e;
+	rc = mr_open(&s->r);
+	if (rc == TS_OK)
+		rc = mr_head(&s->r, head, &s->count);
+	s->unsealed = head->unsealed_boot != NULL;
+	return rc;
+}
+
+/* The stream's next entry into s->cur (have false at the end, which is
+ * checked as the whole reader checks it). */
+static ts_err_code mc_advance(mc_stream *s, ts_err *e)
+{
+	ts_err_code rc;
+	char *last = s->have ? s->cur.path : NULL;
+
+	s->r.e = e;
+	s->have = false;
+	if (s->ended) {
+		rc = TS_OK;
+		goto out;
+	}
+	rc = mr_need(&s->r, "'end' line (file truncated?)");
+	if (rc == TS_OK && strcmp(s->r.line, "end") == 0) {
+		s->ended = true;
+		rc = mr_end(&s->r, s->count, s->k);
+		goto out;
+	}
+	if (rc == TS_OK && s->k == s->count)
+		rc = mr_bad(&s->r, "more entries than the %" PRIu64 " announced", s->count);
+	if (rc == TS_OK)
+		rc = mr_entry_parse(&s->r, s->unsealed, last, &s->cur);
+	if (rc == TS_OK) {
+		s->have = true;
+		s->k++;
+	}
+out:
+	free(last);
+	return rc;
+}
+
+static void mc_close(mc_stream *s)
+{
+	if (s->have)
+		free(s->cur.path);
+	s->have = false;
+	mr_close(&s->r);
+	free(s->file);
+	s->file = NULL;
+}
+
+ts_err_code ts_manifest_cursor_open_at(int dirfd, const char *rel, ts_manifest *head,
+                                       ts_manifest_cursor **out, ts_err *e)
+{
+	char path[PATH_MAX + 64], *bpath = NULL;
+	ts_manifest_cursor *c = calloc(1, sizeof *c);
+	ts_manifest bhead;
+	ts_err_code rc;
+
+	ts_manifest_init(head);
+	ts_manifest_init(&bhead);
+	*out = NULL;
+	if (!c)
+		return ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", rel);
+	if (ts_beneath_procpath(path, sizeof path, dirfd, rel) < 0) {
+		rc = ts_err_sys(e, errno, "%s: cannot read manifest", rel);
+		goto out;
+	}
+	rc = mc_open(&c->top, path, head, e);
+	if (rc != TS_OK || !head->base)
+		goto out;
+	/* Its base, a file beside it, read alongside (manifest.h: Base). */
+	const char *slash = strrchr(path, '/');
+	if (asprintf(&bpath, "%.*s%s", slash ? (int)(slash - path + 1) : 0, path, head->base) < 0) {
+		bpath = NULL;
+		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	rc = mc_open(&c->base, bpath, &bhead, e);
+	if (rc == TS_OK && bhead.base)
+		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: a base manifest that has a base itself", bpath);
+	c->merged = true;
+	free(head->base);
+	head->base = NULL;   /* merged, as a whole read leaves it */
+out:
+	free(bpath);
+	ts_manifest_free(&bhead);
+	if (rc == TS_OK) {
+		*out = c;
+	} else {
+		ts_manifest_cursor_close(c);
+		ts_manifest_free(head);
+		ts_manifest_init(head);
+	}
+	return rc;
+}
+
+ts_err_code ts_manifest_cursor_next(ts_manifest_cursor *c, const ts_manifest_entry **ent, ts_err *e)
+{
+	ts_err_code rc = c->failed;
+
+	*ent = NULL;
+	if (rc != TS_OK)
+		return ts_err_set(e, rc, "manifest: read on after a failure");
+	/* What the last call gave goes now: its entry was the caller's until
+	 * this call. */
+	unsigned adv = c->started ? c->given : MC_TOP | (c->merged ? MC_BASE : 0);
+	c->started = true;
+	if (adv & MC_TOP)
+		rc = mc_advance(&c->top, e);
+	if (rc == TS_OK && (adv & MC_BASE))
+		rc = mc_advance(&c->base, e);
+	if (rc != TS_OK) {
+		c->failed = rc;
+		return rc;
+	}
+	c->given = 0;
+	if (c->top.have && c->base.have) {
+		int cmp = strcmp(c->top.cur.path, c->base.cur.path);
+		c->given = cmp < 0 ? MC_TOP : cmp > 0 ? MC_BASE : MC_TOP | MC_BASE;   /* equal: the top's replaces */
+	} else if (c->top.have) {
+		c->given = MC_TOP;
+	} else if (c->base.have) {
+		c->given = MC_BASE;
+	}
+	if (c->given)
+		*ent = c->given & MC_TOP ? &c->top.cur : &c->base.cur;
+	return TS_OK;
+}
+
+void ts_manifest_cursor_close(ts_manifest_cursor *c)
+{
+	if (!c)
+		return;
+	mc_close(&c->top);
+	mc_close(&c->base);
+	free(c);
 }

@@ -258,7 +258,8 @@ static ts_err_code manifest_write(const ts_manifest *head, size_t n, ts_manifest
 	manifest_w *w = NULL;
 	bool created = false;
 	const char *last = NULL;
-	size_t i;
+	char *last_buf = NULL;
+	size_t i, last_cap = 0;
 
 	rc = manifest_head_check(head, file, e);
 	if (rc != TS_OK)
@@ -285,11 +286,30 @@ static ts_err_code manifest_write(const ts_manifest *head, size_t n, ts_manifest
 	for (i = 0; i < n && !w->err; i++) {
 		ts_manifest_entry scratch;
 		const ts_manifest_entry *ent = fn(arg, i, &scratch);
+		if (!ent) {
+			rc = ts_err_set(e, TS_ERR_IO, "%s: entry %zu of %zu missing", file, i + 1, n);
+			goto out;
+		}
 		rc = checked ? TS_OK : manifest_entry_check(head, ent, last, i, file, e);
 		if (rc != TS_OK)
 			goto out;
 		mw_entry(w, ent);
-		last = ent->path;   /* fn's: valid until the end (manifest.h) */
+		if (!checked) {
+			/* Kept here: fn's entry is valid only until its next
+			 * call (manifest.h). */
+			size_t len = strlen(ent->path) + 1;
+			if (len > last_cap) {
+				char *nb = realloc(last_buf, len * 2);
+				if (!nb) {
+					rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
+					goto out;
+				}
+				last_buf = nb;
+				last_cap = len * 2;
+			}
+			memcpy(last_buf, ent->path, len);
+			last = last_buf;
+		}
 	}
 	mw_str(w, "end\n");
 	mw_flush(w);
@@ -317,6 +337,7 @@ out:
 	if (rc != TS_OK && created)
 		unlink(file);
 	free(w);
+	free(last_buf);
 	return rc;
 }
 

@@ -586,6 +586,134 @@ static void test_read_some(void **state)
 	drop_base();
 }
 
+
+/* ---- one entry at a time (ts_manifest_cursor) ----------------------------- */
+
+/* What a cursor over mfx_file gives, gathered into *m (head and entries);
+ * its result, and *e on failure (m then holds what came before). */
+static ts_err_code cursor_gather(ts_manifest *m, ts_err *e)
+{
+	ts_manifest_cursor *c;
+	const ts_manifest_entry *ent;
+	int dfd = open(mfx_dir, O_RDONLY | O_DIRECTORY);
+	ts_err_code rc;
+
+	assert_true(dfd >= 0);
+	ts_err_clear(e);
+	rc = ts_manifest_cursor_open_at(dfd, "manifest", m, &c, e);
+	close(dfd);
+	if (rc != TS_OK) {
+		assert_null(c);
+		assert_int_equal(m->n, 0);
+		return rc;
+	}
+	while ((rc = ts_manifest_cursor_next(c, &ent, e)) == TS_OK && ent) {
+		ts_manifest_entry *me = ts_manifest_add(m, ent->type, ent->path);
+		assert_non_null(me);
+		char *path = me->path;
+		*me = *ent;
+		me->path = path;
+	}
+	if (rc != TS_OK) {
+		/* Once failed, it stays so. */
+		ts_err again;
+		assert_int_not_equal(ts_manifest_cursor_next(c, &ent, &again), TS_OK);
+		assert_null(ent);
+	}
+	ts_manifest_cursor_close(c);
+	return rc;
+}
+
+/* A message past the file's directory: "manifest:LINE: ..." (NULL: no
+ * file named). */
+static const char *after_dir(const char *msg)
+{
+	const char *colon = strchr(msg, ':'), *p = colon;
+	while (p && p > msg && p[-1] != '/')
+		p--;
+	return p && p > msg ? p : NULL;
+}
+
+/* text (and the base file as it is) read whole and by a cursor: the same
+ * verdict, the same message, the same header and entries. */
+static void cursor_same(const char *text, size_t len)
+{
+	ts_manifest whole, cur;
+	ts_err ew, ec;
+	ts_err_code rw, rcur;
+
+	tu_put_bytes(mfx_file, text, len, 0600);
+	ts_err_clear(&ew);
+	rw = ts_manifest_read(mfx_file, &whole, &ew);
+	rcur = cursor_gather(&cur, &ec);
+	assert_int_equal(rw, rcur);
+	if (rw != TS_OK) {
+		/* The whole read names the file by its path, the cursor by
+		 * /proc/self/fd/N/manifest: the same line and fault. */
+		const char *w = after_dir(ew.msg), *c = after_dir(ec.msg);
+		if (!w || !c)
+			fail_msg("whole: '%s', cursor: '%s'", ew.msg, ec.msg);
+		assert_string_equal(w, c);
+		ts_manifest_free(&cur);
+		return;
+	}
+	assert_true(whole.time.tv_sec == cur.time.tv_sec && whole.time.tv_nsec == cur.time.tv_nsec);
+	assert_string_equal(whole.env, cur.env);
+	assert_true(!whole.unsealed_boot == !cur.unsealed_boot);
+	assert_true(!whole.external_db == !cur.external_db);
+	assert_true(whole.no_database == cur.no_database);
+	assert_null(cur.base);
+	assert_int_equal(whole.n, cur.n);
+	for (size_t i = 0; i < whole.n; i++) {
+		ts_manifest_entry a = whole.entries[i], b = cur.entries[i];
+		assert_string_equal(a.path, b.path);
+		a.path = b.path = NULL;
+		assert_memory_equal(&a, &b, sizeof a);
+	}
+	ts_manifest_free(&whole);
+	ts_manifest_free(&cur);
+}
+
+/* Good files, a base merged, and every prefix and many damaged copies of
+ * them: the cursor says what the whole read says, at the same line. */
+static void test_cursor_as_read(void **state)
+{
+	static const char good[] = L1 L2 "env\t/srv/a\\x20b\n" "external-db\t/d/x.db\tx/x.db\n" "no-database\n"
+	                           L4 E1 E2 E3 END;
+	static const char unsealed[] = L1 L2 L3 LU "entries\t4\n" E1 E2 E3P E4L END;
+	const char *top = V3 "time\t1700000100.000000000\n" L3 LU LB "entries\t3\n" F3 FDB FDBF END;
+	const char *none = V3 L2 L3 LU LB "entries\t0\n" END;
+	const char *empty = L1 L2 L3 "entries\t0\n" END;
+	const char *texts[] = { good, unsealed, top, none, empty };
+	unsigned seed = 4242;
+
+	(void)state;
+	put_base(V2 L2 "env\t/srv/old\n" LU "entries\t4\n" F1 F2 F3P FZ END);
+	for (size_t t = 0; t < sizeof texts / sizeof *texts; t++) {
+		size_t len = strlen(texts[t]);
+		char *buf = malloc(len);
+		assert_non_null(buf);
+		for (size_t i = 0; i <= len; i++)
+			cursor_same(texts[t], i);
+		for (int k = 0; k < 500; k++) {
+			memcpy(buf, texts[t], len);
+			seed = seed * 1103515245u + 12345u;
+			size_t pos = (seed >> 8) % len;
+			seed = seed * 1103515245u + 12345u;
+			buf[pos] = (char)(seed >> 16);
+			cursor_same(buf, len);
+		}
+		free(buf);
+	}
+	/* A damaged base: the cursor fails where the merge would. */
+	put_base(V2 L2 L3 LU "entries\t4\n" F1 F3P F2 FZ END);
+	cursor_same(top, strlen(top));
+	put_base(V3 L2 L3 LU LB "entries\t0\n" END);
+	cursor_same(none, strlen(none));
+	drop_base();
+	cursor_same(none, strlen(none));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -601,6 +729,7 @@ int main(void)
 		cmocka_unit_test(test_read_truncated_and_mutated),
 		cmocka_unit_test(test_read_with_base),
 		cmocka_unit_test(test_read_some),
+		cmocka_unit_test(test_cursor_as_read),
 	};
 
 	return cmocka_run_group_tests(tests, mfx_setup, mfx_teardown);
