@@ -190,6 +190,24 @@ static void test_stage_lifecycle(void **state)
 		assert_false(tu_exists(p));
 		tu_fmt(p, sizeof(p), "%s/%s/htdocs/a.txt", x->store, TS_STORE_STAGE_TREE);
 		assert_true(tu_exists(p));
+		/* Its manifest: the base's but that file, and its directory
+		 * with no source inode. */
+		{
+			ts_manifest bm, gm;
+			char q[TBUF];
+			tu_fmt(p, sizeof(p), "%s/renamed/manifest", x->store);
+			tu_fmt(q, sizeof(q), "%s/%s", x->store, TS_STORE_STAGE_MANIFEST);
+			assert_int_equal(ts_manifest_read(p, &bm, &e), TS_OK);
+			assert_int_equal(ts_manifest_read(q, &gm, &e), TS_OK);
+			assert_int_equal(gm.n, bm.n - 1);
+			assert_null(ts_manifest_find(&gm, "htdocs/site.css"));
+			assert_true(ts_manifest_find(&gm, "htdocs")->src_ino == 0);
+			assert_true(ts_manifest_find(&bm, "htdocs")->src_ino != 0);
+			assert_true(ts_manifest_find(&gm, "conf")->src_ino == ts_manifest_find(&bm, "conf")->src_ino);
+			assert_non_null(gm.unsealed_boot);
+			ts_manifest_free(&bm);
+			ts_manifest_free(&gm);
+		}
 		sfx_log_start();
 		sfx_take_ok(x, "s4", &s4);
 		log = sfx_log_take();
@@ -702,6 +720,50 @@ static void test_stage_build_whole(void **state)
 	assert_false(tu_exists(q));
 }
 
+/* A base manifest damaged past its first entries: the build, which reads
+ * it entry by entry, has linked some when it finds the fault; it fails
+ * with the one line naming the file and leaves no stage, no link. */
+static void test_stage_build_damaged_manifest(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1;
+	ts_stage_build_out out;
+	struct stat a;
+	char p[TBUF], *text;
+	size_t len;
+	ts_err e;
+
+	sfx_take_ok(x, "s1", &s1);
+	tu_fmt(p, sizeof(p), "%s/s1/manifest", x->store);
+	text = tu_slurp(p, &len);
+	/* The last entry's path made the root's, ".": out of order at its
+	 * line, after every other entry. */
+	char *end = strstr(text, "\nend\n"), *tab = end;
+	while (tab[-1] != '\t')
+		tab--;
+	size_t keep = (size_t)(tab - text);
+	char *bad = malloc(keep + 8);
+	assert_non_null(bad);
+	memcpy(bad, text, keep);
+	memcpy(bad + keep, ".\nend\n", 6);
+	tu_put_bytes(p, bad, keep + 6, 0600);
+	sfx_snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	assert_int_equal(a.st_nlink, 1);
+	ts_err_clear(&e);
+	assert_int_equal(ts_stage_build(&x->s, NULL, &out, &e), TS_ERR_CORRUPT);
+	assert_false(out.built);
+	assert_non_null(strstr(e.msg, "s1/manifest:"));
+	assert_non_null(strstr(e.msg, "not sorted"));
+	assert_null(strchr(e.msg, '\n'));
+	assert_false(sfx_stage_exists(x));
+	assert_int_equal(tu_count_prefix(x->store, ".stage-new"), 0);
+	sfx_snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	assert_int_equal(a.st_nlink, 1);   /* what was linked went with the build */
+	free(bad);
+	free(text);
+	assert_false(x->s.locked);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -711,6 +773,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stage_refresh_linklog, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_refresh_dirs, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_db_chunks, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_stage_build_damaged_manifest, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_build_whole, sfx_setup, sfx_teardown),
 	};
 
