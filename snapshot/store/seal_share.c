@@ -60,80 +60,90 @@ static char *sh_prev_name(ts_store *s, const char *name)
 	return prev;
 }
 
-/* Of the previous manifest, only the entries of the pending paths: both
- * lists are sorted, so a cursor in the pending ones follows the file. */
-typedef struct sh_keep_ctx {
-	const ts_manifest *m;
-	const size_t *pending;
-	size_t np, at;
-} sh_keep_ctx;
-
-static bool sh_keep(void *arg, const char *path)
+void ts_seal_share_begin(ts_seal_share *sh, ts_store *s, const char *name)
 {
-	sh_keep_ctx *c = arg;
-
-	for (; c->at < c->np; c->at++) {
-		int d = strcmp(c->m->entries[c->pending[c->at]].path, path);
-		if (d >= 0)
-			return d == 0;
-	}
-	return false;
-}
-
-void ts_seal_share_find(ts_seal_share *sh, ts_store *s, const char *name, const ts_manifest *m,
-                        const size_t *pending, size_t np)
-{
-	sh_keep_ctx kc = { .m = m, .pending = pending, .np = np };
-	const ts_manifest_keep keep = { sh_keep, &kc };
 	const char *off = getenv(SEAL_SHARE_OFF_ENV);
-	ts_manifest pm;
+	ts_manifest head;
 	char path[PATH_MAX];
 
-	ts_manifest_init(&pm);
-	if (np == 0 || (off && !strcmp(off, "1")) || !(sh->prev_name = sh_prev_name(s, name)))
-		goto out;
-	snprintf(path, sizeof path, "%s/manifest", sh->prev_name);
-	if (ts_manifest_read_some_at(s->dirfd, path, &keep, &pm, NULL) != TS_OK)
-		goto out;
+	if ((off && !strcmp(off, "1")) || !(sh->prev_name = sh_prev_name(s, name)))
+		return;
 	snprintf(path, sizeof path, "%s/tree", sh->prev_name);
 	sh->prevfd = ts_beneath_open(s->dirfd, path, O_RDONLY | O_DIRECTORY, 0);
 	if (sh->prevfd < 0)
-		goto out;
-	for (size_t k = 0; k < np; k++) {
-		const ts_manifest_entry *me = &m->entries[pending[k]];
-		const ts_manifest_entry *pe = ts_manifest_find(&pm, me->path);
-		bool same;
-		/* (A copy shared from the previous snapshot while that one was
-		 * not sealed yet is pending too: it is that copy already.) */
-		if (me->type != 'f' || !pe || pe->type != 'f' ||
-		    (me->store_ino && me->store_ino == pe->store_ino))
-			continue;
-		same = sh_same(me, pe);
-		if (!same && (me->size < SEAL_SHARE_BLOCKS_MIN || pe->size < SEAL_SHARE_BLOCKS_MIN))
-			continue;
-		/* Only what is kept of the previous manifest: the candidates,
-		 * usually a handful, not its every entry. */
-		if (sh->n == sh->cap) {
-			size_t cap = sh->cap ? sh->cap * 2 : 8;
-			ts_seal_share_cand *nv = realloc(sh->v, cap * sizeof *nv);
-			if (!nv)
-				break;   /* only a saving lost */
-			sh->v = nv;
-			sh->cap = cap;
+		return;
+	snprintf(path, sizeof path, "%s/manifest", sh->prev_name);
+	if (ts_manifest_cursor_open_at(s->dirfd, path, &head, &sh->pc, NULL) != TS_OK ||
+	    ts_manifest_cursor_next(sh->pc, &sh->pe, NULL) != TS_OK)
+		sh->pfailed = true;
+	ts_manifest_free(&head);
+}
+
+static void sh_cand_free(ts_seal_share *sh)
+{
+	for (size_t k = 0; k < sh->n; k++)
+		free(sh->v[k].cur.path);
+	free(sh->v);
+	sh->v = NULL;
+	sh->n = sh->cap = 0;
+}
+
+void ts_seal_share_consider(ts_seal_share *sh, const ts_manifest_entry *me)
+{
+	const ts_manifest_entry *pe;
+	int d = 1;
+	bool same;
+
+	if (!sh->pc || sh->pfailed || me->type != 'f')
+		return;
+	/* Both in path order: the previous one's entries before me's path go. */
+	while (sh->pe && (d = strcmp(sh->pe->path, me->path)) < 0)
+		if (ts_manifest_cursor_next(sh->pc, &sh->pe, NULL) != TS_OK) {
+			sh->pfailed = true;
+			return;
 		}
-		sh->v[sh->n] = (ts_seal_share_cand){ .i = pending[k], .prev = *pe, .same = same };
-		sh->v[sh->n].prev.path = NULL;
-		sh->n++;
+	pe = sh->pe;
+	/* (A copy shared from the previous snapshot while that one was not
+	 * sealed yet is pending too: it is that copy already.) */
+	if (!pe || d != 0 || pe->type != 'f' || (me->store_ino && me->store_ino == pe->store_ino))
+		return;
+	same = sh_same(me, pe);
+	if (!same && (me->size < SEAL_SHARE_BLOCKS_MIN || pe->size < SEAL_SHARE_BLOCKS_MIN))
+		return;
+	/* Only what is kept of the previous manifest: the candidates,
+	 * usually a handful, not its every entry. */
+	if (sh->n == sh->cap) {
+		size_t cap = sh->cap ? sh->cap * 2 : 8;
+		ts_seal_share_cand *nv = realloc(sh->v, cap * sizeof *nv);
+		if (!nv)
+			return;   /* only a saving lost */
+		sh->v = nv;
+		sh->cap = cap;
 	}
-out:
-	ts_manifest_free(&pm);
+	ts_seal_share_cand *cd = &sh->v[sh->n];
+	*cd = (ts_seal_share_cand){ .cur = *me, .prev = *pe, .same = same };
+	cd->prev.path = NULL;
+	if ((cd->cur.path = strdup(me->path)) != NULL)
+		sh->n++;
+}
+
+void ts_seal_share_found(ts_seal_share *sh)
+{
+	/* The rest of it, checked as a whole read checks it. */
+	while (sh->pc && !sh->pfailed && sh->pe)
+		if (ts_manifest_cursor_next(sh->pc, &sh->pe, NULL) != TS_OK)
+			sh->pfailed = true;
+	ts_manifest_cursor_close(sh->pc);
+	sh->pc = NULL;
+	sh->pe = NULL;
+	if (sh->pfailed)
+		sh_cand_free(sh);
 }
 
 /* Blocks, one candidate on one of the pool's threads. */
 typedef struct sh_blocks_ctx {
 	ts_seal_share *sh;
 	int treefd;
-	const ts_manifest *m;
 	bool same;
 	volatile sig_atomic_t *cancel;
 } sh_blocks_ctx;
@@ -142,7 +152,7 @@ static ts_err_code sh_blocks_one(void *arg, size_t k, ts_err *e)
 {
 	sh_blocks_ctx *c = arg;
 	const ts_seal_share_cand *cd = &c->sh->v[k];
-	const char *path = c->m->entries[cd->i].path;
+	const char *path = cd->cur.path;
 	int oldfd = -1, newfd = -1;
 
 	(void)e;
@@ -161,10 +171,9 @@ static ts_err_code sh_blocks_one(void *arg, size_t k, ts_err *e)
 	return TS_OK;
 }
 
-void ts_seal_share_blocks(ts_seal_share *sh, int treefd, const ts_manifest *m, bool same,
-                          volatile sig_atomic_t *cancel)
+void ts_seal_share_blocks(ts_seal_share *sh, int treefd, bool same, volatile sig_atomic_t *cancel)
 {
-	sh_blocks_ctx c = { .sh = sh, .treefd = treefd, .m = m, .same = same, .cancel = cancel };
+	sh_blocks_ctx c = { .sh = sh, .treefd = treefd, .same = same, .cancel = cancel };
 	size_t want = 0;
 
 	for (size_t k = 0; k < sh->n; k++)
@@ -205,7 +214,6 @@ static bool sh_prev_matches(const ts_manifest_entry *pe, const struct stat *st)
  * ts_seal_share_prove). */
 typedef struct sh_prove_ctx {
 	ts_seal_share *sh;
-	const ts_manifest *m;
 	volatile sig_atomic_t *cancel;
 } sh_prove_ctx;
 
@@ -213,7 +221,7 @@ static ts_err_code sh_prove_one(void *arg, size_t k, ts_err *e)
 {
 	sh_prove_ctx *c = arg;
 	ts_seal_share_cand *cd = &c->sh->v[k];
-	const char *path = c->m->entries[cd->i].path, *leaf;
+	const char *path = cd->cur.path, *leaf;
 	unsigned char sha[32];
 	uint64_t size = 0;
 	struct stat before, after;
@@ -247,9 +255,9 @@ out:
 	return TS_OK;
 }
 
-void ts_seal_share_prove(ts_seal_share *sh, const ts_manifest *m, volatile sig_atomic_t *cancel)
+void ts_seal_share_prove(ts_seal_share *sh, volatile sig_atomic_t *cancel)
 {
-	sh_prove_ctx c = { .sh = sh, .m = m, .cancel = cancel };
+	sh_prove_ctx c = { .sh = sh, .cancel = cancel };
 	size_t want = 0;
 
 	for (size_t k = 0; k < sh->n; k++)
@@ -313,7 +321,6 @@ static bool sh_same_xattrs_at(int pfd, const char *pleaf, int tfd, const char *t
 /* What the linking pass needs. */
 typedef struct sh_link_ctx {
 	ts_seal_share *sh;
-	ts_manifest *m;
 	int dirfd, treefd;
 	ts_beneath_cache pc, tc;
 	struct timespec start;
@@ -325,7 +332,7 @@ typedef struct sh_link_ctx {
  * False: left as it is. */
 static bool sh_link_one(sh_link_ctx *c, ts_seal_share_cand *cd)
 {
-	ts_manifest_entry *me = &c->m->entries[cd->i];
+	ts_manifest_entry *me = &cd->cur;
 	const char *pleaf, *tleaf;
 	struct stat ps, ts, ds, ls;
 	int pfd, tfd, dfd;
@@ -372,10 +379,9 @@ out:
 	return done;
 }
 
-void ts_seal_share_files(ts_seal_share *sh, ts_store *s, const char *name, int dirfd, int treefd,
-                         ts_manifest *m)
+void ts_seal_share_files(ts_seal_share *sh, ts_store *s, const char *name, int dirfd, int treefd)
 {
-	sh_link_ctx c = { .sh = sh, .m = m, .dirfd = dirfd, .treefd = treefd,
+	sh_link_ctx c = { .sh = sh, .dirfd = dirfd, .treefd = treefd,
 	                  .pc = TS_BENEATH_CACHE_INIT, .tc = TS_BENEATH_CACHE_INIT };
 	struct stat held, now;
 
@@ -396,7 +402,7 @@ void ts_seal_share_files(ts_seal_share *sh, ts_store *s, const char *name, int d
 			continue;
 		cd->done = true;
 		sh->files_linked++;
-		sh->bytes_linked += m->entries[cd->i].size;
+		sh->bytes_linked += cd->cur.size;
 	}
 	/* Done with links before anyone can read this manifest (linklog.h). */
 	ts_linklog_end_inos(s->dirfd, &c.start, &c.inos);
@@ -418,6 +424,7 @@ void ts_seal_share_end(ts_seal_share *sh)
 	if (sh->prevfd >= 0)
 		close(sh->prevfd);
 	free(sh->prev_name);
-	free(sh->v);
+	ts_manifest_cursor_close(sh->pc);
+	sh_cand_free(sh);
 	ts_seal_share_init(sh);
 }

@@ -69,7 +69,7 @@
 #define SEAL_SHARE_BLOCKS_MIN (64u * 1024)
 
 typedef struct ts_seal_share_cand {
-	size_t i;                  /* the entry of the sealed snapshot's manifest */
+	ts_manifest_entry cur;     /* the sealed snapshot's entry, hashed (path owned) */
 	ts_manifest_entry prev;    /* the previous snapshot's entry at that path (path: NULL) */
 	bool same;                 /* same content and metadata: a hard link will do */
 	bool proven;               /* the previous copy is what its manifest sealed ... */
@@ -80,7 +80,10 @@ typedef struct ts_seal_share_cand {
 typedef struct ts_seal_share {
 	char *prev_name;           /* the previous sealed snapshot, or NULL */
 	int prevfd;                /* its tree */
-	ts_seal_share_cand *v;
+	ts_manifest_cursor *pc;    /* on its manifest, while candidates are found */
+	const ts_manifest_entry *pe; /* pc's entry (NULL: none left) */
+	bool pfailed;              /* its manifest is damaged: nothing is shared */
+	ts_seal_share_cand *v;     /* in path order */
 	size_t n, cap;
 	int dedupe;                /* seal_dedupe.h: TS_DEDUPE_* */
 	ts_store lock;             /* the store again, for the lock on a descriptor of its own */
@@ -92,23 +95,31 @@ typedef struct ts_seal_share {
 
 void ts_seal_share_init(ts_seal_share *sh);
 
-/* The copies of snapshot name (its manifest m, hashed; pending[0..np): the
- * indexes of the entries that were pending, i.e. copied, ascending) that the previous
- * sealed snapshot has at the same path.  Never fails: without a previous
- * snapshot or its manifest there is nothing to share. */
-void ts_seal_share_find(ts_seal_share *sh, ts_store *s, const char *name, const ts_manifest *m,
-                        const size_t *pending, size_t np);
+/* Before the copies of snapshot name are hashed: find the previous sealed
+ * snapshot, and open its manifest to go through it beside name's (both are
+ * sorted).  Never fails: without a previous snapshot or its manifest there
+ * is nothing to share. */
+void ts_seal_share_begin(ts_seal_share *sh, ts_store *s, const char *name);
+
+/* me, an entry of name's manifest that was pending (copied) and is hashed
+ * now, in path order: a candidate if the previous snapshot has a copy at
+ * the same path (see the top).  The previous manifest is read up to me's
+ * path only: only the candidates' entries are kept, not its every entry. */
+void ts_seal_share_consider(ts_seal_share *sh, const ts_manifest_entry *me);
+
+/* Every copy considered: the previous manifest is read to its end and so
+ * checked whole; a damaged one drops every candidate. */
+void ts_seal_share_found(ts_seal_share *sh);
 
 /* Share blocks (seal_dedupe.h) of the candidates of kind same (and not
  * linked), on the pool's threads in the idle classes.  treefd: the sealed
  * snapshot's tree.  Stops early when *cancel (may be NULL) is set. */
-void ts_seal_share_blocks(ts_seal_share *sh, int treefd, const ts_manifest *m, bool same,
-                          volatile sig_atomic_t *cancel);
+void ts_seal_share_blocks(ts_seal_share *sh, int treefd, bool same, volatile sig_atomic_t *cancel);
 
 /* Prove the previous copies of the candidates of kind same to be what
  * their manifest sealed (see the top), on the pool's threads in the idle
  * classes, without the lock: hashing may take long. */
-void ts_seal_share_prove(ts_seal_share *sh, const ts_manifest *m, volatile sig_atomic_t *cancel);
+void ts_seal_share_prove(ts_seal_share *sh, volatile sig_atomic_t *cancel);
 
 /* Are there copies a hard link could replace?  Then take the writers'
  * lock (waiting up to SEAL_SHARE_LOCK_WAIT_S) and return true; the caller
@@ -117,12 +128,11 @@ void ts_seal_share_prove(ts_seal_share *sh, const ts_manifest *m, volatile sig_a
 bool ts_seal_share_lock(ts_seal_share *sh, ts_store *s);
 
 /* With the lock: replace each identical copy by a hard link to the
- * previous copy and record its identity in m.  dirfd: the snapshot's
- * directory (name in the store), treefd its tree.  Syncs the store when it
- * linked anything (the sealed manifest must not outlive its links in a
- * crash). */
-void ts_seal_share_files(ts_seal_share *sh, ts_store *s, const char *name, int dirfd, int treefd,
-                         ts_manifest *m);
+ * previous copy and record its identity in the candidate's entry (done).
+ * dirfd: the snapshot's directory (name in the store), treefd its tree.
+ * Syncs the store when it linked anything (the sealed manifest must not
+ * outlive its links in a crash). */
+void ts_seal_share_files(ts_seal_share *sh, ts_store *s, const char *name, int dirfd, int treefd);
 
 /* Release the lock (the blocks of copies left unlinked may still be
  * shared after). */

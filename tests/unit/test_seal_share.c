@@ -259,6 +259,58 @@ static void test_no_share_at_stop(void **state)
 	db_linked(x, "s2", "s3");
 }
 
+/* 6. More copies than one of the seal's chunks (seal.c reads, hashes and
+ * writes the manifest a chunk at a time): every file of a directory of
+ * 2,500, its mode changed and put back, is copied, then linked to the
+ * previous copy across the chunks' edges; every hash and identity in the
+ * manifest is the tree's, and a file really changed among them is not
+ * linked. */
+#define MANY 2500
+static void test_many_across_chunks(void **state)
+{
+	fx *x = *state;
+	char p[TBUF], rel[64];
+	ts_manifest m;
+
+	tu_mkdir_in(x->env, "many", 0755);
+	for (int i = 0; i < MANY; i++) {
+		char text[32];
+		tu_fmt(rel, sizeof rel, "many/f%04d", i);
+		tu_fmt(text, sizeof text, "file %d\n", i);
+		tu_put_in(x->env, rel, text, 0644);
+	}
+	take(x, "s1");
+	for (int i = 0; i < MANY; i++) {
+		tu_fmt(p, sizeof p, "%s/many/f%04d", x->env, i);
+		assert_int_equal(chmod(p, 0600), 0);
+		assert_int_equal(chmod(p, 0644), 0);
+	}
+	tu_put_in(x->env, "many/f1500", "changed\n", 0644);
+	take(x, "s2");
+	for (int i = 0; i < MANY; i++) {
+		tu_fmt(rel, sizeof rel, "many/f%04d", i);
+		if (i == 1500)
+			assert_int_not_equal(ino_of(x, "s1", rel), ino_of(x, "s2", rel));
+		else
+			assert_int_equal(ino_of(x, "s1", rel), ino_of(x, "s2", rel));
+	}
+	sfx_check_manifest(x, "s2", NULL, &m);   /* every hash, size, mode: the tree's */
+	for (size_t i = 0; i < m.n; i++) {
+		const ts_manifest_entry *me = &m.entries[i];
+		struct stat st;
+		/* (A file the take shared keeps the identity it checked:
+		 * snap_put.c.) */
+		if (me->type != 'f' || strncmp(me->path, "many/", 5))
+			continue;
+		sfx_snap_file(x, "s2", me->path, &st);
+		assert_int_equal(me->store_ino, (uint64_t)st.st_ino);
+		assert_int_equal(me->store_ctime.tv_nsec, st.st_ctim.tv_nsec);
+	}
+	ts_manifest_free(&m);
+	sfx_compare_tree(x, "s2");
+	sfx_store_clean_and_unlocked(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -267,6 +319,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_damaged_previous_not_linked, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_blocks_without_reflinks, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_no_share_at_stop, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_many_across_chunks, sfx_setup, sfx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
