@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -104,23 +105,103 @@ static bool adopted_recopy(int envfd, int treefd, const ts_env *env, ts_manifest
 	return true;
 }
 
-/* The copy of rel went in anew: its directory's mtime, which that moved,
- * back to what the manifest records. */
-static void adopted_dir_time(int treefd, const ts_manifest *m, const char *rel)
+/* Copies went in anew in directory de: its mtime, which that moved, back
+ * to what the manifest records. */
+static void adopted_dir_time(int treefd, const ts_manifest_entry *de)
 {
-	const char *slash = strrchr(rel, '/');
-	char dir[PATH_MAX];
-	const ts_manifest_entry *de;
-
-	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - rel) : 1, slash ? rel : ".");
-	if (!(de = ts_manifest_find(m, dir)) || de->type != 'd')
-		return;
 	struct timespec t[2] = { de->mtime, de->mtime };
-	int fd = ts_beneath_open(treefd, dir, O_RDONLY | O_DIRECTORY, 0);
+	int fd = ts_beneath_open(treefd, de->path, O_RDONLY | O_DIRECTORY, 0);
 	if (fd >= 0) {
 		(void)futimens(fd, t);
 		close(fd);
 	}
+}
+
+/* The entries copied afresh (paths owned), and their directories (sorted,
+ * once each), in the manifest's order; usually none. */
+typedef struct adopted_fresh {
+	ts_manifest_entry *v;
+	size_t n, cap;
+	char **dirs;
+	size_t ndirs;
+} adopted_fresh;
+
+static int adopted_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool adopted_fresh_add(adopted_fresh *f, const ts_manifest_entry *pe)
+{
+	const char *slash = strrchr(pe->path, '/');
+	char dir[PATH_MAX], *key = dir;
+
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 8;
+		ts_manifest_entry *nv = realloc(f->v, cap * sizeof *nv);
+		char **nd = nv ? realloc(f->dirs, cap * sizeof *nd) : NULL;
+		if (nv)
+			f->v = nv;
+		if (!nd)
+			return false;
+		f->dirs = nd;
+		f->cap = cap;
+	}
+	f->v[f->n] = *pe;
+	if (!(f->v[f->n].path = strdup(pe->path)))
+		return false;
+	f->n++;
+	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - pe->path) : 1, slash ? pe->path : ".");
+	if (f->ndirs && bsearch(&key, f->dirs, f->ndirs, sizeof *f->dirs, adopted_str_cmp))
+		return true;
+	if (!(f->dirs[f->ndirs] = strdup(dir)))
+		return false;
+	f->ndirs++;
+	qsort(f->dirs, f->ndirs, sizeof *f->dirs, adopted_str_cmp);
+	return true;
+}
+
+static void adopted_fresh_free(adopted_fresh *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		free(f->v[i].path);
+	for (size_t i = 0; i < f->ndirs; i++)
+		free(f->dirs[i]);
+	free(f->v);
+	free(f->dirs);
+	memset(f, 0, sizeof *f);
+}
+
+/* The whole list again, as the seal would write it, with the fresh copies'
+ * entries: from a cursor over the manifest (and its base), which both
+ * follow in path order; each directory that got a fresh copy has its time
+ * put back on the way. */
+typedef struct adopted_write_ctx {
+	ts_manifest_cursor *c;
+	const adopted_fresh *f;
+	int treefd;
+	size_t k;
+	ts_err_code rc;
+	ts_err err;
+} adopted_write_ctx;
+
+static const ts_manifest_entry *adopted_next(void *arg, size_t i, ts_manifest_entry *scratch)
+{
+	adopted_write_ctx *w = arg;
+	const ts_manifest_entry *me;
+
+	(void)i;
+	(void)scratch;
+	w->rc = ts_manifest_cursor_next(w->c, &me, &w->err);
+	if (w->rc == TS_OK && !me)
+		w->rc = ts_err_set(&w->err, TS_ERR_CORRUPT, "manifest: fewer entries than counted");
+	if (w->rc != TS_OK)
+		return NULL;
+	if (me->type == 'd' && bsearch(&me->path, w->f->dirs, w->f->ndirs, sizeof *w->f->dirs, adopted_str_cmp))
+		adopted_dir_time(w->treefd, me);
+	while (w->k < w->f->n && strcmp(w->f->v[w->k].path, me->path) < 0)
+		w->k++;
+	return w->k < w->f->n && !strcmp(w->f->v[w->k].path, me->path) ? &w->f->v[w->k] : me;
 }
 
 /* Check one snapshot taken from the stage as it was; prev: the snapshot
@@ -129,19 +210,23 @@ static ts_err_code adopted_check(ts_store *s, const ts_env *env, const char *nam
                                  ts_err *e)
 {
 	char path[PATH_MAX];
-	ts_manifest m;
+	ts_manifest head;
+	ts_manifest_cursor *c = NULL;
+	const ts_manifest_entry *me;
+	adopted_fresh fresh = { 0 };
 	ts_linklog links = { 0 };
 	ts_err_code rc;
 	int dirfd = -1, treefd = -1, envfd = -1, env_errno = 0;
-	bool changed = false;
+	size_t n = 0;
 
-	ts_manifest_init(&m);
+	ts_manifest_init(&head);
 	dirfd = ts_beneath_open(s->dirfd, name, O_RDONLY | O_DIRECTORY, 0);
 	if (dirfd < 0 || faccessat(dirfd, TS_MANIFEST_BASE, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
 		rc = TS_OK;   /* gone, or not taken so */
 		goto out;
 	}
-	rc = ts_manifest_read_at(dirfd, "manifest", &m, e);
+	/* One entry at a time (manifest.h: cursor), never the whole list. */
+	rc = ts_manifest_cursor_open_at(dirfd, "manifest", &head, &c, e);
 	if (rc != TS_OK)
 		goto out;
 	treefd = ts_beneath_open(dirfd, "tree", O_RDONLY | O_DIRECTORY, 0);
@@ -155,45 +240,62 @@ static ts_err_code adopted_check(ts_store *s, const ts_env *env, const char *nam
 	envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	env_errno = envfd < 0 ? errno : 0;
 	ts_linklog_read(s->dirfd, &links);
-	for (size_t i = 0; i < m.n; i++) {
-		ts_manifest_entry *pe = &m.entries[i];
+	while ((rc = ts_manifest_cursor_next(c, &me, e)) == TS_OK && me) {
+		ts_manifest_entry pe = *me;
 		char what[TS_SHARE_WHAT_MAX];
 		const char *leaf;
 		struct stat st;
-		if (pe->type != 'f')
+		n++;
+		if (pe.type != 'f')
 			continue;
-		int pfd = ts_beneath_parent(treefd, pe->path, &leaf);
+		int pfd = ts_beneath_parent(treefd, pe.path, &leaf);
 		bool have = pfd >= 0 && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
-		bool ok = pfd >= 0 && ts_share_check(pe, have ? &st : NULL, &links, geteuid() == 0, pfd, leaf, what);
+		bool ok = pfd >= 0 && ts_share_check(&pe, have ? &st : NULL, &links, geteuid() == 0, pfd, leaf, what);
 		ts_beneath_parent_close(treefd, pfd);
 		if (ok)
 			continue;
 		ts_err ce;
 		ts_err_clear(&ce);
-		bool fresh = false;
+		bool recopied = false;
 		if (envfd < 0)
 			ts_err_sys(&ce, env_errno, "%s: cannot open the environment", env->root);
 		else
-			fresh = adopted_recopy(envfd, treefd, env, pe, &ce);
-		if (fresh) {
-			adopted_dir_time(treefd, &m, pe->path);
-			ts_share_log_damaged(prev ? prev : name, pe->path, what);
-			changed = true;
+			recopied = adopted_recopy(envfd, treefd, env, &pe, &ce);
+		if (recopied) {
+			if (!adopted_fresh_add(&fresh, &pe)) {
+				rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+				break;
+			}
+			ts_share_log_damaged(prev ? prev : name, pe.path, what);
 		} else if (ce.msg[0]) {
 			ts_log(LOG_ERR, "%s/%s: stored copy damaged (%s), and copying it afresh failed (%s): "
 			       "snapshot %s keeps the damaged copy (tracsnap verify reports it)",
-			       prev ? prev : name, pe->path, what, ce.msg, name);
+			       prev ? prev : name, pe.path, what, ce.msg, name);
 		} else {
 			ts_log(LOG_ERR, "%s/%s: stored copy damaged (%s), and the environment's file changed "
 			       "since snapshot %s: the snapshot keeps the damaged copy (tracsnap verify "
-			       "reports it)", prev ? prev : name, pe->path, what, name);
+			       "reports it)", prev ? prev : name, pe.path, what, name);
 		}
 	}
-	if (changed) {
+	ts_manifest_cursor_close(c);
+	c = NULL;
+	if (rc == TS_OK && fresh.n) {
 		/* The whole list, as the seal would write it; the base goes. */
-		struct timespec t[2] = { m.time, m.time };
+		struct timespec t[2] = { head.time, head.time };
+		adopted_write_ctx w = { .f = &fresh, .treefd = treefd };
+		ts_manifest h2;
+		ts_err_clear(&w.err);
 		snprintf(path, sizeof path, "manifest.adopted-%ld", (long)getpid());
-		rc = ts_manifest_write_at(&m, dirfd, path, e);
+		rc = ts_manifest_cursor_open_at(dirfd, "manifest", &h2, &w.c, e);
+		if (rc == TS_OK)
+			rc = ts_manifest_write_each_at(&head, n, adopted_next, &w, dirfd, path, e);
+		if (rc != TS_OK && w.rc != TS_OK) {
+			rc = w.rc;   /* the read's fault, not the write's */
+			if (e)
+				*e = w.err;
+		}
+		ts_manifest_cursor_close(w.c);
+		ts_manifest_free(&h2);
 		if (rc == TS_OK && (utimensat(dirfd, path, t, AT_SYMLINK_NOFOLLOW) < 0 ||
 		                    renameat(dirfd, path, dirfd, "manifest") < 0))
 			rc = ts_err_sys(e, errno, "snapshot %s: cannot replace the manifest", name);
@@ -203,6 +305,7 @@ static ts_err_code adopted_check(ts_store *s, const ts_env *env, const char *nam
 			(void)unlinkat(dirfd, TS_MANIFEST_BASE, 0);
 	}
 out:
+	ts_manifest_cursor_close(c);
 	if (envfd >= 0)
 		close(envfd);
 	if (treefd >= 0)
@@ -210,7 +313,8 @@ out:
 	if (dirfd >= 0)
 		close(dirfd);
 	ts_linklog_free(&links);
-	ts_manifest_free(&m);
+	adopted_fresh_free(&fresh);
+	ts_manifest_free(&head);
 	return rc;
 }
 
