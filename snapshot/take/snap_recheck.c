@@ -376,39 +376,30 @@ static ts_err_code snap_relist(snap_run *r, snap_walk_ctx *w, const char *dir, t
 }
 
 /* Merge sorted add into sorted items (both owned by the caller until
- * then), dropping entries that went (type 0).  The new array is made once
- * at its size, and not at all when nothing was added: under Trac's lock,
- * rebuilding 200,000 items one push at a time cost tens of milliseconds. */
+ * then), dropping entries that went (type 0).  In items' own array, grown
+ * by add's count, from the ends: an item is always moved before its slot
+ * is written.  A second array as large beside it was 34 MB more at the
+ * peak of a take over 200,000 items; under Trac's lock, rebuilding them
+ * one push at a time cost tens of milliseconds. */
 static ts_err_code snap_merge(snap_list *items, snap_list *add, ts_err *e)
 {
-	size_t i = 0, j = 0, k = 0, cap = items->n + add->n;
-	snap_item *v;
+	size_t i, j, w;
 	ts_err_code rc = TS_OK;
 
-	if (!add->n) {
-		snap_list_compact(items);
-		goto out;
-	}
-	v = malloc(cap * sizeof *v);
-	if (!v) {
+	if (add->n && !snap_list_reserve(items, items->n + add->n)) {
 		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		for (j = 0; j < add->n; j++)
 			snap_item_free_rel(&add->v[j]);
 		goto out;
 	}
-	while (i < items->n || j < add->n) {
-		snap_item *it = j >= add->n || (i < items->n && strcmp(items->v[i].rel, add->v[j].rel) < 0)
-		                ? &items->v[i++] : &add->v[j++];
-		if (it->type)
-			v[k++] = *it;
+	for (i = items->n, j = add->n, w = items->n + add->n; j > 0;) {
+		if (i > 0 && strcmp(items->v[i - 1].rel, add->v[j - 1].rel) > 0)
+			items->v[--w] = items->v[--i];
 		else
-			snap_item_free_rel(it);
+			items->v[--w] = add->v[--j];
 	}
-	free(items->v);
-	items->v = v;
-	items->n = k;
-	items->cap = cap;
-	items->gone = 0;
+	items->n += add->n;
+	snap_list_compact(items);   /* the items that went */
 out:
 	free(add->v);
 	memset(add, 0, sizeof *add);
