@@ -162,10 +162,12 @@ static ts_err_code snap_precopy(snap_run *r, ts_err *e)
 	snap_precopy_ctx c = { .r = r, .caller = pthread_self() };
 
 	if (r->staged) {
-		rc = snap_items_from_manifest(r, &r->prev, e);
-		/* Before the lock: the staged copies are the store's (share_check.h). */
+		/* The items are the staged manifest's (snap_open_prev, or an
+		 * abandoned fast take's).  Before the lock: the staged copies
+		 * are the store's (share_check.h). */
+		rc = snap_items_remove_db(r, e);
 		if (rc == TS_OK)
-			rc = snap_check_staged(r, &r->prev, e);
+			rc = snap_check_staged(r, e);
 		return rc == TS_OK ? snap_recheck(r, false, e) : rc;
 	}
 	r->warn = true;
@@ -229,6 +231,23 @@ static bool snap_wait_racy(const snap_run *r)
 	return any;
 }
 
+/* ts_stage_adopt's read: the items, from the staged tree's manifest. */
+static bool snap_read_stage(void *arg, int dirfd, const char *rel)
+{
+	return snap_items_from_stage(arg, dirfd, rel, NULL, NULL) == TS_OK;
+}
+
+/* Drop what snap_read_stage made. */
+static void snap_unstage(snap_run *r)
+{
+	snap_list_free(&r->items);
+	ts_manifest_free(&r->prev);
+	ts_manifest_init(&r->prev);
+	snap_paths_free(&r->paths);
+	snap_refs_free(&r->db_gone);
+	r->stats->bytes_copied = 0;
+}
+
 /* The newest snapshot, to share unchanged files with, and its manifest;
  * or its stage, and what the staged tree holds (stage.h). */
 static void snap_open_prev(snap_run *r)
@@ -259,9 +278,10 @@ static void snap_open_prev(snap_run *r)
 		goto out;
 	}
 	r->staged = r->prevfd >= 0 &&
-	            ts_stage_adopt(r->store, &r->tmp, v[n - 1].name, r->prevfd, &r->prev);
+	            ts_stage_adopt(r->store, &r->tmp, v[n - 1].name, r->prevfd, snap_read_stage, r);
 	if (r->staged)
 		goto out;
+	snap_unstage(r);   /* what a read made before the stage was refused */
 	snprintf(path, sizeof path, "%s/manifest", v[n - 1].name);
 	if (ts_manifest_read_at(r->store->dirfd, path, &r->prev, NULL) != TS_OK) {
 		ts_manifest_free(&r->prev);
@@ -475,10 +495,10 @@ ts_err_code ts_snap_take(ts_store *store, const ts_env *env, const ts_snap_opts 
 	if (rc == TS_OK)
 		rc = snap_manifest(&r, db_rel, e);
 commit:
-	/* The items borrowed its paths (snap_items_from_manifest): the
-	 * previous manifest goes once they are written. */
+	/* Written: what the items and their paths held goes. */
 	snap_list_free(&r.items);
 	ts_manifest_free(&r.prev);
+	snap_paths_free(&r.paths);
 	if (rc == TS_OK)
 		rc = snap_cancelled(&r) ? snap_cancel_err(&r, e) : ts_store_mark_unsealed(&r.tmp, e);
 	/* The tree a stage built from this snapshot will name (stage_mark). */
@@ -521,6 +541,8 @@ out:
 	ts_linklog_free(&r.links);
 	free(r.prev_name);
 	snap_list_free(&r.items);
+	snap_paths_free(&r.paths);   /* after the items, whose paths these are */
+	snap_refs_free(&r.db_gone);
 	free(db_rel);
 	ts_copy_thread_done();   /* the caller's thread may be one of a pool that ends */
 	stats->total_ms = snap_ms_since(&t0);

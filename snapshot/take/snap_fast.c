@@ -105,31 +105,15 @@ static ts_err_code snap_fast_abandon(snap_run *r, const char *why, ts_err *e)
 	free(r->fast_noted.v);
 	memset(&r->fast_noted, 0, sizeof r->fast_noted);
 	r->noted = NULL;
-	rc = ts_manifest_read_at(r->tmp.dirfd, TS_MANIFEST_BASE, &r->prev, e);
+	/* The stage's manifest, with the files copied here already as
+	 * copied (snap_items_from_stage). */
+	snap_list over = r->items;
+	memset(&r->items, 0, sizeof r->items);
+	qsort(over.v, over.n, sizeof *over.v, snap_item_cmp);
+	rc = snap_items_from_stage(r, r->tmp.dirfd, TS_MANIFEST_BASE, &over, e);
 	if (rc == TS_OK && unlinkat(r->tmp.dirfd, TS_MANIFEST_BASE, 0) < 0)
 		rc = ts_err_sys(e, errno, "%s/%s: cannot remove", r->tmp.dir, TS_MANIFEST_BASE);
-	for (size_t i = 0; rc == TS_OK && i < r->items.n; i++) {
-		const snap_item *it = &r->items.v[i];
-		ts_manifest_entry *pe = (ts_manifest_entry *)ts_manifest_find(&r->prev, it->rel);
-		if (!pe || pe->type != 'f')
-			continue;
-		/* As a refresh's own copy: checked by identity, hashed at the seal
-		 * (snap_check_staged).  One removed here and not copied again (the
-		 * file went meanwhile) is then copied again quietly, not taken for
-		 * damage. */
-		if (it->placed) {
-			struct stat src;
-			snap_stat_get(&it->st, &src);
-			ts_manifest_entry_set_meta(pe, &src);
-			ts_manifest_entry_set_source(pe, &src);
-			pe->store_ino = it->store_ino;
-			pe->store_ctime = it->store_ctime;
-		}
-		pe->pending = true;
-		memset(pe->sha256, 0, sizeof pe->sha256);
-	}
-	snap_list_free(&r->items);
-	memset(&r->items, 0, sizeof r->items);
+	snap_list_free(&over);
 	return rc;
 }
 

@@ -57,7 +57,7 @@ void snap_stat_get(const snap_stat *s, struct stat *d);
 
 typedef struct snap_item {
 	char *rel;                 /* "." for the root */
-	bool borrowed;             /* rel is r->prev's (snap_items_from_manifest), not the item's */
+	bool borrowed;             /* rel is the run's (snap_paths), not the item's */
 	char type;                 /* 'd', 'f', 'l' */
 	snap_stat st;              /* the source when it was copied */
 	unsigned char sha256[32];
@@ -71,6 +71,30 @@ typedef struct snap_item {
 	uint64_t store_ino;        /* 'f': the copy in the tree as placed (manifest.h) */
 	struct timespec store_ctime;
 } snap_item;
+
+/* Paths of the items made from a staged manifest, copied into large
+ * blocks (snap_list.c): the manifest is read one entry at a time and not
+ * held, and one malloc per path cost 16 bytes more each.  Released with the
+ * run that holds it. */
+typedef struct snap_paths {
+	char **blocks;
+	size_t n;
+	char *at;                  /* the free room of the last block */
+	size_t left;
+} snap_paths;
+
+/* A copy of s that lives as long as p (NULL: out of memory). */
+char *snap_paths_dup(snap_paths *p, const char *s);
+void snap_paths_free(snap_paths *p);
+
+/* A few strings (not owned). */
+typedef struct snap_refs {
+	char **v;
+	size_t n, cap;
+} snap_refs;
+
+bool snap_refs_add(snap_refs *l, char *s);
+void snap_refs_free(snap_refs *l);
 
 typedef struct snap_list {
 	snap_item *v;
@@ -87,7 +111,11 @@ typedef struct snap_run {
 	bool tmp_open;
 	int envfd;
 	int prevfd;                /* tree of the previous snapshot, or -1 */
-	ts_manifest prev;          /* its manifest (may be empty) */
+	ts_manifest prev;          /* its manifest (may be empty); of a staged tree, its
+	                            * directories' entries only, and its time */
+	snap_paths paths;          /* the items' paths, when made from a staged manifest */
+	snap_refs db_gone;         /* the database's entries of that manifest (in paths): their
+	                            * copies leave the tree (snap_items_remove_db) */
 	char *prev_name;           /* its name, for messages (NULL: none) */
 	ts_linklog links;          /* the engine's link batches (linklog.h), read once */
 	struct timespec link_start;/* this take's own batch began (links_begun) */
@@ -251,16 +279,21 @@ void snap_changes_end(snap_run *r);
 /* Remove rel from the tree, noting what it unlinks when the batch names
  * its inodes (snap_run.noted).  From one thread only (linklog.h). */
 ts_err_code snap_remove(snap_run *r, const char *rel, ts_err *e);
-/* A staged tree's items: the entries of m, the manifest that describes the
- * tree (the previous snapshot's, or the stage's own once refreshed), which
- * must be r->prev: the items borrow its paths (200,000 copies of them cost
- * some 15 MB and 30 ms), so it is freed only after the items' last use. */
-ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *e);
-/* A staged tree's files, adopted (snap_items_from_manifest from m): each
- * checked as it would be before sharing (snap_stored_ok), its identity
- * recorded; a damaged one is marked to be copied again by the next
- * snap_recheck. */
-ts_err_code snap_check_staged(snap_run *r, const ts_manifest *m, ts_err *e);
+/* A staged tree's items: the entries of the manifest mrel below dirfd that
+ * describes the tree (the previous snapshot's, or the stage's own once
+ * refreshed), read one at a time, never held: the paths go to r->paths,
+ * the directories' entries to r->prev (snap_dir_as_staged), the database's
+ * to r->db_gone.  over (NULL: none; sorted): items that replace the
+ * manifest's at their paths, as copied (an abandoned fast take's,
+ * snap_fast.c).  On failure the caller frees what was made. */
+ts_err_code snap_items_from_stage(snap_run *r, int dirfd, const char *mrel, const snap_list *over, ts_err *e);
+/* Once the tree is the run's: the database's copies in it go. */
+ts_err_code snap_items_remove_db(snap_run *r, ts_err *e);
+/* A staged tree's files, adopted (snap_items_from_stage, nothing rechecked
+ * yet): each checked as it would be before sharing (snap_stored_ok), its
+ * identity recorded; a damaged one is marked to be copied again by the
+ * next snap_recheck. */
+ts_err_code snap_check_staged(snap_run *r, ts_err *e);
 /* Bring the tree to the environment as it is now (see snap_recheck.c);
  * locked: under Trac's lock (copies at normal I/O priority). */
 ts_err_code snap_recheck(snap_run *r, bool locked, ts_err *e);

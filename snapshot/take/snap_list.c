@@ -98,3 +98,56 @@ void snap_stat_get(const snap_stat *s, struct stat *d)
 	d->st_uid = s->st_uid;
 	d->st_gid = s->st_gid;
 }
+
+/* Blocks of this many bytes, or one path's when longer (PATH_MAX). */
+#define SNAP_PATHS_BLOCK (1u << 20)
+
+char *snap_paths_dup(snap_paths *p, const char *s)
+{
+	size_t len = strlen(s) + 1;
+
+	if (len > p->left) {
+		size_t size = len > SNAP_PATHS_BLOCK ? len : SNAP_PATHS_BLOCK;
+		char **nb = realloc(p->blocks, (p->n + 1) * sizeof *nb);
+		if (!nb)
+			return NULL;
+		p->blocks = nb;
+		if (!(p->blocks[p->n] = malloc(size)))
+			return NULL;
+		p->at = p->blocks[p->n++];
+		p->left = size;
+	}
+	char *d = p->at;
+	memcpy(d, s, len);
+	p->at += len;
+	p->left -= len;
+	return d;
+}
+
+void snap_paths_free(snap_paths *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->blocks[i]);
+	free(p->blocks);
+	memset(p, 0, sizeof *p);
+}
+
+bool snap_refs_add(snap_refs *l, char *s)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		char **nv = realloc(l->v, cap * sizeof *nv);
+		if (!nv)
+			return false;
+		l->v = nv;
+		l->cap = cap;
+	}
+	l->v[l->n++] = s;
+	return true;
+}
+
+void snap_refs_free(snap_refs *l)
+{
+	free(l->v);
+	memset(l, 0, sizeof *l);
+}

@@ -43,53 +43,125 @@ static bool snap_known(const snap_list *l, const char *rel)
 	return it && it->type;
 }
 
-/* A staged tree holds the entries of its manifest m (the previous
- * snapshot's, or the stage's own once the daemon refreshed it), with the
- * environment's stat as m recorded it, but for the database copy (the walk
- * never lists the database), which goes.  An entry changed so shortly before
- * m's time that a later change could carry the same ctime counts as changed.
- * Files m records unhashed were copied by a refresh, not shared. */
-ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *e)
+/* The item of entry pe as the staged tree holds it (its path the run's
+ * copy, rel).  An entry changed so shortly before the manifest's time (ns)
+ * that a later change could carry the same ctime counts as changed.  Files
+ * the manifest records unhashed were copied by a refresh, not shared. */
+static snap_item snap_item_staged(snap_run *r, const ts_manifest_entry *pe, char *rel, int64_t ns,
+                                  dev_t dev)
 {
-	ts_err_code rc = TS_OK;
+	snap_item it = { .rel = rel, .borrowed = true, .type = pe->type, .placed = true,
+	                 .shared = pe->type == 'f' && !pe->pending, .unhashed = pe->pending };
+	struct stat pst;
+
+	memcpy(it.sha256, pe->sha256, 32);
+	it.store_ino = pe->store_ino;   /* as the manifest recorded it: checked on adoption */
+	it.store_ctime = pe->store_ctime;
+	ts_manifest_entry_to_stat(pe, &pst);
+	pst.st_dev = dev;   /* as ts_copy_same_stat compares it */
+	snap_stat_set(&it.st, &pst);
+	it.racy = pe->type != 'd' && snap_ns(&pe->src_ctime) >= ns - snap_racy_ns(&it.st.st_ctim);
+	if (pe->type == 'f' && pe->pending)
+		r->stats->bytes_copied += pe->size;
+	return it;
+}
+
+/* What the abandoned fast take copied already (snap_fast.c: over, sorted),
+ * recorded in pe as copied: checked by identity, hashed at the seal
+ * (snap_check_staged).  One removed and not copied again (the file went
+ * meanwhile) is then copied again quietly, not taken for damage. */
+static void snap_item_over(ts_manifest_entry *pe, const snap_item *ov)
+{
+	if (pe->type != 'f')
+		return;
+	if (ov->placed) {
+		struct stat src;
+		snap_stat_get(&ov->st, &src);
+		ts_manifest_entry_set_meta(pe, &src);
+		ts_manifest_entry_set_source(pe, &src);
+		pe->store_ino = ov->store_ino;
+		pe->store_ctime = ov->store_ctime;
+	}
+	pe->pending = true;
+	memset(pe->sha256, 0, sizeof pe->sha256);
+}
+
+ts_err_code snap_items_from_stage(snap_run *r, int dirfd, const char *mrel, const snap_list *over, ts_err *e)
+{
+	ts_manifest head;
+	ts_manifest_cursor *c = NULL;
+	const ts_manifest_entry *me;
+	ts_err_code rc;
 	struct stat root;
+	size_t k = 0;
+	int64_t ns;
 
 	if (fstat(r->envfd, &root) < 0)
 		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
-	if (!snap_list_reserve(&r->items, r->items.n + m->n + 1))
-		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-	for (size_t i = 0; rc == TS_OK && i < m->n; i++) {
-		const ts_manifest_entry *pe = &m->entries[i];
-		if (strcmp(pe->path, ".") && ts_db_excluded(r->env, pe->path)) {
-			rc = snap_remove(r, pe->path, e);
+	rc = ts_manifest_cursor_open_at(dirfd, mrel, &head, &c, e);
+	if (rc != TS_OK)
+		return rc;
+	ns = snap_ns(&head.time);
+	r->prev.time = head.time;
+	while ((rc = ts_manifest_cursor_next(c, &me, e)) == TS_OK && me) {
+		ts_manifest_entry pe = *me;
+		char *rel;
+		if (strcmp(pe.path, ".") && ts_db_excluded(r->env, pe.path)) {
+			/* Its copy leaves the tree once the tree is the take's
+			 * (snap_items_remove_db). */
+			if (!(rel = snap_paths_dup(&r->paths, pe.path)) ||
+			    !snap_refs_add(&r->db_gone, rel)) {
+				rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+				break;
+			}
 			continue;
 		}
-		snap_item it = { .rel = pe->path, .borrowed = true, .type = pe->type, .placed = true,
-		                 .shared = pe->type == 'f' && !pe->pending, .unhashed = pe->pending };
-		memcpy(it.sha256, pe->sha256, 32);
-		it.store_ino = pe->store_ino;   /* as m recorded it: checked on adoption */
-		it.store_ctime = pe->store_ctime;
-		struct stat pst;
-		ts_manifest_entry_to_stat(pe, &pst);
-		pst.st_dev = root.st_dev;   /* as ts_copy_same_stat compares it */
-		snap_stat_set(&it.st, &pst);
-		it.racy = pe->type != 'd' &&
-		          snap_ns(&pe->src_ctime) >= snap_ns(&m->time) - snap_racy_ns(&it.st.st_ctim);
-		if (pe->type == 'f' && pe->pending)
-			r->stats->bytes_copied += pe->size;
+		while (over && k < over->n && strcmp(over->v[k].rel, pe.path) < 0)
+			k++;
+		if (over && k < over->n && !strcmp(over->v[k].rel, pe.path))
+			snap_item_over(&pe, &over->v[k]);
+		/* A directory's entry is kept whole (snap_dir_as_staged); the
+		 * rest lives on in the items only. */
+		ts_manifest_entry *de = pe.type == 'd' ? ts_manifest_add(&r->prev, 'd', pe.path) : NULL;
+		if (pe.type == 'd' && !de) {
+			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+			break;
+		}
+		if (de) {
+			char *keep = de->path;
+			*de = pe;
+			de->path = keep;
+		}
+		if (!(rel = snap_paths_dup(&r->paths, pe.path))) {
+			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+			break;
+		}
+		snap_item it = snap_item_staged(r, &pe, rel, ns, root.st_dev);
 		rc = snap_list_push(&r->items, &it, e);
+		if (rc != TS_OK)
+			break;
 	}
+	ts_manifest_cursor_close(c);
+	ts_manifest_free(&head);
 	/* Without the root, nothing new at the top would be found. */
 	if (rc == TS_OK && !snap_known(&r->items, ".")) {
-		snap_item it = { .rel = strdup("."), .type = 'd', .placed = true };
+		snap_item it = { .rel = snap_paths_dup(&r->paths, "."), .borrowed = true, .type = 'd', .placed = true };
 		rc = it.rel ? snap_list_push(&r->items, &it, e) : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		if (rc == TS_OK)
 			qsort(r->items.v, r->items.n, sizeof *r->items.v, snap_item_cmp);
-		else
-			free(it.rel);
 	}
-	/* Each directory's entries as of m's time. */
-	r->listed_ns = snap_ns(&m->time);
+	/* Each directory's entries as of the manifest's time. */
+	r->listed_ns = ns;
+	return rc;
+}
+
+ts_err_code snap_items_remove_db(snap_run *r, ts_err *e)
+{
+	ts_err_code rc = TS_OK;
+
+	for (size_t i = 0; rc == TS_OK && i < r->db_gone.n; i++)
+		rc = snap_remove(r, r->db_gone.v[i], e);
+	r->db_gone.n = 0;
 	return rc;
 }
 
@@ -97,36 +169,48 @@ ts_err_code snap_items_from_manifest(snap_run *r, const ts_manifest *m, ts_err *
  * with its own cache of the tree's directories (beneath.h). */
 #define SNAP_STAGED_RUN 32
 
-typedef struct snap_staged_ctx {
-	snap_run *r;
-	const ts_manifest *m;
-} snap_staged_ctx;
+/* The entry the staged manifest recorded for item it, before anything
+ * changed it (snap_item_staged, the other way). */
+static void snap_item_recorded(const snap_item *it, ts_manifest_entry *pe)
+{
+	struct stat st;
+
+	snap_stat_get(&it->st, &st);
+	memset(pe, 0, sizeof *pe);
+	pe->type = it->type;
+	pe->path = it->rel;
+	ts_manifest_entry_set_meta(pe, &st);
+	ts_manifest_entry_set_source(pe, &st);
+	memcpy(pe->sha256, it->sha256, 32);
+	pe->pending = it->unhashed;
+	pe->store_ino = it->store_ino;
+	pe->store_ctime = it->store_ctime;
+}
 
 /* A staged link shares the inode of the base snapshot's copy (or is a
  * refresh's copy): damage done to it since the stage was built shows here,
  * before it becomes part of the snapshot.  A copy that is not provably the
  * sealed content is made racy, which snap_recheck copies again from the
- * environment like any changed file. */
+ * environment like any changed file.  The items are as the staged
+ * manifest recorded them (snap_items_from_stage): no recheck yet. */
 static ts_err_code snap_check_staged_run(void *arg, size_t run, ts_err *e)
 {
-	snap_staged_ctx *c = arg;
-	snap_run *r = c->r;
+	snap_run *r = arg;
 	ts_beneath_cache bc = TS_BENEATH_CACHE_INIT;
-	const ts_manifest_entry *hint = NULL;   /* items are in m's order (snap_items_from_manifest) */
 	size_t end = (run + 1) * SNAP_STAGED_RUN < r->items.n ? (run + 1) * SNAP_STAGED_RUN : r->items.n;
 
 	(void)e;
 	for (size_t i = run * SNAP_STAGED_RUN; i < end; i++) {
 		snap_item *it = &r->items.v[i];
-		const ts_manifest_entry *pe;
+		ts_manifest_entry rec, *pe = &rec;
 		const char *leaf;
 		struct stat st;
 		int pfd;
 		bool have;
 
-		if (it->type != 'f' || !it->placed || !(pe = hint = ts_manifest_find_after(c->m, hint, it->rel)) ||
-		    pe->type != 'f')
+		if (it->type != 'f' || !it->placed)
 			continue;
+		snap_item_recorded(it, pe);
 		pfd = ts_beneath_cache_parent(&bc, r->tmp.treefd, it->rel, &leaf);
 		have = pfd >= 0 && fstatat(pfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
 		if (pe->pending) {
@@ -157,11 +241,10 @@ static ts_err_code snap_check_staged_run(void *arg, size_t run, ts_err *e)
 	return TS_OK;
 }
 
-ts_err_code snap_check_staged(snap_run *r, const ts_manifest *m, ts_err *e)
+ts_err_code snap_check_staged(snap_run *r, ts_err *e)
 {
-	snap_staged_ctx c = { .r = r, .m = m };
 	return ts_pool_run((r->items.n + SNAP_STAGED_RUN - 1) / SNAP_STAGED_RUN,
-	                   SNAP_POOL_MIN / SNAP_STAGED_RUN, 0, snap_check_staged_run, &c, e);
+	                   SNAP_POOL_MIN / SNAP_STAGED_RUN, 0, snap_check_staged_run, r, e);
 }
 
 /* Bring the tree to the environment's state from stat alone where stat

@@ -50,15 +50,12 @@ bool ts_stage_of(ts_store *s, const char *name, int treefd)
 	return stage_id(name, treefd, id, sizeof id) && stage_is(s->dirfd, TS_STORE_STAGE_BASE, id);
 }
 
-ts_err_code ts_stage_tree_manifest(ts_store *s, const char *base_name, ts_manifest *m, ts_err *e)
+void ts_stage_tree_manifest_rel(ts_store *s, const char *base_name, char *buf, size_t len)
 {
-	char path[PATH_MAX + 64];
-	ts_err_code rc = ts_manifest_read_at(s->dirfd, TS_STORE_STAGE_MANIFEST, m, e);
-	if (rc != TS_ERR_NOTFOUND)
-		return rc;
-	ts_err_clear(e);
-	snprintf(path, sizeof path, "%s/manifest", base_name);
-	return ts_manifest_read_at(s->dirfd, path, m, e);
+	if (faccessat(s->dirfd, TS_STORE_STAGE_MANIFEST, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		snprintf(buf, len, "%s", TS_STORE_STAGE_MANIFEST);
+	else
+		snprintf(buf, len, "%s/manifest", base_name);
 }
 
 /* Move the stage's tree in as t's, and its database copy; its manifest
@@ -89,16 +86,15 @@ static bool stage_move(ts_store *s, ts_store_tmp *t)
 	return true;
 }
 
-bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *m)
+bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd,
+                    bool (*read)(void *arg, int dirfd, const char *rel), void *arg)
 {
+	char rel[PATH_MAX];
+
 	if (!ts_stage_of(s, base_name, basefd))
 		return false;
-	if (ts_stage_tree_manifest(s, base_name, m, NULL) != TS_OK || m->n == 0 || !stage_move(s, t)) {
-		ts_manifest_free(m);
-		ts_manifest_init(m);
-		return false;
-	}
-	return true;
+	ts_stage_tree_manifest_rel(s, base_name, rel, sizeof rel);
+	return read(arg, s->dirfd, rel) && stage_move(s, t);
 }
 
 bool ts_stage_adopt_as_is(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd,

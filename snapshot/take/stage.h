@@ -90,21 +90,22 @@ ts_err_code ts_stage_build(ts_store *s, const ts_stage_build_opts *o, ts_stage_b
  * open on treefd, in this boot? */
 bool ts_stage_of(ts_store *s, const char *name, int treefd);
 
-/* What the staged tree of the stage made from base_name holds, into m
- * (initialised by the caller, freed by it): the stage's own manifest once
- * a refresh wrote one, the base snapshot's before. */
-ts_err_code ts_stage_tree_manifest(ts_store *s, const char *base_name, ts_manifest *m, ts_err *e);
+/* Where the manifest of what the staged tree of the stage made from
+ * base_name holds is, below the store (into buf): the stage's own once a
+ * refresh wrote one, the base snapshot's before. */
+void ts_stage_tree_manifest_rel(ts_store *s, const char *base_name, char *buf, size_t len);
 
 /* For a writer holding the lock, with t just begun: if the stage was made
- * from the snapshot base_name whose tree is open on basefd, move its tree in
- * as t's (t->treefd then refers to it), and its database copy as
- * t->dir/TS_STAGE_DB_PRECOPY, and return true; *m (initialised by the
- * caller, freed by it) is then what the tree holds (ts_stage_tree_manifest):
- * a refreshed stage's manifest takes the place of the base's, which need
- * not be read at all (some 50 MB at 200,000 entries).  Otherwise leave
- * everything as it was, m empty, and return false.  Never fails: a stage
- * that cannot be adopted is only a speed-up lost. */
-bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd, ts_manifest *m);
+ * from the snapshot base_name whose tree is open on basefd, have read(arg,
+ * dirfd, rel) read what the tree holds (the manifest rel below dirfd, as
+ * ts_stage_tree_manifest_rel names it, one entry at a time: some 57 MB
+ * held whole at 200,000 entries), then move the tree in as t's (t->treefd
+ * then refers to it), and its database copy as t->dir/TS_STAGE_DB_PRECOPY,
+ * and return true.  Otherwise (read false included) leave the stage as it
+ * was and return false; the caller drops what read made.  Never fails: a
+ * stage that cannot be adopted is only a speed-up lost. */
+bool ts_stage_adopt(ts_store *s, ts_store_tmp *t, const char *base_name, int basefd,
+                    bool (*read)(void *arg, int dirfd, const char *rel), void *arg);
 
 /* As ts_stage_adopt, for a stage that is the environment as it is now, the
  * database and the files only written to aside (ch->stage_clean,

@@ -44,7 +44,7 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	snap_run r;
 	bool busy = false;
 	int basefd = -1;
-	char path[PATH_MAX];
+	char path[PATH_MAX], mrel[PATH_MAX];
 	struct timespec start;
 	ts_linklog_inos noted = { 0 };
 	uint64_t mark = 0;
@@ -85,9 +85,7 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 		goto out;
 	}
 	r.prev_name = strdup(v[n - 1].name);   /* whose copies the stage links, for messages */
-	rc = ts_stage_tree_manifest(s, v[n - 1].name, &r.prev, e);
-	if (rc != TS_OK)
-		goto out;
+	ts_stage_tree_manifest_rel(s, v[n - 1].name, mrel, sizeof mrel);
 	r.envfd = open(env->root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);  /* as snap.c */
 	r.tmp.dirfd = ts_beneath_open(s->dirfd, TS_STORE_STAGE, O_RDONLY | O_DIRECTORY, 0);
 	r.tmp.treefd = ts_beneath_open(s->dirfd, TS_STORE_STAGE_TREE, O_RDONLY | O_DIRECTORY, 0);
@@ -111,13 +109,15 @@ ts_err_code ts_stage_refresh(ts_store *s, const ts_env *env, const ts_snap_opts 
 	r.links_begun = true;
 	r.noted = &noted;
 	r.dirty_budget = ts_dirty_budget();
-	rc = snap_items_from_manifest(&r, &r.prev, e);
+	rc = snap_items_from_stage(&r, s->dirfd, mrel, NULL, e);
+	if (rc == TS_OK)
+		rc = snap_items_remove_db(&r, e);
 	/* The staged copies are checked as a snapshot adopting the stage
 	 * would check them (share_check.h): one taken from this stage as it
 	 * is (snap_fast.c) checks none.  A damaged one is copied again below. */
 	ts_linklog_read(s->dirfd, &r.links);
 	if (rc == TS_OK)
-		rc = snap_check_staged(&r, &r.prev, e);
+		rc = snap_check_staged(&r, e);
 	stats.bytes_copied = 0;   /* what earlier refreshes copied is not ours */
 	/* The new manifest's time: before anything is looked at, so that
 	 * whatever changes from here on is racy or newer (snap_recheck.c). */
@@ -183,6 +183,8 @@ out:
 	if (basefd >= 0)
 		close(basefd);
 	snap_list_free(&r.items);
+	snap_paths_free(&r.paths);   /* after the items, whose paths these are */
+	snap_refs_free(&r.db_gone);
 	ts_manifest_free(&r.prev);
 	ts_linklog_free(&r.links);
 	free(r.prev_name);

@@ -764,6 +764,42 @@ static void test_stage_build_damaged_manifest(void **state)
 	assert_false(x->s.locked);
 }
 
+/* The stage's own manifest damaged near its end (the take reads it one
+ * entry at a time, and has made items of the entries before the fault
+ * when it finds it): the stage is not adopted, the snapshot is made from
+ * the previous one as without a stage, and is the environment exactly;
+ * nothing is left behind. */
+static void test_stage_damaged_manifest_not_adopted(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats s1, s2;
+	ts_stage_refresh_out out;
+	size_t dirs, len;
+	char p[TBUF], *text;
+	struct stat a, b;
+
+	nap_ms(60);
+	sfx_take_ok(x, "s1", &s1);
+	sfx_stage_ok(x, NULL);
+	tu_put_in(x->env, "htdocs/a.txt", "changed after s1\n", 0644);
+	nap_ms(60);
+	assert_int_equal(sfx_refresh(x, false, &dirs, &out, NULL), TS_OK);
+	tu_fmt(p, sizeof(p), "%s/%s", x->store, TS_STORE_STAGE_MANIFEST);
+	text = tu_slurp(p, &len);
+	char *end = strstr(text, "\nend\n");
+	assert_non_null(end);
+	tu_put_bytes(p, text, (size_t)(end - text) + 1, 0600);   /* no "end" line */
+	free(text);
+	sfx_take_ok(x, "s2", &s2);
+	assert_true(sfx_stage_from(x, "s1"));   /* not adopted: still there */
+	sfx_compare_tree(x, "s2");
+	sfx_snap_text_is(x, "s2", "htdocs/a.txt", "changed after s1\n");
+	sfx_snap_file(x, "s1", "files/attachments/ticket/1/big.bin", &a);
+	sfx_snap_file(x, "s2", "files/attachments/ticket/1/big.bin", &b);
+	assert_int_equal(a.st_ino, b.st_ino);   /* shared with s1 all the same */
+	sfx_store_clean_and_unlocked(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -774,6 +810,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stage_refresh_dirs, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_db_chunks, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_build_damaged_manifest, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_stage_damaged_manifest_not_adopted, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_stage_build_whole, sfx_setup, sfx_teardown),
 	};
 
