@@ -211,6 +211,22 @@ ts_err_code ts_manifest_cursor_next(ts_manifest_cursor *c, const ts_manifest_ent
 /* NULL is fine. */
 void ts_manifest_cursor_close(ts_manifest_cursor *c);
 
+/* An entry of a manifest being rewritten (ts_manifest_rewrite_at): the
+ * entry to write in me's place (me itself, or scratch once filled from
+ * it), or NULL to leave it out. */
+typedef const ts_manifest_entry *(*ts_manifest_map_fn)(void *arg, const ts_manifest_entry *me,
+                                                       ts_manifest_entry *scratch);
+
+/* Write rel below dirfd (as ts_manifest_write_each_at: head's fields, n
+ * entries) from the manifest src_rel below src_dirfd, read one entry at a
+ * time (a cursor), each entry passed through fn: a manifest rewritten with
+ * a few entries changed or left out, without its entries ever held
+ * together.  The source must give exactly n entries that fn keeps: fewer,
+ * more, or a fault in it fails the write (its own error, not the
+ * writer's), and no file is left. */
+ts_err_code ts_manifest_rewrite_at(int src_dirfd, const char *src_rel, const ts_manifest *head, size_t n,
+                                   ts_manifest_map_fn fn, void *arg, int dirfd, const char *rel, ts_err *e);
+
 /* Escape bytes for a manifest field: '\\' -> "\\\\", TAB -> "\\t",
  * LF -> "\\n", CR -> "\\r", other bytes < 0x20, 0x7f and space -> "\\xHH";
  * all other bytes (UTF-8 or not) verbatim.  Returns malloc'd string or NULL. */

@@ -824,3 +824,65 @@ void ts_manifest_cursor_close(ts_manifest_cursor *c)
 	mc_close(&c->base);
 	free(c);
 }
+
+/* ---- a manifest rewritten from another (ts_manifest_rewrite_at) -------- */
+
+typedef struct mc_rewrite {
+	ts_manifest_cursor *c;
+	ts_manifest_map_fn fn;
+	void *arg;
+	ts_err_code rc;            /* the source's fault, and why */
+	ts_err err;
+} mc_rewrite;
+
+/* The next entry fn keeps; NULL at the source's end (rc TS_OK) or on a
+ * fault (rc set). */
+static const ts_manifest_entry *mc_rewrite_pull(mc_rewrite *w, ts_manifest_entry *scratch)
+{
+	const ts_manifest_entry *me, *out = NULL;
+
+	while (!out && (w->rc = ts_manifest_cursor_next(w->c, &me, &w->err)) == TS_OK && me)
+		out = w->fn(w->arg, me, scratch);
+	return out;
+}
+
+static const ts_manifest_entry *mc_rewrite_next(void *arg, size_t i, ts_manifest_entry *scratch)
+{
+	mc_rewrite *w = arg;
+	const ts_manifest_entry *out = mc_rewrite_pull(w, scratch);
+
+	(void)i;
+	if (!out && w->rc == TS_OK)
+		w->rc = ts_err_set(&w->err, TS_ERR_CORRUPT, "manifest: fewer entries than counted");
+	return out;
+}
+
+ts_err_code ts_manifest_rewrite_at(int src_dirfd, const char *src_rel, const ts_manifest *head, size_t n,
+                                   ts_manifest_map_fn fn, void *arg, int dirfd, const char *rel, ts_err *e)
+{
+	mc_rewrite w = { .fn = fn, .arg = arg };
+	ts_manifest h;
+	ts_manifest_entry scratch;
+	ts_err_code rc;
+
+	ts_err_clear(&w.err);
+	rc = ts_manifest_cursor_open_at(src_dirfd, src_rel, &h, &w.c, e);
+	if (rc == TS_OK)
+		rc = ts_manifest_write_each_at(head, n, mc_rewrite_next, &w, dirfd, rel, e);
+	if (rc != TS_OK && w.rc != TS_OK) {
+		rc = w.rc;   /* the source's fault, not the writer's */
+		if (e)
+			*e = w.err;
+	}
+	/* Nothing more to keep after the n written (the writer removes its
+	 * file when it fails; this one, written, goes here). */
+	if (rc == TS_OK && (mc_rewrite_pull(&w, &scratch) || w.rc != TS_OK)) {
+		rc = w.rc != TS_OK ? w.rc : ts_err_set(&w.err, TS_ERR_CORRUPT, "manifest: more entries than counted");
+		if (e)
+			*e = w.err;
+		(void)unlinkat(dirfd, rel, 0);
+	}
+	ts_manifest_cursor_close(w.c);
+	ts_manifest_free(&h);
+	return rc;
+}

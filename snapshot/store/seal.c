@@ -198,28 +198,19 @@ static ts_err_code seal_put_manifest(const char *name, int dirfd, const char *tm
 	return rc;
 }
 
-/* The sealed manifest again, with the identity of the copies the share
- * linked (ts_seal_share_files): from a cursor over it, the candidates in
- * the same (path) order. */
+/* ts_manifest_map_fn of the sealed manifest written again with the
+ * identity of the copies the share linked (ts_seal_share_files): the
+ * candidates are in the same (path) order. */
 typedef struct seal_relink_ctx {
-	ts_manifest_cursor *c;
 	const ts_seal_share *sh;
 	size_t k;
-	ts_err_code rc;
-	ts_err err;
 } seal_relink_ctx;
 
-static const ts_manifest_entry *seal_relink_next(void *arg, size_t i, ts_manifest_entry *scratch)
+static const ts_manifest_entry *seal_relink_map(void *arg, const ts_manifest_entry *me,
+                                                ts_manifest_entry *scratch)
 {
 	seal_relink_ctx *r = arg;
-	const ts_manifest_entry *me;
 
-	(void)i;
-	r->rc = ts_manifest_cursor_next(r->c, &me, &r->err);
-	if (r->rc == TS_OK && !me)
-		r->rc = ts_err_set(&r->err, TS_ERR_CORRUPT, "sealed manifest: fewer entries than written");
-	if (r->rc != TS_OK)
-		return NULL;
 	while (r->k < r->sh->n && strcmp(r->sh->v[r->k].cur.path, me->path) < 0)
 		r->k++;
 	if (r->k < r->sh->n && r->sh->v[r->k].done && !strcmp(r->sh->v[r->k].cur.path, me->path)) {
@@ -234,23 +225,18 @@ static const ts_manifest_entry *seal_relink_next(void *arg, size_t i, ts_manifes
 static ts_err_code seal_relink(const char *name, int dirfd, const ts_manifest *head, size_t n,
                                const ts_seal_share *sh, ts_err *e)
 {
+	struct timespec times[2] = { head->time, head->time };
 	seal_relink_ctx r = { .sh = sh };
-	ts_manifest h2;
 	char tmp[64];
 	ts_err_code rc;
 
 	seal_tmp_name(tmp, sizeof tmp);
-	ts_err_clear(&r.err);
-	rc = ts_manifest_cursor_open_at(dirfd, "manifest", &h2, &r.c, e);
-	if (rc == TS_OK)
-		rc = seal_write(name, dirfd, head, n, seal_relink_next, &r, tmp, e);
-	if (rc != TS_OK && r.rc != TS_OK) {
-		rc = r.rc;   /* the read's fault, not the write's */
-		if (e)
-			*e = r.err;
+	seal_remove_stale(dirfd);
+	rc = ts_manifest_rewrite_at(dirfd, "manifest", head, n, seal_relink_map, &r, dirfd, tmp, e);
+	if (rc == TS_OK && utimensat(dirfd, tmp, times, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = ts_err_sys(e, errno, "snapshot %s: cannot set the manifest's time", name);
+		(void)unlinkat(dirfd, tmp, 0);
 	}
-	ts_manifest_cursor_close(r.c);
-	ts_manifest_free(&h2);
 	return rc == TS_OK ? seal_put_manifest(name, dirfd, tmp, e) : rc;
 }
 

@@ -172,31 +172,20 @@ static void adopted_fresh_free(adopted_fresh *f)
 	memset(f, 0, sizeof *f);
 }
 
-/* The whole list again, as the seal would write it, with the fresh copies'
- * entries: from a cursor over the manifest (and its base), which both
- * follow in path order; each directory that got a fresh copy has its time
- * put back on the way. */
+/* ts_manifest_map_fn of the whole list again, as the seal would write it,
+ * with the fresh copies' entries (both in path order); each directory that
+ * got a fresh copy has its time put back on the way. */
 typedef struct adopted_write_ctx {
-	ts_manifest_cursor *c;
 	const adopted_fresh *f;
 	int treefd;
 	size_t k;
-	ts_err_code rc;
-	ts_err err;
 } adopted_write_ctx;
 
-static const ts_manifest_entry *adopted_next(void *arg, size_t i, ts_manifest_entry *scratch)
+static const ts_manifest_entry *adopted_map(void *arg, const ts_manifest_entry *me, ts_manifest_entry *scratch)
 {
 	adopted_write_ctx *w = arg;
-	const ts_manifest_entry *me;
 
-	(void)i;
 	(void)scratch;
-	w->rc = ts_manifest_cursor_next(w->c, &me, &w->err);
-	if (w->rc == TS_OK && !me)
-		w->rc = ts_err_set(&w->err, TS_ERR_CORRUPT, "manifest: fewer entries than counted");
-	if (w->rc != TS_OK)
-		return NULL;
 	if (me->type == 'd' && bsearch(&me->path, w->f->dirs, w->f->ndirs, sizeof *w->f->dirs, adopted_str_cmp))
 		adopted_dir_time(w->treefd, me);
 	while (w->k < w->f->n && strcmp(w->f->v[w->k].path, me->path) < 0)
@@ -283,19 +272,8 @@ static ts_err_code adopted_check(ts_store *s, const ts_env *env, const char *nam
 		/* The whole list, as the seal would write it; the base goes. */
 		struct timespec t[2] = { head.time, head.time };
 		adopted_write_ctx w = { .f = &fresh, .treefd = treefd };
-		ts_manifest h2;
-		ts_err_clear(&w.err);
 		snprintf(path, sizeof path, "manifest.adopted-%ld", (long)getpid());
-		rc = ts_manifest_cursor_open_at(dirfd, "manifest", &h2, &w.c, e);
-		if (rc == TS_OK)
-			rc = ts_manifest_write_each_at(&head, n, adopted_next, &w, dirfd, path, e);
-		if (rc != TS_OK && w.rc != TS_OK) {
-			rc = w.rc;   /* the read's fault, not the write's */
-			if (e)
-				*e = w.err;
-		}
-		ts_manifest_cursor_close(w.c);
-		ts_manifest_free(&h2);
+		rc = ts_manifest_rewrite_at(dirfd, "manifest", &head, n, adopted_map, &w, dirfd, path, e);
 		if (rc == TS_OK && (utimensat(dirfd, path, t, AT_SYMLINK_NOFOLLOW) < 0 ||
 		                    renameat(dirfd, path, dirfd, "manifest") < 0))
 			rc = ts_err_sys(e, errno, "snapshot %s: cannot replace the manifest", name);

@@ -213,74 +213,47 @@ static ts_err_code stage_dir_meta_one(stage_build *b, const ts_manifest_entry *m
 	return ts_copy_dir_meta(b->basefd, b->treefd, me->path, &st, b->s->root, e);
 }
 
-/* The entries of a manifest the stage writes, from a cursor over the
- * base's: all but the left-out ones (their directories recorded with no
+/* ts_manifest_map_fn of a manifest the stage writes from the base's: all
+ * its entries but the left-out ones (their directories recorded with no
  * source inode) or, for a whole stage, all but the database's. */
 typedef struct stage_mf_ctx {
 	stage_build *b;
-	ts_manifest_cursor *c;
 	bool skip_db;
-	ts_err_code rc;
-	ts_err err;
 } stage_mf_ctx;
 
-static const ts_manifest_entry *stage_mf_next(void *arg, size_t k, ts_manifest_entry *scratch)
+static const ts_manifest_entry *stage_mf_map(void *arg, const ts_manifest_entry *me, ts_manifest_entry *scratch)
 {
-	stage_mf_ctx *w = arg;
-	const ts_manifest_entry *me;
+	const stage_mf_ctx *w = arg;
 
-	(void)k;
-	for (;;) {
-		w->rc = ts_manifest_cursor_next(w->c, &me, &w->err);
-		if (w->rc == TS_OK && !me)
-			w->rc = ts_err_set(&w->err, TS_ERR_CORRUPT, "stage: %s: fewer entries than a pass "
-			                   "before found", w->b->mpath);
-		if (w->rc != TS_OK)
-			return NULL;
-		if ((w->skip_db && stage_is_db(w->b->o->env, me)) ||
-		    (me->type != 'd' && stage_paths_has(&w->b->left_out, me->path)))
-			continue;
-		if (me->type == 'd' && stage_paths_has(&w->b->left_dirs, me->path)) {
-			*scratch = *me;
-			scratch->src_ino = 0;
-			return scratch;
-		}
-		return me;
+	if ((w->skip_db && stage_is_db(w->b->o->env, me)) ||
+	    (me->type != 'd' && stage_paths_has(&w->b->left_out, me->path)))
+		return NULL;
+	if (me->type == 'd' && stage_paths_has(&w->b->left_dirs, me->path)) {
+		*scratch = *me;
+		scratch->src_ino = 0;
+		return scratch;
 	}
+	return me;
 }
 
-/* STORE/.stage/manifest of n entries (see stage_mf_next), unsealed, in
+/* STORE/.stage/manifest of n entries (see stage_mf_map), unsealed, in
  * this boot (never fsync'd, like a refresh's); *st: the file written. */
 static ts_err_code stage_write_manifest(stage_build *b, int stagefd, bool skip_db, size_t n,
                                         struct stat *st, ts_err *e)
 {
 	char boot[TS_STORE_BOOT_ID_MAX];
 	stage_mf_ctx w = { .b = b, .skip_db = skip_db };
-	ts_manifest head = b->head, h2;
-	const ts_manifest_entry *me;
+	ts_manifest head = b->head;
 	ts_err_code rc;
 
 	ts_store_boot_id(boot);
 	head.unsealed_boot = boot;
 	head.base = NULL;
-	ts_err_clear(&w.err);
-	rc = ts_manifest_cursor_open_at(b->s->dirfd, b->mpath, &h2, &w.c, e);
-	if (rc == TS_OK)
-		rc = ts_manifest_write_each_at(&head, n, stage_mf_next, &w, stagefd, "manifest", e);
-	if (rc != TS_OK && w.rc != TS_OK) {
-		rc = w.rc;   /* the read's fault, not the write's */
-		if (e)
-			*e = w.err;
-	}
-	/* Every entry the pass before counted was written: none is left. */
-	if (rc == TS_OK && (rc = ts_manifest_cursor_next(w.c, &me, e)) == TS_OK && me)
-		rc = ts_err_set(e, TS_ERR_CORRUPT, "stage: %s: more entries than a pass before found", b->mpath);
-	if (rc == TS_OK && fstatat(stagefd, "manifest", st, AT_SYMLINK_NOFOLLOW) < 0)
+	rc = ts_manifest_rewrite_at(b->s->dirfd, b->mpath, &head, n, stage_mf_map, &w, stagefd, "manifest", e);
+	if (rc == TS_OK && fstatat(stagefd, "manifest", st, AT_SYMLINK_NOFOLLOW) < 0) {
 		rc = ts_err_sys(e, errno, "stage: cannot stat its manifest");
-	if (rc != TS_OK)
 		(void)unlinkat(stagefd, "manifest", 0);
-	ts_manifest_cursor_close(w.c);
-	ts_manifest_free(&h2);
+	}
 	return rc;
 }
 

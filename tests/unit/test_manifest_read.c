@@ -714,6 +714,70 @@ static void test_cursor_as_read(void **state)
 	cursor_same(none, strlen(none));
 }
 
+/* ts_manifest_rewrite_at: conf's entry changed, conf/trac.ini left out. */
+static const ts_manifest_entry *map_conf(void *arg, const ts_manifest_entry *me, ts_manifest_entry *scratch)
+{
+	(*(int *)arg)++;
+	if (!strcmp(me->path, "conf/trac.ini"))
+		return NULL;
+	if (!strcmp(me->path, "conf")) {
+		*scratch = *me;
+		scratch->src_ino = 0;
+		return scratch;
+	}
+	return me;
+}
+
+/* A manifest rewritten from another through a map: what it keeps, as it
+ * changed it; a count that is not what the map keeps, or a damaged source,
+ * fails with no file left. */
+static void test_rewrite(void **state)
+{
+	const char *text = V2 L2 L3 "entries\t4\n" F1 F2 F3 FZ END;
+	char out[200];
+	ts_manifest head, m;
+	ts_err e;
+	int seen = 0;
+
+	(void)state;
+	tu_put_bytes(mfx_file, text, strlen(text), 0600);
+	assert_int_equal(ts_manifest_read(mfx_file, &head, &e), TS_OK);
+	int dfd = open(mfx_dir, O_RDONLY | O_DIRECTORY);
+	assert_true(dfd >= 0);
+	snprintf(out, sizeof out, "%s/out", mfx_dir);
+	assert_int_equal(ts_manifest_rewrite_at(dfd, "manifest", &head, 3, map_conf, &seen, dfd, "out", &e), TS_OK);
+	assert_int_equal(seen, 4);
+	assert_int_equal(ts_manifest_read(out, &m, &e), TS_OK);
+	assert_int_equal(m.n, 3);
+	assert_string_equal(m.entries[1].path, "conf");
+	assert_true(m.entries[1].src_ino == 0);
+	assert_true(head.entries[1].src_ino == 12);
+	assert_string_equal(m.entries[2].path, "zz");
+	assert_true(m.entries[2].src_ino == 30);
+	ts_manifest_free(&m);
+	unlink(out);
+
+	/* Counted wrong, either way: no file. */
+	assert_int_equal(ts_manifest_rewrite_at(dfd, "manifest", &head, 2, map_conf, &seen, dfd, "out", &e),
+	                 TS_ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "more entries"));
+	assert_int_equal(access(out, F_OK), -1);
+	assert_int_equal(ts_manifest_rewrite_at(dfd, "manifest", &head, 4, map_conf, &seen, dfd, "out", &e),
+	                 TS_ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "fewer entries"));
+	assert_int_equal(access(out, F_OK), -1);
+
+	/* A source damaged at its last entry: its own error, no file. */
+	const char *bad = V2 L2 L3 "entries\t4\n" F1 F2 F3 F1 END;
+	tu_put_bytes(mfx_file, bad, strlen(bad), 0600);
+	assert_int_equal(ts_manifest_rewrite_at(dfd, "manifest", &head, 3, map_conf, &seen, dfd, "out", &e),
+	                 TS_ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "manifest:8: entries not sorted"));
+	assert_int_equal(access(out, F_OK), -1);
+	close(dfd);
+	ts_manifest_free(&head);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -730,6 +794,7 @@ int main(void)
 		cmocka_unit_test(test_read_with_base),
 		cmocka_unit_test(test_read_some),
 		cmocka_unit_test(test_cursor_as_read),
+		cmocka_unit_test(test_rewrite),
 	};
 
 	return cmocka_run_group_tests(tests, mfx_setup, mfx_teardown);
