@@ -22,7 +22,8 @@
 /* ---- reading ----------------------------------------------------------- */
 
 typedef struct manifest_r {
-	const char *file;
+	const char *file;          /* what is opened */
+	const char *name;          /* what messages call it: the caller's rel, or file */
 	FILE *f;
 	char *line;
 	size_t cap;
@@ -48,7 +49,7 @@ static ts_err_code mr_bad(manifest_r *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return ts_err_set(r->e, TS_ERR_CORRUPT, "%s:%lu: %s", r->file, r->lineno, what);
+	return ts_err_set(r->e, TS_ERR_CORRUPT, "%s:%lu: %s", r->name, r->lineno, what);
 }
 
 /* Read the next line into r->line without its LF.  TS_OK with *eof set at the
@@ -62,7 +63,7 @@ static ts_err_code mr_next(manifest_r *r, bool *eof)
 	n = getline(&r->line, &r->cap, r->f);
 	if (n < 0) {
 		if (ferror(r->f))
-			return ts_err_sys(r->e, errno ? errno : EIO, "%s: cannot read", r->file);
+			return ts_err_sys(r->e, errno ? errno : EIO, "%s: cannot read", r->name);
 		*eof = true;
 		return TS_OK;
 	}
@@ -176,7 +177,7 @@ static ts_err_code mr_path(manifest_r *r, const char *field, bool path, char **o
 	int st = manifest_unescape_to(field, &s);
 
 	if (st == -2)
-		rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+		rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->name);
 	else if (st != 0)
 		rc = mr_bad(r, "bad escape in %s", what);
 	else if (path ? !manifest_path_ok(s) : s[0] == '\0')
@@ -308,7 +309,7 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 			char *p = realloc(r->prev, len * 2);
 			if (!p) {
 				free(ent.path);
-				return ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+				return ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->name);
 			}
 			r->prev = p;
 			r->prev_cap = len * 2;
@@ -321,7 +322,7 @@ static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 	}
 	slot = manifest_push(m, ent.type, ent.path);   /* takes the path, even on failure */
 	if (!slot)
-		return ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+		return ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->name);
 	*slot = ent;
 	return TS_OK;
 }
@@ -333,7 +334,7 @@ static ts_err_code mr_need(manifest_r *r, const char *what)
 	ts_err_code rc = mr_next(r, &eof);
 
 	if (rc == TS_OK && eof)
-		rc = ts_err_set(r->e, TS_ERR_CORRUPT, "%s:%lu: missing %s", r->file,
+		rc = ts_err_set(r->e, TS_ERR_CORRUPT, "%s:%lu: missing %s", r->name,
 		                r->lineno + 1, what);
 	return rc;
 }
@@ -349,7 +350,7 @@ static ts_err_code mr_head(manifest_r *r, ts_manifest *m, uint64_t *count)
 	/* Line 1: what and which version. */
 	rc = mr_next(r, &eof);
 	if (rc == TS_OK && eof)
-		rc = ts_err_set(r->e, TS_ERR_CORRUPT, "%s:1: empty file, not a tracsnap manifest", r->file);
+		rc = ts_err_set(r->e, TS_ERR_CORRUPT, "%s:1: empty file, not a tracsnap manifest", r->name);
 	if (rc != TS_OK)
 		goto out;
 	if (strcmp(r->line, MANIFEST_MAGIC "\t" MANIFEST_VERSION) == 0) {
@@ -417,7 +418,7 @@ static ts_err_code mr_head(manifest_r *r, ts_manifest *m, uint64_t *count)
 		}
 		m->unsealed_boot = strdup(f[0]);
 		if (!m->unsealed_boot) {
-			rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+			rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->name);
 			goto out;
 		}
 		rc = mr_need(r, "'entries' line");
@@ -434,7 +435,7 @@ static ts_err_code mr_head(manifest_r *r, ts_manifest *m, uint64_t *count)
 		}
 		m->base = strdup(f[0]);
 		if (!m->base) {
-			rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+			rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->name);
 			goto out;
 		}
 		rc = mr_need(r, "'entries' line");
@@ -479,7 +480,7 @@ static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
 	 * file could claim 2^60 entries. */
 	if (!r->keep &&
 	    !manifest_reserve(m, count < r->size / MANIFEST_MIN_LINE ? count : r->size / MANIFEST_MIN_LINE)) {
-		rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->file);
+		rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->name);
 		goto out;
 	}
 	for (;;) {
@@ -502,8 +503,8 @@ out:
 	return rc;
 }
 
-static ts_err_code mr_file(const char *file, bool top, const ts_manifest_keep *keep, ts_manifest *m,
-                           ts_err *e);
+static ts_err_code mr_file(const char *file, const char *name, bool top, const ts_manifest_keep *keep,
+                           ts_manifest *m, ts_err *e);
 
 /* m, just read from file, lists what differs from its base (manifest.h):
  * make it the whole list.  Both are sorted, so one merge pass does, in the
@@ -513,32 +514,39 @@ static ts_err_code mr_file(const char *file, bool top, const ts_manifest_keep *k
  * is always moved before its slot is written.  The base's first entries,
  * which nothing replaced, then move down over the gap that replaced ones
  * left. */
-static ts_err_code mr_merge(const char *file, const ts_manifest_keep *keep, ts_manifest *m, ts_err *e)
+/* The base's file (and its name for messages) beside file (name). */
+static char *mr_beside(const char *file, const char *base)
+{
+	const char *slash = strrchr(file, '/');
+	char *path;
+	return asprintf(&path, "%.*s%s", slash ? (int)(slash - file + 1) : 0, file, base) < 0 ? NULL : path;
+}
+
+static ts_err_code mr_merge(const char *file, const char *name, const ts_manifest_keep *keep, ts_manifest *m,
+                            ts_err *e)
 {
 	ts_err_code rc;
 	ts_manifest b;
 	ts_manifest_entry *v;
-	const char *slash = strrchr(file, '/');
-	char *path = NULL;
+	char *path = mr_beside(file, m->base), *bname = mr_beside(name, m->base);
 	size_t need, i, k, w;
 
 	ts_manifest_init(&b);
-	if (asprintf(&path, "%.*s%s", slash ? (int)(slash - file + 1) : 0, file, m->base) < 0) {
-		path = NULL;
-		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
+	if (!path || !bname) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", name);
 		goto out;
 	}
-	rc = mr_file(path, false, keep, &b, e);
+	rc = mr_file(path, bname, false, keep, &b, e);
 	if (rc != TS_OK)
 		goto out;
 	need = b.n + m->n;
 	if (need < b.n) {
-		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
+		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", name);
 		goto out;
 	}
 	if (need > b.cap) {
 		if (!(v = realloc(b.entries, (need ? need : 1) * sizeof *v))) {
-			rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
+			rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", name);
 			goto out;
 		}
 		b.entries = v;
@@ -568,10 +576,11 @@ static ts_err_code mr_merge(const char *file, const ts_manifest_keep *keep, ts_m
 out:
 	ts_manifest_free(&b);
 	free(path);
+	free(bname);
 	return rc;
 }
 
-/* Open file for r (r->file and r->e set): never through a link or from a
+/* Open file for r (r->file, r->name and r->e set): never through a link or from a
  * FIFO (which would block).  The store is checked to be root's (trust.h),
  * yet a manifest is read as data. */
 static ts_err_code mr_open(manifest_r *r)
@@ -580,17 +589,17 @@ static ts_err_code mr_open(manifest_r *r)
 	int fd = open(r->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 
 	if (fd < 0 && errno == ELOOP)
-		return ts_err_set(r->e, TS_ERR_CORRUPT, "%s: manifest is a symlink", r->file);
+		return ts_err_set(r->e, TS_ERR_CORRUPT, "%s: manifest is a symlink", r->name);
 	if (fd < 0)
-		return ts_err_sys(r->e, errno, "%s: cannot open manifest", r->file);
+		return ts_err_sys(r->e, errno, "%s: cannot open manifest", r->name);
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return ts_err_set(r->e, TS_ERR_CORRUPT, "%s: manifest is not a regular file", r->file);
+		return ts_err_set(r->e, TS_ERR_CORRUPT, "%s: manifest is not a regular file", r->name);
 	}
 	r->size = (uint64_t)st.st_size;
 	r->f = fdopen(fd, "r");
 	if (!r->f) {
-		ts_err_code rc = ts_err_sys(r->e, errno, "%s: cannot open manifest", r->file);
+		ts_err_code rc = ts_err_sys(r->e, errno, "%s: cannot open manifest", r->name);
 		close(fd);
 		return rc;
 	}
@@ -608,10 +617,10 @@ static void mr_close(manifest_r *r)
 	r->prev = NULL;
 }
 
-static ts_err_code mr_file(const char *file, bool top, const ts_manifest_keep *keep, ts_manifest *m,
-                           ts_err *e)
+static ts_err_code mr_file(const char *file, const char *name, bool top, const ts_manifest_keep *keep,
+                           ts_manifest *m, ts_err *e)
 {
-	manifest_r r = { .file = file, .e = e, .keep = keep };
+	manifest_r r = { .file = file, .name = name, .e = e, .keep = keep };
 	ts_err_code rc;
 
 	ts_manifest_init(m);
@@ -619,9 +628,9 @@ static ts_err_code mr_file(const char *file, bool top, const ts_manifest_keep *k
 	if (rc == TS_OK)
 		rc = mr_parse(&r, m);
 	if (rc == TS_OK && m->base && !top)
-		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: a base manifest that has a base itself", file);
+		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: a base manifest that has a base itself", name);
 	if (rc == TS_OK && m->base)
-		rc = mr_merge(file, keep, m, e);
+		rc = mr_merge(file, name, keep, m, e);
 	if (rc != TS_OK)
 		ts_manifest_free(m);
 	mr_close(&r);
@@ -630,7 +639,7 @@ static ts_err_code mr_file(const char *file, bool top, const ts_manifest_keep *k
 
 ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e)
 {
-	return mr_file(file, true, NULL, m, e);
+	return mr_file(file, file, true, NULL, m, e);
 }
 
 ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_err *e)
@@ -641,7 +650,7 @@ ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_e
 		ts_manifest_init(m);
 		return ts_err_sys(e, errno, "%s: cannot read manifest", rel);
 	}
-	return ts_manifest_read(path, m, e);
+	return mr_file(path, rel, true, NULL, m, e);
 }
 
 ts_err_code ts_manifest_read_some_at(int dirfd, const char *rel, const ts_manifest_keep *keep,
@@ -653,7 +662,7 @@ ts_err_code ts_manifest_read_some_at(int dirfd, const char *rel, const ts_manife
 		ts_manifest_init(m);
 		return ts_err_sys(e, errno, "%s: cannot read manifest", rel);
 	}
-	return mr_file(path, true, keep, m, e);
+	return mr_file(path, rel, true, keep, m, e);
 }
 
 /* ---- one entry at a time (ts_manifest_cursor) ------------------------- */
@@ -661,7 +670,7 @@ ts_err_code ts_manifest_read_some_at(int dirfd, const char *rel, const ts_manife
 /* One file's entries, with the one last read. */
 typedef struct mc_stream {
 	manifest_r r;
-	char *file;                /* owned; r.file */
+	char *file, *name;         /* owned; r.file, r.name */
 	bool unsealed;
 	uint64_t count, k;         /* entries announced, read */
 	ts_manifest_entry cur;     /* the one last read (path owned), while have */
@@ -679,14 +688,16 @@ struct ts_manifest_cursor {
 #define MC_TOP 1u
 #define MC_BASE 2u
 
-static ts_err_code mc_open(mc_stream *s, const char *file, ts_manifest *head, ts_err *e)
+static ts_err_code mc_open(mc_stream *s, const char *file, const char *name, ts_manifest *head, ts_err *e)
 {
 	ts_err_code rc;
 
 	s->file = strdup(file);
-	if (!s->file)
-		return ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", file);
+	s->name = strdup(name);
+	if (!s->file || !s->name)
+		return ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", name);
 	s->r.file = s->file;
+	s->r.name = s->name;
 	s->r.e = e;
 	rc = mr_open(&s->r);
 	if (rc == TS_OK)
@@ -734,13 +745,14 @@ static void mc_close(mc_stream *s)
 	s->have = false;
 	mr_close(&s->r);
 	free(s->file);
-	s->file = NULL;
+	free(s->name);
+	s->file = s->name = NULL;
 }
 
 ts_err_code ts_manifest_cursor_open_at(int dirfd, const char *rel, ts_manifest *head,
                                        ts_manifest_cursor **out, ts_err *e)
 {
-	char path[PATH_MAX + 64], *bpath = NULL;
+	char path[PATH_MAX + 64], *bpath = NULL, *bname = NULL;
 	ts_manifest_cursor *c = calloc(1, sizeof *c);
 	ts_manifest bhead;
 	ts_err_code rc;
@@ -754,24 +766,25 @@ ts_err_code ts_manifest_cursor_open_at(int dirfd, const char *rel, ts_manifest *
 		rc = ts_err_sys(e, errno, "%s: cannot read manifest", rel);
 		goto out;
 	}
-	rc = mc_open(&c->top, path, head, e);
+	rc = mc_open(&c->top, path, rel, head, e);
 	if (rc != TS_OK || !head->base)
 		goto out;
 	/* Its base, a file beside it, read alongside (manifest.h: Base). */
-	const char *slash = strrchr(path, '/');
-	if (asprintf(&bpath, "%.*s%s", slash ? (int)(slash - path + 1) : 0, path, head->base) < 0) {
-		bpath = NULL;
-		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", path);
+	bpath = mr_beside(path, head->base);
+	bname = mr_beside(rel, head->base);
+	if (!bpath || !bname) {
+		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", rel);
 		goto out;
 	}
-	rc = mc_open(&c->base, bpath, &bhead, e);
+	rc = mc_open(&c->base, bpath, bname, &bhead, e);
 	if (rc == TS_OK && bhead.base)
-		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: a base manifest that has a base itself", bpath);
+		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: a base manifest that has a base itself", bname);
 	c->merged = true;
 	free(head->base);
 	head->base = NULL;   /* merged, as a whole read leaves it */
 out:
 	free(bpath);
+	free(bname);
 	ts_manifest_free(&bhead);
 	if (rc == TS_OK) {
 		*out = c;
@@ -828,6 +841,7 @@ void ts_manifest_cursor_close(ts_manifest_cursor *c)
 /* ---- a manifest rewritten from another (ts_manifest_rewrite_at) -------- */
 
 typedef struct mc_rewrite {
+	const char *src;           /* for messages */
 	ts_manifest_cursor *c;
 	ts_manifest_map_fn fn;
 	void *arg;
@@ -853,14 +867,14 @@ static const ts_manifest_entry *mc_rewrite_next(void *arg, size_t i, ts_manifest
 
 	(void)i;
 	if (!out && w->rc == TS_OK)
-		w->rc = ts_err_set(&w->err, TS_ERR_CORRUPT, "manifest: fewer entries than counted");
+		w->rc = ts_err_set(&w->err, TS_ERR_CORRUPT, "%s: fewer entries than counted", w->src);
 	return out;
 }
 
 ts_err_code ts_manifest_rewrite_at(int src_dirfd, const char *src_rel, const ts_manifest *head, size_t n,
                                    ts_manifest_map_fn fn, void *arg, int dirfd, const char *rel, ts_err *e)
 {
-	mc_rewrite w = { .fn = fn, .arg = arg };
+	mc_rewrite w = { .src = src_rel, .fn = fn, .arg = arg };
 	ts_manifest h;
 	ts_manifest_entry scratch;
 	ts_err_code rc;
@@ -877,7 +891,7 @@ ts_err_code ts_manifest_rewrite_at(int src_dirfd, const char *src_rel, const ts_
 	/* Nothing more to keep after the n written (the writer removes its
 	 * file when it fails; this one, written, goes here). */
 	if (rc == TS_OK && (mc_rewrite_pull(&w, &scratch) || w.rc != TS_OK)) {
-		rc = w.rc != TS_OK ? w.rc : ts_err_set(&w.err, TS_ERR_CORRUPT, "manifest: more entries than counted");
+		rc = w.rc != TS_OK ? w.rc : ts_err_set(&w.err, TS_ERR_CORRUPT, "%s: more entries than counted", src_rel);
 		if (e)
 			*e = w.err;
 		(void)unlinkat(dirfd, rel, 0);

@@ -29,6 +29,20 @@ static double seal_ms_since(const struct timespec *t0)
 	return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/* A fault of the manifest's own ("manifest:LINE: ..."), named by its
+ * snapshot: the daemon's log line says only that sealing failed. */
+static ts_err_code seal_named(const char *name, ts_err_code rc, ts_err *e)
+{
+	if (rc != TS_OK && e && strncmp(e->msg, "snapshot ", 9)) {
+		char msg[TS_ERR_MSG_MAX];
+		snprintf(msg, sizeof msg, "%s", e->msg);
+		int sys = e->sys_errno;
+		ts_err_set(e, rc, "snapshot %s: %s", name, msg);
+		e->sys_errno = sys;
+	}
+	return rc;
+}
+
 /* The seal goes through the snapshot's manifest one entry at a time
  * (manifest.h: ts_manifest_cursor) and writes the sealed one as it goes: the
  * whole manifest in memory, some 57 MB at 200,000 entries, made the
@@ -232,7 +246,8 @@ static ts_err_code seal_relink(const char *name, int dirfd, const ts_manifest *h
 
 	seal_tmp_name(tmp, sizeof tmp);
 	seal_remove_stale(dirfd);
-	rc = ts_manifest_rewrite_at(dirfd, "manifest", head, n, seal_relink_map, &r, dirfd, tmp, e);
+	rc = seal_named(name, ts_manifest_rewrite_at(dirfd, "manifest", head, n, seal_relink_map, &r, dirfd, tmp,
+	                                             e), e);
 	if (rc == TS_OK && utimensat(dirfd, tmp, times, AT_SYMLINK_NOFOLLOW) < 0) {
 		rc = ts_err_sys(e, errno, "snapshot %s: cannot set the manifest's time", name);
 		(void)unlinkat(dirfd, tmp, 0);
@@ -327,7 +342,7 @@ static ts_err_code seal_snapshot(ts_store *s, const char *name, volatile sig_ato
 		goto out;   /* sealed by the one this one waited for */
 	/* Counted first: the sealed manifest's header says how many entries
 	 * follow, and the entries are written as they are hashed. */
-	rc = seal_count(dirfd, &n, &np, e);
+	rc = seal_named(name, seal_count(dirfd, &n, &np, e), e);
 	if (rc != TS_OK)
 		goto out;
 	treefd = openat(dirfd, "tree", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -347,7 +362,7 @@ static ts_err_code seal_snapshot(ts_store *s, const char *name, volatile sig_ato
 	}
 	*c = (seal_ctx){ .name = name, .treefd = treefd, .cancel = cancel, .sh = &sh };
 	ts_err_clear(&c->err);
-	rc = ts_manifest_cursor_open_at(dirfd, "manifest", &head, &c->c, e);
+	rc = seal_named(name, ts_manifest_cursor_open_at(dirfd, "manifest", &head, &c->c, e), e);
 	if (rc != TS_OK)
 		goto out;
 	/* The sealed manifest is written as the entries are hashed: it takes
@@ -361,12 +376,13 @@ static ts_err_code seal_snapshot(ts_store *s, const char *name, volatile sig_ato
 	seal_tmp_name(tmp, sizeof tmp);
 	rc = seal_write(name, dirfd, &head, n, seal_next, c, tmp, e);
 	if (rc != TS_OK && c->rc != TS_OK) {
-		rc = c->rc;   /* the hashing's fault, not the write's */
+		rc = c->rc;   /* the hashing's (or the manifest's) fault, not the write's */
 		if (e)
 			*e = c->err;
+		seal_named(name, rc, e);
 	}
 	const ts_manifest_entry *more = NULL;
-	if (rc == TS_OK && (rc = ts_manifest_cursor_next(c->c, &more, e)) == TS_OK && more)
+	if (rc == TS_OK && (rc = seal_named(name, ts_manifest_cursor_next(c->c, &more, e), e)) == TS_OK && more)
 		rc = ts_err_set(e, TS_ERR_CORRUPT, "snapshot %s: more entries in its manifest than it "
 		                "counted", name);
 	st.files_hashed = c->files;

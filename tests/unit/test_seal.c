@@ -682,6 +682,45 @@ static void test_seal_size_changed(void **state)
 	assert_true(marker_present(x, "s1"));
 }
 
+/* 5b. An unsealed manifest damaged at its last entry: the seal, which
+ * hashes and writes it a chunk at a time, has written most of the sealed
+ * one when it finds the fault; it fails with the manifest's own line,
+ * leaves no temporary file, and the snapshot stays unsealed as it was. */
+static void test_seal_damaged_manifest(void **state)
+{
+	fx *x = *state;
+	char p[TBUF], *text, *bad;
+	size_t len;
+	ts_err e;
+
+	take_unsealed(x, "s1", NULL);
+	snap_path(x, "s1", "manifest", p, sizeof(p));
+	text = tu_slurp(p, &len);
+	char *end = strstr(text, "\nend\n"), *tab = end;
+	assert_non_null(end);
+	while (tab[-1] != '\t')
+		tab--;
+	size_t keep = (size_t)(tab - text);
+	bad = malloc(keep + 8);
+	assert_non_null(bad);
+	memcpy(bad, text, keep);
+	memcpy(bad + keep, ".\nend\n", 6);   /* the last path made the root's: out of order */
+	tu_put_bytes(p, bad, keep + 6, 0600);
+	ts_err_clear(&e);
+	assert_int_equal(ts_seal(&x->s, "s1", NULL, NULL, &e), TS_ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "snapshot s1: manifest:"));
+	assert_non_null(strstr(e.msg, "not sorted"));
+	assert_true(marker_present(x, "s1"));
+	snap_dir_clean(x, "s1", true);
+	size_t len2;
+	char *after = tu_slurp(p, &len2);
+	assert_int_equal(len2, keep + 6);
+	assert_memory_equal(after, bad, len2);   /* the manifest as it was */
+	free(after);
+	free(bad);
+	free(text);
+}
+
 /* 6. A snapshot removed before it was sealed. */
 static void test_seal_removed(void **state)
 {
@@ -947,6 +986,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_seal_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_size_changed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seal_damaged_manifest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_takes_turns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_cancel, setup, teardown),
