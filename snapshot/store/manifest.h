@@ -173,18 +173,6 @@ ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e);
  * a link. */
 ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_err *e);
 
-/* Which entries a partial read keeps: fn(arg, path) is asked once per entry,
- * in the file's (sorted) order. */
-typedef struct ts_manifest_keep {
-	bool (*fn)(void *arg, const char *path);
-	void *arg;
-} ts_manifest_keep;
-
-/* As ts_manifest_read_at, but m holds only the entries keep accepts: the
- * file is read and checked whole, without its every entry in memory (some
- * 46 MB at 200,000 entries) when only a few are wanted. */
-ts_err_code ts_manifest_read_some_at(int dirfd, const char *rel, const ts_manifest_keep *keep,
-                                     ts_manifest *m, ts_err *e);
 ts_err_code ts_manifest_write_at(const ts_manifest *m, int dirfd, const char *rel, ts_err *e);
 ts_err_code ts_manifest_write_each_at(const ts_manifest *head, size_t n, ts_manifest_entry_fn fn, void *arg,
                                       int dirfd, const char *rel, ts_err *e);

@@ -33,11 +33,6 @@ typedef struct manifest_r {
 	uint64_t size;    /* of the file, when opened */
 	bool base_ok;     /* version 3: may name a base (manifest.h) */
 	ts_err *e;
-	/* ts_manifest_read_some_at: the entries kept (NULL: all), and the
-	 * path of the last one read, kept or not, for the order check. */
-	const ts_manifest_keep *keep;
-	char *prev;
-	size_t prev_cap;
 } manifest_r;
 
 __attribute__((format(printf, 2, 3)))
@@ -294,32 +289,15 @@ out:
 	return rc;
 }
 
-/* The entry in r->line, into m (unless r->keep refuses it). */
+/* The entry in r->line, into m. */
 static ts_err_code mr_entry(manifest_r *r, ts_manifest *m)
 {
 	ts_manifest_entry ent = { .path = NULL }, *slot;
-	const char *last = r->keep ? r->prev : m->n > 0 ? m->entries[m->n - 1].path : NULL;
+	const char *last = m->n > 0 ? m->entries[m->n - 1].path : NULL;
 	ts_err_code rc = mr_entry_parse(r, m->unsealed_boot != NULL, last, &ent);
 
 	if (rc != TS_OK)
 		return rc;
-	if (r->keep) {
-		size_t len = strlen(ent.path) + 1;
-		if (len > r->prev_cap) {
-			char *p = realloc(r->prev, len * 2);
-			if (!p) {
-				free(ent.path);
-				return ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->name);
-			}
-			r->prev = p;
-			r->prev_cap = len * 2;
-		}
-		memcpy(r->prev, ent.path, len);
-		if (!r->keep->fn(r->keep->arg, ent.path)) {
-			free(ent.path);
-			return TS_OK;   /* read and checked, not kept */
-		}
-	}
 	slot = manifest_push(m, ent.type, ent.path);   /* takes the path, even on failure */
 	if (!slot)
 		return ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->name);
@@ -478,8 +456,7 @@ static ts_err_code mr_parse(manifest_r *r, ts_manifest *m)
 	/* Room for the announced entries at once (no copying as the array
 	 * grows), but never more than the file's bytes could hold: a hostile
 	 * file could claim 2^60 entries. */
-	if (!r->keep &&
-	    !manifest_reserve(m, count < r->size / MANIFEST_MIN_LINE ? count : r->size / MANIFEST_MIN_LINE)) {
+	if (!manifest_reserve(m, count < r->size / MANIFEST_MIN_LINE ? count : r->size / MANIFEST_MIN_LINE)) {
 		rc = ts_err_set(r->e, TS_ERR_NOMEM, "%s: out of memory", r->name);
 		goto out;
 	}
@@ -503,8 +480,7 @@ out:
 	return rc;
 }
 
-static ts_err_code mr_file(const char *file, const char *name, bool top, const ts_manifest_keep *keep,
-                           ts_manifest *m, ts_err *e);
+static ts_err_code mr_file(const char *file, const char *name, bool top, ts_manifest *m, ts_err *e);
 
 /* m, just read from file, lists what differs from its base (manifest.h):
  * make it the whole list.  Both are sorted, so one merge pass does, in the
@@ -522,8 +498,7 @@ static char *mr_beside(const char *file, const char *base)
 	return asprintf(&path, "%.*s%s", slash ? (int)(slash - file + 1) : 0, file, base) < 0 ? NULL : path;
 }
 
-static ts_err_code mr_merge(const char *file, const char *name, const ts_manifest_keep *keep, ts_manifest *m,
-                            ts_err *e)
+static ts_err_code mr_merge(const char *file, const char *name, ts_manifest *m, ts_err *e)
 {
 	ts_err_code rc;
 	ts_manifest b;
@@ -536,7 +511,7 @@ static ts_err_code mr_merge(const char *file, const char *name, const ts_manifes
 		rc = ts_err_set(e, TS_ERR_NOMEM, "%s: out of memory", name);
 		goto out;
 	}
-	rc = mr_file(path, bname, false, keep, &b, e);
+	rc = mr_file(path, bname, false, &b, e);
 	if (rc != TS_OK)
 		goto out;
 	need = b.n + m->n;
@@ -613,14 +588,11 @@ static void mr_close(manifest_r *r)
 	r->f = NULL;
 	free(r->line);
 	r->line = NULL;
-	free(r->prev);
-	r->prev = NULL;
 }
 
-static ts_err_code mr_file(const char *file, const char *name, bool top, const ts_manifest_keep *keep,
-                           ts_manifest *m, ts_err *e)
+static ts_err_code mr_file(const char *file, const char *name, bool top, ts_manifest *m, ts_err *e)
 {
-	manifest_r r = { .file = file, .name = name, .e = e, .keep = keep };
+	manifest_r r = { .file = file, .name = name, .e = e };
 	ts_err_code rc;
 
 	ts_manifest_init(m);
@@ -630,7 +602,7 @@ static ts_err_code mr_file(const char *file, const char *name, bool top, const t
 	if (rc == TS_OK && m->base && !top)
 		rc = ts_err_set(e, TS_ERR_CORRUPT, "%s: a base manifest that has a base itself", name);
 	if (rc == TS_OK && m->base)
-		rc = mr_merge(file, name, keep, m, e);
+		rc = mr_merge(file, name, m, e);
 	if (rc != TS_OK)
 		ts_manifest_free(m);
 	mr_close(&r);
@@ -639,7 +611,7 @@ static ts_err_code mr_file(const char *file, const char *name, bool top, const t
 
 ts_err_code ts_manifest_read(const char *file, ts_manifest *m, ts_err *e)
 {
-	return mr_file(file, file, true, NULL, m, e);
+	return mr_file(file, file, true, m, e);
 }
 
 ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_err *e)
@@ -650,19 +622,7 @@ ts_err_code ts_manifest_read_at(int dirfd, const char *rel, ts_manifest *m, ts_e
 		ts_manifest_init(m);
 		return ts_err_sys(e, errno, "%s: cannot read manifest", rel);
 	}
-	return mr_file(path, rel, true, NULL, m, e);
-}
-
-ts_err_code ts_manifest_read_some_at(int dirfd, const char *rel, const ts_manifest_keep *keep,
-                                     ts_manifest *m, ts_err *e)
-{
-	char path[PATH_MAX + 64];
-
-	if (ts_beneath_procpath(path, sizeof path, dirfd, rel) < 0) {
-		ts_manifest_init(m);
-		return ts_err_sys(e, errno, "%s: cannot read manifest", rel);
-	}
-	return mr_file(path, rel, true, keep, m, e);
+	return mr_file(path, rel, true, m, e);
 }
 
 /* ---- one entry at a time (ts_manifest_cursor) ------------------------- */

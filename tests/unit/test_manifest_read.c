@@ -544,49 +544,6 @@ static void test_read_with_base(void **state)
 	assert_int_equal(m.n, 0);
 }
 
-/* ts_manifest_read_some_at: "conf" and "zz" asked for */
-static bool keep_conf_zz(void *arg, const char *path)
-{
-	(*(int *)arg)++;
-	return !strcmp(path, "conf") || !strcmp(path, "zz");
-}
-
-/* A partial read keeps what keep accepts, asked once per entry in order (a
- * base's too), and still refuses a file the whole read refuses. */
-static void test_read_some(void **state)
-{
-	int asked = 0;
-	const ts_manifest_keep keep = { keep_conf_zz, &asked };
-	const char *top = V3 "time\t1700000100.000000000\n" L3 LU LB "entries\t3\n" F3 FDB FDBF END;
-	ts_manifest m;
-	ts_err e;
-	char dir[200];
-
-	(void)state;
-	put_base(V2 L2 "env\t/srv/old\n" LU "entries\t4\n" F1 F2 F3P FZ END);
-	snprintf(dir, sizeof dir, "%s/manifest", mfx_dir);
-	tu_put_bytes(dir, top, strlen(top), 0600);
-	int dfd = open(mfx_dir, O_RDONLY | O_DIRECTORY);
-	assert_true(dfd >= 0);
-	assert_int_equal(ts_manifest_read_some_at(dfd, "manifest", &keep, &m, &e), TS_OK);
-	assert_int_equal(asked, 7);                  /* 4 in the base, 3 listed */
-	assert_int_equal(m.n, 2);
-	assert_string_equal(m.entries[0].path, "conf");
-	assert_string_equal(m.entries[1].path, "zz");
-	assert_true(m.entries[1].src_ino == 30);
-	ts_manifest_free(&m);
-
-	/* Out of order, with the entry between them not kept: refused. */
-	static const char unsorted[] = V2 L2 L3 LU "entries\t3\n" F1 F3 F2 END;
-	tu_put_bytes(dir, unsorted, strlen(unsorted), 0600);
-	assert_int_equal(ts_manifest_read_some_at(dfd, "manifest", &keep, &m, &e), TS_ERR_CORRUPT);
-	assert_non_null(strstr(e.msg, "not sorted"));
-	assert_int_equal(m.n, 0);
-	close(dfd);
-	drop_base();
-}
-
-
 /* ---- one entry at a time (ts_manifest_cursor) ----------------------------- */
 
 /* What a cursor over mfx_file gives, gathered into *m (head and entries);
@@ -788,7 +745,6 @@ int main(void)
 		cmocka_unit_test(test_read_bad_unsealed),
 		cmocka_unit_test(test_read_truncated_and_mutated),
 		cmocka_unit_test(test_read_with_base),
-		cmocka_unit_test(test_read_some),
 		cmocka_unit_test(test_cursor_as_read),
 		cmocka_unit_test(test_rewrite),
 	};
