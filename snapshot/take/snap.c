@@ -244,7 +244,7 @@ static void snap_unstage(snap_run *r)
 	ts_manifest_free(&r->prev);
 	ts_manifest_init(&r->prev);
 	snap_paths_free(&r->paths);
-	snap_refs_free(&r->db_gone);
+	ts_pathset_free(&r->db_gone);
 	r->stats->bytes_copied = 0;
 }
 
@@ -542,7 +542,7 @@ out:
 	free(r.prev_name);
 	snap_list_free(&r.items);
 	snap_paths_free(&r.paths);   /* after the items, whose paths these are */
-	snap_refs_free(&r.db_gone);
+	ts_pathset_free(&r.db_gone);
 	free(db_rel);
 	ts_copy_thread_done();   /* the caller's thread may be one of a pool that ends */
 	stats->total_ms = snap_ms_since(&t0);

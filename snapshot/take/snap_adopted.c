@@ -28,6 +28,7 @@
 #include "base/beneath.h"
 #include "base/copy.h"
 #include "base/log.h"
+#include "base/pathset.h"
 #include "store/linklog.h"
 #include "store/manifest.h"
 #include "store/manifest_stat.h"
@@ -117,58 +118,37 @@ static void adopted_dir_time(int treefd, const ts_manifest_entry *de)
 	}
 }
 
-/* The entries copied afresh (paths owned), and their directories (sorted,
- * once each), in the manifest's order; usually none. */
+/* The entries copied afresh (paths owned), in the manifest's order, and
+ * their directories; usually none. */
 typedef struct adopted_fresh {
 	ts_manifest_entry *v;
 	size_t n, cap;
-	char **dirs;
-	size_t ndirs;
+	ts_pathset dirs;
 } adopted_fresh;
-
-static int adopted_str_cmp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
 
 static bool adopted_fresh_add(adopted_fresh *f, const ts_manifest_entry *pe)
 {
-	const char *slash = strrchr(pe->path, '/');
-	char dir[PATH_MAX], *key = dir;
-
 	if (f->n == f->cap) {
 		size_t cap = f->cap ? f->cap * 2 : 8;
 		ts_manifest_entry *nv = realloc(f->v, cap * sizeof *nv);
-		char **nd = nv ? realloc(f->dirs, cap * sizeof *nd) : NULL;
-		if (nv)
-			f->v = nv;
-		if (!nd)
+		if (!nv)
 			return false;
-		f->dirs = nd;
+		f->v = nv;
 		f->cap = cap;
 	}
 	f->v[f->n] = *pe;
 	if (!(f->v[f->n].path = strdup(pe->path)))
 		return false;
 	f->n++;
-	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - pe->path) : 1, slash ? pe->path : ".");
-	if (f->ndirs && bsearch(&key, f->dirs, f->ndirs, sizeof *f->dirs, adopted_str_cmp))
-		return true;
-	if (!(f->dirs[f->ndirs] = strdup(dir)))
-		return false;
-	f->ndirs++;
-	qsort(f->dirs, f->ndirs, sizeof *f->dirs, adopted_str_cmp);
-	return true;
+	return ts_pathset_add_dir_of(&f->dirs, pe->path);
 }
 
 static void adopted_fresh_free(adopted_fresh *f)
 {
 	for (size_t i = 0; i < f->n; i++)
 		free(f->v[i].path);
-	for (size_t i = 0; i < f->ndirs; i++)
-		free(f->dirs[i]);
 	free(f->v);
-	free(f->dirs);
+	ts_pathset_free(&f->dirs);
 	memset(f, 0, sizeof *f);
 }
 
@@ -186,7 +166,7 @@ static const ts_manifest_entry *adopted_map(void *arg, const ts_manifest_entry *
 	adopted_write_ctx *w = arg;
 
 	(void)scratch;
-	if (me->type == 'd' && bsearch(&me->path, w->f->dirs, w->f->ndirs, sizeof *w->f->dirs, adopted_str_cmp))
+	if (me->type == 'd' && ts_pathset_has(&w->f->dirs, me->path))
 		adopted_dir_time(w->treefd, me);
 	while (w->k < w->f->n && strcmp(w->f->v[w->k].path, me->path) < 0)
 		w->k++;

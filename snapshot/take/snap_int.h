@@ -24,6 +24,7 @@
 #include "base/err.h"
 #include "store/linklog.h"
 #include "store/manifest.h"
+#include "base/pathset.h"
 #include "base/progress.h"
 #include "base/racy.h"
 #include "take/snap.h"
@@ -87,15 +88,6 @@ typedef struct snap_paths {
 char *snap_paths_dup(snap_paths *p, const char *s);
 void snap_paths_free(snap_paths *p);
 
-/* A few strings (not owned). */
-typedef struct snap_refs {
-	char **v;
-	size_t n, cap;
-} snap_refs;
-
-bool snap_refs_add(snap_refs *l, char *s);
-void snap_refs_free(snap_refs *l);
-
 typedef struct snap_list {
 	snap_item *v;
 	size_t n, cap;
@@ -114,8 +106,8 @@ typedef struct snap_run {
 	ts_manifest prev;          /* its manifest (may be empty); of a staged tree, its
 	                            * directories' entries only, and its time */
 	snap_paths paths;          /* the items' paths, when made from a staged manifest */
-	snap_refs db_gone;         /* the database's entries of that manifest (in paths): their
-	                            * copies leave the tree (snap_items_remove_db) */
+	ts_pathset db_gone;        /* the database's entries of that manifest: their copies
+	                            * leave the tree (snap_items_remove_db) */
 	char *prev_name;           /* its name, for messages (NULL: none) */
 	ts_linklog links;          /* the engine's link batches (linklog.h), read once */
 	struct timespec link_start;/* this take's own batch began (links_begun) */

@@ -131,23 +131,3 @@ void snap_paths_free(snap_paths *p)
 	free(p->blocks);
 	memset(p, 0, sizeof *p);
 }
-
-bool snap_refs_add(snap_refs *l, char *s)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 8;
-		char **nv = realloc(l->v, cap * sizeof *nv);
-		if (!nv)
-			return false;
-		l->v = nv;
-		l->cap = cap;
-	}
-	l->v[l->n++] = s;
-	return true;
-}
-
-void snap_refs_free(snap_refs *l)
-{
-	free(l->v);
-	memset(l, 0, sizeof *l);
-}

@@ -109,8 +109,7 @@ ts_err_code snap_items_from_stage(snap_run *r, int dirfd, const char *mrel, cons
 		if (strcmp(pe.path, ".") && ts_db_excluded(r->env, pe.path)) {
 			/* Its copy leaves the tree once the tree is the take's
 			 * (snap_items_remove_db). */
-			if (!(rel = snap_paths_dup(&r->paths, pe.path)) ||
-			    !snap_refs_add(&r->db_gone, rel)) {
+			if (!ts_pathset_add(&r->db_gone, pe.path)) {
 				rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 				break;
 			}
@@ -161,7 +160,7 @@ ts_err_code snap_items_remove_db(snap_run *r, ts_err *e)
 
 	for (size_t i = 0; rc == TS_OK && i < r->db_gone.n; i++)
 		rc = snap_remove(r, r->db_gone.v[i], e);
-	r->db_gone.n = 0;
+	ts_pathset_free(&r->db_gone);
 	return rc;
 }
 

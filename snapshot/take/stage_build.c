@@ -20,51 +20,12 @@
 #include <unistd.h>
 
 #include "base/copy.h"
+#include "base/pathset.h"
 #include "db/dbsnap.h"
 #include "store/linklog.h"
 #include "store/manifest.h"
 #include "store/manifest_stat.h"
 #include "take/share_check.h"
-
-/* A few paths (owned), in the order they were met: the manifest's. */
-typedef struct stage_paths {
-	char **v;
-	size_t n, cap;
-} stage_paths;
-
-static bool stage_paths_add(stage_paths *p, const char *path)
-{
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 16;
-		char **v = realloc(p->v, cap * sizeof *v);
-		if (!v)
-			return false;
-		p->v = v;
-		p->cap = cap;
-	}
-	if (!(p->v[p->n] = strdup(path)))
-		return false;
-	p->n++;
-	return true;
-}
-
-static int stage_path_cmp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static bool stage_paths_has(const stage_paths *p, const char *path)
-{
-	return p->n && bsearch(&path, p->v, p->n, sizeof *p->v, stage_path_cmp);
-}
-
-static void stage_paths_free(stage_paths *p)
-{
-	for (size_t i = 0; i < p->n; i++)
-		free(p->v[i]);
-	free(p->v);
-	memset(p, 0, sizeof *p);
-}
 
 /* Everything one build holds; released in one place. */
 typedef struct stage_build {
@@ -78,9 +39,9 @@ typedef struct stage_build {
 	bool root;                 /* owners can only be kept by root */
 	ts_linklog links;          /* the engine's link batches (linklog.h) */
 	size_t n;                  /* the manifest's entries */
-	stage_paths left_out;      /* damaged, not staged (sorted: met in order) */
-	stage_paths left_dirs;     /* their directories (sorted, once each) */
-	stage_paths db;            /* the database's entries (with o->env) */
+	ts_pathset left_out;       /* damaged, not staged */
+	ts_pathset left_dirs;      /* their directories */
+	ts_pathset db;             /* the database's entries (with o->env) */
 	bool stopped, kept_own;
 } stage_build;
 
@@ -165,7 +126,7 @@ static ts_err_code stage_fill_one(stage_build *b, const ts_manifest_entry *me, t
 	int bfd, tfd;
 
 	b->n++;
-	if (stage_is_db(b->o->env, me) && !stage_paths_add(&b->db, me->path))
+	if (stage_is_db(b->o->env, me) && !ts_pathset_add(&b->db, me->path))
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	if (!strcmp(me->path, "."))
 		return TS_OK;
@@ -181,7 +142,7 @@ static ts_err_code stage_fill_one(stage_build *b, const ts_manifest_entry *me, t
 	if (bfd < 0)
 		return ts_err_sys(e, errno, "stage: %s: cannot reach its directory", me->path);
 	if (!stage_copy_ok(b, me, bfd, bleaf))
-		return stage_paths_add(&b->left_out, me->path) ? TS_OK : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+		return ts_pathset_add(&b->left_out, me->path) ? TS_OK : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	/* All or nothing otherwise (EMLINK included): ts_snap_take trusts
 	 * that the stage has every file its manifest lists. */
 	if (linkat(bfd, bleaf, tfd, tleaf, 0) < 0)
@@ -226,9 +187,9 @@ static const ts_manifest_entry *stage_mf_map(void *arg, const ts_manifest_entry 
 	const stage_mf_ctx *w = arg;
 
 	if ((w->skip_db && stage_is_db(w->b->o->env, me)) ||
-	    (me->type != 'd' && stage_paths_has(&w->b->left_out, me->path)))
+	    (me->type != 'd' && ts_pathset_has(&w->b->left_out, me->path)))
 		return NULL;
-	if (me->type == 'd' && stage_paths_has(&w->b->left_dirs, me->path)) {
+	if (me->type == 'd' && ts_pathset_has(&w->b->left_dirs, me->path)) {
 		*scratch = *me;
 		scratch->src_ino = 0;
 		return scratch;
@@ -265,17 +226,10 @@ static ts_err_code stage_write_manifest(stage_build *b, int stagefd, bool skip_d
 static ts_err_code stage_left_out(stage_build *b, int stagefd, ts_err *e)
 {
 	struct stat st;
-	char parent[PATH_MAX];
 
-	for (size_t i = 0; i < b->left_out.n; i++) {
-		const char *p = b->left_out.v[i], *slash = strrchr(p, '/');
-		snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash - p) : 1, slash ? p : ".");
-		if (!stage_paths_has(&b->left_dirs, parent)) {
-			if (!stage_paths_add(&b->left_dirs, parent))
-				return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
-			qsort(b->left_dirs.v, b->left_dirs.n, sizeof *b->left_dirs.v, stage_path_cmp);
-		}
-	}
+	for (size_t i = 0; i < b->left_out.n; i++)
+		if (!ts_pathset_add_dir_of(&b->left_dirs, b->left_out.v[i]))
+			return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	return stage_write_manifest(b, stagefd, false, b->n - b->left_out.n, &st, e);
 }
 
@@ -406,9 +360,9 @@ out:
 	ts_beneath_cache_drop(&b.bc);
 	ts_beneath_cache_drop(&b.tc);
 	ts_linklog_free(&b.links);
-	stage_paths_free(&b.left_out);
-	stage_paths_free(&b.left_dirs);
-	stage_paths_free(&b.db);
+	ts_pathset_free(&b.left_out);
+	ts_pathset_free(&b.left_dirs);
+	ts_pathset_free(&b.db);
 	ts_manifest_free(&b.head);
 	ts_store_list_free(v, n);
 	ts_store_unlock(s);

@@ -184,7 +184,7 @@ out:
 		close(basefd);
 	snap_list_free(&r.items);
 	snap_paths_free(&r.paths);   /* after the items, whose paths these are */
-	snap_refs_free(&r.db_gone);
+	ts_pathset_free(&r.db_gone);
 	ts_manifest_free(&r.prev);
 	ts_linklog_free(&r.links);
 	free(r.prev_name);
