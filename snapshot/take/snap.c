@@ -73,19 +73,23 @@ ts_err_code snap_walk_add(void *arg, const char *rel, const struct stat *st, ts_
 		}
 		return TS_ERR_NOTFOUND;
 	}
-	snap_item it = { .rel = strdup(rel), .type = type };
-	snap_stat_set(&it.st, st);
+	/* Room for a hash where the walk may share the file (snap_put.c). */
+	size_t room = snap_sha_room(type, w->place && r->prevfd >= 0);
+	snap_item it = { .type = type, .borrowed = true, .sha_room = room > 0 };
+
+	pthread_mutex_lock(&w->mu);
+	it.rel = snap_paths_dup(&r->paths, rel, room);
+	pthread_mutex_unlock(&w->mu);
 	if (!it.rel)
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	snap_item_stat_set(&it, st);
 	rc = w->place ? snap_place(r, &it, e) : TS_OK;
 	if (rc == TS_OK) {
 		pthread_mutex_lock(&w->mu);
 		rc = snap_list_push(w->l, &it, e);
 		pthread_mutex_unlock(&w->mu);
 	}
-	if (rc != TS_OK)
-		free(it.rel);
-	return rc;
+	return rc;   /* a path not kept stays in the run's blocks till its end */
 }
 
 /* The environment as it is now, sorted by path (parents first).  Each
@@ -96,7 +100,8 @@ static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
 {
 	ts_err_code rc;
 	snap_walk_ctx w = { .r = r, .l = l, .place = true };
-	snap_item root = { .rel = strdup("."), .type = 'd', .placed = true };
+	snap_item root = { .rel = snap_paths_dup(&r->paths, ".", 0), .type = 'd', .borrowed = true,
+	                   .placed = true };
 	char msg[TS_ERR_MSG_MAX];
 	struct timespec now;
 
@@ -105,14 +110,10 @@ static ts_err_code snap_walk(snap_run *r, snap_list *l, ts_err *e)
 	if (!root.rel)
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	struct stat rst;
-	if (fstat(r->envfd, &rst) < 0) {
-		free(root.rel);
+	if (fstat(r->envfd, &rst) < 0)
 		return ts_err_sys(e, errno, "%s: cannot stat", r->env->root);
-	}
-	snap_stat_set(&root.st, &rst);
+	snap_item_stat_set(&root, &rst);
 	rc = snap_list_push(l, &root, e);
-	if (rc != TS_OK)
-		free(root.rel);
 	snprintf(msg, sizeof msg, "snapshot %s: cancelled (tracsnap is stopping)", r->o->name);
 	pthread_mutex_init(&w.mu, NULL);
 	if (rc == TS_OK)

@@ -49,12 +49,15 @@
 void snap_fast_written(void *arg, const char *rel)
 {
 	snap_run *r = arg;
-	snap_item it = { .type = 'f' };
+	snap_item it = { .type = 'f', .sha_room = true };   /* owned paths have room (snap_int.h) */
+	size_t len = strlen(rel) + 1;
 
 	for (size_t i = 0; i < r->items.n; i++)
 		if (!strcmp(r->items.v[i].rel, rel))
 			return;
-	if (!(it.rel = strdup(rel)) || snap_list_push(&r->items, &it, NULL) != TS_OK) {
+	if ((it.rel = malloc(len + 32)) != NULL)
+		memcpy(it.rel, rel, len);
+	if (!it.rel || snap_list_push(&r->items, &it, NULL) != TS_OK) {
 		free(it.rel);
 		r->fast_lost = true;   /* one not kept: the stage cannot be taken as it is */
 	}
@@ -77,7 +80,7 @@ static bool snap_fast_put(snap_run *r, snap_item *it, ts_err *e, ts_err_code *rc
 	if (it->placed && !it->racy && st.st_ino == it->st.st_ino && st.st_size == it->st.st_size &&
 	    snap_same_time(&st.st_mtim, &it->st.st_mtim) && snap_same_time(&st.st_ctim, &it->st.st_ctim))
 		return true;
-	snap_stat_set(&it->st, &st);
+	snap_item_stat_set(it, &st);
 	/* The stage's copy, or ours from before the lock, makes way. */
 	*rc = snap_remove(r, it->rel, e);
 	if (*rc == TS_OK)

@@ -39,44 +39,72 @@
 
 /* What an item keeps of its source's stat: the fields the protocol
  * compares and copies, named as struct stat's.  A take holds an item per
- * entry, and a struct stat is 144 bytes of the item's 224 (some 11 MB more
- * at 200,000 entries than this). */
+ * entry: a whole struct stat was 144 bytes of the item's 224.  A
+ * directory's atime, which only snap_dir_meta uses, is kept in the item
+ * (dir_atim), where a file keeps its copy's identity. */
 typedef struct snap_stat {
 	dev_t st_dev;
 	ino_t st_ino;
 	off_t st_size;
-	struct timespec st_atim, st_mtim, st_ctim;
+	struct timespec st_mtim, st_ctim;
 	mode_t st_mode;
 	uid_t st_uid;
 	gid_t st_gid;
 } snap_stat;
 
-void snap_stat_set(snap_stat *d, const struct stat *s);
-/* Back into a struct stat, for the functions that take one; the fields not
- * kept are zero. */
-void snap_stat_get(const snap_stat *s, struct stat *d);
-
+/* 112 bytes (168 before the content hash and a directory's atime moved
+ * out of it; doc/performance.md): a take holds one per entry.  The bit
+ * fields share a byte: each is written by the thread that owns the item
+ * at the time (the walk's before the list has it, one pool job, or
+ * snap_changes.c with no pool running), never by two at once. */
 typedef struct snap_item {
-	char *rel;                 /* "." for the root */
-	bool borrowed;             /* rel is the run's (snap_paths), not the item's */
-	char type;                 /* 'd', 'f', 'l' */
+	char *rel;                 /* "." for the root; a content hash may follow it (sha_room) */
 	snap_stat st;              /* the source when it was copied */
-	unsigned char sha256[32];
+	char type;                 /* 'd', 'f', 'l' */
+	char check;                /* snap_recheck's verdict (SNAP_CHECK_*) */
 	bool racy;                 /* copy again: it may have changed unseen */
 	bool unhashed;             /* 'f': sha256 pending, computed by ts_seal */
 	bool placed;               /* in the tree already (made or shared during the walk) */
 	bool shared;               /* 'f': the previous snapshot's copy, not copied again */
-	char check;                /* snap_recheck's verdict (SNAP_CHECK_*) */
-	bool look;                 /* the watcher saw it change: stat it under the lock */
-	bool relist;               /* 'd': an entry in it changed: list it under the lock */
-	uint64_t store_ino;        /* 'f': the copy in the tree as placed (manifest.h) */
-	struct timespec store_ctime;
+	bool borrowed : 1;         /* rel is the run's (snap_paths), not the item's */
+	bool sha_room : 1;         /* 32 bytes after rel's NUL hold the content hash... */
+	bool has_sha : 1;          /* ...which is set (else it is zero: snap_item_sha) */
+	bool look : 1;             /* the watcher saw it change: stat it under the lock */
+	bool relist : 1;           /* 'd': an entry in it changed: list it under the lock */
+	union {
+		struct {           /* 'f': the copy in the tree as placed (manifest.h) */
+			uint64_t store_ino;
+			struct timespec store_ctime;
+		};
+		struct timespec dir_atim;   /* 'd': the source's atime (snap_item_stat_set) */
+	};
 } snap_item;
+_Static_assert(sizeof(snap_item) == 112, "snap_item: see its size above");
 
-/* Paths of the items made from a staged manifest, copied into large
- * blocks (snap_list.c): the manifest is read one entry at a time and not
- * held, and one malloc per path cost 16 bytes more each.  Released with the
- * run that holds it. */
+/* The item's stat, from and to a struct stat (the fields not kept are
+ * zero).  Set it once it->type is the stat's: a directory keeps its atime
+ * where a file keeps its copy's identity. */
+void snap_item_stat_set(snap_item *it, const struct stat *s);
+void snap_item_stat_get(const snap_item *it, struct stat *d);
+/* it's type became another: what the old one kept goes. */
+void snap_item_retype(snap_item *it, char type);
+
+/* The item's content hash (zero when none is set).  The hash lives after
+ * the path, in the same allocation, for the items that may get one
+ * (symlinks, files that may be shared or come from a manifest): the first
+ * snapshot's files never do, and a hash in every item cost 32 bytes each.
+ * snap_item_set_sha gives an item without the room (a file the first
+ * walk met that is a symlink now) a path of its own with room (false: out
+ * of memory, nothing changed); the old path, the run's, stays valid for
+ * the threads that may still compare it. */
+const unsigned char *snap_item_sha(const snap_item *it);
+bool snap_item_set_sha(snap_item *it, const unsigned char sha[32]);
+void snap_item_clear_sha(snap_item *it);
+
+/* The items' paths, copied into large blocks (snap_list.c): one malloc
+ * per path cost 16 bytes more each, and the walk's threads each left
+ * theirs in an arena of their own.  Released with the run that holds it;
+ * the walk's callers hold snap_walk_ctx.mu. */
 typedef struct snap_paths {
 	char **blocks;
 	size_t n;
@@ -84,8 +112,12 @@ typedef struct snap_paths {
 	size_t left;
 } snap_paths;
 
-/* A copy of s that lives as long as p (NULL: out of memory). */
-char *snap_paths_dup(snap_paths *p, const char *s);
+/* A copy of s that lives as long as p (NULL: out of memory), with room
+ * bytes after its NUL. */
+char *snap_paths_dup(snap_paths *p, const char *s, size_t room);
+/* The room an item of this type made from rel needs after it: a content
+ * hash for a symlink, and for a file when may_share. */
+size_t snap_sha_room(char type, bool may_share);
 void snap_paths_free(snap_paths *p);
 
 typedef struct snap_list {

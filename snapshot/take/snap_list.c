@@ -78,20 +78,25 @@ void snap_list_compact(snap_list *l)
 	l->n = k;
 }
 
-void snap_stat_set(snap_stat *d, const struct stat *s)
+void snap_item_stat_set(snap_item *it, const struct stat *s)
 {
-	*d = (snap_stat){ .st_dev = s->st_dev, .st_ino = s->st_ino, .st_size = s->st_size,
-	                  .st_atim = s->st_atim, .st_mtim = s->st_mtim, .st_ctim = s->st_ctim,
-	                  .st_mode = s->st_mode, .st_uid = s->st_uid, .st_gid = s->st_gid };
+	it->st = (snap_stat){ .st_dev = s->st_dev, .st_ino = s->st_ino, .st_size = s->st_size,
+	                      .st_mtim = s->st_mtim, .st_ctim = s->st_ctim, .st_mode = s->st_mode,
+	                      .st_uid = s->st_uid, .st_gid = s->st_gid };
+	if (it->type == 'd')
+		it->dir_atim = s->st_atim;
 }
 
-void snap_stat_get(const snap_stat *s, struct stat *d)
+void snap_item_stat_get(const snap_item *it, struct stat *d)
 {
+	const snap_stat *s = &it->st;
+
 	memset(d, 0, sizeof *d);
 	d->st_dev = s->st_dev;
 	d->st_ino = s->st_ino;
 	d->st_size = s->st_size;
-	d->st_atim = s->st_atim;
+	if (it->type == 'd')
+		d->st_atim = it->dir_atim;
 	d->st_mtim = s->st_mtim;
 	d->st_ctim = s->st_ctim;
 	d->st_mode = s->st_mode;
@@ -99,15 +104,59 @@ void snap_stat_get(const snap_stat *s, struct stat *d)
 	d->st_gid = s->st_gid;
 }
 
+void snap_item_retype(snap_item *it, char type)
+{
+	it->type = type;
+	it->store_ino = 0;
+	it->store_ctime = (struct timespec){ 0, 0 };
+	snap_item_clear_sha(it);
+}
+
+size_t snap_sha_room(char type, bool may_share)
+{
+	return type == 'l' || (type == 'f' && may_share) ? 32 : 0;
+}
+
+const unsigned char *snap_item_sha(const snap_item *it)
+{
+	static const unsigned char none[32];
+
+	return it->has_sha ? (const unsigned char *)it->rel + strlen(it->rel) + 1 : none;
+}
+
+bool snap_item_set_sha(snap_item *it, const unsigned char sha[32])
+{
+	size_t len = strlen(it->rel) + 1;
+
+	if (!it->sha_room) {
+		char *rel = malloc(len + 32);
+		if (!rel)
+			return false;
+		memcpy(rel, it->rel, len);
+		snap_item_free_rel(it);   /* owned paths have room: never freed here */
+		it->rel = rel;
+		it->borrowed = false;
+		it->sha_room = true;
+	}
+	memcpy(it->rel + len, sha, 32);
+	it->has_sha = true;
+	return true;
+}
+
+void snap_item_clear_sha(snap_item *it)
+{
+	it->has_sha = false;
+}
+
 /* Blocks of this many bytes, or one path's when longer (PATH_MAX). */
 #define SNAP_PATHS_BLOCK (1u << 20)
 
-char *snap_paths_dup(snap_paths *p, const char *s)
+char *snap_paths_dup(snap_paths *p, const char *s, size_t room)
 {
 	size_t len = strlen(s) + 1;
 
-	if (len > p->left) {
-		size_t size = len > SNAP_PATHS_BLOCK ? len : SNAP_PATHS_BLOCK;
+	if (len + room > p->left) {
+		size_t size = len + room > SNAP_PATHS_BLOCK ? len + room : SNAP_PATHS_BLOCK;
 		char **nb = realloc(p->blocks, (p->n + 1) * sizeof *nb);
 		if (!nb)
 			return NULL;
@@ -119,8 +168,8 @@ char *snap_paths_dup(snap_paths *p, const char *s)
 	}
 	char *d = p->at;
 	memcpy(d, s, len);
-	p->at += len;
-	p->left -= len;
+	p->at += len + room;
+	p->left -= len + room;
 	return d;
 }
 

@@ -41,9 +41,9 @@ static const ts_manifest_entry *snap_mf_next(void *arg, size_t i, ts_manifest_en
 	me->type = it->type;
 	me->path = it->rel;
 	struct stat src;
-	snap_stat_get(&it->st, &src);
+	snap_item_stat_get(it, &src);
 	ts_manifest_entry_set_meta(me, &src);
-	memcpy(me->sha256, it->sha256, 32);
+	memcpy(me->sha256, snap_item_sha(it), 32);
 	me->pending = it->type == 'f' && it->unhashed;
 	/* Directories too: a stage's directory may serve as is (snap_dir_as_staged). */
 	ts_manifest_entry_set_source(me, &src);

@@ -53,7 +53,7 @@ static bool snap_share(snap_run *r, snap_item *it)
 		return false;
 	pe = ts_manifest_find(&r->prev, it->rel);
 	struct stat src;
-	snap_stat_get(&it->st, &src);
+	snap_item_stat_get(it, &src);
 	if (!pe || pe->type != 'f' || !ts_manifest_same_source(pe, &src))
 		return false;
 	pfd = ts_beneath_cache_parent(ts_walk_cache(1), r->prevfd, it->rel, &pleaf);
@@ -64,16 +64,21 @@ static bool snap_share(snap_run *r, snap_item *it)
 		return false;
 	if (!snap_stored_ok(r, pe, have ? &cur : NULL, pfd, pleaf))
 		return false;
-	tfd = ts_beneath_cache_parent(ts_walk_cache(0), r->tmp.treefd, it->rel, &tleaf);
-	if (tfd < 0 || linkat(pfd, pleaf, tfd, tleaf, 0) < 0)
+	/* The item is the walk's own still: a hash set here is no other
+	 * thread's concern (snap_item_set_sha). */
+	if (!pe->pending && !snap_item_set_sha(it, pe->sha256))
 		return false;
+	tfd = ts_beneath_cache_parent(ts_walk_cache(0), r->tmp.treefd, it->rel, &tleaf);
+	if (tfd < 0 || linkat(pfd, pleaf, tfd, tleaf, 0) < 0) {
+		snap_item_clear_sha(it);
+		return false;
+	}
 	/* The identity as checked, not restated after the link: the link
 	 * moves the ctime inside the take's own batch (linklog.h), which
 	 * explains it at the next share, and sharing stays one stat per file
 	 * (doc/contract.md section 5). */
 	it->store_ino = cur.st_ino;
 	it->store_ctime = cur.st_ctim;
-	memcpy(it->sha256, pe->sha256, 32);
 	it->unhashed = pe->pending;
 	it->shared = true;
 	return true;
@@ -129,8 +134,12 @@ static ts_err_code snap_put_at(snap_run *r, snap_item *it, bool in_walk, ts_err 
 		__atomic_store_n(&r->retyped, true, __ATOMIC_RELAXED);   /* a link on its way */
 	if (rc != TS_OK)
 		return rc;
-	snap_stat_set(&it->st, &co.st);
-	memcpy(it->sha256, co.sha256, 32);
+	snap_item_stat_set(it, &co.st);
+	/* A symlink's hash is its target's; a file's comes at the seal. */
+	if (it->type == 'l' && !snap_item_set_sha(it, co.sha256))
+		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
+	if (it->type != 'l')
+		snap_item_clear_sha(it);
 	/* The copy's identity as placed (manifest.h); nothing touches it
 	 * again before the snapshot appears. */
 	if (it->type == 'f') {
@@ -189,7 +198,7 @@ static bool snap_dir_as_staged(const snap_run *r, const snap_item *it)
 	struct stat cur;
 
 	struct stat src;
-	snap_stat_get(&it->st, &src);
+	snap_item_stat_get(it, &src);
 	if (!pe || pe->type != 'd' || !ts_manifest_same_source(pe, &src) ||
 	    snap_ns(&pe->src_ctime) >= snap_ns(&r->prev.time) - snap_racy_ns(&it->st.st_ctim))
 		return false;
@@ -210,7 +219,7 @@ static ts_err_code snap_dir_meta_one(void *arg, size_t i, ts_err *e)
 	if (r->stage_refresh && (it->st.st_mode & (S_IWUSR | S_IXUSR)) != (S_IWUSR | S_IXUSR))
 		return TS_OK;
 	struct stat src;
-	snap_stat_get(&it->st, &src);
+	snap_item_stat_get(it, &src);
 	return ts_copy_dir_meta(r->envfd, r->tmp.treefd, it->rel, &src, r->env->root, e);
 }
 

@@ -50,16 +50,22 @@ static bool snap_known(const snap_list *l, const char *rel)
 static snap_item snap_item_staged(snap_run *r, const ts_manifest_entry *pe, char *rel, int64_t ns,
                                   dev_t dev)
 {
-	snap_item it = { .rel = rel, .borrowed = true, .type = pe->type, .placed = true,
-	                 .shared = pe->type == 'f' && !pe->pending, .unhashed = pe->pending };
+	snap_item it = { .rel = rel, .borrowed = true, .sha_room = pe->type != 'd', .type = pe->type,
+	                 .placed = true, .shared = pe->type == 'f' && !pe->pending,
+	                 .unhashed = pe->pending };
 	struct stat pst;
 
-	memcpy(it.sha256, pe->sha256, 32);
-	it.store_ino = pe->store_ino;   /* as the manifest recorded it: checked on adoption */
-	it.store_ctime = pe->store_ctime;
+	/* Room made by the caller (snap_sha_room): a list no thread
+	 * searches yet. */
+	if (pe->type != 'd' && !pe->pending)
+		(void)snap_item_set_sha(&it, pe->sha256);
 	ts_manifest_entry_to_stat(pe, &pst);
 	pst.st_dev = dev;   /* as ts_copy_same_stat compares it */
-	snap_stat_set(&it.st, &pst);
+	snap_item_stat_set(&it, &pst);
+	if (pe->type == 'f') {
+		it.store_ino = pe->store_ino;   /* as the manifest recorded it: checked on adoption */
+		it.store_ctime = pe->store_ctime;
+	}
 	it.racy = pe->type != 'd' && snap_ns(&pe->src_ctime) >= ns - snap_racy_ns(&it.st.st_ctim);
 	if (pe->type == 'f' && pe->pending)
 		r->stats->bytes_copied += pe->size;
@@ -76,7 +82,7 @@ static void snap_item_over(ts_manifest_entry *pe, const snap_item *ov)
 		return;
 	if (ov->placed) {
 		struct stat src;
-		snap_stat_get(&ov->st, &src);
+		snap_item_stat_get(ov, &src);
 		ts_manifest_entry_set_meta(pe, &src);
 		ts_manifest_entry_set_source(pe, &src);
 		pe->store_ino = ov->store_ino;
@@ -131,7 +137,7 @@ ts_err_code snap_items_from_stage(snap_run *r, int dirfd, const char *mrel, cons
 			*de = pe;
 			de->path = keep;
 		}
-		if (!(rel = snap_paths_dup(&r->paths, pe.path))) {
+		if (!(rel = snap_paths_dup(&r->paths, pe.path, snap_sha_room(pe.type, true)))) {
 			rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 			break;
 		}
@@ -144,7 +150,7 @@ ts_err_code snap_items_from_stage(snap_run *r, int dirfd, const char *mrel, cons
 	ts_manifest_free(&head);
 	/* Without the root, nothing new at the top would be found. */
 	if (rc == TS_OK && !snap_known(&r->items, ".")) {
-		snap_item it = { .rel = snap_paths_dup(&r->paths, "."), .borrowed = true, .type = 'd', .placed = true };
+		snap_item it = { .rel = snap_paths_dup(&r->paths, ".", 0), .borrowed = true, .type = 'd', .placed = true };
 		rc = it.rel ? snap_list_push(&r->items, &it, e) : ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 		if (rc == TS_OK)
 			qsort(r->items.v, r->items.n, sizeof *r->items.v, snap_item_cmp);
@@ -174,16 +180,18 @@ static void snap_item_recorded(const snap_item *it, ts_manifest_entry *pe)
 {
 	struct stat st;
 
-	snap_stat_get(&it->st, &st);
+	snap_item_stat_get(it, &st);
 	memset(pe, 0, sizeof *pe);
 	pe->type = it->type;
 	pe->path = it->rel;
 	ts_manifest_entry_set_meta(pe, &st);
 	ts_manifest_entry_set_source(pe, &st);
-	memcpy(pe->sha256, it->sha256, 32);
+	memcpy(pe->sha256, snap_item_sha(it), 32);
 	pe->pending = it->unhashed;
-	pe->store_ino = it->store_ino;
-	pe->store_ctime = it->store_ctime;
+	if (it->type == 'f') {
+		pe->store_ino = it->store_ino;
+		pe->store_ctime = it->store_ctime;
+	}
 }
 
 /* A staged link shares the inode of the base snapshot's copy (or is a
@@ -293,7 +301,7 @@ static ts_err_code snap_recheck_item(snap_run *r, snap_item *it, ts_beneath_cach
 		it->check = SNAP_CHECK_GONE;   /* now a special file: never copied */
 	} else if (type != it->type) {
 		it->check = SNAP_CHECK_CHANGED;
-		it->type = type;
+		snap_item_retype(it, type);
 	} else if (type == 'd') {
 		/* Not ts_copy_same_stat: whether its entries may have changed,
 		 * which its inode and times tell (its size is the filesystem's).
@@ -305,10 +313,10 @@ static ts_err_code snap_recheck_item(snap_run *r, snap_item *it, ts_beneath_cach
 		            ? SNAP_CHECK_SAME : SNAP_CHECK_RELIST;
 	} else {
 		struct stat was;
-		snap_stat_get(&it->st, &was);
+		snap_item_stat_get(it, &was);
 		it->check = it->racy || !ts_copy_same_stat(&was, &st) ? SNAP_CHECK_CHANGED : SNAP_CHECK_SAME;
 	}
-	snap_stat_set(&it->st, &st);   /* directories: their metadata as of now */
+	snap_item_stat_set(it, &st);   /* directories: their metadata as of now */
 	return TS_OK;
 }
 

@@ -134,6 +134,11 @@ static void *mutate(void *arg)
 	snprintf(p, sizeof(p), "%s/htdocs/new-link", x->env);
 	if (symlink("late.txt", p) < 0)
 		mu->failed = 12;
+	/* A file the walk met, a symlink under the lock: its item, made
+	 * without room for a hash, gets the link's (snap_item_set_sha). */
+	snprintf(p, sizeof(p), "%s/db/trac.db.bak", x->env);
+	if (unlink(p) < 0 || symlink("trac.db", p) < 0)
+		mu->failed = 13;
 	if (sqlite3_exec(mu->w, "INSERT INTO ticket VALUES (4, 'during'); COMMIT", NULL, NULL,
 	                 NULL) != SQLITE_OK)
 		mu->failed = 7;
@@ -176,6 +181,9 @@ static void test_snap_changes_before_lock(void **state)
 	assert_true(sfx_snap_has(x, "s1", "README/inside.txt"));
 	assert_false(sfx_snap_has(x, "s1", "templates"));
 	assert_true(sfx_snap_has(x, "s1", "htdocs/new-link"));
+	tu_tree_path(x->store, "s1", "db/trac.db.bak", p, sizeof(p));
+	assert_int_equal(lstat(p, &sb), 0);
+	assert_true(S_ISLNK(sb.st_mode));
 	sfx_compare_tree(x, "s1");
 	sfx_check_db(x, "s1", "db/trac.db", 4, "first,second,third,during");
 	sfx_check_manifest(x, "s1", &st, &m);
