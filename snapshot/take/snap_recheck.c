@@ -50,14 +50,14 @@ static bool snap_known(const snap_list *l, const char *rel)
 static snap_item snap_item_staged(snap_run *r, const ts_manifest_entry *pe, char *rel, int64_t ns,
                                   dev_t dev)
 {
-	snap_item it = { .rel = rel, .borrowed = true, .sha_room = pe->type != 'd', .type = pe->type,
-	                 .placed = true, .shared = pe->type == 'f' && !pe->pending,
+	snap_item it = { .rel = rel, .borrowed = true, .sha_room = snap_sha_room(pe->type, true) > 0,
+	                 .type = pe->type, .placed = true, .shared = pe->type == 'f' && !pe->pending,
 	                 .unhashed = pe->pending };
 	struct stat pst;
 
-	/* Room made by the caller (snap_sha_room): a list no thread
+	/* Room made by the caller, by the same rule: a list no thread
 	 * searches yet. */
-	if (pe->type != 'd' && !pe->pending)
+	if (it.sha_room && !pe->pending)
 		(void)snap_item_set_sha(&it, pe->sha256);
 	ts_manifest_entry_to_stat(pe, &pst);
 	pst.st_dev = dev;   /* as ts_copy_same_stat compares it */
