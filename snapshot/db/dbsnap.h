@@ -119,6 +119,15 @@ ts_err_code ts_db_place(const ts_env *env, int treefd, int envfd, char **rel, co
 bool ts_db_can_precopy(const ts_env *env);
 const char *ts_db_external(const ts_env *env);
 
+/* SQLite's journal tap (db/sqlite/sqlite_tap.c), which lets a pass over the
+ * database's copy read only what Trac wrote since the last: by default it
+ * lives from a take's pre-copy to the end of that take.  keep: it outlives
+ * every handle, from the first pre-copy on, so that a pre-copy made long
+ * after the last (the daemon's stage, then its snapshots) reads little
+ * too; !keep: it ends now unless a handle still uses it.  The daemon keeps
+ * it for its life. */
+void ts_db_tap_keep(bool keep);
+
 /* ------------------------------------------------------ taking a snapshot */
 
 struct ts_dbsnap {

@@ -59,7 +59,7 @@ static void pass(fx *x, bool locked)
 
 	assert_true(in >= 0 && out >= 0);
 	ts_err_clear(&e);
-	assert_int_equal(sqlite_update(in, out, x->live, "copy", locked, &x->sums, &e), TS_OK);
+	assert_int_equal(sqlite_update(in, out, x->live, "copy", locked, &x->sums, NULL, &e), TS_OK);
 	close(in);
 	close(out);
 }
@@ -283,7 +283,7 @@ static void test_sums_of_a_new_copy(void **state)
 	int out = open(x->copy, O_RDONLY);
 	assert_true(out >= 0);
 	ts_err_clear(&e);
-	assert_int_equal(sqlite_sums_of(out, "copy", &x->sums, &e), TS_OK);
+	assert_int_equal(sqlite_sums_of(out, "copy", 0, &x->sums, &e), TS_OK);
 	close(out);
 	assert_int_equal(x->sums.n, 4);
 	assert_int_equal(x->sums.size, (off_t)len);

@@ -40,6 +40,7 @@ typedef struct sqlite_impl {
 	bool precopied;  /* a raw copy of the file is in place at the destination */
 	struct stat db_st; /* the database file at lock time: the copy's metadata */
 	sqlite_sums sums;  /* of the pre-copy's blocks (sqlite_update.c) */
+	sqlite_tap *tap;   /* the process's, from the pre-copy on (NULL: none) */
 	struct timespec busy_from;  /* W's first failed try for the lock */
 	int busy_limit_ms;
 } sqlite_impl;
@@ -152,6 +153,7 @@ static void sqlite_free(ts_dbsnap *d)
 	sqlite3_close(im->w);
 	sqlite3_close(im->r);
 	sqlite_sums_drop(&im->sums);
+	sqlite_tap_put(im->tap);
 	free(im);
 	d->impl = NULL;
 }
@@ -247,9 +249,12 @@ static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_
 		(void)unlinkat(pfd, leaf, 0);
 		goto out;
 	}
+	/* From here on the tap says what Trac writes (sqlite_tap.c). */
+	if (!im->tap)
+		im->tap = sqlite_tap_get(path);
 	out = openat(pfd, leaf, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (out >= 0) {
-		rc = sqlite_update(in, out, path, rel, false, &im->sums, e);
+		rc = sqlite_update(in, out, path, rel, false, &im->sums, im->tap, e);
 	} else {
 		out = openat(pfd, leaf, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (out < 0) {
@@ -257,6 +262,11 @@ static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_
 			goto out;
 		}
 		made = true;
+		/* The copy's sums name the tap's window begun before it. */
+		sqlite_tap_chg chg = { 0 };
+		if (im->tap)
+			sqlite_tap_rotate(im->tap, in, false, &chg);
+		sqlite_tap_chg_free(&chg);
 		/* In the kernel where it can: one copy of each page, not two
 		 * (the pre-copy runs beside the walk, on the same cores). */
 		snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
@@ -264,7 +274,7 @@ static ts_err_code sqlite_precopy(ts_dbsnap *d, int treefd, const char *rel, ts_
 		/* Its sums, read back from the page cache it is still in:
 		 * the pass under the lock then reads the file alone. */
 		if (rc == TS_OK)
-			rc = sqlite_sums_of(out, rel, &im->sums, e);
+			rc = sqlite_sums_of(out, rel, chg.started, &im->sums, e);
 		/* A copy the kernel cannot make (the store on another
 		 * filesystem) goes through this thread's copy buffer, and the
 		 * pre-copy may run on a thread of its own that ends after it
@@ -297,7 +307,7 @@ static ts_err_code sqlite_refresh(ts_dbsnap *d, int treefd, const char *rel, ts_
 	if (in < 0 || out < 0)
 		rc = ts_err_sys(e, errno, "%s: cannot open for the copy", in < 0 ? path : rel);
 	else
-		rc = sqlite_update(in, out, path, rel, true, &im->sums, e);
+		rc = sqlite_update(in, out, path, rel, true, &im->sums, im->tap, e);
 	if (in >= 0)
 		close(in);
 	if (out >= 0)
