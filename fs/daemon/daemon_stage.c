@@ -344,6 +344,9 @@ int dmn_stage_start(dmn_daemon *c)
 		return -1;
 	}
 	c->stage.running = true;
+	/* The stage's pre-copies and the snapshots' read, between them, only
+	 * what Trac wrote since the last (dbsnap.h). */
+	ts_db_tap_keep(true);
 	return 0;
 }
 
@@ -368,6 +371,7 @@ void dmn_stage_stop(dmn_daemon *c)
 void dmn_stage_close(dmn_daemon *c)
 {
 	dmn_stage_stop(c);
+	ts_db_tap_keep(false);
 	if (c->stage.j_open)
 		dmn_journal_close(&c->stage.j);
 	c->stage.j_open = false;
