@@ -462,7 +462,7 @@ static bool tap_counter(int in, uint32_t *counter)
 
 void sqlite_tap_rotate(sqlite_tap *t, int in, bool locked, sqlite_tap_chg *out)
 {
-	struct stat st, lst;
+	struct stat st = { 0 }, lst;
 	uint32_t counter = 0;
 	const char *why = NULL;
 
@@ -530,12 +530,22 @@ static pthread_mutex_t tap_reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static sqlite_tap *tap_cur;
 static bool tap_keep;
 
+/* Is t's watch gone (its mutex guards dead)? */
+static bool tap_dead(sqlite_tap *t)
+{
+	pthread_mutex_lock(&t->mu);
+	bool dead = t->dead;
+	pthread_mutex_unlock(&t->mu);
+	return dead;
+}
+
 sqlite_tap *sqlite_tap_get(const char *path)
 {
 	sqlite_tap *t;
 
+	/* tap_reg_mu, then a tap's mu: nothing under a tap's mu takes it. */
 	pthread_mutex_lock(&tap_reg_mu);
-	if (tap_cur && (strcmp(tap_cur->path, path) || tap_cur->dead)) {
+	if (tap_cur && (strcmp(tap_cur->path, path) || tap_dead(tap_cur))) {
 		if (!tap_cur->refs)
 			tap_free(tap_cur);
 		tap_cur = NULL;   /* else its last put frees it */
