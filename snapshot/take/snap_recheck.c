@@ -411,6 +411,40 @@ static ts_err_code snap_sub_add(void *arg, const char *rel, const struct stat *s
 	return snap_walk_add(c->w, full, st, e);
 }
 
+/* Everything below name, a directory of dirfd that the listing found new
+ * (rel from the environment's root, st its stat, its item just made from
+ * it), into w's list.  The directory is opened after that stat: if it has
+ * since changed into a symlink or a file, gone, or been replaced by another
+ * directory, its item says nothing of what is there now, and sealing it
+ * as made would leave an empty directory in the snapshot where the
+ * environment never had one (the hostile-tree test once found exactly
+ * that).  The next pass then looks at everything again (snap_recheck),
+ * which finds the entry as it is by then. */
+static ts_err_code snap_relist_new_dir(snap_run *r, snap_walk_ctx *w, int dirfd, const char *name,
+                                       const char *rel, const struct stat *st, const char *msg,
+                                       ts_err *e)
+{
+	snap_sub_ctx c = { .w = w, .prefix = rel };
+	int sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat now;
+	ts_err_code rc;
+
+	if (sub < 0) {
+		if (errno != ELOOP && errno != ENOTDIR && errno != ENOENT)
+			return ts_err_sys(e, errno, "%s/%s: cannot list", r->env->root, rel);
+		r->retyped = true;
+		return TS_OK;
+	}
+	if (fstat(sub, &now) < 0 || now.st_ino != st->st_ino || now.st_dev != st->st_dev) {
+		close(sub);
+		r->retyped = true;
+		return TS_OK;
+	}
+	rc = ts_walk(sub, r->env->root, snap_sub_add, &c, r->o->cancel, msg, &r->retyped, e);
+	close(sub);
+	return rc;
+}
+
 /* Entries of directory dir (known, listed again) that items lacks, with
  * everything below those that are directories, into w's list. */
 static ts_err_code snap_relist(snap_run *r, snap_walk_ctx *w, const char *dir, ts_err *e)
@@ -451,15 +485,8 @@ static ts_err_code snap_relist(snap_run *r, snap_walk_ctx *w, const char *dir, t
 			rc = TS_OK;   /* left out, like the walk leaves it out */
 			continue;
 		}
-		if (rc == TS_OK && w->l->n > before && S_ISDIR(st.st_mode)) {
-			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			snap_sub_ctx c = { .w = w, .prefix = rel };
-			if (sub >= 0) {
-				rc = ts_walk(sub, r->env->root, snap_sub_add, &c, r->o->cancel, msg,
-				             &r->retyped, e);
-				close(sub);
-			}
-		}
+		if (rc == TS_OK && w->l->n > before && S_ISDIR(st.st_mode))
+			rc = snap_relist_new_dir(r, w, dirfd(d), de->d_name, rel, &st, msg, e);
 	}
 	closedir(d);
 	return rc;
@@ -628,7 +655,8 @@ static ts_err_code snap_recheck_pass(snap_run *r, bool locked, ts_err *e)
 
 /* A pass that met a directory changed into a link or a file on some path
  * (r->retyped: ELOOP/ENOTDIR from beneath.h, in a stat, a listing, a walk
- * or a copy) left out what it could not reach without following; the next
+ * or a copy), or a new directory changed before it could be listed
+ * (snap_relist_new_dir), left out what it could not reach; the next
  * pass lists every directory again, which finds it where it now is.  An
  * environment whose directories keep changing type is refused. */
 #define SNAP_RECHECK_PASSES 3

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -294,27 +295,82 @@ static void *flip_to_link(void *arg)
 	return NULL;
 }
 
+/* Root's tree outside the environment, with modes and owners of its own,
+ * at TOP/canary (its path into canary), and its state into before. */
+static void canary_make(fx *x, char *canary, size_t len, canary_rec *before)
+{
+	tu_fmt(canary, len, "%s/canary", x->top);
+	tu_mkdir_in(x->top, "canary", 0700);
+	tu_mkdir_in(canary, "B", 0700);
+	tu_put_in(canary, "B/f.txt", "root's\n", 0600);
+	tu_mkdir_in(canary, "B/sub", 0710);
+	tu_put_in(canary, "B/sub/deep.txt", "root's deep\n", 0640);
+	canary_record(canary, before);
+}
+
+/* Snapshot s1 taken while fn runs on its own thread, holding Trac's lock
+ * (BEGIN IMMEDIATE) until it commits: fn changes the environment after
+ * the pre-copy, before the check under the lock.  Root's tree is as
+ * before, whatever became of the snapshot; the take's result is returned. */
+static ts_err_code flip_take(fx *x, const char *canary, const canary_rec *before,
+                             void *(*fn)(void *), ts_snap_stats *st, ts_err *e)
+{
+	flipper f;
+	pthread_t th;
+	char p[TBUF];
+	ts_err_code rc;
+
+	memset(&f, 0, sizeof(f));
+	f.x = x;
+	f.canary = canary;
+	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
+	f.w = tu_db_open(p, SQLITE_OPEN_READWRITE);
+	tu_sql(f.w, "BEGIN IMMEDIATE");
+	assert_int_equal(pthread_create(&th, NULL, fn, &f), 0);
+	rc = sfx_take(x, "s1", false, 5, st, e);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(sqlite3_close(f.w), SQLITE_OK);
+	assert_true(f.saw_precopy);
+	assert_int_equal(f.failed, 0);
+	canary_unchanged(canary, before);
+	return rc;
+}
+
+/* Snapshot s1 holds rel as the symlink the environment had, and its
+ * manifest lists nothing below it. */
+static void snap_holds_link(fx *x, const char *rel, ts_snap_stats *st)
+{
+	char p[TBUF];
+	struct stat sb;
+	ts_manifest m;
+	size_t len = strlen(rel);
+
+	tu_tree_path(x->store, "s1", rel, p, sizeof(p));
+	assert_int_equal(lstat(p, &sb), 0);
+	if (!S_ISLNK(sb.st_mode))
+		fail_msg("s1: %s is not the symlink the environment holds (mode %o)", rel,
+		         (unsigned)sb.st_mode);
+	sfx_check_manifest(x, "s1", st, &m);
+	for (size_t i = 0; i < m.n; i++)
+		if (!strncmp(m.entries[i].path, rel, len) && m.entries[i].path[len] == '/')
+			fail_msg("manifest lists %s, below the symlink %s", m.entries[i].path, rel);
+	assert_int_equal(ts_manifest_find(&m, rel)->type, 'l');
+	ts_manifest_free(&m);
+}
+
 static void test_snap_dir_swapped_for_link(void **state)
 {
 	fx *x = *state;
 	ts_snap_stats st;
-	ts_manifest m;
-	flipper f;
-	pthread_t th;
 	char canary[TBUF], p[TBUF], kept[TBUF];
 	canary_rec before;
 	struct stat sb;
 	ts_err_code rc;
 	ts_err e;
 
-	/* Root's tree outside the environment, with modes and owners of its
-	 * own, and the environment's directory of the same shape. */
-	tu_fmt(canary, sizeof(canary), "%s/canary", x->top);
-	tu_mkdir_in(x->top, "canary", 0700);
-	tu_mkdir_in(canary, "B", 0700);
-	tu_put_in(canary, "B/f.txt", "root's\n", 0600);
-	tu_mkdir_in(canary, "B/sub", 0710);
-	tu_put_in(canary, "B/sub/deep.txt", "root's deep\n", 0640);
+	/* Root's tree outside the environment, and the environment's
+	 * directory of the same shape. */
+	canary_make(x, canary, sizeof(canary), &before);
 	tu_mkdir_in(x->env, "files/A", 0777);
 	tu_mkdir_in(x->env, "files/A/B", 0777);
 	tu_put_in(x->env, "files/A/B/f.txt", "real B\n", 0666);
@@ -326,36 +382,14 @@ static void test_snap_dir_swapped_for_link(void **state)
 		tu_fmt(p, sizeof(p), "%s/%s", x->env, *r);
 		assert_int_equal(lchown(p, 4321, 4321), 0);
 	}
-	canary_record(canary, &before);
-
-	memset(&f, 0, sizeof(f));
-	f.x = x;
-	f.canary = canary;
-	tu_fmt(p, sizeof(p), "%s/db/trac.db", x->env);
-	f.w = tu_db_open(p, SQLITE_OPEN_READWRITE);
-	tu_sql(f.w, "BEGIN IMMEDIATE");
-	assert_int_equal(pthread_create(&th, NULL, flip_to_link, &f), 0);
-	rc = sfx_take(x, "s1", false, 5, &st, &e);
-	assert_int_equal(pthread_join(th, NULL), 0);
-	assert_int_equal(sqlite3_close(f.w), SQLITE_OK);
-	assert_true(f.saw_precopy);
-	assert_int_equal(f.failed, 0);
 
 	/* Nothing of root's was chown'ed, chmod'ed, touched, created or
-	 * removed, whatever became of the snapshot; and it was taken. */
-	canary_unchanged(canary, &before);
+	 * removed (flip_take); and the snapshot was taken, holding the link
+	 * as a link and nothing below it. */
+	rc = flip_take(x, canary, &before, flip_to_link, &st, &e);
 	if (rc != TS_OK)
 		fail_msg("snapshot s1: %s: %s", ts_err_name(e.code), e.msg);
-	/* The snapshot holds the link as a link, and nothing below it. */
-	tu_tree_path(x->store, "s1", "files/A", p, sizeof(p));
-	assert_int_equal(lstat(p, &sb), 0);
-	assert_true(S_ISLNK(sb.st_mode));
-	sfx_check_manifest(x, "s1", &st, &m);
-	for (size_t i = 0; i < m.n; i++)
-		if (!strncmp(m.entries[i].path, "files/A/", 8))
-			fail_msg("manifest lists %s, below the symlink files/A", m.entries[i].path);
-	assert_int_equal(ts_manifest_find(&m, "files/A")->type, 'l');
-	ts_manifest_free(&m);
+	snap_holds_link(x, "files/A", &st);
 
 	/* Back to a directory: the next snapshot reads its real content. */
 	tu_fmt(p, sizeof(p), "%s/files/A", x->env);
@@ -375,11 +409,110 @@ static void test_snap_dir_swapped_for_link(void **state)
 	sfx_store_clean_and_unlocked(x);
 }
 
+/* A directory that is new under the lock is listed after its stat; when
+ * the owner swaps it for a symlink between the two, the entry its stat
+ * made says nothing of what it holds (a hostile run once sealed such a
+ * directory empty).  This binary's own openat, which the engine's calls
+ * reach too, makes the swap at that moment: once armed, at the open of
+ * the armed name in the armed directory without O_PATH, before the open
+ * itself. */
+static struct {
+	const char *name;    /* armed when set */
+	ino_t dir;           /* the inode of the directory holding it */
+	char from[TBUF + 64], kept[TBUF + 64], target[TBUF];
+	int done, failed;
+} swap_at_open;
+
+int openat(int dirfd, const char *path, int flags, ...)
+{
+	int mode = 0;
+	struct stat ds;
+
+	if (flags & (O_CREAT | O_TMPFILE)) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = va_arg(ap, int);
+		va_end(ap);
+	}
+	if (__atomic_load_n(&swap_at_open.name, __ATOMIC_ACQUIRE) && !(flags & O_PATH) &&
+	    (flags & O_DIRECTORY) && !strcmp(path, swap_at_open.name) && fstat(dirfd, &ds) == 0 &&
+	    ds.st_ino == swap_at_open.dir && !__atomic_exchange_n(&swap_at_open.done, 1, __ATOMIC_ACQ_REL)) {
+		if (rename(swap_at_open.from, swap_at_open.kept) < 0 ||
+		    symlink(swap_at_open.target, swap_at_open.from) < 0)
+			swap_at_open.failed = 1;
+	}
+	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+}
+
+static void *make_new_dir(void *arg)
+{
+	flipper *f = arg;
+	char p[TBUF + 64];
+	struct stat st;
+	struct timespec nap = { 0, 2 * 1000 * 1000 };
+
+	for (int i = 0; i < 10000 && !f->saw_precopy; i++) {
+		f->saw_precopy = tmp_has(f->x->store, "files/attachments/ticket/1/small.txt");
+		if (!f->saw_precopy)
+			nanosleep(&nap, NULL);
+	}
+	nap.tv_nsec = 200 * 1000 * 1000;   /* let it reach the lock */
+	nanosleep(&nap, NULL);
+	if (!mu_mkdir(f->x, "files/N", 0777) || !mu_mkdir(f->x, "files/N/B", 0777) ||
+	    !mu_new(f->x, "files/N/B/f.txt", "real\n", 0666))
+		f->failed = 1;
+	snprintf(p, sizeof(p), "%s/files", f->x->env);
+	if (stat(p, &st) < 0)
+		f->failed = 2;
+	swap_at_open.dir = st.st_ino;
+	snprintf(swap_at_open.from, sizeof(swap_at_open.from), "%s/files/N", f->x->env);
+	snprintf(swap_at_open.kept, sizeof(swap_at_open.kept), "%s/files/N.real", f->x->env);
+	snprintf(swap_at_open.target, sizeof(swap_at_open.target), "%s", f->canary);
+	__atomic_store_n(&swap_at_open.name, "N", __ATOMIC_RELEASE);
+	if (sqlite3_exec(f->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		f->failed = 3;
+	return NULL;
+}
+
+static void test_snap_new_dir_swapped_while_listed(void **state)
+{
+	fx *x = *state;
+	ts_snap_stats st;
+	char canary[TBUF];
+	canary_rec before;
+	ts_err_code rc;
+	ts_err e;
+
+	canary_make(x, canary, sizeof(canary), &before);
+	rc = flip_take(x, canary, &before, make_new_dir, &st, &e);
+	__atomic_store_n(&swap_at_open.name, NULL, __ATOMIC_RELEASE);
+	/* The swap came where it was meant to: the take opened files/N to
+	 * list it, under the lock. */
+	assert_int_equal(swap_at_open.done, 1);
+	assert_int_equal(swap_at_open.failed, 0);
+	if (rc != TS_OK)
+		fail_msg("snapshot s1: %s: %s", ts_err_name(e.code), e.msg);
+	/* files/N as it was once the lock's pass ended: the link, nothing
+	 * below it; not a directory emptied by the swap. */
+	snap_holds_link(x, "files/N", &st);
+
+	/* Back to the directory: the next snapshot holds what it holds. */
+	assert_int_equal(unlink(swap_at_open.from), 0);
+	assert_int_equal(rename(swap_at_open.kept, swap_at_open.from), 0);
+	sfx_take_ok(x, "s2", &st);
+	canary_unchanged(canary, &before);
+	sfx_snap_text_is(x, "s2", "files/N/B/f.txt", "real\n");
+	sfx_compare_tree(x, "s2");
+	sfx_store_clean_and_unlocked(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_snap_changes_before_lock, sfx_setup, sfx_teardown),
 		cmocka_unit_test_setup_teardown(test_snap_dir_swapped_for_link, sfx_setup, sfx_teardown),
+		cmocka_unit_test_setup_teardown(test_snap_new_dir_swapped_while_listed, sfx_setup,
+		                                sfx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
