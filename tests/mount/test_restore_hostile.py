@@ -249,6 +249,12 @@ def test_flipper_during_copy_swap_and_wal(user, base):
     stop = os.path.join(base, "stop")
     results = []
     for attempt in range(3):
+        # Restore gives the database the WAL mode of the live one, as far
+        # as it can read it without following a link.  An earlier attempt
+        # may have left ENV/db a link to the canary (below): the live mode
+        # is then unknown, and the snapshot's rollback mode stays.
+        live_wal = not os.path.islink(os.path.dirname(db)) and os.path.isfile(db) and \
+            not os.path.islink(db) and open(db, "rb").read(20)[18:20] == b"\x02\x02"
         flipper = as_user(user, FLIPPER, args=[home, canary, stop])
         try:
             time.sleep(0.2)
@@ -280,7 +286,9 @@ def test_flipper_during_copy_swap_and_wal(user, base):
                 rdb = os.path.join(env, moved[0], "trac.db")
             assert os.path.isfile(rdb), (sorted(os.listdir(env)), results)
             hdr = open(rdb, "rb").read(20)
-            assert hdr[18] == 2 and hdr[19] == 2, "not WAL after restore"
+            assert hdr[18:20] == (b"\x02\x02" if live_wal else b"\x01\x01"), \
+                "restored database's mode %r; the live one was %s" % (hdr[18:20], "WAL" if live_wal else
+                                                                        "behind a link")
             c = sqlite3.connect("file:%s?mode=ro" % rdb, uri=True)
             assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             c.close()
