@@ -14,6 +14,14 @@
 
 #define WALK_MAX_THREADS 4
 
+/* A directory to list: its path (owned) and the inode its stat gave (0 for
+ * the root, which is not checked). */
+struct walk_todo {
+	char *rel;
+	dev_t dev;
+	ino_t ino;
+};
+
 typedef struct walk_state {
 	int rootfd;
 	const char *desc;
@@ -23,7 +31,7 @@ typedef struct walk_state {
 	const char *cancel_msg;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	char **todo;               /* directories to list (rel, owned), a stack */
+	struct walk_todo *todo;    /* directories to list, a stack */
 	size_t n, cap;
 	int busy;                  /* threads listing a directory */
 	bool retyped;              /* a directory was no longer one (under mu) */
@@ -42,7 +50,8 @@ static void walk_fail(walk_state *w, ts_err_code rc, const ts_err *e)
 	pthread_cond_broadcast(&w->cv);
 }
 
-static ts_err_code walk_push(walk_state *w, const char *rel, ts_err *e)
+/* st: the directory's stat, NULL for the root. */
+static ts_err_code walk_push(walk_state *w, const char *rel, const struct stat *st, ts_err *e)
 {
 	char *dup = strdup(rel);
 	ts_err_code rc = TS_OK;
@@ -50,7 +59,7 @@ static ts_err_code walk_push(walk_state *w, const char *rel, ts_err *e)
 	pthread_mutex_lock(&w->mu);
 	if (dup && w->n == w->cap) {
 		size_t ncap = w->cap ? w->cap * 2 : 64;
-		char **nv = realloc(w->todo, ncap * sizeof *nv);
+		struct walk_todo *nv = realloc(w->todo, ncap * sizeof *nv);
 		if (nv) {
 			w->todo = nv;
 			w->cap = ncap;
@@ -60,7 +69,8 @@ static ts_err_code walk_push(walk_state *w, const char *rel, ts_err *e)
 		free(dup);
 		rc = ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	} else {
-		w->todo[w->n++] = dup;
+		w->todo[w->n++] = (struct walk_todo){ .rel = dup, .dev = st ? st->st_dev : 0,
+		                                      .ino = st ? st->st_ino : 0 };
 		pthread_cond_signal(&w->cv);
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -90,33 +100,44 @@ static ts_err_code walk_entry(walk_state *w, int fd, const char *rel, const char
 	if (rc == TS_ERR_NOTFOUND)
 		return TS_OK;
 	if (rc == TS_OK && S_ISDIR(st.st_mode))
-		rc = walk_push(w, child, e);
+		rc = walk_push(w, child, &st, e);
 	return rc;
 }
 
+static void walk_set_retyped(walk_state *w)
+{
+	pthread_mutex_lock(&w->mu);
+	w->retyped = true;
+	pthread_mutex_unlock(&w->mu);
+}
+
 /* List one directory: every entry to fn, subdirectories onto the stack. */
-static ts_err_code walk_dir(walk_state *w, const char *rel, ts_err *e)
+static ts_err_code walk_dir(walk_state *w, const struct walk_todo *t, ts_err *e)
 {
 	ts_err_code rc = TS_OK;
+	const char *rel = t->rel;
 	char *buf = malloc(WALK_DENTS_BUF);
 	int fd = buf ? ts_beneath_open(w->rootfd, rel, O_RDONLY | O_DIRECTORY, 0) : -1;
+	struct stat now;
 
 	if (!buf)
 		return ts_err_set(e, TS_ERR_NOMEM, "out of memory");
 	if (fd < 0) {
 		free(buf);
-		/* A directory deleted while we walk is simply no longer there;
-		 * one replaced by a link or a file (or an ancestor so replaced)
-		 * changed type: left out, and said so (walk.h). */
-		if (errno == ELOOP || errno == ENOTDIR) {
-			pthread_mutex_lock(&w->mu);
-			w->retyped = true;
-			pthread_mutex_unlock(&w->mu);
+		/* Gone, or replaced by a link or a file (or an ancestor so
+		 * replaced), since fn was given its stat: left out, and said so
+		 * (walk.h). */
+		if (errno == ELOOP || errno == ENOTDIR || errno == ENOENT) {
+			walk_set_retyped(w);
 			return TS_OK;
 		}
-		if (errno == ENOENT)
-			return TS_OK;
 		return ts_err_sys(e, errno, "%s/%s: cannot read directory", w->desc, rel);
+	}
+	if (t->ino && (fstat(fd, &now) < 0 || now.st_ino != t->ino || now.st_dev != t->dev)) {
+		/* Another directory moved in since that stat: not the one fn
+		 * was told of, left out too. */
+		walk_set_retyped(w);
+		goto done;
 	}
 	for (;;) {
 		ssize_t n = getdents64(fd, buf, WALK_DENTS_BUF);
@@ -171,13 +192,13 @@ static void *walk_worker(void *arg)
 			pthread_cond_wait(&w->cv, &w->mu);
 		if (w->rc != TS_OK || w->n == 0)
 			break;   /* failed, or nothing left and nobody to add more */
-		char *rel = w->todo[--w->n];
+		struct walk_todo t = w->todo[--w->n];
 		w->busy++;
 		pthread_mutex_unlock(&w->mu);
 
 		ts_err_clear(&e);
-		ts_err_code rc = walk_dir(w, rel, &e);
-		free(rel);
+		ts_err_code rc = walk_dir(w, &t, &e);
+		free(t.rel);
 
 		pthread_mutex_lock(&w->mu);
 		w->busy--;
@@ -207,7 +228,7 @@ ts_err_code ts_walk(int rootfd, const char *desc, ts_walk_fn fn, void *arg,
 	ts_err_clear(&w.err);
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
-	if (walk_push(&w, ".", &w.err) != TS_OK)
+	if (walk_push(&w, ".", NULL, &w.err) != TS_OK)
 		w.rc = TS_ERR_NOMEM;
 	for (int t = 1; w.rc == TS_OK && t < nth; t++)
 		if (pthread_create(&th[started], NULL, walk_worker, &w) == 0)
@@ -216,7 +237,7 @@ ts_err_code ts_walk(int rootfd, const char *desc, ts_walk_fn fn, void *arg,
 	for (int t = 0; t < started; t++)
 		pthread_join(th[t], NULL);
 	for (size_t i = 0; i < w.n; i++)
-		free(w.todo[i]);
+		free(w.todo[i].rel);
 	free(w.todo);
 	pthread_cond_destroy(&w.cv);
 	pthread_mutex_destroy(&w.mu);

@@ -21,11 +21,12 @@
 typedef ts_err_code (*ts_walk_fn)(void *arg, const char *rel, const struct stat *st, ts_err *e);
 
 /* Walk below rootfd.  Entries that vanish while walking are left out.
- * Every directory is opened beneath rootfd (beneath.h): one that is no
- * longer a directory all the way from rootfd when its turn comes (a
- * symlink or a file put in its place, or in an ancestor's, since its stat)
- * is left out too, and *retyped (unless NULL) set to true, so that the
- * caller can look at that subtree again; it is never followed.
+ * Every directory is opened beneath rootfd (beneath.h): one that is not
+ * the directory fn was given the stat of when its turn comes (a symlink or
+ * a file put in its place, or in an ancestor's; gone; another directory
+ * moved in) is left out too, and *retyped (unless NULL) set to true, so
+ * that the caller can look at that subtree again: what fn was told of it
+ * says nothing of what it holds now.  A symlink is never followed.
  * desc names the root in messages.  cancel (may be NULL) stops the walk with
  * TS_ERR_CANCELLED; cancel_msg is its message.  A path longer than PATH_MAX
  * stops the walk with TS_ERR_IO ("path too long"). */

@@ -165,8 +165,9 @@ typedef struct snap_run {
 	size_t dirs_added;         /* directories snap_recheck found new (the stager watches them) */
 	int64_t listed_ns;         /* CLOCK_REALTIME when the walk that gave items began */
 	bool retyped;              /* a directory met as a link or file on a path (beneath.h),
-	                            * or found new and changed before it was listed: the
-	                            * next recheck pass lists every directory again */
+	                            * or changed between its stat and its listing (walk.h,
+	                            * snap_relist_new_dir): the next recheck pass lists
+	                            * every directory again */
 	bool relist_all;           /* this recheck pass lists every directory again */
 	/* The environment's watcher (ts_snap_changes, snap_changes.c): */
 	bool changes_marked;       /* recording since changes_mark */

@@ -655,8 +655,8 @@ static ts_err_code snap_recheck_pass(snap_run *r, bool locked, ts_err *e)
 
 /* A pass that met a directory changed into a link or a file on some path
  * (r->retyped: ELOOP/ENOTDIR from beneath.h, in a stat, a listing, a walk
- * or a copy), or a new directory changed before it could be listed
- * (snap_relist_new_dir), left out what it could not reach; the next
+ * or a copy), or a directory changed between its stat and its listing
+ * (walk.h, snap_relist_new_dir), left out what it could not reach; the next
  * pass lists every directory again, which finds it where it now is.  An
  * environment whose directories keep changing type is refused. */
 #define SNAP_RECHECK_PASSES 3

@@ -67,6 +67,8 @@ typedef struct seen {
 	size_t cancel_after;
 	const char *remove_rel;           /* rm -rf it when seen (under root) */
 	const char *swap_rel;             /* replace it by a symlink to / when seen */
+	const char *replace_rel;          /* move replace_with in its place when seen */
+	const char *replace_with;
 	const char *root;
 	useconds_t delay_us;              /* sleep in each call (outside the lock) */
 } seen;
@@ -125,6 +127,14 @@ static ts_err_code walk_cb(void *arg, const char *rel, const struct stat *st, ts
 	if (s->remove_rel && !strcmp(rel, s->remove_rel)) {
 		snprintf(path, sizeof(path), "%s/%s", s->root, rel);
 		tu_rm_rf(path);
+	}
+	if (s->replace_rel && !strcmp(rel, s->replace_rel)) {
+		char with[TBUF];
+		snprintf(path, sizeof(path), "%s/%s", s->root, rel);
+		snprintf(with, sizeof(with), "%s/%s", s->root, s->replace_with);
+		tu_rm_rf(path);
+		if (rename(with, path) < 0)
+			s->oom = true;   /* reported as a failed record */
 	}
 	if (s->swap_rel && !strcmp(rel, s->swap_rel)) {
 		snprintf(path, sizeof(path), "%s/%s", s->root, rel);
@@ -418,6 +428,19 @@ static void walk_ok(fx *x, seen *s)
 		fail_msg("ts_walk: %s", e.msg);
 }
 
+/* walk_ok, and whether the walk said a directory changed between its
+ * stat and its listing. */
+static bool walk_ok_retyped(fx *x, seen *s)
+{
+	bool retyped = false;
+	ts_err e;
+
+	ts_err_clear(&e);
+	if (ts_walk(x->rootfd, x->root, walk_cb, s, NULL, NULL, &retyped, &e) != TS_OK)
+		fail_msg("ts_walk: %s", e.msg);
+	return retyped;
+}
+
 /* ---- 1. every entry once, as nftw and lstat see it ------------------------------- */
 
 static void test_walk_all_entries(void **state)
@@ -430,7 +453,7 @@ static void test_walk_all_entries(void **state)
 	nftw_list(x->root);
 	assert_int_equal(nftw_n, TREE_ENTRIES);
 	seen_init(&s, x->root);
-	walk_ok(x, &s);
+	assert_false(walk_ok_retyped(x, &s));   /* nothing changed meanwhile */
 
 	same_as_nftw(&s);
 	for (size_t i = 0; i < s.n; i++) {
@@ -639,7 +662,8 @@ static void test_walk_dir_removed(void **state)
 	nftw_drop_below("d2");
 	seen_init(&s, x->root);
 	s.remove_rel = "d2";
-	walk_ok(x, &s);
+	/* Said, so that a take looks again (its item for d2 is stale). */
+	assert_true(walk_ok_retyped(x, &s));
 	assert_false(tu_exists_at(x->rootfd, "d2"));
 	assert_int_equal(count_rel(&s, "d2"), 1);
 	assert_int_equal(count_below(&s, "d2"), 0);
@@ -661,13 +685,34 @@ static void test_walk_dir_swapped_for_symlink(void **state)
 	nftw_drop_below("d3");
 	seen_init(&s, x->root);
 	s.swap_rel = "d3";
-	walk_ok(x, &s);
+	assert_true(walk_ok_retyped(x, &s));
 	assert_int_equal(fstatat(x->rootfd, "d3", &st, AT_SYMLINK_NOFOLLOW), 0);
 	assert_true(S_ISLNK(st.st_mode));
 	assert_int_equal(count_below(&s, "d3"), 0);
 	same_as_nftw(&s);
 	seen_free(&s);
 	nftw_free();
+}
+
+/* Another directory moved into d3's place after its stat: its entries are
+ * not d3's, and are left out (the caller, told, looks again). */
+static void test_walk_dir_replaced_by_another(void **state)
+{
+	fx *x = *state;
+	seen s;
+
+	make_tree(x);
+	tu_mkdir_in(x->root, "other", 0755);
+	tu_put_in(x->root, "other/not-d3.txt", "other\n", 0644);
+	seen_init(&s, x->root);
+	s.replace_rel = "d3";
+	s.replace_with = "other";
+	s.skip[0] = "other";   /* not walked under its old name: only d3 matters here */
+	assert_true(walk_ok_retyped(x, &s));
+	assert_true(tu_exists_at(x->rootfd, "d3/not-d3.txt"));
+	assert_int_equal(count_rel(&s, "d3"), 1);
+	assert_int_equal(count_below(&s, "d3"), 0);
+	seen_free(&s);
 }
 
 /* ---- 6. a path longer than PATH_MAX ------------------------------------------------- */
@@ -909,6 +954,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_walk_cancel_during, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_walk_dir_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_walk_dir_swapped_for_symlink, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_walk_dir_replaced_by_another, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_walk_path_too_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_walk_uses_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_walk_unreadable_dir, setup, teardown),
