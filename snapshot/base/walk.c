@@ -34,7 +34,7 @@ typedef struct walk_state {
 	struct walk_todo *todo;    /* directories to list, a stack */
 	size_t n, cap;
 	int busy;                  /* threads listing a directory */
-	bool retyped;              /* a directory was no longer one (under mu) */
+	bool retyped;              /* a directory was not the one stat'ed (under mu) */
 	ts_err_code rc;            /* first failure */
 	ts_err err;
 } walk_state;

@@ -420,16 +420,8 @@ static ts_err_code walk(fx *x, seen *s, volatile sig_atomic_t *cancel, const cha
 	return ts_walk(x->rootfd, x->root, walk_cb, s, cancel, cancel_msg, NULL, e);
 }
 
-static void walk_ok(fx *x, seen *s)
-{
-	ts_err e;
-
-	if (walk(x, s, NULL, NULL, &e) != TS_OK)
-		fail_msg("ts_walk: %s", e.msg);
-}
-
-/* walk_ok, and whether the walk said a directory changed between its
- * stat and its listing. */
+/* A walk that must succeed; whether it said a directory changed between
+ * its stat and its listing. */
 static bool walk_ok_retyped(fx *x, seen *s)
 {
 	bool retyped = false;
@@ -439,6 +431,11 @@ static bool walk_ok_retyped(fx *x, seen *s)
 	if (ts_walk(x->rootfd, x->root, walk_cb, s, NULL, NULL, &retyped, &e) != TS_OK)
 		fail_msg("ts_walk: %s", e.msg);
 	return retyped;
+}
+
+static void walk_ok(fx *x, seen *s)
+{
+	(void)walk_ok_retyped(x, s);
 }
 
 /* ---- 1. every entry once, as nftw and lstat see it ------------------------------- */
