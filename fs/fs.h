@@ -27,9 +27,11 @@ typedef struct fs_ctx {
 	/* Set before the session runs, read-only after. */
 	char *mnt;                     /* absolute */
 	bool foreground;
+	bool no_passthrough;           /* -o no_passthrough: reads through fs_read */
 	struct fuse_session *se;
 	struct fs_nodes *nodes;        /* the kernel's inodes (fs/fs_int.h); own mutex */
 	struct fs_prefetch *prefetch;  /* metadata ahead of listings (fs/fs_int.h) */
+	struct fs_pt *pt;              /* FUSE passthrough (fs/fs_int.h) */
 	/* fs_watch.c: invalidates the kernel's cache of the root.  Set by
 	 * fs_watch_start (from init) and fs_watch_stop only; the fds are the
 	 * watch thread's while it runs. */

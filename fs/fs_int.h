@@ -79,6 +79,18 @@ typedef struct fs_prefetch {
 	bool running;                  /* set by start/stop only */
 } fs_prefetch;
 
+/* FUSE passthrough (fs_passthrough.c).  Set up by fs_pt_install before the
+ * session runs; want and fd are read-only after.  replied is set once, by
+ * the first reply's writer; state is decided at the first file open, under
+ * mu, and read atomically after. */
+typedef struct fs_pt {
+	pthread_mutex_t mu;
+	int state;                     /* atomic: unknown, on or off */
+	bool want;                     /* not no_passthrough */
+	bool replied;                  /* atomic: INIT's reply went by */
+	int fd;                        /* the session's /dev/fuse descriptor */
+} fs_pt;
+
 /* What a request's inode is. */
 typedef enum { FS_ROOT, FS_LATEST, FS_NODE } fs_kind;
 #define FS_LATEST_NODEID ((fuse_ino_t)2)
@@ -103,6 +115,24 @@ static inline fuse_ino_t fs_nodeid(const fs_node *n)
 {
 	return (fuse_ino_t)(uintptr_t)n;
 }
+
+/* fs_passthrough.c */
+/* Route libfuse's reads and replies through fs_passthrough.c, which asks for
+ * passthrough in the INIT reply if want.  After fuse_session_mount, before
+ * the loop.  0 or libfuse's -errno. */
+int fs_pt_install(fs_ctx *c, fs_pt *pt, bool want);
+void fs_pt_free(fs_pt *pt);
+/* The backing id of an open of store file fd: >= 0 in passthrough mode (the
+ * kernel holds its own reference: fd stays the caller's), -1 when the file
+ * is read through fs_read (a small file, or a mount without passthrough),
+ * -errno when the kernel refused this file. */
+int fs_pt_backing(fs_pt *pt, int fd);
+/* Answer an open (fi->fh set) in passthrough mode if backing >= 0, else
+ * with the page cache kept.  Returns what libfuse's reply returned
+ * (-ENOENT: the open was interrupted, and no release will come). */
+int fs_pt_reply_open(fuse_req_t req, struct fuse_file_info *fi, int backing);
+/* Forget a backing id from fs_pt_backing (nothing for -1). */
+void fs_pt_drop(fs_pt *pt, int backing);
 
 /* fs_node.c */
 int fs_nodes_init(fs_nodes *t, long fds_max);

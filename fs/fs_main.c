@@ -33,6 +33,7 @@ typedef struct fs_cmdline {
 	char *lock_timeout_text;
 	int lock_timeout;
 	int no_database;
+	int no_passthrough;
 	char *manage_group;
 	char *keep;
 	int npos;
@@ -46,6 +47,7 @@ static const struct fuse_opt fs_opt_spec[] = {
 	FS_OPT("auto=%s", auto_fmts),
 	FS_OPT("lock_timeout=%s", lock_timeout_text),
 	FS_OPT("no_database", no_database),
+	FS_OPT("no_passthrough", no_passthrough),
 	FS_OPT("manage_group=%s", manage_group),
 	FS_OPT("keep=%s", keep),
 	FUSE_OPT_END
@@ -276,6 +278,8 @@ static int fs_serve(struct fuse_args *args, fs_ctx *c)
 	struct fuse_loop_config *cfg = NULL;
 	fs_nodes nodes;
 	fs_prefetch prefetch;   /* its thread runs from init to destroy */
+	fs_pt pt;
+	bool pt_set = false;
 	int res;
 
 	memset(&o, 0, sizeof o);
@@ -303,6 +307,11 @@ static int fs_serve(struct fuse_args *args, fs_ctx *c)
 	if (fuse_session_mount(c->se, o.mountpoint) != 0) {
 		res = 4;
 		goto out_destroy;
+	}
+	pt_set = true;
+	if (fs_pt_install(c, &pt, !c->no_passthrough) != 0) {
+		res = 3;
+		goto out_unmount;
 	}
 	if (fuse_daemonize(o.foreground) != 0) {
 		res = 5;
@@ -339,6 +348,9 @@ out_destroy:
 	/* Runs fs_destroy if init ran: the threads stop before the nodes go. */
 	fuse_session_destroy(c->se);
 	c->se = NULL;
+	if (pt_set)
+		fs_pt_free(&pt);
+	c->pt = NULL;
 out:
 	fs_prefetch_stop(&prefetch);
 	c->prefetch = NULL;
@@ -398,6 +410,7 @@ int fs_main(int argc, char **argv, ts_err_code *code)
 	}
 	c.d.lock_timeout_s = cl.lock_timeout;
 	c.d.no_database = cl.no_database;
+	c.no_passthrough = cl.no_passthrough;
 	c.d.who.owner = getuid();
 	c.d.who.owner_gid = getgid();
 	if (dmn_auto_parse(&c.d.autos, cl.auto_fmts ? cl.auto_fmts : DMN_AUTO_DEFAULT, &e) != TS_OK)

@@ -29,9 +29,11 @@
 #include "store/registry.h"
 #include "store/name.h"
 
-/* An open file: its descriptor, and the snapshot it counts for. */
+/* An open file: its descriptor, its passthrough id (-1: none), and the
+ * snapshot it counts for. */
 typedef struct fs_file {
 	int fd;
+	int backing;
 	dev_t dev;     /* STORE/NAME/tree */
 	ino_t ino;
 } fs_file;
@@ -353,9 +355,13 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fd = f ? openat(pfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
 	rc = !f ? ENOMEM : fd < 0 ? errno : 0;
 	fs_fd_done(pfd, tmp);
-	if (!rc && (rc = -fs_handle_open(c, n)) != 0)
-		close(fd);
+	if (!rc && (f->backing = fs_pt_backing(c->pt, fd)) < -1)
+		rc = -f->backing;
+	else if (!rc && (rc = -fs_handle_open(c, n)) != 0)
+		fs_pt_drop(c->pt, f->backing);
 	if (rc) {
+		if (fd >= 0)
+			close(fd);
 		free(f);
 		fuse_reply_err(req, rc);
 		return;
@@ -364,16 +370,17 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	f->dev = n->snap->dev;
 	f->ino = n->snap->ino;
 	fi->fh = (uint64_t)(uintptr_t)f;
-	fi->keep_cache = 1;   /* immutable: the page cache stays valid across opens */
-	if (fuse_reply_open(req, fi) == -ENOENT) {
+	if (fs_pt_reply_open(req, fi, f->backing) == -ENOENT) {
 		/* The open was interrupted: the kernel will not release it. */
+		fs_pt_drop(c->pt, f->backing);
 		close(f->fd);
 		fs_handle_release(c, f->dev, f->ino);
 		free(f);
 	}
 }
 
-/* Hand libfuse the descriptor: with splice the data goes from the store's
+/* A file not in passthrough mode (fs_passthrough.c: a small one, or any on a
+ * kernel without it): hand libfuse the descriptor; with splice the data goes from the store's
  * page cache to the kernel without passing through us.
  *
  * The kernel's read-ahead sends several requests at once, which our
@@ -402,6 +409,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fs_file *f = fs_file_of(fi);
 	(void)ino;
 
+	fs_pt_drop(fs_req_ctx(req)->pt, f->backing);
 	close(f->fd);
 	fs_handle_release(fs_req_ctx(req), f->dev, f->ino);
 	free(f);
